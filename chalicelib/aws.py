@@ -1,0 +1,70 @@
+"""The one place that builds boto3 clients.
+
+Region, botocore's retry mode (`standard` or `adaptive`: throttling is absorbed there, not by home-made
+decorators) and the endpoint override for the local stage are decided here and nowhere else.
+boto3 is imported lazily so that importing `app.py` stays cheap on cold start.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured by boto3 and the AWS CLI as well
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    region: str
+    retry_mode: str = "standard"
+    max_attempts: int = 5
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, region: str | None = None, retry_mode: str = "standard", max_attempts: int = 5) -> ClientSettings:
+        return cls(
+            region=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            retry_mode=os.environ.get("LAKEHOUSE_RETRY_MODE", retry_mode),
+            max_attempts=int(os.environ.get("LAKEHOUSE_MAX_ATTEMPTS", max_attempts)),
+            endpoint_url=os.environ.get(ENDPOINT_ENV) or None,
+        )
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, ClientSettings], Any] = {}
+
+
+def client(service: str, settings: ClientSettings | None = None) -> Any:
+    """A cached boto3 client for `service` (clients are thread-safe; sessions are not, hence the lock)."""
+    settings = settings or ClientSettings.from_env()
+    key = (service, settings)
+    with _lock:
+        if key not in _cache:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                region_name=settings.region,
+                retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+            )
+            _cache[key] = boto3.session.Session().client(
+                service, config=config, endpoint_url=settings.endpoint_url
+            )
+        return _cache[key]
+
+
+def clear_cache() -> None:
+    """Forget cached clients (tests switch endpoints and credentials)."""
+    with _lock:
+        _cache.clear()
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))

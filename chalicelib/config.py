@@ -1,0 +1,353 @@
+"""TOML configuration: `lakehouse.toml` and one contract per dataset, validated into frozen dataclasses.
+
+The same parser reads the files from the repository (CLI, tests) and from the lake bucket's `config/`
+prefix (Lambdas, which Chalice ships without the repository's `config/` folder). Every error names the
+file, the dotted key and the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+SETTINGS_FILE = "lakehouse.toml"
+DATASETS_DIR = "datasets"
+FORMATS = ("csv", "jsonl")
+RETRY_MODES = ("standard", "adaptive", "legacy")
+_SIMPLE_TYPES = ("string", "int32", "int64", "double", "bool", "date", "timestamp")
+_DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+Format = Literal["csv", "jsonl"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a dataset's files must look like, and how its tables are keyed and partitioned."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    formats: tuple[Format, ...] = ("csv",)
+    delimiter: str = ","
+    partition_column: str | None = None
+    description: str = ""
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns a file must carry: the non-nullable ones (a nullable column may be absent)."""
+        return tuple(c.name for c in self.columns if not c.nullable)
+
+
+@dataclass(frozen=True)
+class Zones:
+    raw: str = "raw/"
+    processed: str = "processed/"
+    curated: str = "curated/"
+    rejected: str = "rejected/"
+    archive: str = "archive/"
+    athena_results: str = "athena-results/"
+    reports: str = "reports/"
+    config: str = "config/"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 5 * 1024**3
+    max_decompressed_bytes: int = 20 * 1024**3
+    max_compression_ratio: int = 200
+    max_line_bytes: int = 1024**2
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything one deployment stage needs: names of its resources and its tunables."""
+
+    name: str
+    project: str
+    region: str
+    bucket: str
+    ledger_table: str
+    ingest_queue: str
+    ingest_dlq: str
+    accepted_queue: str
+    alerts_topic: str
+    notifications_topic: str
+    retry_mode: str = "standard"
+    max_attempts: int = 5
+    lease_seconds: int = 960
+    queue_visibility_seconds: int = 1800
+    max_receive_count: int = 5
+    enforce_tls: bool = True  # bucket policy denying plain HTTP; off only for the loopback local stage
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    region: str
+    zones: Zones
+    limits: Limits
+    stages: Mapping[str, Stage]
+    datasets: Mapping[str, Contract]
+    schedules: Mapping[str, str] = field(default_factory=dict)
+
+    def stage(self, name: str) -> Stage:
+        try:
+            return self.stages[name]
+        except KeyError:
+            raise ConfigError(SETTINGS_FILE, "stages", name, f"no such stage; known: {sorted(self.stages)}") from None
+
+
+class _Table:
+    """Typed, checked access to one TOML table; every error carries file and dotted key."""
+
+    def __init__(self, file: str, prefix: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, prefix or "(top level)", data, "must be a table")
+        self.file, self.prefix, self.data = file, prefix, data
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, value: object, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), value, problem)
+
+    def only(self, allowed: Iterable[str]) -> None:
+        allowed = set(allowed)
+        for name in self.data:
+            if name not in allowed:
+                raise self.fail(name, self.data[name], f"unknown key; expected one of {sorted(allowed)}")
+
+    def table(self, name: str) -> _Table:
+        return _Table(self.file, self.key(name), self.data.get(name, {}))
+
+    def str(self, name: str, default: str | None = None, *, choices: Iterable[str] | None = None,
+            pattern: re.Pattern[str] | None = None) -> str:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.fail(name, value, "is required")
+        if not isinstance(value, str):
+            raise self.fail(name, value, "must be a string")
+        if choices is not None and value not in choices:
+            raise self.fail(name, value, f"must be one of {list(choices)}")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.fail(name, value, f"must match {pattern.pattern}")
+        return value
+
+    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self.data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, value, "must be an integer")
+        if value < minimum:
+            raise self.fail(name, value, f"must be at least {minimum}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, value, "must be true or false")
+        return value
+
+    def str_list(self, name: str, default: list[str] | None = None) -> tuple[str, ...]:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.fail(name, value, "is required")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, value, "must be a list of strings")
+        return tuple(value)
+
+
+def _parse_toml(file: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", text.splitlines()[exc.lineno - 1] if exc.lineno else "",
+                          f"not valid TOML: {exc}") from exc
+
+
+def _check_type(cols: _Table, name: str, type_: str) -> str:
+    match = _DECIMAL.fullmatch(type_.replace(" ", ""))
+    if match:
+        precision, scale = int(match[1]), int(match[2])
+        if not (1 <= precision <= 38 and scale <= precision):
+            raise cols.fail(f"{name}.type", type_, "decimal needs 1 <= precision <= 38 and scale <= precision")
+        return f"decimal({precision},{scale})"
+    if type_ not in _SIMPLE_TYPES:
+        raise cols.fail(f"{name}.type", type_, f"unknown type; expected one of {list(_SIMPLE_TYPES)} or decimal(p,s)")
+    return type_
+
+
+def parse_contract(file: str, text: str) -> Contract:
+    """Parse one dataset contract; the dataset is named after its file (`orders.toml` -> orders)."""
+    name = Path(file).stem
+    if not _NAME.fullmatch(name):
+        raise ConfigError(file, "(file name)", name, "a dataset name is lowercase letters, digits and _")
+    top = _Table(file, "", _parse_toml(file, text))
+    top.only({"description", "formats", "delimiter", "primary_key", "partition_column", "columns"})
+    cols = top.table("columns")
+    if not cols.data:
+        raise top.fail("columns", cols.data, "a contract needs at least one column")
+    columns = []
+    for col_name in cols.data:
+        if not _NAME.fullmatch(col_name):
+            raise cols.fail(col_name, col_name, "a column name is lowercase letters, digits and _")
+        spec = cols.table(col_name)
+        spec.only({"type", "nullable"})
+        columns.append(Column(col_name, _check_type(cols, col_name, spec.str("type")), spec.bool("nullable", True)))
+    by_name = {c.name: c for c in columns}
+
+    formats = top.str_list("formats", ["csv"])
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise top.fail("formats", list(formats), f"unknown format {fmt!r}; expected some of {list(FORMATS)}")
+    delimiter = top.str("delimiter", ",")
+    if len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise top.fail("delimiter", delimiter, "must be one character other than a quote or line break")
+    primary_key = top.str_list("primary_key")
+    if not primary_key:
+        raise top.fail("primary_key", [], "needs at least one column")
+    for key_col in primary_key:
+        if key_col not in by_name:
+            raise top.fail("primary_key", list(primary_key), f"column {key_col!r} is not in [columns]")
+        if by_name[key_col].nullable:
+            raise top.fail("primary_key", list(primary_key), f"column {key_col!r} must be nullable = false")
+    partition = top.data.get("partition_column")
+    if partition is not None and top.str("partition_column") not in by_name:
+        raise top.fail("partition_column", partition, "is not in [columns]")
+    return Contract(
+        name=name,
+        columns=tuple(columns),
+        primary_key=primary_key,
+        formats=formats,  # type: ignore[arg-type]
+        delimiter=delimiter,
+        partition_column=partition,
+        description=top.str("description", ""),
+    )
+
+
+_STAGE_KEYS = ("region", "bucket", "ledger_table", "ingest_queue", "ingest_dlq", "accepted_queue",
+               "alerts_topic", "notifications_topic")
+_TUNABLES = ("retry_mode", "max_attempts", "lease_seconds", "queue_visibility_seconds", "max_receive_count",
+             "enforce_tls")
+
+
+def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: _Table, name: str) -> Stage:
+    stage.only(_STAGE_KEYS + _TUNABLES)
+
+    def tunable_int(key: str, default: int, minimum: int) -> int:
+        return stage.int(key, defaults.int(key, default, minimum=minimum), minimum=minimum)
+
+    def named(role: str, suffix: str) -> str:
+        return stage.str(role, f"{project}-{name}-{suffix}")
+
+    return Stage(
+        name=name,
+        project=project,
+        region=stage.str("region", region),
+        bucket=stage.str("bucket", f"{project}-{name}-lake", pattern=_BUCKET),
+        ledger_table=named("ledger_table", "ledger"),
+        ingest_queue=named("ingest_queue", "ingest"),
+        ingest_dlq=named("ingest_dlq", "ingest-dlq"),
+        accepted_queue=named("accepted_queue", "accepted"),
+        alerts_topic=named("alerts_topic", "alerts"),
+        notifications_topic=named("notifications_topic", "notifications"),
+        retry_mode=stage.str("retry_mode", defaults.str("retry_mode", "standard", choices=RETRY_MODES),
+                             choices=RETRY_MODES),
+        max_attempts=tunable_int("max_attempts", 5, 1),
+        lease_seconds=tunable_int("lease_seconds", 960, 1),
+        queue_visibility_seconds=tunable_int("queue_visibility_seconds", 1800, 0),
+        max_receive_count=tunable_int("max_receive_count", 5, 1),
+        enforce_tls=stage.bool("enforce_tls", defaults.bool("enforce_tls", True)),
+    )
+
+
+def parse_settings(files: Mapping[str, str]) -> Settings:
+    """Build Settings from file texts keyed by relative path (`lakehouse.toml`, `datasets/orders.toml`)."""
+    if SETTINGS_FILE not in files:
+        raise ConfigError(SETTINGS_FILE, "(file)", None, "missing")
+    file = SETTINGS_FILE
+    top = _Table(file, "", _parse_toml(file, files[file]))
+    top.only({"project", "zones", "limits", "ingest", "schedules", "stages"})
+    project_t = top.table("project")
+    project_t.only({"name", "region"})
+    project = project_t.str("name", pattern=re.compile(r"[a-z][a-z0-9-]{1,30}"))
+    region = project_t.str("region", pattern=re.compile(r"[a-z]{2}(-[a-z]+)+-\d"))
+
+    zones_t = top.table("zones")
+    zones_t.only(Zones.__dataclass_fields__)
+    zone_values: dict[str, str] = {}
+    for zone, default in vars(Zones()).items():
+        value = zones_t.str(zone, default, pattern=re.compile(r"[a-z0-9][a-z0-9_.-]*/"))
+        if value in zone_values.values():
+            raise zones_t.fail(zone, value, "every zone needs its own prefix")
+        zone_values[zone] = value
+
+    limits_t = top.table("limits")
+    limits_t.only(Limits.__dataclass_fields__)
+    limits = Limits(**{k: limits_t.int(k, v, minimum=1) for k, v in vars(Limits()).items()})
+
+    ingest = top.table("ingest")
+    ingest.only(_TUNABLES)
+    schedules_t = top.table("schedules")
+    schedules = {k: schedules_t.str(k, pattern=re.compile(r"(cron|rate)\(.+\)")) for k in schedules_t.data}
+
+    stages_t = top.table("stages")
+    if not stages_t.data:
+        raise top.fail("stages", {}, "declare at least one stage, e.g. [stages.local]")
+    stages = {}
+    for name in stages_t.data:
+        if not _NAME.fullmatch(name):
+            raise stages_t.fail(name, name, "a stage name is lowercase letters, digits and _")
+        stages[name] = _parse_stage(file, project, region, ingest, stages_t.table(name), name)
+
+    prefix = f"{DATASETS_DIR}/"
+    datasets = {}
+    for path in sorted(p for p in files if p.startswith(prefix) and p.endswith(".toml")):
+        contract = parse_contract(path, files[path])
+        datasets[contract.name] = contract
+    if not datasets:
+        raise ConfigError(f"{DATASETS_DIR}/", "(files)", None, "no dataset contracts (*.toml) found")
+    return Settings(project=project, region=region, zones=Zones(**zone_values), limits=limits,
+                    stages=stages, datasets=datasets, schedules=schedules)
+
+
+def config_files(root: Path) -> dict[str, str]:
+    """The configuration files under `root`, keyed by their path relative to it."""
+    root = Path(root)
+    paths = [root / SETTINGS_FILE, *sorted((root / DATASETS_DIR).glob("*.toml"))]
+    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in paths if p.is_file()}
+
+
+def load_settings(root: Path | str) -> Settings:
+    """Load and validate the configuration kept in a directory (the repository's `config/`)."""
+    return parse_settings(config_files(Path(root)))
+
+
+def load_settings_from_s3(s3: Any, bucket: str, prefix: str) -> Settings:
+    """Load and validate the configuration that provisioning uploaded to `s3://bucket/prefix`."""
+    files = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix):]
+            if rel == SETTINGS_FILE or (rel.startswith(f"{DATASETS_DIR}/") and rel.endswith(".toml")):
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                files[rel] = body.decode("utf-8")
+    return parse_settings(files)

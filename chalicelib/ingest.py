@@ -1,0 +1,207 @@
+"""Ingest one S3 object: claim it in the ledger, validate it, accept, quarantine or mark it duplicate.
+
+Called by the `validate` Lambda for every `ObjectCreated` record under `raw/`. Safe to call any number of
+times for the same event, concurrently: the ledger's conditional writes decide, never a prior read.
+Nothing is deleted from `raw/`; a rejected file is *copied* to `rejected/<dataset>/...` with a JSON reason
+beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from .aws import error_code
+from .config import Settings, Stage
+from .ledger import FileRecord, Ledger, Status, now_iso
+from .validation import Verdict, validate_stream
+
+log = logging.getLogger(__name__)
+
+_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
+_GONE = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
+_CHANGED = {"412", "PreconditionFailed"}
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One `ObjectCreated` record of an S3 event notification (key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+    sequencer: str | None = None
+
+
+def refs_from_notification(body: dict[str, Any]) -> list[ObjectRef]:
+    """The object-created records of an S3 notification; test events and other events give none."""
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
+    if body.get("Event") == "s3:TestEvent" or "Records" not in body:
+        return []
+    refs = []
+    for record in S3Event(body).records:
+        if not record.event_name.startswith("ObjectCreated"):
+            continue
+        obj = record.s3.get_object  # optional fields via .get: not every sender includes them (moto omits some)
+        # Keys arrive URL-encoded ('+' for spaces); Powertools decodes only S3Event.object_key, not per record.
+        refs.append(ObjectRef(bucket=record.s3.bucket.name, key=unquote_plus(obj.key),
+                              version_id=obj.get("versionId") or None,
+                              etag=obj.get("eTag") or None, size=obj.get("size"),
+                              sequencer=obj.get("sequencer") or None))
+    return refs
+
+
+@dataclass
+class Ingestor:
+    """Everything ingest needs, passed in explicitly (clients come from `chalicelib.aws`)."""
+
+    settings: Settings
+    stage: Stage
+    s3: Any
+    sqs: Any
+    ledger: Ledger
+
+    def dataset_of(self, key: str) -> str | None:
+        """`raw/<dataset>/...` -> dataset ('' for a file directly under raw/); None outside raw/."""
+        raw = self.settings.zones.raw
+        if not key.startswith(raw):
+            return None
+        rest = key[len(raw):]
+        return rest.split("/", 1)[0] if "/" in rest else ""
+
+    def ingest(self, ref: ObjectRef) -> FileRecord | None:
+        dataset = self.dataset_of(ref.key)
+        if dataset is None or ref.key.endswith("/"):
+            log.info("ignored: not a file under %s", self.settings.zones.raw, extra={"key": ref.key})
+            return None
+        head = self._head(ref)
+        head_etag = (head or {}).get("ETag", "").strip('"') or None
+        overwritten = head is not None and not ref.version_id and bool(ref.etag) and ref.etag != head_etag
+        version = self._version(ref, head, overwritten)
+        record = FileRecord(file_id=f"{ref.bucket}/{ref.key}#{version}", bucket=ref.bucket, key=ref.key,
+                            version_id=version,
+                            dataset=dataset, size=ref.size if overwritten else (head or {}).get("ContentLength", ref.size),
+                            etag=ref.etag if overwritten else head_etag or ref.etag)
+        claim = self.ledger.claim(record)
+        if not claim.claimed:
+            log.info("redelivery of a finished file", extra={"file_id": record.file_id, "status": claim.record.status})
+            if claim.record.status == Status.VALID and not claim.record.announced:
+                return self._announce(claim.record)
+            return claim.record
+        record = claim.record
+        if overwritten:
+            return self.ledger.finish(record, Status.GONE, reason_code="OBJECT_OVERWRITTEN",
+                                      reason="the object was overwritten before it could be read; "
+                                             "the new content has its own event")
+        if head is None:
+            return self.ledger.finish(record, Status.GONE, reason_code="OBJECT_GONE",
+                                      reason="the object version was deleted before it could be read")
+        contract = self.settings.datasets.get(dataset)
+        if contract is None:
+            known = sorted(self.settings.datasets)
+            return self._reject(record, head, Verdict("", record.size or 0, code="UNKNOWN_DATASET",
+                                message=f"no contract for dataset {dataset!r} (key {ref.key!r}); known: {known}"))
+        limit = self.settings.limits.max_file_bytes
+        if (record.size or 0) > limit:
+            return self._reject(record, head, Verdict(
+                record.etag or "", record.size or 0, code="TOO_LARGE",
+                message=f"{record.size} bytes is over the {limit} byte limit; not read"))
+        if self._md5_from_etag(head):  # fast path: a duplicate known from HEAD alone, body never read
+            owner = self.ledger.owner_of_content(record.etag or "")
+            if owner and owner != record.file_id:
+                return self._duplicate(record, record.etag or "", owner)
+        body = self._get(record, head)
+        if body is None:
+            return self.ledger.finish(record, Status.GONE, reason_code="OBJECT_GONE",
+                                      reason="the object disappeared or changed while being read")
+        with body:
+            verdict = validate_stream(body, key=ref.key, contract=contract, limits=self.settings.limits)
+        if not verdict.ok:
+            return self._reject(record, head, verdict)
+        owner = self.ledger.claim_content(verdict.md5, record)
+        if owner:
+            return self._duplicate(record, verdict.md5, owner, verdict)
+        valid = self.ledger.finish(record, Status.VALID, md5=verdict.md5, size=verdict.size,
+                                   rows=verdict.rows, format=verdict.format)
+        return self._announce(valid)
+
+    # -- steps ---------------------------------------------------------------------------------
+    @staticmethod
+    def _version(ref: ObjectRef, head: dict[str, Any] | None, overwritten: bool) -> str:
+        """The identity of the delivered object version: S3's version id, else the event's sequencer or ETag."""
+        if ref.version_id:
+            return ref.version_id
+        if head and not overwritten and head.get("VersionId") not in (None, "null"):
+            return str(head["VersionId"])
+        return ref.sequencer or ref.etag or (head or {}).get("ETag", "").strip('"') or "unversioned"
+
+    def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
+        kwargs = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            kwargs["VersionId"] = ref.version_id
+        try:
+            return self.s3.head_object(**kwargs)
+        except Exception as exc:
+            if error_code(exc) in _GONE:
+                return None
+            raise
+
+    @staticmethod
+    def _md5_from_etag(head: dict[str, Any]) -> bool:
+        """The ETag is the MD5 only for single-part uploads without SSE-KMS (S3 docs, 'Checking object integrity')."""
+        etag = head.get("ETag", "").strip('"')
+        return bool(_PLAIN_MD5.fullmatch(etag)) and head.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
+
+    def _get(self, record: FileRecord, head: dict[str, Any]) -> Any:
+        kwargs: dict[str, Any] = {"Bucket": record.bucket, "Key": record.key}
+        if head.get("VersionId") not in (None, "null"):
+            kwargs["VersionId"] = head["VersionId"]
+        else:
+            kwargs["IfMatch"] = head["ETag"]  # read exactly the object we were told about
+        try:
+            return self.s3.get_object(**kwargs)["Body"]
+        except Exception as exc:
+            if error_code(exc) in _GONE | _CHANGED:
+                return None
+            raise
+
+    def _duplicate(self, record: FileRecord, md5: str, owner: str, verdict: Verdict | None = None) -> FileRecord:
+        extra = {} if verdict is None else {"rows": verdict.rows, "format": verdict.format, "size": verdict.size}
+        return self.ledger.finish(record, Status.DUPLICATE, md5=md5, duplicate_of=owner, reason_code="DUPLICATE_CONTENT",
+                                  reason=f"same content (MD5 {md5}) as {owner}", **extra)
+
+    def _reject(self, record: FileRecord, head: dict[str, Any], verdict: Verdict) -> FileRecord:
+        zones = self.settings.zones
+        rest = record.key[len(zones.raw):]
+        target = f"{zones.rejected}{rest if record.dataset else '_no_dataset/' + rest}"
+        source = {"Bucket": record.bucket, "Key": record.key}
+        if head.get("VersionId") not in (None, "null"):
+            source["VersionId"] = head["VersionId"]
+        # Copy first, reason second; raw/ is never touched, so no step here can lose the file.
+        self.s3.copy(source, record.bucket, target)  # managed copy: multipart above 5 GB too
+        reason = {
+            "code": verdict.code, "message": verdict.message, "line": verdict.line,
+            "dataset": record.dataset, "file_id": record.file_id, "rejected_at": now_iso(),
+            "source": {"bucket": record.bucket, "key": record.key, "version_id": record.version_id,
+                       "size": verdict.size or record.size, "md5": verdict.md5 or None},
+        }
+        self.s3.put_object(Bucket=record.bucket, Key=f"{target}.reason.json", ContentType="application/json",
+                           Body=json.dumps(reason, indent=2).encode())
+        return self.ledger.finish(record, Status.REJECTED, md5=verdict.md5 or None, size=verdict.size or record.size,
+                                  format=verdict.format, reason_code=verdict.code, reason=verdict.message,
+                                  line=verdict.line, rejected_key=target)
+
+    def _announce(self, record: FileRecord) -> FileRecord:
+        """Tell the pipeline a file is ready. At least once: consumers dedupe on `file_id`."""
+        url = self.sqs.get_queue_url(QueueName=self.stage.accepted_queue)["QueueUrl"]
+        message = {k: getattr(record, k) for k in ("file_id", "bucket", "key", "version_id", "dataset", "md5",
+                                                     "rows", "size", "format")}
+        self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
+        return self.ledger.mark_announced(record)

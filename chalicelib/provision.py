@@ -1,0 +1,175 @@
+"""Idempotent provisioning of a stage's resources: the same code for the local stage and for AWS.
+
+Each `ensure_*` creates what is missing and corrects what differs, and returns what it did. Documents that
+S3 replaces whole (bucket notification configuration) are read, merged and written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .aws import error_code
+from .config import Settings, Stage
+from .ledger import LEDGER_TABLE_SPEC
+
+log = logging.getLogger(__name__)
+
+NOTIFICATION_ID = "lakehouse-ingest"
+
+
+@dataclass(frozen=True)
+class Clients:
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+    sns: Any
+
+    @classmethod
+    def for_stage(cls, stage: Stage) -> Clients:
+        from .aws import ClientSettings, client
+
+        settings = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
+        return cls(*(client(name, settings) for name in ("s3", "dynamodb", "sqs", "sns")))
+
+
+def ensure_bucket(s3: Any, stage: Stage) -> str:
+    bucket, created = stage.bucket, False
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if stage.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": stage.region}
+        s3.create_bucket(**kwargs)
+        created = True
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]})
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    if stage.enforce_tls:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [
+        {"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]})
+    tls = ", TLS-only" if stage.enforce_tls else " (plain HTTP allowed: enforce_tls = false)"
+    return f"bucket {bucket}: {'created' if created else 'exists'}; versioning, encryption, public access block{tls}"
+
+
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+
+
+def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
+    table, created = stage.ledger_table, False
+    try:
+        dynamodb.describe_table(TableName=table)
+    except Exception as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        dynamodb.create_table(TableName=table, **LEDGER_TABLE_SPEC,
+                              Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}])
+        created = True
+    dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    dynamodb.update_continuous_backups(TableName=table,
+                                       PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    return f"ledger table {table}: {'created' if created else 'exists'}; point-in-time recovery on"
+
+
+def ensure_queue(sqs: Any, name: str, attributes: Mapping[str, str]) -> str:
+    """Create the queue or bring its attributes in line; returns the queue ARN."""
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=dict(attributes))
+    except Exception as exc:
+        if error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            raise
+        url = sqs.create_queue(QueueName=name, Attributes=dict(attributes))["QueueUrl"]
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def ensure_queues(sqs: Any, stage: Stage) -> tuple[str, str]:
+    """The ingest queue (with its dead-letter queue, and S3 allowed to send) and the accepted-files queue."""
+    dlq_arn = ensure_queue(sqs, stage.ingest_dlq, {"MessageRetentionPeriod": str(14 * 24 * 3600),
+                                                   "SqsManagedSseEnabled": "true"})
+    bucket_arn = f"arn:aws:s3:::{stage.bucket}"
+    ingest_name_arn = dlq_arn.rsplit(":", 1)[0] + ":" + stage.ingest_queue
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "AllowLakeBucketNotifications", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": ingest_name_arn,
+        "Condition": {"ArnLike": {"aws:SourceArn": bucket_arn}}}]}
+    ingest_arn = ensure_queue(sqs, stage.ingest_queue, {
+        "VisibilityTimeout": str(stage.queue_visibility_seconds),
+        "MessageRetentionPeriod": str(4 * 24 * 3600),
+        "SqsManagedSseEnabled": "true",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": stage.max_receive_count}),
+        "Policy": json.dumps(policy),
+    })
+    accepted_arn = ensure_queue(sqs, stage.accepted_queue, {"MessageRetentionPeriod": str(14 * 24 * 3600),
+                                                            "SqsManagedSseEnabled": "true"})
+    return ingest_arn, accepted_arn
+
+
+def ensure_topics(sns: Any, stage: Stage) -> str:
+    for name in (stage.alerts_topic, stage.notifications_topic):
+        sns.create_topic(Name=name, Tags=[{"Key": "project", "Value": stage.project}])  # idempotent by name
+    return f"topics {stage.alerts_topic}, {stage.notifications_topic}"
+
+
+def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) -> str:
+    """Route `ObjectCreated` under raw/ to the ingest queue, keeping every other notification of the bucket."""
+    current = s3.get_bucket_notification_configuration(Bucket=stage.bucket)
+    current.pop("ResponseMetadata", None)
+    ours = {"Id": NOTIFICATION_ID, "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}}}
+    others = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != NOTIFICATION_ID]
+    if [q for q in current.get("QueueConfigurations", []) if q.get("Id") == NOTIFICATION_ID] == [ours]:
+        return f"bucket notification {NOTIFICATION_ID}: up to date"
+    s3.put_bucket_notification_configuration(Bucket=stage.bucket, NotificationConfiguration={
+        **current, "QueueConfigurations": [*others, ours]})
+    return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
+
+
+def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -> str:
+    """Publish the validated configuration where the Lambdas read it; unchanged files are not rewritten."""
+    written = 0
+    for rel, text in files.items():
+        key, body = f"{prefix}{rel}", text.encode("utf-8")
+        try:
+            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        except Exception as exc:
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            etag = None
+        if etag != hashlib.md5(body).hexdigest():
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/toml")
+            written += 1
+    return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
+
+
+def provision(settings: Settings, stage: Stage, clients: Clients, config_files: Mapping[str, str],
+              progress: Callable[[str], None] = log.info) -> list[str]:
+    """Bring a stage's resources to the declared state; safe to run any number of times."""
+    done = []
+
+    def step(message: str) -> None:
+        done.append(message)
+        progress(message)
+
+    step(ensure_bucket(clients.s3, stage))
+    step(ensure_ledger_table(clients.dynamodb, stage))
+    ingest_arn, _ = ensure_queues(clients.sqs, stage)
+    step(f"queues {stage.ingest_queue} (+ {stage.ingest_dlq}), {stage.accepted_queue}")
+    step(ensure_topics(clients.sns, stage))
+    step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
+    step(ensure_notification(clients.s3, stage, settings.zones.raw, ingest_arn))
+    return done

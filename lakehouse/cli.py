@@ -1,0 +1,230 @@
+"""`lakehouse`: the command line for the local stage and for deployed stages."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chalicelib.config import Settings, config_files, load_settings
+from chalicelib.errors import LakehouseError
+from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord, Status
+
+from . import localstage
+
+CONFIG_DIR = localstage.PROJECT_DIR / "config"
+console = Console(stderr=True)
+out = Console()
+if not out.is_terminal:
+    out = Console(width=160)  # logs and CI: rich would otherwise wrap tables at 80 columns
+
+
+def _settings() -> Settings:
+    return load_settings(CONFIG_DIR)
+
+
+def _connect(stage_name: str) -> tuple[Settings, Any]:
+    """Settings and the stage; the local stage must be running, an AWS stage uses your AWS credentials."""
+    settings = _settings()
+    stage = settings.stage(stage_name)
+    if stage_name == localstage.STAGE:
+        localstage.use(localstage.require())
+    return settings, stage
+
+
+def _ledger(stage: Any) -> DynamoDBLedger:
+    from chalicelib.aws import ClientSettings, client
+
+    return DynamoDBLedger(client("dynamodb", ClientSettings.from_env(stage.region, stage.retry_mode,
+                                                                     stage.max_attempts)),
+                          stage.ledger_table, stage.lease_seconds)
+
+
+class _Group(click.Group):
+    """Turn the project's errors into one clear line and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LakehouseError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Serverless Lakehouse: local stage, ingest, and ledger."""
+
+
+@main.command()
+def up() -> None:
+    """Start the embedded local stage (moto server + validator) and provision it. Idempotent."""
+    from chalicelib.provision import Clients, provision
+
+    settings = _settings()
+    stage = settings.stage(localstage.STAGE)
+    with console.status("starting the local stage"):
+        local, started = localstage.up(stage.region, lambda: provision(
+            settings, stage, Clients.for_stage(stage), config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}")))
+    console.print(f"local stage {'started' if started else 'already running'} at {local.endpoint} (pid {local.pid})")
+
+
+@main.command()
+def down() -> None:
+    """Stop the local stage (its data is in memory and goes with it). Idempotent."""
+    console.print("local stage stopped" if localstage.down() else "local stage was not running")
+
+
+@main.command()
+def env() -> None:
+    """Print the environment for standard clients: eval "$(lakehouse env)" then use the AWS CLI or boto3."""
+    local = localstage.require()
+    stage = _settings().stage(localstage.STAGE)
+    for name, value in {**local.environment(), "LAKEHOUSE_BUCKET": stage.bucket}.items():
+        out.print(f"export {name}={value}", highlight=False)
+
+
+@main.command()
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+def provision(stage_name: str) -> None:
+    """Create or update an AWS stage's resources (run before `chalice deploy --stage STAGE`)."""
+    from chalicelib.provision import Clients
+    from chalicelib.provision import provision as run
+
+    settings = _settings()
+    stage = settings.stage(stage_name)
+    if stage_name == localstage.STAGE:
+        raise click.UsageError("the local stage is provisioned by `lakehouse up`")
+    run(settings, stage, Clients.for_stage(stage), config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
+
+
+def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:
+    return f"{settings.zones.raw}{dataset}/ingest_date={today or datetime.now(UTC).date().isoformat()}/{path.name}"
+
+
+def guess_dataset(settings: Settings, path: Path) -> str:
+    """The dataset a file name starts with (longest match: order_items before orders)."""
+    for name in sorted(settings.datasets, key=len, reverse=True):
+        if path.name.startswith(name):
+            return name
+    raise click.UsageError(f"cannot tell the dataset of {path.name}; pass --dataset "
+                           f"(one of {', '.join(sorted(settings.datasets))})")
+
+
+def drop_files(settings: Settings, stage: Any, files: list[tuple[Path, str]]) -> list[str]:
+    """Upload files to raw/<dataset>/ through the S3 API; returns their ledger file ids."""
+    from chalicelib.aws import ClientSettings, client
+
+    s3 = client("s3", ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts))
+    ids = []
+    for path, dataset in files:
+        key = raw_key(settings, dataset, path)
+        s3.upload_file(str(path), stage.bucket, key)  # multipart above 8 MB, as the AWS CLI does
+        version = s3.head_object(Bucket=stage.bucket, Key=key).get("VersionId")
+        ids.append(f"{stage.bucket}/{key}#{version}")
+    return ids
+
+
+def wait_for(ledger: DynamoDBLedger, file_ids: list[str], timeout: float) -> dict[str, FileRecord]:
+    """Wait until every file has a final ledger status, with a progress bar."""
+    done: dict[str, FileRecord] = {}
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("files", total=len(file_ids))
+        while len(done) < len(file_ids):
+            for file_id in file_ids:
+                if file_id not in done and (record := ledger.get(file_id)) and record.status in FINAL:
+                    done[file_id] = record
+            progress.update(task, completed=len(done))
+            if len(done) < len(file_ids):
+                if time.monotonic() > deadline:
+                    raise LakehouseError(f"{len(file_ids) - len(done)} file(s) not validated after {timeout:.0f}s: "
+                                         f"{[f for f in file_ids if f not in done]}")
+                time.sleep(0.2)
+    return done
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dataset", help="Dataset of every file (default: from each file name).")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the validator's verdicts.")
+@click.option("--timeout", default=120.0, show_default=True)
+def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bool, timeout: float) -> None:
+    """Upload FILES into raw/<dataset>/ and (by default) wait for each file's verdict."""
+    settings, stage = _connect(stage_name)
+    if dataset is not None and dataset not in settings.datasets:
+        console.print(f"[yellow]warning:[/yellow] no contract for dataset {dataset!r}: the files will be rejected")
+    ids = drop_files(settings, stage, [(p, dataset or guess_dataset(settings, p)) for p in files])
+    if not wait:
+        out.print("\n".join(ids))
+        return
+    records = wait_for(_ledger(stage), ids, timeout)
+    print_records([records[i] for i in ids])
+    if any(r.status != Status.VALID for r in records.values()):
+        sys.exit(2)
+
+
+def print_records(records: list[FileRecord]) -> None:
+    table = Table("status", "dataset", "file", "rows", "reason")
+    colours = {"VALID": "green", "DUPLICATE": "yellow", "REJECTED": "red", "GONE": "magenta"}
+    for r in records:
+        reason = f"{r.reason_code}: {r.reason}" if r.reason_code else ""
+        if r.line:
+            reason += f" [line {r.line}]"
+        table.add_row(f"[{colours.get(r.status, 'white')}]{r.status}[/]", r.dataset, r.key.rsplit("/", 1)[-1],
+                      "" if r.rows is None else str(r.rows), reason)
+    out.print(table)
+
+
+@main.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@click.option("--limit", default=50, show_default=True, help="Newest N files (0: all).")
+def ledger(stage_name: str, as_json: bool, limit: int) -> None:
+    """List the file ledger, newest first."""
+    _, stage = _connect(stage_name)
+    records = _ledger(stage).files(limit or None)
+    if as_json:
+        out.print_json(json.dumps([r.public() for r in records]))
+    else:
+        print_records(records)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dataset", help="Dataset contract to check against (default: from the file name).")
+def check(file: Path, dataset: str | None) -> None:
+    """Validate a local FILE against its contract, exactly as the validator would, without uploading it."""
+    from chalicelib.validation import validate_stream
+
+    settings = _settings()
+    name = dataset or guess_dataset(settings, file)
+    if name not in settings.datasets:
+        raise click.UsageError(f"no contract for dataset {name!r}")
+    with file.open("rb") as stream:
+        verdict = validate_stream(stream, key=file.name, contract=settings.datasets[name], limits=settings.limits)
+    out.print_json(json.dumps({"dataset": name, "ok": verdict.ok, **vars(verdict)}))
+    sys.exit(0 if verdict.ok else 2)
+
+
+@main.command()
+@click.option("--keep-running", is_flag=True, help="Leave the local stage up afterwards.")
+def demo(keep_running: bool) -> None:
+    """Start a fresh local stage, drop the sample files, print the ledger summary, stop."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(keep_running=keep_running))
+
+
+if __name__ == "__main__":
+    main()

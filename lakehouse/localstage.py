@@ -1,0 +1,237 @@
+"""The embedded local stage: moto in server mode plus a local Lambda event-source poller, in one process.
+
+`up` starts `python -m lakehouse.localstage serve` detached, waits until the endpoint answers, then
+provisions the stage with the very code a real stage uses. Inside that process:
+- moto answers the AWS APIs on a loopback port (a real HTTP endpoint for boto3, the AWS CLI, delta-rs);
+- the lake bucket notifies the ingest queue of every object created under raw/ (moto delivers S3
+  notifications to SQS as AWS does);
+- a poller plays Lambda's SQS event source mapping: it receives batches from the ingest queue and invokes
+  the Chalice `validate` function through Chalice's own local invoker, deleting a batch only on success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib.errors import LocalStageError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_DIR / ".lakehouse"
+STATE_FILE = STATE_DIR / "local.json"
+LOG_FILE = STATE_DIR / "local.log"
+STAGE = "local"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass(frozen=True)
+class LocalStage:
+    pid: int
+    port: int
+    region: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """What any standard client (AWS CLI, boto3 script) needs to talk to this stage."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
+                **DUMMY_CREDENTIALS}
+
+
+def chalice_stage_env(stage: str = STAGE, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
+    """The environment `.chalice/config.json` gives the stage's Lambdas (global, then stage values)."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    return {**config.get("environment_variables", {}),
+            **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def running() -> LocalStage | None:
+    """The local stage if it is up and answering, else None."""
+    if not STATE_FILE.exists():
+        return None
+    stage = LocalStage(**json.loads(STATE_FILE.read_text()))
+    return stage if _alive(stage.pid) and _answers(stage.endpoint) else None
+
+
+def require() -> LocalStage:
+    stage = running()
+    if stage is None:
+        raise LocalStageError("the local stage is not running: start it with `lakehouse up`")
+    return stage
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def use(stage: LocalStage) -> None:
+    """Point this process's AWS clients at the local stage."""
+    from chalicelib import aws
+
+    os.environ.update(stage.environment())
+    aws.clear_cache()
+
+
+def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -> tuple[LocalStage, bool]:
+    """Start (if needed) and provision the local stage; returns it and whether it was started now."""
+    stage = running()
+    started = stage is None
+    if started:
+        STATE_DIR.mkdir(exist_ok=True)
+        port = _free_port()
+        with LOG_FILE.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lakehouse.localstage", "serve", str(port), region],
+                cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI command that started it
+            )
+        stage = LocalStage(pid=proc.pid, port=port, region=region)
+        deadline = time.monotonic() + timeout
+        while not _answers(stage.endpoint):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise LocalStageError(f"the local stage did not start; see {LOG_FILE}")
+            time.sleep(0.1)
+        STATE_FILE.write_text(json.dumps({"pid": stage.pid, "port": stage.port, "region": region}))
+    use(stage)
+    provision()
+    return stage, started
+
+
+def down(timeout: float = 10.0) -> bool:
+    """Stop the local stage; True if one was running. Safe to call when nothing runs."""
+    if not STATE_FILE.exists():
+        return False
+    state = json.loads(STATE_FILE.read_text())
+    pid, was_running = state["pid"], _alive(state["pid"])
+    if was_running:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    STATE_FILE.unlink(missing_ok=True)
+    return was_running
+
+
+# -- inside the daemon --------------------------------------------------------------------------------
+def _serialised(app: Any) -> Any:
+    """moto runs requests concurrently without making a conditional write atomic; DynamoDB makes it
+    atomic. Serialising requests gives the local stage DynamoDB's guarantee (moto's werkzeug_app only
+    locks backend lookup)."""
+    lock = threading.Lock()
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        with lock:
+            return list(app(environ, start_response))
+
+    return wsgi
+
+
+def _serve_moto(port: int) -> Any:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, _serialised(DomainDispatcherApplication(create_backend_app)),
+                         threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+    return server
+
+
+def _sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping hands a function."""
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region,
+    } for m in messages]}
+
+
+def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
+    """Play Lambda's SQS event source mapping for the `validate` function, with `workers` concurrency."""
+    from chalice.test import Client
+
+    import app as lakehouse_app
+    from chalicelib.aws import client
+
+    sqs = client("sqs")
+    queue_name = os.environ["LAKEHOUSE_INGEST_QUEUE"]
+
+    def worker(invoke: Callable[[str, dict[str, Any]], Any]) -> None:
+        url = arn = None
+        while not stop.is_set():
+            try:
+                if url is None:
+                    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+                    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                               AttributeNames=["All"]).get("Messages", [])
+                if not messages:
+                    continue
+                invoke("validate", _sqs_event(messages, arn, region))
+                sqs.delete_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            except Exception as exc:  # as on Lambda: the batch becomes visible again after the timeout
+                print(f"validate failed, batch will be retried: {exc}", flush=True)
+                time.sleep(0.5)
+
+    with Client(lakehouse_app.app, stage_name=STAGE, project_dir=str(PROJECT_DIR)) as chalice_client:
+        threads = [threading.Thread(target=worker, args=(chalice_client.lambda_.invoke,), daemon=True)
+                   for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        stop.wait()
+
+
+def serve(port: int, region: str) -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
+    os.environ.update({**chalice_stage_env(), **LocalStage(os.getpid(), port, region).environment()})
+    server = _serve_moto(port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"local stage: moto on 127.0.0.1:{port}, validate poller running", flush=True)
+    try:
+        poll_forever(stop, region)
+    finally:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(int(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit("usage: python -m lakehouse.localstage serve PORT REGION")
