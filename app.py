@@ -41,8 +41,12 @@ def validate(event):
                 record = ingestor.ingest(ref)
                 if record is not None:
                     logger.info("file ingested", extra=record.public())
-                    with single_metric(name=f"Files{record.status.title()}", unit=MetricUnit.Count, value=1,
-                                       namespace=METRICS_NAMESPACE) as metric:
+                    with single_metric(
+                        name=f"Files{record.status.title()}",
+                        unit=MetricUnit.Count,
+                        value=1,
+                        namespace=METRICS_NAMESPACE,
+                    ) as metric:
                         metric.add_dimension(name="dataset", value=record.dataset or "none")
         except Exception as exc:  # keep going: one bad record must not hold up the others
             logger.exception("record failed")

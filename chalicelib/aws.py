@@ -52,9 +52,7 @@ def client(service: str, settings: ClientSettings | None = None) -> Any:
                 read_timeout=60,
                 max_pool_connections=32,
             )
-            _cache[key] = boto3.session.Session().client(
-                service, config=config, endpoint_url=settings.endpoint_url
-            )
+            _cache[key] = boto3.session.Session().client(service, config=config, endpoint_url=settings.endpoint_url)
         return _cache[key]
 
 

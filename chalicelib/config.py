@@ -139,8 +139,14 @@ class _Table:
     def table(self, name: str) -> _Table:
         return _Table(self.file, self.key(name), self.data.get(name, {}))
 
-    def str(self, name: str, default: str | None = None, *, choices: Iterable[str] | None = None,
-            pattern: re.Pattern[str] | None = None) -> str:
+    def str(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        choices: Iterable[str] | None = None,
+        pattern: re.Pattern[str] | None = None,
+    ) -> str:
         value = self.data.get(name, default)
         if value is None:
             raise self.fail(name, value, "is required")
@@ -179,8 +185,7 @@ def _parse_toml(file: str, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", text.splitlines()[exc.lineno - 1] if exc.lineno else "",
-                          f"not valid TOML: {exc}") from exc
+        raise ConfigError(file, "(syntax)", None, f"not valid TOML: {exc}") from exc  # exc names line and column
 
 
 def _check_type(cols: _Table, name: str, type_: str) -> str:
@@ -219,7 +224,7 @@ def parse_contract(file: str, text: str) -> Contract:
         if fmt not in FORMATS:
             raise top.fail("formats", list(formats), f"unknown format {fmt!r}; expected some of {list(FORMATS)}")
     delimiter = top.str("delimiter", ",")
-    if len(delimiter) != 1 or delimiter in "\"\r\n":
+    if len(delimiter) != 1 or delimiter in '"\r\n':
         raise top.fail("delimiter", delimiter, "must be one character other than a quote or line break")
     primary_key = top.str_list("primary_key")
     if not primary_key:
@@ -243,10 +248,24 @@ def parse_contract(file: str, text: str) -> Contract:
     )
 
 
-_STAGE_KEYS = ("region", "bucket", "ledger_table", "ingest_queue", "ingest_dlq", "accepted_queue",
-               "alerts_topic", "notifications_topic")
-_TUNABLES = ("retry_mode", "max_attempts", "lease_seconds", "queue_visibility_seconds", "max_receive_count",
-             "enforce_tls")
+_STAGE_KEYS = (
+    "region",
+    "bucket",
+    "ledger_table",
+    "ingest_queue",
+    "ingest_dlq",
+    "accepted_queue",
+    "alerts_topic",
+    "notifications_topic",
+)
+_TUNABLES = (
+    "retry_mode",
+    "max_attempts",
+    "lease_seconds",
+    "queue_visibility_seconds",
+    "max_receive_count",
+    "enforce_tls",
+)
 
 
 def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: _Table, name: str) -> Stage:
@@ -269,8 +288,9 @@ def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: 
         accepted_queue=named("accepted_queue", "accepted"),
         alerts_topic=named("alerts_topic", "alerts"),
         notifications_topic=named("notifications_topic", "notifications"),
-        retry_mode=stage.str("retry_mode", defaults.str("retry_mode", "standard", choices=RETRY_MODES),
-                             choices=RETRY_MODES),
+        retry_mode=stage.str(
+            "retry_mode", defaults.str("retry_mode", "standard", choices=RETRY_MODES), choices=RETRY_MODES
+        ),
         max_attempts=tunable_int("max_attempts", 5, 1),
         lease_seconds=tunable_int("lease_seconds", 960, 1),
         queue_visibility_seconds=tunable_int("queue_visibility_seconds", 1800, 0),
@@ -325,8 +345,15 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         datasets[contract.name] = contract
     if not datasets:
         raise ConfigError(f"{DATASETS_DIR}/", "(files)", None, "no dataset contracts (*.toml) found")
-    return Settings(project=project, region=region, zones=Zones(**zone_values), limits=limits,
-                    stages=stages, datasets=datasets, schedules=schedules)
+    return Settings(
+        project=project,
+        region=region,
+        zones=Zones(**zone_values),
+        limits=limits,
+        stages=stages,
+        datasets=datasets,
+        schedules=schedules,
+    )
 
 
 def config_files(root: Path) -> dict[str, str]:
@@ -346,7 +373,7 @@ def load_settings_from_s3(s3: Any, bucket: str, prefix: str) -> Settings:
     files = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix):]
+            rel = obj["Key"][len(prefix) :]
             if rel == SETTINGS_FILE or (rel.startswith(f"{DATASETS_DIR}/") and rel.endswith(".toml")):
                 body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
                 files[rel] = body.decode("utf-8")

@@ -51,10 +51,16 @@ def refs_from_notification(body: dict[str, Any]) -> list[ObjectRef]:
             continue
         obj = record.s3.get_object  # optional fields via .get: not every sender includes them (moto omits some)
         # Keys arrive URL-encoded ('+' for spaces); Powertools decodes only S3Event.object_key, not per record.
-        refs.append(ObjectRef(bucket=record.s3.bucket.name, key=unquote_plus(obj.key),
-                              version_id=obj.get("versionId") or None,
-                              etag=obj.get("eTag") or None, size=obj.get("size"),
-                              sequencer=obj.get("sequencer") or None))
+        refs.append(
+            ObjectRef(
+                bucket=record.s3.bucket.name,
+                key=unquote_plus(obj.key),
+                version_id=obj.get("versionId") or None,
+                etag=obj.get("eTag") or None,
+                size=obj.get("size"),
+                sequencer=obj.get("sequencer") or None,
+            )
+        )
     return refs
 
 
@@ -73,7 +79,7 @@ class Ingestor:
         raw = self.settings.zones.raw
         if not key.startswith(raw):
             return None
-        rest = key[len(raw):]
+        rest = key[len(raw) :]
         return rest.split("/", 1)[0] if "/" in rest else ""
 
     def ingest(self, ref: ObjectRef) -> FileRecord | None:
@@ -85,10 +91,15 @@ class Ingestor:
         head_etag = (head or {}).get("ETag", "").strip('"') or None
         overwritten = head is not None and not ref.version_id and bool(ref.etag) and ref.etag != head_etag
         version = self._version(ref, head, overwritten)
-        record = FileRecord(file_id=f"{ref.bucket}/{ref.key}#{version}", bucket=ref.bucket, key=ref.key,
-                            version_id=version,
-                            dataset=dataset, size=ref.size if overwritten else (head or {}).get("ContentLength", ref.size),
-                            etag=ref.etag if overwritten else head_etag or ref.etag)
+        record = FileRecord(
+            file_id=f"{ref.bucket}/{ref.key}#{version}",
+            bucket=ref.bucket,
+            key=ref.key,
+            version_id=version,
+            dataset=dataset,
+            size=ref.size if overwritten else (head or {}).get("ContentLength", ref.size),
+            etag=ref.etag if overwritten else head_etag or ref.etag,
+        )
         claim = self.ledger.claim(record)
         if not claim.claimed:
             log.info("redelivery of a finished file", extra={"file_id": record.file_id, "status": claim.record.status})
@@ -97,30 +108,56 @@ class Ingestor:
             return claim.record
         record = claim.record
         if overwritten:
-            return self.ledger.finish(record, Status.GONE, reason_code="OBJECT_OVERWRITTEN",
-                                      reason="the object was overwritten before it could be read; "
-                                             "the new content has its own event")
+            return self.ledger.finish(
+                record,
+                Status.GONE,
+                reason_code="OBJECT_OVERWRITTEN",
+                reason="the object was overwritten before it could be read; the new content has its own event",
+            )
         if head is None:
-            return self.ledger.finish(record, Status.GONE, reason_code="OBJECT_GONE",
-                                      reason="the object version was deleted before it could be read")
+            return self.ledger.finish(
+                record,
+                Status.GONE,
+                reason_code="OBJECT_GONE",
+                reason="the object version was deleted before it could be read",
+            )
         contract = self.settings.datasets.get(dataset)
         if contract is None:
             known = sorted(self.settings.datasets)
-            return self._reject(record, head, Verdict("", record.size or 0, code="UNKNOWN_DATASET",
-                                message=f"no contract for dataset {dataset!r} (key {ref.key!r}); known: {known}"))
+            return self._reject(
+                record,
+                head,
+                Verdict(
+                    "",
+                    record.size or 0,
+                    code="UNKNOWN_DATASET",
+                    message=f"no contract for dataset {dataset!r} (key {ref.key!r}); known: {known}",
+                ),
+            )
         limit = self.settings.limits.max_file_bytes
         if (record.size or 0) > limit:
-            return self._reject(record, head, Verdict(
-                record.etag or "", record.size or 0, code="TOO_LARGE",
-                message=f"{record.size} bytes is over the {limit} byte limit; not read"))
+            return self._reject(
+                record,
+                head,
+                Verdict(
+                    record.etag or "",
+                    record.size or 0,
+                    code="TOO_LARGE",
+                    message=f"{record.size} bytes is over the {limit} byte limit; not read",
+                ),
+            )
         if self._md5_from_etag(head):  # fast path: a duplicate known from HEAD alone, body never read
             owner = self.ledger.owner_of_content(record.etag or "")
             if owner and owner != record.file_id:
                 return self._duplicate(record, record.etag or "", owner)
         body = self._get(record, head)
         if body is None:
-            return self.ledger.finish(record, Status.GONE, reason_code="OBJECT_GONE",
-                                      reason="the object disappeared or changed while being read")
+            return self.ledger.finish(
+                record,
+                Status.GONE,
+                reason_code="OBJECT_GONE",
+                reason="the object disappeared or changed while being read",
+            )
         with body:
             verdict = validate_stream(body, key=ref.key, contract=contract, limits=self.settings.limits)
         if not verdict.ok:
@@ -128,8 +165,9 @@ class Ingestor:
         owner = self.ledger.claim_content(verdict.md5, record)
         if owner:
             return self._duplicate(record, verdict.md5, owner, verdict)
-        valid = self.ledger.finish(record, Status.VALID, md5=verdict.md5, size=verdict.size,
-                                   rows=verdict.rows, format=verdict.format)
+        valid = self.ledger.finish(
+            record, Status.VALID, md5=verdict.md5, size=verdict.size, rows=verdict.rows, format=verdict.format
+        )
         return self._announce(valid)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -174,12 +212,19 @@ class Ingestor:
 
     def _duplicate(self, record: FileRecord, md5: str, owner: str, verdict: Verdict | None = None) -> FileRecord:
         extra = {} if verdict is None else {"rows": verdict.rows, "format": verdict.format, "size": verdict.size}
-        return self.ledger.finish(record, Status.DUPLICATE, md5=md5, duplicate_of=owner, reason_code="DUPLICATE_CONTENT",
-                                  reason=f"same content (MD5 {md5}) as {owner}", **extra)
+        return self.ledger.finish(
+            record,
+            Status.DUPLICATE,
+            md5=md5,
+            duplicate_of=owner,
+            reason_code="DUPLICATE_CONTENT",
+            reason=f"same content (MD5 {md5}) as {owner}",
+            **extra,
+        )
 
     def _reject(self, record: FileRecord, head: dict[str, Any], verdict: Verdict) -> FileRecord:
         zones = self.settings.zones
-        rest = record.key[len(zones.raw):]
+        rest = record.key[len(zones.raw) :]
         target = f"{zones.rejected}{rest if record.dataset else '_no_dataset/' + rest}"
         source = {"Bucket": record.bucket, "Key": record.key}
         if head.get("VersionId") not in (None, "null"):
@@ -187,21 +232,44 @@ class Ingestor:
         # Copy first, reason second; raw/ is never touched, so no step here can lose the file.
         self.s3.copy(source, record.bucket, target)  # managed copy: multipart above 5 GB too
         reason = {
-            "code": verdict.code, "message": verdict.message, "line": verdict.line,
-            "dataset": record.dataset, "file_id": record.file_id, "rejected_at": now_iso(),
-            "source": {"bucket": record.bucket, "key": record.key, "version_id": record.version_id,
-                       "size": verdict.size or record.size, "md5": verdict.md5 or None},
+            "code": verdict.code,
+            "message": verdict.message,
+            "line": verdict.line,
+            "dataset": record.dataset,
+            "file_id": record.file_id,
+            "rejected_at": now_iso(),
+            "source": {
+                "bucket": record.bucket,
+                "key": record.key,
+                "version_id": record.version_id,
+                "size": verdict.size or record.size,
+                "md5": verdict.md5 or None,
+            },
         }
-        self.s3.put_object(Bucket=record.bucket, Key=f"{target}.reason.json", ContentType="application/json",
-                           Body=json.dumps(reason, indent=2).encode())
-        return self.ledger.finish(record, Status.REJECTED, md5=verdict.md5 or None, size=verdict.size or record.size,
-                                  format=verdict.format, reason_code=verdict.code, reason=verdict.message,
-                                  line=verdict.line, rejected_key=target)
+        self.s3.put_object(
+            Bucket=record.bucket,
+            Key=f"{target}.reason.json",
+            ContentType="application/json",
+            Body=json.dumps(reason, indent=2).encode(),
+        )
+        return self.ledger.finish(
+            record,
+            Status.REJECTED,
+            md5=verdict.md5 or None,
+            size=verdict.size or record.size,
+            format=verdict.format,
+            reason_code=verdict.code,
+            reason=verdict.message,
+            line=verdict.line,
+            rejected_key=target,
+        )
 
     def _announce(self, record: FileRecord) -> FileRecord:
         """Tell the pipeline a file is ready. At least once: consumers dedupe on `file_id`."""
         url = self.sqs.get_queue_url(QueueName=self.stage.accepted_queue)["QueueUrl"]
-        message = {k: getattr(record, k) for k in ("file_id", "bucket", "key", "version_id", "dataset", "md5",
-                                                     "rows", "size", "format")}
+        message = {
+            k: getattr(record, k)
+            for k in ("file_id", "bucket", "key", "version_id", "dataset", "md5", "rows", "size", "format")
+        }
         self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
         return self.ledger.mark_announced(record)

@@ -143,8 +143,13 @@ class Ledger(ABC):
     def claim_content(self, md5: str, record: FileRecord) -> str | None:
         """Atomically make `record` the owner of this content; return the earlier owner's file_id if any."""
         existing = self._put_if_absent(
-            {"pk": content_pk(md5), "kind": "content", "file_id": record.file_id, "dataset": record.dataset,
-             "claimed_at": now_iso()}
+            {
+                "pk": content_pk(md5),
+                "kind": "content",
+                "file_id": record.file_id,
+                "dataset": record.dataset,
+                "claimed_at": now_iso(),
+            }
         )
         if existing is None or existing["file_id"] == record.file_id:  # ours, perhaps from a crashed attempt
             return None
@@ -223,8 +228,11 @@ class InMemoryLedger(Ledger):
 
     def _newest_files(self, limit: int | None) -> list[dict[str, Any]]:
         with self._lock:
-            files = sorted((dict(i) for i in self.items.values() if i["kind"] == "file"),
-                           key=lambda i: i["received_at"], reverse=True)
+            files = sorted(
+                (dict(i) for i in self.items.values() if i["kind"] == "file"),
+                key=lambda i: i["received_at"],
+                reverse=True,
+            )
         return files[:limit] if limit else files
 
 
@@ -263,8 +271,12 @@ class DynamoDBLedger(Ledger):
         from botocore.exceptions import ClientError
 
         try:
-            self._call("put_item", Item=self._to_ddb(item), ConditionExpression="attribute_not_exists(pk)",
-                       ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            self._call(
+                "put_item",
+                Item=self._to_ddb(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
             return None
         except ClientError as exc:  # only ConditionalCheckFailed reaches here; it carries the old item
             old = exc.response.get("Item")
@@ -288,10 +300,17 @@ class DynamoDBLedger(Ledger):
             else:
                 values[f":c{i}"] = self._ser.serialize(v)
                 conds.append(f"#c{i} = :c{i}")
-        expression = " ".join(part for part in (
-            "SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "") if part)
-        kwargs: dict[str, Any] = {"Key": {"pk": {"S": pk}}, "UpdateExpression": expression,
-                                  "ConditionExpression": " AND ".join(conds), "ExpressionAttributeNames": names}
+        expression = " ".join(
+            part
+            for part in ("SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "")
+            if part
+        )
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conds),
+            "ExpressionAttributeNames": names,
+        }
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
@@ -307,8 +326,10 @@ class DynamoDBLedger(Ledger):
     def _newest_files(self, limit: int | None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
-            "IndexName": BY_TIME_INDEX, "KeyConditionExpression": "kind = :file",
-            "ExpressionAttributeValues": {":file": {"S": "file"}}, "ScanIndexForward": False,
+            "IndexName": BY_TIME_INDEX,
+            "KeyConditionExpression": "kind = :file",
+            "ExpressionAttributeValues": {":file": {"S": "file"}},
+            "ScanIndexForward": False,
         }
         while True:
             page = self._call("query", **kwargs)
@@ -325,11 +346,15 @@ LEDGER_TABLE_SPEC = {
         {"AttributeName": "received_at", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-    "GlobalSecondaryIndexes": [{
-        "IndexName": BY_TIME_INDEX,
-        "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"},
-                      {"AttributeName": "received_at", "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "ALL"},
-    }],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": BY_TIME_INDEX,
+            "KeySchema": [
+                {"AttributeName": "kind", "KeyType": "HASH"},
+                {"AttributeName": "received_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
     "BillingMode": "PAY_PER_REQUEST",
 }

@@ -50,23 +50,45 @@ def ensure_bucket(s3: Any, stage: Stage) -> str:
         s3.create_bucket(**kwargs)
         created = True
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
-        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]})
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
     if stage.enforce_tls:
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [
-        {"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]})
+    s3.put_bucket_tagging(
+        Bucket=bucket,
+        Tagging={"TagSet": [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]},
+    )
     tls = ", TLS-only" if stage.enforce_tls else " (plain HTTP allowed: enforce_tls = false)"
     return f"bucket {bucket}: {'created' if created else 'exists'}; versioning, encryption, public access block{tls}"
 
 
 def tls_only_policy(bucket: str) -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
 
 
 def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
@@ -76,12 +98,16 @@ def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
     except Exception as exc:
         if error_code(exc) != "ResourceNotFoundException":
             raise
-        dynamodb.create_table(TableName=table, **LEDGER_TABLE_SPEC,
-                              Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}])
+        dynamodb.create_table(
+            TableName=table,
+            **LEDGER_TABLE_SPEC,
+            Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}],
+        )
         created = True
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-    dynamodb.update_continuous_backups(TableName=table,
-                                       PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    dynamodb.update_continuous_backups(
+        TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
     return f"ledger table {table}: {'created' if created else 'exists'}; point-in-time recovery on"
 
 
@@ -99,23 +125,38 @@ def ensure_queue(sqs: Any, name: str, attributes: Mapping[str, str]) -> str:
 
 def ensure_queues(sqs: Any, stage: Stage) -> tuple[str, str]:
     """The ingest queue (with its dead-letter queue, and S3 allowed to send) and the accepted-files queue."""
-    dlq_arn = ensure_queue(sqs, stage.ingest_dlq, {"MessageRetentionPeriod": str(14 * 24 * 3600),
-                                                   "SqsManagedSseEnabled": "true"})
+    dlq_arn = ensure_queue(
+        sqs, stage.ingest_dlq, {"MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"}
+    )
     bucket_arn = f"arn:aws:s3:::{stage.bucket}"
     ingest_name_arn = dlq_arn.rsplit(":", 1)[0] + ":" + stage.ingest_queue
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "AllowLakeBucketNotifications", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-        "Action": "sqs:SendMessage", "Resource": ingest_name_arn,
-        "Condition": {"ArnLike": {"aws:SourceArn": bucket_arn}}}]}
-    ingest_arn = ensure_queue(sqs, stage.ingest_queue, {
-        "VisibilityTimeout": str(stage.queue_visibility_seconds),
-        "MessageRetentionPeriod": str(4 * 24 * 3600),
-        "SqsManagedSseEnabled": "true",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": stage.max_receive_count}),
-        "Policy": json.dumps(policy),
-    })
-    accepted_arn = ensure_queue(sqs, stage.accepted_queue, {"MessageRetentionPeriod": str(14 * 24 * 3600),
-                                                            "SqsManagedSseEnabled": "true"})
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowLakeBucketNotifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": ingest_name_arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": bucket_arn}},
+            }
+        ],
+    }
+    ingest_arn = ensure_queue(
+        sqs,
+        stage.ingest_queue,
+        {
+            "VisibilityTimeout": str(stage.queue_visibility_seconds),
+            "MessageRetentionPeriod": str(4 * 24 * 3600),
+            "SqsManagedSseEnabled": "true",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": stage.max_receive_count}),
+            "Policy": json.dumps(policy),
+        },
+    )
+    accepted_arn = ensure_queue(
+        sqs, stage.accepted_queue, {"MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"}
+    )
     return ingest_arn, accepted_arn
 
 
@@ -129,13 +170,18 @@ def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) 
     """Route `ObjectCreated` under raw/ to the ingest queue, keeping every other notification of the bucket."""
     current = s3.get_bucket_notification_configuration(Bucket=stage.bucket)
     current.pop("ResponseMetadata", None)
-    ours = {"Id": NOTIFICATION_ID, "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}}}
+    ours = {
+        "Id": NOTIFICATION_ID,
+        "QueueArn": queue_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}},
+    }
     others = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != NOTIFICATION_ID]
     if [q for q in current.get("QueueConfigurations", []) if q.get("Id") == NOTIFICATION_ID] == [ours]:
         return f"bucket notification {NOTIFICATION_ID}: up to date"
-    s3.put_bucket_notification_configuration(Bucket=stage.bucket, NotificationConfiguration={
-        **current, "QueueConfigurations": [*others, ours]})
+    s3.put_bucket_notification_configuration(
+        Bucket=stage.bucket, NotificationConfiguration={**current, "QueueConfigurations": [*others, ours]}
+    )
     return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
 
 
@@ -156,8 +202,13 @@ def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -
     return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
 
 
-def provision(settings: Settings, stage: Stage, clients: Clients, config_files: Mapping[str, str],
-              progress: Callable[[str], None] = log.info) -> list[str]:
+def provision(
+    settings: Settings,
+    stage: Stage,
+    clients: Clients,
+    config_files: Mapping[str, str],
+    progress: Callable[[str], None] = log.info,
+) -> list[str]:
     """Bring a stage's resources to the declared state; safe to run any number of times."""
     done = []
 

@@ -32,7 +32,10 @@ def ingestor() -> Ingestor:
             stage = settings.stage(os.environ["LAKEHOUSE_STAGE"])
             clients = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
             ledger = DynamoDBLedger(client("dynamodb", clients), stage.ledger_table, stage.lease_seconds)
-            _cached = (time.monotonic(), Ingestor(settings, stage, client("s3", clients), client("sqs", clients), ledger))
+            _cached = (
+                time.monotonic(),
+                Ingestor(settings, stage, client("s3", clients), client("sqs", clients), ledger),
+            )
         return _cached[1]
 
 

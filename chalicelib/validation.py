@@ -154,13 +154,16 @@ class GunzipReader(io.RawIOBase):
     def _check_bomb(self) -> None:
         limits = self._limits
         if self.decompressed > limits.max_decompressed_bytes:
-            raise Rejected("DECOMPRESSION_BOMB",
-                           f"inflates beyond the {limits.max_decompressed_bytes} byte limit")
+            raise Rejected("DECOMPRESSION_BOMB", f"inflates beyond the {limits.max_decompressed_bytes} byte limit")
         # Small files may expand a lot harmlessly; the ratio matters once the output is big.
-        if self.decompressed > 16 * CHUNK and self.decompressed > limits.max_compression_ratio * max(self.compressed, 1):
-            raise Rejected("DECOMPRESSION_BOMB",
-                           f"expands more than {limits.max_compression_ratio}x "
-                           f"({self.compressed} bytes read became {self.decompressed})")
+        if self.decompressed > 16 * CHUNK and self.decompressed > limits.max_compression_ratio * max(
+            self.compressed, 1
+        ):
+            raise Rejected(
+                "DECOMPRESSION_BOMB",
+                f"expands more than {limits.max_compression_ratio}x "
+                f"({self.compressed} bytes read became {self.decompressed})",
+            )
 
     def readinto(self, buffer: Any) -> int:
         chunk = self.read(len(buffer))
@@ -174,13 +177,17 @@ def expected_format(key: str, contract: Contract) -> str:
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
             if fmt not in contract.formats:
-                raise Rejected("FORMAT_NOT_ACCEPTED",
-                               f"{fmt} files are not accepted for {contract.name}; accepted: {list(contract.formats)}")
+                raise Rejected(
+                    "FORMAT_NOT_ACCEPTED",
+                    f"{fmt} files are not accepted for {contract.name}; accepted: {list(contract.formats)}",
+                )
             return fmt
     if len(contract.formats) == 1:
         return contract.formats[0]
-    raise Rejected("UNKNOWN_FORMAT", f"cannot tell the format of {key!r}: use one of the extensions "
-                   f"{sorted(_EXTENSIONS)} (optionally + .gz)")
+    raise Rejected(
+        "UNKNOWN_FORMAT",
+        f"cannot tell the format of {key!r}: use one of the extensions {sorted(_EXTENSIONS)} (optionally + .gz)",
+    )
 
 
 def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, limits: Limits) -> Verdict:
@@ -192,7 +199,9 @@ def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, li
             compressed = buffered.peek(2)[:2] == _GZIP_MAGIC
             if key.lower().endswith(".gz") and not compressed and buffered.peek(1):
                 raise Rejected("CORRUPT_GZIP", "the key ends in .gz but the content is not gzip")
-            text: io.BufferedReader = io.BufferedReader(GunzipReader(buffered, limits), CHUNK) if compressed else buffered
+            text: io.BufferedReader = (
+                io.BufferedReader(GunzipReader(buffered, limits), CHUNK) if compressed else buffered
+            )
             fmt = expected_format(key, contract)
             head = text.peek(_SNIFF)[:_SNIFF]
             if not head:
@@ -204,8 +213,9 @@ def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, li
                 raise Rejected("NO_DATA_ROWS", "the file has no data rows" + (" (header only)" if fmt == "csv" else ""))
         except Rejected as rejected:
             hashing.drain()  # finish the MD5 and size: the ledger records them for rejected files too
-            return Verdict(hashing.hexdigest(), hashing.size, fmt, compressed, 0,
-                           rejected.code, rejected.message, rejected.line)
+            return Verdict(
+                hashing.hexdigest(), hashing.size, fmt, compressed, 0, rejected.code, rejected.message, rejected.line
+            )
         except Exception:
             if hashing.error is not None:
                 raise hashing.error from None  # S3 read failure: retried by the caller
@@ -232,8 +242,11 @@ def _read_header(text: io.BufferedReader, contract: Contract, limits: Limits) ->
         for other in _OTHER_DELIMITERS:
             names = [n.strip() for n in header[0].split(other)]
             if other != contract.delimiter and len(names) > 1 and expected.intersection(names):
-                raise Rejected("WRONG_DELIMITER", f"the header is separated by {other!r}; "
-                               f"{contract.name} files use {contract.delimiter!r}", 1)
+                raise Rejected(
+                    "WRONG_DELIMITER",
+                    f"the header is separated by {other!r}; {contract.name} files use {contract.delimiter!r}",
+                    1,
+                )
     duplicated = sorted({n for n in header if header.count(n) > 1})
     if duplicated:
         raise Rejected("DUPLICATE_COLUMNS", f"columns appear more than once: {duplicated}", 1)
@@ -267,10 +280,11 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> i
     try:
         reader = pacsv.open_csv(
             text,
-            read_options=pacsv.ReadOptions(column_names=header, use_threads=False,
-                                           block_size=max(CHUNK, limits.max_line_bytes)),
-            parse_options=pacsv.ParseOptions(delimiter=contract.delimiter, newlines_in_values=True,
-                                             invalid_row_handler=on_invalid_row),
+            # pyarrow refuses a row larger than its block: the block size is the row length limit.
+            read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=limits.max_line_bytes),
+            parse_options=pacsv.ParseOptions(
+                delimiter=contract.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row
+            ),
             # Strings only: types are the ETL's business (row by row); here they would only cost time.
             convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header}),
         )
@@ -281,13 +295,18 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> i
         if bad_rows:
             row = bad_rows[0]
             line = row.number + 1 if row.number is not None else None  # pyarrow counts rows after the header
-            raise Rejected("RAGGED_ROW", f"a row has {row.actual_columns} fields where the header has "
-                           f"{row.expected_columns}" + (f" (line {line})" if line else ""), line) from exc
+            raise Rejected(
+                "RAGGED_ROW",
+                f"a row has {row.actual_columns} fields where the header has "
+                f"{row.expected_columns}" + (f" (line {line})" if line else ""),
+                line,
+            ) from exc
         if "UTF8" in message or "UTF-8" in message:
             raise Rejected("INVALID_UTF8", "the file is not valid UTF-8") from exc
         if "straddling" in message or "block size" in message:
-            raise Rejected("LINE_TOO_LONG", f"a row is longer than {limits.max_line_bytes} bytes "
-                           "or a quote is never closed") from exc
+            raise Rejected(
+                "LINE_TOO_LONG", f"a row is longer than {limits.max_line_bytes} bytes or a quote is never closed"
+            ) from exc
         raise Rejected("PARSE_ERROR", f"the CSV cannot be parsed: {message}") from exc
     return rows
 
@@ -308,17 +327,20 @@ def _count_jsonl(text: io.BufferedReader, contract: Contract, limits: Limits) ->
         try:
             record = decoder.decode(line)
         except json.JSONDecodeError as exc:
-            raise Rejected("BAD_JSON", f"line {line_no} is not valid JSON: {exc.msg} (column {exc.colno})",
-                           line_no) from exc
+            raise Rejected(
+                "BAD_JSON", f"line {line_no} is not valid JSON: {exc.msg} (column {exc.colno})", line_no
+            ) from exc
         if not isinstance(record, dict):
-            raise Rejected("NOT_AN_OBJECT", f"line {line_no} is a JSON {type(record).__name__}, not an object",
-                           line_no)
+            raise Rejected("NOT_AN_OBJECT", f"line {line_no} is a JSON {type(record).__name__}, not an object", line_no)
         if not seen.issuperset(record):
             seen.update(record)
             unknown = sorted(seen - set(contract.column_names))
             if unknown:
-                raise Rejected("UNKNOWN_COLUMNS", f"line {line_no} has fields not in the {contract.name} "
-                               f"contract: {unknown}", line_no)
+                raise Rejected(
+                    "UNKNOWN_COLUMNS",
+                    f"line {line_no} has fields not in the {contract.name} contract: {unknown}",
+                    line_no,
+                )
         rows += 1
     if rows:
         # Per-record gaps are the ETL's to reject row by row; a field no record carries is a file problem.

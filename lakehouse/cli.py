@@ -43,9 +43,11 @@ def _connect(stage_name: str) -> tuple[Settings, Any]:
 def _ledger(stage: Any) -> DynamoDBLedger:
     from chalicelib.aws import ClientSettings, client
 
-    return DynamoDBLedger(client("dynamodb", ClientSettings.from_env(stage.region, stage.retry_mode,
-                                                                     stage.max_attempts)),
-                          stage.ledger_table, stage.lease_seconds)
+    return DynamoDBLedger(
+        client("dynamodb", ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)),
+        stage.ledger_table,
+        stage.lease_seconds,
+    )
 
 
 class _Group(click.Group):
@@ -72,8 +74,16 @@ def up() -> None:
     settings = _settings()
     stage = settings.stage(localstage.STAGE)
     with console.status("starting the local stage"):
-        local, started = localstage.up(stage.region, lambda: provision(
-            settings, stage, Clients.for_stage(stage), config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}")))
+        local, started = localstage.up(
+            stage.region,
+            lambda: provision(
+                settings,
+                stage,
+                Clients.for_stage(stage),
+                config_files(CONFIG_DIR),
+                progress=lambda m: console.print(f"  {m}"),
+            ),
+        )
     console.print(f"local stage {'started' if started else 'already running'} at {local.endpoint} (pid {local.pid})")
 
 
@@ -115,8 +125,9 @@ def guess_dataset(settings: Settings, path: Path) -> str:
     for name in sorted(settings.datasets, key=len, reverse=True):
         if path.name.startswith(name):
             return name
-    raise click.UsageError(f"cannot tell the dataset of {path.name}; pass --dataset "
-                           f"(one of {', '.join(sorted(settings.datasets))})")
+    raise click.UsageError(
+        f"cannot tell the dataset of {path.name}; pass --dataset (one of {', '.join(sorted(settings.datasets))})"
+    )
 
 
 def drop_files(settings: Settings, stage: Any, files: list[tuple[Path, str]]) -> list[str]:
@@ -137,8 +148,14 @@ def wait_for(ledger: DynamoDBLedger, file_ids: list[str], timeout: float) -> dic
     """Wait until every file has a final ledger status, with a progress bar."""
     done: dict[str, FileRecord] = {}
     deadline = time.monotonic() + timeout
-    with Progress(TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("validating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("files", total=len(file_ids))
         while len(done) < len(file_ids):
             for file_id in file_ids:
@@ -147,8 +164,10 @@ def wait_for(ledger: DynamoDBLedger, file_ids: list[str], timeout: float) -> dic
             progress.update(task, completed=len(done))
             if len(done) < len(file_ids):
                 if time.monotonic() > deadline:
-                    raise LakehouseError(f"{len(file_ids) - len(done)} file(s) not validated after {timeout:.0f}s: "
-                                         f"{[f for f in file_ids if f not in done]}")
+                    raise LakehouseError(
+                        f"{len(file_ids) - len(done)} file(s) not validated after {timeout:.0f}s: "
+                        f"{[f for f in file_ids if f not in done]}"
+                    )
                 time.sleep(0.2)
     return done
 
@@ -181,8 +200,13 @@ def print_records(records: list[FileRecord]) -> None:
         reason = f"{r.reason_code}: {r.reason}" if r.reason_code else ""
         if r.line:
             reason += f" [line {r.line}]"
-        table.add_row(f"[{colours.get(r.status, 'white')}]{r.status}[/]", r.dataset, r.key.rsplit("/", 1)[-1],
-                      "" if r.rows is None else str(r.rows), reason)
+        table.add_row(
+            f"[{colours.get(r.status, 'white')}]{r.status}[/]",
+            r.dataset,
+            r.key.rsplit("/", 1)[-1],
+            "" if r.rows is None else str(r.rows),
+            reason,
+        )
     out.print(table)
 
 

@@ -20,8 +20,16 @@ def _redeliver(stage, file_id: str, times: int) -> None:
 
     bucket_key, version = file_id.rsplit("#", 1)
     bucket, key = bucket_key.split("/", 1)
-    body = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                         "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "versionId": version}}}]}
+    body = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "versionId": version}},
+            }
+        ]
+    }
     sqs = client("sqs")
     url = sqs.get_queue_url(QueueName=stage.ingest_queue)["QueueUrl"]
     for _ in range(times):
@@ -33,8 +41,16 @@ def run_demo(keep_running: bool = False) -> int:
     stage = settings.stage(localstage.STAGE)
     localstage.down()
     console.rule("1. start the local stage and provision it")
-    localstage.up(stage.region, lambda: provision(settings, stage, Clients.for_stage(stage), config_files(CONFIG_DIR),
-                                                  progress=lambda m: console.print(f"  {m}")))
+    localstage.up(
+        stage.region,
+        lambda: provision(
+            settings,
+            stage,
+            Clients.for_stage(stage),
+            config_files(CONFIG_DIR),
+            progress=lambda m: console.print(f"  {m}"),
+        ),
+    )
     try:
         samples = write_ingest_samples(localstage.STATE_DIR / "demo")
         ledger = _ledger(stage)
@@ -55,8 +71,10 @@ def run_demo(keep_running: bool = False) -> int:
         time.sleep(2)  # let the redeliveries pass through the validator
         after = ledger.files()
         redelivery_ok = len(after) == before and ledger.get(ids[0]).status == "VALID"
-        console.print(f"  ledger entries before {before}, after {len(after)}: "
-                      f"{'no new entry, no second acceptance' if redelivery_ok else 'UNEXPECTED CHANGE'}")
+        console.print(
+            f"  ledger entries before {before}, after {len(after)}: "
+            f"{'no new entry, no second acceptance' if redelivery_ok else 'UNEXPECTED CHANGE'}"
+        )
 
         console.rule("ledger")
         all_ids = ids + ids_again
@@ -66,13 +84,17 @@ def run_demo(keep_running: bool = False) -> int:
         reasons = Counter(r.reason_code for r in after if r.status == "REJECTED")
         out.print("rejected by reason: " + ", ".join(f"{c} x{n}" for c, n in sorted(reasons.items())))
         rejected = [r for r in after if r.rejected_key]
-        out.print(f"quarantined copies with reasons under s3://{stage.bucket}/{settings.zones.rejected}: {len(rejected)}")
+        out.print(
+            f"quarantined copies with reasons under s3://{stage.bucket}/{settings.zones.rejected}: {len(rejected)}"
+        )
         wrong = []
         for sample, file_id in zip(first + again, all_ids, strict=True):
             got = records[file_id]
             if got.status != sample.status or (sample.code and got.reason_code != sample.code):
-                wrong.append(f"{sample.path.name}: expected {sample.status} {sample.code or ''}, "
-                             f"got {got.status} {got.reason_code or ''}")
+                wrong.append(
+                    f"{sample.path.name}: expected {sample.status} {sample.code or ''}, "
+                    f"got {got.status} {got.reason_code or ''}"
+                )
         for line in wrong:
             console.print(f"[red]mismatch:[/red] {line}")
         ok = not wrong and redelivery_ok

@@ -28,7 +28,8 @@ from typing import Any
 from chalicelib.errors import LocalStageError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = PROJECT_DIR / ".lakehouse"
+# Where the running stage is recorded; tests point it elsewhere so they never touch yours.
+STATE_DIR = Path(os.environ.get("LAKEHOUSE_HOME", PROJECT_DIR / ".lakehouse"))
 STATE_FILE = STATE_DIR / "local.json"
 LOG_FILE = STATE_DIR / "local.log"
 STAGE = "local"
@@ -47,15 +48,21 @@ class LocalStage:
 
     def environment(self) -> dict[str, str]:
         """What any standard client (AWS CLI, boto3 script) needs to talk to this stage."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
-                **DUMMY_CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            **DUMMY_CREDENTIALS,
+        }
 
 
 def chalice_stage_env(stage: str = STAGE, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
     """The environment `.chalice/config.json` gives the stage's Lambdas (global, then stage values)."""
     config = json.loads((project_dir / ".chalice" / "config.json").read_text())
-    return {**config.get("environment_variables", {}),
-            **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
+    return {
+        **config.get("environment_variables", {}),
+        **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -113,7 +120,10 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
         with LOG_FILE.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lakehouse.localstage", "serve", str(port), region],
-                cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=PROJECT_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the CLI command that started it
             )
         stage = LocalStage(pid=proc.pid, port=port, region=region)
@@ -148,12 +158,14 @@ def down(timeout: float = 10.0) -> bool:
 
 # -- inside the daemon --------------------------------------------------------------------------------
 def _serialised(app: Any) -> Any:
-    """moto runs requests concurrently without making a conditional write atomic; DynamoDB makes it
-    atomic. Serialising requests gives the local stage DynamoDB's guarantee (moto's werkzeug_app only
-    locks backend lookup)."""
+    """moto handles requests concurrently without making a DynamoDB conditional write atomic (its
+    werkzeug_app only locks backend lookup); DynamoDB makes it atomic. Serialising DynamoDB requests gives the
+    local stage DynamoDB's guarantee. Other services stay concurrent (an SQS long poll must not block S3)."""
     lock = threading.Lock()
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return app(environ, start_response)
         with lock:
             return list(app(environ, start_response))
 
@@ -164,19 +176,35 @@ def _serve_moto(port: int) -> Any:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", port, _serialised(DomainDispatcherApplication(create_backend_app)),
-                         threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(
+        "127.0.0.1",
+        port,
+        _serialised(DomainDispatcherApplication(create_backend_app)),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
     return server
 
 
 def _sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
     """The event Lambda's SQS event source mapping hands a function."""
-    return {"Records": [{
-        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-        "eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region,
-    } for m in messages]}
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
 
 
 def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
@@ -196,20 +224,24 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
                 if url is None:
                     url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
                     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                               AttributeNames=["All"]).get("Messages", [])
+                messages = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+                ).get("Messages", [])
                 if not messages:
                     continue
                 invoke("validate", _sqs_event(messages, arn, region))
-                sqs.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                )
             except Exception as exc:  # as on Lambda: the batch becomes visible again after the timeout
                 print(f"validate failed, batch will be retried: {exc}", flush=True)
                 time.sleep(0.5)
 
     with Client(lakehouse_app.app, stage_name=STAGE, project_dir=str(PROJECT_DIR)) as chalice_client:
-        threads = [threading.Thread(target=worker, args=(chalice_client.lambda_.invoke,), daemon=True)
-                   for _ in range(workers)]
+        threads = [
+            threading.Thread(target=worker, args=(chalice_client.lambda_.invoke,), daemon=True) for _ in range(workers)
+        ]
         for thread in threads:
             thread.start()
         stop.wait()

@@ -1,0 +1,76 @@
+"""Shared fixtures. Unit tests use moto's in-process `mock_aws`; end-to-end tests use the local stage."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chalicelib import aws  # noqa: E402
+from chalicelib.config import config_files, load_settings  # noqa: E402
+from chalicelib.ingest import Ingestor  # noqa: E402
+from chalicelib.ledger import DynamoDBLedger  # noqa: E402
+from chalicelib.provision import Clients, provision  # noqa: E402
+
+CONFIG = ROOT / "config"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return load_settings(CONFIG)
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """In-process moto with dummy credentials; no endpoint override."""
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws.clear_cache()
+    with mock_aws():
+        yield
+    aws.clear_cache()
+
+
+@pytest.fixture
+def stage(settings):
+    return settings.stage("local")
+
+
+@pytest.fixture
+def provisioned(aws_env, settings, stage):
+    """The local stage's resources, made by the real provisioning code, in in-process moto."""
+    clients = Clients.for_stage(stage)
+    provision(settings, stage, clients, config_files(CONFIG), progress=lambda _: None)
+    return clients
+
+
+@pytest.fixture
+def ingestor(provisioned, settings, stage):
+    return Ingestor(
+        settings,
+        stage,
+        provisioned.s3,
+        provisioned.sqs,
+        DynamoDBLedger(provisioned.dynamodb, stage.ledger_table, stage.lease_seconds),
+    )
+
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("LAKEHOUSE_SKIP_E2E"):
+        skip = pytest.mark.skip(reason="LAKEHOUSE_SKIP_E2E is set")
+        for item in items:
+            if "e2e" in item.keywords:
+                item.add_marker(skip)

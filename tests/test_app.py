@@ -1,0 +1,86 @@
+"""The `validate` Lambda through Chalice's test client, with the stage environment from .chalice/config.json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from chalice.test import Client
+from conftest import ROOT
+
+from chalicelib import runtime
+from chalicelib.ledger import DynamoDBLedger
+
+H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"
+R = b"O1,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR,2025-03-01\n"
+
+
+@pytest.fixture
+def client(provisioned):
+    import app
+
+    runtime.reset()
+    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
+        yield chalice_client
+    runtime.reset()
+
+
+def s3_body(bucket, key, version=None):
+    obj = {"key": key}
+    if version:
+        obj["versionId"] = version
+    return json.dumps(
+        {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": obj}}]}
+    )
+
+
+def sqs_event(*bodies):
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": b,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:lakehouse-local-ingest",
+                "awsRegion": "us-east-1",
+            }
+            for i, b in enumerate(bodies)
+        ]
+    }
+
+
+def test_validate_handles_a_batch_of_notifications(client, provisioned, stage):
+    bucket = stage.bucket
+    v1 = provisioned.s3.put_object(Bucket=bucket, Key="raw/orders/a.csv", Body=H + R)["VersionId"]
+    v2 = provisioned.s3.put_object(Bucket=bucket, Key="raw/orders/b.csv", Body=b"")["VersionId"]
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket})
+    response = client.lambda_.invoke(
+        "validate",
+        sqs_event(s3_body(bucket, "raw/orders/a.csv", v1), s3_body(bucket, "raw/orders/b.csv", v2), test_event),
+    )
+    assert response.payload == {"processed": 3}
+    statuses = {r.key: r.status for r in DynamoDBLedger(provisioned.dynamodb, stage.ledger_table).files()}
+    assert statuses == {"raw/orders/a.csv": "VALID", "raw/orders/b.csv": "REJECTED"}
+
+
+def test_one_failing_record_fails_the_batch_after_the_others_are_done(client, provisioned, stage):
+    bucket = stage.bucket
+    v1 = provisioned.s3.put_object(Bucket=bucket, Key="raw/orders/a.csv", Body=H + R)["VersionId"]
+    with pytest.raises(Exception, match=r"1 record\(s\) failed") as err:
+        client.lambda_.invoke("validate", sqs_event("not json at all", s3_body(bucket, "raw/orders/a.csv", v1)))
+    assert type(err.value).__name__ == "BatchFailed"
+    (record,) = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table).files()
+    assert record.status == "VALID"  # done despite its neighbour; a redelivery of the batch is a no-op for it
+
+
+def test_importing_app_loads_no_heavy_data_library():
+    code = (
+        "import sys, app; heavy = [m for m in ('pandas', 'pyarrow', 'deltalake', 'duckdb', 'polars') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,147 @@
+"""End to end on the embedded local stage: the real CLI, moto server, S3 -> SQS -> validate."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from urllib.parse import quote_plus
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"
+R = b"O1,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR,2025-03-01\n"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("lakehouse-home")
+    yield home
+    lakehouse(home, "down")
+
+
+def lakehouse(home, *args, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["LAKEHOUSE_HOME"] = str(home)
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"lakehouse {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def stage_env(home):
+    first = lakehouse(home, "up")
+    assert "local stage started" in first.stderr and "ledger table lakehouse-local-ledger" in first.stderr
+    second = lakehouse(home, "up")  # idempotent
+    assert "already running" in second.stderr
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in lakehouse(home, "env").stdout.splitlines())
+    assert exported["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    return exported
+
+
+def ledger(home):
+    return json.loads(lakehouse(home, "ledger", "--json", "--limit", "0").stdout)
+
+
+def wait_until(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def test_drop_reports_each_verdict(home, stage_env, tmp_path):
+    good, bad = tmp_path / "orders_good.csv", tmp_path / "orders_bad.csv"
+    good.write_bytes(H + R * 2)
+    bad.write_bytes(H)
+    ok = lakehouse(home, "drop", str(good))
+    assert "VALID" in ok.stdout and "orders_good.csv" in ok.stdout
+    rejected = lakehouse(home, "drop", str(bad), "--dataset", "orders", check=False)
+    assert rejected.returncode == 2 and "NO_DATA_ROWS" in rejected.stdout
+
+
+def test_a_plain_boto3_client_with_lakehouse_env_is_processed_the_same_way(home, stage_env):
+    script = (
+        "import boto3, os; boto3.client('s3').put_object(Bucket=os.environ['LAKEHOUSE_BUCKET'], "
+        "Key='raw/reviews/from boto3.csv', Body=b'review_id,product_id,customer_id,rating,review_ts,review_date\\n"
+        "R9,P1,C1,4,2025-03-01T00:00:00Z,2025-03-01\\n')"
+    )
+    env = {"PATH": os.environ["PATH"], **stage_env}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    record = wait_until(
+        lambda: next(
+            (r for r in ledger(home) if r["key"] == "raw/reviews/from boto3.csv" and r["status"] != "RECEIVED"), None
+        )
+    )
+    assert record["status"] == "VALID" and record["rows"] == 1 and record["dataset"] == "reviews"
+
+
+def test_one_event_delivered_many_times_concurrently_gives_one_entry_and_one_acceptance(home, stage_env):
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=stage_env["AWS_REGION"]
+    )
+    s3 = session.client("s3", endpoint_url=stage_env["AWS_ENDPOINT_URL"])
+    sqs = session.client("sqs", endpoint_url=stage_env["AWS_ENDPOINT_URL"])
+    bucket, key = stage_env["LAKEHOUSE_BUCKET"], "raw/orders/storm ü.csv"
+    version = s3.put_object(Bucket=bucket, Key=key, Body=H + R * 7)["VersionId"]
+    body = json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "versionId": version}},
+                }
+            ]
+        }
+    )
+    url = sqs.get_queue_url(QueueName="lakehouse-local-ingest")["QueueUrl"]
+    threads = [
+        threading.Thread(target=sqs.send_message, kwargs={"QueueUrl": url, "MessageBody": body}) for _ in range(20)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def settled():
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 0
+
+    wait_until(settled, timeout=120)
+    entries = [r for r in ledger(home) if r["key"] == key]
+    assert len(entries) == 1 and entries[0]["status"] == "VALID" and entries[0]["rows"] == 7
+    accepted_url = sqs.get_queue_url(QueueName="lakehouse-local-accepted")["QueueUrl"]
+    announced = []
+    while batch := sqs.receive_message(QueueUrl=accepted_url, MaxNumberOfMessages=10).get("Messages"):
+        announced += [json.loads(m["Body"])["key"] for m in batch]
+        sqs.delete_message_batch(
+            QueueUrl=accepted_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+    assert announced.count(key) == 1
+
+
+def test_ledger_lists_newest_first(home, stage_env):
+    records = ledger(home)
+    times = [r["received_at"] for r in records]
+    assert len(records) >= 3 and times == sorted(times, reverse=True)
+
+
+def test_down_is_idempotent_and_commands_then_say_the_stage_is_not_running(home, stage_env):
+    assert "local stage stopped" in lakehouse(home, "down").stderr
+    assert "was not running" in lakehouse(home, "down").stderr
+    gone = lakehouse(home, "env", check=False)
+    assert gone.returncode == 1 and "the local stage is not running: start it with `lakehouse up`" in gone.stderr
