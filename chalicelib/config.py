@@ -285,7 +285,7 @@ def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: 
         ledger_table=named("ledger_table", "ledger"),
         ingest_queue=named("ingest_queue", "ingest"),
         ingest_dlq=named("ingest_dlq", "ingest-dlq"),
-        accepted_queue=named("accepted_queue", "accepted"),
+        accepted_queue=named("accepted_queue", "accepted.fifo"),
         alerts_topic=named("alerts_topic", "alerts"),
         notifications_topic=named("notifications_topic", "notifications"),
         retry_mode=stage.str(
@@ -337,6 +337,12 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         if not _NAME.fullmatch(name):
             raise stages_t.fail(name, name, "a stage name is lowercase letters, digits and _")
         stages[name] = _parse_stage(file, project, region, ingest, stages_t.table(name), name)
+        if not stages[name].accepted_queue.endswith(".fifo"):
+            raise stages_t.fail(
+                f"{name}.accepted_queue",
+                stages[name].accepted_queue,
+                "must be a FIFO queue (name ending in .fifo): it de-duplicates announcements",
+            )
 
     prefix = f"{DATASETS_DIR}/"
     datasets = {}

@@ -8,6 +8,7 @@ beside it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -265,11 +266,17 @@ class Ingestor:
         )
 
     def _announce(self, record: FileRecord) -> FileRecord:
-        """Tell the pipeline a file is ready. At least once: consumers dedupe on `file_id`."""
+        """Tell the pipeline a file is ready. The FIFO queue drops a repeat of the same file within five
+        minutes (a crash before `announced` was written); past that, consumers dedupe on `file_id`."""
         url = self.sqs.get_queue_url(QueueName=self.stage.accepted_queue)["QueueUrl"]
         message = {
             k: getattr(record, k)
             for k in ("file_id", "bucket", "key", "version_id", "dataset", "md5", "rows", "size", "format")
         }
-        self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
+        self.sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps(message),
+            MessageGroupId=record.dataset or "_",  # in order per dataset
+            MessageDeduplicationId=hashlib.sha256(record.file_id.encode()).hexdigest(),
+        )
         return self.ledger.mark_announced(record)

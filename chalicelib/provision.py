@@ -115,7 +115,8 @@ def ensure_queue(sqs: Any, name: str, attributes: Mapping[str, str]) -> str:
     """Create the queue or bring its attributes in line; returns the queue ARN."""
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        sqs.set_queue_attributes(QueueUrl=url, Attributes=dict(attributes))
+        settable = {k: v for k, v in attributes.items() if k != "FifoQueue"}  # FifoQueue is fixed at creation
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=settable)
     except Exception as exc:
         if error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
             raise
@@ -154,8 +155,11 @@ def ensure_queues(sqs: Any, stage: Stage) -> tuple[str, str]:
             "Policy": json.dumps(policy),
         },
     )
+    # FIFO: an announcement sent twice within five minutes (a crash and a redelivery) is delivered once.
     accepted_arn = ensure_queue(
-        sqs, stage.accepted_queue, {"MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"}
+        sqs,
+        stage.accepted_queue,
+        {"FifoQueue": "true", "MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"},
     )
     return ingest_arn, accepted_arn
 

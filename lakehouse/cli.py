@@ -21,10 +21,16 @@ from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord, Status
 from . import localstage
 
 CONFIG_DIR = localstage.PROJECT_DIR / "config"
-console = Console(stderr=True)
-out = Console()
-if not out.is_terminal:
-    out = Console(width=160)  # logs and CI: rich would otherwise wrap tables at 80 columns
+
+
+def _console(stderr: bool) -> Console:
+    terminal = Console(stderr=stderr)
+    # In logs and CI rich would wrap everything at 80 columns.
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=160)
+
+
+console = _console(stderr=True)  # progress and messages
+out = _console(stderr=False)  # results
 
 
 def _settings() -> Settings:

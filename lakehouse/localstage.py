@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from chalicelib.errors import LocalStageError
 
@@ -154,6 +155,31 @@ def down(timeout: float = 10.0) -> bool:
             os.killpg(pid, signal.SIGKILL)
     STATE_FILE.unlink(missing_ok=True)
     return was_running
+
+
+def s3_notification(bucket: str, key: str, version_id: str | None = None) -> str:
+    """The body S3 sends to a queue for one created object (key URL-encoded, as S3 does)."""
+    obj = {"key": quote_plus(key), **({"versionId": version_id} if version_id else {})}
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": obj},
+    }
+    return json.dumps({"Records": [record]})
+
+
+def wait_until_idle(sqs: Any, queue_name: str, timeout: float = 60.0) -> None:
+    """Wait until a queue holds no message, visible or in flight (the validator has finished with all)."""
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    deadline = time.monotonic() + timeout
+    while True:
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        if int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise LocalStageError(f"queue {queue_name} still busy after {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 # -- inside the daemon --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from conftest import ROOT
 
 from chalicelib import runtime
 from chalicelib.ledger import DynamoDBLedger
+from lakehouse.localstage import s3_notification
 
 H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"
 R = b"O1,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR,2025-03-01\n"
@@ -23,15 +24,6 @@ def client(provisioned):
     with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
         yield chalice_client
     runtime.reset()
-
-
-def s3_body(bucket, key, version=None):
-    obj = {"key": key}
-    if version:
-        obj["versionId"] = version
-    return json.dumps(
-        {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": obj}}]}
-    )
 
 
 def sqs_event(*bodies):
@@ -60,7 +52,9 @@ def test_validate_handles_a_batch_of_notifications(client, provisioned, stage):
     test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket})
     response = client.lambda_.invoke(
         "validate",
-        sqs_event(s3_body(bucket, "raw/orders/a.csv", v1), s3_body(bucket, "raw/orders/b.csv", v2), test_event),
+        sqs_event(
+            s3_notification(bucket, "raw/orders/a.csv", v1), s3_notification(bucket, "raw/orders/b.csv", v2), test_event
+        ),
     )
     assert response.payload == {"processed": 3}
     statuses = {r.key: r.status for r in DynamoDBLedger(provisioned.dynamodb, stage.ledger_table).files()}
@@ -71,7 +65,7 @@ def test_one_failing_record_fails_the_batch_after_the_others_are_done(client, pr
     bucket = stage.bucket
     v1 = provisioned.s3.put_object(Bucket=bucket, Key="raw/orders/a.csv", Body=H + R)["VersionId"]
     with pytest.raises(Exception, match=r"1 record\(s\) failed") as err:
-        client.lambda_.invoke("validate", sqs_event("not json at all", s3_body(bucket, "raw/orders/a.csv", v1)))
+        client.lambda_.invoke("validate", sqs_event("not json at all", s3_notification(bucket, "raw/orders/a.csv", v1)))
     assert type(err.value).__name__ == "BatchFailed"
     (record,) = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table).files()
     assert record.status == "VALID"  # done despite its neighbour; a redelivery of the batch is a no-op for it
@@ -84,3 +78,19 @@ def test_importing_app_loads_no_heavy_data_library():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_each_verdict_is_logged_with_the_correlation_id_and_counted_per_dataset(client, provisioned, stage, capfd):
+    import app
+
+    app.logger.registered_handler.setStream(sys.stdout)  # the handler kept the stdout of the first import
+    version = provisioned.s3.put_object(Bucket=stage.bucket, Key="raw/orders/a.csv", Body=H + R)["VersionId"]
+    capfd.readouterr()
+    client.lambda_.invoke("validate", sqs_event(s3_notification(stage.bucket, "raw/orders/a.csv", version)))
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    log = next(line for line in lines if line.get("message") == "file ingested")
+    assert log["correlation_id"] == "m0" and log["status"] == "VALID" and log["key"] == "raw/orders/a.csv"
+    metric = next(line for line in lines if "_aws" in line)
+    assert metric["FilesValid"] == [1.0]
+    assert metric["dataset"] == "orders"
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ServerlessLakehouse"

@@ -154,3 +154,10 @@ def test_load_from_directory_equals_load_from_s3(provisioned, settings, stage):
     from chalicelib.config import load_settings_from_s3
 
     assert load_settings_from_s3(provisioned.s3, stage.bucket, settings.zones.config) == load_settings(CONFIG)
+
+
+def test_the_accepted_queue_must_be_fifo():
+    text = GOOD_SETTINGS.replace("[stages.dev]\n", '[stages.dev]\naccepted_queue = "lakehouse-dev-accepted"\n')
+    with pytest.raises(ConfigError) as err:
+        parse_settings(files(text))
+    assert err.value.key == "stages.dev.accepted_queue" and "FIFO" in str(err.value)

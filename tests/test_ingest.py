@@ -207,6 +207,21 @@ def test_an_announcement_lost_to_a_crash_is_sent_on_redelivery(ingestor):
     assert len(accepted_messages(ingestor)) == 1
 
 
+def test_a_crash_after_announcing_does_not_announce_twice(ingestor):
+    ref = put(ingestor, "raw/orders/a.csv", H + R)
+    real_mark = ingestor.ledger.mark_announced
+
+    def crash(record):
+        raise ConnectionError("lambda timed out")
+
+    ingestor.ledger.mark_announced = crash  # the message was sent, the flag never written
+    with pytest.raises(ConnectionError):
+        ingestor.ingest(ref)
+    ingestor.ledger.mark_announced = real_mark
+    assert ingestor.ingest(ref).announced  # the redelivery sends again ...
+    assert len(accepted_messages(ingestor)) == 1  # ... and the FIFO queue's deduplication drops it
+
+
 def test_gzip_content_duplicates_are_found_by_the_md5_of_the_bytes(ingestor):
     data = gzip.compress(H + R * 10, mtime=0)
     first = ingestor.ingest(put(ingestor, "raw/orders/a.csv.gz", data))

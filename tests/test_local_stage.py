@@ -6,10 +6,11 @@ import subprocess
 import sys
 import threading
 import time
-from urllib.parse import quote_plus
 
 import pytest
 from conftest import ROOT
+
+from lakehouse.localstage import s3_notification, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -97,16 +98,7 @@ def test_one_event_delivered_many_times_concurrently_gives_one_entry_and_one_acc
     sqs = session.client("sqs", endpoint_url=stage_env["AWS_ENDPOINT_URL"])
     bucket, key = stage_env["LAKEHOUSE_BUCKET"], "raw/orders/storm ü.csv"
     version = s3.put_object(Bucket=bucket, Key=key, Body=H + R * 7)["VersionId"]
-    body = json.dumps(
-        {
-            "Records": [
-                {
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "versionId": version}},
-                }
-            ]
-        }
-    )
+    body = s3_notification(bucket, key, version)
     url = sqs.get_queue_url(QueueName="lakehouse-local-ingest")["QueueUrl"]
     threads = [
         threading.Thread(target=sqs.send_message, kwargs={"QueueUrl": url, "MessageBody": body}) for _ in range(20)
@@ -115,15 +107,10 @@ def test_one_event_delivered_many_times_concurrently_gives_one_entry_and_one_acc
         t.start()
     for t in threads:
         t.join()
-
-    def settled():
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 0
-
-    wait_until(settled, timeout=120)
+    wait_until_idle(sqs, "lakehouse-local-ingest", timeout=120)
     entries = [r for r in ledger(home) if r["key"] == key]
     assert len(entries) == 1 and entries[0]["status"] == "VALID" and entries[0]["rows"] == 7
-    accepted_url = sqs.get_queue_url(QueueName="lakehouse-local-accepted")["QueueUrl"]
+    accepted_url = sqs.get_queue_url(QueueName="lakehouse-local-accepted.fifo")["QueueUrl"]
     announced = []
     while batch := sqs.receive_message(QueueUrl=accepted_url, MaxNumberOfMessages=10).get("Messages"):
         announced += [json.loads(m["Body"])["key"] for m in batch]
