@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -43,3 +44,30 @@ def test_the_demo_runs_end_to_end_and_passes(tmp_path):
     assert "summary: 2 duplicate, 12 rejected, 9 valid" in result.stdout
     assert "no new entry, no second acceptance" in result.stderr and "demo passed" in result.stderr
     assert not (tmp_path / "local.json").exists()  # it stopped the stage it started
+
+
+@pytest.mark.e2e
+def test_chalice_package_wires_the_sqs_trigger_and_stays_small(tmp_path):
+    """`chalice package` (not only `chalice deploy`) must produce the validator with its queue trigger."""
+    import zipfile
+
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    subprocess.run(
+        [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "prod", str(tmp_path / "pkg")],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    template = json.loads((tmp_path / "pkg" / "sam.json").read_text())
+    function = template["Resources"]["Validate"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "SQS" and "lakehouse-prod-ingest" in event["Properties"]["Queue"]["Fn::Sub"]
+    assert function["Environment"]["Variables"]["LAKEHOUSE_STAGE"] == "prod"
+    with zipfile.ZipFile(tmp_path / "pkg" / "deployment.zip") as package:
+        unzipped = sum(info.file_size for info in package.infolist())
+        names = set(package.namelist())
+    assert "app.py" in names and "chalicelib/validation.py" in names
+    assert not any(n.startswith(("pyarrow/", "pandas/", "deltalake/", "moto/")) for n in names)
+    assert unzipped < 30 * 1024**2  # the rest of Lambda's 250 MB is for the pyarrow layer
