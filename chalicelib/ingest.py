@@ -109,19 +109,11 @@ class Ingestor:
             return claim.record
         record = claim.record
         if overwritten:
-            return self.ledger.finish(
-                record,
-                Status.GONE,
-                reason_code="OBJECT_OVERWRITTEN",
-                reason="the object was overwritten before it could be read; the new content has its own event",
+            return self._gone(
+                record, "OBJECT_OVERWRITTEN", "overwritten before it could be read; the new content has its own event"
             )
         if head is None:
-            return self.ledger.finish(
-                record,
-                Status.GONE,
-                reason_code="OBJECT_GONE",
-                reason="the object version was deleted before it could be read",
-            )
+            return self._gone(record, "OBJECT_GONE", "the object version was deleted before it could be read")
         contract = self.settings.datasets.get(dataset)
         if contract is None:
             known = sorted(self.settings.datasets)
@@ -153,12 +145,7 @@ class Ingestor:
                 return self._duplicate(record, record.etag or "", owner)
         body = self._get(record, head)
         if body is None:
-            return self.ledger.finish(
-                record,
-                Status.GONE,
-                reason_code="OBJECT_GONE",
-                reason="the object disappeared or changed while being read",
-            )
+            return self._gone(record, "OBJECT_GONE", "the object disappeared or changed before it could be read")
         with body:
             verdict = validate_stream(body, key=ref.key, contract=contract, limits=self.settings.limits)
         if not verdict.ok:
@@ -210,6 +197,10 @@ class Ingestor:
             if error_code(exc) in _GONE | _CHANGED:
                 return None
             raise
+
+    def _gone(self, record: FileRecord, code: str, reason: str) -> FileRecord:
+        """Nothing to validate or keep: the delivered version no longer exists as it was announced."""
+        return self.ledger.finish(record, Status.GONE, reason_code=code, reason=reason)
 
     def _duplicate(self, record: FileRecord, md5: str, owner: str, verdict: Verdict | None = None) -> FileRecord:
         extra = {} if verdict is None else {"rows": verdict.rows, "format": verdict.format, "size": verdict.size}

@@ -72,24 +72,28 @@ def main() -> None:
     """Serverless Lakehouse: local stage, ingest, and ledger."""
 
 
+def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
+    """Start the local stage if needed and provision it with the code an AWS stage uses."""
+    from chalicelib.provision import Clients, provision
+
+    stage = settings.stage(localstage.STAGE)
+    return localstage.up(
+        stage.region,
+        lambda: provision(
+            settings,
+            stage,
+            Clients.for_stage(stage),
+            config_files(CONFIG_DIR),
+            progress=lambda m: console.print(f"  {m}"),
+        ),
+    )
+
+
 @main.command()
 def up() -> None:
     """Start the embedded local stage (moto server + validator) and provision it. Idempotent."""
-    from chalicelib.provision import Clients, provision
-
-    settings = _settings()
-    stage = settings.stage(localstage.STAGE)
     with console.status("starting the local stage"):
-        local, started = localstage.up(
-            stage.region,
-            lambda: provision(
-                settings,
-                stage,
-                Clients.for_stage(stage),
-                config_files(CONFIG_DIR),
-                progress=lambda m: console.print(f"  {m}"),
-            ),
-        )
+        local, started = start_local_stage(_settings())
     console.print(f"local stage {'started' if started else 'already running'} at {local.endpoint} (pid {local.pid})")
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from chalicelib.aws import client
-from chalicelib.config import config_files
-from chalicelib.provision import Clients, provision
 
 from . import localstage
-from .cli import CONFIG_DIR, _ledger, _settings, console, drop_files, out, print_records, wait_for
+from .cli import _ledger, _settings, console, drop_files, out, print_records, start_local_stage, wait_for
 from .samples import write_ingest_samples
 
 
@@ -18,16 +16,7 @@ def run_demo(keep_running: bool = False) -> int:
     stage = settings.stage(localstage.STAGE)
     localstage.down()
     console.rule("1. start the local stage and provision it")
-    localstage.up(
-        stage.region,
-        lambda: provision(
-            settings,
-            stage,
-            Clients.for_stage(stage),
-            config_files(CONFIG_DIR),
-            progress=lambda m: console.print(f"  {m}"),
-        ),
-    )
+    start_local_stage(settings)
     try:
         samples = write_ingest_samples(localstage.STATE_DIR / "demo")
         ledger = _ledger(stage)
