@@ -33,6 +33,12 @@ class Column:
     name: str
     type: str
     nullable: bool = True
+    min: float | None = None  # numeric columns: rows outside [min, max] are rejected by the ETL
+    max: float | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("int32", "int64", "double") or self.type.startswith("decimal")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Contract:
     delimiter: str = ","
     partition_column: str | None = None
     description: str = ""
+    foreign_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # column -> (dataset, column)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -166,6 +173,12 @@ class _Table:
             raise self.fail(name, value, f"must be at least {minimum}")
         return value
 
+    def number(self, name: str) -> float | None:
+        value = self.data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise self.fail(name, value, "must be a number")
+        return value
+
     def bool(self, name: str, default: bool) -> bool:
         value = self.data.get(name, default)
         if not isinstance(value, bool):
@@ -206,7 +219,7 @@ def parse_contract(file: str, text: str) -> Contract:
     if not _NAME.fullmatch(name):
         raise ConfigError(file, "(file name)", name, "a dataset name is lowercase letters, digits and _")
     top = _Table(file, "", _parse_toml(file, text))
-    top.only({"description", "formats", "delimiter", "primary_key", "partition_column", "columns"})
+    top.only({"description", "formats", "delimiter", "primary_key", "partition_column", "columns", "foreign_keys"})
     cols = top.table("columns")
     if not cols.data:
         raise top.fail("columns", cols.data, "a contract needs at least one column")
@@ -215,8 +228,23 @@ def parse_contract(file: str, text: str) -> Contract:
         if not _NAME.fullmatch(col_name):
             raise cols.fail(col_name, col_name, "a column name is lowercase letters, digits and _")
         spec = cols.table(col_name)
-        spec.only({"type", "nullable"})
-        columns.append(Column(col_name, _check_type(cols, col_name, spec.str("type")), spec.bool("nullable", True)))
+        spec.only({"type", "nullable", "min", "max"})
+        column = Column(
+            col_name,
+            _check_type(cols, col_name, spec.str("type")),
+            spec.bool("nullable", True),
+            spec.number("min"),
+            spec.number("max"),
+        )
+        if (column.min is not None or column.max is not None) and not column.numeric:
+            raise spec.fail(
+                "min" if column.min is not None else "max",
+                column.min if column.min is not None else column.max,
+                f"bounds apply to numeric columns, not {column.type}",
+            )
+        if column.min is not None and column.max is not None and column.min > column.max:
+            raise spec.fail("max", column.max, f"is below min = {column.min}")
+        columns.append(column)
     by_name = {c.name: c for c in columns}
 
     formats = top.str_list("formats", ["csv"])
@@ -234,6 +262,14 @@ def parse_contract(file: str, text: str) -> Contract:
             raise top.fail("primary_key", list(primary_key), f"column {key_col!r} is not in [columns]")
         if by_name[key_col].nullable:
             raise top.fail("primary_key", list(primary_key), f"column {key_col!r} must be nullable = false")
+    fks_t = top.table("foreign_keys")
+    foreign_keys = {}
+    for fk_col in fks_t.data:
+        target = fks_t.str(fk_col, pattern=re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"))
+        if fk_col not in by_name:
+            raise fks_t.fail(fk_col, target, f"column {fk_col!r} is not in [columns]")
+        dataset, column = target.split(".")
+        foreign_keys[fk_col] = (dataset, column)
     partition = top.data.get("partition_column")
     if partition is not None and top.str("partition_column") not in by_name:
         raise top.fail("partition_column", partition, "is not in [columns]")
@@ -245,6 +281,7 @@ def parse_contract(file: str, text: str) -> Contract:
         delimiter=delimiter,
         partition_column=partition,
         description=top.str("description", ""),
+        foreign_keys=foreign_keys,
     )
 
 
@@ -351,6 +388,15 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         datasets[contract.name] = contract
     if not datasets:
         raise ConfigError(f"{DATASETS_DIR}/", "(files)", None, "no dataset contracts (*.toml) found")
+    for contract in datasets.values():
+        for fk_col, (dataset, column) in contract.foreign_keys.items():
+            if dataset not in datasets or column not in datasets[dataset].column_names:
+                raise ConfigError(
+                    f"{DATASETS_DIR}/{contract.name}.toml",
+                    f"foreign_keys.{fk_col}",
+                    f"{dataset}.{column}",
+                    "no such dataset column",
+                )
     return Settings(
         project=project,
         region=region,

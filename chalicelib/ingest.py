@@ -91,12 +91,15 @@ class Ingestor:
         head = self._head(ref)
         head_etag = (head or {}).get("ETag", "").strip('"') or None
         overwritten = head is not None and not ref.version_id and bool(ref.etag) and ref.etag != head_etag
-        version = self._version(ref, head, overwritten)
+        s3_version = ref.version_id or (None if overwritten else (head or {}).get("VersionId"))
+        s3_version = None if s3_version == "null" else s3_version
+        # Identity of the delivery: S3's version id; in an unversioned bucket the event's sequencer or ETag.
+        identity = s3_version or ref.sequencer or ref.etag or head_etag or "unversioned"
         record = FileRecord(
-            file_id=f"{ref.bucket}/{ref.key}#{version}",
+            file_id=f"{ref.bucket}/{ref.key}#{identity}",
             bucket=ref.bucket,
             key=ref.key,
-            version_id=version,
+            version_id=s3_version,
             dataset=dataset,
             size=ref.size if overwritten else (head or {}).get("ContentLength", ref.size),
             etag=ref.etag if overwritten else head_etag or ref.etag,
@@ -159,15 +162,6 @@ class Ingestor:
         return self._announce(valid)
 
     # -- steps ---------------------------------------------------------------------------------
-    @staticmethod
-    def _version(ref: ObjectRef, head: dict[str, Any] | None, overwritten: bool) -> str:
-        """The identity of the delivered object version: S3's version id, else the event's sequencer or ETag."""
-        if ref.version_id:
-            return ref.version_id
-        if head and not overwritten and head.get("VersionId") not in (None, "null"):
-            return str(head["VersionId"])
-        return ref.sequencer or ref.etag or (head or {}).get("ETag", "").strip('"') or "unversioned"
-
     def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
         kwargs = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version_id:

@@ -5,8 +5,12 @@ four small hooks, filled by `DynamoDBLedger` (conditional writes, as on AWS) and
 for fast tests). Every transition is a single conditional write, never read-then-write, because S3 events
 arrive at least once, late and concurrently.
 
-Status moves RECEIVED -> VALID | REJECTED | DUPLICATE | GONE. A RECEIVED record carries a lease: if its
-worker dies, a later delivery takes the record over once the lease has expired.
+Status moves RECEIVED -> VALID | REJECTED | DUPLICATE | GONE, and VALID -> PROCESSED when a processed/ job
+has merged the file into its Delta table. A RECEIVED record carries a lease: if its worker dies, a later
+delivery takes the record over once the lease has expired.
+
+The processed/ jobs keep their bookmark here too: a VALID file carries `pending = <dataset>` (a sparse
+index lists them), and each dataset has one `batch#<dataset>` item naming the files of its open batch.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ class Status(StrEnum):
     REJECTED = "REJECTED"
     DUPLICATE = "DUPLICATE"
     GONE = "GONE"  # the object version was deleted before it could be read: nothing to keep
+    PROCESSED = "PROCESSED"  # merged into processed/<dataset>
 
 
-FINAL = frozenset({Status.VALID, Status.REJECTED, Status.DUPLICATE, Status.GONE})
+FINAL = frozenset({Status.VALID, Status.REJECTED, Status.DUPLICATE, Status.GONE, Status.PROCESSED})
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -44,7 +49,7 @@ class FileRecord:
     file_id: str
     bucket: str
     key: str
-    version_id: str
+    version_id: str | None  # S3's version id; None in an unversioned bucket
     dataset: str
     status: Status = Status.RECEIVED
     received_at: str = ""
@@ -60,6 +65,12 @@ class FileRecord:
     duplicate_of: str | None = None
     rejected_key: str | None = None
     announced: bool = False
+    pending: str | None = None  # the dataset, while the file waits for its processed/ job
+    batch: int | None = None
+    delta_version: int | None = None
+    rows_merged: int | None = None
+    rows_rejected: int | None = None
+    processed_at: str | None = None
     lease_token: str | None = None
     lease_until: str | None = None
 
@@ -72,7 +83,7 @@ class FileRecord:
     def from_item(cls, item: dict[str, Any]) -> FileRecord:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in item.items() if k in names}
-        for k in ("size", "rows", "line"):
+        for k in ("size", "rows", "line", "batch", "delta_version", "rows_merged", "rows_rejected"):
             if values.get(k) is not None:
                 values[k] = int(values[k])
         values["status"] = Status(values.get("status", Status.RECEIVED))
@@ -83,6 +94,22 @@ class FileRecord:
         out = {k: v for k, v in asdict(self).items() if v is not None and not k.startswith("lease_")}
         out["status"] = str(self.status)
         return out
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The files one processed/ job run merges into its table as Delta app transaction `number`."""
+
+    dataset: str
+    number: int
+    files: tuple[str, ...]
+    resumed: bool = False  # an earlier run opened it and did not close it
+
+
+@dataclass(frozen=True)
+class FileResult:
+    rows_merged: int
+    rows_rejected: int
 
 
 @dataclass(frozen=True)
@@ -159,6 +186,8 @@ class Ledger(ABC):
         """Move a claimed RECEIVED record to a final status; only the lease holder may."""
         if status not in FINAL:
             raise ValueError(f"{status} is not a final status")
+        if status == Status.VALID:
+            changes["pending"] = record.dataset  # now waiting for its processed/ job
         done = replace(record, status=status, updated_at=now_iso(), lease_token=None, lease_until=None, **changes)
         updates = {k: v for k, v in done.to_item().items() if k not in ("pk", "kind")}
         updates.update(lease_token=None, lease_until=None)
@@ -169,6 +198,56 @@ class Ledger(ABC):
     def mark_announced(self, record: FileRecord) -> FileRecord:
         self._update_if(file_pk(record.file_id), {"announced": True}, {"status": str(Status.VALID)})
         return replace(record, announced=True)
+
+    # -- the processed/ jobs' bookmark --------------------------------------------------------------
+    def pending_files(self, dataset: str, limit: int | None = None) -> list[FileRecord]:
+        """VALID files of `dataset` not yet merged, oldest first."""
+        return [FileRecord.from_item(i) for i in self._pending(dataset, limit)]
+
+    def open_batch(self, dataset: str, max_files: int = 1000) -> Batch | None:
+        """The dataset's open batch (an interrupted run: resume it) or a new one of its pending files."""
+        pk = f"batch#{dataset}"
+        for _ in range(3):  # another job may open the batch between our read and our write
+            item = self._get(pk)
+            if item and item["state"] == "OPEN":
+                return Batch(dataset, int(item["number"]), tuple(item["files"]), resumed=True)
+            files = tuple(r.file_id for r in self.pending_files(dataset, max_files))
+            if not files:
+                return None
+            number = int(item["number"]) + 1 if item else 1
+            fields_ = {"number": number, "state": "OPEN", "files": list(files), "opened_at": now_iso()}
+            if item is None:
+                opened = self._put_if_absent({"pk": pk, "kind": "batch", "dataset": dataset, **fields_}) is None
+            else:
+                opened = self._update_if(pk, fields_, {"number": item["number"], "state": "CLOSED"})
+            if opened:
+                return Batch(dataset, number, files)
+        raise LedgerError(f"could not open a batch for {dataset}: the batch item keeps changing")
+
+    def close_batch(self, batch: Batch, delta_version: int, results: dict[str, FileResult]) -> None:
+        """Mark the batch's files PROCESSED with their counts, then close the batch. Safe to repeat."""
+        when = now_iso()
+        for file_id in batch.files:
+            result = results.get(file_id, FileResult(0, 0))
+            self._update_if(
+                file_pk(file_id),
+                {
+                    "status": str(Status.PROCESSED),
+                    "pending": None,
+                    "batch": batch.number,
+                    "delta_version": delta_version,
+                    "rows_merged": result.rows_merged,
+                    "rows_rejected": result.rows_rejected,
+                    "processed_at": when,
+                    "updated_at": when,
+                },
+                {"status": str(Status.VALID)},
+            )
+        self._update_if(
+            f"batch#{batch.dataset}",
+            {"state": "CLOSED", "closed_at": when, "delta_version": delta_version},
+            {"number": batch.number, "state": "OPEN"},
+        )
 
     def get(self, file_id: str) -> FileRecord | None:
         item = self._get(file_pk(file_id))
@@ -192,6 +271,10 @@ class Ledger(ABC):
 
     @abstractmethod
     def _newest_files(self, limit: int | None) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
+        """File items with `pending == dataset`, oldest first."""
 
 
 class InMemoryLedger(Ledger):
@@ -235,8 +318,16 @@ class InMemoryLedger(Ledger):
             )
         return files[:limit] if limit else files
 
+    def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
+        with self._lock:
+            files = sorted(
+                (dict(i) for i in self.items.values() if i.get("pending") == dataset), key=lambda i: i["received_at"]
+            )
+        return files[:limit] if limit else files
+
 
 BY_TIME_INDEX = "by_received_at"
+PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for their processed/ job
 
 
 class DynamoDBLedger(Ledger):
@@ -324,12 +415,21 @@ class DynamoDBLedger(Ledger):
         return self._from_ddb(item) if item else None
 
     def _newest_files(self, limit: int | None) -> list[dict[str, Any]]:
+        return self._query(BY_TIME_INDEX, "kind", "file", newest_first=True, limit=limit)
+
+    def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
+        return self._query(PENDING_INDEX, "pending", dataset, newest_first=False, limit=limit)
+
+    def _query(
+        self, index: str, key: str, value: str, *, newest_first: bool, limit: int | None
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
-            "IndexName": BY_TIME_INDEX,
-            "KeyConditionExpression": "kind = :file",
-            "ExpressionAttributeValues": {":file": {"S": "file"}},
-            "ScanIndexForward": False,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": key},
+            "ExpressionAttributeValues": {":v": {"S": value}},
+            "ScanIndexForward": not newest_first,
         }
         while True:
             page = self._call("query", **kwargs)
@@ -344,6 +444,7 @@ LEDGER_TABLE_SPEC = {
         {"AttributeName": "pk", "AttributeType": "S"},
         {"AttributeName": "kind", "AttributeType": "S"},
         {"AttributeName": "received_at", "AttributeType": "S"},
+        {"AttributeName": "pending", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
@@ -354,7 +455,15 @@ LEDGER_TABLE_SPEC = {
                 {"AttributeName": "received_at", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
-        }
+        },
+        {
+            "IndexName": PENDING_INDEX,
+            "KeySchema": [
+                {"AttributeName": "pending", "KeyType": "HASH"},
+                {"AttributeName": "received_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
     ],
     "BillingMode": "PAY_PER_REQUEST",
 }

@@ -105,6 +105,15 @@ def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
         )
         created = True
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    # A table made by an earlier release gets the indexes it lacks (DynamoDB adds one per update).
+    have = {i["IndexName"] for i in dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])}
+    for index in LEDGER_TABLE_SPEC["GlobalSecondaryIndexes"]:
+        if index["IndexName"] not in have:
+            dynamodb.update_table(
+                TableName=table,
+                AttributeDefinitions=LEDGER_TABLE_SPEC["AttributeDefinitions"],
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
     dynamodb.update_continuous_backups(
         TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
     )

@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "glue_scripts"))
 
 from chalicelib import aws  # noqa: E402
 from chalicelib.config import config_files, load_settings  # noqa: E402
@@ -66,6 +67,44 @@ def ingestor(provisioned, settings, stage):
         provisioned.sqs,
         DynamoDBLedger(provisioned.dynamodb, stage.ledger_table, stage.lease_seconds),
     )
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto in server mode in this process: a real HTTP endpoint, which delta-rs (Rust) needs."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def lake_job(moto_endpoint, monkeypatch, settings, stage):
+    """A freshly provisioned local stage on the moto server, and an ETL Job on it."""
+    import urllib.request
+
+    from lakehouse_etl.processed import Job
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    aws.clear_cache()
+    provision(settings, stage, Clients.for_stage(stage), config_files(CONFIG), progress=lambda _: None)
+    yield Job.for_stage(settings, "local")
+    aws.clear_cache()
 
 
 def pytest_collection_modifyitems(items):

@@ -1,0 +1,37 @@
+"""Where the tables live and how delta-rs reaches them (same endpoint and credentials as boto3)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from chalicelib.config import Settings, Stage
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Table locations under one root: `s3://<bucket>` on a stage, a directory in some tests."""
+
+    root: str
+    settings: Settings
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_stage(cls, settings: Settings, stage: Stage) -> Lake:
+        options = {"AWS_REGION": stage.region}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:  # the local stage: plain HTTP on loopback, dummy credentials from the environment
+            options.update(AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true")
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+                if os.environ.get(name):
+                    options[name] = os.environ[name]
+        return cls(f"s3://{stage.bucket}", settings, options)
+
+    def processed(self, dataset: str) -> str:
+        return f"{self.root}/{self.settings.zones.processed}{dataset}"
+
+    def curated(self, table: str) -> str:
+        return f"{self.root}/{self.settings.zones.curated}{table}"
+
+    def rejected_rows(self, dataset: str, batch: int) -> str:
+        return f"{self.settings.zones.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"

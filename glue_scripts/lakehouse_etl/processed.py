@@ -1,0 +1,161 @@
+"""The processed/ (silver) job of one dataset: pending VALID files -> typed, checked rows -> Delta MERGE."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import Batch, FileResult, Ledger
+
+from . import delta
+from .lake import Lake
+from .sources import read_batch
+from .transform import clean
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """What every ETL job needs, passed in explicitly."""
+
+    settings: Settings
+    stage: Stage
+    s3: Any
+    ledger: Ledger
+    lake: Lake
+
+    @classmethod
+    def for_stage(cls, settings: Settings, stage_name: str) -> Job:
+        from chalicelib.aws import ClientSettings, client
+        from chalicelib.ledger import DynamoDBLedger
+
+        stage = settings.stage(stage_name)
+        clients = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
+        ledger = DynamoDBLedger(client("dynamodb", clients), stage.ledger_table, stage.lease_seconds)
+        return cls(settings, stage, client("s3", clients), ledger, Lake.for_stage(settings, stage))
+
+
+@dataclass
+class BatchReport:
+    dataset: str
+    batch: int
+    files: int
+    rows_read: int
+    rows_merged: int
+    rows_rejected: int
+    duplicates_dropped: int
+    delta_version: int
+    skipped: bool  # already in the table: a re-run after an interruption
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def parent_keys(job: Job, dataset: str) -> dict[str, pa.Table]:
+    """For each foreign key of `dataset`: the parent table's existing keys, as a one-column table `k`."""
+    out = {}
+    for column, (parent, parent_column) in job.settings.datasets[dataset].foreign_keys.items():
+        uri = job.lake.processed(parent)
+        if delta.open_table(uri, job.lake.storage_options) is None:
+            out[column] = pa.table({"k": pa.array([], pa.string())})
+        else:
+            keys = delta.read(uri, job.lake.storage_options, columns=[parent_column]).column(parent_column)
+            out[column] = pa.table({"k": keys.cast(pa.string())})
+    return out
+
+
+def _write_rejected(job: Job, dataset: str, batch: Batch, rejected: pa.Table) -> None:
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(rejected, buffer)
+    # Same key for the same batch: a re-run rewrites the same rows, it does not add a second copy.
+    job.s3.put_object(
+        Bucket=job.stage.bucket, Key=job.lake.rejected_rows(dataset, batch.number), Body=buffer.getvalue()
+    )
+
+
+def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
+    contract = job.settings.datasets[dataset]
+    records = sorted((job.ledger.get(f) for f in batch.files), key=lambda r: r.received_at)
+    raw = read_batch(job.s3, records, contract)
+    cleaned = clean(raw, contract, parent_keys(job, dataset))
+    if cleaned.rejected.num_rows:
+        _write_rejected(job, dataset, batch, cleaned.rejected)
+    result = delta.merge_batch(
+        job.lake.processed(dataset),
+        contract,
+        cleaned.rows,
+        app_id=f"processed/{dataset}",
+        version=batch.number,
+        storage_options=job.lake.storage_options,
+    )
+    merged = Counter(cleaned.rows.column("_source_file").to_pylist())
+    rejected = Counter(cleaned.rejected.column("_source_file").to_pylist())
+    job.ledger.close_batch(
+        batch, result.version, {r.file_id: FileResult(merged[r.file_id], rejected[r.file_id]) for r in records}
+    )
+    return BatchReport(
+        dataset=dataset,
+        batch=batch.number,
+        files=len(records),
+        rows_read=raw.num_rows,
+        rows_merged=cleaned.rows.num_rows,
+        rows_rejected=cleaned.rejected.num_rows,
+        duplicates_dropped=cleaned.duplicates_dropped,
+        delta_version=result.version,
+        skipped=result.skipped,
+        rejected_by_reason=dict(Counter(cleaned.rejected.column("_reason_code").to_pylist())),
+        metrics={
+            k: result.metrics[k]
+            for k in (
+                "num_target_files_added",
+                "num_target_files_removed",
+                "num_target_files_scanned",
+                "num_target_files_skipped_during_scan",
+            )
+            if k in result.metrics
+        },
+    )
+
+
+def run(job: Job, dataset: str, max_files: int = 1000) -> list[BatchReport]:
+    """Merge every pending file of `dataset`, a batch at a time; an interrupted batch is finished first."""
+    if dataset not in job.settings.datasets:
+        raise ValueError(f"no contract for dataset {dataset!r}")
+    reports = []
+    while (batch := job.ledger.open_batch(dataset, max_files)) is not None:
+        log.info(
+            "dataset %s: batch %d with %d files%s",
+            dataset,
+            batch.number,
+            len(batch.files),
+            " (resumed)" if batch.resumed else "",
+        )
+        reports.append(process_batch(job, dataset, batch))
+    return reports
+
+
+def dataset_order(settings: Settings) -> list[str]:
+    """Datasets with every foreign-key parent before its children (orders before order_items)."""
+    done: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...] = ()) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise ValueError(f"foreign keys form a cycle: {' -> '.join((*path, name))}")
+        for parent, _ in settings.datasets[name].foreign_keys.values():
+            if parent != name:
+                visit(parent, (*path, name))
+        done.append(name)
+
+    for name in sorted(settings.datasets):
+        visit(name)
+    return done

@@ -1,0 +1,160 @@
+"""Type, check and de-duplicate one batch, driven by its contract: one SQL statement per step, run by DuckDB.
+
+The SQL is generated from the contract and kept to what Spark SQL and Trino also accept (`TRY_CAST`,
+`regexp_replace`, window functions), so the same rules can move to a Glue Spark job unchanged in spirit.
+
+Cleaning rules (documented in docs/etl.md):
+- every value is trimmed; an empty string is a null;
+- numbers may carry currency symbols (EUR, USD, GBP, JPY signs) and `,` thousands separators; `.` is the
+  decimal point; decimals are rounded to the contract's scale;
+- timestamps: ISO 8601 with `T` or a space, with `Z`, `+hh:mm`, `+hhmm` or a zone name, or none (UTC is
+  assumed), or Unix epoch seconds; everything is stored in UTC. Day-first or month-first dates (01/03/2025)
+  are ambiguous and rejected;
+- a row is rejected (kept, with every reason) for a type error, a null in a required column, a value
+  outside the column's `min`/`max`, or a foreign key with no parent row;
+- among the rows left, one row per primary key survives: the one delivered last (latest file in the
+  batch, then the latest row in that file). Exact and key duplicates are counted, not rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from chalicelib.config import Column, Contract
+
+_NUMBER_CLEAN = "regexp_replace(regexp_replace({x}, '[€$£¥[:space:]]', '', 'g'), ',([0-9]{{3}})', '\\1', 'g')"
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    rows: pa.Table  # typed, one row per key, contract columns + _source_file
+    rejected: pa.Table  # raw strings + _reason_code, _reason, lineage
+    duplicates_dropped: int
+
+
+def arrow_type(column: Column) -> pa.DataType:
+    if column.type.startswith("decimal"):
+        precision, scale = column.type[len("decimal(") : -1].split(",")
+        return pa.decimal128(int(precision), int(scale))
+    return {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "double": pa.float64(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }[column.type]
+
+
+def table_schema(contract: Contract) -> pa.Schema:
+    """The processed table's schema: the contract's columns, typed, and the row's source file."""
+    fields = [pa.field(c.name, arrow_type(c), nullable=c.nullable) for c in contract.columns]
+    return pa.schema([*fields, pa.field("_source_file", pa.string())])
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _typed(column: Column, x: str) -> str:
+    """SQL that turns the cleaned string `x` into the column's type, NULL where it cannot."""
+    t = column.type
+    if t == "string":
+        return x
+    if t in ("int32", "int64"):
+        sql_type = "INTEGER" if t == "int32" else "BIGINT"
+        number = _NUMBER_CLEAN.format(x=x)
+        return f"CASE WHEN regexp_full_match({number}, '[+-]?[0-9]+') THEN TRY_CAST({number} AS {sql_type}) END"
+    if t == "double" or t.startswith("decimal"):
+        sql_type = "DOUBLE" if t == "double" else t.upper()
+        return f"TRY_CAST({_NUMBER_CLEAN.format(x=x)} AS {sql_type})"
+    if t == "bool":
+        return f"TRY_CAST({x} AS BOOLEAN)"
+    if t == "date":
+        return f"COALESCE(TRY_CAST({x} AS DATE), CAST(TRY_CAST({x} AS TIMESTAMPTZ) AS DATE))"
+    if t == "timestamp":
+        return (
+            f"CASE WHEN regexp_full_match({x}, '[0-9]{{9,10}}') THEN to_timestamp(CAST({x} AS BIGINT)) "
+            f"ELSE TRY_CAST({x} AS TIMESTAMPTZ) END"
+        )
+    raise ValueError(f"no SQL for type {t}")
+
+
+def _checks(column: Column, raw: str, typed: str) -> list[tuple[str, str]]:
+    """(condition, reason) pairs; each condition true means the row is bad."""
+    shown = f"left({raw}, 40)"
+    checks = [
+        (f"{raw} IS NOT NULL AND {typed} IS NULL", f"'TYPE_ERROR: {column.name} is not a {column.type}: ' || {shown}")
+    ]
+    if not column.nullable:
+        checks.append((f"{raw} IS NULL", f"'REQUIRED: {column.name} is missing'"))
+    if column.min is not None:
+        checks.append((f"{typed} < {column.min}", f"'OUT_OF_RANGE: {column.name} ' || {shown} || ' < {column.min:g}'"))
+    if column.max is not None:
+        checks.append((f"{typed} > {column.max}", f"'OUT_OF_RANGE: {column.name} ' || {shown} || ' > {column.max:g}'"))
+    return checks
+
+
+def clean_sql(contract: Contract, references: dict[str, str]) -> str:
+    """The statement that types and checks table `batch`, joined to `references[fk column]` key tables.
+
+    Its result has the typed columns, `_reason` (all problems, '; '-joined, NULL for a good row), the raw
+    strings as `_raw_<column>`, and the lineage columns.
+    """
+    typed, raws, checks, joins = [], [], [], []
+    for column in contract.columns:
+        raw = f"NULLIF(trim(b.{_q(column.name)}), '')"
+        expr = _typed(column, raw)
+        typed.append(f"{expr} AS {_q(column.name)}")
+        raws.append(f"b.{_q(column.name)} AS {_q('_raw_' + column.name)}")
+        checks += _checks(column, raw, expr)
+    for i, (fk_col, (dataset, parent_col)) in enumerate(sorted(contract.foreign_keys.items())):
+        alias = f"fk{i}"
+        joins.append(f"LEFT JOIN {references[fk_col]} {alias} ON trim(b.{_q(fk_col)}) = {alias}.k")
+        checks.append(
+            (
+                f"NULLIF(trim(b.{_q(fk_col)}), '') IS NOT NULL AND {alias}.k IS NULL",
+                f"'ORPHAN: {fk_col} ' || trim(b.{_q(fk_col)}) || ' has no {dataset}.{parent_col}'",
+            )
+        )
+    reason = "concat_ws('; ', " + ", ".join(f"CASE WHEN {cond} THEN {msg} END" for cond, msg in checks) + ")"
+    return (
+        f"SELECT {', '.join(typed)}, NULLIF({reason}, '') AS _reason, {', '.join(raws)}, "
+        f"b._source_file, b._seq, b._row FROM batch b {' '.join(joins)}"
+    )
+
+
+def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] | None = None) -> Cleaned:
+    """Type, check and de-duplicate `batch` (strings + lineage, from sources.read_batch).
+
+    `parent_keys[fk column]` is a one-column table `k` of the parent's existing keys.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("batch", batch)
+    references = {}
+    for i, fk_col in enumerate(sorted(contract.foreign_keys)):
+        keys = (parent_keys or {}).get(fk_col, pa.table({"k": pa.array([], pa.string())}))
+        con.register(f"parent_{i}", keys)
+        references[fk_col] = f"(SELECT DISTINCT CAST(k AS VARCHAR) AS k FROM parent_{i})"
+    con.execute(f"CREATE TEMP TABLE checked AS {clean_sql(contract, references)}")
+
+    names = [_q(c) for c in contract.column_names]
+    raw = ", ".join(f"{_q('_raw_' + c)} AS {_q(c)}" for c in contract.column_names)
+    rejected = con.sql(
+        f"SELECT {raw}, split_part(_reason, ':', 1) AS _reason_code, _reason, _source_file, _row "
+        "FROM checked WHERE _reason IS NOT NULL ORDER BY _seq, _row"
+    ).to_arrow_table()
+    key = ", ".join(_q(k) for k in contract.primary_key)
+    good = con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchone()[0]
+    rows = con.sql(
+        f"SELECT {', '.join(names)}, _source_file FROM checked WHERE _reason IS NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1 ORDER BY {key}"
+    ).to_arrow_table()
+    con.close()
+    return Cleaned(rows.cast(table_schema(contract)), rejected, good - rows.num_rows)

@@ -1,0 +1,52 @@
+"""Run the glue_scripts/ entry points as local processes against a stage, in dependency order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chalicelib.config import Settings, Stage
+from chalicelib.errors import LakehouseError
+
+GLUE_SCRIPTS = Path(__file__).resolve().parent.parent / "glue_scripts"
+
+
+def run_script(script: str, stage: Stage) -> list[dict[str, Any]]:
+    """Run one Glue entry point as a process (as the local stage's Glue); returns its JSON report."""
+    result = subprocess.run(
+        [sys.executable, str(GLUE_SCRIPTS / script), "--stage", stage.name, "--bucket", stage.bucket],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(GLUE_SCRIPTS)},
+    )
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise LakehouseError(f"{script} failed (exit {result.returncode}):\n{tail}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_etl(
+    settings: Settings,
+    stage: Stage,
+    datasets: list[str] | None = None,
+    curated: bool = True,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, list[dict[str, Any]]]:
+    """processed/ for each dataset (parents before children), then the master merge."""
+    from lakehouse_etl.processed import dataset_order
+
+    reports: dict[str, list[dict[str, Any]]] = {}
+    for dataset in dataset_order(settings):
+        if datasets and dataset not in datasets:
+            continue
+        progress(f"process_{dataset}")
+        reports[dataset] = run_script(f"process_{dataset}.py", stage)
+    if curated:
+        progress("master_merge")
+        reports["curated"] = run_script("master_merge.py", stage)
+    return reports
