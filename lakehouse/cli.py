@@ -252,6 +252,199 @@ def check(file: Path, dataset: str | None) -> None:
 
 
 @main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--orders", default=2000, show_default=True, help="Number of orders (other datasets scale with it).")
+@click.option("--anomaly-rate", default=0.02, show_default=True, help="Share of rows with one planted anomaly.")
+@click.option("--seed", default=7, show_default=True)
+def generate(folder: Path, orders: int, anomaly_rate: float, seed: int) -> None:
+    """Write a deterministic sample set of all datasets into FOLDER, with planted anomalies (manifest.json)."""
+    from .generate import generate as write
+
+    if orders < 1 or not 0 <= anomaly_rate < 1:
+        raise click.UsageError("--orders must be at least 1 and --anomaly-rate in [0, 1)")
+    manifest = write(folder, orders=orders, anomaly_rate=anomaly_rate, seed=seed)
+    table = Table("dataset", "file", "rows", "clean", "duplicates", "planted anomalies")
+    for name, planted in manifest["datasets"].items():
+        table.add_row(
+            name,
+            planted["file"],
+            str(planted["rows_written"]),
+            str(planted["clean_rows"]),
+            str(planted["duplicates"]),
+            ", ".join(f"{k} {n}" for k, n in sorted(planted["anomalies"].items())),
+        )
+    out.print(table)
+    console.print(f"manifest: {folder / 'manifest.json'}")
+
+
+def print_etl(reports: dict[str, list[dict[str, Any]]]) -> None:
+    table = Table(
+        "dataset",
+        "batches",
+        "files",
+        "rows read",
+        "merged",
+        "rejected",
+        "duplicates",
+        "rejected by reason",
+        "delta version",
+    )
+    for dataset, batches in reports.items():
+        if dataset == "curated":
+            continue
+        reasons: dict[str, int] = {}
+        for b in batches:
+            for code, n in b["rejected_by_reason"].items():
+                reasons[code] = reasons.get(code, 0) + n
+        table.add_row(
+            dataset,
+            str(len(batches)),
+            str(sum(b["files"] for b in batches)),
+            str(sum(b["rows_read"] for b in batches)),
+            str(sum(b["rows_merged"] for b in batches)),
+            str(sum(b["rows_rejected"] for b in batches)),
+            str(sum(b["duplicates_dropped"] for b in batches)),
+            ", ".join(f"{k} {n}" for k, n in sorted(reasons.items())),
+            str(batches[-1]["delta_version"]) if batches else "-",
+        )
+    out.print(table)
+    if "curated" in reports:
+        out.print(
+            "curated: "
+            + ", ".join(f"{r['table']} {r['rows']} rows (v{r['delta_version']})" for r in reports["curated"])
+        )
+
+
+@main.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all, parents first).")
+@click.option("--curated/--no-curated", default=True, show_default=True, help="Rebuild curated/ afterwards.")
+def etl(stage_name: str, datasets: tuple[str, ...], curated: bool) -> None:
+    """Run the Glue jobs as local processes: processed/ for pending files, then the master merge."""
+    from .jobs import run_etl
+
+    settings, stage = _connect(stage_name)
+    unknown = set(datasets) - set(settings.datasets)
+    if unknown:
+        raise click.UsageError(f"unknown dataset(s) {sorted(unknown)}; known: {', '.join(sorted(settings.datasets))}")
+    with console.status("etl") as status:
+        reports = run_etl(
+            settings, stage, list(datasets) or None, curated, progress=lambda job: status.update(f"running {job}")
+        )
+    print_etl(reports)
+
+
+@main.group()
+def table() -> None:
+    """Delta tables: list, history, show (with time travel), housekeeping."""
+
+
+def _lake(stage_name: str) -> Any:
+    from lakehouse_etl.lake import Lake
+
+    settings, stage = _connect(stage_name)
+    return Lake.for_stage(settings, stage)
+
+
+@table.command("list")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def table_list(stage_name: str) -> None:
+    """Every processed/ and curated/ table with its version and row count."""
+    from lakehouse_etl import catalog, delta
+
+    lake = _lake(stage_name)
+    listing = Table("table", "version", "rows", "location")
+    for name, uri in catalog.tables(lake).items():
+        dt = delta.open_table(uri, lake.storage_options)
+        listing.add_row(name, "-" if dt is None else str(dt.version()), "-" if dt is None else str(dt.count()), uri)
+    out.print(listing)
+
+
+def _uri(lake: Any, name: str) -> str:
+    from lakehouse_etl import catalog
+
+    try:
+        return catalog.uri_of(lake, name)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+
+
+@table.command("history")
+@click.argument("name")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def table_history(name: str, stage_name: str) -> None:
+    """The commits of table NAME (e.g. processed/orders), newest first."""
+    from lakehouse_etl import delta
+
+    lake = _lake(stage_name)
+    dt = delta.open_table(_uri(lake, name), lake.storage_options)
+    if dt is None:
+        raise LakehouseError(f"{name} has no commits yet")
+    history = Table("version", "time (UTC)", "operation", "rows out", "files added", "files removed")
+    for entry in dt.history():
+        metrics = entry.get("operationMetrics", {})
+        when = datetime.fromtimestamp(entry["timestamp"] / 1000, UTC).isoformat(timespec="seconds")
+        history.add_row(
+            str(entry["version"]),
+            when,
+            entry["operation"],
+            str(metrics.get("num_output_rows", metrics.get("numOutputRows", ""))),
+            str(metrics.get("num_target_files_added", metrics.get("numAddedFiles", ""))),
+            str(metrics.get("num_target_files_removed", metrics.get("numRemovedFiles", ""))),
+        )
+    out.print(history)
+
+
+@table.command("show")
+@click.argument("name")
+@click.option("--version", type=int, help="Time travel: the table as of this version.")
+@click.option("--as-of", help="Time travel: the table as of this time (ISO 8601, e.g. 2026-11-25T10:00:00Z).")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def table_show(name: str, version: int | None, as_of: str | None, limit: int, stage_name: str) -> None:
+    """Rows of table NAME, now or as it was (--version / --as-of)."""
+    from lakehouse_etl import delta
+
+    if version is not None and as_of is not None:
+        raise click.UsageError("give --version or --as-of, not both")
+    lake = _lake(stage_name)
+    try:
+        data = delta.read(_uri(lake, name), lake.storage_options, version=version, as_of=as_of)
+    except Exception as exc:
+        if isinstance(exc, click.UsageError):
+            raise
+        raise LakehouseError(
+            f"cannot read {name}{f' at version {version}' if version is not None else ''}"
+            f"{f' as of {as_of}' if as_of else ''}: {exc}"
+        ) from exc
+    rows = Table(*data.column_names)
+    for row in data.slice(0, limit).to_pylist():
+        rows.add_row(*("" if v is None else str(v) for v in row.values()))
+    out.print(rows)
+    console.print(f"{data.num_rows} rows" + (f", first {limit} shown" if data.num_rows > limit else ""))
+
+
+@table.command("housekeeping")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def table_housekeeping(stage_name: str) -> None:
+    """Compact small files and VACUUM every table (keeps 30 days of time travel); the Glue housekeeping job."""
+    from .jobs import run_script
+
+    _, stage = _connect(stage_name)
+    report = Table("table", "files added", "files removed by compaction", "files vacuumed", "version")
+    for r in run_script("housekeeping.py", stage):
+        if not r.get("missing"):
+            report.add_row(
+                r["table"],
+                str(r["files_added"]),
+                str(r["files_removed_by_compaction"]),
+                str(r["files_vacuumed"]),
+                str(r["version"]),
+            )
+    out.print(report)
+
+
+@main.command()
 @click.option("--keep-running", is_flag=True, help="Leave the local stage up afterwards.")
 def demo(keep_running: bool) -> None:
     """Start a fresh local stage, drop the sample files, print the ledger summary, stop."""

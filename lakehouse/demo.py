@@ -7,8 +7,44 @@ from collections import Counter
 from chalicelib.aws import client
 
 from . import localstage
-from .cli import _ledger, _settings, console, drop_files, out, print_records, start_local_stage, wait_for
+from .cli import _ledger, _settings, console, drop_files, out, print_etl, print_records, start_local_stage, wait_for
+from .generate import generate
+from .jobs import run_etl
 from .samples import write_ingest_samples
+
+
+def _etl(settings, stage, ledger) -> bool:
+    """Steps 5-7: a generated sample set with planted anomalies, the Glue jobs, the Delta tables."""
+    from lakehouse_etl.catalog import duckdb_connection
+    from lakehouse_etl.lake import Lake
+
+    console.rule("5. generate a sample set of every dataset (2% of rows with one planted anomaly) and drop it")
+    manifest = generate(localstage.STATE_DIR / "generated", orders=2000, anomaly_rate=0.02, seed=7)
+    planted = {name: d["rejected_by_reason"] for name, d in manifest["datasets"].items()}
+    folder = localstage.STATE_DIR / "generated"
+    ids = drop_files(settings, stage, [(folder / d["file"], name) for name, d in manifest["datasets"].items()])
+    wait_for(ledger, ids, timeout=120)
+    console.rule("6. run the Glue jobs as local processes: processed/ per dataset, then the master merge")
+    reports = run_etl(settings, stage, progress=lambda job: console.print(f"  {job}"))
+    print_etl(reports)
+    console.rule("7. every Delta table, read by DuckDB")
+    con = duckdb_connection(Lake.for_stage(settings, stage))
+    views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+    for view in views:
+        out.print(f"  {view}: {con.execute(f'SELECT count(*) FROM {view}').fetchone()[0]} rows")
+    rejected: dict[str, Counter] = {}
+    for name, batches in reports.items():
+        for b in batches if name != "curated" else []:
+            rejected.setdefault(name, Counter()).update(b["rejected_by_reason"])
+    # The generated set's anomalies are all caught: each planted count is in the rejected rows.
+    missed = [
+        f"{n}: planted {p}, rejected {dict(rejected.get(n, {}))}"
+        for n, p in planted.items()
+        if any(rejected.get(n, Counter())[code] < count for code, count in p.items())
+    ]
+    for line in missed:
+        console.print(f"[red]missed anomalies:[/red] {line}")
+    return len(views) == 10 and not missed
 
 
 def run_demo(keep_running: bool = False) -> int:
@@ -72,7 +108,8 @@ def run_demo(keep_running: bool = False) -> int:
                 )
         for line in wrong:
             console.print(f"[red]mismatch:[/red] {line}")
-        ok = not wrong and redelivery_ok
+        etl_ok = _etl(settings, stage, ledger)
+        ok = not wrong and redelivery_ok and etl_ok
         console.print("[green]demo passed[/green]" if ok else "[red]demo failed[/red]")
         return 0 if ok else 1
     finally:

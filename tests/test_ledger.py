@@ -94,3 +94,41 @@ def test_concurrent_claims_of_one_file_give_exactly_one_owner():
     for t in threads:
         t.join()
     assert results.count(True) == 1 and results.count("busy") == 15
+
+
+def valid(ledger, key, minute):
+    record = ledger.claim(rec(key), now=datetime(2026, 1, 1, 0, minute, tzinfo=UTC)).record
+    return ledger.finish(record, Status.VALID, md5=key)
+
+
+def test_valid_files_wait_as_pending_oldest_first(ledger):
+    valid(ledger, "raw/orders/b.csv", 2)
+    valid(ledger, "raw/orders/a.csv", 1)
+    assert [r.key for r in ledger.pending_files("orders")] == ["raw/orders/a.csv", "raw/orders/b.csv"]
+    assert ledger.pending_files("customers") == []
+
+
+def test_a_batch_is_opened_resumed_and_closed(ledger):
+    from chalicelib.ledger import FileResult
+
+    a, b = valid(ledger, "raw/orders/a.csv", 1), valid(ledger, "raw/orders/b.csv", 2)
+    batch = ledger.open_batch("orders", max_files=1)
+    assert (batch.number, batch.files, batch.resumed) == (1, (a.file_id,), False)
+    resumed = ledger.open_batch("orders")  # not closed: an interrupted run resumes the same batch
+    assert (resumed.number, resumed.files, resumed.resumed) == (1, (a.file_id,), True)
+    ledger.close_batch(batch, delta_version=7, results={a.file_id: FileResult(3, 1)})
+    done = ledger.get(a.file_id)
+    assert (done.status, done.delta_version, done.rows_merged, done.rows_rejected, done.pending) == (
+        Status.PROCESSED,
+        7,
+        3,
+        1,
+        None,
+    )
+    ledger.close_batch(batch, delta_version=7, results={})  # closing twice changes nothing
+    assert ledger.get(a.file_id).rows_merged == 3
+    second = ledger.open_batch("orders")
+    assert (second.number, second.files) == (2, (b.file_id,))
+    ledger.close_batch(second, delta_version=8, results={})
+    assert ledger.open_batch("orders") is None
+    assert ledger.claim(rec("raw/orders/a.csv")).claimed is False  # a processed file's redelivery is a no-op
