@@ -104,6 +104,7 @@ class Stage:
     queue_visibility_seconds: int = 1800
     max_receive_count: int = 5
     enforce_tls: bool = True  # bucket policy denying plain HTTP; off only for the loopback local stage
+    glue_role: str = ""  # IAM role (name or ARN) the Glue jobs run as
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,7 @@ def parse_contract(file: str, text: str) -> Contract:
 
 
 _STAGE_KEYS = (
+    "glue_role",
     "region",
     "bucket",
     "ledger_table",
@@ -333,6 +335,7 @@ def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: 
         queue_visibility_seconds=tunable_int("queue_visibility_seconds", 1800, 0),
         max_receive_count=tunable_int("max_receive_count", 5, 1),
         enforce_tls=stage.bool("enforce_tls", defaults.bool("enforce_tls", True)),
+        glue_role=named("glue_role", "glue"),
     )
 
 

@@ -7,10 +7,13 @@ S3 replaces whole (bucket notification configuration) are read, merged and writt
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .aws import error_code
@@ -20,6 +23,7 @@ from .ledger import LEDGER_TABLE_SPEC
 log = logging.getLogger(__name__)
 
 NOTIFICATION_ID = "lakehouse-ingest"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,22 @@ class Clients:
     dynamodb: Any
     sqs: Any
     sns: Any
+    glue: Any
+    sts: Any
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
         from .aws import ClientSettings, client
 
         settings = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
-        return cls(*(client(name, settings) for name in ("s3", "dynamodb", "sqs", "sns")))
+        return cls(*(client(name, settings) for name in ("s3", "dynamodb", "sqs", "sns", "glue", "sts")))
+
+
+# The Glue jobs (docs/etl.md): Glue 5.0 Spark jobs (Python 3.11) whose driver runs the ETL core with
+# delta-rs and DuckDB, installed by --additional-python-modules; chalicelib + lakehouse_etl travel as a zip.
+GLUE_VERSION = "5.0"
+GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2"
+GLUE_PREFIX = "glue/"
 
 
 def ensure_bucket(s3: Any, stage: Stage) -> str:
@@ -198,21 +211,85 @@ def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) 
     return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
 
 
+def put_if_changed(s3: Any, bucket: str, key: str, body: bytes) -> bool:
+    """Write an object unless it already holds these bytes (its single-part ETag is their MD5)."""
+    try:
+        etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    except Exception as exc:
+        if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        etag = None
+    if etag == hashlib.md5(body).hexdigest():
+        return False
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return True
+
+
 def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -> str:
     """Publish the validated configuration where the Lambdas read it; unchanged files are not rewritten."""
-    written = 0
-    for rel, text in files.items():
-        key, body = f"{prefix}{rel}", text.encode("utf-8")
-        try:
-            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
-        except Exception as exc:
-            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-                raise
-            etag = None
-        if etag != hashlib.md5(body).hexdigest():
-            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/toml")
-            written += 1
+    written = sum(put_if_changed(s3, bucket, f"{prefix}{rel}", text.encode("utf-8")) for rel, text in files.items())
     return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
+
+
+def glue_jobs(settings: Settings, stage: Stage) -> dict[str, str]:
+    """Job name -> entry point script, for every Glue job of the stage."""
+    jobs = {f"{stage.project}-{stage.name}-process-{d.replace('_', '-')}": f"process_{d}.py" for d in settings.datasets}
+    jobs[f"{stage.project}-{stage.name}-master-merge"] = "master_merge.py"
+    jobs[f"{stage.project}-{stage.name}-housekeeping"] = "housekeeping.py"
+    return jobs
+
+
+def _library_zip(project_dir: Path) -> bytes:
+    """chalicelib/ and lakehouse_etl/ as one zip for --extra-py-files."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package, base in (("chalicelib", project_dir), ("lakehouse_etl", project_dir / "glue_scripts")):
+            for path in sorted((base / package).rglob("*.py")):
+                info = zipfile.ZipInfo(path.relative_to(base).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+                archive.writestr(info, path.read_bytes())  # fixed timestamps: same code, same bytes, no re-upload
+    return buffer.getvalue()
+
+
+def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: Stage, project_dir: Path) -> str:
+    """Upload the entry points and the library zip, then create or update one Glue job per entry point."""
+    files = {f"{GLUE_PREFIX}lakehouse_libs.zip": _library_zip(project_dir)}
+    for script in sorted(set(glue_jobs(settings, stage).values())):
+        files[f"{GLUE_PREFIX}scripts/{script}"] = (project_dir / "glue_scripts" / script).read_bytes()
+    for key, body in files.items():
+        put_if_changed(s3, stage.bucket, key, body)
+    account = sts.get_caller_identity()["Account"]
+    role = stage.glue_role if stage.glue_role.startswith("arn:") else f"arn:aws:iam::{account}:role/{stage.glue_role}"
+    for name, script in glue_jobs(settings, stage).items():
+        definition = {
+            "Role": role,
+            "Command": {
+                "Name": "glueetl",
+                "PythonVersion": "3",
+                "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{script}",
+            },
+            "GlueVersion": GLUE_VERSION,
+            "WorkerType": "G.1X",
+            "NumberOfWorkers": 2,
+            "Timeout": 120,
+            "MaxRetries": 0,
+            "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
+            "DefaultArguments": {
+                "--additional-python-modules": GLUE_PYTHON_MODULES,
+                "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
+                "--stage": stage.name,
+                "--bucket": stage.bucket,
+                "--enable-metrics": "true",
+                "--enable-continuous-cloudwatch-log": "true",
+            },
+        }
+        try:
+            current = glue.get_job(JobName=name)["Job"]
+        except glue.exceptions.EntityNotFoundException:
+            glue.create_job(Name=name, Tags={"project": stage.project, "stage": stage.name}, **definition)
+            continue
+        if any(current.get(key) != value for key, value in definition.items()):  # only what differs is written
+            glue.update_job(JobName=name, JobUpdate=definition)
+    return f"glue jobs: {len(glue_jobs(settings, stage))} (Glue {GLUE_VERSION}, scripts under s3://{stage.bucket}/{GLUE_PREFIX})"
 
 
 def provision(
@@ -236,4 +313,5 @@ def provision(
     step(ensure_topics(clients.sns, stage))
     step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     step(ensure_notification(clients.s3, stage, settings.zones.raw, ingest_arn))
+    step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     return done

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
 import pytest
+from conftest import CONFIG
 
 from chalicelib.config import Limits
 from chalicelib.errors import FileInProgressError
@@ -257,3 +258,24 @@ class _Raw:
 
     def stream(self, **_):
         yield self.body
+
+
+def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned, settings, stage):
+    from chalicelib.provision import GLUE_PYTHON_MODULES, glue_jobs
+
+    glue = provisioned.glue
+    names = glue_jobs(settings, stage)
+    assert len(names) == 8 and "lakehouse-local-process-order-items" in names
+    job = glue.get_job(JobName="lakehouse-local-process-orders")["Job"]
+    assert job["GlueVersion"] == "5.0" and job["Command"]["Name"] == "glueetl"
+    assert job["Command"]["ScriptLocation"] == "s3://lakehouse-local-lake/glue/scripts/process_orders.py"
+    args = job["DefaultArguments"]
+    assert args["--additional-python-modules"] == GLUE_PYTHON_MODULES
+    assert args["--extra-py-files"] == "s3://lakehouse-local-lake/glue/lakehouse_libs.zip"
+    assert (args["--stage"], args["--bucket"]) == ("local", "lakehouse-local-lake")
+    script = provisioned.s3.get_object(Bucket=stage.bucket, Key="glue/scripts/process_orders.py")["Body"].read()
+    assert b'processed.run(job, "orders")' in script
+    # The versions Glue installs are the versions the tests run with.
+    dev = (CONFIG.parent / "requirements-dev.txt").read_text()
+    for pin in GLUE_PYTHON_MODULES.split(","):
+        assert pin in dev

@@ -127,6 +127,34 @@ def test_ledger_lists_newest_first(home, stage_env):
     assert len(records) >= 3 and times == sorted(times, reverse=True)
 
 
+def test_etl_runs_the_glue_scripts_and_tables_can_be_read_now_and_as_they_were(home, stage_env, tmp_path):
+    lakehouse(home, "generate", str(tmp_path / "set"), "--orders", "200", "--anomaly-rate", "0.05", "--seed", "3")
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    lakehouse(home, "drop", str(tmp_path / "set" / "orders.csv"))
+    first = lakehouse(home, "etl", "--dataset", "orders", "--no-curated")
+    planted = manifest["datasets"]["orders"]
+    assert "orders" in first.stdout and "delta version" in first.stdout
+    (record,) = [r for r in ledger(home) if r["key"].endswith("/orders.csv")]
+    assert record["status"] == "PROCESSED" and record["rows_merged"] == planted["clean_rows"]
+    assert record["rows_rejected"] == sum(planted["anomalies"].values())
+    for name in ("order_items.csv", "products.jsonl", "customers.csv", "clickstream.jsonl", "reviews.csv"):
+        lakehouse(home, "drop", str(tmp_path / "set" / name), check=False)
+    second = lakehouse(home, "etl")
+    assert "curated: daily_sales_by_category" in second.stdout
+    listing = lakehouse(home, "table", "list").stdout
+    assert "processed/orders" in listing and "curated/clickstream_sessions" in listing
+    history = lakehouse(home, "table", "history", "processed/orders").stdout
+    assert "WRITE" in history or "MERGE" in history
+    now = lakehouse(home, "table", "show", "processed/orders", "--limit", "1")
+    assert "order_id" in now.stdout and "rows, first 1 shown" in now.stderr
+    before = lakehouse(home, "table", "show", "processed/orders", "--version", "0")
+    assert "0 rows" in before.stderr  # the table as created, before the first batch
+    missing = lakehouse(home, "table", "show", "processed/nope", check=False)
+    assert missing.returncode == 2 and "no table 'processed/nope'" in missing.stderr
+    tidy = lakehouse(home, "table", "housekeeping")
+    assert "processed/orders" in tidy.stdout or "lakehouse-local-lake/processed/orders" in tidy.stdout
+
+
 def test_down_is_idempotent_and_commands_then_say_the_stage_is_not_running(home, stage_env):
     assert "local stage stopped" in lakehouse(home, "down").stderr
     assert "was not running" in lakehouse(home, "down").stderr

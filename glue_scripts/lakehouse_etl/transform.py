@@ -64,21 +64,25 @@ def _typed(column: Column, x: str) -> str:
     t = column.type
     if t == "string":
         return x
+    # Plain values take the first, cheap branch; only the others pay for the regular expressions.
     if t in ("int32", "int64"):
         sql_type = "INTEGER" if t == "int32" else "BIGINT"
         number = _NUMBER_CLEAN.format(x=x)
-        return f"CASE WHEN regexp_full_match({number}, '[+-]?[0-9]+') THEN TRY_CAST({number} AS {sql_type}) END"
+        return (
+            f"CASE WHEN regexp_full_match({x}, '[+-]?[0-9]+') THEN TRY_CAST({x} AS {sql_type}) "
+            f"WHEN regexp_full_match({number}, '[+-]?[0-9]+') THEN TRY_CAST({number} AS {sql_type}) END"
+        )
     if t == "double" or t.startswith("decimal"):
         sql_type = "DOUBLE" if t == "double" else t.upper()
-        return f"TRY_CAST({_NUMBER_CLEAN.format(x=x)} AS {sql_type})"
+        return f"COALESCE(TRY_CAST({x} AS {sql_type}), TRY_CAST({_NUMBER_CLEAN.format(x=x)} AS {sql_type}))"
     if t == "bool":
         return f"TRY_CAST({x} AS BOOLEAN)"
     if t == "date":
         return f"COALESCE(TRY_CAST({x} AS DATE), CAST(TRY_CAST({x} AS TIMESTAMPTZ) AS DATE))"
     if t == "timestamp":
         return (
-            f"CASE WHEN regexp_full_match({x}, '[0-9]{{9,10}}') THEN to_timestamp(CAST({x} AS BIGINT)) "
-            f"ELSE TRY_CAST({x} AS TIMESTAMPTZ) END"
+            f"COALESCE(TRY_CAST({x} AS TIMESTAMPTZ), CASE WHEN regexp_full_match({x}, '[0-9]{{9,10}}') "
+            f"THEN to_timestamp(CAST({x} AS BIGINT)) END)"
         )
     raise ValueError(f"no SQL for type {t}")
 
@@ -101,15 +105,14 @@ def _checks(column: Column, raw: str, typed: str) -> list[tuple[str, str]]:
 def clean_sql(contract: Contract, references: dict[str, str]) -> str:
     """The statement that types and checks table `batch`, joined to `references[fk column]` key tables.
 
-    Its result has the typed columns, `_reason` (all problems, '; '-joined, NULL for a good row), the raw
-    strings as `_raw_<column>`, and the lineage columns.
+    Its result has the typed columns, `_reason` (all problems, '; '-joined, NULL for a good row) and the
+    lineage columns.
     """
-    typed, raws, checks, joins = [], [], [], []
+    typed, checks, joins = [], [], []
     for column in contract.columns:
         raw = f"NULLIF(trim(b.{_q(column.name)}), '')"
         expr = _typed(column, raw)
         typed.append(f"{expr} AS {_q(column.name)}")
-        raws.append(f"b.{_q(column.name)} AS {_q('_raw_' + column.name)}")
         checks += _checks(column, raw, expr)
     for i, (fk_col, (dataset, parent_col)) in enumerate(sorted(contract.foreign_keys.items())):
         alias = f"fk{i}"
@@ -122,7 +125,7 @@ def clean_sql(contract: Contract, references: dict[str, str]) -> str:
         )
     reason = "concat_ws('; ', " + ", ".join(f"CASE WHEN {cond} THEN {msg} END" for cond, msg in checks) + ")"
     return (
-        f"SELECT {', '.join(typed)}, NULLIF({reason}, '') AS _reason, {', '.join(raws)}, "
+        f"SELECT {', '.join(typed)}, NULLIF({reason}, '') AS _reason, "
         f"b._source_file, b._seq, b._row FROM batch b {' '.join(joins)}"
     )
 
@@ -145,16 +148,17 @@ def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] 
     con.execute(f"CREATE TEMP TABLE checked AS {clean_sql(contract, references)}")
 
     names = [_q(c) for c in contract.column_names]
-    raw = ", ".join(f"{_q('_raw_' + c)} AS {_q(c)}" for c in contract.column_names)
-    rejected = con.sql(
-        f"SELECT {raw}, split_part(_reason, ':', 1) AS _reason_code, _reason, _source_file, _row "
-        "FROM checked WHERE _reason IS NOT NULL ORDER BY _seq, _row"
+    raw = ", ".join(f"b.{c}" for c in names)
+    good, bad = con.execute("SELECT count(*) FILTER (WHERE _reason IS NULL), count(_reason) FROM checked").fetchone()
+    rejected = con.sql(  # the raw strings as delivered, with every reason
+        f"SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, b._source_file, b._row "
+        "FROM (SELECT * FROM checked WHERE _reason IS NOT NULL) c JOIN batch b ON b._seq = c._seq AND b._row = c._row "
+        "ORDER BY b._seq, b._row" + ("" if bad else " LIMIT 0")
     ).to_arrow_table()
     key = ", ".join(_q(k) for k in contract.primary_key)
-    good = con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchone()[0]
     rows = con.sql(
         f"SELECT {', '.join(names)}, _source_file FROM checked WHERE _reason IS NULL "
-        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1 ORDER BY {key}"
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1"
     ).to_arrow_table()
     con.close()
     return Cleaned(rows.cast(table_schema(contract)), rejected, good - rows.num_rows)
