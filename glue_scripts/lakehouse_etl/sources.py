@@ -52,17 +52,23 @@ def read_batch(s3: Any, records: list[FileRecord], contract: Contract) -> pa.Tab
             kwargs["VersionId"] = record.version_id
         data = _text_stream(s3.get_object(**kwargs)["Body"].read())
         table = _jsonl(data) if record.format == "jsonl" else _csv(data, contract)
-        n = table.num_rows
         for name in contract.column_names:  # a nullable column may be absent from a file
             if name not in table.column_names:
-                table = table.append_column(name, pa.nulls(n, pa.string()))
-        table = table.select(list(contract.column_names))
-        table = table.append_column("_source_file", pa.array([record.file_id] * n, pa.string()))
-        table = table.append_column("_seq", pa.array([seq] * n, pa.int32()))
-        tables.append(table.append_column("_row", pa.array(range(1, n + 1), pa.int64())))
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+        tables.append(with_lineage(table.select(list(contract.column_names)), record.file_id, seq))
     if not tables:
         return empty_batch(contract)
     return pa.concat_tables(tables)
+
+
+def with_lineage(table: pa.Table, file_id: str, seq: int) -> pa.Table:
+    """Add `_source_file`, `_seq` and `_row` (1-based), built by Arrow kernels, not Python lists."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    table = table.append_column("_source_file", pa.repeat(pa.scalar(file_id, pa.string()), n))
+    table = table.append_column("_seq", pa.repeat(pa.scalar(seq, pa.int32()), n))
+    return table.append_column("_row", pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)))
 
 
 def empty_batch(contract: Contract) -> pa.Table:

@@ -88,7 +88,7 @@ def _typed(column: Column, x: str) -> str:
 
 
 def _checks(column: Column, raw: str, typed: str) -> list[tuple[str, str]]:
-    """(condition, reason) pairs; each condition true means the row is bad."""
+    """(condition, reason) pairs over the cleaned string `raw` and the typed value; true means a bad row."""
     shown = f"left({raw}, 40)"
     checks = [
         (f"{raw} IS NOT NULL AND {typed} IS NULL", f"'TYPE_ERROR: {column.name} is not a {column.type}: ' || {shown}")
@@ -106,27 +106,30 @@ def clean_sql(contract: Contract, references: dict[str, str]) -> str:
     """The statement that types and checks table `batch`, joined to `references[fk column]` key tables.
 
     Its result has the typed columns, `_reason` (all problems, '; '-joined, NULL for a good row) and the
-    lineage columns.
+    lineage columns. The inner query types each value once; the outer one only compares.
     """
-    typed, checks, joins = [], [], []
+    inner, typed, checks, joins = [], [], [], []
     for column in contract.columns:
-        raw = f"NULLIF(trim(b.{_q(column.name)}), '')"
-        expr = _typed(column, raw)
-        typed.append(f"{expr} AS {_q(column.name)}")
-        checks += _checks(column, raw, expr)
+        raw, value = _q(f"_raw_{column.name}"), _q(column.name)
+        inner.append(f"NULLIF(trim(b.{value}), '') AS {raw}")
+        inner.append(f"{_typed(column, f'NULLIF(trim(b.{value}), {chr(39) * 2})')} AS {value}")
+        typed.append(value)
+        checks += _checks(column, raw, value)
     for i, (fk_col, (dataset, parent_col)) in enumerate(sorted(contract.foreign_keys.items())):
-        alias = f"fk{i}"
+        alias, raw = f"fk{i}", _q(f"_raw_{fk_col}")
         joins.append(f"LEFT JOIN {references[fk_col]} {alias} ON trim(b.{_q(fk_col)}) = {alias}.k")
+        inner.append(f"{alias}.k IS NULL AS _no_parent_{i}")
         checks.append(
             (
-                f"NULLIF(trim(b.{_q(fk_col)}), '') IS NOT NULL AND {alias}.k IS NULL",
-                f"'ORPHAN: {fk_col} ' || trim(b.{_q(fk_col)}) || ' has no {dataset}.{parent_col}'",
+                f"{raw} IS NOT NULL AND _no_parent_{i}",
+                f"'ORPHAN: {fk_col} ' || {raw} || ' has no {dataset}.{parent_col}'",
             )
         )
+    any_bad = " OR ".join(f"({cond})" for cond, _ in checks)
     reason = "concat_ws('; ', " + ", ".join(f"CASE WHEN {cond} THEN {msg} END" for cond, msg in checks) + ")"
     return (
-        f"SELECT {', '.join(typed)}, NULLIF({reason}, '') AS _reason, "
-        f"b._source_file, b._seq, b._row FROM batch b {' '.join(joins)}"
+        f"SELECT {', '.join(typed)}, CASE WHEN {any_bad} THEN {reason} END AS _reason, _source_file, _seq, _row "
+        f"FROM (SELECT {', '.join(inner)}, b._source_file, b._seq, b._row FROM batch b {' '.join(joins)})"
     )
 
 
@@ -139,6 +142,7 @@ def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] 
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")  # row order carries no meaning here; lineage does
     con.register("batch", batch)
     references = {}
     for i, fk_col in enumerate(sorted(contract.foreign_keys)):
@@ -156,9 +160,15 @@ def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] 
         "ORDER BY b._seq, b._row" + ("" if bad else " LIMIT 0")
     ).to_arrow_table()
     key = ", ".join(_q(k) for k in contract.primary_key)
+    # Only keys that occur more than once pay for the window that picks the last delivered row.
+    con.execute(
+        f"CREATE TEMP TABLE dup AS SELECT {key} FROM checked WHERE _reason IS NULL GROUP BY {key} HAVING count(*) > 1"
+    )
+    columns = f"{', '.join(names)}, _source_file"
     rows = con.sql(
-        f"SELECT {', '.join(names)}, _source_file FROM checked WHERE _reason IS NULL "
-        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1"
+        f"SELECT {columns} FROM checked WHERE _reason IS NULL AND ({key}) NOT IN (SELECT ({key}) FROM dup) "
+        f"UNION ALL SELECT {columns} FROM (SELECT * FROM checked WHERE _reason IS NULL AND ({key}) IN "
+        f"(SELECT ({key}) FROM dup) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1)"
     ).to_arrow_table()
     con.close()
     return Cleaned(rows.cast(table_schema(contract)), rejected, good - rows.num_rows)
