@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/etl.py
 
 clean:
 	-$(BIN)/lakehouse down
