@@ -198,7 +198,7 @@ def _serialised(app: Any) -> Any:
     return wsgi
 
 
-def _serve_moto(port: int) -> Any:
+def serve_moto(port: int) -> Any:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
@@ -278,7 +278,7 @@ def serve(port: int, region: str) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     os.environ.update({**chalice_stage_env(), **LocalStage(os.getpid(), port, region).environment()})
-    server = _serve_moto(port)
+    server = serve_moto(port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"local stage: moto on 127.0.0.1:{port}, validate poller running", flush=True)

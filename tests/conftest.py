@@ -71,18 +71,18 @@ def ingestor(provisioned, settings, stage):
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """moto in server mode in this process: a real HTTP endpoint, which delta-rs (Rust) needs."""
+    """moto in server mode in this process: a real HTTP endpoint, which delta-rs (Rust) needs. Served as
+    the local stage serves it (DynamoDB requests serialised, so conditional writes are atomic)."""
     import socket
 
-    from moto.server import ThreadedMotoServer
+    from lakehouse.localstage import serve_moto
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = serve_moto(port)
     yield f"http://127.0.0.1:{port}"
-    server.stop()
+    server.shutdown()
 
 
 @pytest.fixture

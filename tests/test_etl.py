@@ -296,3 +296,35 @@ def test_curated_tables_aggregate_processed_ones(lake_job):
     # 10:00, 10:10, 10:39 (29 min gap), 11:10 (31 min gap: new session), 11:41 (31 min: another)
     sessions = con.execute("SELECT session_number, events FROM curated_clickstream_sessions ORDER BY 1").fetchall()
     assert sessions == [(1, 3), (2, 1), (3, 1)]
+
+
+def test_two_jobs_for_one_dataset_at_once_merge_each_file_once(lake_job, settings):
+    import threading
+
+    from lakehouse_etl.processed import Job
+
+    for i in range(4):
+        ingest(
+            lake_job,
+            "orders",
+            f"{i}.csv",
+            H + f"O{i},C1,2025-03-0{i + 1}T00:00:00Z,placed,1,EUR,2025-03-0{i + 1}\n".encode(),
+        )
+    errors, reports = [], []
+
+    def job_run():
+        try:  # each thread is its own job run, with its own clients
+            reports.extend(processed.run(Job.for_stage(settings, "local"), "orders", max_files=2))
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r["order_id"] for r in rows(lake_job, "orders")) == ["O0", "O1", "O2", "O3"]
+    done = [lake_job.ledger.get(r.file_id) for r in lake_job.ledger.files()]
+    assert all(r.status == Status.PROCESSED and r.rows_merged == 1 for r in done)
+    assert sorted({r.batch for r in done}) == [1, 2]  # two batches of two files, whoever ran them
