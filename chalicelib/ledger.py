@@ -249,6 +249,20 @@ class Ledger(ABC):
             {"number": batch.number, "state": "OPEN"},
         )
 
+    def mark_gone(self, record: FileRecord, code: str, reason: str) -> None:
+        """A VALID file whose object version disappeared before its ETL: nothing left to merge."""
+        self._update_if(
+            file_pk(record.file_id),
+            {
+                "status": str(Status.GONE),
+                "pending": None,
+                "reason_code": code,
+                "reason": reason,
+                "updated_at": now_iso(),
+            },
+            {"status": str(Status.VALID)},
+        )
+
     def get(self, file_id: str) -> FileRecord | None:
         item = self._get(file_pk(file_id))
         return None if item is None else FileRecord.from_item(item)

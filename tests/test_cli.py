@@ -43,6 +43,7 @@ def test_the_demo_runs_end_to_end_and_passes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "summary: 2 duplicate, 12 rejected, 9 valid" in result.stdout
     assert "no new entry, no second acceptance" in result.stderr and "demo passed" in result.stderr
+    assert "every planted anomaly was rejected with its reason, and nothing else was" in result.stderr
     assert not (tmp_path / "local.json").exists()  # it stopped the stage it started
 
 

@@ -315,7 +315,7 @@ def test_two_jobs_for_one_dataset_at_once_merge_each_file_once(lake_job, setting
     def job_run():
         try:  # each thread is its own job run, with its own clients
             reports.extend(processed.run(Job.for_stage(settings, "local"), "orders", max_files=2))
-        except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=job_run) for _ in range(2)]
@@ -328,3 +328,13 @@ def test_two_jobs_for_one_dataset_at_once_merge_each_file_once(lake_job, setting
     done = [lake_job.ledger.get(r.file_id) for r in lake_job.ledger.files()]
     assert all(r.status == Status.PROCESSED and r.rows_merged == 1 for r in done)
     assert sorted({r.batch for r in done}) == [1, 2]  # two batches of two files, whoever ran them
+
+
+def test_a_file_deleted_before_its_etl_is_marked_gone_and_does_not_stall_the_batch(lake_job):
+    gone = ingest(lake_job, "orders", "a.csv", H + b"O1,C1,2025-03-01T00:00:00Z,placed,1,EUR,2025-03-01\n")
+    kept = ingest(lake_job, "orders", "b.csv", H + b"O2,C1,2025-03-01T00:00:00Z,placed,1,EUR,2025-03-01\n")
+    lake_job.s3.delete_object(Bucket=gone.bucket, Key=gone.key, VersionId=gone.version_id)
+    (report,) = processed.run(lake_job, "orders")
+    assert report.files == 1 and [r["order_id"] for r in rows(lake_job, "orders")] == ["O2"]
+    assert lake_job.ledger.get(gone.file_id).status == Status.GONE
+    assert lake_job.ledger.get(kept.file_id).status == Status.PROCESSED

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from chalicelib.config import Settings, Stage
-from chalicelib.ledger import Batch, FileResult, Ledger
+from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
 
 from . import delta
 from .lake import Lake
@@ -81,9 +81,31 @@ def _write_rejected(job: Job, dataset: str, batch: Batch, rejected: pa.Table) ->
     )
 
 
+def _still_there(job: Job, record: FileRecord) -> bool:
+    """False (and the file marked GONE) if its validated version was deleted since: a batch must not stall."""
+    from chalicelib.aws import error_code
+
+    kwargs = {
+        "Bucket": record.bucket,
+        "Key": record.key,
+        **({"VersionId": record.version_id} if record.version_id else {}),
+    }
+    try:
+        job.s3.head_object(**kwargs)
+        return True
+    except Exception as exc:
+        if error_code(exc) not in ("404", "NoSuchKey", "NoSuchVersion", "NotFound"):
+            raise
+    job.ledger.mark_gone(record, "OBJECT_GONE", "the validated object version was deleted before its ETL")
+    log.warning("file %s is gone; left out of its batch", record.file_id)
+    return False
+
+
 def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
     contract = job.settings.datasets[dataset]
-    records = sorted((job.ledger.get(f) for f in batch.files), key=lambda r: r.received_at)
+    records = [
+        r for r in sorted((job.ledger.get(f) for f in batch.files), key=lambda r: r.received_at) if _still_there(job, r)
+    ]
     raw = read_batch(job.s3, records, contract)
     cleaned = clean(raw, contract, parent_keys(job, dataset))
     if cleaned.rejected.num_rows:
