@@ -82,6 +82,8 @@ class Limits:
     max_decompressed_bytes: int = 20 * 1024**3
     max_compression_ratio: int = 200
     max_line_bytes: int = 1024**2
+    max_batch_files: int = 1000  # one ETL batch: at most this many files ...
+    max_batch_bytes: int = 2 * 1024**3  # ... and this many bytes (a batch is read into memory)
 
 
 @dataclass(frozen=True)

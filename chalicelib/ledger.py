@@ -126,6 +126,16 @@ def content_pk(md5: str) -> str:
     return f"md5#{md5}"
 
 
+def _first_files(records: list[FileRecord], max_bytes: int | None) -> tuple[str, ...]:
+    chosen, total = [], 0
+    for record in records:
+        total += record.size or 0
+        if chosen and max_bytes is not None and total > max_bytes:
+            break
+        chosen.append(record.file_id)
+    return tuple(chosen)
+
+
 class Ledger(ABC):
     """The ledger flow; subclasses only store items."""
 
@@ -204,14 +214,15 @@ class Ledger(ABC):
         """VALID files of `dataset` not yet merged, oldest first."""
         return [FileRecord.from_item(i) for i in self._pending(dataset, limit)]
 
-    def open_batch(self, dataset: str, max_files: int = 1000) -> Batch | None:
-        """The dataset's open batch (an interrupted run: resume it) or a new one of its pending files."""
+    def open_batch(self, dataset: str, max_files: int = 1000, max_bytes: int | None = None) -> Batch | None:
+        """The dataset's open batch (an interrupted run: resume it) or a new one of its oldest pending files,
+        at most `max_files` of them and `max_bytes` together (but always at least one)."""
         pk = f"batch#{dataset}"
         for _ in range(3):  # another job may open the batch between our read and our write
             item = self._get(pk)
             if item and item["state"] == "OPEN":
                 return Batch(dataset, int(item["number"]), tuple(item["files"]), resumed=True)
-            files = tuple(r.file_id for r in self.pending_files(dataset, max_files))
+            files = _first_files(self.pending_files(dataset, max_files), max_bytes)
             if not files:
                 return None
             number = int(item["number"]) + 1 if item else 1

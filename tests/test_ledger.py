@@ -1,4 +1,5 @@
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -132,3 +133,16 @@ def test_a_batch_is_opened_resumed_and_closed(ledger):
     ledger.close_batch(second, delta_version=8, results={})
     assert ledger.open_batch("orders") is None
     assert ledger.claim(rec("raw/orders/a.csv")).claimed is False  # a processed file's redelivery is a no-op
+
+
+def test_a_batch_stops_at_its_byte_budget_but_takes_at_least_one_file(ledger):
+    for i, size in enumerate((600, 600, 600)):
+        record = ledger.claim(
+            replace(rec(f"raw/orders/{i}.csv"), size=size), now=datetime(2026, 1, 1, 0, i, tzinfo=UTC)
+        ).record
+        ledger.finish(record, Status.VALID, md5=str(i))
+    assert len(ledger.open_batch("orders", max_bytes=1300).files) == 2
+    ledger2 = InMemoryLedger()
+    big = ledger2.claim(replace(rec("raw/orders/big.csv"), size=10_000)).record
+    ledger2.finish(big, Status.VALID, md5="b")
+    assert ledger2.open_batch("orders", max_bytes=100).files == (big.file_id,)

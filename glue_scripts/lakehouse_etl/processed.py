@@ -147,12 +147,15 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
     )
 
 
-def run(job: Job, dataset: str, max_files: int = 1000) -> list[BatchReport]:
+def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchReport]:
     """Merge every pending file of `dataset`, a batch at a time; an interrupted batch is finished first."""
     if dataset not in job.settings.datasets:
         raise ValueError(f"no contract for dataset {dataset!r}")
     reports = []
-    while (batch := job.ledger.open_batch(dataset, max_files)) is not None:
+    limits = job.settings.limits
+    while (
+        batch := job.ledger.open_batch(dataset, max_files or limits.max_batch_files, limits.max_batch_bytes)
+    ) is not None:
         log.info(
             "dataset %s: batch %d with %d files%s",
             dataset,
