@@ -31,6 +31,11 @@ class ClientSettings:
             endpoint_url=os.environ.get(ENDPOINT_ENV) or None,
         )
 
+    @classmethod
+    def for_stage(cls, stage: Any) -> ClientSettings:
+        """The region and retry policy a stage declares (endpoint and credentials still from the environment)."""
+        return cls.from_env(stage.region, stage.retry_mode, stage.max_attempts)
+
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, ClientSettings], Any] = {}

@@ -464,6 +464,13 @@ class DynamoDBLedger(Ledger):
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def ledger_for(stage: Any) -> DynamoDBLedger:
+    """The stage's ledger, through the client factory."""
+    from .aws import ClientSettings, client
+
+    return DynamoDBLedger(client("dynamodb", ClientSettings.for_stage(stage)), stage.ledger_table, stage.lease_seconds)
+
+
 LEDGER_TABLE_SPEC = {
     "AttributeDefinitions": [
         {"AttributeName": "pk", "AttributeType": "S"},

@@ -39,7 +39,7 @@ class Clients:
     def for_stage(cls, stage: Stage) -> Clients:
         from .aws import ClientSettings, client
 
-        settings = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
+        settings = ClientSettings.for_stage(stage)
         return cls(*(client(name, settings) for name in ("s3", "dynamodb", "sqs", "sns", "glue", "sts")))
 
 

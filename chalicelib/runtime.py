@@ -14,7 +14,7 @@ import time
 from .aws import ClientSettings, client
 from .config import load_settings_from_s3
 from .ingest import Ingestor
-from .ledger import DynamoDBLedger
+from .ledger import ledger_for
 
 CONFIG_TTL_SECONDS = 60
 
@@ -30,8 +30,8 @@ def ingestor() -> Ingestor:
             prefix = os.environ.get("LAKEHOUSE_CONFIG_PREFIX", "config/")
             settings = load_settings_from_s3(client("s3"), bucket, prefix)
             stage = settings.stage(os.environ["LAKEHOUSE_STAGE"])
-            clients = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
-            ledger = DynamoDBLedger(client("dynamodb", clients), stage.ledger_table, stage.lease_seconds)
+            clients = ClientSettings.for_stage(stage)
+            ledger = ledger_for(stage)
             _cached = (
                 time.monotonic(),
                 Ingestor(settings, stage, client("s3", clients), client("sqs", clients), ledger),

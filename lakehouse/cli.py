@@ -16,7 +16,7 @@ from rich.table import Table
 
 from chalicelib.config import Settings, config_files, load_settings
 from chalicelib.errors import LakehouseError
-from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord, Status
+from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord, Status, ledger_for
 
 from . import localstage
 
@@ -44,16 +44,6 @@ def _connect(stage_name: str) -> tuple[Settings, Any]:
     if stage_name == localstage.STAGE:
         localstage.use(localstage.require())
     return settings, stage
-
-
-def _ledger(stage: Any) -> DynamoDBLedger:
-    from chalicelib.aws import ClientSettings, client
-
-    return DynamoDBLedger(
-        client("dynamodb", ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)),
-        stage.ledger_table,
-        stage.lease_seconds,
-    )
 
 
 class _Group(click.Group):
@@ -144,7 +134,7 @@ def drop_files(settings: Settings, stage: Any, files: list[tuple[Path, str]]) ->
     """Upload files to raw/<dataset>/ through the S3 API; returns their ledger file ids."""
     from chalicelib.aws import ClientSettings, client
 
-    s3 = client("s3", ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts))
+    s3 = client("s3", ClientSettings.for_stage(stage))
     ids = []
     for path, dataset in files:
         key = raw_key(settings, dataset, path)
@@ -197,7 +187,7 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
     if not wait:
         out.print("\n".join(ids))
         return
-    records = wait_for(_ledger(stage), ids, timeout)
+    records = wait_for(ledger_for(stage), ids, timeout)
     print_records([records[i] for i in ids])
     if any(r.status != Status.VALID for r in records.values()):
         sys.exit(2)
@@ -227,7 +217,7 @@ def print_records(records: list[FileRecord]) -> None:
 def ledger(stage_name: str, as_json: bool, limit: int) -> None:
     """List the file ledger, newest first."""
     _, stage = _connect(stage_name)
-    records = _ledger(stage).files(limit or None)
+    records = ledger_for(stage).files(limit or None)
     if as_json:
         out.print_json(json.dumps([r.public() for r in records]))
     else:

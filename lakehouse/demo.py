@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from chalicelib.aws import client
+from chalicelib.ledger import ledger_for
 
 from . import localstage
-from .cli import _ledger, _settings, console, drop_files, out, print_etl, print_records, start_local_stage, wait_for
+from .cli import _settings, console, drop_files, out, print_etl, print_records, start_local_stage, wait_for
 from .generate import generate
 from .jobs import run_etl
 from .samples import write_ingest_samples
@@ -57,7 +58,7 @@ def run_demo(keep_running: bool = False) -> int:
     start_local_stage(settings)
     try:
         samples = write_ingest_samples(localstage.STATE_DIR / "demo")
-        ledger = _ledger(stage)
+        ledger = ledger_for(stage)
         first = [s for s in samples if s.status != "DUPLICATE"]
         again = [s for s in samples if s.status == "DUPLICATE"]
         console.rule(f"2. drop {len(first)} files (valid ones and bad inputs) into raw/")

@@ -34,12 +34,11 @@ class Job:
     @classmethod
     def for_stage(cls, settings: Settings, stage_name: str) -> Job:
         from chalicelib.aws import ClientSettings, client
-        from chalicelib.ledger import DynamoDBLedger
+        from chalicelib.ledger import ledger_for
 
         stage = settings.stage(stage_name)
-        clients = ClientSettings.from_env(stage.region, stage.retry_mode, stage.max_attempts)
-        ledger = DynamoDBLedger(client("dynamodb", clients), stage.ledger_table, stage.lease_seconds)
-        return cls(settings, stage, client("s3", clients), ledger, Lake.for_stage(settings, stage))
+        s3 = client("s3", ClientSettings.for_stage(stage))
+        return cls(settings, stage, s3, ledger_for(stage), Lake.for_stage(settings, stage))
 
 
 @dataclass
