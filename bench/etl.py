@@ -46,8 +46,8 @@ else:
     with open(csv, "rb") as f:
         raw = sources._csv(f, contract)
     n = raw.num_rows
-    raw = sources.with_lineage(raw, "bench", 0)  # as read_batch does
-    cleaned = transform.clean(raw, contract)
+    raw = sources.with_lineage(raw, 0)  # as read_batch does
+    cleaned = transform.clean(raw, contract, files=["bench"])
     uri = work + "/processed_orders"
     files_before = len(delta.open_table(uri, {}).file_uris()) if phase == "merge" else 0
     result = delta.merge_batch(uri, contract, cleaned.rows, app_id="bench", version=1 if phase == "load" else 2,

@@ -72,7 +72,9 @@ def merge_predicate(contract: Contract, source: pa.Table) -> str:
     part = contract.partition_column
     if not part or source.num_rows == 0:
         return keys
-    values = sorted(v for v in set(source.column(part).to_pylist()) if v is not None)
+    import pyarrow.compute as pc
+
+    values = sorted(v for v in pc.unique(source.column(part)).to_pylist() if v is not None)
     return f'{keys} AND t."{part}" IN ({", ".join(_literal(v) for v in values)})'
 
 

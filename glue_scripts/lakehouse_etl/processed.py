@@ -106,7 +106,7 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
         r for r in sorted((job.ledger.get(f) for f in batch.files), key=lambda r: r.received_at) if _still_there(job, r)
     ]
     raw = read_batch(job.s3, records, contract)
-    cleaned = clean(raw, contract, parent_keys(job, dataset))
+    cleaned = clean(raw, contract, parent_keys(job, dataset), files=[r.file_id for r in records])
     if cleaned.rejected.num_rows:
         _write_rejected(job, dataset, batch, cleaned.rejected)
     result = delta.merge_batch(

@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 from chalicelib.config import Contract
 from chalicelib.ledger import FileRecord
 
-LINEAGE = ("_source_file", "_seq", "_row")  # which file, its position in the batch, the row in the file
+LINEAGE = ("_seq", "_row")  # the file's position in the batch, the row in the file
 
 
 def _text_stream(body: bytes) -> io.BytesIO:
@@ -44,7 +44,8 @@ def _jsonl(data: io.BytesIO) -> pa.Table:
 
 
 def read_batch(s3: Any, records: list[FileRecord], contract: Contract) -> pa.Table:
-    """All rows of `records` (already validated, in delivery order) as strings plus lineage columns."""
+    """All rows of `records` (already validated, in delivery order) as strings plus lineage columns;
+    `_seq` is the record's index in `records`."""
     tables = []
     for seq, record in enumerate(records):
         kwargs = {"Bucket": record.bucket, "Key": record.key}
@@ -55,23 +56,23 @@ def read_batch(s3: Any, records: list[FileRecord], contract: Contract) -> pa.Tab
         for name in contract.column_names:  # a nullable column may be absent from a file
             if name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
-        tables.append(with_lineage(table.select(list(contract.column_names)), record.file_id, seq))
+        tables.append(with_lineage(table.select(list(contract.column_names)), seq))
     if not tables:
         return empty_batch(contract)
     return pa.concat_tables(tables)
 
 
-def with_lineage(table: pa.Table, file_id: str, seq: int) -> pa.Table:
-    """Add `_source_file`, `_seq` and `_row` (1-based), built by Arrow kernels, not Python lists."""
+def with_lineage(table: pa.Table, seq: int) -> pa.Table:
+    """Add `_seq` (the file's position in the batch) and `_row` (1-based), built by Arrow kernels. The file
+    id itself is joined back only onto the rows that come out (`transform.clean(files=...)`)."""
     import pyarrow.compute as pc
 
     n = table.num_rows
-    table = table.append_column("_source_file", pa.repeat(pa.scalar(file_id, pa.string()), n))
     table = table.append_column("_seq", pa.repeat(pa.scalar(seq, pa.int32()), n))
     return table.append_column("_row", pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)))
 
 
 def empty_batch(contract: Contract) -> pa.Table:
     fields = [pa.field(n, pa.string()) for n in contract.column_names]
-    fields += [pa.field("_source_file", pa.string()), pa.field("_seq", pa.int32()), pa.field("_row", pa.int64())]
+    fields += [pa.field("_seq", pa.int32()), pa.field("_row", pa.int64())]
     return pa.schema(fields).empty_table()

@@ -1,7 +1,8 @@
 """Type, check and de-duplicate one batch, driven by its contract: one SQL statement per step, run by DuckDB.
 
-The SQL is generated from the contract and kept to what Spark SQL and Trino also accept (`TRY_CAST`,
-`regexp_replace`, window functions), so the same rules can move to a Glue Spark job unchanged in spirit.
+The SQL is generated from the contract in DuckDB's dialect, kept close to Spark SQL (`TRY_CAST`,
+`regexp_replace`, window functions; DuckDB's `regexp_full_match` and `QUALIFY` would need rewording), so
+the same rules can move to a Glue Spark job when one node is outgrown.
 
 Cleaning rules (documented in docs/etl.md):
 - every value is trimmed; an empty string is a null;
@@ -128,15 +129,18 @@ def clean_sql(contract: Contract, references: dict[str, str]) -> str:
     any_bad = " OR ".join(f"({cond})" for cond, _ in checks)
     reason = "concat_ws('; ', " + ", ".join(f"CASE WHEN {cond} THEN {msg} END" for cond, msg in checks) + ")"
     return (
-        f"SELECT {', '.join(typed)}, CASE WHEN {any_bad} THEN {reason} END AS _reason, _source_file, _seq, _row "
-        f"FROM (SELECT {', '.join(inner)}, b._source_file, b._seq, b._row FROM batch b {' '.join(joins)})"
+        f"SELECT {', '.join(typed)}, CASE WHEN {any_bad} THEN {reason} END AS _reason, _seq, _row "
+        f"FROM (SELECT {', '.join(inner)}, b._seq, b._row FROM batch b {' '.join(joins)})"
     )
 
 
-def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] | None = None) -> Cleaned:
+def clean(
+    batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] | None = None, files: list[str] | None = None
+) -> Cleaned:
     """Type, check and de-duplicate `batch` (strings + lineage, from sources.read_batch).
 
-    `parent_keys[fk column]` is a one-column table `k` of the parent's existing keys.
+    `parent_keys[fk column]` is a one-column table `k` of the parent's existing keys; `files[_seq]` is the
+    file id each row came from.
     """
     import duckdb
 
@@ -144,6 +148,11 @@ def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] 
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")  # row order carries no meaning here; lineage does
     con.register("batch", batch)
+    files = files or []
+    con.register(
+        "files",
+        pa.table({"_seq": pa.array(range(len(files)), pa.int32()), "_source_file": pa.array(files, pa.string())}),
+    )
     references = {}
     for i, fk_col in enumerate(sorted(contract.foreign_keys)):
         keys = (parent_keys or {}).get(fk_col, pa.table({"k": pa.array([], pa.string())}))
@@ -155,8 +164,9 @@ def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] 
     raw = ", ".join(f"b.{c}" for c in names)
     good, bad = con.execute("SELECT count(*) FILTER (WHERE _reason IS NULL), count(_reason) FROM checked").fetchone()
     rejected = con.sql(  # the raw strings as delivered, with every reason
-        f"SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, b._source_file, b._row "
+        f"SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, f._source_file, b._row "
         "FROM (SELECT * FROM checked WHERE _reason IS NOT NULL) c JOIN batch b ON b._seq = c._seq AND b._row = c._row "
+        "LEFT JOIN files f ON f._seq = c._seq "
         "ORDER BY b._seq, b._row" + ("" if bad else " LIMIT 0")
     ).to_arrow_table()
     key = ", ".join(_q(k) for k in contract.primary_key)
@@ -164,11 +174,13 @@ def clean(batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] 
     con.execute(
         f"CREATE TEMP TABLE dup AS SELECT {key} FROM checked WHERE _reason IS NULL GROUP BY {key} HAVING count(*) > 1"
     )
-    columns = f"{', '.join(names)}, _source_file"
+    columns = f"{', '.join(names)}, _seq"
     rows = con.sql(
+        f"SELECT {', '.join('w.' + n for n in names)}, f._source_file FROM ("
         f"SELECT {columns} FROM checked WHERE _reason IS NULL AND ({key}) NOT IN (SELECT ({key}) FROM dup) "
         f"UNION ALL SELECT {columns} FROM (SELECT * FROM checked WHERE _reason IS NULL AND ({key}) IN "
         f"(SELECT ({key}) FROM dup) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1)"
+        ") w LEFT JOIN files f ON f._seq = w._seq"
     ).to_arrow_table()
     con.close()
     return Cleaned(rows.cast(table_schema(contract)), rejected, good - rows.num_rows)
