@@ -338,3 +338,25 @@ def test_a_file_deleted_before_its_etl_is_marked_gone_and_does_not_stall_the_bat
     assert report.files == 1 and [r["order_id"] for r in rows(lake_job, "orders")] == ["O2"]
     assert lake_job.ledger.get(gone.file_id).status == Status.GONE
     assert lake_job.ledger.get(kept.file_id).status == Status.PROCESSED
+
+
+def test_merge_works_for_integer_partitions_and_for_unpartitioned_tables(lake_job):
+    def product(pid, dept, price):
+        return json.dumps({"product_id": pid, "name": "n", "department_id": dept, "category": "c", "price": price})
+
+    ingest(lake_job, "products", "1.jsonl", (product("P1", 1, 2) + "\n" + product("P2", 2, 3) + "\n").encode())
+    processed.run(lake_job, "products")
+    ingest(lake_job, "products", "2.jsonl", (product("P1", 1, 5) + "\n" + product("P3", 3, 1) + "\n").encode())
+    (report,) = processed.run(lake_job, "products")
+    assert report.metrics["num_target_files_skipped_during_scan"] + report.metrics["num_target_files_scanned"] >= 1
+    assert {r["product_id"]: str(r["price"]) for r in rows(lake_job, "products")} == {
+        "P1": "5.00",
+        "P2": "3.00",
+        "P3": "1.00",
+    }
+    header = b"customer_id,email,full_name,country,signup_date\n"
+    ingest(lake_job, "customers", "1.csv", header + b"C1,a@x,A,DE,2024-01-01\nC2,b@x,B,FR,2024-01-02\n")
+    processed.run(lake_job, "customers")
+    ingest(lake_job, "customers", "2.csv", header + b"C1,new@x,A,DE,2024-01-01\n")
+    processed.run(lake_job, "customers")
+    assert {r["customer_id"]: r["email"] for r in rows(lake_job, "customers")} == {"C1": "new@x", "C2": "b@x"}
