@@ -1,0 +1,421 @@
+"""A local executor for Amazon States Language: runs the very statemachine/ JSON on the local stage.
+
+moto's Step Functions cannot run `glue:startJobRun.sync`, so the local stage interprets the definition
+itself and hands each Task to a dispatcher (Lambda handlers, local Glue processes, SNS, ...). It supports
+the subset the project's definitions use and refuses anything else before running, naming the field:
+
+- states: Pass, Task, Choice, Wait, Parallel, Succeed, Fail;
+- InputPath, Parameters (with `.$` paths, `$$` context paths and `States.Format`), ResultSelector,
+  ResultPath, OutputPath;
+- Retry (ErrorEquals, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds) and Catch;
+- Choice rules: And, Or, Not, IsPresent, IsNull, StringEquals, StringMatches, NumericEquals,
+  NumericLessThan(Equals), NumericGreaterThan(Equals), BooleanEquals, and the `...Path` forms.
+
+The execution history (state entered/exited, task failures, retries) is kept for the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Dispatch = Callable[[str, Any], Any]  # (resource ARN, parameters) -> result; raises TaskError
+
+_STATE_FIELDS = {
+    "Pass": {"Result", "ResultPath", "Parameters"},
+    "Task": {
+        "Resource",
+        "Parameters",
+        "ResultSelector",
+        "ResultPath",
+        "Retry",
+        "Catch",
+        "TimeoutSeconds",
+        "HeartbeatSeconds",
+    },
+    "Choice": {"Choices", "Default"},
+    "Wait": {"Seconds", "SecondsPath"},
+    "Parallel": {"Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
+    "Succeed": set(),
+    "Fail": {"Error", "Cause"},
+}
+_COMMON = {"Type", "Comment", "Next", "End", "InputPath", "OutputPath"}
+_COMPARISONS = {
+    "StringEquals": lambda a, b: isinstance(a, str) and a == b,
+    "StringMatches": lambda a, b: isinstance(a, str) and fnmatch.fnmatchcase(a, b),
+    "NumericEquals": lambda a, b: _number(a) and a == b,
+    "NumericLessThan": lambda a, b: _number(a) and a < b,
+    "NumericLessThanEquals": lambda a, b: _number(a) and a <= b,
+    "NumericGreaterThan": lambda a, b: _number(a) and a > b,
+    "NumericGreaterThanEquals": lambda a, b: _number(a) and a >= b,
+    "BooleanEquals": lambda a, b: isinstance(a, bool) and a == b,
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class UnsupportedDefinition(ValueError):
+    """The definition uses something this executor does not implement (it says what and where)."""
+
+
+class TaskError(Exception):
+    """A failure with a States error name, as a Task or a Fail state reports it."""
+
+    def __init__(self, error: str, cause: str = "") -> None:
+        super().__init__(f"{error}: {cause}")
+        self.error, self.cause = error, cause
+
+
+@dataclass
+class Execution:
+    name: str
+    status: str = "RUNNING"  # SUCCEEDED | FAILED
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    failed_state: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+    stopped_at: str | None = None
+
+
+# -- paths -----------------------------------------------------------------------------------------------
+_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\['([^']+)'\]")
+
+
+def _tokens(path: str) -> list[str | int]:
+    if not (path == "$" or path.startswith(("$.", "$["))):
+        raise TaskError("States.Runtime", f"unsupported path {path!r}: paths start with $")
+    rest, out = path[1:], []
+    while rest:
+        match = _TOKEN.match(rest)
+        if not match:
+            raise TaskError("States.Runtime", f"unsupported path {path!r} (only .name, [n] and ['name'])")
+        out.append(int(match[2]) if match[2] is not None else (match[1] or match[3]))
+        rest = rest[match.end() :]
+    return out
+
+
+_MISSING = object()  # get_path: no default given
+_ABSENT = object()  # a Choice variable that is not in the input
+
+
+def get_path(data: Any, path: str, default: Any = _MISSING) -> Any:
+    value = data
+    for token in _tokens(path):
+        try:
+            value = value[token]
+        except (KeyError, IndexError, TypeError):
+            if default is not _MISSING:
+                return default
+            raise TaskError("States.Runtime", f"path {path!r} not found in the input") from None
+    return value
+
+
+def set_path(data: Any, path: str, value: Any) -> Any:
+    """A copy of `data` with `value` at `path` (ResultPath semantics: intermediate objects are created)."""
+    tokens = _tokens(path)
+    if not tokens:
+        return value
+    root = copy.deepcopy(data) if isinstance(data, dict) else {}
+    node = root
+    for token in tokens[:-1]:
+        if not isinstance(node.get(token), dict):
+            node[token] = {}
+        node = node[token]
+    node[tokens[-1]] = value
+    return root
+
+
+def _intrinsic(expression: str, data: Any, context: Any) -> Any:
+    match = re.fullmatch(r"States\.Format\('((?:[^'\\]|\\.)*)'((?:\s*,\s*[^,]+)*)\)", expression.strip())
+    if not match:
+        raise UnsupportedDefinition(f"intrinsic function {expression!r} is not supported (only States.Format)")
+    template = match[1]
+    args = [a.strip() for a in match[2].split(",") if a.strip()]
+    values = [_resolve(a, data, context) for a in args]
+    parts = template.split("{}")
+    if len(parts) - 1 != len(values):
+        raise TaskError("States.IntrinsicFailure", f"{expression}: {len(parts) - 1} placeholders, {len(values)} args")
+    out = parts[0]
+    for value, part in zip(values, parts[1:], strict=True):
+        out += (value if isinstance(value, str) else json.dumps(value)) + part
+    return out
+
+
+def _resolve(expression: str, data: Any, context: Any) -> Any:
+    if expression.startswith("$$"):
+        return get_path(context, "$" + expression[2:])
+    if expression.startswith("$"):
+        return get_path(data, expression)
+    if expression.startswith("States."):
+        return _intrinsic(expression, data, context)
+    raise UnsupportedDefinition(f"cannot evaluate {expression!r}")
+
+
+def build_parameters(template: Any, data: Any, context: Any) -> Any:
+    if isinstance(template, dict):
+        out = {}
+        for key, value in template.items():
+            if key.endswith(".$"):
+                out[key[:-2]] = _resolve(value, data, context)
+            else:
+                out[key] = build_parameters(value, data, context)
+        return out
+    if isinstance(template, list):
+        return [build_parameters(v, data, context) for v in template]
+    return template
+
+
+# -- the executor ------------------------------------------------------------------------------------------
+def validate_definition(definition: dict[str, Any], where: str = "") -> None:
+    """Refuse, before running, anything this executor would not run faithfully."""
+    states = definition.get("States", {})
+    if definition.get("StartAt") not in states:
+        raise UnsupportedDefinition(f"{where or 'definition'}: StartAt {definition.get('StartAt')!r} is not a state")
+    for name, state in states.items():
+        kind = state.get("Type")
+        if kind not in _STATE_FIELDS:
+            raise UnsupportedDefinition(f"{where}{name}: state type {kind!r} is not supported")
+        unknown = set(state) - _STATE_FIELDS[kind] - _COMMON
+        if unknown:
+            raise UnsupportedDefinition(f"{where}{name}: field(s) {sorted(unknown)} not supported for {kind}")
+        for target in [
+            state.get("Next"),
+            state.get("Default"),
+            *(c.get("Next") for c in state.get("Choices", [])),
+            *(c.get("Next") for c in state.get("Catch", [])),
+        ]:
+            if target is not None and target not in states:
+                raise UnsupportedDefinition(f"{where}{name}: transition to unknown state {target!r}")
+        for i, branch in enumerate(state.get("Branches", [])):
+            validate_definition(branch, f"{where}{name}.Branches[{i}].")
+
+
+def reachable_states(definition: dict[str, Any]) -> set[str]:
+    """Names of the states reachable from StartAt (branch states included, prefixed by their Parallel)."""
+    seen: set[str] = set()
+    states, todo = definition["States"], [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        todo += [t for t in [state.get("Next"), state.get("Default")] if t]
+        todo += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+        for i, branch in enumerate(state.get("Branches", [])):
+            seen |= {f"{name}.{i}.{s}" for s in reachable_states(branch)}
+    return seen
+
+
+def _matches(errors: list[str], error: str) -> bool:
+    return (
+        "States.ALL" in errors
+        or error in errors
+        or ("States.TaskFailed" in errors and error not in ("States.Timeout", "States.Runtime"))
+    )
+
+
+class Executor:
+    """Runs one definition; `dispatch` performs Tasks, `sleep` waits (tests pass a fake one)."""
+
+    def __init__(
+        self,
+        definition: dict[str, Any],
+        dispatch: Dispatch,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        parallel_threads: bool = True,
+    ) -> None:
+        validate_definition(definition)
+        self.definition, self.dispatch, self.sleep = definition, dispatch, sleep
+        self.parallel_threads = parallel_threads
+
+    def run(self, name: str, input_: Any) -> Execution:
+        execution = Execution(name)
+        context = {"Execution": {"Name": name, "Input": input_, "StartTime": execution.started_at}}
+        lock = threading.Lock()
+
+        def record(event: str, state: str, **details: Any) -> None:
+            with lock:
+                execution.history.append(
+                    {
+                        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                        "event": event,
+                        "state": state,
+                        **details,
+                    }
+                )
+
+        try:
+            execution.output = self._run_machine(self.definition, input_, context, record, "")
+            execution.status = "SUCCEEDED"
+        except _Failed as failed:
+            execution.status, execution.error, execution.cause = "FAILED", failed.error, failed.cause
+            execution.failed_state = failed.state
+        execution.stopped_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        return execution
+
+    def _run_machine(self, machine: dict[str, Any], data: Any, context: Any, record: Callable, prefix: str) -> Any:
+        name = machine["StartAt"]
+        while True:
+            state = machine["States"][name]
+            label = prefix + name
+            record("StateEntered", label)
+            kind = state["Type"]
+            try:
+                if kind == "Fail":
+                    raise TaskError(state.get("Error", "States.Fail"), state.get("Cause", ""))
+                if kind == "Choice":
+                    effective = self._input(state, data)
+                    name = self._choose(state, effective, label)
+                    record("StateExited", label, next=name)
+                    data = self._output(state, effective)
+                    continue
+                data = self._execute(state, data, context, record, label)
+            except TaskError as exc:
+                caught = next((c for c in state.get("Catch", []) if _matches(c["ErrorEquals"], exc.error)), None)
+                if caught is None:
+                    record("StateFailed", label, error=exc.error, cause=exc.cause)
+                    raise _Failed(exc.error, exc.cause, label) from None
+                record("StateCaught", label, error=exc.error, cause=exc.cause, next=caught["Next"])
+                error_output = {"Error": exc.error, "Cause": exc.cause}
+                result_path = caught.get("ResultPath", "$")
+                data = data if result_path is None else set_path(data, result_path, error_output)
+                name = caught["Next"]
+                continue
+            record("StateExited", label)
+            if kind == "Succeed" or state.get("End"):
+                return data
+            name = state["Next"]
+
+    def _execute(self, state: dict[str, Any], data: Any, context: Any, record: Callable, label: str) -> Any:
+        kind = state["Type"]
+        effective = self._input(state, data)
+        if kind == "Succeed":
+            return self._output(state, effective)
+        if kind == "Wait":
+            seconds = state.get("Seconds")
+            if seconds is None:
+                seconds = get_path(effective, state["SecondsPath"])
+            self.sleep(float(seconds))
+            return self._output(state, effective)
+        if "Parameters" in state:
+            effective = build_parameters(state["Parameters"], effective, context)
+        if kind == "Pass":
+            result = state.get("Result", effective)
+        else:
+            result = self._with_retry(
+                state, label, record, lambda: self._work(state, effective, context, record, label)
+            )
+            if "ResultSelector" in state:
+                result = build_parameters(state["ResultSelector"], result, context)
+        result_path = state.get("ResultPath", "$")
+        combined = data if result_path is None else set_path(data, result_path, result)
+        return self._output(state, combined)
+
+    def _work(self, state: dict[str, Any], effective: Any, context: Any, record: Callable, label: str) -> Any:
+        if state["Type"] == "Task":
+            try:
+                return self.dispatch(state["Resource"], effective)
+            except TaskError:
+                raise
+            except Exception as exc:  # an unexpected failure of the dispatcher is a task failure, with its cause
+                raise TaskError(type(exc).__name__, str(exc)) from exc
+        branches = state["Branches"]
+        results: list[Any] = [None] * len(branches)
+        errors: list[_Failed] = []
+
+        def run_branch(i: int) -> None:
+            try:
+                results[i] = self._run_machine(branches[i], effective, context, record, f"{label}.{i}.")
+            except _Failed as failed:
+                errors.append(failed)
+
+        if self.parallel_threads:
+            threads = [threading.Thread(target=run_branch, args=(i,)) for i in range(len(branches))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:
+            for i in range(len(branches)):
+                run_branch(i)
+        if errors:  # a failed branch fails the Parallel state with the branch's error
+            raise TaskError(errors[0].error, errors[0].cause)
+        return results
+
+    def _with_retry(self, state: dict[str, Any], label: str, record: Callable, work: Callable[[], Any]) -> Any:
+        attempts: dict[int, int] = {}
+        while True:
+            try:
+                return work()
+            except TaskError as exc:
+                index, rule = next(
+                    ((i, r) for i, r in enumerate(state.get("Retry", [])) if _matches(r["ErrorEquals"], exc.error)),
+                    (None, None),
+                )
+                if rule is None:
+                    raise
+                done = attempts.get(index, 0)
+                if done >= rule.get("MaxAttempts", 3):
+                    raise
+                attempts[index] = done + 1
+                delay = rule.get("IntervalSeconds", 1) * rule.get("BackoffRate", 2.0) ** done
+                delay = min(delay, rule.get("MaxDelaySeconds", delay))
+                record("TaskRetry", label, error=exc.error, cause=exc.cause, attempt=done + 1, delay_seconds=delay)
+                self.sleep(delay)
+
+    @staticmethod
+    def _input(state: dict[str, Any], data: Any) -> Any:
+        input_path = state.get("InputPath", "$")
+        return {} if input_path is None else get_path(data, input_path)
+
+    @staticmethod
+    def _output(state: dict[str, Any], data: Any) -> Any:
+        output_path = state.get("OutputPath", "$")
+        return {} if output_path is None else get_path(data, output_path)
+
+    def _choose(self, state: dict[str, Any], data: Any, label: str) -> str:
+        for rule in state["Choices"]:
+            if self._rule(rule, data):
+                return rule["Next"]
+        if "Default" in state:
+            return state["Default"]
+        raise TaskError("States.NoChoiceMatched", f"{label}: no choice rule matched and there is no Default")
+
+    def _rule(self, rule: dict[str, Any], data: Any) -> bool:
+        if "And" in rule:
+            return all(self._rule(r, data) for r in rule["And"])
+        if "Or" in rule:
+            return any(self._rule(r, data) for r in rule["Or"])
+        if "Not" in rule:
+            return not self._rule(rule["Not"], data)
+        value = get_path(data, rule["Variable"], _ABSENT)
+        if "IsPresent" in rule:
+            return (value is not _ABSENT) == rule["IsPresent"]
+        if "IsNull" in rule:
+            return (value is None) == rule["IsNull"]
+        for op, compare in _COMPARISONS.items():
+            if op in rule:
+                return value is not _ABSENT and compare(value, rule[op])
+            if op + "Path" in rule:
+                return value is not _ABSENT and compare(value, get_path(data, rule[op + "Path"]))
+        raise UnsupportedDefinition(f"choice rule {rule} uses an unsupported operator")
+
+
+class _Failed(Exception):
+    def __init__(self, error: str, cause: str, state: str) -> None:
+        super().__init__(error)
+        self.error, self.cause, self.state = error, cause, state

@@ -1,0 +1,204 @@
+"""The local States Language executor: each construct the pipeline definition relies on."""
+
+import pytest
+
+from lakehouse.stepfunctions import Executor, TaskError, UnsupportedDefinition, get_path, reachable_states, set_path
+
+
+def machine(states, start=None):
+    return {"StartAt": start or next(iter(states)), "States": states}
+
+
+class Calls:
+    """A dispatcher that answers from a script: a value, or an exception to raise, per call."""
+
+    def __init__(self, **script):
+        self.script = {k: list(v) for k, v in script.items()}
+        self.seen = []
+
+    def __call__(self, resource, params):
+        self.seen.append((resource, params))
+        outcome = self.script[resource].pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome(params) if callable(outcome) else outcome
+
+
+def test_paths_read_and_write():
+    data = {"a": {"b": [10, {"c": 1}]}}
+    assert get_path(data, "$.a.b[1].c") == 1 and get_path(data, "$") == data
+    assert set_path(data, "$.a.x.y", 2)["a"]["x"] == {"y": 2} and "x" not in data["a"]  # input untouched
+    with pytest.raises(TaskError, match="not found"):
+        get_path(data, "$.nope")
+
+
+def test_task_parameters_selector_result_and_output_paths():
+    calls = Calls(job=[lambda p: {"Id": "r-1", "Echo": p, "Noise": True}])
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "InputPath": "$.in",
+                "Parameters": {
+                    "Name.$": "$.name",
+                    "Fixed": 1,
+                    "Label.$": "States.Format('run-{}-{}', $.name, $$.Execution.Name)",
+                },
+                "ResultSelector": {"RunId.$": "$.Id", "Sent.$": "$.Echo"},
+                "ResultPath": "$.result",
+                "OutputPath": "$.result",
+                "End": True,
+            }
+        }
+    )
+    execution = Executor(definition, calls).run("exec-7", {"in": {"name": "orders"}})
+    assert execution.status == "SUCCEEDED"
+    assert calls.seen == [("job", {"Name": "orders", "Fixed": 1, "Label": "run-orders-exec-7"})]
+    assert execution.output == {"RunId": "r-1", "Sent": {"Name": "orders", "Fixed": 1, "Label": "run-orders-exec-7"}}
+
+
+def test_result_path_null_keeps_the_input():
+    definition = machine({"T": {"Type": "Task", "Resource": "job", "ResultPath": None, "End": True}})
+    assert Executor(definition, Calls(job=[{"x": 1}])).run("e", {"keep": True}).output == {"keep": True}
+
+
+def test_retry_backs_off_exponentially_then_succeeds():
+    delays = []
+    calls = Calls(
+        job=[
+            TaskError("Glue.ConcurrentRunsExceededException"),
+            TaskError("Glue.ConcurrentRunsExceededException"),
+            {"ok": 1},
+        ]
+    )
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "End": True,
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "BackoffRate": 3, "MaxAttempts": 4}],
+            }
+        }
+    )
+    execution = Executor(definition, calls, sleep=delays.append).run("e", {})
+    assert execution.status == "SUCCEEDED" and execution.output == {"ok": 1} and delays == [2, 6]
+    assert [h["event"] for h in execution.history].count("TaskRetry") == 2
+
+
+def test_retries_run_out_then_catch_routes_with_the_error():
+    calls = Calls(job=[TaskError("Glue.JobRunFailed", "boom")] * 3)
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "Next": "Done",
+                "Retry": [{"ErrorEquals": ["Glue.JobRunFailed"], "MaxAttempts": 2, "IntervalSeconds": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Recover"}],
+            },
+            "Recover": {"Type": "Pass", "End": True},
+            "Done": {"Type": "Succeed"},
+        }
+    )
+    execution = Executor(definition, calls, sleep=lambda s: None).run("e", {"batch": 1})
+    assert len(calls.seen) == 3 and execution.status == "SUCCEEDED"
+    assert execution.output == {"batch": 1, "error": {"Error": "Glue.JobRunFailed", "Cause": "boom"}}
+
+
+def test_an_uncaught_failure_fails_the_execution_and_names_the_state():
+    definition = machine({"T": {"Type": "Task", "Resource": "job", "End": True}})
+    execution = Executor(definition, Calls(job=[RuntimeError("disk full")])).run("e", {})
+    assert (execution.status, execution.error, execution.cause, execution.failed_state) == (
+        "FAILED",
+        "RuntimeError",
+        "disk full",
+        "T",
+    )
+
+
+def test_fail_state_reports_its_error_and_cause():
+    execution = Executor(machine({"F": {"Type": "Fail", "Error": "Quality", "Cause": "3 errors"}}), Calls()).run(
+        "e", {}
+    )
+    assert (execution.status, execution.error, execution.cause) == ("FAILED", "Quality", "3 errors")
+
+
+def test_choice_rules_and_default():
+    definition = machine(
+        {
+            "C": {
+                "Type": "Choice",
+                "Default": "Other",
+                "Choices": [
+                    {
+                        "And": [
+                            {"Variable": "$.errors", "NumericGreaterThan": 0},
+                            {"Variable": "$.gate", "BooleanEquals": True},
+                        ],
+                        "Next": "Stop",
+                    },
+                    {"Variable": "$.state", "StringMatches": "RUN*", "Next": "Wait"},
+                    {"Not": {"Variable": "$.missing", "IsPresent": True}, "Next": "Fine"},
+                ],
+            },
+            "Stop": {"Type": "Fail", "Error": "Gate"},
+            "Wait": {"Type": "Pass", "Result": "waited", "End": True},
+            "Fine": {"Type": "Pass", "Result": "fine", "End": True},
+            "Other": {"Type": "Pass", "Result": "other", "End": True},
+        }
+    )
+    run = Executor(definition, Calls()).run
+    assert run("a", {"errors": 2, "gate": True}).error == "Gate"
+    assert run("b", {"errors": 0, "state": "RUNNING"}).output == "waited"
+    assert run("c", {"errors": 0, "state": "READY"}).output == "fine"
+    assert run("d", {"missing": 1, "state": "READY", "errors": 0}).output == "other"
+
+
+def test_a_wait_choice_loop_polls_until_done():
+    polls = Calls(get=[{"State": "RUNNING"}, {"State": "RUNNING"}, {"State": "READY"}])
+    waits = []
+    definition = machine(
+        {
+            "Poll": {"Type": "Task", "Resource": "get", "ResultPath": "$.crawler", "Next": "Ready?"},
+            "Ready?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.crawler.State", "StringEquals": "READY", "Next": "Done"}],
+                "Default": "Wait",
+            },
+            "Wait": {"Type": "Wait", "Seconds": 15, "Next": "Poll"},
+            "Done": {"Type": "Succeed"},
+        }
+    )
+    execution = Executor(definition, polls, sleep=waits.append).run("e", {})
+    assert execution.status == "SUCCEEDED" and waits == [15, 15] and len(polls.seen) == 3
+
+
+def test_parallel_collects_branch_outputs_and_a_failed_branch_fails_it():
+    branch = lambda res: machine({"T": {"Type": "Task", "Resource": res, "End": True}})  # noqa: E731
+    definition = machine({"P": {"Type": "Parallel", "Branches": [branch("a"), branch("b")], "End": True}})
+    assert Executor(definition, Calls(a=[1], b=[2])).run("e", {}).output == [1, 2]
+    failed = Executor(definition, Calls(a=[1], b=[TaskError("Glue.JobRunFailed", "orders")])).run("e", {})
+    assert (failed.status, failed.error, failed.failed_state) == ("FAILED", "Glue.JobRunFailed", "P")
+    assert any(h["state"] == "P.1.T" and h["event"] == "StateFailed" for h in failed.history)
+
+
+def test_unsupported_constructs_are_refused_before_running():
+    with pytest.raises(UnsupportedDefinition, match="state type 'Map' is not supported"):
+        Executor(machine({"M": {"Type": "Map", "End": True}}), Calls())
+    with pytest.raises(UnsupportedDefinition, match=r"field\(s\) \['Credentials'\] not supported for Task"):
+        Executor(machine({"T": {"Type": "Task", "Resource": "x", "Credentials": {}, "End": True}}), Calls())
+    with pytest.raises(UnsupportedDefinition, match="transition to unknown state 'Nowhere'"):
+        Executor(machine({"T": {"Type": "Pass", "Next": "Nowhere"}}), Calls())
+
+
+def test_reachable_states_include_parallel_branches():
+    definition = machine(
+        {
+            "A": {"Type": "Parallel", "Branches": [machine({"X": {"Type": "Succeed"}})], "Next": "B"},
+            "B": {"Type": "Succeed"},
+            "Orphan": {"Type": "Succeed"},
+        }
+    )
+    assert reachable_states(definition) == {"A", "A.0.X", "B"}
