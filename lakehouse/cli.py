@@ -194,17 +194,21 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
 
 
 def print_records(records: list[FileRecord]) -> None:
-    table = Table("status", "dataset", "file", "rows", "reason")
-    colours = {"VALID": "green", "DUPLICATE": "yellow", "REJECTED": "red", "GONE": "magenta"}
+    table = Table("status", "dataset", "file", "rows", "in Delta", "reason")
+    colours = {"VALID": "green", "PROCESSED": "blue", "DUPLICATE": "yellow", "REJECTED": "red", "GONE": "magenta"}
     for r in records:
         reason = f"{r.reason_code}: {r.reason}" if r.reason_code else ""
         if r.line:
             reason += f" [line {r.line}]"
+        merged = (
+            "" if r.delta_version is None else f"v{r.delta_version}: {r.rows_merged} merged, {r.rows_rejected} rejected"
+        )
         table.add_row(
             f"[{colours.get(r.status, 'white')}]{r.status}[/]",
             r.dataset,
             r.key.rsplit("/", 1)[-1],
             "" if r.rows is None else str(r.rows),
+            merged,
             reason,
         )
     out.print(table)
