@@ -19,6 +19,7 @@ from chalicelib.errors import LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord, Status, ledger_for
 
 from . import localstage
+from .jobs import rejected_by_reason
 
 CONFIG_DIR = localstage.PROJECT_DIR / "config"
 
@@ -286,10 +287,7 @@ def print_etl(reports: dict[str, list[dict[str, Any]]]) -> None:
     for dataset, batches in reports.items():
         if dataset == "curated":
             continue
-        reasons: dict[str, int] = {}
-        for b in batches:
-            for code, n in b["rejected_by_reason"].items():
-                reasons[code] = reasons.get(code, 0) + n
+        reasons = rejected_by_reason(batches)
         table.add_row(
             dataset,
             str(len(batches)),

@@ -10,7 +10,7 @@ from chalicelib.ledger import ledger_for
 from . import localstage
 from .cli import _settings, console, drop_files, out, print_etl, print_records, start_local_stage, wait_for
 from .generate import generate
-from .jobs import run_etl
+from .jobs import rejected_by_reason, run_etl
 from .samples import write_ingest_samples
 
 
@@ -33,10 +33,7 @@ def _etl(settings, stage, ledger) -> bool:
     views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
     for view in views:
         out.print(f"  {view}: {con.execute(f'SELECT count(*) FROM {view}').fetchone()[0]} rows")
-    rejected: dict[str, Counter] = {}
-    for name, batches in reports.items():
-        for b in batches if name != "curated" else []:
-            rejected.setdefault(name, Counter()).update(b["rejected_by_reason"])
+    rejected = {name: rejected_by_reason(batches) for name, batches in reports.items() if name != "curated"}
     # Every other file the demo dropped is clean, so the rejected rows are exactly the planted anomalies.
     missed = [
         f"{n}: planted {p}, rejected {dict(rejected.get(n, {}))}"

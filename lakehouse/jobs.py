@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,14 @@ from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
 
 GLUE_SCRIPTS = Path(__file__).resolve().parent.parent / "glue_scripts"
+
+
+def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter:
+    """Rows rejected by reason code over the batch reports of one dataset."""
+    total: Counter = Counter()
+    for batch in batches:
+        total.update(batch["rejected_by_reason"])
+    return total
 
 
 def run_script(script: str, stage: Stage) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import delta
-from .curated import CURATED_SQL, duckdb_session
+from . import delta, duck
+from .curated import CURATED_SQL
 from .lake import Lake
 
 
@@ -25,7 +25,7 @@ def uri_of(lake: Lake, name: str) -> str:
 
 def duckdb_connection(lake: Lake) -> Any:
     """DuckDB with a view per existing table (`processed_orders`, `curated_customer_summary`, ...)."""
-    con = duckdb_session()
+    con = duck.session()
     for name, uri in tables(lake).items():
         table = delta.open_table(uri, lake.storage_options)
         if table is not None:

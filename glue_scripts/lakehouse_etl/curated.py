@@ -7,9 +7,8 @@ reader never sees half a rebuild. The SQL sticks to what Trino (Athena) and Duck
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from . import delta
+from . import delta, duck
 from .processed import Job
 from .transform import table_schema
 
@@ -82,18 +81,6 @@ CURATED_SQL = {
 }
 
 
-def duckdb_session() -> Any:
-    """DuckDB set up to read Delta tables as Arrow datasets."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    # DuckDB pushes join-derived string bounds into Arrow dataset scans as string_view literals, which
-    # pyarrow cannot compare with the tables' string columns ("no kernel matching (string, string_view)").
-    con.execute("SET disabled_optimizers = 'join_filter_pushdown'")
-    return con
-
-
 @dataclass(frozen=True)
 class CuratedReport:
     table: str
@@ -102,7 +89,7 @@ class CuratedReport:
 
 
 def run(job: Job) -> list[CuratedReport]:
-    con = duckdb_session()
+    con = duck.session()
     for name, contract in job.settings.datasets.items():
         table = delta.open_table(job.lake.processed(name), job.lake.storage_options)
         con.register(name, table.to_pyarrow_dataset() if table else table_schema(contract).empty_table())

@@ -97,6 +97,7 @@ def merge_batch(
     from deltalake.exceptions import CommitFailedError
 
     schema = table_schema(contract)
+    source = source.cast(schema)
     for attempt in range(1, attempts + 1):
         table = ensure_table(
             uri, schema, [contract.partition_column] if contract.partition_column else [], storage_options
@@ -110,11 +111,11 @@ def merge_batch(
             if not table.file_uris():  # an empty table: nothing to match, an append is the same and 3x faster
                 from deltalake import write_deltalake
 
-                write_deltalake(table, source.cast(schema), mode="append", commit_properties=commit)
+                write_deltalake(table, source, mode="append", commit_properties=commit)
                 return MergeResult(table.version(), False, {"num_target_rows_inserted": source.num_rows})
             metrics = (
                 table.merge(
-                    source.cast(schema),
+                    source,
                     merge_predicate(contract, source),
                     source_alias="s",
                     target_alias="t",
@@ -135,7 +136,7 @@ def merge_batch(
     raise AssertionError("unreachable")
 
 
-def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str], partition_by: list[str] | None = None) -> int:
+def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str]) -> int:
     """Replace a curated table's content in one commit; returns the new version."""
     from deltalake import write_deltalake
 
@@ -144,7 +145,6 @@ def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str], partit
         table,
         mode="overwrite",
         schema_mode="overwrite",
-        partition_by=partition_by,
         configuration=TABLE_PROPERTIES,
         storage_options=storage_options,
     )

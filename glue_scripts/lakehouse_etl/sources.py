@@ -35,14 +35,14 @@ def _csv(data: io.BytesIO, contract: Contract) -> pa.Table:
 def _jsonl(data: io.BytesIO, contract: Contract) -> pa.Table:
     """JSON lines as strings: DuckDB's reader renders numbers and booleans as their JSON text, in parallel
     and without a Python object per value (pyarrow's reader refuses a number where a string is declared)."""
-    import duckdb
+    from .duck import session
 
     columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in contract.column_names) + "}"
     body = data.getvalue().removeprefix(codecs.BOM_UTF8)
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as file:
         file.write(body)
         file.flush()
-        con = duckdb.connect()
+        con = session()
         try:
             return con.sql(
                 f"SELECT * FROM read_json('{file.name}', format = 'newline_delimited', columns = {columns})"

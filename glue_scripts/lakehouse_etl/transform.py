@@ -112,8 +112,9 @@ def clean_sql(contract: Contract, references: dict[str, str]) -> str:
     inner, typed, checks, joins = [], [], [], []
     for column in contract.columns:
         raw, value = _q(f"_raw_{column.name}"), _q(column.name)
-        inner.append(f"NULLIF(trim(b.{value}), '') AS {raw}")
-        inner.append(f"{_typed(column, f'NULLIF(trim(b.{value}), {chr(39) * 2})')} AS {value}")
+        cleaned = f"NULLIF(trim(b.{value}), '')"
+        inner.append(f"{cleaned} AS {raw}")
+        inner.append(f"{_typed(column, cleaned)} AS {value}")
         typed.append(value)
         checks += _checks(column, raw, value)
     for i, (fk_col, (dataset, parent_col)) in enumerate(sorted(contract.foreign_keys.items())):
@@ -142,10 +143,9 @@ def clean(
     `parent_keys[fk column]` is a one-column table `k` of the parent's existing keys; `files[_seq]` is the
     file id each row came from.
     """
-    import duckdb
+    from .duck import session
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = session()
     con.execute("SET preserve_insertion_order = false")  # row order carries no meaning here; lineage does
     con.register("batch", batch)
     files = files or []
