@@ -4,9 +4,10 @@ moto's Step Functions cannot run `glue:startJobRun.sync`, so the local stage int
 itself and hands each Task to a dispatcher (Lambda handlers, local Glue processes, SNS, ...). It supports
 the subset the project's definitions use and refuses anything else before running, naming the field:
 
-- states: Pass, Task, Choice, Wait, Parallel, Succeed, Fail;
-- InputPath, Parameters (with `.$` paths, `$$` context paths and `States.Format`), ResultSelector,
-  ResultPath, OutputPath;
+- states: Pass, Task, Choice, Wait, Parallel, Map (inline: ItemsPath, ItemSelector, ItemProcessor,
+  MaxConcurrency), Succeed, Fail;
+- InputPath, Parameters (with `.$` paths, `[*]` wildcards, `$$` context paths and the intrinsics
+  `States.Format`, `States.ArrayContains`, `States.JsonToString`), ResultSelector, ResultPath, OutputPath;
 - Retry (ErrorEquals, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds) and Catch;
 - Choice rules: And, Or, Not, IsPresent, IsNull, StringEquals, StringMatches, NumericEquals,
   NumericLessThan(Equals), NumericGreaterThan(Equals), BooleanEquals, and the `...Path` forms.
@@ -44,6 +45,16 @@ _STATE_FIELDS = {
     "Choice": {"Choices", "Default"},
     "Wait": {"Seconds", "SecondsPath"},
     "Parallel": {"Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
+    "Map": {
+        "ItemsPath",
+        "ItemSelector",
+        "ItemProcessor",
+        "MaxConcurrency",
+        "ResultSelector",
+        "ResultPath",
+        "Retry",
+        "Catch",
+    },
     "Succeed": set(),
     "Fail": {"Error", "Cause"},
 }
@@ -90,7 +101,8 @@ class Execution:
 
 
 # -- paths -----------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\['([^']+)'\]")
+_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\['([^']+)'\]|\[(\*)\]")
+_ALL = "*"  # the [*] token: every element of a list
 
 
 def _tokens(path: str) -> list[str | int]:
@@ -100,8 +112,8 @@ def _tokens(path: str) -> list[str | int]:
     while rest:
         match = _TOKEN.match(rest)
         if not match:
-            raise TaskError("States.Runtime", f"unsupported path {path!r} (only .name, [n] and ['name'])")
-        out.append(int(match[2]) if match[2] is not None else (match[1] or match[3]))
+            raise TaskError("States.Runtime", f"unsupported path {path!r} (only .name, [n], [*] and ['name'])")
+        out.append(int(match[2]) if match[2] is not None else (match[1] or match[3] or match[4]))
         rest = rest[match.end() :]
     return out
 
@@ -111,14 +123,27 @@ _ABSENT = object()  # a Choice variable that is not in the input
 
 
 def get_path(data: Any, path: str, default: Any = _MISSING) -> Any:
-    value = data
-    for token in _tokens(path):
-        try:
-            value = value[token]
-        except (KeyError, IndexError, TypeError):
-            if default is not _MISSING:
-                return default
-            raise TaskError("States.Runtime", f"path {path!r} not found in the input") from None
+    try:
+        return _walk(data, _tokens(path))
+    except (KeyError, IndexError, TypeError):
+        if default is not _MISSING:
+            return default
+        raise TaskError("States.Runtime", f"path {path!r} not found in the input") from None
+
+
+def _walk(value: Any, tokens: list[str | int]) -> Any:
+    for i, token in enumerate(tokens):
+        if token == _ALL:  # [*]: the rest of the path applied to every element (missing ones left out)
+            if not isinstance(value, list):
+                raise TypeError("[*] applies to a list")
+            out = []
+            for element in value:
+                try:
+                    out.append(_walk(element, tokens[i + 1 :]))
+                except (KeyError, IndexError, TypeError):
+                    continue
+            return out
+        value = value[token]
     return value
 
 
@@ -127,6 +152,8 @@ def set_path(data: Any, path: str, value: Any) -> Any:
     tokens = _tokens(path)
     if not tokens:
         return value
+    if _ALL in tokens or any(isinstance(t, int) for t in tokens):
+        raise UnsupportedDefinition(f"ResultPath {path!r}: only .name steps can be written")
     root = copy.deepcopy(data) if isinstance(data, dict) else {}
     node = root
     for token in tokens[:-1]:
@@ -137,13 +164,49 @@ def set_path(data: Any, path: str, value: Any) -> Any:
     return root
 
 
+def _arguments(text: str) -> list[str]:
+    """Split an intrinsic's argument list at top-level commas (quotes and brackets respected)."""
+    args, depth, quoted, current = [], 0, False, ""
+    for i, ch in enumerate(text):
+        if ch == "'" and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == ",":
+            args.append(current.strip())
+            current = ""
+            continue
+        current += ch
+    if current.strip():
+        args.append(current.strip())
+    return args
+
+
+def _argument(text: str, data: Any, context: Any) -> Any:
+    if text.startswith("'") and text.endswith("'"):
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    if text in ("true", "false", "null"):
+        return json.loads(text)
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return json.loads(text)
+    return _resolve(text, data, context)
+
+
 def _intrinsic(expression: str, data: Any, context: Any) -> Any:
-    match = re.fullmatch(r"States\.Format\('((?:[^'\\]|\\.)*)'((?:\s*,\s*[^,]+)*)\)", expression.strip())
-    if not match:
-        raise UnsupportedDefinition(f"intrinsic function {expression!r} is not supported (only States.Format)")
-    template = match[1]
-    args = [a.strip() for a in match[2].split(",") if a.strip()]
-    values = [_resolve(a, data, context) for a in args]
+    match = re.fullmatch(r"(States\.\w+)\((.*)\)", expression.strip(), re.DOTALL)
+    if not match or match[1] not in _INTRINSICS:
+        raise UnsupportedDefinition(
+            f"intrinsic function {expression!r} is not supported (only {', '.join(sorted(_INTRINSICS))})"
+        )
+    values = [_argument(a, data, context) for a in _arguments(match[2])]
+    return _INTRINSICS[match[1]](expression, *values)
+
+
+def _format(expression: str, template: Any = None, *values: Any) -> str:
+    if not isinstance(template, str):
+        raise TaskError("States.IntrinsicFailure", f"{expression}: the first argument is a string template")
     parts = template.split("{}")
     if len(parts) - 1 != len(values):
         raise TaskError("States.IntrinsicFailure", f"{expression}: {len(parts) - 1} placeholders, {len(values)} args")
@@ -151,6 +214,19 @@ def _intrinsic(expression: str, data: Any, context: Any) -> Any:
     for value, part in zip(values, parts[1:], strict=True):
         out += (value if isinstance(value, str) else json.dumps(value)) + part
     return out
+
+
+def _array_contains(expression: str, array: Any = None, value: Any = None) -> bool:
+    if not isinstance(array, list):
+        raise TaskError("States.IntrinsicFailure", f"{expression}: the first argument must be an array")
+    return value in array
+
+
+_INTRINSICS: dict[str, Callable[..., Any]] = {
+    "States.Format": _format,
+    "States.ArrayContains": _array_contains,
+    "States.JsonToString": lambda _, value=None: json.dumps(value, separators=(",", ":")),
+}
 
 
 def _resolve(expression: str, data: Any, context: Any) -> Any:
@@ -200,6 +276,14 @@ def validate_definition(definition: dict[str, Any], where: str = "") -> None:
                 raise UnsupportedDefinition(f"{where}{name}: transition to unknown state {target!r}")
         for i, branch in enumerate(state.get("Branches", [])):
             validate_definition(branch, f"{where}{name}.Branches[{i}].")
+        if kind == "Map":
+            processor = state.get("ItemProcessor", {})
+            mode = processor.get("ProcessorConfig", {}).get("Mode", "INLINE")
+            if mode != "INLINE":
+                raise UnsupportedDefinition(f"{where}{name}: Map mode {mode!r} is not supported (only INLINE)")
+            validate_definition(
+                {k: v for k, v in processor.items() if k != "ProcessorConfig"}, f"{where}{name}.ItemProcessor."
+            )
 
 
 def reachable_states(definition: dict[str, Any]) -> set[str]:
@@ -216,6 +300,8 @@ def reachable_states(definition: dict[str, Any]) -> set[str]:
         todo += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
         for i, branch in enumerate(state.get("Branches", [])):
             seen |= {f"{name}.{i}.{s}" for s in reachable_states(branch)}
+        if "ItemProcessor" in state:
+            seen |= {f"{name}.item.{s}" for s in reachable_states(state["ItemProcessor"])}
     return seen
 
 
@@ -311,7 +397,7 @@ class Executor:
                 seconds = get_path(effective, state["SecondsPath"])
             self.sleep(float(seconds))
             return self._output(state, effective)
-        if "Parameters" in state:
+        if "Parameters" in state and kind != "Map":
             effective = build_parameters(state["Parameters"], effective, context)
         if kind == "Pass":
             result = state.get("Result", effective)
@@ -333,26 +419,49 @@ class Executor:
                 raise
             except Exception as exc:  # an unexpected failure of the dispatcher is a task failure, with its cause
                 raise TaskError(type(exc).__name__, str(exc)) from exc
-        branches = state["Branches"]
-        results: list[Any] = [None] * len(branches)
+        if state["Type"] == "Map":
+            items = get_path(effective, state.get("ItemsPath", "$"))
+            if not isinstance(items, list):
+                raise TaskError("States.Runtime", f"{label}: ItemsPath did not select an array")
+            machine = state["ItemProcessor"]
+            runs = []
+            for index, item in enumerate(items):
+                item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
+                item_input = (
+                    build_parameters(state["ItemSelector"], effective, item_context)
+                    if "ItemSelector" in state
+                    else item
+                )
+                runs.append((machine, item_input, item_context, f"{label}.{index}."))
+            return self._run_all(runs, state.get("MaxConcurrency", 0), record)
+        runs = [(branch, effective, context, f"{label}.{i}.") for i, branch in enumerate(state["Branches"])]
+        return self._run_all(runs, 0, record)
+
+    def _run_all(self, runs: list[tuple[dict, Any, Any, str]], max_concurrency: int, record: Callable) -> list[Any]:
+        """Run Parallel branches or Map iterations; the first failure fails the state and no new one starts
+        (the ones already running finish: a local process cannot be stopped half-way safely)."""
+        results: list[Any] = [None] * len(runs)
         errors: list[_Failed] = []
 
-        def run_branch(i: int) -> None:
+        def run_one(i: int) -> None:
+            if errors:
+                return
+            machine, data, context, prefix = runs[i]
             try:
-                results[i] = self._run_machine(branches[i], effective, context, record, f"{label}.{i}.")
+                results[i] = self._run_machine(machine, data, context, record, prefix)
             except _Failed as failed:
                 errors.append(failed)
 
-        if self.parallel_threads:
-            threads = [threading.Thread(target=run_branch, args=(i,)) for i in range(len(branches))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+        workers = len(runs) if max_concurrency == 0 else max_concurrency
+        if self.parallel_threads and workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run_one, range(len(runs))))
         else:
-            for i in range(len(branches)):
-                run_branch(i)
-        if errors:  # a failed branch fails the Parallel state with the branch's error
+            for i in range(len(runs)):
+                run_one(i)
+        if errors:  # a failed branch or iteration fails the state with its error
             raise TaskError(errors[0].error, errors[0].cause)
         return results
 

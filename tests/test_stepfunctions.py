@@ -185,8 +185,15 @@ def test_parallel_collects_branch_outputs_and_a_failed_branch_fails_it():
 
 
 def test_unsupported_constructs_are_refused_before_running():
-    with pytest.raises(UnsupportedDefinition, match="state type 'Map' is not supported"):
-        Executor(machine({"M": {"Type": "Map", "End": True}}), Calls())
+    with pytest.raises(UnsupportedDefinition, match="state type 'Wait2' is not supported"):
+        Executor(machine({"M": {"Type": "Wait2", "End": True}}), Calls())
+    distributed = {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, **machine({"X": {"Type": "Succeed"}})}
+    with pytest.raises(UnsupportedDefinition, match="Map mode 'DISTRIBUTED' is not supported"):
+        Executor(machine({"M": {"Type": "Map", "ItemProcessor": distributed, "End": True}}), Calls())
+    with pytest.raises(UnsupportedDefinition, match='intrinsic function "States.Hash'):
+        Executor(
+            machine({"P": {"Type": "Pass", "Parameters": {"h.$": "States.Hash($.a, 'MD5')"}, "End": True}}), Calls()
+        ).run("x", {"a": "b"})
     with pytest.raises(UnsupportedDefinition, match=r"field\(s\) \['Credentials'\] not supported for Task"):
         Executor(machine({"T": {"Type": "Task", "Resource": "x", "Credentials": {}, "End": True}}), Calls())
     with pytest.raises(UnsupportedDefinition, match="transition to unknown state 'Nowhere'"):
@@ -202,3 +209,59 @@ def test_reachable_states_include_parallel_branches():
         }
     )
     assert reachable_states(definition) == {"A", "A.0.X", "B"}
+
+
+def test_map_runs_each_item_with_its_selector_and_context():
+    seen = []
+
+    def dispatch(resource, params):
+        seen.append(params)
+        if params["n"] == 3:
+            raise TaskError("Boom", "three")
+        return {"double": params["n"] * 2}
+
+    item = machine({"Work": {"Type": "Task", "Resource": "arn:work", "End": True}})
+    definition = machine(
+        {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemSelector": {"n.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index", "run.$": "$.run"},
+                "ItemProcessor": item,
+                "MaxConcurrency": 1,
+                "ResultPath": "$.out",
+                "Next": "Summary",
+            },
+            "Summary": {
+                "Type": "Pass",
+                "Parameters": {"doubles.$": "$.out[*].double", "has4.$": "States.ArrayContains($.out[*].double, 4)"},
+                "End": True,
+            },
+        }
+    )
+    done = Executor(definition, dispatch).run("m", {"items": [1, 2], "run": "r1"})
+    assert done.status == "SUCCEEDED", done.cause
+    assert done.output == {"doubles": [2, 4], "has4": True}
+    assert seen == [{"n": 1, "i": 0, "run": "r1"}, {"n": 2, "i": 1, "run": "r1"}]
+
+    seen.clear()  # a failing item fails the Map; with MaxConcurrency 1 the later items never start
+    failed = Executor(definition, dispatch).run("m2", {"items": [3, 5], "run": "r2"})
+    assert (failed.status, failed.error, failed.failed_state) == ("FAILED", "Boom", "Each")
+    assert [p["n"] for p in seen] == [3]
+
+
+def test_intrinsics_format_and_json_to_string():
+    definition = machine(
+        {
+            "P": {
+                "Type": "Pass",
+                "Parameters": {
+                    "msg.$": "States.Format('run {} failed at {}', $.run, $.where)",
+                    "json.$": "States.JsonToString($.detail)",
+                },
+                "End": True,
+            }
+        }
+    )
+    out = Executor(definition, Calls()).run("x", {"run": "r-1", "where": "a, b", "detail": {"k": [1]}}).output
+    assert out == {"msg": "run r-1 failed at a, b", "json": '{"k":[1]}'}
