@@ -9,7 +9,7 @@ import os
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib import runtime
 from chalicelib.ingest import refs_from_notification
@@ -56,3 +56,45 @@ def validate(event):
         # makes the records that did finish no-ops when the batch is delivered again.
         raise BatchFailed(f"{len(failures)} record(s) failed: {failures}")
     return {"processed": len(event.to_dict().get("Records", []))}
+
+
+# -- the pipeline (statemachine/pipeline.asl.json) --------------------------------------------------------
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="batcher")
+def batcher(event):
+    """Start a pipeline run when accepted files have waited long enough (or enough of them wait)."""
+    tick = runtime.pipeline().tick()
+    logger.info("batcher", extra={"action": tick.action, "run": tick.run, "detail": tick.detail})
+    return {"action": tick.action, "run": tick.run, "detail": tick.detail}
+
+
+def _run_name(event) -> str:
+    """The run a state machine step is for; a step invoked without one is a wiring error, said plainly."""
+    name = event.get("run") if isinstance(event, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"the step's payload needs a 'run' name, got {event!r}")
+    logger.append_keys(run=name)
+    return name
+
+
+@app.lambda_function(name="quality_check")
+def quality_check(event, context):
+    return runtime.pipeline().quality(_run_name(event))
+
+
+@app.lambda_function(name="refresh_tables")
+def refresh_tables(event, context):
+    _run_name(event)
+    rt = runtime.current()
+    return runtime.pipeline().refresh_tables(rt.client("s3"), rt.client("glue"))
+
+
+@app.lambda_function(name="finish_run")
+def finish_run(event, context):
+    return runtime.pipeline().finish(_run_name(event), runtime.current().client("s3"))
+
+
+@app.lambda_function(name="fail_run")
+def fail_run(event, context):
+    name = _run_name(event)
+    error = event.get("error") or {}
+    return runtime.pipeline().fail(name, str(error.get("Error", "Unknown")), str(error.get("Cause", "")))

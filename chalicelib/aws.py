@@ -71,3 +71,13 @@ def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ('' for anything else)."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+_accounts: dict[int, str] = {}
+
+
+def account_id(sts: Any) -> str:
+    """The caller's AWS account (asked once per client)."""
+    if id(sts) not in _accounts:
+        _accounts[id(sts)] = sts.get_caller_identity()["Account"]
+    return _accounts[id(sts)]

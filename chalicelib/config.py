@@ -87,6 +87,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class PipelineSettings:
+    """When accepted files start a pipeline run, and what stops a run before curated/ is published."""
+
+    window_seconds: int = 300  # a run starts once the oldest waiting file has waited this long ...
+    start_files: int = 1000  # ... or this many files wait ...
+    start_bytes: int = 1024**3  # ... or this many bytes (Glue bills a minimum per job run: batch them)
+    max_rejected_percent: int = 10  # quality gate: more rejected rows than this in a dataset batch is an error
+
+
+@dataclass(frozen=True)
 class Stage:
     """Everything one deployment stage needs: names of its resources and its tunables."""
 
@@ -107,6 +117,9 @@ class Stage:
     max_receive_count: int = 5
     enforce_tls: bool = True  # bucket policy denying plain HTTP; off only for the loopback local stage
     glue_role: str = ""  # IAM role (name or ARN) the Glue jobs run as
+    state_machine: str = ""
+    pipeline_role: str = ""  # IAM role (name or ARN) the state machine runs as
+    glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,7 @@ class Settings:
     stages: Mapping[str, Stage]
     datasets: Mapping[str, Contract]
     schedules: Mapping[str, str] = field(default_factory=dict)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     def stage(self, name: str) -> Stage:
         try:
@@ -290,6 +304,9 @@ def parse_contract(file: str, text: str) -> Contract:
 
 _STAGE_KEYS = (
     "glue_role",
+    "state_machine",
+    "pipeline_role",
+    "glue_database",
     "region",
     "bucket",
     "ledger_table",
@@ -338,6 +355,11 @@ def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: 
         max_receive_count=tunable_int("max_receive_count", 5, 1),
         enforce_tls=stage.bool("enforce_tls", defaults.bool("enforce_tls", True)),
         glue_role=named("glue_role", "glue"),
+        state_machine=named("state_machine", "pipeline"),
+        pipeline_role=named("pipeline_role", "pipeline"),
+        glue_database=stage.str(
+            "glue_database", f"{project}_{name}".replace("-", "_"), pattern=re.compile(r"[a-z0-9_]{1,255}")
+        ),
     )
 
 
@@ -347,7 +369,7 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         raise ConfigError(SETTINGS_FILE, "(file)", None, "missing")
     file = SETTINGS_FILE
     top = _Table(file, "", _parse_toml(file, files[file]))
-    top.only({"project", "zones", "limits", "ingest", "schedules", "stages"})
+    top.only({"project", "zones", "limits", "ingest", "pipeline", "schedules", "stages"})
     project_t = top.table("project")
     project_t.only({"name", "region"})
     project = project_t.str("name", pattern=re.compile(r"[a-z][a-z0-9-]{1,30}"))
@@ -365,6 +387,12 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
     limits_t = top.table("limits")
     limits_t.only(Limits.__dataclass_fields__)
     limits = Limits(**{k: limits_t.int(k, v, minimum=1) for k, v in vars(Limits()).items()})
+
+    pipeline_t = top.table("pipeline")
+    pipeline_t.only(PipelineSettings.__dataclass_fields__)
+    pipeline = PipelineSettings(**{k: pipeline_t.int(k, v, minimum=1) for k, v in vars(PipelineSettings()).items()})
+    if pipeline.max_rejected_percent > 100:
+        raise pipeline_t.fail("max_rejected_percent", pipeline.max_rejected_percent, "is a percentage (1-100)")
 
     ingest = top.table("ingest")
     ingest.only(_TUNABLES)
@@ -407,6 +435,7 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         region=region,
         zones=Zones(**zone_values),
         limits=limits,
+        pipeline=pipeline,
         stages=stages,
         datasets=datasets,
         schedules=schedules,
@@ -435,3 +464,32 @@ def load_settings_from_s3(s3: Any, bucket: str, prefix: str) -> Settings:
                 body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
                 files[rel] = body.decode("utf-8")
     return parse_settings(files)
+
+
+def dataset_levels(settings: Settings, datasets: list[str] | None = None) -> list[list[str]]:
+    """Datasets in levels: each level's foreign-key parents are in earlier levels, so a level runs in parallel."""
+    depth: dict[str, int] = {}
+    for name in dataset_order(settings):
+        parents = [p for p, _ in settings.datasets[name].foreign_keys.values() if p != name]
+        depth[name] = 1 + max((depth[p] for p in parents), default=-1)
+    wanted = [d for d in depth if datasets is None or d in datasets]
+    return [sorted(d for d in wanted if depth[d] == level) for level in sorted({depth[d] for d in wanted})]
+
+
+def dataset_order(settings: Settings) -> list[str]:
+    """Datasets with every foreign-key parent before its children (orders before order_items)."""
+    done: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...] = ()) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise ValueError(f"foreign keys form a cycle: {' -> '.join((*path, name))}")
+        for parent, _ in settings.datasets[name].foreign_keys.values():
+            if parent != name:
+                visit(parent, (*path, name))
+        done.append(name)
+
+    for name in sorted(settings.datasets):
+        visit(name)
+    return done

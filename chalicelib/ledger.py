@@ -6,11 +6,15 @@ for fast tests). Every transition is a single conditional write, never read-then
 arrive at least once, late and concurrently.
 
 Status moves RECEIVED -> VALID | REJECTED | DUPLICATE | GONE, and VALID -> PROCESSED when a processed/ job
-has merged the file into its Delta table. A RECEIVED record carries a lease: if its worker dies, a later
+has merged the file into its Delta table, or VALID -> FAILED when its pipeline run failed (the cause is kept;
+`requeue` puts it back to VALID for the next run). A RECEIVED record carries a lease: if its worker dies, a later
 delivery takes the record over once the lease has expired.
 
 The processed/ jobs keep their bookmark here too: a VALID file carries `pending = <dataset>` (a sparse
 index lists them), and each dataset has one `batch#<dataset>` item naming the files of its open batch.
+
+Pipeline runs live here as well: `run#<name>` items (plan, status, outcome) and one `pipeline` item that
+names the active run, so that at most one run is in flight and starting one is a single conditional write.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ class Status(StrEnum):
     DUPLICATE = "DUPLICATE"
     GONE = "GONE"  # the object version was deleted before it could be read: nothing to keep
     PROCESSED = "PROCESSED"  # merged into processed/<dataset>
+    FAILED = "FAILED"  # its pipeline run failed; `reason` says why
 
 
-FINAL = frozenset({Status.VALID, Status.REJECTED, Status.DUPLICATE, Status.GONE, Status.PROCESSED})
+FINAL = frozenset({Status.VALID, Status.REJECTED, Status.DUPLICATE, Status.GONE, Status.PROCESSED, Status.FAILED})
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -71,6 +76,8 @@ class FileRecord:
     rows_merged: int | None = None
     rows_rejected: int | None = None
     processed_at: str | None = None
+    run: str | None = None  # the pipeline run that took the file
+    archived_key: str | None = None
     lease_token: str | None = None
     lease_until: str | None = None
 
@@ -104,6 +111,42 @@ class Batch:
     number: int
     files: tuple[str, ...]
     resumed: bool = False  # an earlier run opened it and did not close it
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pipeline run: the dataset batches it processes and how it ended."""
+
+    name: str
+    status: str = "PLANNING"  # PLANNING -> RUNNING -> SUCCEEDED | FAILED
+    started_at: str = ""
+    ended_at: str | None = None
+    plan: dict[str, Any] | None = None  # the execution input
+    files: int = 0
+    bytes: int = 0
+    error: str | None = None
+    cause: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Run:
+        import json
+
+        return cls(
+            name=item["run"],
+            status=item["status"],
+            started_at=item["received_at"],
+            ended_at=item.get("ended_at"),
+            plan=json.loads(item["plan"]) if item.get("plan") else None,
+            files=int(item.get("files", 0)),
+            bytes=int(item.get("bytes", 0)),
+            error=item.get("error"),
+            cause=item.get("cause"),
+        )
+
+    @property
+    def batches(self) -> list[dict[str, Any]]:
+        """The plan's dataset batches ({dataset, batch, job}), level by level."""
+        return [b for level in (self.plan or {}).get("levels", []) for b in level]
 
 
 @dataclass(frozen=True)
@@ -260,6 +303,120 @@ class Ledger(ABC):
             {"number": batch.number, "state": "OPEN"},
         )
 
+    def batch_state(self, dataset: str) -> dict[str, Any] | None:
+        """The dataset's batch item: its latest `number`, `state` (OPEN or CLOSED), `files` and `outcome`."""
+        return self._get(f"batch#{dataset}")
+
+    def fail_batch(self, dataset: str, number: int, error: str, cause: str, run: str | None = None) -> int:
+        """Mark the still-unprocessed files of an open batch FAILED with the cause and close the batch, so the
+        next batch can open. Files already PROCESSED are left alone. Returns how many files failed."""
+        item = self.batch_state(dataset)
+        if item is None or int(item["number"]) != number or item["state"] != "OPEN":
+            return 0
+        when, failed = now_iso(), 0
+        for file_id in item["files"]:
+            failed += self._update_if(
+                file_pk(file_id),
+                {
+                    "status": str(Status.FAILED),
+                    "pending": None,
+                    "batch": number,
+                    "run": run,
+                    "reason_code": error[:200],
+                    "reason": cause[:4000],
+                    "updated_at": when,
+                },
+                {"status": str(Status.VALID)},
+            )
+        self._update_if(
+            f"batch#{dataset}",
+            {"state": "CLOSED", "outcome": "FAILED", "closed_at": when},
+            {"number": number, "state": "OPEN"},
+        )
+        return failed
+
+    def requeue(self, file_id: str) -> bool:
+        """FAILED -> VALID and pending again, for the next run (after the cause was fixed)."""
+        record = self.get(file_id)
+        if record is None or record.status != Status.FAILED:
+            return False
+        return self._update_if(
+            file_pk(file_id),
+            {
+                "status": str(Status.VALID),
+                "pending": record.dataset,
+                "reason_code": None,
+                "reason": None,
+                "batch": None,
+                "run": None,
+                "updated_at": now_iso(),
+            },
+            {"status": str(Status.FAILED)},
+        )
+
+    def set_file(self, file_id: str, **changes: Any) -> None:
+        """Record facts about a file that do not change its status (the run that took it, its archive copy)."""
+        self._update_if(file_pk(file_id), {**changes, "updated_at": now_iso()}, {})
+
+    # -- pipeline runs -------------------------------------------------------------------------------
+    def active_run(self) -> Run | None:
+        item = self._get("pipeline")
+        return self.get_run(item["active"]) if item and item.get("active") else None
+
+    def begin_run(self) -> Run | None:
+        """Make a new run the active one; None if a run is already active (one run in flight at a time)."""
+        item = self._get("pipeline")
+        if item and item.get("active"):
+            return None
+        number = int(item["next"]) if item else 1
+        run = Run(f"run-{number:06d}", started_at=now_iso())
+        if item is None:
+            began = (
+                self._put_if_absent({"pk": "pipeline", "kind": "pipeline", "active": run.name, "next": number + 1})
+                is None
+            )
+        else:
+            began = self._update_if(
+                "pipeline", {"active": run.name, "next": number + 1}, {"active": None, "next": number}
+            )
+        if not began:
+            return None
+        self._put_if_absent(
+            {
+                "pk": f"run#{run.name}",
+                "kind": "run",
+                "run": run.name,
+                "status": run.status,
+                "received_at": run.started_at,
+            }
+        )
+        return run
+
+    def save_plan(self, run: Run, plan: dict[str, Any], files: int, bytes_: int) -> Run:
+        import json
+
+        self._update_if(
+            f"run#{run.name}",
+            {"plan": json.dumps(plan, sort_keys=True), "status": "RUNNING", "files": files, "bytes": bytes_},
+            {"status": "PLANNING"},
+        )
+        return replace(run, plan=plan, status="RUNNING", files=files, bytes=bytes_)
+
+    def end_run(self, name: str, status: str, error: str | None = None, cause: str | None = None) -> bool:
+        """Close a run (first close wins) and free the pipeline for the next one."""
+        changes = {"status": status, "ended_at": now_iso(), "error": error, "cause": cause and cause[:4000]}
+        ended = any(self._update_if(f"run#{name}", changes, {"status": before}) for before in ("RUNNING", "PLANNING"))
+        self._update_if("pipeline", {"active": None}, {"active": name})
+        return ended
+
+    def get_run(self, name: str) -> Run | None:
+        item = self._get(f"run#{name}")
+        return None if item is None else Run.from_item(item)
+
+    def runs(self, limit: int | None = None) -> list[Run]:
+        """Pipeline runs, newest first."""
+        return [Run.from_item(i) for i in self._newest("run", limit)]
+
     def mark_gone(self, record: FileRecord, code: str, reason: str) -> None:
         """A VALID file whose object version disappeared before its ETL: nothing left to merge."""
         self._update_if(
@@ -280,7 +437,7 @@ class Ledger(ABC):
 
     def files(self, limit: int | None = None) -> list[FileRecord]:
         """File records, newest first."""
-        return [FileRecord.from_item(i) for i in self._newest_files(limit)]
+        return [FileRecord.from_item(i) for i in self._newest("file", limit)]
 
     # -- storage hooks -----------------------------------------------------------------------
     @abstractmethod
@@ -295,7 +452,8 @@ class Ledger(ABC):
     def _get(self, pk: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
-    def _newest_files(self, limit: int | None) -> list[dict[str, Any]]: ...
+    def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
+        """Items of `kind` (file, run) by `received_at`, newest first."""
 
     @abstractmethod
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
@@ -334,10 +492,10 @@ class InMemoryLedger(Ledger):
             item = self.items.get(pk)
             return None if item is None else dict(item)
 
-    def _newest_files(self, limit: int | None) -> list[dict[str, Any]]:
+    def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
         with self._lock:
             files = sorted(
-                (dict(i) for i in self.items.values() if i["kind"] == "file"),
+                (dict(i) for i in self.items.values() if i["kind"] == kind),
                 key=lambda i: i["received_at"],
                 reverse=True,
             )
@@ -439,8 +597,8 @@ class DynamoDBLedger(Ledger):
         item = self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
         return self._from_ddb(item) if item else None
 
-    def _newest_files(self, limit: int | None) -> list[dict[str, Any]]:
-        return self._query(BY_TIME_INDEX, "kind", "file", newest_first=True, limit=limit)
+    def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
+        return self._query(BY_TIME_INDEX, "kind", kind, newest_first=True, limit=limit)
 
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         return self._query(PENDING_INDEX, "pending", dataset, newest_first=False, limit=limit)

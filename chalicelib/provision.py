@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .aws import error_code
+from .aws import account_id, error_code
 from .config import Settings, Stage
 from .ledger import LEDGER_TABLE_SPEC
+from .pipeline import crawler_name, job_name
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,15 @@ class Clients:
     sns: Any
     glue: Any
     sts: Any
+    stepfunctions: Any
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
         from .aws import ClientSettings, client
 
         settings = ClientSettings.for_stage(stage)
-        return cls(*(client(name, settings) for name in ("s3", "dynamodb", "sqs", "sns", "glue", "sts")))
+        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions")
+        return cls(*(client(name, settings) for name in names))
 
 
 # The Glue jobs (docs/etl.md): Glue 5.0 Spark jobs (Python 3.11) whose driver runs the ETL core with
@@ -233,10 +236,12 @@ def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -
 
 def glue_jobs(settings: Settings, stage: Stage) -> dict[str, str]:
     """Job name -> entry point script, for every Glue job of the stage."""
-    jobs = {f"{stage.project}-{stage.name}-process-{d.replace('_', '-')}": f"process_{d}.py" for d in settings.datasets}
-    jobs[f"{stage.project}-{stage.name}-master-merge"] = "master_merge.py"
-    jobs[f"{stage.project}-{stage.name}-housekeeping"] = "housekeeping.py"
-    return jobs
+    scripts = [*(f"process_{d}.py" for d in settings.datasets), "master_merge.py", "housekeeping.py"]
+    return {job_name(stage, script): script for script in scripts}
+
+
+def _role_arn(role: str, account: str) -> str:
+    return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
 
 
 def _library_zip(project_dir: Path) -> bytes:
@@ -257,8 +262,7 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
         files[f"{GLUE_PREFIX}scripts/{script}"] = (project_dir / "glue_scripts" / script).read_bytes()
     for key, body in files.items():
         put_if_changed(s3, stage.bucket, key, body)
-    account = sts.get_caller_identity()["Account"]
-    role = stage.glue_role if stage.glue_role.startswith("arn:") else f"arn:aws:iam::{account}:role/{stage.glue_role}"
+    role = _role_arn(stage.glue_role, account_id(sts))
     for name, script in glue_jobs(settings, stage).items():
         definition = {
             "Role": role,
@@ -292,6 +296,87 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
     return f"glue jobs: {len(glue_jobs(settings, stage))} (Glue {GLUE_VERSION}, scripts under s3://{stage.bucket}/{GLUE_PREFIX})"
 
 
+def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str:
+    """The stage's Glue database and one crawler per dataset over its raw/ folder (tables `raw_<dataset>`)."""
+    try:
+        glue.get_database(Name=stage.glue_database)
+    except glue.exceptions.EntityNotFoundException:
+        glue.create_database(
+            DatabaseInput={"Name": stage.glue_database, "Description": f"{stage.project} {stage.name}"}
+        )
+    role = _role_arn(stage.glue_role, account_id(sts))
+    for dataset in settings.datasets:
+        definition = {
+            "Role": role,
+            "DatabaseName": stage.glue_database,
+            "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
+            "TablePrefix": "raw_",
+            "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+            "Configuration": json.dumps(
+                {"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}
+            ),
+        }
+        name = crawler_name(stage, dataset)
+        try:
+            current = glue.get_crawler(Name=name)["Crawler"]
+        except glue.exceptions.EntityNotFoundException:
+            glue.create_crawler(Name=name, Tags={"project": stage.project, "stage": stage.name}, **definition)
+            continue
+        if any(current.get(key) != value for key, value in definition.items()):
+            glue.update_crawler(Name=name, **definition)
+    return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers"
+
+
+STATE_MACHINE_FILE = PROJECT_DIR / "statemachine" / "pipeline.asl.json"
+
+
+def state_machine_definition(stage: Stage, account: str, template: str | None = None) -> str:
+    """The pipeline definition with its `${Name}` placeholders filled in for a stage (the convention of
+    CloudFormation's DefinitionSubstitutions); an unknown or unfilled placeholder is an error."""
+    import re
+
+    chalice = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    function = f"arn:aws:lambda:{stage.region}:{account}:function:{chalice['app_name']}-{stage.name}-"
+    topic = f"arn:aws:sns:{stage.region}:{account}:"
+    values = {
+        "QualityCheckFunctionArn": function + "quality_check",
+        "RefreshTablesFunctionArn": function + "refresh_tables",
+        "FinishRunFunctionArn": function + "finish_run",
+        "FailRunFunctionArn": function + "fail_run",
+        "MasterMergeJobName": job_name(stage, "master_merge.py"),
+        "AlertsTopicArn": topic + stage.alerts_topic,
+        "NotificationsTopicArn": topic + stage.notifications_topic,
+    }
+    text = template if template is not None else STATE_MACHINE_FILE.read_text()
+    unknown = set(re.findall(r"\$\{(\w+)\}", text)) - set(values)
+    if unknown:
+        raise ValueError(f"{STATE_MACHINE_FILE.name}: no value for placeholder(s) {sorted(unknown)}")
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], text)
+
+
+def ensure_state_machine(sfn: Any, sts: Any, stage: Stage) -> str:
+    """Create the pipeline state machine, or update it when its definition or role changed."""
+    account = account_id(sts)
+    definition = state_machine_definition(stage, account)
+    role = _role_arn(stage.pipeline_role, account)
+    arn = f"arn:aws:states:{stage.region}:{account}:stateMachine:{stage.state_machine}"
+    try:
+        current = sfn.describe_state_machine(stateMachineArn=arn)
+    except sfn.exceptions.StateMachineDoesNotExist:
+        sfn.create_state_machine(
+            name=stage.state_machine,
+            definition=definition,
+            roleArn=role,
+            type="STANDARD",
+            tags=[{"key": "project", "value": stage.project}, {"key": "stage", "value": stage.name}],
+        )
+        return f"state machine {stage.state_machine}: created"
+    if json.loads(current["definition"]) == json.loads(definition) and current["roleArn"] == role:
+        return f"state machine {stage.state_machine}: up to date"
+    sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
+    return f"state machine {stage.state_machine}: updated"
+
+
 def provision(
     settings: Settings,
     stage: Stage,
@@ -314,4 +399,6 @@ def provision(
     step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     step(ensure_notification(clients.s3, stage, settings.zones.raw, ingest_arn))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
+    step(ensure_catalog(clients.glue, clients.sts, settings, stage))
+    step(ensure_state_machine(clients.stepfunctions, clients.sts, stage))
     return done

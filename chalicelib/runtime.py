@@ -10,19 +10,32 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from .aws import ClientSettings, client
-from .config import load_settings_from_s3
+from .config import Settings, Stage, load_settings_from_s3
 from .ingest import Ingestor
-from .ledger import ledger_for
+from .ledger import Ledger, ledger_for
 
 CONFIG_TTL_SECONDS = 60
 
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    stage: Stage
+    ledger: Ledger
+
+    def client(self, service: str) -> Any:
+        return client(service, ClientSettings.for_stage(self.stage))
+
+
 _lock = threading.Lock()
-_cached: tuple[float, Ingestor] | None = None
+_cached: tuple[float, Runtime] | None = None
 
 
-def ingestor() -> Ingestor:
+def current() -> Runtime:
     global _cached
     with _lock:
         if _cached is None or time.monotonic() - _cached[0] > CONFIG_TTL_SECONDS:
@@ -30,13 +43,29 @@ def ingestor() -> Ingestor:
             prefix = os.environ.get("LAKEHOUSE_CONFIG_PREFIX", "config/")
             settings = load_settings_from_s3(client("s3"), bucket, prefix)
             stage = settings.stage(os.environ["LAKEHOUSE_STAGE"])
-            clients = ClientSettings.for_stage(stage)
-            ledger = ledger_for(stage)
-            _cached = (
-                time.monotonic(),
-                Ingestor(settings, stage, client("s3", clients), client("sqs", clients), ledger),
-            )
+            _cached = (time.monotonic(), Runtime(settings, stage, ledger_for(stage)))
         return _cached[1]
+
+
+def ingestor() -> Ingestor:
+    rt = current()
+    return Ingestor(rt.settings, rt.stage, rt.client("s3"), rt.client("sqs"), rt.ledger)
+
+
+def pipeline() -> Any:
+    """The stage's pipeline, starting executions of its Step Functions state machine."""
+    from .aws import account_id
+    from .pipeline import Pipeline, StepFunctions
+
+    rt = current()
+    account = account_id(rt.client("sts"))
+    arn = f"arn:aws:states:{rt.stage.region}:{account}:stateMachine:{rt.stage.state_machine}"
+    topic = f"arn:aws:sns:{rt.stage.region}:{account}:{rt.stage.alerts_topic}"
+
+    def alert(subject: str, message: str) -> None:
+        rt.client("sns").publish(TopicArn=topic, Subject=subject[:100], Message=message)
+
+    return Pipeline(rt.settings, rt.stage, rt.ledger, StepFunctions(rt.client("stepfunctions"), arn), alert)
 
 
 def reset() -> None:

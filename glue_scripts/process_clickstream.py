@@ -1,6 +1,6 @@
-"""Glue job: merge the pending VALID clickstream files into processed/clickstream (Delta)."""
+"""Glue job: merge clickstream files into processed/clickstream: a pipeline run's batch (--batch N), or all pending."""
 
-from lakehouse_etl import entry, processed
+from lakehouse_etl import entry
 
 if __name__ == "__main__":
-    entry.main(lambda job: processed.run(job, "clickstream"))
+    entry.process_dataset("clickstream")

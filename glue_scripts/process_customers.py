@@ -1,6 +1,6 @@
-"""Glue job: merge the pending VALID customers files into processed/customers (Delta)."""
+"""Glue job: merge customers files into processed/customers: a pipeline run's batch (--batch N), or all pending."""
 
-from lakehouse_etl import entry, processed
+from lakehouse_etl import entry
 
 if __name__ == "__main__":
-    entry.main(lambda job: processed.run(job, "customers"))
+    entry.process_dataset("customers")

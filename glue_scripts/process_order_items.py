@@ -1,6 +1,6 @@
-"""Glue job: merge the pending VALID order_items files into processed/order_items (Delta)."""
+"""Glue job: merge order_items files into processed/order_items: a pipeline run's batch (--batch N), or all pending."""
 
-from lakehouse_etl import entry, processed
+from lakehouse_etl import entry
 
 if __name__ == "__main__":
-    entry.main(lambda job: processed.run(job, "order_items"))
+    entry.process_dataset("order_items")

@@ -1,6 +1,6 @@
-"""Glue job: merge the pending VALID orders files into processed/orders (Delta)."""
+"""Glue job: merge orders files into processed/orders: a pipeline run's batch (--batch N), or all pending."""
 
-from lakehouse_etl import entry, processed
+from lakehouse_etl import entry
 
 if __name__ == "__main__":
-    entry.main(lambda job: processed.run(job, "orders"))
+    entry.process_dataset("orders")

@@ -1,6 +1,6 @@
-"""Glue job: merge the pending VALID products files into processed/products (Delta)."""
+"""Glue job: merge products files into processed/products: a pipeline run's batch (--batch N), or all pending."""
 
-from lakehouse_etl import entry, processed
+from lakehouse_etl import entry
 
 if __name__ == "__main__":
-    entry.main(lambda job: processed.run(job, "products"))
+    entry.process_dataset("products")

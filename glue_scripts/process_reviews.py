@@ -1,6 +1,6 @@
-"""Glue job: merge the pending VALID reviews files into processed/reviews (Delta)."""
+"""Glue job: merge reviews files into processed/reviews: a pipeline run's batch (--batch N), or all pending."""
 
-from lakehouse_etl import entry, processed
+from lakehouse_etl import entry
 
 if __name__ == "__main__":
-    entry.main(lambda job: processed.run(job, "reviews"))
+    entry.process_dataset("reviews")

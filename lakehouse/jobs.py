@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chalicelib.config import Settings, Stage
+from chalicelib.config import Settings, Stage, dataset_order
 from chalicelib.errors import LakehouseError
 
 GLUE_SCRIPTS = Path(__file__).resolve().parent.parent / "glue_scripts"
@@ -47,8 +47,6 @@ def run_etl(
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, list[dict[str, Any]]]:
     """processed/ for each dataset (parents before children), then the master merge."""
-    from lakehouse_etl.processed import dataset_order
-
     reports: dict[str, list[dict[str, Any]]] = {}
     for dataset in dataset_order(settings):
         if datasets and dataset not in datasets:

@@ -56,7 +56,7 @@ _STATE_FIELDS = {
         "Catch",
     },
     "Succeed": set(),
-    "Fail": {"Error", "Cause"},
+    "Fail": {"Error", "Cause", "ErrorPath", "CausePath"},
 }
 _COMMON = {"Type", "Comment", "Next", "End", "InputPath", "OutputPath"}
 _COMPARISONS = {
@@ -362,7 +362,12 @@ class Executor:
             kind = state["Type"]
             try:
                 if kind == "Fail":
-                    raise TaskError(state.get("Error", "States.Fail"), state.get("Cause", ""))
+                    error, cause = state.get("Error", "States.Fail"), state.get("Cause", "")
+                    if "ErrorPath" in state:
+                        error = str(_resolve(state["ErrorPath"], data, context))
+                    if "CausePath" in state:
+                        cause = str(_resolve(state["CausePath"], data, context))
+                    raise TaskError(error, cause)
                 if kind == "Choice":
                     effective = self._input(state, data)
                     name = self._choose(state, effective, label)

@@ -9,6 +9,7 @@ from lakehouse_etl.catalog import duckdb_connection
 from chalicelib.aws import client
 from chalicelib.ingest import Ingestor, ObjectRef
 from chalicelib.ledger import Status
+from chalicelib.config import dataset_order
 from lakehouse.generate import generate
 
 
@@ -23,7 +24,7 @@ def ingest(job, dataset, name, data):
 
 
 def run_all(job):
-    return {d: processed.run(job, d) for d in processed.dataset_order(job.settings)}
+    return {d: processed.run(job, d) for d in dataset_order(job.settings)}
 
 
 def rows(job, dataset):

@@ -274,7 +274,7 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     assert args["--extra-py-files"] == "s3://lakehouse-local-lake/glue/lakehouse_libs.zip"
     assert (args["--stage"], args["--bucket"]) == ("local", "lakehouse-local-lake")
     script = provisioned.s3.get_object(Bucket=stage.bucket, Key="glue/scripts/process_orders.py")["Body"].read()
-    assert b'processed.run(job, "orders")' in script
+    assert b'entry.process_dataset("orders")' in script
     # The versions Glue installs are the versions the tests run with.
     dev = (CONFIG.parent / "requirements-dev.txt").read_text()
     for pin in GLUE_PYTHON_MODULES.split(","):

@@ -15,30 +15,45 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 
-def arguments(names: list[str]) -> dict[str, str]:
+def arguments(names: list[str], optional: list[str] = ()) -> dict[str, str | None]:
     try:
         from awsglue.utils import getResolvedOptions  # present only inside a Glue job
     except ImportError:
         parser = argparse.ArgumentParser()
         for name in names:
             parser.add_argument(f"--{name}", required=True)
+        for name in optional:
+            parser.add_argument(f"--{name}")
         return vars(parser.parse_args())
-    return getResolvedOptions(sys.argv, names)
+    # getResolvedOptions insists on every name it is given: ask for the optional ones only when passed
+    given = [name for name in optional if f"--{name}" in sys.argv]
+    return {**dict.fromkeys(optional), **getResolvedOptions(sys.argv, [*names, *given])}
 
 
-def job_from_arguments() -> Any:
+def job_from_arguments(args: dict[str, str | None]) -> Any:
     from chalicelib.aws import client
     from chalicelib.config import load_settings_from_s3
 
     from .processed import Job
 
-    args = arguments(["stage", "bucket"])
     settings = load_settings_from_s3(client("s3"), args["bucket"], "config/")
     return Job.for_stage(settings, args["stage"])
 
 
-def main(work: Callable[[Any], Any]) -> None:
+def process_dataset(dataset: str) -> None:
+    """A processed/ job: the batch a pipeline run planned (`--batch N`), or every pending file."""
+    from . import processed
+
+    def work(job: Any, batch: str | None) -> Any:
+        return processed.run(job, dataset) if batch is None else processed.run_batch(job, dataset, int(batch))
+
+    main(work, optional=["batch"])
+
+
+def main(work: Callable[..., Any], optional: list[str] = ()) -> None:
+    """Run `work(job, *optional arguments)` and print its JSON report as the last line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = work(job_from_arguments())
+    args = arguments(["stage", "bucket"], optional)
+    result = work(job_from_arguments(args), *(args[name] for name in optional))
     items = result if isinstance(result, list) else [result]
     print(json.dumps([asdict(r) if is_dataclass(r) else r for r in items], default=str))

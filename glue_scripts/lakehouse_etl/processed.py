@@ -166,20 +166,17 @@ def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchRepor
     return reports
 
 
-def dataset_order(settings: Settings) -> list[str]:
-    """Datasets with every foreign-key parent before its children (orders before order_items)."""
-    done: list[str] = []
-
-    def visit(name: str, path: tuple[str, ...] = ()) -> None:
-        if name in done:
-            return
-        if name in path:
-            raise ValueError(f"foreign keys form a cycle: {' -> '.join((*path, name))}")
-        for parent, _ in settings.datasets[name].foreign_keys.values():
-            if parent != name:
-                visit(parent, (*path, name))
-        done.append(name)
-
-    for name in sorted(settings.datasets):
-        visit(name)
-    return done
+def run_batch(job: Job, dataset: str, number: int) -> list[BatchReport]:
+    """Merge exactly batch `number` of `dataset`, as a pipeline run planned it. Safe to repeat: a batch that
+    is already closed is reported as skipped, so a retried or restarted run does not merge anything twice."""
+    if dataset not in job.settings.datasets:
+        raise ValueError(f"no contract for dataset {dataset!r}")
+    item = job.ledger.batch_state(dataset)
+    if item is None or int(item["number"]) < number:
+        raise ValueError(f"{dataset}: batch {number} was never opened (latest: {item and item['number']})")
+    if int(item["number"]) > number or item["state"] != "OPEN":
+        log.info(
+            "dataset %s: batch %d is already closed (%s); nothing to do", dataset, number, item.get("outcome", "done")
+        )
+        return []
+    return [process_batch(job, dataset, Batch(dataset, number, tuple(item["files"]), resumed=True))]

@@ -1,0 +1,286 @@
+"""Pipeline runs: when accepted files start one (the batcher), and the state machine's Lambda steps.
+
+A burst of files must not start a Glue job run per file (Glue bills a minimum per run), so accepted files
+wait in the ledger (`pending`) and a run starts when the oldest has waited `window_seconds`, or enough
+files or bytes wait. A run takes one batch per dataset (`Ledger.open_batch`: a file is in exactly one
+batch), gets a ledger name `run-000042`, and its execution is named after it, so starting it twice starts
+it once. At most one run is in flight: every run rebuilds curated/ and each table has one writer at a time.
+
+The orchestrator is Step Functions on AWS and the local executor on the local stage (`lakehouse run`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .aws import error_code
+from .config import Settings, Stage, dataset_levels
+from .ledger import FileRecord, Ledger, Run, Status
+
+log = logging.getLogger(__name__)
+
+RUNNING = "RUNNING"
+
+
+class Orchestrator(Protocol):
+    def start(self, name: str, input_: dict[str, Any]) -> None:
+        """Start execution `name`; starting one that exists already is not an error (idempotent)."""
+
+    def status(self, name: str) -> str | None:
+        """RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED; None if it was never started."""
+
+
+class StepFunctions:
+    """The stage's state machine on AWS."""
+
+    def __init__(self, sfn: Any, state_machine_arn: str) -> None:
+        self.sfn, self.arn = sfn, state_machine_arn
+
+    def execution_arn(self, name: str) -> str:
+        return self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+    def start(self, name: str, input_: dict[str, Any]) -> None:
+        try:
+            self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=json.dumps(input_))
+        except Exception as exc:
+            if error_code(exc) != "ExecutionAlreadyExists":  # same name: this run was started already
+                raise
+            log.info("execution %s exists already", name)
+
+    def status(self, name: str) -> str | None:
+        try:
+            return str(self.sfn.describe_execution(executionArn=self.execution_arn(name))["status"])
+        except Exception as exc:
+            if error_code(exc) == "ExecutionDoesNotExist":
+                return None
+            raise
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one look at the ledger did: started, busy (a run is in flight), waiting (not due yet), idle."""
+
+    action: str
+    run: str | None = None
+    detail: str = ""
+
+
+def crawler_name(stage: Stage, dataset: str) -> str:
+    return f"{stage.project}-{stage.name}-raw-{dataset.replace('_', '-')}"
+
+
+def job_name(stage: Stage, script: str) -> str:
+    """The Glue job of a glue_scripts/ entry point (`process_orders.py` -> lakehouse-prod-process-orders)."""
+    return f"{stage.project}-{stage.name}-{script.removesuffix('.py').replace('_', '-')}"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        stage: Stage,
+        ledger: Ledger,
+        orchestrator: Orchestrator,
+        alert: Callable[[str, str], None] = lambda subject, message: None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings, self.stage, self.ledger = settings, stage, ledger
+        self.orchestrator, self.alert, self.now = orchestrator, alert, now
+
+    # -- the batcher -------------------------------------------------------------------------------------
+    def waiting(self) -> dict[str, list[FileRecord]]:
+        """VALID files not yet merged, by dataset, oldest first."""
+        return {d: files for d in self.settings.datasets if (files := self.ledger.pending_files(d))}
+
+    def due(self, waiting: Mapping[str, list[FileRecord]]) -> str | None:
+        """Why a run should start now, or None while the window is still open."""
+        files = [f for records in waiting.values() for f in records]
+        if not files:
+            return None
+        rules = self.settings.pipeline
+        size = sum(f.size or 0 for f in files)
+        oldest = min(f.received_at for f in files)
+        age = (self.now() - datetime.fromisoformat(oldest)).total_seconds()
+        if len(files) >= rules.start_files:
+            return f"{len(files)} files waiting (start_files = {rules.start_files})"
+        if size >= rules.start_bytes:
+            return f"{size} bytes waiting (start_bytes = {rules.start_bytes})"
+        if age >= rules.window_seconds:
+            return f"oldest file waited {age:.0f} s (window_seconds = {rules.window_seconds})"
+        return None
+
+    def tick(self, force: bool = False) -> Tick:
+        """Look at the ledger once: resume or recover the active run, or start a new one when it is due.
+
+        The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window).
+        """
+        active = self.ledger.active_run()
+        if active is not None:
+            if active.plan is None:  # the batcher stopped between naming the run and planning it
+                active = self._plan(active)
+            state = self.orchestrator.status(active.name)
+            if state is None:  # ... or between planning and starting it
+                self.orchestrator.start(active.name, active.plan or {})
+                return Tick("started", active.name, "resumed a run that was planned but not started")
+            if state == RUNNING:
+                return Tick("busy", active.name, "a run is in flight")
+            cause = f"execution {active.name} ended {state} before the pipeline recorded its outcome"
+            self.fail(active.name, "ExecutionEnded", cause)
+            self.alert(f"lakehouse: run {active.name} FAILED", cause)
+        waiting = self.waiting()
+        if not waiting:
+            return Tick("idle", detail="no accepted files are waiting")
+        reason = self.due(waiting) or ("forced" if force else None)
+        if reason is None:
+            count = sum(len(v) for v in waiting.values())
+            return Tick("waiting", detail=f"{count} files waiting for the window to close")
+        run = self.ledger.begin_run()
+        if run is None:
+            return Tick("busy", detail="another batcher started a run first")
+        run = self._plan(run)
+        if not run.batches:  # the files went away between the look and the plan
+            self.ledger.end_run(run.name, "SUCCEEDED", cause="nothing left to process")
+            return Tick("idle", run.name, "nothing left to process")
+        self.orchestrator.start(run.name, run.plan or {})
+        log.info("run %s started: %s files (%s)", run.name, run.files, reason)
+        return Tick("started", run.name, reason)
+
+    def _plan(self, run: Run) -> Run:
+        """Open one batch per dataset with waiting files (or resume an open one) and record the plan."""
+        limits = self.settings.limits
+        levels, files, size = [], 0, 0
+        for level in dataset_levels(self.settings):
+            batches = []
+            for dataset in level:
+                batch = self.ledger.open_batch(dataset, limits.max_batch_files, limits.max_batch_bytes)
+                if batch is None:
+                    continue
+                records = [r for r in (self.ledger.get(f) for f in batch.files) if r is not None]
+                files += len(records)
+                size += sum(r.size or 0 for r in records)
+                batches.append(
+                    {"dataset": dataset, "batch": batch.number, "job": job_name(self.stage, f"process_{dataset}.py")}
+                )
+            if batches:
+                levels.append(batches)
+        datasets = [b["dataset"] for level in levels for b in level]
+        plan = {"run": run.name, "crawlers": [crawler_name(self.stage, d) for d in datasets], "levels": levels}
+        return self.ledger.save_plan(run, plan, files, size)
+
+    # -- the state machine's Lambda steps -----------------------------------------------------------------
+    def _run(self, name: str) -> Run:
+        run = self.ledger.get_run(name)
+        if run is None:
+            raise ValueError(f"no pipeline run named {name!r} in the ledger")
+        return run
+
+    def _batch_files(self, batch: Mapping[str, Any]) -> list[FileRecord]:
+        """The files of a dataset batch of the active run (its batch item still names them)."""
+        item = self.ledger.batch_state(batch["dataset"])
+        if item is None or int(item["number"]) != int(batch["batch"]):
+            return []
+        return [r for r in (self.ledger.get(f) for f in item["files"]) if r is not None]
+
+    def quality(self, name: str) -> dict[str, Any]:
+        """The quality gate before curated/ is published: per dataset batch, the share of rejected rows."""
+        limit = self.settings.pipeline.max_rejected_percent
+        checks = []
+        for batch in self._run(name).batches:
+            records = self._batch_files(batch)
+            merged = sum(r.rows_merged or 0 for r in records)
+            rejected = sum(r.rows_rejected or 0 for r in records)
+            percent = 100.0 * rejected / (merged + rejected) if merged + rejected else 0.0
+            checks.append(
+                {
+                    "dataset": batch["dataset"],
+                    "batch": batch["batch"],
+                    "check": "rejected_rows_percent",
+                    "value": round(percent, 2),
+                    "limit": limit,
+                    "rows_merged": merged,
+                    "rows_rejected": rejected,
+                    "status": "ERROR" if percent > limit else "PASSED",
+                }
+            )
+        status = "ERROR" if any(c["status"] == "ERROR" for c in checks) else "PASSED"
+        return {"status": status, "checks": checks}
+
+    def fail(self, name: str, error: str, cause: str) -> dict[str, Any]:
+        """The failure step: the run's unmerged files become FAILED with the cause; the run is closed."""
+        run = self._run(name)
+        failed = sum(self.ledger.fail_batch(b["dataset"], int(b["batch"]), error, cause, run=name) for b in run.batches)
+        self.ledger.end_run(name, "FAILED", error, cause)
+        log.error("run %s failed: %s: %s (%d files FAILED)", name, error, cause, failed)
+        return {"run": name, "files_failed": failed}
+
+    def finish(self, name: str, s3: Any) -> dict[str, Any]:
+        """The success step: archive the run's raw files, then close the run. Safe to repeat."""
+        summary: dict[str, Any] = {"run": name, "datasets": {}, "files": 0, "archived": 0}
+        for batch in self._run(name).batches:
+            records = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
+            for record in records:
+                summary["archived"] += self._archive(s3, record)
+            summary["files"] += len(records)
+            summary["datasets"][batch["dataset"]] = {
+                "batch": batch["batch"],
+                "files": len(records),
+                "rows_merged": sum(r.rows_merged or 0 for r in records),
+                "rows_rejected": sum(r.rows_rejected or 0 for r in records),
+            }
+        self.ledger.end_run(name, "SUCCEEDED")
+        return summary
+
+    def _archive(self, s3: Any, record: FileRecord) -> int:
+        """Copy a processed raw file to archive/ and check the copy; only then hide it from raw/ with a delete
+        marker (the version stays, so nothing is lost). A newer upload under the same key is left alone."""
+        if record.archived_key:
+            return 0
+        zones = self.settings.zones
+        key = zones.archive + record.key.removeprefix(zones.raw)
+        source = {"Bucket": record.bucket, "Key": record.key}
+        if record.version_id:
+            source["VersionId"] = record.version_id
+        s3.copy(source, self.stage.bucket, key)  # managed copy: multipart above 5 GB
+        copied = s3.head_object(Bucket=self.stage.bucket, Key=key)
+        if record.size is not None and copied["ContentLength"] != record.size:
+            raise RuntimeError(
+                f"archive copy of {record.file_id} has {copied['ContentLength']} bytes, not {record.size}"
+            )
+        current = s3.head_object(Bucket=record.bucket, Key=record.key)
+        if record.version_id and current.get("VersionId") == record.version_id:
+            s3.delete_object(Bucket=record.bucket, Key=record.key)
+        self.ledger.set_file(record.file_id, archived_key=key)
+        return 1
+
+    def refresh_tables(self, s3: Any, glue: Any) -> dict[str, Any]:
+        """Register every processed/ and curated/ Delta table in the stage's Glue database as a native Delta
+        table (`table_type = DELTA`): Athena reads the schema and the files from the Delta log itself."""
+        zones, tables = self.settings.zones, []
+        for zone in (zones.processed, zones.curated):
+            listing = s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=zone, Delimiter="/")
+            for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
+                if not s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get(
+                    "KeyCount"
+                ):
+                    continue
+                name = prefix[len(zone) :].strip("/")
+                name = name if zone == zones.processed else f"curated_{name}"
+                table = {
+                    "Name": name,
+                    "TableType": "EXTERNAL_TABLE",
+                    "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "classification": "delta"},
+                    "StorageDescriptor": {"Location": f"s3://{self.stage.bucket}/{prefix}"},
+                }
+                try:
+                    glue.update_table(DatabaseName=self.stage.glue_database, TableInput=table)
+                except Exception as exc:
+                    if error_code(exc) != "EntityNotFoundException":
+                        raise
+                    glue.create_table(DatabaseName=self.stage.glue_database, TableInput=table)
+                tables.append(name)
+        return {"tables": tables}
