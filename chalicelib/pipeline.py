@@ -211,9 +211,19 @@ class Pipeline:
         return {"status": status, "checks": checks}
 
     def fail(self, name: str, error: str, cause: str) -> dict[str, Any]:
-        """The failure step: the run's unmerged files become FAILED with the cause; the run is closed."""
+        """The failure step: the run's unmerged files become FAILED with their dataset's cause (datasets whose
+        job finished keep their PROCESSED files); the run is closed."""
         run = self._run(name)
-        failed = sum(self.ledger.fail_batch(b["dataset"], int(b["batch"]), error, cause, run=name) for b in run.batches)
+        per_dataset = _dataset_errors(error, cause)
+        failed = 0
+        for batch in run.batches:
+            if batch["dataset"] in per_dataset:
+                why = per_dataset[batch["dataset"]]
+            elif per_dataset:
+                why = ("NotRun", f"not run: {', '.join(sorted(per_dataset))} failed in an earlier level")
+            else:
+                why = (error, _message(cause))
+            failed += self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
         self.ledger.end_run(name, "FAILED", error, cause)
         log.error("run %s failed: %s: %s (%d files FAILED)", name, error, cause, failed)
         return {"run": name, "files_failed": failed}
@@ -284,3 +294,29 @@ class Pipeline:
                     glue.create_table(DatabaseName=self.stage.glue_database, TableInput=table)
                 tables.append(name)
         return {"tables": tables}
+
+
+def _message(cause: str) -> str:
+    """The readable part of a Task's cause: a Glue job run's ErrorMessage, a Lambda's errorMessage."""
+    try:
+        data = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(data, dict):
+        return str(data.get("ErrorMessage") or data.get("errorMessage") or cause)
+    return cause
+
+
+def _dataset_errors(error: str, cause: str) -> dict[str, tuple[str, str]]:
+    """dataset -> (error, message) from a DatasetJobFailed cause (the failed datasets of one level)."""
+    if error != "DatasetJobFailed":
+        return {}
+    try:
+        items = json.loads(cause)
+    except ValueError:
+        return {}
+    return {
+        item["dataset"]: (str(item.get("Error", error)), _message(str(item.get("Cause", ""))))
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and "dataset" in item
+    }

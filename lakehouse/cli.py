@@ -196,7 +196,14 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
 
 def print_records(records: list[FileRecord]) -> None:
     table = Table("status", "dataset", "file", "rows", "in Delta", "reason")
-    colours = {"VALID": "green", "PROCESSED": "blue", "DUPLICATE": "yellow", "REJECTED": "red", "GONE": "magenta"}
+    colours = {
+        "VALID": "green",
+        "PROCESSED": "blue",
+        "DUPLICATE": "yellow",
+        "REJECTED": "red",
+        "GONE": "magenta",
+        "FAILED": "bold red",
+    }
     for r in records:
         reason = f"{r.reason_code}: {r.reason}" if r.reason_code else ""
         if r.line:
@@ -434,6 +441,164 @@ def table_housekeeping(stage_name: str) -> None:
                 str(r["version"]),
             )
     out.print(report)
+
+
+# -- the pipeline ---------------------------------------------------------------------------------------------
+_MARKS = {"StateExited": "[green]ok[/]", "StateFailed": "[red]FAILED[/]", "StateCaught": "[yellow]caught[/]"}
+
+
+def print_execution(record: dict[str, Any], details: bool = False) -> None:
+    """An execution's states in order: what finished, what was retried, what failed and why."""
+    colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(record["status"], "yellow")
+    out.print(f"[bold]{record['name']}[/]: [{colour}]{record['status']}[/]", highlight=False)
+    for event in record.get("history", []):
+        label, kind = event["state"], event["event"]
+        if kind == "StateExited" and not details and "." in label:
+            continue  # inside Map iterations only what went wrong, unless asked for every state
+        if kind == "TaskRetry":
+            out.print(f"   retry  {label}: {event['error']} (attempt {event['attempt']})", highlight=False)
+        elif kind in _MARKS:
+            error = f"  {event['error']}: {event.get('cause', '')[:300]}" if "error" in event else ""
+            out.print(f"   {_MARKS[kind]:<6} {label}{error}", highlight=False)
+    runs = record.get("glue_runs", [])
+    if runs:
+        failed = sum(r.get("JobRunState") == "FAILED" for r in runs)
+        out.print(f"   glue job runs: {len(runs)} ({failed} failed)", highlight=False)
+    for message in record.get("published", []):
+        topic = message["TopicArn"].rsplit(":", 1)[-1]
+        out.print(f"   sns {topic}: {message.get('Subject', '')}", highlight=False)
+        if record["status"] != "SUCCEEDED":
+            out.print(f"      {message['Message'][:600]}", highlight=False)
+
+
+def _fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
+    """`orders` or `orders:1` (a dataset, or master_merge) -> {Glue job name: runs that will fail}."""
+    from chalicelib.pipeline import job_name
+
+    out_: dict[str, int] = {}
+    for spec in specs:
+        name, _, times = spec.partition(":")
+        script = "master_merge.py" if name == "master_merge" else f"process_{name}.py"
+        out_[job_name(stage, script)] = int(times) if times else 1_000_000
+    return out_
+
+
+def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Start runs until nothing waits (a run takes at most one batch per dataset); returns the executions."""
+    import logging
+
+    import app  # noqa: F401  (its loggers exist from here on)
+
+    from .orchestration import local_pipeline
+
+    for name in ("lakehouse", "chalicelib"):  # the Lambdas' JSON logs: the CLI prints its own progress
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with local_pipeline(settings, stage, localstage.STATE_DIR, fail_jobs) as (pipeline, orchestrator):
+        while True:
+            with console.status("pipeline: running"):
+                tick = pipeline.tick(force=True)
+            console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
+            if tick.action != "started":
+                return orchestrator.finished
+            print_execution(orchestrator.finished[-1])
+            if orchestrator.finished[-1]["status"] != "SUCCEEDED":
+                return orchestrator.finished
+
+
+@main.command("run")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option(
+    "--fail-job",
+    "fail_job",
+    multiple=True,
+    metavar="DATASET[:N]",
+    help="Local stage: make a dataset's (or master_merge's) Glue job fail N times (default: every time).",
+)
+def run_command(stage_name: str, fail_job: tuple[str, ...]) -> None:
+    """Run the pipeline over every accepted file now, without waiting for the batching window."""
+    settings, stage = _connect(stage_name)
+    if stage_name != localstage.STAGE:
+        from chalicelib import runtime
+
+        if fail_job:
+            raise click.UsageError("--fail-job is for the local stage")
+        tick = runtime.pipeline().tick(force=True)
+        console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
+        return
+    executions = run_pipeline(settings, stage, _fail_jobs(stage, fail_job))
+    if any(e["status"] != "SUCCEEDED" for e in executions):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+def executions(name: str | None, stage_name: str, as_json: bool) -> None:
+    """List pipeline executions with their state and failed step; with NAME, that execution's states."""
+    _, stage = _connect(stage_name)
+    if stage_name == localstage.STAGE:
+        from .orchestration import ExecutionStore
+
+        records = ExecutionStore(localstage.STATE_DIR / "executions").all()
+    else:
+        records = aws_executions(stage)
+    if name:
+        records = [r for r in records if r["name"] == name]
+        if not records:
+            raise click.BadParameter(f"no execution named {name}", param_hint="NAME")
+    if as_json:
+        out.print_json(json.dumps(records, default=str))
+    elif name:
+        print_execution(records[0], details=True)
+    else:
+        table = Table("execution", "status", "started", "failed step", "error")
+        for r in records:
+            table.add_row(
+                r["name"], r["status"], r["started_at"], r.get("failed_state") or "", (r.get("error") or "")[:80]
+            )
+        out.print(table)
+
+
+def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """The stage's Step Functions executions; for a failed one, the state whose error failed it."""
+    from chalicelib.aws import ClientSettings, account_id, client
+
+    sfn = client("stepfunctions", ClientSettings.for_stage(stage))
+    account = account_id(client("sts", ClientSettings.for_stage(stage)))
+    arn = f"arn:aws:states:{stage.region}:{account}:stateMachine:{stage.state_machine}"
+    records = []
+    for execution in sfn.list_executions(stateMachineArn=arn, maxResults=limit)["executions"]:
+        record = {"name": execution["name"], "status": execution["status"], "started_at": str(execution["startDate"])}
+        if execution["status"] != "SUCCEEDED":
+            record.update(_failed_step(sfn, execution["executionArn"]))
+        records.append(record)
+    return records
+
+
+def _failed_step(sfn: Any, execution_arn: str) -> dict[str, str]:
+    """The first state that failed in an execution's history (the pipeline catches it and fails later)."""
+    state = None
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    for event in (e for page in pages for e in page["events"]):
+        if "stateEnteredEventDetails" in event:
+            state = event["stateEnteredEventDetails"]["name"]
+        for key, details in event.items():
+            if key.endswith("FailedEventDetails") and "error" in details:
+                return {"failed_state": state or "", "error": details["error"]}
+    return {}
+
+
+@main.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--run", "run_name", help="Only the files of this run.")
+def requeue(stage_name: str, run_name: str | None) -> None:
+    """Put FAILED files back in the queue (once their cause is fixed); the next run takes them."""
+    _, stage = _connect(stage_name)
+    ledger = ledger_for(stage)
+    failed = [r for r in ledger.files() if r.status == Status.FAILED and (run_name is None or r.run == run_name)]
+    done = sum(ledger.requeue(r.file_id) for r in failed)
+    console.print(f"{done} FAILED file(s) requeued")
 
 
 @main.command()

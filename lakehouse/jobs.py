@@ -25,10 +25,10 @@ def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter:
     return total
 
 
-def run_script(script: str, stage: Stage) -> list[dict[str, Any]]:
+def run_script(script: str, stage: Stage, arguments: list[str] = ()) -> list[dict[str, Any]]:
     """Run one Glue entry point as a process (as the local stage's Glue); returns its JSON report."""
     result = subprocess.run(
-        [sys.executable, str(GLUE_SCRIPTS / script), "--stage", stage.name, "--bucket", stage.bucket],
+        [sys.executable, str(GLUE_SCRIPTS / script), "--stage", stage.name, "--bucket", stage.bucket, *arguments],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(GLUE_SCRIPTS)},

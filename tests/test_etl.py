@@ -7,9 +7,9 @@ from lakehouse_etl import curated, delta, processed
 from lakehouse_etl.catalog import duckdb_connection
 
 from chalicelib.aws import client
+from chalicelib.config import dataset_order
 from chalicelib.ingest import Ingestor, ObjectRef
 from chalicelib.ledger import Status
-from chalicelib.config import dataset_order
 from lakehouse.generate import generate
 
 

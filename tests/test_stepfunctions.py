@@ -190,7 +190,7 @@ def test_unsupported_constructs_are_refused_before_running():
     distributed = {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, **machine({"X": {"Type": "Succeed"}})}
     with pytest.raises(UnsupportedDefinition, match="Map mode 'DISTRIBUTED' is not supported"):
         Executor(machine({"M": {"Type": "Map", "ItemProcessor": distributed, "End": True}}), Calls())
-    with pytest.raises(UnsupportedDefinition, match='intrinsic function "States.Hash'):
+    with pytest.raises(UnsupportedDefinition, match=r'intrinsic function "States\.Hash'):
         Executor(
             machine({"P": {"Type": "Pass", "Parameters": {"h.$": "States.Hash($.a, 'MD5')"}, "End": True}}), Calls()
         ).run("x", {"a": "b"})

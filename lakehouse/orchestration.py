@@ -1,0 +1,293 @@
+"""The local stage's Step Functions: the deployed state machine's JSON, run by the local executor.
+
+The definition is read back from the local stage's Step Functions API (provisioning put it there, with the
+stage's names filled in), so what runs here is what `lakehouse provision` deploys. Each Task goes to the
+same code it reaches on AWS:
+
+- `lambda:invoke`                  -> the Chalice handler, through `chalice.test.Client`;
+- `glue:startJobRun.sync`          -> the job's glue_scripts/ entry point as a local process;
+- `aws-sdk:glue:startCrawler/getCrawler` -> a local crawler that registers `raw_<dataset>` tables in the
+  local stage's Glue catalog (moto keeps crawlers but never runs them);
+- `sns:publish`                    -> the local stage's SNS.
+
+Executions are kept as JSON files under the local stage's state directory, with their history, the Glue
+runs they made and the messages they published. Unlike AWS, the executor lives in the process that runs
+it: an execution whose process died is started again from the top (every step is idempotent).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chalicelib.aws import account_id, error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.errors import LakehouseError
+from chalicelib.provision import glue_jobs
+
+from .stepfunctions import Execution, Executor, TaskError
+
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+GLUE_JOB_SYNC = "arn:aws:states:::glue:startJobRun.sync"
+START_CRAWLER = "arn:aws:states:::aws-sdk:glue:startCrawler"
+GET_CRAWLER = "arn:aws:states:::aws-sdk:glue:getCrawler"
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
+
+
+def _aws_error(service: str, exc: Exception) -> TaskError:
+    """A boto3 error as Step Functions names it for an SDK integration (`Glue.CrawlerRunningException`)."""
+    code = error_code(exc)
+    return TaskError(f"{service}.{code}" if code else type(exc).__name__, str(exc))
+
+
+@dataclass
+class LocalServices:
+    """Performs the Tasks of the pipeline on the local stage. `fail_jobs` makes a Glue job's next runs
+    fail (job name -> how many), to show and test the failure paths."""
+
+    settings: Settings
+    stage: Stage
+    clients: Any  # chalicelib.provision.Clients
+    invoke: Any  # chalice.test.Client().lambda_.invoke
+    fail_jobs: dict[str, int] = field(default_factory=dict)
+    glue_runs: list[dict[str, Any]] = field(default_factory=list)
+    published: list[dict[str, str]] = field(default_factory=list)
+    _crawls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, resource: str, params: Any) -> Any:
+        if resource == LAMBDA_INVOKE:
+            return self.invoke_lambda(params["FunctionName"], params.get("Payload", {}))
+        if resource == GLUE_JOB_SYNC:
+            return self.run_job(params["JobName"], params.get("Arguments", {}))
+        if resource == START_CRAWLER:
+            return self.start_crawler(params["Name"])
+        if resource == GET_CRAWLER:
+            return self.get_crawler(params["Name"])
+        if resource == SNS_PUBLISH:
+            return self.publish(params)
+        raise TaskError("States.Runtime", f"the local stage has no integration for {resource}")
+
+    def invoke_lambda(self, function_arn: str, payload: Any) -> dict[str, Any]:
+        name = function_arn.rsplit(":", 1)[-1]
+        prefix = f"serverless-lakehouse-{self.stage.name}-"
+        if not name.startswith(prefix):
+            raise TaskError("Lambda.ResourceNotFoundException", f"{function_arn} is not a function of this app")
+        try:
+            result = self.invoke(name.removeprefix(prefix), payload).payload
+        except Exception as exc:  # as Lambda reports a function error: the exception's type and message
+            cause = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            raise TaskError(type(exc).__name__, json.dumps(cause)) from exc
+        return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": result}
+
+    def run_job(self, job: str, arguments: dict[str, str]) -> dict[str, Any]:
+        from .jobs import run_script
+
+        script = glue_jobs(self.settings, self.stage).get(job)
+        if script is None:
+            raise TaskError("Glue.EntityNotFoundException", f"no Glue job named {job}")
+        run = {"Id": f"jr_{uuid.uuid4().hex}", "JobName": job, "Arguments": arguments, "StartedOn": time.time()}
+        with self._lock:
+            self.glue_runs.append(run)
+            forced = self.fail_jobs.get(job, 0) > 0
+            if forced:
+                self.fail_jobs[job] -= 1
+        try:
+            if forced:
+                raise LakehouseError(f"{script} failed: forced failure (lakehouse run --fail-job {job})")
+            run_script(script, self.stage, [arg for pair in arguments.items() for arg in pair])
+        except LakehouseError as exc:  # the .sync integration fails the Task with the job run as its cause
+            run.update(JobRunState="FAILED", ErrorMessage=str(exc)[-2000:])
+            raise TaskError("States.TaskFailed", json.dumps(run)) from exc
+        run.update(JobRunState="SUCCEEDED", ExecutionTime=round(time.time() - run["StartedOn"]))
+        return run
+
+    # -- the local crawler ---------------------------------------------------------------------------
+    def start_crawler(self, name: str) -> dict[str, Any]:
+        try:
+            crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
+        except Exception as exc:
+            raise _aws_error("Glue", exc) from exc
+        with self._lock:
+            if self._crawls.get(name, {}).get("Status") == "RUNNING":
+                raise TaskError("Glue.CrawlerRunningException", f"Crawler with name {name} has already started")
+            self._crawls[name] = {"Status": "RUNNING"}
+        try:
+            tables = [self._crawl(crawler, target["Path"]) for target in crawler["Targets"].get("S3Targets", [])]
+            self._crawls[name] = {"Status": "SUCCEEDED", "Tables": [t for t in tables if t]}
+        except Exception as exc:  # a crawl that fails is reported by getCrawler, as on AWS
+            self._crawls[name] = {"Status": "FAILED", "ErrorMessage": str(exc)}
+        return {}
+
+    def get_crawler(self, name: str) -> dict[str, Any]:
+        try:
+            crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
+        except Exception as exc:
+            raise _aws_error("Glue", exc) from exc
+        last = self._crawls.get(name)
+        state = "RUNNING" if last and last["Status"] == "RUNNING" else "READY"
+        out = {"Name": crawler["Name"], "State": state, "DatabaseName": crawler["DatabaseName"]}
+        return {"Crawler": {**out, **({"LastCrawl": last} if last else {})}}
+
+    def _crawl(self, crawler: dict[str, Any], path: str) -> str | None:
+        """Register one S3 folder as a table, its columns from the first file's header (CSV) or first line
+        (JSON lines), all strings: what a crawler infers for raw text files, without sampling every file."""
+        bucket, _, prefix = path.removeprefix("s3://").partition("/")
+        s3 = self.clients.s3
+        first = next(
+            (o for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []) if o["Size"] > 0), None
+        )
+        if first is None:
+            return None
+        body = s3.get_object(Bucket=bucket, Key=first["Key"], Range="bytes=0-1048575")["Body"].read()
+        if first["Key"].endswith(".gz"):
+            body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(1048576)
+        line = body.decode("utf-8", "replace").lstrip("\ufeff").splitlines()[0]
+        is_json = ".json" in first["Key"]
+        names = list(json.loads(line)) if is_json else [c.strip().strip('"') for c in line.split(",")]
+        table = {
+            "Name": crawler.get("TablePrefix", "") + prefix.rstrip("/").rsplit("/", 1)[-1],
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "json" if is_json else "csv", "crawler": crawler["Name"]},
+            "StorageDescriptor": {
+                "Location": path,
+                "Columns": [{"Name": n.lower(), "Type": "string"} for n in names],
+            },
+        }
+        glue = self.clients.glue
+        try:
+            glue.update_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
+        except glue.exceptions.EntityNotFoundException:
+            glue.create_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
+        return table["Name"]
+
+    def publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self.clients.sns.publish(**params)
+        except Exception as exc:
+            raise _aws_error("SNS", exc) from exc
+        with self._lock:
+            self.published.append({k: params[k] for k in ("TopicArn", "Subject", "Message") if k in params})
+        return {"MessageId": response["MessageId"]}
+
+
+class ExecutionStore:
+    """Local executions as JSON files (the local stage's `ListExecutions` and `GetExecutionHistory`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        path = self._path(name)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, record: dict[str, Any]) -> None:
+        tmp = self._path(record["name"]).with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+        tmp.replace(self._path(record["name"]))  # atomic: a reader never sees half a record
+
+    def all(self) -> list[dict[str, Any]]:
+        records = [json.loads(p.read_text()) for p in self.root.glob("*.json")]
+        return sorted(records, key=lambda r: r["started_at"], reverse=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+class LocalOrchestrator:
+    """The pipeline's orchestrator on the local stage: `start` runs the execution to its end, here."""
+
+    def __init__(
+        self, definition: dict[str, Any], services: LocalServices, store: ExecutionStore, time_scale: float = 0.0
+    ) -> None:
+        # Waits and retry back-offs are scaled down: the local crawler and jobs are done when they return.
+        self.executor = Executor(definition, services, sleep=lambda s: time.sleep(s * time_scale))
+        self.services, self.store = services, store
+        self.finished: list[dict[str, Any]] = []
+
+    def status(self, name: str) -> str | None:
+        record = self.store.get(name)
+        if record is None:
+            return None
+        if record["status"] == "RUNNING" and not _alive(record["pid"]):
+            return None  # its process died: not running anywhere, so `start` runs it again
+        return record["status"]
+
+    def start(self, name: str, input_: dict[str, Any]) -> None:
+        earlier = self.store.get(name)
+        if earlier is not None and self.status(name) is not None:
+            return  # started already (running elsewhere, or finished): same name, same execution
+        runs_before, published_before = len(self.services.glue_runs), len(self.services.published)
+        record = {
+            "name": name,
+            "status": "RUNNING",
+            "input": input_,
+            "pid": os.getpid(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "restarts": (earlier or {}).get("restarts", -1) + 1,
+        }
+        self.store.put(record)
+        execution: Execution = self.executor.run(name, input_)
+        if execution.status == "FAILED":  # the pipeline catches errors and fails at its end: name the origin
+            first = next((e for e in execution.history if e["event"] in ("StateCaught", "StateFailed")), None)
+            execution.failed_state = first["state"] if first else execution.failed_state
+        record.update(
+            {k: v for k, v in asdict(execution).items() if k not in ("name", "started_at")},
+            glue_runs=self.services.glue_runs[runs_before:],
+            published=self.services.published[published_before:],
+        )
+        self.store.put(record)
+        self.finished.append(record)
+
+
+def deployed_definition(sfn: Any, sts: Any, stage: Stage) -> dict[str, Any]:
+    """The state machine definition as provisioned on the stage."""
+    arn = f"arn:aws:states:{stage.region}:{account_id(sts)}:stateMachine:{stage.state_machine}"
+    try:
+        return json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+    except Exception as exc:
+        raise LakehouseError(f"state machine {stage.state_machine} is not provisioned: {exc}") from exc
+
+
+@contextmanager
+def local_pipeline(
+    settings: Settings, stage: Stage, state_dir: Path, fail_jobs: dict[str, int] | None = None
+) -> Iterator[tuple[Any, LocalOrchestrator]]:
+    """The stage's Pipeline driving the local executor, with the Chalice app's handlers as its Lambdas."""
+    from chalice.test import Client
+
+    import app as lakehouse_app
+    from chalicelib.ledger import ledger_for
+    from chalicelib.pipeline import Pipeline
+    from chalicelib.provision import PROJECT_DIR, Clients
+
+    clients = Clients.for_stage(stage)
+    definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
+    alerts = f"arn:aws:sns:{stage.region}:{account_id(clients.sts)}:{stage.alerts_topic}"
+    with Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client:
+        services = LocalServices(settings, stage, clients, chalice_client.lambda_.invoke, dict(fail_jobs or {}))
+        orchestrator = LocalOrchestrator(definition, services, ExecutionStore(state_dir / "executions"))
+
+        def alert(subject: str, message: str) -> None:
+            services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message})
+
+        yield Pipeline(settings, stage, ledger_for(stage), orchestrator, alert), orchestrator
