@@ -146,3 +146,42 @@ def test_a_batch_stops_at_its_byte_budget_but_takes_at_least_one_file(ledger):
     big = ledger2.claim(replace(rec("raw/orders/big.csv"), size=10_000)).record
     ledger2.finish(big, Status.VALID, md5="b")
     assert ledger2.open_batch("orders", max_bytes=100).files == (big.file_id,)
+
+
+def test_one_active_run_at_a_time_and_runs_are_listed_newest_first(ledger):
+    first = ledger.begin_run()
+    assert first.name == "run-000001" and ledger.begin_run() is None  # one run in flight
+    plan = {"run": first.name, "levels": [[{"dataset": "orders", "batch": 1, "job": "j"}]], "crawlers": []}
+    assert ledger.save_plan(first, plan, files=3, bytes_=30).status == "RUNNING"
+    assert ledger.active_run().plan == plan and ledger.active_run().batches == plan["levels"][0]
+    assert ledger.end_run(first.name, "FAILED", "Boom", "why") is True
+    assert ledger.end_run(first.name, "SUCCEEDED") is False  # the first outcome stays
+    assert ledger.active_run() is None
+    second = ledger.begin_run()
+    assert second.name == "run-000002"
+    assert [(r.name, r.status, r.error) for r in ledger.runs()] == [
+        ("run-000002", "PLANNING", None),
+        ("run-000001", "FAILED", "Boom"),
+    ]
+
+
+def test_a_failed_batch_fails_its_unprocessed_files_and_requeue_brings_them_back(ledger):
+    a, b = valid(ledger, "raw/orders/a.csv", 1), valid(ledger, "raw/orders/b.csv", 2)
+    batch = ledger.open_batch("orders")
+    assert ledger.fail_batch("orders", batch.number + 1, "E", "c") == 0  # not that batch: nothing happens
+    assert ledger.fail_batch("orders", batch.number, "States.TaskFailed", "job failed", run="run-000001") == 2
+    failed = ledger.get(a.file_id)
+    assert (failed.status, failed.reason_code, failed.reason, failed.run, failed.pending) == (
+        Status.FAILED,
+        "States.TaskFailed",
+        "job failed",
+        "run-000001",
+        None,
+    )
+    assert ledger.batch_state("orders")["outcome"] == "FAILED" and ledger.open_batch("orders") is None
+    assert ledger.claim(rec("raw/orders/a.csv")).claimed is False  # a FAILED file's redelivery is a no-op
+    assert ledger.requeue(a.file_id) and not ledger.requeue(a.file_id)
+    again = ledger.get(a.file_id)
+    assert (again.status, again.pending, again.reason_code) == (Status.VALID, "orders", None)
+    assert ledger.open_batch("orders").files == (a.file_id,)
+    assert ledger.get(b.file_id).status == Status.FAILED

@@ -1,0 +1,221 @@
+"""The batcher and the pipeline's Lambda steps, on the in-memory ledger with a recording orchestrator."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.ledger import FileRecord, InMemoryLedger, Status
+from chalicelib.pipeline import Pipeline, StepFunctions
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class Orchestrator:
+    """Records starts; `states` says what `status` answers (a started run is RUNNING unless told)."""
+
+    def __init__(self):
+        self.started: list[tuple[str, dict]] = []
+        self.states: dict[str, str | None] = {}
+
+    def start(self, name, input_):
+        self.started.append((name, input_))
+        self.states.setdefault(name, "RUNNING")
+
+    def status(self, name):
+        return self.states.get(name)
+
+
+@pytest.fixture
+def ledger():
+    return InMemoryLedger()
+
+
+def accept(ledger, dataset, name, at, size=100):
+    record = FileRecord(
+        file_id=f"lake/raw/{dataset}/{name}#v1",
+        bucket="lake",
+        key=f"raw/{dataset}/{name}",
+        version_id="v1",
+        dataset=dataset,
+        received_at=at.isoformat(),
+        size=size,
+    )
+    return ledger.finish(ledger.claim(record, now=at).record, Status.VALID)
+
+
+def pipeline_at(settings, stage, ledger, orchestrator, now, alerts=None):
+    alerts = [] if alerts is None else alerts
+    return Pipeline(settings, stage, ledger, orchestrator, alert=lambda s, m: alerts.append((s, m)), now=lambda: now)
+
+
+def test_files_wait_for_the_window_then_go_into_one_run(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    for i in range(30):
+        accept(ledger, "orders", f"o{i}.csv", T0 + timedelta(seconds=i))
+    accept(ledger, "order_items", "i0.csv", T0 + timedelta(seconds=40))
+    accept(ledger, "products", "p0.jsonl", T0 + timedelta(seconds=50))
+
+    early = pipeline_at(settings, stage, ledger, orchestrator, T0 + timedelta(seconds=299)).tick()
+    assert (early.action, orchestrator.started) == ("waiting", [])
+    assert "32 files waiting" in early.detail
+
+    due = pipeline_at(settings, stage, ledger, orchestrator, T0 + timedelta(seconds=300)).tick()
+    assert due.action == "started" and due.run == "run-000001"
+    assert "window_seconds = 300" in due.detail
+    ((name, plan),) = orchestrator.started
+    assert name == "run-000001" and plan["run"] == name
+    # foreign-key parents in an earlier level than their children; one batch (and Glue job run) per dataset
+    assert [[b["dataset"] for b in level] for level in plan["levels"]] == [["orders", "products"], ["order_items"]]
+    assert plan["levels"][0][0] == {"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}
+    assert plan["crawlers"] == [
+        "lakehouse-local-raw-orders",
+        "lakehouse-local-raw-products",
+        "lakehouse-local-raw-order-items",
+    ]
+    run = ledger.get_run("run-000001")
+    assert (run.status, run.files, run.bytes) == ("RUNNING", 32, 3200)
+
+
+def test_a_run_starts_early_when_enough_files_or_bytes_wait(settings, stage, ledger):
+    few = replace(settings, pipeline=replace(settings.pipeline, start_files=5))
+    for i in range(5):
+        accept(ledger, "orders", f"o{i}.csv", T0)
+    tick = pipeline_at(few, stage, ledger, Orchestrator(), T0 + timedelta(seconds=1)).tick()
+    assert tick.action == "started" and "5 files waiting (start_files = 5)" in tick.detail
+
+    ledger2 = InMemoryLedger()
+    accept(ledger2, "orders", "big.csv", T0, size=settings.pipeline.start_bytes)
+    tick = pipeline_at(settings, stage, ledger2, Orchestrator(), T0 + timedelta(seconds=1)).tick()
+    assert tick.action == "started" and "bytes waiting" in tick.detail
+
+
+def test_force_starts_now_and_nothing_waiting_is_idle(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    assert pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True).action == "idle"
+    accept(ledger, "orders", "o.csv", T0)
+    assert pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True).action == "started"
+
+
+def test_one_run_in_flight_and_a_file_is_in_exactly_one_run(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    late = T0 + timedelta(hours=1)
+    accept(ledger, "orders", "a.csv", T0)
+    first = pipeline_at(settings, stage, ledger, orchestrator, late).tick()
+    accept(ledger, "orders", "b.csv", T0 + timedelta(seconds=1))  # arrives while run 1 is in flight
+    busy = pipeline_at(settings, stage, ledger, orchestrator, late).tick(force=True)
+    assert (busy.action, busy.run, len(orchestrator.started)) == ("busy", first.run, 1)
+
+    # run 1 finishes: its batch closes (the Glue job's work) and the run ends (the FinishRun step's)
+    ledger.close_batch(ledger.open_batch("orders"), 1, {})
+    ledger.end_run(first.run, "SUCCEEDED")
+    orchestrator.states[first.run] = "SUCCEEDED"
+    second = pipeline_at(settings, stage, ledger, orchestrator, late).tick(force=True)
+    assert second.action == "started" and second.run == "run-000002"
+    batches = [ledger.get_run(r).batches for r in (first.run, second.run)]
+    assert [b["batch"] for b in batches[0]] == [1] and [b["batch"] for b in batches[1]] == [2]
+    assert ledger.batch_state("orders")["files"] == ["lake/raw/orders/b.csv#v1"]
+
+
+def test_two_batchers_at_once_start_one_run(settings, stage, ledger):
+    from concurrent.futures import ThreadPoolExecutor
+
+    orchestrator = Orchestrator()
+    for i in range(20):
+        accept(ledger, "orders", f"o{i}.csv", T0)
+    pipeline = pipeline_at(settings, stage, ledger, orchestrator, T0 + timedelta(hours=1))
+    with ThreadPoolExecutor(8) as pool:
+        ticks = list(pool.map(lambda _: pipeline.tick(), range(8)))
+    assert sum(t.action == "started" for t in ticks) == 1
+    assert {name for name, _ in orchestrator.started} == {"run-000001"}
+
+
+def test_a_batcher_that_died_half_way_is_finished_by_the_next_tick(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o.csv", T0)
+    ledger.begin_run()  # named, never planned nor started
+    tick = pipeline_at(settings, stage, ledger, orchestrator, T0).tick()
+    assert (tick.action, tick.run) == ("started", "run-000001")
+    assert orchestrator.started[0][1]["levels"][0][0]["batch"] == 1
+
+    orchestrator.states["run-000001"] = None  # planned, but the start call was lost
+    again = pipeline_at(settings, stage, ledger, orchestrator, T0).tick()
+    assert again.action == "started" and [n for n, _ in orchestrator.started] == ["run-000001", "run-000001"]
+
+
+def test_an_execution_that_ended_without_its_failure_step_fails_the_run_and_alerts(settings, stage, ledger):
+    orchestrator, alerts = Orchestrator(), []
+    accept(ledger, "orders", "o.csv", T0)
+    pipeline = pipeline_at(settings, stage, ledger, orchestrator, T0 + timedelta(hours=1), alerts)
+    run = pipeline.tick().run
+    orchestrator.states[run] = "ABORTED"  # someone stopped it in the console
+    accept(ledger, "orders", "later.csv", T0 + timedelta(seconds=5))
+    tick = pipeline.tick()
+    assert ledger.get_run(run).status == "FAILED" and "ended ABORTED" in ledger.get_run(run).cause
+    assert ledger.get("lake/raw/orders/o.csv#v1").status == Status.FAILED
+    assert alerts and "run-000001 FAILED" in alerts[0][0]
+    assert tick.action == "started" and tick.run == "run-000002"  # the pipeline is not stuck
+
+
+def test_failure_step_marks_each_dataset_with_its_own_cause(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    for dataset in ("orders", "products", "order_items"):
+        accept(ledger, dataset, f"{dataset}.csv", T0)
+    pipeline = pipeline_at(settings, stage, ledger, orchestrator, T0)
+    run = pipeline.tick(force=True).run
+    ledger.close_batch(ledger.open_batch("products"), 3, {})  # products' job finished
+    glue_cause = json.dumps({"JobRunState": "FAILED", "ErrorMessage": "process_orders.py failed: disk full"})
+    cause = json.dumps([{"dataset": "orders", "Error": "States.TaskFailed", "Cause": glue_cause}])
+
+    assert pipeline.fail(run, "DatasetJobFailed", cause) == {"run": run, "files_failed": 2}
+    orders, items, products = (ledger.get(f"lake/raw/{d}/{d}.csv#v1") for d in ("orders", "order_items", "products"))
+    assert (orders.status, orders.reason_code, orders.reason) == (
+        Status.FAILED,
+        "States.TaskFailed",
+        "process_orders.py failed: disk full",
+    )
+    assert (items.status, items.reason_code) == (Status.FAILED, "NotRun")
+    assert products.status == Status.PROCESSED
+    assert ledger.get_run(run).status == "FAILED" and ledger.active_run() is None
+
+    # the cause fixed, the files go back in the queue and into the next run's new batches
+    assert ledger.requeue(orders.file_id) and ledger.requeue(items.file_id)
+    assert not ledger.requeue(products.file_id)
+    again = pipeline.tick(force=True)
+    plan = ledger.get_run(again.run).plan
+    assert {b["dataset"]: b["batch"] for level in plan["levels"] for b in level} == {"orders": 2, "order_items": 2}
+
+
+def test_quality_gate_errors_on_too_many_rejected_rows(settings, stage, ledger):
+    accept(ledger, "orders", "good.csv", T0)
+    accept(ledger, "products", "bad.csv", T0)
+    pipeline = pipeline_at(settings, stage, ledger, Orchestrator(), T0)
+    run = pipeline.tick(force=True).run
+    from chalicelib.ledger import FileResult
+
+    ledger.close_batch(ledger.open_batch("orders"), 1, {"lake/raw/orders/good.csv#v1": FileResult(95, 5)})
+    ledger.close_batch(ledger.open_batch("products"), 1, {"lake/raw/products/bad.csv#v1": FileResult(80, 20)})
+    result = pipeline.quality(run)
+    assert result["status"] == "ERROR"
+    by_dataset = {c["dataset"]: (c["value"], c["status"]) for c in result["checks"]}
+    assert by_dataset == {"orders": (5.0, "PASSED"), "products": (20.0, "ERROR")}
+
+
+def test_step_functions_start_is_idempotent_by_name(aws_env):
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="p",
+        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    orchestrator = StepFunctions(sfn, arn)
+    assert orchestrator.status("run-000001") is None
+    orchestrator.start("run-000001", {"run": "run-000001"})
+    orchestrator.start("run-000001", {"run": "run-000001"})
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+    assert orchestrator.status("run-000001") in ("RUNNING", "SUCCEEDED")
