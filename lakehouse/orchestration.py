@@ -205,6 +205,18 @@ class ExecutionStore:
         return sorted(records, key=lambda r: r["started_at"], reverse=True)
 
 
+def failed_state(history: list[dict[str, Any]]) -> str | None:
+    """Where a failed run went wrong: the pipeline catches errors and fails at its end, so the origin is the
+    first state whose error was caught, or the state that routed to the failure step (the quality gate's)."""
+    for i, event in enumerate(history):
+        if event["event"] in ("StateCaught", "StateFailed"):
+            return event["state"]
+        if event["event"] == "StateEntered" and event["state"] == "HandleFailure":
+            before = [e["state"] for e in history[:i] if e["event"] == "StateEntered" and "." not in e["state"]]
+            return before[-1] if before else None
+    return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -247,9 +259,8 @@ class LocalOrchestrator:
         }
         self.store.put(record)
         execution: Execution = self.executor.run(name, input_)
-        if execution.status == "FAILED":  # the pipeline catches errors and fails at its end: name the origin
-            first = next((e for e in execution.history if e["event"] in ("StateCaught", "StateFailed")), None)
-            execution.failed_state = first["state"] if first else execution.failed_state
+        if execution.status == "FAILED":
+            execution.failed_state = failed_state(execution.history) or execution.failed_state
         record.update(
             {k: v for k, v in asdict(execution).items() if k not in ("name", "started_at")},
             glue_runs=self.services.glue_runs[runs_before:],

@@ -1,0 +1,254 @@
+"""The pipeline end to end on moto server: the deployed state machine JSON run by the local executor, with the
+Chalice handlers as its Lambdas, the glue_scripts as local processes, the local crawler and SNS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from lakehouse_etl import delta
+
+from chalicelib import runtime
+from chalicelib.aws import client
+from chalicelib.ingest import Ingestor, ObjectRef
+from chalicelib.ledger import Status
+from chalicelib.pipeline import job_name
+from lakehouse.generate import generate
+from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, local_pipeline
+from lakehouse.stepfunctions import TaskError
+
+pytestmark = pytest.mark.e2e
+DATASETS = ("orders", "order_items", "products")  # a foreign key, and an independent dataset
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sample")
+    return folder, generate(folder, orders=150, anomaly_rate=0.04, seed=5)
+
+
+@pytest.fixture
+def lake(lake_job, sample, tmp_path):
+    """A provisioned stage with the sample's orders, order_items and products accepted by the validator."""
+    runtime.reset()
+    folder, manifest = sample
+    ingestor = Ingestor(lake_job.settings, lake_job.stage, lake_job.s3, client("sqs"), lake_job.ledger)
+    for dataset in DATASETS:
+        name = manifest["datasets"][dataset]["file"]
+        key = f"raw/{dataset}/day=1/{name}"
+        version = lake_job.s3.put_object(Bucket=lake_job.stage.bucket, Key=key, Body=(folder / name).read_bytes())
+        record = ingestor.ingest(ObjectRef(lake_job.stage.bucket, key, version["VersionId"]))
+        assert record.status == Status.VALID, record
+    yield lake_job, tmp_path
+    runtime.reset()
+
+
+def run_once(lake, fail_jobs=None, wrap=None, state_dir=None):
+    job, tmp = lake
+    with local_pipeline(job.settings, job.stage, state_dir or tmp, fail_jobs) as (pipeline, orchestrator):
+        if wrap:
+            orchestrator.executor.dispatch = wrap(orchestrator.executor.dispatch)
+        tick = pipeline.tick(force=True)
+        return tick, orchestrator
+
+
+def files(job):
+    return {r.dataset: r for r in job.ledger.files()}
+
+
+def table_rows(job, dataset):
+    table = delta.open_table(job.lake.processed(dataset), job.lake.storage_options)
+    return (
+        None
+        if table is None
+        else (table.version(), delta.read(job.lake.processed(dataset), job.lake.storage_options).num_rows)
+    )
+
+
+def entered(record, state):
+    return any(e["event"] == "StateEntered" and e["state"] == state for e in record["history"])
+
+
+def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
+    job, _ = lake
+    tick, orchestrator = run_once(lake)
+    (record,) = orchestrator.finished
+    assert (tick.action, record["status"]) == ("started", "SUCCEEDED"), record.get("cause")
+    # one Glue job run per dataset plus the master merge, for the whole batch of files
+    assert sorted(r["JobName"] for r in record["glue_runs"]) == sorted(
+        [job_name(job.stage, f"process_{d}.py") for d in DATASETS] + [job_name(job.stage, "master_merge.py")]
+    )
+    for dataset, f in files(job).items():
+        clean = sample[1]["datasets"][dataset]["clean_rows"]
+        assert (f.status, f.rows_merged) == (Status.PROCESSED, clean)
+        assert f.archived_key == f.key.replace("raw/", "archive/", 1)
+        assert job.s3.head_object(Bucket=f.bucket, Key=f.archived_key)["ContentLength"] == f.size
+        # hidden from raw/ by a delete marker, never lost: the validated version is still there
+        assert job.s3.list_objects_v2(Bucket=f.bucket, Prefix=f.key)["KeyCount"] == 0
+        assert job.s3.head_object(Bucket=f.bucket, Key=f.key, VersionId=f.version_id)["ContentLength"] == f.size
+    glue = runtime.current().client("glue")
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName=job.stage.glue_database)["TableList"]}
+    assert tables["raw_orders"]["Parameters"]["classification"] == "csv"
+    assert "order_id" in [c["Name"] for c in tables["raw_orders"]["StorageDescriptor"]["Columns"]]
+    assert tables["raw_products"]["Parameters"]["classification"] == "json"
+    assert tables["orders"]["Parameters"]["table_type"] == "DELTA"
+    assert tables["curated_daily_sales_by_category"]["StorageDescriptor"]["Location"].endswith(
+        "/curated/daily_sales_by_category/"
+    )
+    ((notice),) = record["published"]
+    assert notice["TopicArn"].endswith(":lakehouse-local-notifications")
+    assert json.loads(notice["Message"])["files"] == 3
+    assert job.ledger.get_run(tick.run).status == "SUCCEEDED" and job.ledger.active_run() is None
+
+
+def test_a_glue_job_that_fails_once_is_retried(lake):
+    job, _ = lake
+    orders_job = job_name(job.stage, "process_orders.py")
+    _, orchestrator = run_once(lake, fail_jobs={orders_job: 1})
+    (record,) = orchestrator.finished
+    assert record["status"] == "SUCCEEDED"
+    retries = [e for e in record["history"] if e["event"] == "TaskRetry"]
+    assert [(e["error"], e["attempt"]) for e in retries] == [("States.TaskFailed", 1)]
+    assert [r["JobRunState"] for r in record["glue_runs"] if r["JobName"] == orders_job] == ["FAILED", "SUCCEEDED"]
+    assert {f.status for f in files(job).values()} == {Status.PROCESSED}
+
+
+def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample):
+    job, _ = lake
+    orders_job = job_name(job.stage, "process_orders.py")
+    tick, orchestrator = run_once(lake, fail_jobs={orders_job: 99})
+    (record,) = orchestrator.finished
+    assert record["status"] == "FAILED" and record["error"] == "DatasetJobFailed"
+    assert record["failed_state"].endswith("RunJob")
+    state = files(job)
+    assert (state["orders"].status, state["orders"].reason_code) == (Status.FAILED, "States.TaskFailed")
+    assert "forced failure" in state["orders"].reason
+    assert (state["order_items"].status, state["order_items"].reason_code) == (Status.FAILED, "NotRun")
+    # products ran in the same level as orders: merged, and its table is whole
+    assert state["products"].status == Status.PROCESSED
+    assert table_rows(job, "products")[1] == sample[1]["datasets"]["products"]["clean_rows"]
+    assert table_rows(job, "orders") is None and not entered(record, "PublishCurated")
+    ((alert),) = record["published"]
+    assert alert["TopicArn"].endswith(":lakehouse-local-alerts") and "FAILED" in alert["Subject"]
+    assert "forced failure" in alert["Message"]
+    run = job.ledger.get_run(tick.run)
+    assert (run.status, run.error) == ("FAILED", "DatasetJobFailed")
+
+    # nothing was lost: once the cause is gone, requeued files go through the next run
+    for f in (state["orders"], state["order_items"]):
+        assert job.ledger.requeue(f.file_id)
+    tick2, orchestrator2 = run_once(lake)
+    assert orchestrator2.finished[0]["status"] == "SUCCEEDED" and tick2.run != tick.run
+    assert {f.status for f in files(job).values()} == {Status.PROCESSED}
+    assert table_rows(job, "orders")[1] == sample[1]["datasets"]["orders"]["clean_rows"]
+
+
+def test_a_quality_error_stops_the_run_before_curated_and_alerts(lake):
+    job, _ = lake
+    strict = job.s3.get_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml")["Body"].read().decode()
+    strict = strict.replace("max_rejected_percent = 10", "max_rejected_percent = 1")
+    job.s3.put_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml", Body=strict.encode())
+    runtime.reset()  # the Lambdas read the configuration published in the bucket
+    tick, orchestrator = run_once(lake)
+    (record,) = orchestrator.finished
+    assert (record["status"], record["error"], record["failed_state"]) == (
+        "FAILED",
+        "QualityCheckFailed",
+        "QualityFailed",
+    )
+    assert not entered(record, "PublishCurated")
+    assert delta.open_table(job.lake.curated("daily_sales_by_category"), job.lake.storage_options) is None
+    ((alert),) = record["published"]
+    assert "QualityCheckFailed" in alert["Message"] and "rejected_rows_percent" in alert["Message"]
+    assert job.ledger.get_run(tick.run).error == "QualityCheckFailed"
+
+
+def _throttling(times):
+    from botocore.awsrequest import AWSResponse
+
+    class Raw:
+        def stream(self, **_):
+            yield b'{"__type": "ThrottlingException", "message": "Rate exceeded"}'
+
+    left = {"n": times}
+
+    def handler(request, **_):
+        if left["n"] > 0:
+            left["n"] -= 1
+            return AWSResponse(request.url, 400, {"x-amzn-errortype": "ThrottlingException"}, Raw())
+        return None
+
+    return handler, left
+
+
+def test_throttling_is_absorbed_by_botocore_and_then_by_the_state_machine_retry(lake):
+    from chalicelib.provision import Clients
+
+    job, _ = lake
+
+    handler, left = _throttling(2)  # the SDK's retry mode absorbs these
+    glue_clients = Clients.for_stage(job.stage).glue
+    glue_clients.meta.events.register("before-send.glue.GetCrawler", handler)
+    asl_throttles = {"n": 1}  # ... and a throttle that outlived the SDK's attempts reaches the ASL Retry
+
+    def wrap(dispatch):
+        def throttled(resource, params):
+            if resource == START_CRAWLER and asl_throttles["n"]:
+                asl_throttles["n"] -= 1
+                raise TaskError("Glue.ThrottlingException", "Rate exceeded")
+            return dispatch(resource, params)
+
+        return throttled
+
+    try:
+        _, orchestrator = run_once(lake, wrap=wrap)
+    finally:
+        glue_clients.meta.events.unregister("before-send.glue.GetCrawler", handler)
+    (record,) = orchestrator.finished
+    assert record["status"] == "SUCCEEDED"
+    assert left["n"] == 0 and asl_throttles["n"] == 0
+    assert [e["error"] for e in record["history"] if e["event"] == "TaskRetry"] == ["Glue.ThrottlingException"]
+
+
+def test_the_same_run_started_twice_runs_once(lake):
+    job, _ = lake
+    tick, orchestrator = run_once(lake)
+    (record,) = orchestrator.finished
+    with local_pipeline(job.settings, job.stage, lake[1]) as (pipeline, again):
+        again.start(tick.run, record["input"])  # e.g. a retried StartExecution
+        assert again.finished == [] and again.services.glue_runs == []
+        assert pipeline.tick(force=True).action == "idle"
+
+
+def test_an_interrupted_run_started_again_gives_the_same_result(lake, sample):
+    job, tmp = lake
+    merge_job = job_name(job.stage, "master_merge.py")
+
+    def crash_before_curated(dispatch):
+        def crashing(resource, params):
+            if resource == GLUE_JOB_SYNC and params["JobName"] == merge_job:
+                raise KeyboardInterrupt  # the process dies: not a Task failure the state machine sees
+            return dispatch(resource, params)
+
+        return crashing
+
+    with pytest.raises(KeyboardInterrupt):
+        run_once(lake, wrap=crash_before_curated)
+    versions = {d: table_rows(job, d) for d in DATASETS}
+    (stored,) = (tmp / "executions").glob("*.json")
+    record = json.loads(stored.read_text())
+    assert record["status"] == "RUNNING"
+    # the process that ran it is gone: the next look at the ledger starts the same execution again
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stored.write_text(json.dumps({**record, "pid": int(dead.stdout)}))
+    tick, orchestrator = run_once(lake)
+    (again,) = orchestrator.finished
+    assert (tick.run, again["status"], again["restarts"]) == (record["name"], "SUCCEEDED", 1)
+    # the dataset jobs found their batches closed and changed nothing; curated/ was built this time
+    assert {d: table_rows(job, d) for d in DATASETS} == versions
+    for dataset in DATASETS:
+        assert versions[dataset][1] == sample[1]["datasets"][dataset]["clean_rows"]
+    assert delta.open_table(job.lake.curated("daily_sales_by_category"), job.lake.storage_options) is not None
+    assert {f.status for f in files(job).values()} == {Status.PROCESSED}
