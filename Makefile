@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-failure test lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/lakehouse demo
+
+demo-failure: $(STAMP)  # the same, with the orders Glue job failing first: the alert, FAILED files, recovery
+	$(BIN)/lakehouse demo --fail-job orders
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -320,3 +320,11 @@ def _dataset_errors(error: str, cause: str) -> dict[str, tuple[str, str]]:
         for item in (items if isinstance(items, list) else [])
         if isinstance(item, dict) and "dataset" in item
     }
+
+
+def describe_error(error: str, cause: str) -> str:
+    """One readable line for a run's error (its cause is often JSON nested in JSON)."""
+    per_dataset = _dataset_errors(error, cause)
+    if per_dataset:
+        return f"{error}: " + "; ".join(f"{d}: {e}: {m}" for d, (e, m) in per_dataset.items())
+    return f"{error}: {_message(cause)}"

@@ -449,6 +449,8 @@ _MARKS = {"StateExited": "[green]ok[/]", "StateFailed": "[red]FAILED[/]", "State
 
 def print_execution(record: dict[str, Any], details: bool = False) -> None:
     """An execution's states in order: what finished, what was retried, what failed and why."""
+    from chalicelib.pipeline import describe_error
+
     colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(record["status"], "yellow")
     out.print(f"[bold]{record['name']}[/]: [{colour}]{record['status']}[/]", highlight=False)
     for event in record.get("history", []):
@@ -458,7 +460,7 @@ def print_execution(record: dict[str, Any], details: bool = False) -> None:
         if kind == "TaskRetry":
             out.print(f"   retry  {label}: {event['error']} (attempt {event['attempt']})", highlight=False)
         elif kind in _MARKS:
-            error = f"  {event['error']}: {event.get('cause', '')[:300]}" if "error" in event else ""
+            error = f"  {describe_error(event['error'], event.get('cause', ''))[:300]}" if "error" in event else ""
             out.print(f"   {_MARKS[kind]:<6} {label}{error}", highlight=False)
     runs = record.get("glue_runs", [])
     if runs:
@@ -603,11 +605,18 @@ def requeue(stage_name: str, run_name: str | None) -> None:
 
 @main.command()
 @click.option("--keep-running", is_flag=True, help="Leave the local stage up afterwards.")
-def demo(keep_running: bool) -> None:
-    """Start a fresh local stage, drop the sample files, print the ledger summary, stop."""
+@click.option(
+    "--fail-job",
+    metavar="DATASET",
+    help="First run the pipeline with this dataset's Glue job failing, to see the alert and FAILED files.",
+)
+def demo(keep_running: bool, fail_job: str | None) -> None:
+    """Start a fresh local stage, drop sample files, run the pipeline over them, check the result, stop."""
     from .demo import run_demo
 
-    sys.exit(run_demo(keep_running=keep_running))
+    if fail_job is not None and fail_job not in _settings().datasets:
+        raise click.BadParameter(f"not a dataset: {fail_job}", param_hint="--fail-job")
+    sys.exit(run_demo(keep_running=keep_running, fail_job=fail_job))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,31 @@
-"""`lakehouse demo` (what `make demo` runs): the ingest path end to end on a fresh local stage."""
+"""`lakehouse demo` (what `make demo` runs): ingest, then the pipeline, end to end on a fresh local stage."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from chalicelib.aws import client
-from chalicelib.ledger import ledger_for
+from chalicelib.ledger import Status, ledger_for
 
 from . import localstage
-from .cli import _settings, console, drop_files, out, print_etl, print_records, start_local_stage, wait_for
+from .cli import (
+    _fail_jobs,
+    _settings,
+    console,
+    drop_files,
+    out,
+    print_records,
+    run_pipeline,
+    start_local_stage,
+    wait_for,
+)
 from .generate import generate
-from .jobs import rejected_by_reason, run_etl
+from .jobs import rejected_rows_by_reason
 from .samples import write_ingest_samples
 
 
-def _etl(settings, stage, ledger) -> bool:
-    """Steps 5-7: a generated sample set with planted anomalies, the Glue jobs, the Delta tables."""
+def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
+    """Steps 5-7: a generated sample set with planted anomalies, the pipeline, the Delta tables."""
     from lakehouse_etl.catalog import duckdb_connection
     from lakehouse_etl.lake import Lake
 
@@ -25,15 +35,33 @@ def _etl(settings, stage, ledger) -> bool:
     folder = localstage.STATE_DIR / "generated"
     ids = drop_files(settings, stage, [(folder / d["file"], name) for name, d in manifest["datasets"].items()])
     wait_for(ledger, ids, timeout=120)
-    console.rule("6. run the Glue jobs as local processes: processed/ per dataset, then the master merge")
-    reports = run_etl(settings, stage, progress=lambda job: console.print(f"  {job}"))
-    print_etl(reports)
+    failure_ok, earlier = True, []
+    if fail_job:
+        console.rule(f"6a. run the pipeline with the {fail_job} Glue job failing for good (--fail-job)")
+        earlier = run_pipeline(settings, stage, _fail_jobs(stage, (fail_job,)))
+        failed = [r for r in ledger.files() if r.status == Status.FAILED]
+        print_records(failed)
+        alerts = [m for e in earlier for m in e["published"] if m["TopicArn"].endswith(f":{stage.alerts_topic}")]
+        failure_ok = earlier[-1]["status"] == "FAILED" and bool(alerts) and bool(failed)
+        console.print(f"  {len(failed)} files FAILED, alert sent: {bool(alerts)}; requeue them (the cause is gone)")
+        for record in failed:
+            ledger.requeue(record.file_id)
+    console.rule(
+        "6. run the pipeline on every accepted file: crawl, Glue jobs, quality gate, curated, catalog, archive"
+    )
+    executions = run_pipeline(settings, stage)
+    every = earlier + executions
+    console.print(f"  executions: {len(every)}, Glue job runs: {sum(len(e['glue_runs']) for e in every)}")
+    pipeline_ok = bool(executions) and all(e["status"] == "SUCCEEDED" for e in executions)
+    waiting = [r for r in ledger.files() if r.status in (Status.VALID, Status.FAILED)]
+    if waiting:
+        console.print(f"[red]files not processed:[/red] {len(waiting)}")
     console.rule("7. every Delta table, read by DuckDB")
     con = duckdb_connection(Lake.for_stage(settings, stage))
     views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
     for view in views:
         out.print(f"  {view}: {con.execute(f'SELECT count(*) FROM {view}').fetchone()[0]} rows")
-    rejected = {name: rejected_by_reason(batches) for name, batches in reports.items() if name != "curated"}
+    rejected = rejected_rows_by_reason(client("s3"), settings, stage)
     # Every other file the demo dropped is clean, so the rejected rows are exactly the planted anomalies.
     missed = [
         f"{n}: planted {p}, rejected {dict(rejected.get(n, {}))}"
@@ -44,10 +72,10 @@ def _etl(settings, stage, ledger) -> bool:
         console.print(f"[red]planted and rejected differ:[/red] {line}")
     if not missed:
         console.print("  every planted anomaly was rejected with its reason, and nothing else was")
-    return len(views) == 10 and not missed
+    return len(views) == 10 and not missed and pipeline_ok and failure_ok and not waiting
 
 
-def run_demo(keep_running: bool = False) -> int:
+def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
     settings = _settings()
     stage = settings.stage(localstage.STAGE)
     localstage.down()
@@ -108,7 +136,7 @@ def run_demo(keep_running: bool = False) -> int:
                 )
         for line in wrong:
             console.print(f"[red]mismatch:[/red] {line}")
-        etl_ok = _etl(settings, stage, ledger)
+        etl_ok = _pipeline(settings, stage, ledger, fail_job)
         ok = not wrong and redelivery_ok and etl_ok
         console.print("[green]demo passed[/green]" if ok else "[red]demo failed[/red]")
         return 0 if ok else 1

@@ -25,6 +25,23 @@ def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter:
     return total
 
 
+def rejected_rows_by_reason(s3: Any, settings: Settings, stage: Stage) -> dict[str, Counter]:
+    """Rows rejected by reason code, per dataset, from every batch's rejected.parquet under rejected/."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    out: dict[str, Counter] = {}
+    for dataset in settings.datasets:
+        prefix = f"{settings.zones.rejected}{dataset}/rows/"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=stage.bucket, Key=obj["Key"])["Body"].read()
+                codes = pq.read_table(io.BytesIO(body), columns=["_reason_code"]).column(0).to_pylist()
+                out.setdefault(dataset, Counter()).update(codes)
+    return out
+
+
 def run_script(script: str, stage: Stage, arguments: list[str] = ()) -> list[dict[str, Any]]:
     """Run one Glue entry point as a process (as the local stage's Glue); returns its JSON report."""
     result = subprocess.run(
