@@ -18,7 +18,7 @@ from .config import Settings, Stage, load_settings_from_s3
 from .ingest import Ingestor
 from .ledger import Ledger, ledger_for
 
-CONFIG_TTL_SECONDS = 60
+CONFIG_TTL_SECONDS = float(os.environ.get("LAKEHOUSE_CONFIG_TTL_SECONDS", "60"))
 
 
 @dataclass(frozen=True)

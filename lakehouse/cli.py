@@ -495,11 +495,14 @@ def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | Non
 
     for name in ("lakehouse", "chalicelib"):  # the Lambdas' JSON logs: the CLI prints its own progress
         logging.getLogger(name).setLevel(logging.WARNING)
-    with local_pipeline(settings, stage, localstage.STATE_DIR, fail_jobs) as (pipeline, orchestrator):
+    with local_pipeline(settings, stage, localstage.EXECUTIONS_DIR, fail_jobs) as (pipeline, orchestrator):
         while True:
             with console.status("pipeline: running"):
                 tick = pipeline.tick(force=True)
             console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
+            if tick.action == "busy":  # the local stage's own batcher schedule is running one: wait for it
+                time.sleep(2)
+                continue
             if tick.action != "started":
                 return orchestrator.finished
             print_execution(orchestrator.finished[-1])
@@ -542,7 +545,7 @@ def executions(name: str | None, stage_name: str, as_json: bool) -> None:
     if stage_name == localstage.STAGE:
         from .orchestration import ExecutionStore
 
-        records = ExecutionStore(localstage.STATE_DIR / "executions").all()
+        records = ExecutionStore(localstage.EXECUTIONS_DIR).all()
     else:
         records = aws_executions(stage)
     if name:

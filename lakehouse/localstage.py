@@ -6,13 +6,16 @@ provisions the stage with the very code a real stage uses. Inside that process:
 - the lake bucket notifies the ingest queue of every object created under raw/ (moto delivers S3
   notifications to SQS as AWS does);
 - a poller plays Lambda's SQS event source mapping: it receives batches from the ingest queue and invokes
-  the Chalice `validate` function through Chalice's own local invoker, deleting a batch only on success.
+  the Chalice `validate` function through Chalice's own local invoker, deleting a batch only on success;
+- a timer plays the `batcher` schedule: every minute (LAKEHOUSE_BATCHER_SECONDS) it starts a pipeline run
+  when accepted files are due, and runs it with the local state machine executor.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +36,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("LAKEHOUSE_HOME", PROJECT_DIR / ".lakehouse"))
 STATE_FILE = STATE_DIR / "local.json"
 LOG_FILE = STATE_DIR / "local.log"
+EXECUTIONS_DIR = STATE_DIR / "executions"  # the local state machine's executions (lakehouse/orchestration.py)
 STAGE = "local"
+BATCHER_ENV = "LAKEHOUSE_BATCHER_SECONDS"  # how often the local stage plays the batcher schedule; 0: never
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -117,6 +122,8 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
     started = stage is None
     if started:
         STATE_DIR.mkdir(exist_ok=True)
+        # A new local stage starts empty (moto keeps everything in memory): so do its executions.
+        shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
         port = _free_port()
         with LOG_FILE.open("ab") as log:
             proc = subprocess.Popen(
@@ -273,6 +280,25 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
         stop.wait()
 
 
+def schedule_forever(stop: threading.Event, every: float) -> None:
+    """Play the `batcher` schedule (EventBridge, every minute on AWS): look at the ledger and start a pipeline
+    run when one is due. The run executes here, in the local stage's process."""
+    from chalicelib import runtime
+
+    from .orchestration import local_pipeline
+
+    while not stop.wait(every):
+        try:
+            rt = runtime.current()  # the configuration published in the bucket, as the batcher Lambda reads it
+            with local_pipeline(rt.settings, rt.stage, EXECUTIONS_DIR) as (pipeline, orchestrator):
+                tick = pipeline.tick()
+            if tick.action == "started":
+                status = orchestrator.finished[-1]["status"] if orchestrator.finished else "?"
+                print(f"batcher: {tick.run} {status} ({tick.detail})", flush=True)
+        except Exception as exc:  # e.g. not provisioned yet; the next tick tries again, as the schedule would
+            print(f"batcher: {type(exc).__name__}: {exc}", flush=True)
+
+
 def serve(port: int, region: str) -> None:
     import logging
 
@@ -281,7 +307,10 @@ def serve(port: int, region: str) -> None:
     server = serve_moto(port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"local stage: moto on 127.0.0.1:{port}, validate poller running", flush=True)
+    every = float(os.environ.get(BATCHER_ENV, "60"))
+    if every > 0:
+        threading.Thread(target=schedule_forever, args=(stop, every), daemon=True).start()
+    print(f"local stage: moto on 127.0.0.1:{port}, validate poller, batcher every {every:g} s", flush=True)
     try:
         poll_forever(stop, region)
     finally:

@@ -281,7 +281,7 @@ def deployed_definition(sfn: Any, sts: Any, stage: Stage) -> dict[str, Any]:
 
 @contextmanager
 def local_pipeline(
-    settings: Settings, stage: Stage, state_dir: Path, fail_jobs: dict[str, int] | None = None
+    settings: Settings, stage: Stage, executions_dir: Path, fail_jobs: dict[str, int] | None = None
 ) -> Iterator[tuple[Any, LocalOrchestrator]]:
     """The stage's Pipeline driving the local executor, with the Chalice app's handlers as its Lambdas."""
     from chalice.test import Client
@@ -296,7 +296,7 @@ def local_pipeline(
     alerts = f"arn:aws:sns:{stage.region}:{account_id(clients.sts)}:{stage.alerts_topic}"
     with Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client:
         services = LocalServices(settings, stage, clients, chalice_client.lambda_.invoke, dict(fail_jobs or {}))
-        orchestrator = LocalOrchestrator(definition, services, ExecutionStore(state_dir / "executions"))
+        orchestrator = LocalOrchestrator(definition, services, ExecutionStore(executions_dir))
 
         def alert(subject: str, message: str) -> None:
             services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message})

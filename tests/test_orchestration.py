@@ -45,9 +45,9 @@ def lake(lake_job, sample, tmp_path):
     runtime.reset()
 
 
-def run_once(lake, fail_jobs=None, wrap=None, state_dir=None):
+def run_once(lake, fail_jobs=None, wrap=None):
     job, tmp = lake
-    with local_pipeline(job.settings, job.stage, state_dir or tmp, fail_jobs) as (pipeline, orchestrator):
+    with local_pipeline(job.settings, job.stage, tmp / "executions", fail_jobs) as (pipeline, orchestrator):
         if wrap:
             orchestrator.executor.dispatch = wrap(orchestrator.executor.dispatch)
         tick = pipeline.tick(force=True)
@@ -216,7 +216,7 @@ def test_the_same_run_started_twice_runs_once(lake):
     job, _ = lake
     tick, orchestrator = run_once(lake)
     (record,) = orchestrator.finished
-    with local_pipeline(job.settings, job.stage, lake[1]) as (pipeline, again):
+    with local_pipeline(job.settings, job.stage, lake[1] / "executions") as (pipeline, again):
         again.start(tick.run, record["input"])  # e.g. a retried StartExecution
         assert again.finished == [] and again.services.glue_runs == []
         assert pipeline.tick(force=True).action == "idle"
