@@ -59,6 +59,7 @@ class LocalServices:
     stage: Stage
     clients: Any  # chalicelib.provision.Clients
     invoke: Any  # chalice.test.Client().lambda_.invoke
+    app_name: str
     fail_jobs: dict[str, int] = field(default_factory=dict)
     glue_runs: list[dict[str, Any]] = field(default_factory=list)
     published: list[dict[str, str]] = field(default_factory=list)
@@ -80,7 +81,7 @@ class LocalServices:
 
     def invoke_lambda(self, function_arn: str, payload: Any) -> dict[str, Any]:
         name = function_arn.rsplit(":", 1)[-1]
-        prefix = f"serverless-lakehouse-{self.stage.name}-"
+        prefix = f"{self.app_name}-{self.stage.name}-"  # Chalice names a function <app>-<stage>-<name>
         if not name.startswith(prefix):
             raise TaskError("Lambda.ResourceNotFoundException", f"{function_arn} is not a function of this app")
         try:
@@ -295,7 +296,9 @@ def local_pipeline(
     definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
     alerts = f"arn:aws:sns:{stage.region}:{account_id(clients.sts)}:{stage.alerts_topic}"
     with Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client:
-        services = LocalServices(settings, stage, clients, chalice_client.lambda_.invoke, dict(fail_jobs or {}))
+        services = LocalServices(
+            settings, stage, clients, chalice_client.lambda_.invoke, lakehouse_app.app.app_name, dict(fail_jobs or {})
+        )
         orchestrator = LocalOrchestrator(definition, services, ExecutionStore(executions_dir))
 
         def alert(subject: str, message: str) -> None:

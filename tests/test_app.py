@@ -94,3 +94,33 @@ def test_each_verdict_is_logged_with_the_correlation_id_and_counted_per_dataset(
     assert metric["FilesValid"] == [1.0]
     assert metric["dataset"] == "orders"
     assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ServerlessLakehouse"
+
+
+def test_pipeline_steps_refuse_a_payload_without_a_run(client):
+    for step in ("quality_check", "refresh_tables", "finish_run", "fail_run"):
+        with pytest.raises(ValueError, match="payload needs a 'run' name"):
+            client.lambda_.invoke(step, {"error": {}})
+
+
+def test_batcher_schedule_starts_a_run_on_the_stage_state_machine(client, provisioned, stage):
+    key = "raw/orders/day=1/o.csv"
+    provisioned.s3.put_object(Bucket=stage.bucket, Key=key, Body=H + R)
+    body = s3_notification(stage.bucket, key, provisioned.s3.head_object(Bucket=stage.bucket, Key=key)["VersionId"])
+    client.lambda_.invoke("validate", sqs_event(body))
+    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
+    # just accepted: the window is open
+    assert client.lambda_.invoke("batcher", tick).payload["action"] == "waiting"
+    config = provisioned.s3.get_object(Bucket=stage.bucket, Key="config/lakehouse.toml")["Body"].read().decode()
+    provisioned.s3.put_object(
+        Bucket=stage.bucket, Key="config/lakehouse.toml", Body=config.replace("start_files = 1000", "start_files = 1")
+    )
+    runtime.reset()
+    started = client.lambda_.invoke("batcher", tick).payload
+    assert started["action"] == "started" and started["run"] == "run-000001"
+    sfn = provisioned.stepfunctions
+    (machine,) = sfn.list_state_machines()["stateMachines"]
+    (execution,) = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    assert execution["name"] == "run-000001"
+    plan = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert plan["levels"] == [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}]]
+    assert client.lambda_.invoke("batcher", tick).payload["action"] == "busy"  # moto never ends an execution

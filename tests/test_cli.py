@@ -44,7 +44,54 @@ def test_the_demo_runs_end_to_end_and_passes(tmp_path):
     assert "summary: 2 duplicate, 12 rejected, 9 valid" in result.stdout
     assert "no new entry, no second acceptance" in result.stderr and "demo passed" in result.stderr
     assert "every planted anomaly was rejected with its reason, and nothing else was" in result.stderr
+    assert "run-000001: SUCCEEDED" in result.stdout and "   ok PublishCurated" in result.stdout
+    assert "executions: 1, Glue job runs: 7" in result.stderr
     assert not (tmp_path / "local.json").exists()  # it stopped the stage it started
+
+
+def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recovers(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["LAKEHOUSE_HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "demo", "--fail-job", "orders"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "run-000001: FAILED" in result.stdout
+        and "sns lakehouse-local-alerts: lakehouse: run run-000001 FAILED" in result.stdout
+    )
+    assert "States.TaskFailed: process_orders.py failed: forced failure" in result.stdout  # the FAILED ledger entries
+    assert "NotRun: not run: orders failed in an earlier level" in result.stdout
+    assert "run-000002: SUCCEEDED" in result.stdout and "demo passed" in result.stderr
+
+
+def test_executions_of_an_aws_stage_name_the_state_that_failed():
+    from lakehouse.cli import _failed_step
+
+    events = [
+        {"type": "ExecutionStarted"},
+        {"type": "MapStateEntered", "stateEnteredEventDetails": {"name": "ProcessLevels"}},
+        {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "RunJob"}},
+        {"type": "TaskFailed", "taskFailedEventDetails": {"error": "States.TaskFailed", "cause": "{}"}},
+        {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "HandleFailure"}},
+        {"type": "ExecutionFailed", "executionFailedEventDetails": {"error": "DatasetJobFailed"}},
+    ]
+
+    class Paginator:
+        def paginate(self, executionArn):
+            return [{"events": events[:3]}, {"events": events[3:]}]
+
+    class Sfn:
+        def get_paginator(self, name):
+            assert name == "get_execution_history"
+            return Paginator()
+
+    assert _failed_step(Sfn(), "arn") == {"failed_state": "RunJob", "error": "States.TaskFailed"}
 
 
 @pytest.mark.e2e
@@ -69,6 +116,11 @@ def test_chalice_package_wires_the_sqs_trigger_and_stays_small(tmp_path):
     with zipfile.ZipFile(tmp_path / "pkg" / "deployment.zip") as package:
         unzipped = sum(info.file_size for info in package.infolist())
         names = set(package.namelist())
-    assert "app.py" in names and "chalicelib/validation.py" in names
+    assert "app.py" in names and "chalicelib/validation.py" in names and "chalicelib/pipeline.py" in names
+    resources = template["Resources"]
+    (schedule,) = resources["Batcher"]["Properties"]["Events"].values()
+    assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(1 minute)"
+    for step in ("QualityCheck", "RefreshTables", "FinishRun", "FailRun"):
+        assert resources[step]["Properties"]["Handler"].startswith("app.")
     assert not any(n.startswith(("pyarrow/", "pandas/", "deltalake/", "moto/")) for n in names)
     assert unzipped < 30 * 1024**2  # the rest of Lambda's 250 MB is for the pyarrow layer
