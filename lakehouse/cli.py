@@ -455,7 +455,7 @@ def print_execution(record: dict[str, Any], details: bool = False) -> None:
     out.print(f"[bold]{record['name']}[/]: [{colour}]{record['status']}[/]", highlight=False)
     for event in record.get("history", []):
         label, kind = event["state"], event["event"]
-        if kind == "StateExited" and not details and "." in label:
+        if kind == "StateExited" and not details and label.count(".") > 2:
             continue  # inside Map iterations only what went wrong, unless asked for every state
         if kind == "TaskRetry":
             out.print(f"   retry  {label}: {event['error']} (attempt {event['attempt']})", highlight=False)
