@@ -19,6 +19,7 @@ names the active run, so that at most one run is in flight and starting one is a
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -129,8 +130,6 @@ class Run:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Run:
-        import json
-
         return cls(
             name=item["run"],
             status=item["status"],
@@ -361,7 +360,16 @@ class Ledger(ABC):
     # -- pipeline runs -------------------------------------------------------------------------------
     def active_run(self) -> Run | None:
         item = self._get("pipeline")
-        return self.get_run(item["active"]) if item and item.get("active") else None
+        if not item or not item.get("active"):
+            return None
+        # A batcher that died right after naming the run left no run item: create it now, to be planned.
+        return self.get_run(item["active"]) or self._new_run(item["active"])
+
+    def _new_run(self, name: str) -> Run:
+        run = Run(name, started_at=now_iso())
+        item = {"pk": f"run#{name}", "kind": "run", "run": name, "status": run.status, "received_at": run.started_at}
+        existing = self._put_if_absent(item)
+        return run if existing is None else Run.from_item(existing)
 
     def begin_run(self) -> Run | None:
         """Make a new run the active one; None if a run is already active (one run in flight at a time)."""
@@ -369,32 +377,16 @@ class Ledger(ABC):
         if item and item.get("active"):
             return None
         number = int(item["next"]) if item else 1
-        run = Run(f"run-{number:06d}", started_at=now_iso())
+        name = f"run-{number:06d}"
         if item is None:
             began = (
-                self._put_if_absent({"pk": "pipeline", "kind": "pipeline", "active": run.name, "next": number + 1})
-                is None
+                self._put_if_absent({"pk": "pipeline", "kind": "pipeline", "active": name, "next": number + 1}) is None
             )
         else:
-            began = self._update_if(
-                "pipeline", {"active": run.name, "next": number + 1}, {"active": None, "next": number}
-            )
-        if not began:
-            return None
-        self._put_if_absent(
-            {
-                "pk": f"run#{run.name}",
-                "kind": "run",
-                "run": run.name,
-                "status": run.status,
-                "received_at": run.started_at,
-            }
-        )
-        return run
+            began = self._update_if("pipeline", {"active": name, "next": number + 1}, {"active": None, "next": number})
+        return self._new_run(name) if began else None
 
     def save_plan(self, run: Run, plan: dict[str, Any], files: int, bytes_: int) -> Run:
-        import json
-
         self._update_if(
             f"run#{run.name}",
             {"plan": json.dumps(plan, sort_keys=True), "status": "RUNNING", "files": files, "bytes": bytes_},

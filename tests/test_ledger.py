@@ -185,3 +185,10 @@ def test_a_failed_batch_fails_its_unprocessed_files_and_requeue_brings_them_back
     assert (again.status, again.pending, again.reason_code) == (Status.VALID, "orders", None)
     assert ledger.open_batch("orders").files == (a.file_id,)
     assert ledger.get(b.file_id).status == Status.FAILED
+
+
+def test_a_run_named_but_never_recorded_is_recovered_as_planning(ledger):
+    ledger._put_if_absent({"pk": "pipeline", "kind": "pipeline", "active": "run-000007", "next": 8})  # crash here
+    run = ledger.active_run()
+    assert (run.name, run.status, run.plan) == ("run-000007", "PLANNING", None)
+    assert ledger.begin_run() is None and ledger.get_run("run-000007").status == "PLANNING"
