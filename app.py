@@ -78,23 +78,23 @@ def _run_name(event) -> str:
 
 @app.lambda_function(name="quality_check")
 def quality_check(event, context):
-    return runtime.pipeline().quality(_run_name(event))
+    return runtime.steps().quality(_run_name(event))
 
 
 @app.lambda_function(name="refresh_tables")
 def refresh_tables(event, context):
     _run_name(event)
     rt = runtime.current()
-    return runtime.pipeline().refresh_tables(rt.client("s3"), rt.client("glue"))
+    return runtime.steps().refresh_tables(rt.client("s3"), rt.client("glue"))
 
 
 @app.lambda_function(name="finish_run")
 def finish_run(event, context):
-    return runtime.pipeline().finish(_run_name(event), runtime.current().client("s3"))
+    return runtime.steps().finish(_run_name(event), runtime.current().client("s3"))
 
 
 @app.lambda_function(name="fail_run")
 def fail_run(event, context):
     name = _run_name(event)
     error = event.get("error") or {}
-    return runtime.pipeline().fail(name, str(error.get("Error", "Unknown")), str(error.get("Cause", "")))
+    return runtime.steps().fail(name, str(error.get("Error", "Unknown")), str(error.get("Cause", "")))

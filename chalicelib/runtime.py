@@ -68,6 +68,14 @@ def pipeline() -> Any:
     return Pipeline(rt.settings, rt.stage, rt.ledger, StepFunctions(rt.client("stepfunctions"), arn), alert)
 
 
+def steps() -> Any:
+    """The state machine's Lambda steps for the stage."""
+    from .steps import RunSteps
+
+    rt = current()
+    return RunSteps(rt.settings, rt.stage, rt.ledger)
+
+
 def reset() -> None:
     """Forget the cached runtime (tests, and the local stage after re-provisioning)."""
     global _cached

@@ -449,7 +449,7 @@ _MARKS = {"StateExited": "[green]ok[/]", "StateFailed": "[red]FAILED[/]", "State
 
 def print_execution(record: dict[str, Any], details: bool = False) -> None:
     """An execution's states in order: what finished, what was retried, what failed and why."""
-    from chalicelib.pipeline import describe_error
+    from chalicelib.steps import describe_error
 
     colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(record["status"], "yellow")
     out.print(f"[bold]{record['name']}[/]: [{colour}]{record['status']}[/]", highlight=False)

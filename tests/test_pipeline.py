@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.ledger import FileRecord, InMemoryLedger, Status
 from chalicelib.pipeline import Pipeline, StepFunctions
+from chalicelib.steps import RunSteps
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -170,7 +171,8 @@ def test_failure_step_marks_each_dataset_with_its_own_cause(settings, stage, led
     glue_cause = json.dumps({"JobRunState": "FAILED", "ErrorMessage": "process_orders.py failed: disk full"})
     cause = json.dumps([{"dataset": "orders", "Error": "States.TaskFailed", "Cause": glue_cause}])
 
-    assert pipeline.fail(run, "DatasetJobFailed", cause) == {"run": run, "files_failed": 2}
+    steps = RunSteps(settings, stage, ledger)
+    assert steps.fail(run, "DatasetJobFailed", cause) == {"run": run, "files_failed": 2}
     orders, items, products = (ledger.get(f"lake/raw/{d}/{d}.csv#v1") for d in ("orders", "order_items", "products"))
     assert (orders.status, orders.reason_code, orders.reason) == (
         Status.FAILED,
@@ -198,7 +200,7 @@ def test_quality_gate_errors_on_too_many_rejected_rows(settings, stage, ledger):
 
     ledger.close_batch(ledger.open_batch("orders"), 1, {"lake/raw/orders/good.csv#v1": FileResult(95, 5)})
     ledger.close_batch(ledger.open_batch("products"), 1, {"lake/raw/products/bad.csv#v1": FileResult(80, 20)})
-    result = pipeline.quality(run)
+    result = RunSteps(settings, stage, ledger).quality(run)
     assert result["status"] == "ERROR"
     by_dataset = {c["dataset"]: (c["value"], c["status"]) for c in result["checks"]}
     assert by_dataset == {"orders": (5.0, "PASSED"), "products": (20.0, "ERROR")}

@@ -1,0 +1,194 @@
+"""The state machine's Lambda steps: the quality gate, the failure step, the success step (archive) and the
+catalog refresh. Each reads the run's plan from the ledger and is safe to repeat (Step Functions retries)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .aws import error_code
+from .config import Settings, Stage
+from .ledger import FileRecord, Ledger, Run, Status
+
+log = logging.getLogger(__name__)
+
+
+class RunSteps:
+    def __init__(self, settings: Settings, stage: Stage, ledger: Ledger) -> None:
+        self.settings, self.stage, self.ledger = settings, stage, ledger
+
+    def _run(self, name: str) -> Run:
+        run = self.ledger.get_run(name)
+        if run is None:
+            raise ValueError(f"no pipeline run named {name!r} in the ledger")
+        return run
+
+    def _batch_files(self, batch: Mapping[str, Any]) -> list[FileRecord]:
+        """The files of a dataset batch of the active run (its batch item still names them)."""
+        item = self.ledger.batch_state(batch["dataset"])
+        if item is None or int(item["number"]) != int(batch["batch"]):
+            return []
+        return [r for r in (self.ledger.get(f) for f in item["files"]) if r is not None]
+
+    def quality(self, name: str) -> dict[str, Any]:
+        """The quality gate before curated/ is published: per dataset batch, the share of rejected rows."""
+        limit = self.settings.pipeline.max_rejected_percent
+        checks = []
+        for batch in self._run(name).batches:
+            records = self._batch_files(batch)
+            merged = sum(r.rows_merged or 0 for r in records)
+            rejected = sum(r.rows_rejected or 0 for r in records)
+            percent = 100.0 * rejected / (merged + rejected) if merged + rejected else 0.0
+            checks.append(
+                {
+                    "dataset": batch["dataset"],
+                    "batch": batch["batch"],
+                    "check": "rejected_rows_percent",
+                    "value": round(percent, 2),
+                    "limit": limit,
+                    "rows_merged": merged,
+                    "rows_rejected": rejected,
+                    "status": "ERROR" if percent > limit else "PASSED",
+                }
+            )
+        status = "ERROR" if any(c["status"] == "ERROR" for c in checks) else "PASSED"
+        return {"status": status, "checks": checks}
+
+    def fail(self, name: str, error: str, cause: str) -> dict[str, Any]:
+        """The failure step: the run's unmerged files become FAILED with their dataset's cause (datasets whose
+        job finished keep their PROCESSED files); the run is closed."""
+        run = self._run(name)
+        per_dataset = _dataset_errors(error, cause)
+        failed = 0
+        for batch in run.batches:
+            if batch["dataset"] in per_dataset:
+                why = per_dataset[batch["dataset"]]
+            elif per_dataset:
+                why = ("NotRun", f"not run: {', '.join(sorted(per_dataset))} failed in an earlier level")
+            else:
+                why = (error, _message(cause))
+            failed += self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
+        self.ledger.end_run(name, "FAILED", error, cause)
+        log.error("run %s failed: %s: %s (%d files FAILED)", name, error, cause, failed)
+        return {"run": name, "files_failed": failed}
+
+    def finish(self, name: str, s3: Any) -> dict[str, Any]:
+        """The success step: archive the run's raw files, then close the run. Safe to repeat."""
+        summary: dict[str, Any] = {"run": name, "datasets": {}, "files": 0, "archived": 0}
+        for batch in self._run(name).batches:
+            records = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
+            summary["archived"] += self._archive_all(s3, records)
+            summary["files"] += len(records)
+            summary["datasets"][batch["dataset"]] = {
+                "batch": batch["batch"],
+                "files": len(records),
+                "rows_merged": sum(r.rows_merged or 0 for r in records),
+                "rows_rejected": sum(r.rows_rejected or 0 for r in records),
+            }
+        self.ledger.end_run(name, "SUCCEEDED")
+        return summary
+
+    def _archive_all(self, s3: Any, records: list[FileRecord]) -> int:
+        """Archive files 16 at a time (server-side copies); versions of one key one after the other, so each
+        copy is checked against its own source."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        by_key: dict[str, list[FileRecord]] = {}
+        for record in records:
+            by_key.setdefault(record.key, []).append(record)
+        with ThreadPoolExecutor(16) as pool:
+            done = pool.map(lambda group: sum(self._archive(s3, r) for r in group), by_key.values())
+            return sum(done)
+
+    def _archive(self, s3: Any, record: FileRecord) -> int:
+        """Copy a processed raw file to archive/ and check the copy; only then hide it from raw/ with a delete
+        marker (the version stays, so nothing is lost). A newer upload under the same key is left alone."""
+        if record.archived_key:
+            return 0
+        zones = self.settings.zones
+        key = zones.archive + record.key.removeprefix(zones.raw)
+        source = {"Bucket": record.bucket, "Key": record.key}
+        if record.version_id:
+            source["VersionId"] = record.version_id
+        s3.copy(source, self.stage.bucket, key)  # managed copy: multipart above 5 GB
+        copied = s3.head_object(Bucket=self.stage.bucket, Key=key)
+        if record.size is not None and copied["ContentLength"] != record.size:
+            raise RuntimeError(
+                f"archive copy of {record.file_id} has {copied['ContentLength']} bytes, not {record.size}"
+            )
+        try:
+            current = s3.head_object(Bucket=record.bucket, Key=record.key).get("VersionId")
+        except Exception as exc:
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            current = None  # hidden already (a repeated step)
+        # Not atomic with the HEAD: an upload landing in between would be hidden too, but never lost (it is
+        # a version of its own, and its notification is validated and processed like any other).
+        if record.version_id and current == record.version_id:
+            s3.delete_object(Bucket=record.bucket, Key=record.key)
+        self.ledger.set_file(record.file_id, archived_key=key)
+        return 1
+
+    def refresh_tables(self, s3: Any, glue: Any) -> dict[str, Any]:
+        """Register every processed/ and curated/ Delta table in the stage's Glue database as a native Delta
+        table (`table_type = DELTA`): Athena reads the schema and the files from the Delta log itself."""
+        zones, tables = self.settings.zones, []
+        for zone in (zones.processed, zones.curated):
+            listing = s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=zone, Delimiter="/")
+            for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
+                if not s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get(
+                    "KeyCount"
+                ):
+                    continue
+                name = prefix[len(zone) :].strip("/")
+                name = name if zone == zones.processed else f"curated_{name}"
+                table = {
+                    "Name": name,
+                    "TableType": "EXTERNAL_TABLE",
+                    "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "classification": "delta"},
+                    "StorageDescriptor": {"Location": f"s3://{self.stage.bucket}/{prefix}"},
+                }
+                try:
+                    glue.update_table(DatabaseName=self.stage.glue_database, TableInput=table)
+                except Exception as exc:
+                    if error_code(exc) != "EntityNotFoundException":
+                        raise
+                    glue.create_table(DatabaseName=self.stage.glue_database, TableInput=table)
+                tables.append(name)
+        return {"tables": tables}
+
+
+def _message(cause: str) -> str:
+    """The readable part of a Task's cause: a Glue job run's ErrorMessage, a Lambda's errorMessage."""
+    try:
+        data = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(data, dict):
+        return str(data.get("ErrorMessage") or data.get("errorMessage") or cause)
+    return cause
+
+
+def _dataset_errors(error: str, cause: str) -> dict[str, tuple[str, str]]:
+    """dataset -> (error, message) from a DatasetJobFailed cause (the failed datasets of one level)."""
+    if error != "DatasetJobFailed":
+        return {}
+    try:
+        items = json.loads(cause)
+    except ValueError:
+        return {}
+    return {
+        item["dataset"]: (str(item.get("Error", error)), _message(str(item.get("Cause", ""))))
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and "dataset" in item
+    }
+
+
+def describe_error(error: str, cause: str) -> str:
+    """One readable line for a run's error (its cause is often JSON nested in JSON)."""
+    per_dataset = _dataset_errors(error, cause)
+    if per_dataset:
+        return f"{error}: " + "; ".join(f"{d}: {e}: {m}" for d, (e, m) in per_dataset.items())
+    return f"{error}: {_message(cause)}"
