@@ -23,6 +23,13 @@ METRICS_NAMESPACE = "ServerlessLakehouse"
 INGEST_QUEUE = os.environ.get("LAKEHOUSE_INGEST_QUEUE", "lakehouse-local-ingest")
 
 
+def count(name: str, value: float, **dimensions: str) -> None:
+    """One CloudWatch metric (EMF, through the log), with its own dimensions."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
+
+
 class BatchFailed(Exception):
     """Some records of an SQS batch failed; the whole batch is retried (finished records are no-ops)."""
 
@@ -41,13 +48,7 @@ def validate(event):
                 record = ingestor.ingest(ref)
                 if record is not None:
                     logger.info("file ingested", extra=record.public())
-                    with single_metric(
-                        name=f"Files{record.status.title()}",
-                        unit=MetricUnit.Count,
-                        value=1,
-                        namespace=METRICS_NAMESPACE,
-                    ) as metric:
-                        metric.add_dimension(name="dataset", value=record.dataset or "none")
+                    count(f"Files{record.status.title()}", 1, dataset=record.dataset or "none")
         except Exception as exc:  # keep going: one bad record must not hold up the others
             logger.exception("record failed")
             failures.append(f"{message.message_id}: {exc}")
@@ -90,11 +91,17 @@ def refresh_tables(event, context):
 
 @app.lambda_function(name="finish_run")
 def finish_run(event, context):
-    return runtime.steps().finish(_run_name(event), runtime.current().client("s3"))
+    summary = runtime.steps().finish(_run_name(event), runtime.current().client("s3"))
+    count("PipelineRunsSucceeded", 1)
+    count("FilesArchived", summary["archived"])
+    return summary
 
 
 @app.lambda_function(name="fail_run")
 def fail_run(event, context):
     name = _run_name(event)
     error = event.get("error") or {}
-    return runtime.steps().fail(name, str(error.get("Error", "Unknown")), str(error.get("Cause", "")))
+    result = runtime.steps().fail(name, str(error.get("Error", "Unknown")), str(error.get("Cause", "")))
+    count("PipelineRunsFailed", 1)
+    count("FilesFailed", result["files_failed"])
+    return result

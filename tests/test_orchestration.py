@@ -71,7 +71,18 @@ def entered(record, state):
     return any(e["event"] == "StateEntered" and e["state"] == state for e in record["history"])
 
 
-def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
+def emf_metrics(captured: str) -> dict[str, float]:
+    """The CloudWatch metrics the Lambdas wrote (EMF lines on stdout)."""
+    out = {}
+    for line in captured.splitlines():
+        if line.startswith('{"_aws"'):
+            doc = json.loads(line)
+            for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                out[metric["Name"]] = out.get(metric["Name"], 0) + sum(doc[metric["Name"]])
+    return out
+
+
+def test_a_run_processes_catalogues_archives_and_notifies(lake, sample, capsys):
     job, _ = lake
     tick, orchestrator = run_once(lake)
     (record,) = orchestrator.finished
@@ -101,6 +112,8 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
     assert notice["TopicArn"].endswith(":lakehouse-local-notifications")
     assert json.loads(notice["Message"])["files"] == 3
     assert job.ledger.get_run(tick.run).status == "SUCCEEDED" and job.ledger.active_run() is None
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert (metrics["PipelineRunsSucceeded"], metrics["FilesArchived"]) == (1, 3)
 
 
 def test_a_glue_job_that_fails_once_is_retried(lake):
@@ -115,7 +128,7 @@ def test_a_glue_job_that_fails_once_is_retried(lake):
     assert {f.status for f in files(job).values()} == {Status.PROCESSED}
 
 
-def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample):
+def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample, capsys):
     job, _ = lake
     orders_job = job_name(job.stage, "process_orders.py")
     tick, orchestrator = run_once(lake, fail_jobs={orders_job: 99})
@@ -135,6 +148,8 @@ def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_oth
     assert "forced failure" in alert["Message"]
     run = job.ledger.get_run(tick.run)
     assert (run.status, run.error) == ("FAILED", "DatasetJobFailed")
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert (metrics["PipelineRunsFailed"], metrics["FilesFailed"]) == (1, 2)
 
     # nothing was lost: once the cause is gone, requeued files go through the next run
     for f in (state["orders"], state["order_items"]):
