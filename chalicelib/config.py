@@ -121,6 +121,12 @@ class Stage:
     pipeline_role: str = ""  # IAM role (name or ARN) the state machine runs as
     glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)
 
+    def state_machine_arn(self, account: str) -> str:
+        return f"arn:aws:states:{self.region}:{account}:stateMachine:{self.state_machine}"
+
+    def topic_arn(self, topic: str, account: str) -> str:
+        return f"arn:aws:sns:{self.region}:{account}:{topic}"
+
 
 @dataclass(frozen=True)
 class Settings:

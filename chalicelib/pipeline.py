@@ -93,6 +93,20 @@ class Pipeline:
         self.settings, self.stage, self.ledger = settings, stage, ledger
         self.orchestrator, self.alert, self.now = orchestrator, alert, now
 
+    @classmethod
+    def on_aws(cls, settings: Settings, stage: Stage, ledger: Ledger) -> Pipeline:
+        """The pipeline of a deployed stage: its state machine, its alerts topic."""
+        from .aws import ClientSettings, account_id, client
+
+        clients = ClientSettings.for_stage(stage)
+        account = account_id(client("sts", clients))
+        arn, topic = stage.state_machine_arn(account), stage.topic_arn(stage.alerts_topic, account)
+
+        def alert(subject: str, message: str) -> None:
+            client("sns", clients).publish(TopicArn=topic, Subject=subject[:100], Message=message)
+
+        return cls(settings, stage, ledger, StepFunctions(client("stepfunctions", clients), arn), alert)
+
     # -- the batcher -------------------------------------------------------------------------------------
     def waiting(self) -> dict[str, list[FileRecord]]:
         """VALID files not yet merged, by dataset, oldest first."""

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -333,19 +334,16 @@ STATE_MACHINE_FILE = PROJECT_DIR / "statemachine" / "pipeline.asl.json"
 def state_machine_definition(stage: Stage, account: str, template: str | None = None) -> str:
     """The pipeline definition with its `${Name}` placeholders filled in for a stage (the convention of
     CloudFormation's DefinitionSubstitutions); an unknown or unfilled placeholder is an error."""
-    import re
-
     chalice = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
     function = f"arn:aws:lambda:{stage.region}:{account}:function:{chalice['app_name']}-{stage.name}-"
-    topic = f"arn:aws:sns:{stage.region}:{account}:"
     values = {
         "QualityCheckFunctionArn": function + "quality_check",
         "RefreshTablesFunctionArn": function + "refresh_tables",
         "FinishRunFunctionArn": function + "finish_run",
         "FailRunFunctionArn": function + "fail_run",
         "MasterMergeJobName": job_name(stage, "master_merge.py"),
-        "AlertsTopicArn": topic + stage.alerts_topic,
-        "NotificationsTopicArn": topic + stage.notifications_topic,
+        "AlertsTopicArn": stage.topic_arn(stage.alerts_topic, account),
+        "NotificationsTopicArn": stage.topic_arn(stage.notifications_topic, account),
     }
     text = template if template is not None else STATE_MACHINE_FILE.read_text()
     unknown = set(re.findall(r"\$\{(\w+)\}", text)) - set(values)
@@ -359,7 +357,7 @@ def ensure_state_machine(sfn: Any, sts: Any, stage: Stage) -> str:
     account = account_id(sts)
     definition = state_machine_definition(stage, account)
     role = _role_arn(stage.pipeline_role, account)
-    arn = f"arn:aws:states:{stage.region}:{account}:stateMachine:{stage.state_machine}"
+    arn = stage.state_machine_arn(account)
     try:
         current = sfn.describe_state_machine(stateMachineArn=arn)
     except sfn.exceptions.StateMachineDoesNotExist:

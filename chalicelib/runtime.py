@@ -54,18 +54,10 @@ def ingestor() -> Ingestor:
 
 def pipeline() -> Any:
     """The stage's pipeline, starting executions of its Step Functions state machine."""
-    from .aws import account_id
-    from .pipeline import Pipeline, StepFunctions
+    from .pipeline import Pipeline
 
     rt = current()
-    account = account_id(rt.client("sts"))
-    arn = f"arn:aws:states:{rt.stage.region}:{account}:stateMachine:{rt.stage.state_machine}"
-    topic = f"arn:aws:sns:{rt.stage.region}:{account}:{rt.stage.alerts_topic}"
-
-    def alert(subject: str, message: str) -> None:
-        rt.client("sns").publish(TopicArn=topic, Subject=subject[:100], Message=message)
-
-    return Pipeline(rt.settings, rt.stage, rt.ledger, StepFunctions(rt.client("stepfunctions"), arn), alert)
+    return Pipeline.on_aws(rt.settings, rt.stage, rt.ledger)
 
 
 def steps() -> Any:

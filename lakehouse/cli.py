@@ -523,11 +523,11 @@ def run_command(stage_name: str, fail_job: tuple[str, ...]) -> None:
     """Run the pipeline over every accepted file now, without waiting for the batching window."""
     settings, stage = _connect(stage_name)
     if stage_name != localstage.STAGE:
-        from chalicelib import runtime
+        from chalicelib.pipeline import Pipeline
 
         if fail_job:
             raise click.UsageError("--fail-job is for the local stage")
-        tick = runtime.pipeline().tick(force=True)
+        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True)
         console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
         return
     executions = run_pipeline(settings, stage, _fail_jobs(stage, fail_job))
@@ -571,7 +571,7 @@ def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
 
     sfn = client("stepfunctions", ClientSettings.for_stage(stage))
     account = account_id(client("sts", ClientSettings.for_stage(stage)))
-    arn = f"arn:aws:states:{stage.region}:{account}:stateMachine:{stage.state_machine}"
+    arn = stage.state_machine_arn(account)
     records = []
     for execution in sfn.list_executions(stateMachineArn=arn, maxResults=limit)["executions"]:
         record = {"name": execution["name"], "status": execution["status"], "started_at": str(execution["startDate"])}

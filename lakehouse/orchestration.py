@@ -273,7 +273,7 @@ class LocalOrchestrator:
 
 def deployed_definition(sfn: Any, sts: Any, stage: Stage) -> dict[str, Any]:
     """The state machine definition as provisioned on the stage."""
-    arn = f"arn:aws:states:{stage.region}:{account_id(sts)}:stateMachine:{stage.state_machine}"
+    arn = stage.state_machine_arn(account_id(sts))
     try:
         return json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
     except Exception as exc:
@@ -294,7 +294,7 @@ def local_pipeline(
 
     clients = Clients.for_stage(stage)
     definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
-    alerts = f"arn:aws:sns:{stage.region}:{account_id(clients.sts)}:{stage.alerts_topic}"
+    alerts = stage.topic_arn(stage.alerts_topic, account_id(clients.sts))
     with Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client:
         services = LocalServices(
             settings, stage, clients, chalice_client.lambda_.invoke, lakehouse_app.app.app_name, dict(fail_jobs or {})

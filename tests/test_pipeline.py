@@ -221,3 +221,25 @@ def test_step_functions_start_is_idempotent_by_name(aws_env):
     orchestrator.start("run-000001", {"run": "run-000001"})
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
     assert orchestrator.status("run-000001") in ("RUNNING", "SUCCEEDED")
+
+
+def test_on_aws_a_stopped_execution_fails_its_run_and_alerts_the_topic(provisioned, settings, stage):
+    from chalicelib.ledger import DynamoDBLedger
+
+    ledger = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table)
+    accept(ledger, "orders", "o.csv", T0)
+    inbox = provisioned.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    inbox_arn = provisioned.sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]
+    topic = stage.topic_arn(stage.alerts_topic, "123456789012")
+    provisioned.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn["QueueArn"])
+
+    pipeline = Pipeline.on_aws(settings, stage, ledger)
+    run = pipeline.tick(force=True).run
+    execution = pipeline.orchestrator.execution_arn(run)
+    assert provisioned.stepfunctions.describe_execution(executionArn=execution)["status"] == "RUNNING"
+    provisioned.stepfunctions.stop_execution(executionArn=execution)  # someone stopped it in the console
+
+    assert pipeline.tick().action == "idle"
+    assert ledger.get_run(run).status == "FAILED" and "ended ABORTED" in ledger.get_run(run).cause
+    (message,) = provisioned.sqs.receive_message(QueueUrl=inbox).get("Messages", [])
+    assert f"run {run} FAILED" in json.loads(message["Body"])["Subject"]
