@@ -101,7 +101,8 @@ def finish_run(event, context):
 def fail_run(event, context):
     name = _run_name(event)
     error = event.get("error") or {}
-    result = runtime.steps().fail(name, str(error.get("Error", "Unknown")), str(error.get("Cause", "")))
+    cause = str(error.get("Cause", ""))
+    result = runtime.steps().fail(name, str(error.get("Error", "Unknown")), cause, runtime.current().client("s3"))
     count("PipelineRunsFailed", 1)
     count("FilesFailed", result["files_failed"])
     return result

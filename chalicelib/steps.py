@@ -56,12 +56,13 @@ class RunSteps:
         status = "ERROR" if any(c["status"] == "ERROR" for c in checks) else "PASSED"
         return {"status": status, "checks": checks}
 
-    def fail(self, name: str, error: str, cause: str) -> dict[str, Any]:
-        """The failure step: the run's unmerged files become FAILED with their dataset's cause (datasets whose
-        job finished keep their PROCESSED files); the run is closed."""
+    def fail(self, name: str, error: str, cause: str, s3: Any = None) -> dict[str, Any]:
+        """The failure step: the run's unmerged files become FAILED with their dataset's cause; files a job
+        did merge stay PROCESSED and, given `s3`, are archived (their data is in processed/); the run is
+        closed."""
         run = self._run(name)
         per_dataset = _dataset_errors(error, cause)
-        failed = 0
+        failed, archived = 0, 0
         for batch in run.batches:
             if batch["dataset"] in per_dataset:
                 why = per_dataset[batch["dataset"]]
@@ -70,9 +71,15 @@ class RunSteps:
             else:
                 why = (error, _message(cause))
             failed += self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
+            if s3 is not None:
+                merged = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
+                try:
+                    archived += self._archive_all(s3, merged)
+                except Exception:  # the failure must still be recorded: the files wait in raw/ for now
+                    log.exception("run %s: archiving the merged files of %s failed", name, batch["dataset"])
         self.ledger.end_run(name, "FAILED", error, cause)
-        log.error("run %s failed: %s: %s (%d files FAILED)", name, error, cause, failed)
-        return {"run": name, "files_failed": failed}
+        log.error("run %s failed: %s: %s (%d files FAILED, %d archived)", name, error, cause, failed, archived)
+        return {"run": name, "files_failed": failed, "archived": archived}
 
     def finish(self, name: str, s3: Any) -> dict[str, Any]:
         """The success step: archive the run's raw files, then close the run. Safe to repeat."""

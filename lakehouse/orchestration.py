@@ -63,7 +63,7 @@ class LocalServices:
     fail_jobs: dict[str, int] = field(default_factory=dict)
     glue_runs: list[dict[str, Any]] = field(default_factory=list)
     published: list[dict[str, str]] = field(default_factory=list)
-    _crawls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _crawls: dict[str, dict[str, Any]] = field(default_factory=dict)  # crawler -> its local crawl state
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, resource: str, params: Any) -> Any:
@@ -115,19 +115,24 @@ class LocalServices:
 
     # -- the local crawler ---------------------------------------------------------------------------
     def start_crawler(self, name: str) -> dict[str, Any]:
+        """Crawl now; `getCrawler` then reports the crawler RUNNING once more (with the previous crawl as its
+        LastCrawl, or none on the first), as a real crawl that takes a while, so the polling loop is run."""
         try:
             crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
         except Exception as exc:
             raise _aws_error("Glue", exc) from exc
         with self._lock:
-            if self._crawls.get(name, {}).get("Status") == "RUNNING":
+            state = self._crawls.setdefault(name, {"last": None, "previous": None, "polls": 0, "busy": False})
+            if state["busy"] or state["polls"]:
                 raise TaskError("Glue.CrawlerRunningException", f"Crawler with name {name} has already started")
-            self._crawls[name] = {"Status": "RUNNING"}
+            state["busy"] = True
         try:
             tables = [self._crawl(crawler, target["Path"]) for target in crawler["Targets"].get("S3Targets", [])]
-            self._crawls[name] = {"Status": "SUCCEEDED", "Tables": [t for t in tables if t]}
+            last = {"Status": "SUCCEEDED", "Tables": [t for t in tables if t]}
         except Exception as exc:  # a crawl that fails is reported by getCrawler, as on AWS
-            self._crawls[name] = {"Status": "FAILED", "ErrorMessage": str(exc)}
+            last = {"Status": "FAILED", "ErrorMessage": str(exc)}
+        with self._lock:
+            state.update(previous=state["last"], last=last, polls=1, busy=False)
         return {}
 
     def get_crawler(self, name: str) -> dict[str, Any]:
@@ -135,9 +140,17 @@ class LocalServices:
             crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
         except Exception as exc:
             raise _aws_error("Glue", exc) from exc
-        last = self._crawls.get(name)
-        state = "RUNNING" if last and last["Status"] == "RUNNING" else "READY"
-        out = {"Name": crawler["Name"], "State": state, "DatabaseName": crawler["DatabaseName"]}
+        with self._lock:
+            state = self._crawls.get(name, {"last": None, "previous": None, "polls": 0})
+            running = state["polls"] > 0
+            if running:
+                state["polls"] -= 1
+            last = state["previous"] if running else state["last"]
+        out = {
+            "Name": crawler["Name"],
+            "State": "RUNNING" if running else "READY",
+            "DatabaseName": crawler["DatabaseName"],
+        }
         return {"Crawler": {**out, **({"LastCrawl": last} if last else {})}}
 
     def _crawl(self, crawler: dict[str, Any], path: str) -> str | None:

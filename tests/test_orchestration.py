@@ -142,6 +142,7 @@ def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_oth
     # products ran in the same level as orders: merged, and its table is whole
     assert state["products"].status == Status.PROCESSED
     assert table_rows(job, "products")[1] == sample[1]["datasets"]["products"]["clean_rows"]
+    assert state["products"].archived_key and not state["orders"].archived_key  # merged files are archived
     assert table_rows(job, "orders") is None and not entered(record, "PublishCurated")
     ((alert),) = record["published"]
     assert alert["TopicArn"].endswith(":lakehouse-local-alerts") and "FAILED" in alert["Subject"]
@@ -267,3 +268,28 @@ def test_an_interrupted_run_started_again_gives_the_same_result(lake, sample):
         assert versions[dataset][1] == sample[1]["datasets"][dataset]["clean_rows"]
     assert delta.open_table(job.lake.curated("daily_sales_by_category"), job.lake.storage_options) is not None
     assert {f.status for f in files(job).values()} == {Status.PROCESSED}
+
+
+def test_a_crawl_that_fails_fails_the_run_with_the_crawler_s_error(lake):
+    from chalicelib.provision import Clients
+
+    job, _ = lake
+    glue = Clients.for_stage(job.stage).glue
+    name = "lakehouse-local-raw-orders"
+    crawler = glue.get_crawler(Name=name)["Crawler"]
+    glue.delete_crawler(Name=name)  # moto has no UpdateCrawler
+    glue.create_crawler(
+        Name=name,
+        Role=crawler["Role"],
+        DatabaseName=crawler["DatabaseName"],
+        Targets={"S3Targets": [{"Path": "s3://no-such-bucket-anywhere/raw/orders/"}]},
+    )
+    tick, orchestrator = run_once(lake)
+    (record,) = orchestrator.finished
+    assert (record["status"], record["error"]) == ("FAILED", "CrawlerFailed")
+    assert "NoSuchBucket" in record["cause"] and not entered(record, "PublishCurated")
+    polls = [e for e in record["history"] if e["event"] == "StateEntered" and e["state"].endswith(".GetCrawler")]
+    assert len(polls) >= 2 * len(DATASETS)  # RUNNING, then READY: the Wait/Choice loop went round
+    ((alert),) = record["published"]
+    assert "CrawlerFailed" in alert["Message"]
+    assert job.ledger.get_run(tick.run).error == "CrawlerFailed"

@@ -172,7 +172,7 @@ def test_failure_step_marks_each_dataset_with_its_own_cause(settings, stage, led
     cause = json.dumps([{"dataset": "orders", "Error": "States.TaskFailed", "Cause": glue_cause}])
 
     steps = RunSteps(settings, stage, ledger)
-    assert steps.fail(run, "DatasetJobFailed", cause) == {"run": run, "files_failed": 2}
+    assert steps.fail(run, "DatasetJobFailed", cause) == {"run": run, "files_failed": 2, "archived": 0}
     orders, items, products = (ledger.get(f"lake/raw/{d}/{d}.csv#v1") for d in ("orders", "order_items", "products"))
     assert (orders.status, orders.reason_code, orders.reason) == (
         Status.FAILED,
