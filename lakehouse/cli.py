@@ -539,15 +539,15 @@ def run_command(stage_name: str, fail_job: tuple[str, ...]) -> None:
 @click.argument("name", required=False)
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
-def executions(name: str | None, stage_name: str, as_json: bool) -> None:
+@click.option("--logs", is_flag=True, help="With NAME on the local stage: what its Lambda steps printed.")
+def executions(name: str | None, stage_name: str, as_json: bool, logs: bool) -> None:
     """List pipeline executions with their state and failed step; with NAME, that execution's states."""
-    _, stage = _connect(stage_name)
-    if stage_name == localstage.STAGE:
+    if stage_name == localstage.STAGE:  # kept on disk: readable after `lakehouse down` too
         from .orchestration import ExecutionStore
 
         records = ExecutionStore(localstage.EXECUTIONS_DIR).all()
     else:
-        records = aws_executions(stage)
+        records = aws_executions(_connect(stage_name)[1])
     if name:
         records = [r for r in records if r["name"] == name]
         if not records:
@@ -556,6 +556,8 @@ def executions(name: str | None, stage_name: str, as_json: bool) -> None:
         out.print_json(json.dumps(records, default=str))
     elif name:
         print_execution(records[0], details=True)
+        for line in records[0].get("lambda_logs", []) if logs else []:
+            out.print(line, highlight=False, markup=False)
     else:
         table = Table("execution", "status", "started", "failed step", "error")
         for r in records:

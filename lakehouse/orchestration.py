@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ class LocalServices:
     fail_jobs: dict[str, int] = field(default_factory=dict)
     glue_runs: list[dict[str, Any]] = field(default_factory=list)
     published: list[dict[str, str]] = field(default_factory=list)
+    lambda_logs: list[str] = field(default_factory=list)  # what the Lambda steps printed (CloudWatch Logs on AWS)
     _crawls: dict[str, dict[str, Any]] = field(default_factory=dict)  # crawler -> its local crawl state
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,11 +85,16 @@ class LocalServices:
         prefix = f"{self.app_name}-{self.stage.name}-"  # Chalice names a function <app>-<stage>-<name>
         if not name.startswith(prefix):
             raise TaskError("Lambda.ResourceNotFoundException", f"{function_arn} is not a function of this app")
+        output = io.StringIO()
         try:
-            result = self.invoke(name.removeprefix(prefix), payload).payload
+            with redirect_stdout(output):  # the function's printed output (EMF metrics) goes to its log
+                result = self.invoke(name.removeprefix(prefix), payload).payload
         except Exception as exc:  # as Lambda reports a function error: the exception's type and message
             cause = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             raise TaskError(type(exc).__name__, json.dumps(cause)) from exc
+        finally:
+            with self._lock:
+                self.lambda_logs.extend(line for line in output.getvalue().splitlines() if line)
         return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": result}
 
     def run_job(self, job: str, arguments: dict[str, str]) -> dict[str, Any]:
@@ -262,7 +268,8 @@ class LocalOrchestrator:
         earlier = self.store.get(name)
         if earlier is not None and self.status(name) is not None:
             return  # started already (running elsewhere, or finished): same name, same execution
-        runs_before, published_before = len(self.services.glue_runs), len(self.services.published)
+        services = self.services
+        before = len(services.glue_runs), len(services.published), len(services.lambda_logs)
         record = {
             "name": name,
             "status": "RUNNING",
@@ -277,8 +284,9 @@ class LocalOrchestrator:
             execution.failed_state = failed_state(execution.history) or execution.failed_state
         record.update(
             {k: v for k, v in asdict(execution).items() if k not in ("name", "started_at")},
-            glue_runs=self.services.glue_runs[runs_before:],
-            published=self.services.published[published_before:],
+            glue_runs=services.glue_runs[before[0] :],
+            published=services.published[before[1] :],
+            lambda_logs=services.lambda_logs[before[2] :],
         )
         self.store.put(record)
         self.finished.append(record)

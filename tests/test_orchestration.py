@@ -71,10 +71,10 @@ def entered(record, state):
     return any(e["event"] == "StateEntered" and e["state"] == state for e in record["history"])
 
 
-def emf_metrics(captured: str) -> dict[str, float]:
-    """The CloudWatch metrics the Lambdas wrote (EMF lines on stdout)."""
+def emf_metrics(record) -> dict[str, float]:
+    """The CloudWatch metrics the Lambda steps wrote (EMF lines in their logs)."""
     out = {}
-    for line in captured.splitlines():
+    for line in record["lambda_logs"]:
         if line.startswith('{"_aws"'):
             doc = json.loads(line)
             for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
@@ -82,7 +82,7 @@ def emf_metrics(captured: str) -> dict[str, float]:
     return out
 
 
-def test_a_run_processes_catalogues_archives_and_notifies(lake, sample, capsys):
+def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
     job, _ = lake
     tick, orchestrator = run_once(lake)
     (record,) = orchestrator.finished
@@ -112,7 +112,7 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample, capsys):
     assert notice["TopicArn"].endswith(":lakehouse-local-notifications")
     assert json.loads(notice["Message"])["files"] == 3
     assert job.ledger.get_run(tick.run).status == "SUCCEEDED" and job.ledger.active_run() is None
-    metrics = emf_metrics(capsys.readouterr().out)
+    metrics = emf_metrics(record)
     assert (metrics["PipelineRunsSucceeded"], metrics["FilesArchived"]) == (1, 3)
 
 
@@ -128,7 +128,7 @@ def test_a_glue_job_that_fails_once_is_retried(lake):
     assert {f.status for f in files(job).values()} == {Status.PROCESSED}
 
 
-def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample, capsys):
+def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample):
     job, _ = lake
     orders_job = job_name(job.stage, "process_orders.py")
     tick, orchestrator = run_once(lake, fail_jobs={orders_job: 99})
@@ -149,7 +149,7 @@ def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_oth
     assert "forced failure" in alert["Message"]
     run = job.ledger.get_run(tick.run)
     assert (run.status, run.error) == ("FAILED", "DatasetJobFailed")
-    metrics = emf_metrics(capsys.readouterr().out)
+    metrics = emf_metrics(record)
     assert (metrics["PipelineRunsFailed"], metrics["FilesFailed"]) == (1, 2)
 
     # nothing was lost: once the cause is gone, requeued files go through the next run
