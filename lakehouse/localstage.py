@@ -71,7 +71,7 @@ def chalice_stage_env(stage: str = STAGE, project_dir: Path = PROJECT_DIR) -> di
     }
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except OSError:
@@ -92,7 +92,7 @@ def running() -> LocalStage | None:
     if not STATE_FILE.exists():
         return None
     stage = LocalStage(**json.loads(STATE_FILE.read_text()))
-    return stage if _alive(stage.pid) and _answers(stage.endpoint) else None
+    return stage if alive(stage.pid) and _answers(stage.endpoint) else None
 
 
 def require() -> LocalStage:
@@ -152,13 +152,13 @@ def down(timeout: float = 10.0) -> bool:
     if not STATE_FILE.exists():
         return False
     state = json.loads(STATE_FILE.read_text())
-    pid, was_running = state["pid"], _alive(state["pid"])
+    pid, was_running = state["pid"], alive(state["pid"])
     if was_running:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
     STATE_FILE.unlink(missing_ok=True)
     return was_running

@@ -35,6 +35,7 @@ from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
 from chalicelib.provision import glue_jobs
 
+from .localstage import alive
 from .stepfunctions import Execution, Executor, TaskError
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
@@ -237,22 +238,12 @@ def failed_state(history: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
-
-
 class LocalOrchestrator:
     """The pipeline's orchestrator on the local stage: `start` runs the execution to its end, here."""
 
-    def __init__(
-        self, definition: dict[str, Any], services: LocalServices, store: ExecutionStore, time_scale: float = 0.0
-    ) -> None:
-        # Waits and retry back-offs are scaled down: the local crawler and jobs are done when they return.
-        self.executor = Executor(definition, services, sleep=lambda s: time.sleep(s * time_scale))
+    def __init__(self, definition: dict[str, Any], services: LocalServices, store: ExecutionStore) -> None:
+        # Waits and retry back-offs are not waited for: the local crawler and jobs are done when they return.
+        self.executor = Executor(definition, services, sleep=lambda _: None)
         self.services, self.store = services, store
         self.finished: list[dict[str, Any]] = []
 
@@ -260,7 +251,7 @@ class LocalOrchestrator:
         record = self.store.get(name)
         if record is None:
             return None
-        if record["status"] == "RUNNING" and not _alive(record["pid"]):
+        if record["status"] == "RUNNING" and not alive(record["pid"]):
             return None  # its process died: not running anywhere, so `start` runs it again
         return record["status"]
 

@@ -12,7 +12,8 @@ the subset the project's definitions use and refuses anything else before runnin
 - Choice rules: And, Or, Not, IsPresent, IsNull, StringEquals, StringMatches, NumericEquals,
   NumericLessThan(Equals), NumericGreaterThan(Equals), BooleanEquals, and the `...Path` forms.
 
-The execution history (state entered/exited, task failures, retries) is kept for the CLI.
+The execution history (state entered/exited, task failures, retries) is kept for the CLI. Timeouts (a
+Task's TimeoutSeconds/HeartbeatSeconds) are refused; the definition's overall TimeoutSeconds is not enforced.
 """
 
 from __future__ import annotations
@@ -32,16 +33,7 @@ Dispatch = Callable[[str, Any], Any]  # (resource ARN, parameters) -> result; ra
 
 _STATE_FIELDS = {
     "Pass": {"Result", "ResultPath", "Parameters"},
-    "Task": {
-        "Resource",
-        "Parameters",
-        "ResultSelector",
-        "ResultPath",
-        "Retry",
-        "Catch",
-        "TimeoutSeconds",
-        "HeartbeatSeconds",
-    },
+    "Task": {"Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
     "Choice": {"Choices", "Default"},
     "Wait": {"Seconds", "SecondsPath"},
     "Parallel": {"Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
