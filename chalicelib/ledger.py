@@ -427,6 +427,11 @@ class Ledger(ABC):
         item = self._get(file_pk(file_id))
         return None if item is None else FileRecord.from_item(item)
 
+    def get_many(self, file_ids: list[str] | tuple[str, ...]) -> list[FileRecord]:
+        """The records of these files, in the order given (unknown ones left out): a batch's files at once."""
+        items = {i["pk"]: i for i in self._get_many([file_pk(f) for f in file_ids])}
+        return [FileRecord.from_item(items[file_pk(f)]) for f in file_ids if file_pk(f) in items]
+
     def files(self, limit: int | None = None) -> list[FileRecord]:
         """File records, newest first."""
         return [FileRecord.from_item(i) for i in self._newest("file", limit)]
@@ -442,6 +447,10 @@ class Ledger(ABC):
 
     @abstractmethod
     def _get(self, pk: str) -> dict[str, Any] | None: ...
+
+    def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
+        """The items that exist of these keys, in any order (storages with a batch read override this)."""
+        return [item for pk in pks if (item := self._get(pk)) is not None]
 
     @abstractmethod
     def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
@@ -588,6 +597,26 @@ class DynamoDBLedger(Ledger):
     def _get(self, pk: str) -> dict[str, Any] | None:
         item = self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
         return self._from_ddb(item) if item else None
+
+    def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(pks), 100):  # BatchGetItem takes 100 keys
+            request = {
+                self.table: {"Keys": [{"pk": {"S": pk}} for pk in pks[start : start + 100]], "ConsistentRead": True}
+            }
+            while request:
+                page = self._call_batch_get(request)
+                out.extend(self._from_ddb(i) for i in page.get("Responses", {}).get(self.table, []))
+                request = page.get("UnprocessedKeys") or {}  # throttled keys come back here; botocore backs off
+        return out
+
+    def _call_batch_get(self, request: dict[str, Any]) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.ddb.batch_get_item(RequestItems=request)
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerError(f"Failed to batch_get_item on ledger table {self.table}: {exc}") from exc
 
     def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
         return self._query(BY_TIME_INDEX, "kind", kind, newest_first=True, limit=limit)

@@ -175,7 +175,7 @@ class Pipeline:
                 batch = self.ledger.open_batch(dataset, limits.max_batch_files, limits.max_batch_bytes)
                 if batch is None:
                     continue
-                records = [r for r in (self.ledger.get(f) for f in batch.files) if r is not None]
+                records = self.ledger.get_many(batch.files)
                 files += len(records)
                 size += sum(r.size or 0 for r in records)
                 batches.append(

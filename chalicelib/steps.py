@@ -30,7 +30,7 @@ class RunSteps:
         item = self.ledger.batch_state(batch["dataset"])
         if item is None or int(item["number"]) != int(batch["batch"]):
             return []
-        return [r for r in (self.ledger.get(f) for f in item["files"]) if r is not None]
+        return self.ledger.get_many(item["files"])
 
     def quality(self, name: str) -> dict[str, Any]:
         """The quality gate before curated/ is published: per dataset batch, the share of rejected rows."""

@@ -192,3 +192,11 @@ def test_a_run_named_but_never_recorded_is_recovered_as_planning(ledger):
     run = ledger.active_run()
     assert (run.name, run.status, run.plan) == ("run-000007", "PLANNING", None)
     assert ledger.begin_run() is None and ledger.get_run("run-000007").status == "PLANNING"
+
+
+def test_get_many_reads_a_batch_of_records_in_order(ledger):
+    records = [valid(ledger, f"raw/orders/{i:03d}.csv", i % 60) for i in range(130)]  # over one BatchGetItem
+    ids = [r.file_id for r in reversed(records)] + ["lake/raw/orders/missing.csv#v1"]
+    got = ledger.get_many(ids)
+    assert [r.file_id for r in got] == ids[:-1]
+    assert all(r.status == Status.VALID for r in got)

@@ -102,9 +102,7 @@ def _still_there(job: Job, record: FileRecord) -> bool:
 
 def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
     contract = job.settings.datasets[dataset]
-    records = [
-        r for r in sorted((job.ledger.get(f) for f in batch.files), key=lambda r: r.received_at) if _still_there(job, r)
-    ]
+    records = [r for r in sorted(job.ledger.get_many(batch.files), key=lambda r: r.received_at) if _still_there(job, r)]
     raw = read_batch(job.s3, records, contract)
     cleaned = clean(raw, contract, parent_keys(job, dataset), files=[r.file_id for r in records])
     if cleaned.rejected.num_rows:
