@@ -7,7 +7,8 @@ the subset the project's definitions use and refuses anything else before runnin
 - states: Pass, Task, Choice, Wait, Parallel, Map (inline: ItemsPath, ItemSelector, ItemProcessor,
   MaxConcurrency), Succeed, Fail;
 - InputPath, Parameters (with `.$` paths, `[*]` wildcards, `$$` context paths and the intrinsics
-  `States.Format`, `States.ArrayContains`, `States.JsonToString`), ResultSelector, ResultPath, OutputPath;
+  `States.Format`, `States.ArrayContains`, `States.JsonToString`, `States.MathAdd`), ResultSelector,
+  ResultPath, OutputPath;
 - Retry (ErrorEquals, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds) and Catch;
 - Choice rules: And, Or, Not, IsPresent, IsNull, StringEquals, StringMatches, NumericEquals,
   NumericLessThan(Equals), NumericGreaterThan(Equals), BooleanEquals, and the `...Path` forms.
@@ -214,8 +215,15 @@ def _array_contains(expression: str, array: Any = None, value: Any = None) -> bo
     return value in array
 
 
+def _math_add(expression: str, a: Any = None, b: Any = None) -> int:
+    if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or isinstance(b, bool):
+        raise TaskError("States.IntrinsicFailure", f"{expression}: both arguments must be integers")
+    return a + b
+
+
 _INTRINSICS: dict[str, Callable[..., Any]] = {
     "States.Format": _format,
+    "States.MathAdd": _math_add,
     "States.ArrayContains": _array_contains,
     "States.JsonToString": lambda _, value=None: json.dumps(value, separators=(",", ":")),
 }

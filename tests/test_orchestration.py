@@ -293,3 +293,21 @@ def test_a_crawl_that_fails_fails_the_run_with_the_crawler_s_error(lake):
     ((alert),) = record["published"]
     assert "CrawlerFailed" in alert["Message"]
     assert job.ledger.get_run(tick.run).error == "CrawlerFailed"
+
+
+def test_a_crawler_that_never_finishes_fails_the_run_after_its_polls(lake):
+    from lakehouse.orchestration import GET_CRAWLER
+
+    def stuck(dispatch):
+        def always_running(resource, params):
+            out = dispatch(resource, params)
+            if resource == GET_CRAWLER:
+                out = {"Crawler": {**out["Crawler"], "State": "RUNNING"}}
+            return out
+
+        return always_running
+
+    _, orchestrator = run_once(lake, wrap=stuck)
+    (record,) = orchestrator.finished
+    assert (record["status"], record["error"]) == ("FAILED", "CrawlerTimedOut")
+    assert "still running after 60 polls" in record["cause"]

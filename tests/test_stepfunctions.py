@@ -258,10 +258,12 @@ def test_intrinsics_format_and_json_to_string():
                 "Parameters": {
                     "msg.$": "States.Format('run {} failed at {}', $.run, $.where)",
                     "json.$": "States.JsonToString($.detail)",
+                    "next.$": "States.MathAdd($.n, 1)",
                 },
                 "End": True,
             }
         }
     )
-    out = Executor(definition, Calls()).run("x", {"run": "r-1", "where": "a, b", "detail": {"k": [1]}}).output
-    assert out == {"msg": "run r-1 failed at a, b", "json": '{"k":[1]}'}
+    data = {"run": "r-1", "where": "a, b", "detail": {"k": [1]}, "n": 41}
+    out = Executor(definition, Calls()).run("x", data).output
+    assert out == {"msg": "run r-1 failed at a, b", "json": '{"k":[1]}', "next": 42}
