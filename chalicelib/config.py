@@ -75,6 +75,10 @@ class Zones:
     reports: str = "reports/"
     config: str = "config/"
 
+    def rejected_rows(self, dataset: str, batch: int) -> str:
+        """The key of a batch's rejected rows (Parquet, one object per batch: a re-run rewrites it)."""
+        return f"{self.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -70,13 +70,18 @@ class RunSteps:
                 why = ("NotRun", f"not run: {', '.join(sorted(per_dataset))} failed in an earlier level")
             else:
                 why = (error, _message(cause))
-            failed += self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
-            if s3 is not None:
+            failed_here = self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
+            failed += failed_here
+            if s3 is None:
+                continue
+            try:
+                if failed_here:  # requeued, these files are read again in a new batch: no second copy of their rows
+                    rows = self.settings.zones.rejected_rows(batch["dataset"], int(batch["batch"]))
+                    s3.delete_object(Bucket=self.stage.bucket, Key=rows)
                 merged = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
-                try:
-                    archived += self._archive_all(s3, merged)
-                except Exception:  # the failure must still be recorded: the files wait in raw/ for now
-                    log.exception("run %s: archiving the merged files of %s failed", name, batch["dataset"])
+                archived += self._archive_all(s3, merged)
+            except Exception:  # the failure must still be recorded: what is left waits where it is
+                log.exception("run %s: tidying up after %s failed", name, batch["dataset"])
         self.ledger.end_run(name, "FAILED", error, cause)
         log.error("run %s failed: %s: %s (%d files FAILED, %d archived)", name, error, cause, failed, archived)
         return {"run": name, "files_failed": failed, "archived": archived}

@@ -16,6 +16,7 @@ from chalicelib.ingest import Ingestor, ObjectRef
 from chalicelib.ledger import Status
 from chalicelib.pipeline import job_name
 from lakehouse.generate import generate
+from lakehouse.jobs import rejected_rows_by_reason
 from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, local_pipeline
 from lakehouse.stepfunctions import TaskError
 
@@ -131,6 +132,9 @@ def test_a_glue_job_that_fails_once_is_retried(lake):
 def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample):
     job, _ = lake
     orders_job = job_name(job.stage, "process_orders.py")
+    # as if an attempt had written the batch's rejected rows and then failed in the MERGE
+    leftover = job.settings.zones.rejected_rows("orders", 1)
+    job.s3.put_object(Bucket=job.stage.bucket, Key=leftover, Body=b"rows of a failed attempt")
     tick, orchestrator = run_once(lake, fail_jobs={orders_job: 99})
     (record,) = orchestrator.finished
     assert record["status"] == "FAILED" and record["error"] == "DatasetJobFailed"
@@ -155,10 +159,15 @@ def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_oth
     # nothing was lost: once the cause is gone, requeued files go through the next run
     for f in (state["orders"], state["order_items"]):
         assert job.ledger.requeue(f.file_id)
+    assert job.s3.list_objects_v2(Bucket=job.stage.bucket, Prefix=leftover)["KeyCount"] == 0
     tick2, orchestrator2 = run_once(lake)
     assert orchestrator2.finished[0]["status"] == "SUCCEEDED" and tick2.run != tick.run
     assert {f.status for f in files(job).values()} == {Status.PROCESSED}
     assert table_rows(job, "orders")[1] == sample[1]["datasets"]["orders"]["clean_rows"]
+    # every rejected row once: the failed batch left no copy of its own
+    rejected = rejected_rows_by_reason(job.s3, job.settings, job.stage)
+    for dataset in DATASETS:
+        assert dict(rejected.get(dataset, {})) == sample[1]["datasets"][dataset]["rejected_by_reason"]
 
 
 def test_a_quality_error_stops_the_run_before_curated_and_alerts(lake):

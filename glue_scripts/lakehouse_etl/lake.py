@@ -34,4 +34,4 @@ class Lake:
         return f"{self.root}/{self.settings.zones.curated}{table}"
 
     def rejected_rows(self, dataset: str, batch: int) -> str:
-        return f"{self.settings.zones.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"
+        return self.settings.zones.rejected_rows(dataset, batch)
