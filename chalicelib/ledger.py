@@ -334,6 +334,21 @@ class Ledger(ABC):
         )
         return failed
 
+    def unprocess_batch(self, dataset: str, number: int, error: str, reason: str) -> int:
+        """A merged batch was rolled back out of its table: its PROCESSED files become FAILED. Safe to repeat."""
+        item = self.batch_state(dataset)
+        if item is None or int(item["number"]) != number:
+            return 0
+        when, failed = now_iso(), 0
+        for file_id in item["files"]:
+            failed += self._update_if(
+                file_pk(file_id),
+                {"status": str(Status.FAILED), "reason_code": error, "reason": reason, "updated_at": when},
+                {"status": str(Status.PROCESSED), "batch": number},
+            )
+        self._update_if(f"batch#{dataset}", {"outcome": "ROLLED_BACK", "rolled_back_at": when}, {"number": number})
+        return failed
+
     def requeue(self, file_id: str) -> bool:
         """FAILED -> VALID and pending again, for the next run (after the cause was fixed)."""
         record = self.get(file_id)

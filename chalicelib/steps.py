@@ -33,10 +33,11 @@ class RunSteps:
         return self.ledger.get_many(item["files"])
 
     def quality(self, name: str) -> dict[str, Any]:
-        """The quality gate before curated/ is published: per dataset batch, the share of rejected rows."""
+        """The quality gate before curated/ is published: per dataset batch, the share of rejected rows. The
+        batches with an error are listed under `rollback`: the state machine takes them back out."""
         limit = self.settings.pipeline.max_rejected_percent
-        checks = []
-        for batch in self._run(name).batches:
+        run, checks = self._run(name), []
+        for batch in run.batches:
             records = self._batch_files(batch)
             merged = sum(r.rows_merged or 0 for r in records)
             rejected = sum(r.rows_rejected or 0 for r in records)
@@ -54,7 +55,9 @@ class RunSteps:
                 }
             )
         status = "ERROR" if any(c["status"] == "ERROR" for c in checks) else "PASSED"
-        return {"status": status, "checks": checks}
+        errors = {(c["dataset"], c["batch"]) for c in checks if c["status"] == "ERROR"}
+        rollback = [b for b in run.batches if (b["dataset"], b["batch"]) in errors]
+        return {"status": status, "checks": checks, "rollback": rollback}
 
     def fail(self, name: str, error: str, cause: str, s3: Any = None) -> dict[str, Any]:
         """The failure step: the run's unmerged files become FAILED with their dataset's cause; files a job
@@ -62,7 +65,7 @@ class RunSteps:
         closed."""
         run = self._run(name)
         per_dataset = _dataset_errors(error, cause)
-        failed, archived = 0, 0
+        failed, archived = 0, 0  # files of the run now FAILED; merged files archived
         for batch in run.batches:
             if batch["dataset"] in per_dataset:
                 why = per_dataset[batch["dataset"]]
@@ -71,15 +74,15 @@ class RunSteps:
             else:
                 why = (error, _message(cause))
             failed_here = self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
-            failed += failed_here
+            records = self._batch_files(batch)
+            failed += sum(r.status == Status.FAILED for r in records)  # here, or by a rollback before
             if s3 is None:
                 continue
             try:
                 if failed_here:  # requeued, these files are read again in a new batch: no second copy of their rows
                     rows = self.settings.zones.rejected_rows(batch["dataset"], int(batch["batch"]))
                     s3.delete_object(Bucket=self.stage.bucket, Key=rows)
-                merged = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
-                archived += self._archive_all(s3, merged)
+                archived += self._archive_all(s3, [r for r in records if r.status == Status.PROCESSED])
             except Exception:  # the failure must still be recorded: what is left waits where it is
                 log.exception("run %s: tidying up after %s failed", name, batch["dataset"])
         self.ledger.end_run(name, "FAILED", error, cause)

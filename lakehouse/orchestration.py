@@ -228,13 +228,14 @@ class ExecutionStore:
 
 def failed_state(history: list[dict[str, Any]]) -> str | None:
     """Where a failed run went wrong: the pipeline catches errors and fails at its end, so the origin is the
-    first state whose error was caught, or the state that routed to the failure step (the quality gate's)."""
+    first state whose error was caught, or else the Choice that routed the run to the failure step (the
+    quality gate)."""
     for i, event in enumerate(history):
         if event["event"] in ("StateCaught", "StateFailed"):
             return event["state"]
         if event["event"] == "StateEntered" and event["state"] == "HandleFailure":
-            before = [e["state"] for e in history[:i] if e["event"] == "StateEntered" and "." not in e["state"]]
-            return before[-1] if before else None
+            choices = [e["state"] for e in history[:i] if e["event"] == "StateExited" and "next" in e]
+            return choices[-1] if choices else None
     return None
 
 

@@ -136,3 +136,25 @@ def test_time_travel_by_version_and_by_timestamp(contract, tmp_path):
     as_of = datetime.fromtimestamp(moment / 1000, UTC).isoformat()
     assert delta.read(uri, {}, as_of=as_of).column("order_id").to_pylist() == ["a"]
     assert sorted(delta.read(uri, {}).column("order_id").to_pylist()) == ["a", "b"]
+
+
+def test_roll_back_undoes_only_the_batch_s_own_latest_commit(contract, tmp_path):
+    uri, app = str(tmp_path / "orders"), "processed/orders"
+
+    def merge(ids, number):
+        return delta.merge_batch(uri, contract, batch(contract, ids), app_id=app, version=number, storage_options={})
+
+    first = merge(["a", "b"], 1)
+    second = merge(["b", "c"], 2)
+    ids = lambda: sorted(delta.read(uri, {}).column("order_id").to_pylist())  # noqa: E731
+    assert ids() == ["a", "b", "c"]
+    assert delta.roll_back(uri, app, 2, second.version, {}) == f"restored to version {second.version - 1}"
+    assert ids() == ["a", "b"]  # batch 1 untouched
+    assert delta.roll_back(uri, app, 2, second.version, {}) == "already undone"  # a retried step
+    # a batch that made no commit (every row rejected) has nothing to undo: batch 1 stays
+    empty = delta.merge_batch(uri, contract, batch(contract, []), app_id=app, version=3, storage_options={})
+    assert delta.roll_back(uri, app, 3, empty.version, {}) == "nothing to undo" and ids() == ["a", "b"]
+    # undoing batch 1 would also undo what came after it: refused, with what to do instead
+    merge(["d"], 4)
+    with pytest.raises(RuntimeError, match="restore it by hand"):
+        delta.roll_back(uri, app, 1, first.version, {})

@@ -170,10 +170,10 @@ def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_oth
         assert dict(rejected.get(dataset, {})) == sample[1]["datasets"][dataset]["rejected_by_reason"]
 
 
-def test_a_quality_error_stops_the_run_before_curated_and_alerts(lake):
+def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake, sample):
     job, _ = lake
-    strict = job.s3.get_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml")["Body"].read().decode()
-    strict = strict.replace("max_rejected_percent = 10", "max_rejected_percent = 1")
+    shipped = job.s3.get_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml")["Body"].read().decode()
+    strict = shipped.replace("max_rejected_percent = 10", "max_rejected_percent = 1")
     job.s3.put_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml", Body=strict.encode())
     runtime.reset()  # the Lambdas read the configuration published in the bucket
     tick, orchestrator = run_once(lake)
@@ -181,13 +181,38 @@ def test_a_quality_error_stops_the_run_before_curated_and_alerts(lake):
     assert (record["status"], record["error"], record["failed_state"]) == (
         "FAILED",
         "QualityCheckFailed",
-        "QualityFailed",
+        "QualityGate",
     )
     assert not entered(record, "PublishCurated")
     assert delta.open_table(job.lake.curated("daily_sales_by_category"), job.lake.storage_options) is None
     ((alert),) = record["published"]
     assert "QualityCheckFailed" in alert["Message"] and "rejected_rows_percent" in alert["Message"]
     assert job.ledger.get_run(tick.run).error == "QualityCheckFailed"
+    # write-audit-publish: the failing batches were taken back out of processed/, their files are FAILED
+    planted = sample[1]["datasets"]
+    rejected = {d: sum(planted[d]["rejected_by_reason"].values()) for d in DATASETS}
+    failing = {d for d in DATASETS if 100 * rejected[d] / (rejected[d] + planted[d]["clean_rows"]) > 1}
+    assert failing and failing < set(DATASETS)  # this sample: some datasets fail the gate, some pass
+    assert failing == {c["dataset"] for c in json.loads(record["cause"]) if c["status"] == "ERROR"}
+    rolled_back = [r for r in record["glue_runs"] if "--rollback" in r["Arguments"]]
+    assert sorted(r["JobName"] for r in rolled_back) == sorted(job_name(job.stage, f"process_{d}.py") for d in failing)
+    for dataset, f in files(job).items():
+        if dataset in failing:
+            assert (f.status, f.reason_code) == (Status.FAILED, "QualityCheckFailed"), dataset
+            assert table_rows(job, dataset) == (2, 0)  # 0 created, 1 the batch, 2 restored to 0
+        else:  # passed its audit: stays in processed/, published by the next curated rebuild
+            assert f.status == Status.PROCESSED and table_rows(job, dataset)[1] == planted[dataset]["clean_rows"]
+    # nothing is lost: with the threshold back, the requeued files go through, each rejected row once
+    job.s3.put_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml", Body=shipped.encode())
+    runtime.reset()
+    for dataset in failing:
+        assert job.ledger.requeue(files(job)[dataset].file_id)
+    _, again = run_once(lake)
+    assert again.finished[0]["status"] == "SUCCEEDED"
+    rejected = rejected_rows_by_reason(job.s3, job.settings, job.stage)
+    for dataset in DATASETS:
+        assert table_rows(job, dataset)[1] == sample[1]["datasets"][dataset]["clean_rows"]
+        assert dict(rejected.get(dataset, {})) == sample[1]["datasets"][dataset]["rejected_by_reason"]
 
 
 def _throttling(times):

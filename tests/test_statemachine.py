@@ -91,7 +91,9 @@ def test_failures_go_through_the_failure_step_and_quality_errors_stop_before_cur
             assert catch["Next"] in ("HandleFailure", "Alert", "PipelineFailed", "SucceededWithoutNotice"), name
     gate = states["QualityGate"]
     assert gate["Choices"] == [{"Variable": "$.quality.status", "StringEquals": "ERROR", "Next": "QualityFailed"}]
-    assert states["QualityFailed"]["Next"] == "HandleFailure" and gate["Default"] == "PublishCurated"
+    assert states["QualityFailed"]["Next"] == "RollBackFailedBatches" and gate["Default"] == "PublishCurated"
+    assert states["RollBackFailedBatches"]["ItemsPath"] == "$.quality.rollback"
+    assert states["RollBackFailedBatches"]["Next"] == "HandleFailure"
     assert states["HandleFailure"]["Next"] == "Alert" and states["Alert"]["Next"] == "PipelineFailed"
 
 

@@ -136,6 +136,30 @@ def merge_batch(
     raise AssertionError("unreachable")
 
 
+def roll_back(uri: str, app_id: str, number: int, committed: int, storage_options: dict[str, str]) -> str:
+    """Undo the commit `committed` that carried app transaction (`app_id`, `number`): a batch that failed its
+    audit. The table is restored to the version before it (a new commit; time travel still shows both). Only
+    the table's latest commit can be undone so; a repeat finds it undone. Returns what was done."""
+    from deltalake import DeltaTable
+
+    table = open_table(uri, storage_options)
+    if table is None or committed < 1:
+        return "nothing to undo"
+    at = DeltaTable(uri, version=committed, storage_options=storage_options)
+    before = DeltaTable(uri, version=committed - 1, storage_options=storage_options)
+    if (at.transaction_version(app_id) or 0) < number or (before.transaction_version(app_id) or 0) >= number:
+        return "nothing to undo"  # the batch made no commit of its own (every row rejected, say)
+    if sorted(table.file_uris()) == sorted(before.file_uris()):
+        return "already undone"
+    if table.version() != committed:
+        raise RuntimeError(
+            f"{uri}: batch {number} committed version {committed}, but the table is at {table.version()}; "
+            "later commits would be undone too, so restore it by hand (lakehouse table history)"
+        )
+    table.restore(committed - 1)
+    return f"restored to version {committed - 1}"
+
+
 def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str]) -> int:
     """Replace a curated table's content in one commit; returns the new version."""
     from deltalake import write_deltalake

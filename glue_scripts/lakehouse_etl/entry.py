@@ -41,13 +41,16 @@ def job_from_arguments(args: dict[str, str | None]) -> Any:
 
 
 def process_dataset(dataset: str) -> None:
-    """A processed/ job: the batch a pipeline run planned (`--batch N`), or every pending file."""
+    """A processed/ job: the batch a pipeline run planned (`--batch N`), every pending file (no argument), or
+    taking a batch that failed the quality gate back out of the table (`--rollback N`)."""
     from . import processed
 
-    def work(job: Any, batch: str | None) -> Any:
+    def work(job: Any, batch: str | None, rollback: str | None) -> Any:
+        if rollback is not None:
+            return processed.roll_back_batch(job, dataset, int(rollback))
         return processed.run(job, dataset) if batch is None else processed.run_batch(job, dataset, int(batch))
 
-    main(work, optional=["batch"])
+    main(work, optional=["batch", "rollback"])
 
 
 def main(work: Callable[..., Any], optional: list[str] = ()) -> None:

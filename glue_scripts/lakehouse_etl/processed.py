@@ -164,6 +164,27 @@ def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchRepor
     return reports
 
 
+def roll_back_batch(job: Job, dataset: str, number: int) -> dict[str, Any]:
+    """Take a batch that failed the quality gate back out of processed/<dataset> (write-audit-publish: it
+    never reaches curated/) and mark its files FAILED, so `lakehouse requeue` can send them again."""
+    item = job.ledger.batch_state(dataset)
+    if item is None or int(item["number"]) != number or item["state"] != "CLOSED":
+        raise ValueError(f"{dataset}: batch {number} is not the latest closed batch, it cannot be rolled back")
+    done = delta.roll_back(
+        job.lake.processed(dataset),
+        f"processed/{dataset}",
+        number,
+        int(item.get("delta_version", 0)),
+        job.lake.storage_options,
+    )
+    # its rows will be read again under a new batch number when the files are requeued
+    job.s3.delete_object(Bucket=job.stage.bucket, Key=job.lake.rejected_rows(dataset, number))
+    reason = f"batch {number} failed the quality gate and was taken back out of processed/{dataset}"
+    failed = job.ledger.unprocess_batch(dataset, number, "QualityCheckFailed", reason)
+    log.info("dataset %s: batch %d rolled back (%s); %d files FAILED", dataset, number, done, failed)
+    return {"dataset": dataset, "batch": number, "rolled_back": done, "files_failed": failed}
+
+
 def run_batch(job: Job, dataset: str, number: int) -> list[BatchReport]:
     """Merge exactly batch `number` of `dataset`, as a pipeline run planned it. Safe to repeat: a batch that
     is already closed is reported as skipped, so a retried or restarted run does not merge anything twice."""
