@@ -6,8 +6,9 @@ for fast tests). Every transition is a single conditional write, never read-then
 arrive at least once, late and concurrently.
 
 Status moves RECEIVED -> VALID | REJECTED | DUPLICATE | GONE, and VALID -> PROCESSED when a processed/ job
-has merged the file into its Delta table, or VALID -> FAILED when its pipeline run failed (the cause is kept;
-`requeue` puts it back to VALID for the next run). A RECEIVED record carries a lease: if its worker dies, a later
+has merged the file into its Delta table, or VALID -> FAILED when its pipeline run failed, and PROCESSED ->
+FAILED when its batch failed the quality gate and was rolled back (the cause is kept; `requeue` puts a FAILED
+file back to VALID for the next run). A RECEIVED record carries a lease: if its worker dies, a later
 delivery takes the record over once the lease has expired.
 
 The processed/ jobs keep their bookmark here too: a VALID file carries `pending = <dataset>` (a sparse
