@@ -20,7 +20,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -293,6 +295,28 @@ def deployed_definition(sfn: Any, sts: Any, stage: Stage) -> dict[str, Any]:
         raise LakehouseError(f"state machine {stage.state_machine} is not provisioned: {exc}") from exc
 
 
+class _CurrentStdout:
+    """A stream that is whatever sys.stdout is now: log handlers made at import time follow redirect_stdout."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _logs_follow_stdout() -> None:
+    """The app's log handlers write to the current stdout, so a Lambda step's log lines land in its log."""
+    for name in (
+        "lakehouse",
+        "chalicelib",
+        *(n for n in logging.root.manager.loggerDict if n.startswith("chalicelib.")),
+    ):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stdout__, sys.stdout):
+                handler.setStream(_CurrentStdout())
+
+
 @contextmanager
 def local_pipeline(
     settings: Settings, stage: Stage, executions_dir: Path, fail_jobs: dict[str, int] | None = None
@@ -305,6 +329,7 @@ def local_pipeline(
     from chalicelib.pipeline import Pipeline
     from chalicelib.provision import PROJECT_DIR, Clients
 
+    _logs_follow_stdout()
     clients = Clients.for_stage(stage)
     definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
     alerts = stage.topic_arn(stage.alerts_topic, account_id(clients.sts))
