@@ -148,17 +148,18 @@ class RunSteps:
 
     def refresh_tables(self, s3: Any, glue: Any) -> dict[str, Any]:
         """Register every processed/ and curated/ Delta table in the stage's Glue database as a native Delta
-        table (`table_type = DELTA`): Athena reads the schema and the files from the Delta log itself."""
+        table (`table_type = DELTA`; Athena reads the schema and the files from the Delta log itself), named
+        `processed_<dataset>` and `curated_<table>` like the local stage's DuckDB views."""
         zones, tables = self.settings.zones, []
-        for zone in (zones.processed, zones.curated):
+        for label, zone in (("processed", zones.processed), ("curated", zones.curated)):
             listing = s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=zone, Delimiter="/")
             for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
                 if not s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get(
                     "KeyCount"
                 ):
                     continue
-                name = prefix[len(zone) :].strip("/")
-                name = name if zone == zones.processed else f"curated_{name}"
+                # the names DuckDB gives the same tables locally, so one SQL text runs on both
+                name = f"{label}_{prefix[len(zone) :].strip('/')}"
                 table = {
                     "Name": name,
                     "TableType": "EXTERNAL_TABLE",

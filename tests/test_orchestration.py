@@ -105,7 +105,7 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
     assert tables["raw_orders"]["Parameters"]["classification"] == "csv"
     assert "order_id" in [c["Name"] for c in tables["raw_orders"]["StorageDescriptor"]["Columns"]]
     assert tables["raw_products"]["Parameters"]["classification"] == "json"
-    assert tables["orders"]["Parameters"]["table_type"] == "DELTA"
+    assert tables["processed_orders"]["Parameters"]["table_type"] == "DELTA"
     assert tables["curated_daily_sales_by_category"]["StorageDescriptor"]["Location"].endswith(
         "/curated/daily_sales_by_category/"
     )
