@@ -88,6 +88,7 @@ class Limits:
     max_line_bytes: int = 1024**2
     max_batch_files: int = 1000  # one ETL batch: at most this many files ...
     max_batch_bytes: int = 2 * 1024**3  # ... and this many bytes (a batch is read into memory)
+    athena_bytes_scanned_cutoff: int = 10 * 1024**3  # an Athena query reading more is cancelled (billed per byte)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Stage:
     state_machine: str = ""
     pipeline_role: str = ""  # IAM role (name or ARN) the state machine runs as
     glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)
+    athena_workgroup: str = ""
 
     def state_machine_arn(self, account: str) -> str:
         return f"arn:aws:states:{self.region}:{account}:stateMachine:{self.state_machine}"
@@ -313,6 +315,7 @@ def parse_contract(file: str, text: str) -> Contract:
 
 
 _STAGE_KEYS = (
+    "athena_workgroup",
     "glue_role",
     "state_machine",
     "pipeline_role",
@@ -367,6 +370,7 @@ def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: 
         glue_role=named("glue_role", "glue"),
         state_machine=named("state_machine", "pipeline"),
         pipeline_role=named("pipeline_role", "pipeline"),
+        athena_workgroup=named("athena_workgroup", "analytics"),
         glue_database=stage.str(
             "glue_database", f"{project}_{name}".replace("-", "_"), pattern=re.compile(r"[a-z0-9_]{1,255}")
         ),

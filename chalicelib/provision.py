@@ -37,13 +37,14 @@ class Clients:
     glue: Any
     sts: Any
     stepfunctions: Any
+    athena: Any
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
         from .aws import ClientSettings, client
 
         settings = ClientSettings.for_stage(stage)
-        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions")
+        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena")
         return cls(*(client(name, settings) for name in names))
 
 
@@ -328,6 +329,50 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str
     return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers"
 
 
+def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
+    """The stage's Athena workgroup, enforcing its result location, encryption and a bytes-scanned cutoff
+    (`lakehouse query` and the quality checks run in it)."""
+    configuration = {
+        "ResultConfiguration": {
+            "OutputLocation": f"s3://{stage.bucket}/{settings.zones.athena_results}",
+            "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
+        },
+        "EnforceWorkGroupConfiguration": True,
+        "PublishCloudWatchMetricsEnabled": True,
+        "BytesScannedCutoffPerQuery": settings.limits.athena_bytes_scanned_cutoff,
+    }
+    names, kwargs = set(), {}
+    while True:  # botocore has no paginator for ListWorkGroups
+        page = athena.list_work_groups(**kwargs)
+        names |= {w["Name"] for w in page["WorkGroups"]}
+        if not page.get("NextToken"):
+            break
+        kwargs = {"NextToken": page["NextToken"]}
+    if stage.athena_workgroup not in names:
+        athena.create_work_group(
+            Name=stage.athena_workgroup,
+            Configuration=configuration,
+            Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}],
+        )
+        return f"athena workgroup {stage.athena_workgroup}: created"
+    current = athena.get_work_group(WorkGroup=stage.athena_workgroup)["WorkGroup"]["Configuration"]
+    if all(current.get(k) == v for k, v in configuration.items()):
+        return f"athena workgroup {stage.athena_workgroup}: up to date"
+    athena.update_work_group(
+        WorkGroup=stage.athena_workgroup,
+        ConfigurationUpdates={
+            "ResultConfigurationUpdates": {
+                "OutputLocation": configuration["ResultConfiguration"]["OutputLocation"],
+                "EncryptionConfiguration": configuration["ResultConfiguration"]["EncryptionConfiguration"],
+            },
+            "EnforceWorkGroupConfiguration": True,
+            "PublishCloudWatchMetricsEnabled": True,
+            "BytesScannedCutoffPerQuery": configuration["BytesScannedCutoffPerQuery"],
+        },
+    )
+    return f"athena workgroup {stage.athena_workgroup}: updated"
+
+
 STATE_MACHINE_FILE = PROJECT_DIR / "statemachine" / "pipeline.asl.json"
 
 
@@ -398,5 +443,6 @@ def provision(
     step(ensure_notification(clients.s3, stage, settings.zones.raw, ingest_arn))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     step(ensure_catalog(clients.glue, clients.sts, settings, stage))
+    step(ensure_workgroup(clients.athena, settings, stage))
     step(ensure_state_machine(clients.stepfunctions, clients.sts, stage))
     return done

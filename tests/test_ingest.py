@@ -279,3 +279,14 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     dev = (CONFIG.parent / "requirements-dev.txt").read_text()
     for pin in GLUE_PYTHON_MODULES.split(","):
         assert pin in dev
+
+
+def test_provisioning_declares_the_athena_workgroup_with_its_guards(provisioned, settings, stage):
+    from chalicelib.provision import ensure_workgroup
+
+    group = provisioned.athena.get_work_group(WorkGroup="lakehouse-local-analytics")["WorkGroup"]["Configuration"]
+    assert group["EnforceWorkGroupConfiguration"] is True
+    assert group["ResultConfiguration"]["OutputLocation"] == "s3://lakehouse-local-lake/athena-results/"
+    assert group["ResultConfiguration"]["EncryptionConfiguration"] == {"EncryptionOption": "SSE_S3"}
+    assert group["BytesScannedCutoffPerQuery"] == settings.limits.athena_bytes_scanned_cutoff
+    assert ensure_workgroup(provisioned.athena, settings, stage).endswith(": up to date")

@@ -1,0 +1,108 @@
+"""SQL over the lake: the read-only guard every query passes, and Athena for deployed stages.
+
+The same SQL text runs on Athena (Trino) for a deployed stage and on DuckDB for the local stage, over tables
+with the same names (`processed_orders`, `curated_daily_sales_by_category`, `raw_orders`). This module only
+needs boto3, so a Lambda can use it; the DuckDB side lives with the CLI (`lakehouse/query.py`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LakehouseError
+
+READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES", "TABLE")
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+class QueryError(LakehouseError):
+    """A query that was refused, failed or timed out; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    engine: str
+    bytes_scanned: int | None = None  # what the engine read (Athena bills by it)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def read_only(sql: str) -> str:
+    """The one statement in `sql`, if it only reads; anything else is refused before it reaches an engine.
+
+    Written by hand because no library here parses both dialects: comments and quoted text are blanked out,
+    then the text must be a single statement starting with a read keyword and naming no write keyword.
+    """
+    bare = _STRINGS.sub("''", _COMMENTS.sub(" ", sql)).strip().rstrip(";").strip()
+    if not bare:
+        raise QueryError("the query is empty")
+    if ";" in bare:
+        raise QueryError("one statement at a time, please (the query has more than one)")
+    first = bare.split(None, 1)[0].upper()
+    if first not in READ_STATEMENTS:
+        raise QueryError(f"queries are read-only: a {first} statement is refused")
+    writes = re.search(
+        r"\b(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|COPY|ATTACH|CALL|UNLOAD)\b",
+        bare,
+        re.IGNORECASE,
+    )
+    if writes:
+        raise QueryError(f"queries are read-only: {writes[1].upper()} is refused")
+    return sql.strip().rstrip(";").strip()
+
+
+class Athena:
+    """Queries on Athena in the stage's workgroup and Glue database: start, wait with back-off, read."""
+
+    def __init__(
+        self,
+        athena: Any,
+        database: str,
+        workgroup: str,
+        output: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.athena, self.database, self.workgroup, self.output = athena, database, workgroup, output
+        self.sleep, self.clock = sleep, clock
+
+    def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
+        query_id = self.athena.start_query_execution(
+            QueryString=read_only(sql),
+            QueryExecutionContext={"Database": self.database},
+            WorkGroup=self.workgroup,
+            ResultConfiguration={"OutputLocation": self.output},  # the workgroup may enforce its own
+        )["QueryExecutionId"]
+        deadline, delay = self.clock() + timeout, 0.2
+        while True:
+            execution = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+            state = execution["Status"]["State"]
+            if state == "SUCCEEDED":
+                break
+            if state in ("FAILED", "CANCELLED"):
+                reason = execution["Status"].get("StateChangeReason", "no reason given")
+                raise QueryError(f"Athena query {query_id} {state}: {reason}")
+            if self.clock() >= deadline:
+                self.athena.stop_query_execution(QueryExecutionId=query_id)  # no orphan query keeps billing
+                raise QueryError(f"Athena query {query_id} did not finish in {timeout:g} s; it was stopped")
+            self.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        columns, rows = [], []
+        pages = self.athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id)
+        for page in pages:
+            result = page["ResultSet"]
+            if not columns:
+                columns = [c["Name"] for c in result["ResultSetMetadata"]["ColumnInfo"]]
+                data = result["Rows"][1:]  # the first row of the first page repeats the header
+            else:
+                data = result["Rows"]
+            rows.extend(tuple(cell.get("VarCharValue") for cell in row["Data"]) for row in data)
+        scanned = execution.get("Statistics", {}).get("DataScannedInBytes")
+        return QueryResult(columns, rows, "athena", scanned, {"query_id": query_id})
