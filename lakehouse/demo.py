@@ -72,7 +72,27 @@ def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
         console.print(f"[red]planted and rejected differ:[/red] {line}")
     if not missed:
         console.print("  every planted anomaly was rejected with its reason, and nothing else was")
-    return len(views) == 10 and not missed and pipeline_ok and failure_ok and not waiting
+    queries_ok = _example_queries(settings, stage)
+    return len(views) == 10 and not missed and pipeline_ok and failure_ok and not waiting and queries_ok
+
+
+def _example_queries(settings, stage) -> bool:
+    """Step 8: the shipped example queries (the same SQL runs on Athena for a deployed stage)."""
+    from rich.table import Table
+
+    from .query import as_text, examples, on_duckdb
+
+    console.rule("8. the example queries of queries/, on DuckDB (lakehouse query --example NAME)")
+    ok = True
+    for name, path in examples().items():
+        result = on_duckdb(settings, stage, path.read_text())
+        out.print(f"{name}: {len(result.rows)} rows (first 5)", highlight=False)
+        table = Table(*result.columns)
+        for row in result.rows[:5]:
+            table.add_row(*(as_text(v) for v in row))
+        out.print(table)
+        ok = ok and bool(result.rows)
+    return ok
 
 
 def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:

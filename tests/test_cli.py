@@ -46,6 +46,7 @@ def test_the_demo_runs_end_to_end_and_passes(tmp_path):
     assert "every planted anomaly was rejected with its reason, and nothing else was" in result.stderr
     assert "run-000001: SUCCEEDED" in result.stdout and "   ok PublishCurated" in result.stdout
     assert "executions: 1, Glue job runs: 7" in result.stderr
+    assert "top_products: 10 rows (first 5)" in result.stdout  # the example queries ran
     assert not (tmp_path / "local.json").exists()  # it stopped the stage it started
 
 
