@@ -373,6 +373,43 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
     return f"athena workgroup {stage.athena_workgroup}: updated"
 
 
+QUERIES_DIR = PROJECT_DIR / "queries"
+
+
+def ensure_named_queries(athena: Any, stage: Stage, queries_dir: Path = QUERIES_DIR) -> str:
+    """The example analyses of queries/ as Athena named queries in the stage's workgroup (by name)."""
+    existing, kwargs = {}, {"WorkGroup": stage.athena_workgroup}
+    while True:  # botocore has no paginator for ListNamedQueries either
+        page = athena.list_named_queries(**kwargs)
+        for query_id in page.get("NamedQueryIds", []):
+            query = athena.get_named_query(NamedQueryId=query_id)["NamedQuery"]
+            existing[query["Name"]] = query
+        if not page.get("NextToken"):
+            break
+        kwargs["NextToken"] = page["NextToken"]
+    written = 0
+    for path in sorted(queries_dir.glob("*.sql")):
+        text, name = path.read_text(), path.stem
+        description = text.splitlines()[0].lstrip("- ")[:1024]
+        current = existing.get(name)
+        if current is None:
+            athena.create_named_query(
+                Name=name,
+                Description=description,
+                Database=stage.glue_database,
+                QueryString=text,
+                WorkGroup=stage.athena_workgroup,
+            )
+        elif current["QueryString"] != text or current.get("Database") != stage.glue_database:
+            athena.update_named_query(
+                NamedQueryId=current["NamedQueryId"], Name=name, Description=description, QueryString=text
+            )
+        else:
+            continue
+        written += 1
+    return f"athena named queries: {written} written of {len(list(queries_dir.glob('*.sql')))}"
+
+
 STATE_MACHINE_FILE = PROJECT_DIR / "statemachine" / "pipeline.asl.json"
 
 
@@ -444,5 +481,6 @@ def provision(
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     step(ensure_catalog(clients.glue, clients.sts, settings, stage))
     step(ensure_workgroup(clients.athena, settings, stage))
+    step(ensure_named_queries(clients.athena, stage))
     step(ensure_state_machine(clients.stepfunctions, clients.sts, stage))
     return done

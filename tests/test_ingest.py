@@ -290,3 +290,15 @@ def test_provisioning_declares_the_athena_workgroup_with_its_guards(provisioned,
     assert group["ResultConfiguration"]["EncryptionConfiguration"] == {"EncryptionOption": "SSE_S3"}
     assert group["BytesScannedCutoffPerQuery"] == settings.limits.athena_bytes_scanned_cutoff
     assert ensure_workgroup(provisioned.athena, settings, stage).endswith(": up to date")
+
+
+def test_provisioning_keeps_the_example_queries_as_named_queries(provisioned, stage):
+    from chalicelib.provision import QUERIES_DIR, ensure_named_queries
+
+    ids = provisioned.athena.list_named_queries(WorkGroup=stage.athena_workgroup)["NamedQueryIds"]
+    queries = {q["Name"]: q for q in (provisioned.athena.get_named_query(NamedQueryId=i)["NamedQuery"] for i in ids)}
+    assert set(queries) == {p.stem for p in QUERIES_DIR.glob("*.sql")}
+    top = queries["top_products"]
+    assert top["QueryString"] == (QUERIES_DIR / "top_products.sql").read_text()
+    assert top["Database"] == stage.glue_database
+    assert ensure_named_queries(provisioned.athena, stage) == "athena named queries: 0 written of 3"
