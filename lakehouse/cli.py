@@ -485,6 +485,9 @@ def _fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
     return out_
 
 
+BUSY_WAIT_SECONDS = 3600  # `lakehouse run` waits this long for a run the local stage's schedule started
+
+
 def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Start runs until nothing waits (a run takes at most one batch per dataset); returns the executions."""
     import logging
@@ -495,14 +498,24 @@ def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | Non
 
     for name in ("lakehouse", "chalicelib"):  # the Lambdas' JSON logs: the CLI prints its own progress
         logging.getLogger(name).setLevel(logging.WARNING)
+    waited_since = None
     with local_pipeline(settings, stage, localstage.EXECUTIONS_DIR, fail_jobs) as (pipeline, orchestrator):
         while True:
             with console.status("pipeline: running"):
                 tick = pipeline.tick(force=True)
-            console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
             if tick.action == "busy":  # the local stage's own batcher schedule is running one: wait for it
+                if waited_since is None:
+                    console.print(f"pipeline: waiting for {tick.run or 'a run'} in flight in the local stage")
+                    waited_since = time.monotonic()
+                elif time.monotonic() - waited_since > BUSY_WAIT_SECONDS:
+                    raise LakehouseError(
+                        f"{tick.run} has been running for over {BUSY_WAIT_SECONDS // 60} minutes; "
+                        "see `lakehouse executions` and the local stage's log"
+                    )
                 time.sleep(2)
                 continue
+            waited_since = None
+            console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
             if tick.action != "started":
                 return orchestrator.finished
             print_execution(orchestrator.finished[-1])

@@ -345,3 +345,24 @@ def test_a_crawler_that_never_finishes_fails_the_run_after_its_polls(lake):
     (record,) = orchestrator.finished
     assert (record["status"], record["error"]) == ("FAILED", "CrawlerTimedOut")
     assert "still running after 60 polls" in record["cause"]
+
+
+def test_lakehouse_run_waits_for_a_run_in_flight_then_gives_up_clearly(lake, monkeypatch):
+    import os
+
+    from chalicelib.errors import LakehouseError
+    from lakehouse import cli, localstage
+    from lakehouse.orchestration import ExecutionStore
+
+    job, tmp = lake
+    run = job.ledger.begin_run()
+    job.ledger.save_plan(run, {"run": run.name, "crawlers": [], "levels": []}, files=0, bytes_=0)
+    # the local stage's schedule is running it, in a process that is alive (this one stands in for it)
+    ExecutionStore(tmp / "executions").put(
+        {"name": run.name, "status": "RUNNING", "pid": os.getpid(), "started_at": "2026-11-25T00:00:00Z"}
+    )
+    monkeypatch.setattr(localstage, "EXECUTIONS_DIR", tmp / "executions")
+    monkeypatch.setattr(cli, "BUSY_WAIT_SECONDS", 0)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    with pytest.raises(LakehouseError, match=f"{run.name} has been running for over 0 minutes"):
+        cli.run_pipeline(job.settings, job.stage)
