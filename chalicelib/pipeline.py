@@ -42,6 +42,13 @@ class StepFunctions:
     def __init__(self, sfn: Any, state_machine_arn: str) -> None:
         self.sfn, self.arn = sfn, state_machine_arn
 
+    @classmethod
+    def for_stage(cls, stage: Stage) -> StepFunctions:
+        from .aws import ClientSettings, account_id, client
+
+        clients = ClientSettings.for_stage(stage)
+        return cls(client("stepfunctions", clients), stage.state_machine_arn(account_id(client("sts", clients))))
+
     def execution_arn(self, name: str) -> str:
         return self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
@@ -99,13 +106,12 @@ class Pipeline:
         from .aws import ClientSettings, account_id, client
 
         clients = ClientSettings.for_stage(stage)
-        account = account_id(client("sts", clients))
-        arn, topic = stage.state_machine_arn(account), stage.topic_arn(stage.alerts_topic, account)
+        topic = stage.topic_arn(stage.alerts_topic, account_id(client("sts", clients)))
 
         def alert(subject: str, message: str) -> None:
             client("sns", clients).publish(TopicArn=topic, Subject=subject[:100], Message=message)
 
-        return cls(settings, stage, ledger, StepFunctions(client("stepfunctions", clients), arn), alert)
+        return cls(settings, stage, ledger, StepFunctions.for_stage(stage), alert)
 
     # -- the batcher -------------------------------------------------------------------------------------
     def waiting(self) -> dict[str, list[FileRecord]]:

@@ -75,7 +75,10 @@ class RunSteps:
                 why = (error, _message(cause))
             failed_here = self.ledger.fail_batch(batch["dataset"], int(batch["batch"]), *why, run=name)
             records = self._batch_files(batch)
-            failed += sum(r.status == Status.FAILED for r in records)  # here, or by a rollback before
+            for record in records:  # a rollback (which knows no run) failed these: say which run it was
+                if record.status == Status.FAILED and record.run is None:
+                    self.ledger.set_file(record.file_id, run=name)
+            failed += sum(r.status == Status.FAILED for r in records)
             if s3 is None:
                 continue
             try:

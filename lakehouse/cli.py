@@ -582,13 +582,11 @@ def executions(name: str | None, stage_name: str, as_json: bool, logs: bool) -> 
 
 def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
     """The stage's Step Functions executions; for a failed one, the state whose error failed it."""
-    from chalicelib.aws import ClientSettings, account_id, client
+    from chalicelib.pipeline import StepFunctions
 
-    sfn = client("stepfunctions", ClientSettings.for_stage(stage))
-    account = account_id(client("sts", ClientSettings.for_stage(stage)))
-    arn = stage.state_machine_arn(account)
-    records = []
-    for execution in sfn.list_executions(stateMachineArn=arn, maxResults=limit)["executions"]:
+    machine = StepFunctions.for_stage(stage)
+    sfn, records = machine.sfn, []
+    for execution in sfn.list_executions(stateMachineArn=machine.arn, maxResults=limit)["executions"]:
         record = {"name": execution["name"], "status": execution["status"], "started_at": str(execution["startDate"])}
         if execution["status"] != "SUCCEEDED":
             record.update(_failed_step(sfn, execution["executionArn"]))

@@ -198,7 +198,7 @@ def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake
     assert sorted(r["JobName"] for r in rolled_back) == sorted(job_name(job.stage, f"process_{d}.py") for d in failing)
     for dataset, f in files(job).items():
         if dataset in failing:
-            assert (f.status, f.reason_code) == (Status.FAILED, "QualityCheckFailed"), dataset
+            assert (f.status, f.reason_code, f.run) == (Status.FAILED, "QualityCheckFailed", tick.run), dataset
             assert table_rows(job, dataset) == (2, 0)  # 0 created, 1 the batch, 2 restored to 0
         else:  # passed its audit: stays in processed/, published by the next curated rebuild
             assert f.status == Status.PROCESSED and table_rows(job, dataset)[1] == planted[dataset]["clean_rows"]
