@@ -79,7 +79,27 @@ def _run_name(event) -> str:
 
 @app.lambda_function(name="quality_check")
 def quality_check(event, context):
-    return runtime.steps().quality(_run_name(event))
+    """The quality gate. Its answer (status, readable summary, batches to roll back) drives the state
+    machine's QualityGate; an error-level failure is alerted by the run's failure path with this summary,
+    warnings alone are alerted here."""
+    name = _run_name(event)
+    rt, steps = runtime.current(), runtime.steps()
+    steps.refresh_tables(rt.client("s3"), rt.client("glue"))  # Athena reads the tables through the catalog
+    report = steps.quality(name, runtime.sql_engine())
+    for result in report["results"]:
+        failed = [c for c in result["checks"] if not c["passed"]]
+        count("QualityChecksPassed", len(result["checks"]) - len(failed), Dataset=result["dataset"])
+        for severity in ("warn", "error"):
+            count(
+                "QualityChecksFailed",
+                sum(c["severity"] == severity for c in failed),
+                Dataset=result["dataset"],
+                Severity=severity,
+            )
+    logger.info("quality of run %s: %s", name, report["status"], extra={"datasets": report["datasets"]})
+    if report["status"] == "WARN":
+        runtime.alert(f"lakehouse: run {name} passed with quality warnings", report["summary"])
+    return {k: report[k] for k in ("status", "summary", "rollback", "datasets")}
 
 
 @app.lambda_function(name="refresh_tables")

@@ -60,6 +60,8 @@ def read_only(sql: str) -> str:
 class Athena:
     """Queries on Athena in the stage's workgroup and Glue database: start, wait with back-off, read."""
 
+    name = "athena"
+
     def __init__(
         self,
         athena: Any,
@@ -67,11 +69,27 @@ class Athena:
         workgroup: str,
         output: str,
         *,
+        glue: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.athena, self.database, self.workgroup, self.output = athena, database, workgroup, output
-        self.sleep, self.clock = sleep, clock
+        self.glue, self.sleep, self.clock = glue, sleep, clock
+
+    @classmethod
+    def for_stage(cls, settings: Any, stage: Any) -> Athena:
+        from .aws import ClientSettings, client
+
+        config = ClientSettings.for_stage(stage)
+        output = f"s3://{stage.bucket}/{settings.zones.athena_results}"
+        return cls(
+            client("athena", config), stage.glue_database, stage.athena_workgroup, output, glue=client("glue", config)
+        )
+
+    def tables(self) -> set[str]:
+        """The tables of the stage's Glue database (what Athena can query)."""
+        pages = self.glue.get_paginator("get_tables").paginate(DatabaseName=self.database)
+        return {t["Name"] for page in pages for t in page["TableList"]}
 
     def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
         query_id = self.athena.start_query_execution(

@@ -41,6 +41,46 @@ class Column:
         return self.type in ("int32", "int64", "double") or self.type.startswith("decimal")
 
 
+CHECKS = (
+    "not_null",
+    "unique",
+    "accepted_values",
+    "range",
+    "pattern",
+    "references",
+    "freshness",
+    "row_count",
+    "volume",
+)
+SEVERITIES = ("warn", "error")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One quality rule of a contract (`[[rules]]`), checked on the processed table before curated/ is published.
+
+    An `error` that fails stops the publish (its dataset's batch is rolled back); a `warn` is reported and
+    alerted, and the run goes on."""
+
+    name: str  # unique in its contract; defaults to "<check>(<columns>)"
+    check: str
+    severity: str = "error"
+    columns: tuple[str, ...] = ()  # the column checked (unique: the key columns)
+    values: tuple[str, ...] = ()  # accepted_values
+    min: float | None = None  # range (column values), row_count (table rows)
+    max: float | None = None
+    pattern: str | None = None  # the whole value must match (regular expression, RE2/Java common subset)
+    references: tuple[str, str] | None = None  # (dataset, column) every non-null value must exist in
+    max_age_hours: float | None = None  # freshness: the newest value is at most this old
+    max_change_percent: float | None = None  # volume: rows loaded vs the median of earlier loads
+    history: int = 10  # volume: how many earlier loads the median is taken over ...
+    min_history: int = 3  # ... and how many it needs before it judges
+
+    @property
+    def column(self) -> str | None:
+        return self.columns[0] if self.columns else None
+
+
 @dataclass(frozen=True)
 class Contract:
     """What a dataset's files must look like, and how its tables are keyed and partitioned."""
@@ -53,6 +93,7 @@ class Contract:
     partition_column: str | None = None
     description: str = ""
     foreign_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # column -> (dataset, column)
+    rules: tuple[Rule, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -248,7 +289,9 @@ def parse_contract(file: str, text: str) -> Contract:
     if not _NAME.fullmatch(name):
         raise ConfigError(file, "(file name)", name, "a dataset name is lowercase letters, digits and _")
     top = _Table(file, "", _parse_toml(file, text))
-    top.only({"description", "formats", "delimiter", "primary_key", "partition_column", "columns", "foreign_keys"})
+    top.only(
+        {"description", "formats", "delimiter", "primary_key", "partition_column", "columns", "foreign_keys", "rules"}
+    )
     cols = top.table("columns")
     if not cols.data:
         raise top.fail("columns", cols.data, "a contract needs at least one column")
@@ -311,6 +354,104 @@ def parse_contract(file: str, text: str) -> Contract:
         partition_column=partition,
         description=top.str("description", ""),
         foreign_keys=foreign_keys,
+        rules=_parse_rules(file, top.data.get("rules", []), by_name),
+    )
+
+
+_RULE_KEYS = {
+    "not_null": {"column"},
+    "unique": {"columns"},
+    "accepted_values": {"column", "values"},
+    "range": {"column", "min", "max"},
+    "pattern": {"column", "pattern"},
+    "references": {"column", "to"},
+    "freshness": {"column", "max_age_hours"},
+    "row_count": {"min", "max"},
+    "volume": {"max_change_percent", "history", "min_history"},
+}
+
+
+def _parse_rules(file: str, data: Any, columns: Mapping[str, Column]) -> tuple[Rule, ...]:
+    """`[[rules]]`: every mistake a rule can carry (a column that does not exist, a check that cannot apply
+    to the column's type, a pattern that does not compile) is refused here, when the config is loaded."""
+    if not isinstance(data, list):
+        raise ConfigError(file, "rules", data, "must be an array of tables ([[rules]])")
+    rules: list[Rule] = []
+    for index, item in enumerate(data):
+        t = _Table(file, f"rules[{index}]", item)
+        rule = _parse_rule(t, columns)
+        if any(r.name == rule.name for r in rules):
+            raise t.fail("name", rule.name, "another rule has this name; give one of them a `name`")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _rule_column(t: _Table, check: str, columns: Mapping[str, Column], kinds: tuple[str, ...] = ()) -> str:
+    """The rule's `column`: it exists, and (given `kinds`) has a type the check applies to."""
+    name = t.str("column")
+    if name not in columns:
+        raise t.fail("column", name, f"no such column; the contract has {sorted(columns)}")
+    col = columns[name]
+    if kinds and col.type not in kinds and not ("numeric" in kinds and col.numeric):
+        raise t.fail("column", name, f"{check} applies to {' or '.join(kinds)} columns, not {col.type}")
+    return name
+
+
+def _parse_rule(t: _Table, columns: Mapping[str, Column]) -> Rule:
+    check = t.str("check", choices=CHECKS)
+    t.only({"check", "severity", "name", *_RULE_KEYS[check]})
+    kwargs: dict[str, Any] = {}
+    kinds = {"range": ("numeric",), "pattern": ("string",), "accepted_values": ("string",)}
+    kinds["freshness"] = ("date", "timestamp")
+    if check == "unique":
+        key_columns = t.str_list("columns")
+        if not key_columns:
+            raise t.fail("columns", [], "needs at least one column")
+        for name in key_columns:
+            if name not in columns:
+                raise t.fail("columns", list(key_columns), f"no such column {name!r}")
+        kwargs["columns"] = key_columns
+    elif "column" in _RULE_KEYS[check]:
+        kwargs["columns"] = (_rule_column(t, check, columns, kinds.get(check, ())),)
+    if check == "accepted_values":
+        kwargs["values"] = t.str_list("values")
+        if not kwargs["values"]:
+            raise t.fail("values", [], "needs at least one value")
+    elif check in ("range", "row_count"):
+        low, high = t.number("min"), t.number("max")
+        if low is None and high is None:
+            raise t.fail("min", None, f"{check} needs min, max or both")
+        if low is not None and high is not None and low > high:
+            raise t.fail("max", high, f"is below min = {low}")
+        if check == "row_count" and any(v is not None and v < 0 for v in (low, high)):
+            raise t.fail("min", low, "row counts are never negative")
+        kwargs.update(min=low, max=high)
+    elif check == "pattern":
+        pattern = t.str("pattern")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise t.fail("pattern", pattern, f"not a valid regular expression: {exc}") from None
+        kwargs["pattern"] = pattern
+    elif check == "references":
+        target = t.str("to", pattern=re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"))
+        kwargs["references"] = tuple(target.split("."))  # checked against the other contracts by parse_settings
+    elif check == "freshness":
+        hours = t.number("max_age_hours")
+        if hours is None or hours <= 0:
+            raise t.fail("max_age_hours", hours, "is required and must be above 0")
+        kwargs["max_age_hours"] = hours
+    elif check == "volume":
+        change = t.number("max_change_percent")
+        if change is None or change <= 0:
+            raise t.fail("max_change_percent", change, "is required and must be above 0")
+        history, least = t.int("history", 10, minimum=1), t.int("min_history", 3, minimum=1)
+        if least > history:
+            raise t.fail("min_history", least, f"is above history = {history}")
+        kwargs.update(max_change_percent=change, history=history, min_history=least)
+    default_name = f"{check}({','.join(kwargs['columns'])})" if kwargs.get("columns") else check
+    return Rule(
+        name=t.str("name", default_name), check=check, severity=t.str("severity", "error", choices=SEVERITIES), **kwargs
     )
 
 
@@ -444,6 +585,16 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
                     f"{dataset}.{column}",
                     "no such dataset column",
                 )
+        for index, rule in enumerate(contract.rules):
+            if rule.references:
+                dataset, column = rule.references
+                if dataset not in datasets or column not in datasets[dataset].column_names:
+                    raise ConfigError(
+                        f"{DATASETS_DIR}/{contract.name}.toml",
+                        f"rules[{index}].to",
+                        f"{dataset}.{column}",
+                        "no such dataset column",
+                    )
     return Settings(
         project=project,
         region=region,

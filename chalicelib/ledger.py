@@ -278,8 +278,11 @@ class Ledger(ABC):
                 return Batch(dataset, number, files)
         raise LedgerError(f"could not open a batch for {dataset}: the batch item keeps changing")
 
-    def close_batch(self, batch: Batch, delta_version: int, results: dict[str, FileResult]) -> None:
-        """Mark the batch's files PROCESSED with their counts, then close the batch. Safe to repeat."""
+    def close_batch(
+        self, batch: Batch, delta_version: int, results: dict[str, FileResult], summary: dict[str, Any] | None = None
+    ) -> None:
+        """Mark the batch's files PROCESSED with their counts, then close the batch, keeping the job's `summary`
+        (rows rejected by reason, duplicates dropped) for the quality gate. Safe to repeat."""
         when = now_iso()
         for file_id in batch.files:
             result = results.get(file_id, FileResult(0, 0))
@@ -299,7 +302,12 @@ class Ledger(ABC):
             )
         self._update_if(
             f"batch#{batch.dataset}",
-            {"state": "CLOSED", "closed_at": when, "delta_version": delta_version},
+            {
+                "state": "CLOSED",
+                "closed_at": when,
+                "delta_version": delta_version,
+                "summary": json.dumps(summary or {}, sort_keys=True),
+            },
             {"number": batch.number, "state": "OPEN"},
         )
 
@@ -416,6 +424,27 @@ class Ledger(ABC):
         ended = any(self._update_if(f"run#{name}", changes, {"status": before}) for before in ("RUNNING", "PLANNING"))
         self._update_if("pipeline", {"active": None}, {"active": name})
         return ended
+
+    def save_quality(self, run: str, dataset: str, result: dict[str, Any]) -> None:
+        """Keep a dataset's quality result of a run (its history feeds the volume rule and the status API).
+        A retried step writes the same result again."""
+        item = {
+            "pk": f"quality#{dataset}#{run}",
+            "kind": f"quality#{dataset}",
+            "received_at": now_iso(),
+            "run": run,
+            "dataset": dataset,
+            "status": result["status"],
+            "rows_loaded": int(result["rows_loaded"]),
+            "result": json.dumps(result, sort_keys=True, default=str),
+        }
+        if self._put_if_absent(item) is not None:
+            changes = {k: v for k, v in item.items() if k not in ("pk", "kind", "received_at")}
+            self._update_if(item["pk"], changes, {"run": run})
+
+    def quality_history(self, dataset: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A dataset's quality results, newest first."""
+        return [json.loads(i["result"]) for i in self._newest(f"quality#{dataset}", limit)]
 
     def get_run(self, name: str) -> Run | None:
         item = self._get(f"run#{name}")

@@ -68,6 +68,29 @@ def steps() -> Any:
     return RunSteps(rt.settings, rt.stage, rt.ledger)
 
 
+def sql_engine() -> Any:
+    """Where the stage's SQL runs: Athena, or DuckDB on the local stage (`LAKEHOUSE_SQL_ENGINE=duckdb`, set by
+    its Chalice config; the local Lambdas run in the `lakehouse` process, which has DuckDB and delta-rs)."""
+    rt = current()
+    if os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb":
+        from lakehouse_etl.catalog import DuckDBEngine
+        from lakehouse_etl.lake import Lake
+
+        return DuckDBEngine(Lake.for_stage(rt.settings, rt.stage))
+    from .athena import Athena
+
+    return Athena.for_stage(rt.settings, rt.stage)
+
+
+def alert(subject: str, message: str) -> None:
+    """Publish to the stage's alerts topic."""
+    from .aws import account_id
+
+    rt = current()
+    topic = rt.stage.topic_arn(rt.stage.alerts_topic, account_id(rt.client("sts")))
+    rt.client("sns").publish(TopicArn=topic, Subject=subject[:100], Message=message)
+
+
 def reset() -> None:
     """Forget the cached runtime (tests, and the local stage after re-provisioning)."""
     global _cached

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
+from . import quality
 from .aws import error_code
 from .config import Settings, Stage
 from .ledger import FileRecord, Ledger, Run, Status
+from .quality import SqlEngine
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +36,55 @@ class RunSteps:
             return []
         return self.ledger.get_many(item["files"])
 
-    def quality(self, name: str) -> dict[str, Any]:
-        """The quality gate before curated/ is published: per dataset batch, the share of rejected rows. The
-        batches with an error are listed under `rollback`: the state machine takes them back out."""
-        limit = self.settings.pipeline.max_rejected_percent
-        run, checks = self._run(name), []
-        for batch in run.batches:
-            records = self._batch_files(batch)
-            merged = sum(r.rows_merged or 0 for r in records)
-            rejected = sum(r.rows_rejected or 0 for r in records)
-            percent = 100.0 * rejected / (merged + rejected) if merged + rejected else 0.0
-            checks.append(
-                {
-                    "dataset": batch["dataset"],
-                    "batch": batch["batch"],
-                    "check": "rejected_rows_percent",
-                    "value": round(percent, 2),
-                    "limit": limit,
-                    "rows_merged": merged,
-                    "rows_rejected": rejected,
-                    "status": "ERROR" if percent > limit else "PASSED",
-                }
+    def _etl_summary(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """What the batch's Glue job reported (rows merged and rejected by reason, duplicates dropped)."""
+        records = self._batch_files(batch)
+        item = self.ledger.batch_state(batch["dataset"]) or {}
+        summary = json.loads(item.get("summary") or "{}") if int(item.get("number", -1)) == int(batch["batch"]) else {}
+        return {
+            **summary,
+            "files": len(records),
+            "rows_merged": sum(r.rows_merged or 0 for r in records),
+            "rows_rejected": sum(r.rows_rejected or 0 for r in records),
+        }
+
+    def quality(
+        self, name: str, engine: SqlEngine, now: datetime | None = None, timeout: float = 300.0
+    ) -> dict[str, Any]:
+        """The quality gate before curated/ is published (write-audit-publish). Per dataset of the run: the
+        ETL's rejections, the contract's rules in one scan of the processed table, and the volume against
+        earlier loads. Results are kept in the ledger; the batches of datasets with a failed `error` rule are
+        listed under `rollback`, for the state machine to take back out."""
+        run, now = self._run(name), now or datetime.now(UTC)
+        batches = run.batches
+        tables = engine.tables()
+        contracts = [self.settings.datasets[b["dataset"]] for b in batches]
+        with ThreadPoolExecutor(4) as pool:  # Athena runs the tables' scans side by side
+            scans = list(pool.map(lambda c: quality.scan(engine, c, tables, now, timeout), contracts))
+        results = []
+        for batch, contract, (rows, checks) in zip(batches, contracts, scans, strict=True):
+            etl = self._etl_summary(batch)
+            checks.insert(0, quality.check_rejected(self.settings.pipeline.max_rejected_percent, etl))
+            for rule in (r for r in contract.rules if r.check == "volume"):
+                earlier = [h for h in self.ledger.quality_history(contract.name, rule.history + 1) if h["run"] != name]
+                checks.append(quality.check_volume(rule, etl["rows_merged"], [h["rows_loaded"] for h in earlier]))
+            result = quality.TableQuality(
+                contract.name, name, int(batch["batch"]), rows, etl["rows_merged"], checks, etl
             )
-        status = "ERROR" if any(c["status"] == "ERROR" for c in checks) else "PASSED"
-        errors = {(c["dataset"], c["batch"]) for c in checks if c["status"] == "ERROR"}
-        rollback = [b for b in run.batches if (b["dataset"], b["batch"]) in errors]
-        return {"status": status, "checks": checks, "rollback": rollback}
+            self.ledger.save_quality(name, contract.name, result.as_dict())
+            results.append(result)
+        statuses = {r.status for r in results}
+        status = (
+            quality.ERROR if quality.ERROR in statuses else quality.WARN if quality.WARN in statuses else quality.PASSED
+        )
+        failing = {r.dataset for r in results if r.status == quality.ERROR}
+        return {
+            "status": status,
+            "summary": quality.summary(name, results),
+            "rollback": [b for b in batches if b["dataset"] in failing],
+            "datasets": {r.dataset: r.status for r in results},
+            "results": [r.as_dict() for r in results],
+        }
 
     def fail(self, name: str, error: str, cause: str, s3: Any = None) -> dict[str, Any]:
         """The failure step: the run's unmerged files become FAILED with their dataset's cause; files a job
@@ -111,8 +138,6 @@ class RunSteps:
     def _archive_all(self, s3: Any, records: list[FileRecord]) -> int:
         """Archive files 16 at a time (server-side copies); versions of one key one after the other, so each
         copy is checked against its own source."""
-        from concurrent.futures import ThreadPoolExecutor
-
         by_key: dict[str, list[FileRecord]] = {}
         for record in records:
             by_key.setdefault(record.key, []).append(record)

@@ -7,6 +7,9 @@ Anomalies and the reason code the ETL must give:
   null_required -> REQUIRED, bad_timestamp -> TYPE_ERROR, negative_amount -> OUT_OF_RANGE,
   orphan -> ORPHAN (order items of an order that does not exist); duplicate -> an exact copy of a clean row,
   dropped by de-duplication, not rejected.
+Some anomalies pass the ETL and are caught by the contracts' quality rules instead (the rule they fail):
+  bad_status -> accepted_values(status), bad_email -> pattern(email), unknown_product -> references(product_id).
+The data ends at `end` (default: today, UTC), so freshness rules pass on a freshly generated set.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 REASON = {
@@ -25,7 +28,11 @@ REASON = {
     "negative_amount": "OUT_OF_RANGE",
     "orphan": "ORPHAN",
 }
-START = datetime(2025, 3, 1, tzinfo=UTC)
+RULE = {
+    "bad_status": "accepted_values(status)",
+    "bad_email": "pattern(email)",
+    "unknown_product": "references(product_id)",
+}
 CATEGORIES = ("books", "garden", "toys", "audio", "kitchen", "sports")
 
 
@@ -35,7 +42,7 @@ class Planted:
 
     file: str
     rows_written: int = 0
-    clean_rows: int = 0
+    clean_rows: int = 0  # rows the ETL keeps: clean ones and those with an anomaly only a quality rule catches
     duplicates: int = 0
     anomalies: Counter = field(default_factory=Counter)
 
@@ -46,7 +53,8 @@ class Planted:
             "clean_rows": self.clean_rows,
             "duplicates": self.duplicates,
             "anomalies": dict(self.anomalies),
-            "rejected_by_reason": dict(Counter({REASON[k]: n for k, n in self.anomalies.items()})),
+            "rejected_by_reason": {REASON[k]: n for k, n in self.anomalies.items() if k in REASON},
+            "rule_failures": {RULE[k]: n for k, n in self.anomalies.items() if k in RULE},
         }
 
 
@@ -84,12 +92,14 @@ class _Writer:
         self.planted = Planted(name)
 
     def add(self, row: dict, spoil: dict | None = None) -> bool:
-        """Add a clean row, or (at the rate) a spoiled one; `spoil[kind](row)` spoils it. True if clean."""
+        """Add a clean row, or (at the rate) a spoiled one; `spoil[kind](row)` spoils it. True if the ETL keeps
+        the row (clean, or spoiled in a way only a quality rule catches)."""
         if spoil and self.rng.random() < self.rate:
             kind = self.rng.choice([k for k in self.kinds if k in spoil])
             self.rows.append(spoil[kind](dict(row)))
             self.planted.anomalies[kind] += 1
-            return False
+            self.planted.clean_rows += kind in RULE
+            return kind in RULE
         self.rows.append(row)
         self.planted.clean_rows += 1
         if self.rng.random() < self.rate / 2:
@@ -112,15 +122,26 @@ class _Writer:
         return self.planted
 
 
-def generate(folder: Path, *, orders: int = 2000, anomaly_rate: float = 0.02, seed: int = 7, days: int = 30) -> dict:
-    """Write the six datasets into `folder`; returns (and writes as manifest.json) what was planted."""
+def generate(
+    folder: Path,
+    *,
+    orders: int = 2000,
+    anomaly_rate: float = 0.02,
+    seed: int = 7,
+    days: int = 30,
+    end: date | None = None,
+) -> dict:
+    """Write the six datasets into `folder`; returns (and writes as manifest.json) what was planted. The orders
+    fall in the `days` days before `end` (default today, UTC)."""
     rng = random.Random(seed)
+    end = end or datetime.now(UTC).date()
+    start = datetime(end.year, end.month, end.day, tzinfo=UTC) - timedelta(days=days)
     folder.mkdir(parents=True, exist_ok=True)
     n_customers, n_products = max(10, orders // 4), max(10, min(500, orders // 10))
     blank = lambda col: lambda r: {**r, col: ""}  # noqa: E731
     manifest = {}
 
-    customers = _Writer(rng, anomaly_rate, ("null_required",), "customers.csv")
+    customers = _Writer(rng, anomaly_rate, ("null_required", "bad_email"), "customers.csv")
     for i in range(1, n_customers + 1):
         customers.add(
             {
@@ -128,9 +149,12 @@ def generate(folder: Path, *, orders: int = 2000, anomaly_rate: float = 0.02, se
                 "email": f"c{i}@example.com",
                 "full_name": f"Customer, No. {i}",
                 "country": rng.choice(["DE", "FR", "US", "JP", "BR"]),
-                "signup_date": (START - timedelta(days=rng.randrange(400))).date().isoformat(),
+                "signup_date": (start - timedelta(days=rng.randrange(400))).date().isoformat(),
             },
-            {"null_required": blank("signup_date")},
+            {
+                "null_required": blank("signup_date"),
+                "bad_email": lambda r: {**r, "email": r["email"].replace("@", " at ")},
+            },
         )
     manifest["customers"] = customers.write(folder, ["customer_id", "email", "full_name", "country", "signup_date"])
 
@@ -138,30 +162,33 @@ def generate(folder: Path, *, orders: int = 2000, anomaly_rate: float = 0.02, se
     prices = {}
     for i in range(1, n_products + 1):
         pid, price = f"P{i:05d}", round(rng.uniform(2, 400), 2)
-        prices[pid] = price
-        products.add(
+        kept = products.add(
             {
                 "product_id": pid,
                 "name": f"Product {i}",
                 "department_id": 1 + i % 12,
                 "category": CATEGORIES[i % len(CATEGORIES)],
                 "price": price,
-                "updated_at": _timestamp(rng, START),
+                "updated_at": _timestamp(rng, start),
             },
             {"null_required": lambda r: {**r, "name": None}, "negative_amount": lambda r: {**r, "price": -r["price"]}},
         )
+        if kept:  # orders, events and reviews name only products that reach the table
+            prices[pid] = price
     manifest["products"] = products.write(
         folder, ["product_id", "name", "department_id", "category", "price", "updated_at"]
     )
 
-    order_rows = _Writer(rng, anomaly_rate, ("null_required", "bad_timestamp", "negative_amount"), "orders.csv")
+    order_rows = _Writer(
+        rng, anomaly_rate, ("null_required", "bad_timestamp", "negative_amount", "bad_status"), "orders.csv"
+    )
     items = _Writer(rng, anomaly_rate, ("null_required", "negative_amount", "orphan"), "order_items.csv")
     clicks = _Writer(rng, anomaly_rate, ("null_required", "bad_timestamp"), "clickstream.jsonl")
-    reviews = _Writer(rng, anomaly_rate, ("null_required",), "reviews.csv")
+    reviews = _Writer(rng, anomaly_rate, ("null_required", "unknown_product"), "reviews.csv")
     event_id = review_id = 0
     for i in range(1, orders + 1):
         order_id, customer = f"O{i:08d}", f"C{rng.randint(1, n_customers):06d}"
-        moment = START + timedelta(days=rng.randrange(days), seconds=rng.randrange(86400))
+        moment = start + timedelta(days=rng.randrange(days), seconds=rng.randrange(86400))
         lines = [(pid, rng.randint(1, 4)) for pid in rng.sample(sorted(prices), rng.randint(1, 4))]
         total = sum(prices[p] * q for p, q in lines)
         clean = order_rows.add(
@@ -178,6 +205,7 @@ def generate(folder: Path, *, orders: int = 2000, anomaly_rate: float = 0.02, se
                 "null_required": blank("customer_id"),
                 "bad_timestamp": lambda r: {**r, "order_ts": "31/02/2025 25:61"},
                 "negative_amount": lambda r: {**r, "total_amount": f"-{r['total_amount'].lstrip('€$ ')}"},
+                "bad_status": lambda r: {**r, "status": "lost in transit"},
             },
         )
         if clean:  # items of a rejected order would be orphans: only clean orders get items
@@ -228,7 +256,7 @@ def generate(folder: Path, *, orders: int = 2000, anomaly_rate: float = 0.02, se
                     "review_ts": _timestamp(rng, at),
                     "review_date": at.date().isoformat(),
                 },
-                {"null_required": blank("rating")},
+                {"null_required": blank("rating"), "unknown_product": lambda r: {**r, "product_id": "P99999"}},
             )
     manifest["orders"] = order_rows.write(
         folder, ["order_id", "customer_id", "order_ts", "status", "total_amount", "currency", "order_date"]
@@ -245,6 +273,7 @@ def generate(folder: Path, *, orders: int = 2000, anomaly_rate: float = 0.02, se
     result = {
         "seed": seed,
         "orders": orders,
+        "end": end.isoformat(),
         "anomaly_rate": anomaly_rate,
         "datasets": {k: v.as_dict() for k, v in manifest.items()},
     }

@@ -7,10 +7,11 @@ SQL that Trino and DuckDB share (the examples in `queries/`) runs unchanged on e
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from chalicelib.athena import Athena, QueryError, QueryResult, read_only
+from chalicelib.athena import Athena, QueryResult
 from chalicelib.config import Settings, Stage
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "queries"
@@ -23,39 +24,24 @@ def examples() -> dict[str, Path]:
 def on_duckdb(settings: Settings, stage: Stage, sql: str) -> QueryResult:
     """Run on DuckDB over the stage's Delta tables. DuckDB does not count the bytes it reads from Arrow
     datasets, so `bytes_scanned` is the size of the tables the query names: an upper bound."""
-    import duckdb
     from lakehouse_etl import delta
-    from lakehouse_etl.catalog import duckdb_connection, tables
+    from lakehouse_etl.catalog import DuckDBEngine, sql_name, tables
     from lakehouse_etl.lake import Lake
 
-    statement = read_only(sql)
     lake = Lake.for_stage(settings, stage)
-    con = duckdb_connection(lake)
-    try:
-        cursor = con.execute(statement)
-        rows = cursor.fetchall()
-        columns = [d[0] for d in cursor.description or []]
-    except duckdb.Error as exc:
-        raise QueryError(f"DuckDB: {exc}") from exc
-    finally:
-        con.close()
+    result = DuckDBEngine(lake).run(sql)
     named, size = [], 0
     for name, uri in tables(lake).items():
-        view = name.replace("/", "_")
-        if re.search(rf"\b{view}\b", statement, re.IGNORECASE):
+        if re.search(rf"\b{sql_name(name)}\b", sql, re.IGNORECASE):
             table = delta.open_table(uri, lake.storage_options)
             if table is not None:
-                named.append(view)
+                named.append(sql_name(name))
                 size += sum(table.get_add_actions(flatten=True).column("size_bytes").to_pylist())
-    return QueryResult(columns, rows, "duckdb", size, {"tables": named, "bytes": "size of the tables named"})
+    return replace(result, bytes_scanned=size, details={"tables": named, "bytes": "size of the tables named"})
 
 
 def on_athena(settings: Settings, stage: Stage, sql: str, timeout: float) -> QueryResult:
-    from chalicelib.aws import ClientSettings, client
-
-    athena = client("athena", ClientSettings.for_stage(stage))
-    output = f"s3://{stage.bucket}/{settings.zones.athena_results}"
-    return Athena(athena, stage.glue_database, stage.athena_workgroup, output).run(sql, timeout)
+    return Athena.for_stage(settings, stage).run(sql, timeout)
 
 
 def as_text(value: Any) -> str:

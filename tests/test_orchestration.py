@@ -115,6 +115,19 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
     assert job.ledger.get_run(tick.run).status == "SUCCEEDED" and job.ledger.active_run() is None
     metrics = emf_metrics(record)
     assert (metrics["PipelineRunsSucceeded"], metrics["FilesArchived"]) == (1, 3)
+    # the quality report names every planted anomaly with the exact count the generator planted
+    failed_checks = 0
+    for dataset in DATASETS:
+        ((result),) = job.ledger.quality_history(dataset)
+        planted = sample[1]["datasets"][dataset]
+        assert result["etl"]["rejected_by_reason"] == planted["rejected_by_reason"], dataset
+        assert result["etl"]["duplicates_dropped"] == planted["duplicates"], dataset
+        failed = {c["rule"]: c["observed"] for c in result["checks"] if not c["passed"]}
+        assert failed == planted["rule_failures"], dataset
+        assert result["status"] == ("WARN" if failed else "PASSED")  # the planted rule anomalies are warnings
+        failed_checks += len(failed)
+    assert sample[1]["datasets"]["orders"]["rule_failures"]["accepted_values(status)"] > 0
+    assert metrics["QualityChecksFailed"] == failed_checks
 
 
 def test_a_glue_job_that_fails_once_is_retried(lake):
@@ -186,14 +199,15 @@ def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake
     assert not entered(record, "PublishCurated")
     assert delta.open_table(job.lake.curated("daily_sales_by_category"), job.lake.storage_options) is None
     ((alert),) = record["published"]
-    assert "QualityCheckFailed" in alert["Message"] and "rejected_rows_percent" in alert["Message"]
+    assert "QualityCheckFailed" in alert["Message"] and "rejected_rows: " in alert["Message"]
     assert job.ledger.get_run(tick.run).error == "QualityCheckFailed"
     # write-audit-publish: the failing batches were taken back out of processed/, their files are FAILED
     planted = sample[1]["datasets"]
     rejected = {d: sum(planted[d]["rejected_by_reason"].values()) for d in DATASETS}
     failing = {d for d in DATASETS if 100 * rejected[d] / (rejected[d] + planted[d]["clean_rows"]) > 1}
     assert failing and failing < set(DATASETS)  # this sample: some datasets fail the gate, some pass
-    assert failing == {c["dataset"] for c in json.loads(record["cause"]) if c["status"] == "ERROR"}
+    assert failing == {d for d in DATASETS if job.ledger.quality_history(d)[0]["status"] == "ERROR"}
+    assert all(f"ERROR {d} rejected_rows" in record["cause"] for d in failing)
     rolled_back = [r for r in record["glue_runs"] if "--rollback" in r["Arguments"]]
     assert sorted(r["JobName"] for r in rolled_back) == sorted(job_name(job.stage, f"process_{d}.py") for d in failing)
     for dataset, f in files(job).items():

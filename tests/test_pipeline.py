@@ -192,18 +192,37 @@ def test_failure_step_marks_each_dataset_with_its_own_cause(settings, stage, led
 
 
 def test_quality_gate_errors_on_too_many_rejected_rows(settings, stage, ledger):
-    accept(ledger, "orders", "good.csv", T0)
-    accept(ledger, "products", "bad.csv", T0)
-    pipeline = pipeline_at(settings, stage, ledger, Orchestrator(), T0)
-    run = pipeline.tick(force=True).run
+    from dataclasses import replace
+
     from chalicelib.ledger import FileResult
 
-    ledger.close_batch(ledger.open_batch("orders"), 1, {"lake/raw/orders/good.csv#v1": FileResult(95, 5)})
+    class NoTables:  # the contracts' rules are tested in test_quality; here only the ETL's rejections count
+        name = "none"
+
+        def tables(self):
+            return set()
+
+    bare = replace(settings, datasets={n: replace(c, rules=()) for n, c in settings.datasets.items()})
+    accept(ledger, "orders", "good.csv", T0)
+    accept(ledger, "products", "bad.csv", T0)
+    pipeline = pipeline_at(bare, stage, ledger, Orchestrator(), T0)
+    run = pipeline.tick(force=True).run
+    ledger.close_batch(
+        ledger.open_batch("orders"),
+        1,
+        {"lake/raw/orders/good.csv#v1": FileResult(95, 5)},
+        {"rejected_by_reason": {"REQUIRED": 5}},
+    )
     ledger.close_batch(ledger.open_batch("products"), 1, {"lake/raw/products/bad.csv#v1": FileResult(80, 20)})
-    result = RunSteps(settings, stage, ledger).quality(run)
-    assert result["status"] == "ERROR"
-    by_dataset = {c["dataset"]: (c["value"], c["status"]) for c in result["checks"]}
-    assert by_dataset == {"orders": (5.0, "PASSED"), "products": (20.0, "ERROR")}
+    result = RunSteps(bare, stage, ledger).quality(run, NoTables())
+    assert result["status"] == "ERROR" and result["datasets"] == {"orders": "PASSED", "products": "ERROR"}
+    assert [b["dataset"] for b in result["rollback"]] == ["products"]
+    checks = {r["dataset"]: r["checks"][0] for r in result["results"]}
+    assert (checks["orders"]["observed"], checks["orders"]["passed"]) == (5.0, True)
+    assert checks["orders"]["detail"] == "5 of 100 rows rejected (REQUIRED 5)"
+    assert (checks["products"]["observed"], checks["products"]["passed"]) == (20.0, False)
+    assert "ERROR products rejected_rows: 20 of 100 rows rejected (expected at most 10%)" in result["summary"]
+    assert [h["status"] for h in ledger.quality_history("products")] == ["ERROR"]  # kept as history
 
 
 def test_step_functions_start_is_idempotent_by_name(aws_env):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.athena import QueryError, QueryResult, read_only
+
 from . import delta, duck
 from .curated import CURATED_SQL
 from .lake import Lake
@@ -23,11 +25,44 @@ def uri_of(lake: Lake, name: str) -> str:
     return known[name]
 
 
+def sql_name(name: str) -> str:
+    """The table's SQL name, the same on DuckDB and in the Glue catalog: `processed/orders` -> `processed_orders`."""
+    return name.replace("/", "_")
+
+
 def duckdb_connection(lake: Lake) -> Any:
     """DuckDB with a view per existing table (`processed_orders`, `curated_customer_summary`, ...)."""
     con = duck.session()
     for name, uri in tables(lake).items():
         table = delta.open_table(uri, lake.storage_options)
         if table is not None:
-            con.register(name.replace("/", "_"), table.to_pyarrow_dataset())
+            con.register(sql_name(name), table.to_pyarrow_dataset())
     return con
+
+
+class DuckDBEngine:
+    """The local stage's Athena: read-only SQL over the lake's Delta tables, with the same table names."""
+
+    name = "duckdb"
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def tables(self) -> set[str]:
+        return {sql_name(n) for n, uri in tables(self.lake).items() if delta.open_table(uri, self.lake.storage_options)}
+
+    def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
+        """Run one read-only statement. `timeout` is Athena's; a local query is not cut short."""
+        import duckdb
+
+        statement = read_only(sql)
+        con = duckdb_connection(self.lake)
+        try:
+            cursor = con.execute(statement)
+            rows = cursor.fetchall()
+            columns = [d[0] for d in cursor.description or []]
+        except duckdb.Error as exc:
+            raise QueryError(f"DuckDB: {exc}") from exc
+        finally:
+            con.close()
+        return QueryResult(columns, rows, self.name)

@@ -117,20 +117,26 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
     )
     merged = Counter(cleaned.rows.column("_source_file").to_pylist())
     rejected = Counter(cleaned.rejected.column("_source_file").to_pylist())
+    summary = {
+        "rows_read": raw.num_rows,
+        "rows_merged": cleaned.rows.num_rows,
+        "rows_rejected": cleaned.rejected.num_rows,
+        "duplicates_dropped": cleaned.duplicates_dropped,
+        "rejected_by_reason": dict(Counter(cleaned.rejected.column("_reason_code").to_pylist())),
+    }
     job.ledger.close_batch(
-        batch, result.version, {r.file_id: FileResult(merged[r.file_id], rejected[r.file_id]) for r in records}
+        batch,
+        result.version,
+        {r.file_id: FileResult(merged[r.file_id], rejected[r.file_id]) for r in records},
+        summary,
     )
     return BatchReport(
         dataset=dataset,
         batch=batch.number,
         files=len(records),
-        rows_read=raw.num_rows,
-        rows_merged=cleaned.rows.num_rows,
-        rows_rejected=cleaned.rejected.num_rows,
-        duplicates_dropped=cleaned.duplicates_dropped,
         delta_version=result.version,
         skipped=result.skipped,
-        rejected_by_reason=dict(Counter(cleaned.rejected.column("_reason_code").to_pylist())),
+        **summary,
         metrics={
             k: result.metrics[k]
             for k in (

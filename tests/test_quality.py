@@ -1,0 +1,322 @@
+"""Quality rules: validated when the config loads, computed in one scan on real Delta tables (DuckDB), judged,
+kept as history, and gating the run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+from lakehouse_etl.catalog import DuckDBEngine
+from lakehouse_etl.lake import Lake
+
+from chalicelib import quality
+from chalicelib.athena import Athena
+from chalicelib.config import parse_contract, parse_settings
+from chalicelib.errors import ConfigError
+from chalicelib.ledger import FileRecord, FileResult, InMemoryLedger, Status
+from chalicelib.steps import RunSteps
+
+NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+ORDERS = """
+primary_key = ["order_id"]
+[columns]
+order_id = { type = "string", nullable = false }
+customer_id = { type = "string", nullable = false }
+status = { type = "string" }
+total_amount = { type = "decimal(12,2)" }
+email = { type = "string" }
+order_ts = { type = "timestamp" }
+order_date = { type = "date" }
+"""
+
+
+def contract_with(rules: str, text: str = ORDERS, file: str = "datasets/orders.toml"):
+    return parse_contract(file, text + rules)
+
+
+@pytest.mark.parametrize(
+    ("rules", "key", "problem"),
+    [
+        ('[[rules]]\ncheck = "not_null"\ncolumn = "nope"', "rules[0].column", "no such column"),
+        ('[[rules]]\ncheck = "range"\ncolumn = "status"\nmin = 0', "rules[0].column", "numeric columns, not string"),
+        ('[[rules]]\ncheck = "pattern"\ncolumn = "total_amount"\npattern = "x"', "rules[0].column", "string"),
+        ('[[rules]]\ncheck = "pattern"\ncolumn = "email"\npattern = "a("', "rules[0].pattern", "not a valid regular"),
+        (
+            '[[rules]]\ncheck = "freshness"\ncolumn = "status"\nmax_age_hours = 1',
+            "rules[0].column",
+            "date or timestamp",
+        ),
+        ('[[rules]]\ncheck = "freshness"\ncolumn = "order_ts"', "rules[0].max_age_hours", "is required"),
+        ('[[rules]]\ncheck = "unique"\ncolumns = ["order_id", "nope"]', "rules[0].columns", "no such column 'nope'"),
+        ('[[rules]]\ncheck = "accepted_values"\ncolumn = "status"\nvalues = []', "rules[0].values", "at least one"),
+        ('[[rules]]\ncheck = "range"\ncolumn = "total_amount"', "rules[0].min", "needs min, max or both"),
+        ('[[rules]]\ncheck = "range"\ncolumn = "total_amount"\nmin = 5\nmax = 1', "rules[0].max", "below min"),
+        ('[[rules]]\ncheck = "row_count"\nmin = -1', "rules[0].min", "never negative"),
+        ('[[rules]]\ncheck = "volume"\nmax_change_percent = 50\nhistory = 2', "rules[0].min_history", "above history"),
+        ('[[rules]]\ncheck = "volume"', "rules[0].max_change_percent", "is required"),
+        ('[[rules]]\ncheck = "nullness"\ncolumn = "email"', "rules[0].check", "must be one of"),
+        ('[[rules]]\ncheck = "not_null"\ncolumn = "email"\nseverity = "fatal"', "rules[0].severity", "must be one of"),
+        ('[[rules]]\ncheck = "not_null"\ncolumn = "email"\nvalues = ["a"]', "rules[0].values", "unknown key"),
+        ('[[rules]]\ncheck = "references"\ncolumn = "email"\nto = "customers"', "rules[0].to", "must match"),
+        (
+            '[[rules]]\ncheck = "not_null"\ncolumn = "email"\n[[rules]]\ncheck = "not_null"\ncolumn = "email"',
+            "rules[1].name",
+            "another rule has this name",
+        ),
+    ],
+)
+def test_a_wrong_rule_is_refused_when_the_config_loads(rules, key, problem):
+    with pytest.raises(ConfigError) as caught:
+        contract_with(rules)
+    assert caught.value.key == key and problem in str(caught.value)
+    assert "datasets/orders.toml" in str(caught.value)
+
+
+def test_rules_must_be_an_array_of_tables():
+    with pytest.raises(ConfigError, match="array of tables"):
+        contract_with("", "rules = 3\n" + ORDERS)
+
+
+def test_a_reference_to_a_dataset_column_that_does_not_exist_is_refused(settings):
+    from chalicelib.config import config_files
+
+    files = config_files(settings_root())
+    files["datasets/reviews.toml"] += '\n[[rules]]\ncheck = "references"\ncolumn = "customer_id"\nto = "customers.id"\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(files)
+    assert caught.value.key.endswith(".to") and "no such dataset column" in str(caught.value)
+    assert "datasets/reviews.toml" in str(caught.value)
+
+
+def settings_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+RULES = """
+[[rules]]
+check = "unique"
+columns = ["order_id"]
+[[rules]]
+check = "not_null"
+column = "email"
+severity = "warn"
+[[rules]]
+check = "accepted_values"
+column = "status"
+values = ["placed", "shipped"]
+[[rules]]
+check = "range"
+column = "total_amount"
+min = 0
+max = 100.5
+[[rules]]
+check = "pattern"
+column = "email"
+pattern = '[a-z0-9]+@example\\.com'
+severity = "warn"
+[[rules]]
+check = "references"
+column = "customer_id"
+to = "customers.customer_id"
+[[rules]]
+check = "freshness"
+column = "order_ts"
+max_age_hours = 24
+[[rules]]
+name = "fresh_days"
+check = "freshness"
+column = "order_date"
+max_age_hours = 1
+severity = "warn"
+[[rules]]
+check = "row_count"
+min = 1
+max = 5
+"""
+
+
+@pytest.fixture
+def lake(tmp_path, settings):
+    orders = contract_with(RULES)
+    customers = parse_contract(
+        "datasets/customers.toml",
+        'primary_key = ["customer_id"]\n[columns]\ncustomer_id = { type = "string", nullable = false }\n',
+    )
+    return Lake(str(tmp_path), replace(settings, datasets={"orders": orders, "customers": customers}))
+
+
+def write_orders(lake, rows):
+    columns = ["order_id", "customer_id", "status", "total_amount", "email", "order_ts", "order_date"]
+    schema = pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("customer_id", pa.string()),
+            ("status", pa.string()),
+            ("total_amount", pa.decimal128(12, 2)),
+            ("email", pa.string()),
+            ("order_ts", pa.timestamp("us", tz="UTC")),
+            ("order_date", pa.date32()),
+        ]
+    )
+    table = pa.Table.from_pylist([dict(zip(columns, r, strict=True)) for r in rows], schema)
+    write_deltalake(lake.processed("orders"), table, mode="overwrite")
+
+
+def ts(day: int, hour: int = 0) -> datetime:
+    return datetime(2025, 3, day, hour, tzinfo=UTC)
+
+
+ROWS = [  # each anomaly planted once, some twice
+    ("O1", "C1", "placed", Decimal("10.00"), "a@example.com", ts(10, 6), date(2025, 3, 10)),
+    ("O1", "C1", "placed", Decimal("10.00"), "a@example.com", ts(9), date(2025, 3, 9)),  # duplicate key
+    ("O2", "C2", "lost", Decimal("10.00"), None, ts(9), date(2025, 3, 9)),  # bad status, null email
+    ("O3", "C9", "shipped", Decimal("-1.00"), "not an email", ts(8), date(2025, 3, 8)),  # orphan, range, pattern
+    ("O4", "C2", None, Decimal("200.00"), "B@example.com", ts(8), date(2025, 3, 8)),  # range, pattern
+    ("O'5", "C1", "o'neil", Decimal("1.00"), "c@example.com", ts(8), date(2025, 3, 8)),  # quote in a value
+]
+
+
+def test_one_scan_counts_every_rule_exactly_with_failing_keys(lake):
+    write_orders(lake, ROWS)
+    write_deltalake(lake.processed("customers"), pa.table({"customer_id": ["C1", "C2"]}))
+    engine = DuckDBEngine(lake)
+    contract = lake.settings.datasets["orders"]
+    rows, results = quality.scan(engine, contract, engine.tables(), NOW, 60)
+    by_rule = {r.rule: r for r in results}
+    assert rows == 6
+    assert {r: (c.observed, c.passed) for r, c in by_rule.items()} == {
+        "unique(order_id)": (2, False),
+        "not_null(email)": (1, False),
+        "accepted_values(status)": (2, False),
+        "range(total_amount)": (2, False),
+        "pattern(email)": (2, False),
+        "references(customer_id)": (1, False),
+        "freshness(order_ts)": (6.0, True),  # newest 06:00 on the 10th, 6 hours before NOW
+        "fresh_days": (-12.0, True),  # a date counts until the end of its day
+        "row_count": (6, False),
+    }
+    assert by_rule["unique(order_id)"].sample == ["O1"]
+    assert by_rule["range(total_amount)"].sample == ["O3", "O4"]
+    assert by_rule["accepted_values(status)"].sample == ["O'5", "O2"]
+    assert by_rule["references(customer_id)"].sample == ["O3"]
+    assert by_rule["row_count"].level == "ERROR" and by_rule["not_null(email)"].level == "WARN"
+
+
+def test_one_scan_is_one_query(lake):
+    write_orders(lake, ROWS)
+    sql = quality.scan_sql(lake.settings.datasets["orders"], {"processed_orders", "processed_customers"})
+    assert sql.count("FROM processed_orders") == 1
+    assert sql.count("SELECT") == 3  # the scan, its window sub-select, the parent's distinct keys
+
+
+def test_a_missing_parent_table_makes_every_reference_an_orphan(lake):
+    write_orders(lake, ROWS[:3])
+    engine = DuckDBEngine(lake)
+    _, results = quality.scan(engine, lake.settings.datasets["orders"], engine.tables(), NOW, 60)
+    assert {r.rule: r.observed for r in results}["references(customer_id)"] == 3
+
+
+def test_a_table_with_zero_rows_and_a_table_that_does_not_exist(lake):
+    write_orders(lake, [])
+    engine = DuckDBEngine(lake)
+    contract = lake.settings.datasets["orders"]
+    for tables in (engine.tables(), set()):  # empty Delta table; no table at all
+        rows, results = quality.scan(engine, contract, tables, NOW, 60)
+        by_rule = {r.rule: r for r in results}
+        assert rows == 0
+        assert by_rule["row_count"].passed is False and by_rule["row_count"].detail == "the table has 0 rows"
+        assert by_rule["freshness(order_ts)"].passed is False and by_rule["freshness(order_ts)"].detail == "no rows"
+        assert all(by_rule[r].passed for r in ("unique(order_id)", "not_null(email)", "references(customer_id)"))
+
+
+def test_stale_data_fails_freshness_with_its_age(lake):
+    write_orders(lake, [ROWS[3]])
+    engine = DuckDBEngine(lake)
+    _, results = quality.scan(engine, lake.settings.datasets["orders"], engine.tables(), NOW, 60)
+    fresh = {r.rule: r for r in results}["freshness(order_ts)"]
+    assert (fresh.passed, fresh.observed) == (False, 60.0)
+    assert fresh.detail == "newest order_ts is 2025-03-08 00:00:00+00, 60 h old"
+
+
+class FailingAthena:
+    """An Athena client whose queries fail, as a wrong column or a dropped table makes them."""
+
+    def start_query_execution(self, **kwargs):
+        return {"QueryExecutionId": "q-1"}
+
+    def get_query_execution(self, QueryExecutionId):
+        status = {"State": "FAILED", "StateChangeReason": "COLUMN_NOT_FOUND: line 1:8: Column 'x' cannot be resolved"}
+        return {"QueryExecution": {"Status": status}}
+
+
+def test_a_failed_athena_scan_is_an_error_that_stops_the_publish(lake):
+    athena = Athena(FailingAthena(), "db", "wg", "s3://b/r/", sleep=lambda s: None)
+    _, results = quality.scan(athena, lake.settings.datasets["orders"], {"processed_orders"}, NOW, 60)
+    assert [(r.rule, r.level) for r in results] == [("scan", "ERROR")]
+    assert "Athena query q-1 FAILED: COLUMN_NOT_FOUND" in results[0].detail
+
+
+@pytest.mark.parametrize(
+    ("loaded", "history", "passed", "observed"),
+    [
+        (100, [], True, None),  # no history: not judged
+        (100, [90, 110], True, None),  # still fewer loads than min_history
+        (120, [100, 90, 110, 5000], True, 14.3),  # median 105: the outlier does not move it
+        (40, [100, 90, 110], False, -60.0),
+        (0, [100, 90, 110], False, -100.0),
+    ],
+)
+def test_volume_against_the_median_of_earlier_loads(loaded, history, passed, observed):
+    rule = contract_with('[[rules]]\ncheck = "volume"\nmax_change_percent = 50\nhistory = 4').rules[0]
+    result = quality.check_volume(rule, loaded, history)
+    assert (result.passed, result.observed) == (passed, observed)
+
+
+def test_the_run_step_gates_keeps_history_and_judges_volume(lake):
+    """Two runs through RunSteps.quality: the rules' outcomes per dataset, the rollback list, and the kept
+    history feeding the volume rule."""
+    volume = '\n[[rules]]\ncheck = "volume"\nmax_change_percent = 50\nmin_history = 1\nseverity = "warn"\n'
+    warn_only = contract_with(
+        RULES.replace('column = "status"\nvalues', 'column = "status"\nseverity = "warn"\nvalues') + volume
+    )
+    settings = replace(lake.settings, datasets={**lake.settings.datasets, "orders": warn_only})
+    ledger = InMemoryLedger()
+    steps = RunSteps(settings, settings.stage("local"), ledger)
+    engine = DuckDBEngine(replace(lake, settings=settings))
+    write_deltalake(lake.processed("customers"), pa.table({"customer_id": ["C1", "C2", "C9"]}))
+
+    def run_with(rows, merged):
+        name = ledger.begin_run().name
+        record = FileRecord(f"b/raw/orders/{name}#v1", "b", f"raw/orders/{name}", "v1", "orders", NOW.isoformat())
+        file_id = ledger.finish(ledger.claim(record, now=NOW).record, Status.VALID).file_id
+        batch = ledger.open_batch("orders")
+        ledger.close_batch(batch, 1, {file_id: FileResult(merged, 0)})
+        ledger.save_plan(ledger.get_run(name), {"levels": [[{"dataset": "orders", "batch": batch.number}]]}, 1, 1)
+        write_orders(lake, rows)
+        report = steps.quality(name, engine, NOW)
+        ledger.end_run(name, "SUCCEEDED")
+        return report
+
+    first = run_with(ROWS[2:5], 300)  # duplicate-free, but range errors
+    assert first["status"] == "ERROR" and first["datasets"] == {"orders": "ERROR"}
+    assert [b["dataset"] for b in first["rollback"]] == ["orders"]
+    assert (
+        "ERROR orders range(total_amount): 2 of 3 rows fail (expected between 0 and 100.5); e.g. O3, O4"
+        in first["summary"]
+    )
+
+    second = run_with([ROWS[0]], 100)  # clean, fresh; but a third of the rows the first run loaded
+    assert second["status"] == "WARN" and second["rollback"] == []
+    assert "WARN orders volume: 100 rows loaded, median of the last 1 loads 300 (-66.7%)" in second["summary"]
+    history = ledger.quality_history("orders")
+    assert [(h["run"], h["status"], h["rows_loaded"]) for h in history] == [
+        ("run-000002", "WARN", 100),
+        ("run-000001", "ERROR", 300),
+    ]
+    assert quality.TableQuality.from_dict(history[1]).status == "ERROR"
