@@ -320,3 +320,15 @@ def test_the_run_step_gates_keeps_history_and_judges_volume(lake):
         ("run-000001", "ERROR", 300),
     ]
     assert quality.TableQuality.from_dict(history[1]).status == "ERROR"
+
+
+def test_every_shipped_contracts_scan_is_trino_sql(settings):
+    """Athena cannot run here: the scans DuckDB runs in these tests must at least parse as Trino SQL."""
+    import sqlglot
+
+    tables = {quality.table_name(d) for d in settings.datasets}
+    for contract in settings.datasets.values():
+        for present in (tables, set()):  # with and without the reference tables
+            sqlglot.parse_one(quality.scan_sql(contract, present), read="trino")
+    with pytest.raises(sqlglot.errors.ParseError):
+        sqlglot.parse_one("SELECT count_if(x FROM t", read="trino")
