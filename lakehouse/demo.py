@@ -72,8 +72,28 @@ def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
         console.print(f"[red]planted and rejected differ:[/red] {line}")
     if not missed:
         console.print("  every planted anomaly was rejected with its reason, and nothing else was")
+    quality_ok = _quality_report(settings, ledger, manifest)
     queries_ok = _example_queries(settings, stage)
-    return len(views) == 10 and not missed and pipeline_ok and failure_ok and not waiting and queries_ok
+    return len(views) == 10 and not missed and pipeline_ok and failure_ok and not waiting and quality_ok and queries_ok
+
+
+def _quality_report(settings, ledger, manifest) -> bool:
+    """Step 8: the quality gate's latest results; the rule failures must be exactly the planted ones."""
+    from .quality_report import level, print_report
+
+    console.rule("8. the quality gate's report (lakehouse quality report): rules of the contracts, one scan per table")
+    results = [h for d in sorted(settings.datasets) for h in ledger.quality_history(d, 1)]
+    print_report(out, results, "latest quality of each dataset")
+    ok = True
+    for result in results:
+        planted = manifest["datasets"][result["dataset"]]["rule_failures"]
+        found = {c["rule"]: c["observed"] for c in result["checks"] if level(c) != "PASSED"}
+        if found != planted:
+            console.print(f"[red]{result['dataset']}: planted {planted}, the rules found {found}[/red]")
+            ok = False
+    if ok:
+        console.print("  every planted rule anomaly was reported with its exact count, and nothing else failed")
+    return ok and len(results) == len(settings.datasets)
 
 
 def _example_queries(settings, stage) -> bool:
@@ -82,7 +102,7 @@ def _example_queries(settings, stage) -> bool:
 
     from .query import as_text, examples, on_duckdb
 
-    console.rule("8. the example queries of queries/, on DuckDB (lakehouse query --example NAME)")
+    console.rule("9. the example queries of queries/, on DuckDB (lakehouse query --example NAME)")
     ok = True
     for name, path in examples().items():
         result = on_duckdb(settings, stage, path.read_text())

@@ -332,3 +332,31 @@ def test_every_shipped_contracts_scan_is_trino_sql(settings):
             sqlglot.parse_one(quality.scan_sql(contract, present), read="trino")
     with pytest.raises(sqlglot.errors.ParseError):
         sqlglot.parse_one("SELECT count_if(x FROM t", read="trino")
+
+
+def test_dqdl_export_names_every_rule_with_its_severity():
+    from click.testing import CliRunner
+
+    from chalicelib.dqdl import to_dqdl
+    from lakehouse.cli import main
+
+    volume = '\n[[rules]]\ncheck = "volume"\nmax_change_percent = 25\nhistory = 5\n'
+    text = to_dqdl(contract_with(RULES + volume))
+    rules = text.split("Rules = [\n", 1)[1].rstrip("]\n").split(",\n")
+    assert [r.strip() for r in rules] == [
+        'IsUnique "order_id"',
+        'IsComplete "email"',
+        'ColumnValues "status" in ["placed", "shipped"]',
+        '(ColumnValues "total_amount" >= 0) and (ColumnValues "total_amount" <= 100.5)',
+        'ColumnValues "email" matches "^(?:[a-z0-9]+@example\\\\.com)$"',
+        'ReferentialIntegrity "customer_id" "customers.customer_id" = 1.0',
+        'DataFreshness "order_ts" <= 24 hours',
+        'DataFreshness "order_date" <= 1 hours',
+        "(RowCount >= 1) and (RowCount <= 5)",
+        "(RowCount >= avg(last(5)) * 0.75) and (RowCount <= avg(last(5)) * 1.25)",
+    ]
+    assert "#  2. not_null(email) [warn]" in text and "#  8. fresh_days [warn]" in text
+    result = CliRunner().invoke(main, ["quality", "export-dqdl", "orders"])
+    assert result.exit_code == 0 and result.output.startswith("# AWS Glue Data Quality ruleset for processed_orders")
+    missing = CliRunner().invoke(main, ["quality", "export-dqdl", "invoices"])
+    assert missing.exit_code == 2 and "not a dataset: invoices" in missing.output

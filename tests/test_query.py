@@ -141,6 +141,17 @@ def test_the_example_queries_run_on_duckdb_over_the_stage_tables(lake_job, tmp_p
     assert results["top_products"].details["tables"] == ["processed_order_items", "processed_products"]
     with pytest.raises(QueryError, match=r"DuckDB: .*no_such_table"):
         on_duckdb(lake_job.settings, lake_job.stage, "SELECT * FROM no_such_table")
+    # a clean generated set fails no quality rule of the shipped contracts, on the same tables
+    from datetime import UTC, datetime
+
+    from chalicelib import quality
+    from lakehouse.query import engine_for
+
+    engine = engine_for(lake_job.settings, lake_job.stage, local=True)
+    tables = engine.tables()
+    for contract in lake_job.settings.datasets.values():
+        rows, checks = quality.scan(engine, contract, tables, datetime.now(UTC), 60)
+        assert rows > 0 and [c for c in checks if not c.passed] == [], contract.name
 
 
 def test_query_command_checks_its_arguments_before_touching_a_stage():
