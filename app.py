@@ -84,7 +84,7 @@ def quality_check(event, context):
     warnings alone are alerted here."""
     name = _run_name(event)
     rt, steps = runtime.current(), runtime.steps()
-    steps.refresh_tables(rt.client("s3"), rt.client("glue"))  # Athena reads the tables through the catalog
+    steps.refresh_tables(rt.client("s3"), rt.client("glue"), ("processed",))  # Athena finds tables in the catalog
     report = steps.quality(name, runtime.sql_engine())
     for result in report["results"]:
         failed = [c for c in result["checks"] if not c["passed"]]

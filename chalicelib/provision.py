@@ -313,7 +313,10 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str
             "DatabaseName": stage.glue_database,
             "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
             "TablePrefix": "raw_",
-            "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+            # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
+            # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
+            "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
+            "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
             "Configuration": json.dumps(
                 {"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}
             ),

@@ -174,34 +174,13 @@ class RunSteps:
         self.ledger.set_file(record.file_id, archived_key=key)
         return 1
 
-    def refresh_tables(self, s3: Any, glue: Any) -> dict[str, Any]:
-        """Register every processed/ and curated/ Delta table in the stage's Glue database as a native Delta
-        table (`table_type = DELTA`; Athena reads the schema and the files from the Delta log itself), named
-        `processed_<dataset>` and `curated_<table>` like the local stage's DuckDB views."""
-        zones, tables = self.settings.zones, []
-        for label, zone in (("processed", zones.processed), ("curated", zones.curated)):
-            listing = s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=zone, Delimiter="/")
-            for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
-                if not s3.list_objects_v2(Bucket=self.stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get(
-                    "KeyCount"
-                ):
-                    continue
-                # the names DuckDB gives the same tables locally, so one SQL text runs on both
-                name = f"{label}_{prefix[len(zone) :].strip('/')}"
-                table = {
-                    "Name": name,
-                    "TableType": "EXTERNAL_TABLE",
-                    "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "classification": "delta"},
-                    "StorageDescriptor": {"Location": f"s3://{self.stage.bucket}/{prefix}"},
-                }
-                try:
-                    glue.update_table(DatabaseName=self.stage.glue_database, TableInput=table)
-                except Exception as exc:
-                    if error_code(exc) != "EntityNotFoundException":
-                        raise
-                    glue.create_table(DatabaseName=self.stage.glue_database, TableInput=table)
-                tables.append(name)
-        return {"tables": tables}
+    def refresh_tables(
+        self, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
+    ) -> dict[str, Any]:
+        """Register the stage's tables in its Glue database for Athena (see `chalicelib.catalog`)."""
+        from .catalog import refresh
+
+        return {"tables": refresh(self.settings, self.stage, s3, glue, zones)}
 
 
 def _message(cause: str) -> str:

@@ -189,9 +189,11 @@ class LocalServices:
         }
         glue = self.clients.glue
         try:
-            glue.update_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
-        except glue.exceptions.EntityNotFoundException:
             glue.create_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
+        except glue.exceptions.AlreadyExistsException:
+            if crawler.get("SchemaChangePolicy", {}).get("UpdateBehavior") == "LOG":
+                return None  # like a Glue crawler told to log schema changes: the table is left as it is
+            glue.update_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
         return table["Name"]
 
     def publish(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def test_etl_runs_the_glue_scripts_and_tables_can_be_read_now_and_as_they_were(h
     assert "orders" in first.stdout and "delta version" in first.stdout
     (record,) = [r for r in ledger(home) if r["key"].endswith("/orders.csv")]
     assert record["status"] == "PROCESSED" and record["rows_merged"] == planted["clean_rows"]
-    assert record["rows_rejected"] == sum(planted["anomalies"].values())
+    assert record["rows_rejected"] == sum(planted["rejected_by_reason"].values())
     for name in ("order_items.csv", "products.jsonl", "customers.csv", "clickstream.jsonl", "reviews.csv"):
         lakehouse(home, "drop", str(tmp_path / "set" / name), check=False)
     second = lakehouse(home, "etl")

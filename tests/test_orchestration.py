@@ -103,6 +103,7 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
     glue = runtime.current().client("glue")
     tables = {t["Name"]: t for t in glue.get_tables(DatabaseName=job.stage.glue_database)["TableList"]}
     assert tables["raw_orders"]["Parameters"]["classification"] == "csv"
+    assert tables["raw_orders"]["Parameters"]["projection.enabled"] == "true"  # RefreshTables' own definition
     assert "order_id" in [c["Name"] for c in tables["raw_orders"]["StorageDescriptor"]["Columns"]]
     assert tables["raw_products"]["Parameters"]["classification"] == "json"
     assert tables["processed_orders"]["Parameters"]["table_type"] == "DELTA"

@@ -1,0 +1,107 @@
+"""The stage's tables in the Glue Data Catalog, for Athena: what the RefreshTables step (and the quality gate,
+before it queries) registers.
+
+- `processed_<dataset>` and `curated_<table>`: native Delta tables (`table_type = DELTA`): Athena reads the
+  schema and the files from the Delta log itself, so nothing is re-registered when a table changes and no
+  symlink manifest is written. The names are those of the local stage's DuckDB views: one SQL text runs on both.
+- `raw_<dataset>`: the raw files as they came (every column a string), partitioned by the `ingest_date=`
+  folder `lakehouse drop` writes, with partition projection: Athena computes the partitions from the table's
+  properties, so no crawler run or `MSCK REPAIR TABLE` is needed for a new day. Only datasets with one file
+  format get one (a table has one SerDe); the crawlers keep cataloguing the others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .aws import error_code
+from .config import Contract, Settings, Stage
+
+RAW_PARTITION = "ingest_date"
+RAW_DAYS = "NOW-1YEARS,NOW"  # raw files are archived once processed: a year back covers what still waits there
+
+
+def delta_table(name: str, location: str) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "classification": "delta"},
+        "StorageDescriptor": {"Location": location},
+    }
+
+
+def raw_table(settings: Settings, stage: Stage, contract: Contract) -> dict[str, Any] | None:
+    """The raw zone's table of a single-format dataset, with partition projection on `ingest_date`."""
+    if len(contract.formats) != 1:
+        return None
+    location = f"s3://{stage.bucket}/{settings.zones.raw}{contract.name}/"
+    if contract.formats[0] == "csv":
+        serde = {
+            "SerializationLibrary": "org.apache.hadoop.hive.serde2.OpenCSVSerde",
+            "Parameters": {"separatorChar": contract.delimiter, "quoteChar": '"', "escapeChar": "\\"},
+        }
+        extra = {"classification": "csv", "skip.header.line.count": "1"}
+    else:
+        serde = {
+            "SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe",
+            "Parameters": {"ignore.malformed.json": "true"},
+        }
+        extra = {"classification": "json"}
+    return {
+        "Name": f"raw_{contract.name}",
+        "TableType": "EXTERNAL_TABLE",
+        "Description": f"raw files of {contract.name} as they came (columns in contract order, all strings)",
+        "PartitionKeys": [{"Name": RAW_PARTITION, "Type": "string"}],
+        "Parameters": {
+            "EXTERNAL": "TRUE",
+            **extra,
+            "projection.enabled": "true",
+            f"projection.{RAW_PARTITION}.type": "date",
+            f"projection.{RAW_PARTITION}.format": "yyyy-MM-dd",
+            f"projection.{RAW_PARTITION}.range": RAW_DAYS,
+            f"projection.{RAW_PARTITION}.interval": "1",
+            f"projection.{RAW_PARTITION}.interval.unit": "DAYS",
+            "storage.location.template": f"{location}{RAW_PARTITION}=${{{RAW_PARTITION}}}/",
+        },
+        "StorageDescriptor": {
+            "Location": location,
+            "Columns": [{"Name": c.name, "Type": "string"} for c in contract.columns],
+            "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+            "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+            "SerdeInfo": serde,
+        },
+    }
+
+
+def put_table(glue: Any, database: str, table: dict[str, Any]) -> None:
+    try:
+        glue.update_table(DatabaseName=database, TableInput=table)
+    except Exception as exc:
+        if error_code(exc) != "EntityNotFoundException":
+            raise
+        glue.create_table(DatabaseName=database, TableInput=table)
+
+
+def refresh(
+    settings: Settings, stage: Stage, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
+) -> list[str]:
+    """Register the stage's tables that exist in S3 (a Delta table once it has a log); returns their names."""
+    names = []
+    if "raw" in zones:
+        for contract in settings.datasets.values():
+            table = raw_table(settings, stage, contract)
+            if table is not None:
+                put_table(glue, stage.glue_database, table)
+                names.append(table["Name"])
+    for label in ("processed", "curated"):
+        if label not in zones:
+            continue
+        zone = getattr(settings.zones, label)
+        listing = s3.list_objects_v2(Bucket=stage.bucket, Prefix=zone, Delimiter="/")
+        for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
+            if not s3.list_objects_v2(Bucket=stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get("KeyCount"):
+                continue
+            name = f"{label}_{prefix[len(zone) :].strip('/')}"
+            put_table(glue, stage.glue_database, delta_table(name, f"s3://{stage.bucket}/{prefix}"))
+            names.append(name)
+    return names
