@@ -272,8 +272,9 @@ class Ledger(ABC):
             fields_ = {"number": number, "state": "OPEN", "files": list(files), "opened_at": now_iso()}
             if item is None:
                 opened = self._put_if_absent({"pk": pk, "kind": "batch", "dataset": dataset, **fields_}) is None
-            else:
-                opened = self._update_if(pk, fields_, {"number": item["number"], "state": "CLOSED"})
+            else:  # the previous batch's outcome and job summary do not carry over
+                forget = {"outcome": None, "summary": None, "rolled_back_at": None, "delta_version": None}
+                opened = self._update_if(pk, {**fields_, **forget}, {"number": item["number"], "state": "CLOSED"})
             if opened:
                 return Batch(dataset, number, files)
         raise LedgerError(f"could not open a batch for {dataset}: the batch item keeps changing")

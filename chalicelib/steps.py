@@ -48,6 +48,24 @@ class RunSteps:
             "rows_rejected": sum(r.rows_rejected or 0 for r in records),
         }
 
+    def _unaudited(self, run: Run) -> list[dict[str, Any]]:
+        """Merged batches of datasets outside this run that no quality check has seen (a run that failed
+        before its gate, a manual `lakehouse etl`): they are audited now, so nothing reaches curated/ unaudited,
+        and rolled back like the run's own if they fail."""
+        from .pipeline import job_name
+
+        planned, out = {b["dataset"] for b in run.batches}, []
+        for dataset in sorted(set(self.settings.datasets) - planned):
+            item = self.ledger.batch_state(dataset)
+            if not item or item["state"] != "CLOSED" or item.get("outcome"):
+                continue  # none, still open, or nothing of it left in the table (failed, rolled back)
+            latest = self.ledger.quality_history(dataset, 1)
+            if latest and latest[0]["batch"] == int(item["number"]):
+                continue
+            job = job_name(self.stage, f"process_{dataset}.py")
+            out.append({"dataset": dataset, "batch": int(item["number"]), "job": job})
+        return out
+
     def quality(
         self, name: str, engine: SqlEngine, now: datetime | None = None, timeout: float = 300.0
     ) -> dict[str, Any]:
@@ -56,7 +74,7 @@ class RunSteps:
         earlier loads. Results are kept in the ledger; the batches of datasets with a failed `error` rule are
         listed under `rollback`, for the state machine to take back out."""
         run, now = self._run(name), now or datetime.now(UTC)
-        batches = run.batches
+        batches = run.batches + self._unaudited(run)
         tables = engine.tables()
         contracts = [self.settings.datasets[b["dataset"]] for b in batches]
         with ThreadPoolExecutor(4) as pool:  # Athena runs the tables' scans side by side

@@ -258,14 +258,16 @@ def check(file: Path, dataset: str | None) -> None:
 @click.option("--orders", default=2000, show_default=True, help="Number of orders (other datasets scale with it).")
 @click.option("--anomaly-rate", default=0.02, show_default=True, help="Share of rows with one planted anomaly.")
 @click.option("--seed", default=7, show_default=True)
-def generate(folder: Path, orders: int, anomaly_rate: float, seed: int) -> None:
-    """Write a deterministic sample set of all datasets into FOLDER, with planted anomalies (manifest.json)."""
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="The data ends the day before (default: today, UTC).")
+def generate(folder: Path, orders: int, anomaly_rate: float, seed: int, end: datetime | None) -> None:
+    """Write a deterministic sample set of all datasets into FOLDER, with planted anomalies (manifest.json).
+    The same seed and end give the same files."""
     from .generate import generate as write
 
     if orders < 1 or not 0 <= anomaly_rate < 1:
         raise click.UsageError("--orders must be at least 1 and --anomaly-rate in [0, 1)")
-    manifest = write(folder, orders=orders, anomaly_rate=anomaly_rate, seed=seed)
-    table = Table("dataset", "file", "rows", "clean", "duplicates", "planted anomalies")
+    manifest = write(folder, orders=orders, anomaly_rate=anomaly_rate, seed=seed, end=end and end.date())
+    table = Table("dataset", "file", "rows", "kept by the ETL", "duplicates", "planted anomalies")
     for name, planted in manifest["datasets"].items():
         table.add_row(
             name,

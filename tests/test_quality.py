@@ -360,3 +360,35 @@ def test_dqdl_export_names_every_rule_with_its_severity():
     assert result.exit_code == 0 and result.output.startswith("# AWS Glue Data Quality ruleset for processed_orders")
     missing = CliRunner().invoke(main, ["quality", "export-dqdl", "invoices"])
     assert missing.exit_code == 2 and "not a dataset: invoices" in missing.output
+
+
+def test_a_merged_batch_no_gate_has_seen_is_audited_by_the_next_run(lake):
+    """A run that failed after some jobs merged (or a manual `lakehouse etl`) leaves batches no quality check
+    has seen: the next run audits them too, and lists them for rollback if they fail."""
+    settings = lake.settings
+    ledger = InMemoryLedger()
+    steps = RunSteps(settings, settings.stage("local"), ledger)
+    engine = DuckDBEngine(lake)
+    write_orders(lake, ROWS)  # fails its error rules (duplicate key, range)
+
+    def close(dataset, name):
+        record = FileRecord(f"b/raw/{dataset}/{name}#v1", "b", f"raw/{dataset}/{name}", "v1", dataset, NOW.isoformat())
+        file_id = ledger.finish(ledger.claim(record, now=NOW).record, Status.VALID).file_id
+        batch = ledger.open_batch(dataset)
+        ledger.close_batch(batch, 1, {file_id: FileResult(6, 0)})
+        return batch.number
+
+    close("orders", "manual.csv")  # merged outside any run
+    name = ledger.begin_run().name
+    number = close("customers", "c.csv")
+    plan = {"levels": [[{"dataset": "customers", "batch": number, "job": "j"}]]}
+    ledger.save_plan(ledger.get_run(name), plan, 1, 1)
+    write_deltalake(lake.processed("customers"), pa.table({"customer_id": ["C1", "C2"]}))
+    report = steps.quality(name, engine, NOW)
+    assert report["datasets"] == {"customers": "PASSED", "orders": "ERROR"}
+    assert report["rollback"] == [{"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}]
+    ledger.end_run(name, "FAILED")
+
+    again = ledger.begin_run().name
+    ledger.save_plan(ledger.get_run(again), plan, 1, 1)
+    assert steps.quality(again, engine, NOW)["datasets"] == {"customers": "PASSED"}  # orders was audited
