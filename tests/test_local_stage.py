@@ -151,6 +151,13 @@ def test_etl_runs_the_glue_scripts_and_tables_can_be_read_now_and_as_they_were(h
     assert "0 rows" in before.stderr  # the table as created, before the first batch
     missing = lakehouse(home, "table", "show", "processed/nope", check=False)
     assert missing.returncode == 2 and "no table 'processed/nope'" in missing.stderr
+    # the contracts' rules on the tables now: exactly the planted rule anomalies warn, nothing errs
+    checked = lakehouse(home, "quality", "check")
+    warnings = sum(len(d["rule_failures"]) for d in manifest["datasets"].values())
+    assert warnings and f" {warnings} warnings, 0 errors in 6 tables" in checked.stdout
+    assert "no quality results yet" in lakehouse(home, "quality", "report").stderr  # no pipeline run kept any
+    unknown = lakehouse(home, "quality", "check", "invoices", check=False)
+    assert unknown.returncode == 2 and "not datasets: invoices" in unknown.stderr
     tidy = lakehouse(home, "table", "housekeeping")
     assert "processed/orders" in tidy.stdout or "lakehouse-local-lake/processed/orders" in tidy.stdout
 
