@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/etl.py
+	$(BIN)/python bench/quality.py
 
 clean:
 	-$(BIN)/lakehouse down

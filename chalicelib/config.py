@@ -263,6 +263,16 @@ class _Table:
             raise self.fail(name, value, "must be a list of strings")
         return tuple(value)
 
+    def column_list(self, name: str, columns: Mapping[str, Any]) -> tuple[str, ...]:
+        """A non-empty list of names of the contract's columns."""
+        value = self.str_list(name)
+        if not value:
+            raise self.fail(name, [], "needs at least one column")
+        for column in value:
+            if column not in columns:
+                raise self.fail(name, list(value), f"column {column!r} is not in [columns]")
+        return value
+
 
 def _parse_toml(file: str, text: str) -> dict[str, Any]:
     try:
@@ -326,12 +336,8 @@ def parse_contract(file: str, text: str) -> Contract:
     delimiter = top.str("delimiter", ",")
     if len(delimiter) != 1 or delimiter in '"\r\n':
         raise top.fail("delimiter", delimiter, "must be one character other than a quote or line break")
-    primary_key = top.str_list("primary_key")
-    if not primary_key:
-        raise top.fail("primary_key", [], "needs at least one column")
+    primary_key = top.column_list("primary_key", by_name)
     for key_col in primary_key:
-        if key_col not in by_name:
-            raise top.fail("primary_key", list(primary_key), f"column {key_col!r} is not in [columns]")
         if by_name[key_col].nullable:
             raise top.fail("primary_key", list(primary_key), f"column {key_col!r} must be nullable = false")
     fks_t = top.table("foreign_keys")
@@ -371,6 +377,14 @@ _RULE_KEYS = {
 }
 
 
+_RULE_COLUMN_TYPES = {
+    "range": ("numeric",),
+    "pattern": ("string",),
+    "accepted_values": ("string",),
+    "freshness": ("date", "timestamp"),
+}
+
+
 def _parse_rules(file: str, data: Any, columns: Mapping[str, Column]) -> tuple[Rule, ...]:
     """`[[rules]]`: every mistake a rule can carry (a column that does not exist, a check that cannot apply
     to the column's type, a pattern that does not compile) is refused here, when the config is loaded."""
@@ -401,18 +415,10 @@ def _parse_rule(t: _Table, columns: Mapping[str, Column]) -> Rule:
     check = t.str("check", choices=CHECKS)
     t.only({"check", "severity", "name", *_RULE_KEYS[check]})
     kwargs: dict[str, Any] = {}
-    kinds = {"range": ("numeric",), "pattern": ("string",), "accepted_values": ("string",)}
-    kinds["freshness"] = ("date", "timestamp")
     if check == "unique":
-        key_columns = t.str_list("columns")
-        if not key_columns:
-            raise t.fail("columns", [], "needs at least one column")
-        for name in key_columns:
-            if name not in columns:
-                raise t.fail("columns", list(key_columns), f"no such column {name!r}")
-        kwargs["columns"] = key_columns
+        kwargs["columns"] = t.column_list("columns", columns)
     elif "column" in _RULE_KEYS[check]:
-        kwargs["columns"] = (_rule_column(t, check, columns, kinds.get(check, ())),)
+        kwargs["columns"] = (_rule_column(t, check, columns, _RULE_COLUMN_TYPES.get(check, ())),)
     if check == "accepted_values":
         kwargs["values"] = t.str_list("values")
         if not kwargs["values"]:
@@ -576,25 +582,14 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         datasets[contract.name] = contract
     if not datasets:
         raise ConfigError(f"{DATASETS_DIR}/", "(files)", None, "no dataset contracts (*.toml) found")
-    for contract in datasets.values():
-        for fk_col, (dataset, column) in contract.foreign_keys.items():
+    for contract in datasets.values():  # foreign keys and `references` rules name another contract's column
+        targets = [(f"foreign_keys.{c}", t) for c, t in contract.foreign_keys.items()]
+        targets += [(f"rules[{i}].to", r.references) for i, r in enumerate(contract.rules) if r.references]
+        for key, (dataset, column) in targets:
             if dataset not in datasets or column not in datasets[dataset].column_names:
                 raise ConfigError(
-                    f"{DATASETS_DIR}/{contract.name}.toml",
-                    f"foreign_keys.{fk_col}",
-                    f"{dataset}.{column}",
-                    "no such dataset column",
+                    f"{DATASETS_DIR}/{contract.name}.toml", key, f"{dataset}.{column}", "no such dataset column"
                 )
-        for index, rule in enumerate(contract.rules):
-            if rule.references:
-                dataset, column = rule.references
-                if dataset not in datasets or column not in datasets[dataset].column_names:
-                    raise ConfigError(
-                        f"{DATASETS_DIR}/{contract.name}.toml",
-                        f"rules[{index}].to",
-                        f"{dataset}.{column}",
-                        "no such dataset column",
-                    )
     return Settings(
         project=project,
         region=region,

@@ -51,7 +51,11 @@ def contract_with(rules: str, text: str = ORDERS, file: str = "datasets/orders.t
             "date or timestamp",
         ),
         ('[[rules]]\ncheck = "freshness"\ncolumn = "order_ts"', "rules[0].max_age_hours", "is required"),
-        ('[[rules]]\ncheck = "unique"\ncolumns = ["order_id", "nope"]', "rules[0].columns", "no such column 'nope'"),
+        (
+            '[[rules]]\ncheck = "unique"\ncolumns = ["order_id", "nope"]',
+            "rules[0].columns",
+            "column 'nope' is not in [columns]",
+        ),
         ('[[rules]]\ncheck = "accepted_values"\ncolumn = "status"\nvalues = []', "rules[0].values", "at least one"),
         ('[[rules]]\ncheck = "range"\ncolumn = "total_amount"', "rules[0].min", "needs min, max or both"),
         ('[[rules]]\ncheck = "range"\ncolumn = "total_amount"\nmin = 5\nmax = 1', "rules[0].max", "below min"),
