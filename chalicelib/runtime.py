@@ -71,15 +71,10 @@ def steps() -> Any:
 def sql_engine() -> Any:
     """Where the stage's SQL runs: Athena, or DuckDB on the local stage (`LAKEHOUSE_SQL_ENGINE=duckdb`, set by
     its Chalice config; the local Lambdas run in the `lakehouse` process, which has DuckDB and delta-rs)."""
+    from .athena import sql_engine as engine
+
     rt = current()
-    if os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb":
-        from lakehouse_etl.catalog import DuckDBEngine
-        from lakehouse_etl.lake import Lake
-
-        return DuckDBEngine(Lake.for_stage(rt.settings, rt.stage))
-    from .athena import Athena
-
-    return Athena.for_stage(rt.settings, rt.stage)
+    return engine(rt.settings, rt.stage, local=os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb")
 
 
 def alert(subject: str, message: str) -> None:

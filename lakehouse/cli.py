@@ -709,15 +709,15 @@ def quality_report(run_name: str | None, stage_name: str, as_json: bool) -> None
 def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) -> None:
     """Check the rules on the processed tables now (one scan per table; nothing is kept). Exit 1 on an error."""
     from chalicelib import quality as rules
+    from chalicelib.athena import sql_engine
 
     from .quality_report import counts, print_report
-    from .query import engine_for
 
     settings, stage = _connect(stage_name)
     unknown = sorted(set(datasets) - set(settings.datasets))
     if unknown:
         raise click.BadParameter(f"not datasets: {', '.join(unknown)}", param_hint="DATASETS")
-    engine = engine_for(settings, stage, local=stage_name == localstage.STAGE)
+    engine = sql_engine(settings, stage, local=stage_name == localstage.STAGE)
     tables, now, results = engine.tables(), datetime.now(UTC), []
     for name in datasets or sorted(settings.datasets):
         rows, checks = rules.scan(engine, settings.datasets[name], tables, now, timeout)

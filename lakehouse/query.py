@@ -44,15 +44,5 @@ def on_athena(settings: Settings, stage: Stage, sql: str, timeout: float) -> Que
     return Athena.for_stage(settings, stage).run(sql, timeout)
 
 
-def engine_for(settings: Settings, stage: Stage, local: bool) -> Any:
-    """The stage's SQL engine: DuckDB over the local stage's tables, Athena for a deployed stage."""
-    if local:
-        from lakehouse_etl.catalog import DuckDBEngine
-        from lakehouse_etl.lake import Lake
-
-        return DuckDBEngine(Lake.for_stage(settings, stage))
-    return Athena.for_stage(settings, stage)
-
-
 def as_text(value: Any) -> str:
     return "" if value is None else str(value)

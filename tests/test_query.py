@@ -145,9 +145,9 @@ def test_the_example_queries_run_on_duckdb_over_the_stage_tables(lake_job, tmp_p
     from datetime import UTC, datetime
 
     from chalicelib import quality
-    from lakehouse.query import engine_for
+    from chalicelib.athena import sql_engine
 
-    engine = engine_for(lake_job.settings, lake_job.stage, local=True)
+    engine = sql_engine(lake_job.settings, lake_job.stage, local=True)
     tables = engine.tables()
     for contract in lake_job.settings.datasets.values():
         rows, checks = quality.scan(engine, contract, tables, datetime.now(UTC), 60)
