@@ -9,11 +9,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from chalicelib.quality import CheckResult
+
 STYLE = {"PASSED": "green", "WARN": "yellow", "ERROR": "red"}
 
 
 def level(check: Mapping[str, Any]) -> str:
-    return "PASSED" if check["passed"] else ("ERROR" if check["severity"] == "error" else "WARN")
+    """PASSED, WARN or ERROR, of a check kept as a dict."""
+    return CheckResult(**check).level
 
 
 def counts(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
