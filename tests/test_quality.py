@@ -396,3 +396,38 @@ def test_a_merged_batch_no_gate_has_seen_is_audited_by_the_next_run(lake):
     again = ledger.begin_run().name
     ledger.save_plan(ledger.get_run(again), plan, 1, 1)
     assert steps.quality(again, engine, NOW)["datasets"] == {"customers": "PASSED"}  # orders was audited
+
+
+class AnsweringAthena(FailingAthena):
+    """An Athena client whose query succeeds with one row, every value a string as Athena returns them."""
+
+    def __init__(self, row):
+        self.row = row
+
+    def get_query_execution(self, QueryExecutionId):
+        return {"QueryExecution": {"Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 1}}}
+
+    def get_paginator(self, name):
+        columns = list(self.row)
+        cells = [{"VarCharValue": v} if v is not None else {} for v in self.row.values()]
+        page = {
+            "ResultSet": {
+                "ResultSetMetadata": {"ColumnInfo": [{"Name": c} for c in columns]},
+                "Rows": [{"Data": [{"VarCharValue": c} for c in columns]}, {"Data": cells}],
+            }
+        }
+        return type("Pages", (), {"paginate": lambda self, **kw: [page]})()
+
+
+def test_athena_answers_in_strings_are_judged_like_duckdbs(lake):
+    contract = lake.settings.datasets["orders"]
+    sql = quality.scan_sql(contract, {"processed_orders", "processed_customers"})
+    names = [line.rsplit(" AS ", 1)[1].rstrip(",") for line in sql.splitlines() if " AS v" in line or " AS s" in line]
+    row = {"row_count": "6", **dict.fromkeys(names)}
+    row.update(v0="2", s0="O1 | O1", v6="2025-03-10 06:00:00.000 UTC", v7="2025-03-10")  # Trino's formats
+    athena = Athena(AnsweringAthena(row), "db", "wg", "s3://b/r/", sleep=lambda s: None)
+    rows, results = quality.scan(athena, contract, {"processed_orders"}, NOW, 60)
+    by_rule = {r.rule: r for r in results}
+    assert rows == 6 and (by_rule["unique(order_id)"].observed, by_rule["unique(order_id)"].sample) == (2, ["O1"])
+    assert by_rule["not_null(email)"].observed == 0 and by_rule["not_null(email)"].passed
+    assert by_rule["freshness(order_ts)"].observed == 6.0 and by_rule["fresh_days"].observed == -12.0
