@@ -77,6 +77,21 @@ def _run_name(event) -> str:
     return name
 
 
+@app.schedule("cron(0 2 * * ? *)", name="lifecycle_sync")  # [schedules] lifecycle_sync in lakehouse.toml
+def lifecycle_sync(event):
+    """Nightly: the lake's lifecycle definitions applied to their buckets; problems go to the alerts topic."""
+    from chalicelib.lifecycle_sync import LifecycleSync
+
+    rt = runtime.current()
+    report = LifecycleSync.for_stage(rt.settings, rt.stage).run(who="lifecycle_sync schedule")
+    count("LifecycleBucketsChanged", len(report.changed))
+    count("LifecycleBucketsFailed", len(report.failed))
+    troubles = [f"{c.bucket}: {c.error}" for c in report.failed] + [f"{k}: {v}" for k, v in report.problems.items()]
+    if troubles:
+        runtime.alert("lakehouse: lifecycle sync left buckets unsynced", "\n".join(troubles))
+    return {"changed": [c.bucket for c in report.changed], "troubles": troubles, "missing": report.missing}
+
+
 @app.lambda_function(name="quality_check")
 def quality_check(event, context):
     """The quality gate. Its answer (status, readable summary, batches to roll back) drives the state

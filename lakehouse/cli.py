@@ -747,6 +747,90 @@ def export_dqdl(dataset: str, output: Path | None) -> None:
         click.echo(text, nl=False)
 
 
+LIFECYCLE_DIR = localstage.PROJECT_DIR / "config" / "lifecycle"
+
+
+@main.group()
+def lifecycle() -> None:
+    """Bucket lifecycle rules from TOML definitions (config/lifecycle/), synced nightly."""
+
+
+def _lifecycle(stage_name: str, workers: int = 16) -> Any:
+    from chalicelib.lifecycle_sync import LifecycleSync
+
+    settings, stage = _connect(stage_name)
+    return settings, stage, LifecycleSync.for_stage(settings, stage, workers)
+
+
+@lifecycle.command("push")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--from", "folder", default=LIFECYCLE_DIR, type=click.Path(file_okay=False, path_type=Path))
+def lifecycle_push(stage_name: str, folder: Path) -> None:
+    """Check the definitions in FOLDER and upload them to the stage's config/lifecycle/."""
+    from chalicelib.lifecycle import parse_definitions
+    from chalicelib.provision import upload_config
+
+    _, stage, sync = _lifecycle(stage_name)
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.toml"))}
+    if not files:
+        raise click.ClickException(f"no *.toml definitions in {folder}")
+    problems = parse_definitions(files, stage.bucket).problems
+    if problems:
+        for where, problem in problems.items():
+            console.print(f"[red]{where}[/red]: {problem}", highlight=False)
+        raise click.ClickException("nothing uploaded: fix the definitions first")
+    console.print(upload_config(sync.s3, stage.bucket, sync.definitions_prefix, files), highlight=False)
+
+
+@lifecycle.command("sync")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--workers", default=16, show_default=True, help="Buckets worked on at once.")
+def lifecycle_sync(stage_name: str, dry_run: bool, workers: int) -> None:
+    """Make every defined, existing bucket's lifecycle rules what the definitions in S3 say. Exit 1 if a
+    definition was left out or a bucket failed."""
+    import getpass
+
+    from .lifecycle_cli import print_sync
+
+    _, _, sync = _lifecycle(stage_name, workers)
+    report = sync.run(dry_run=dry_run, who=f"{getpass.getuser()} (lakehouse lifecycle sync)")
+    print_sync(out, report)
+    sys.exit(1 if report.problems or report.failed else 0)
+
+
+@lifecycle.command("history")
+@click.argument("bucket", required=False)
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def lifecycle_history(bucket: str | None, stage_name: str) -> None:
+    """Recorded lifecycle changes, newest first."""
+    _, _, sync = _lifecycle(stage_name)
+    table = Table("change", "time", "who", "reason", "added", "removed")
+    for doc in sync.history(bucket):
+        table.add_row(
+            doc["id"], doc["time"], doc["who"], doc["reason"], ", ".join(doc["added"]), ", ".join(doc["removed"])
+        )
+    out.print(table)
+
+
+@lifecycle.command("rollback")
+@click.argument("change_id")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def lifecycle_rollback(change_id: str, stage_name: str) -> None:
+    """Put a bucket's lifecycle rules back as they were before CHANGE_ID (see `lakehouse lifecycle history`)."""
+    import getpass
+
+    _, _, sync = _lifecycle(stage_name)
+    try:
+        change = sync.rollback(change_id, who=f"{getpass.getuser()} (lakehouse lifecycle rollback)")
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from None
+    console.print(
+        f"{change.bucket}: {change.action}; added {change.added}, removed {change.removed} ({change.change_id})",
+        highlight=False,
+    )
+
+
 @main.command()
 @click.option("--keep-running", is_flag=True, help="Leave the local stage up afterwards.")
 @click.option(

@@ -124,3 +124,39 @@ def test_batcher_schedule_starts_a_run_on_the_stage_state_machine(client, provis
     plan = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
     assert plan["levels"] == [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}]]
     assert client.lambda_.invoke("batcher", tick).payload["action"] == "busy"  # moto never ends an execution
+
+
+def test_lifecycle_sync_schedule_applies_the_definitions_and_alerts_what_it_left_alone(client, provisioned, stage):
+    from chalicelib.lifecycle_sync import live_rules
+
+    s3 = provisioned.s3
+    inbox = provisioned.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    inbox_arn = provisioned.sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]
+    provisioned.sns.subscribe(
+        TopicArn=stage.topic_arn(stage.alerts_topic, "123456789012"), Protocol="sqs", Endpoint=inbox_arn["QueueArn"]
+    )
+    s3.put_object(
+        Bucket=stage.bucket, Key="config/lifecycle/lake.toml", Body=(ROOT / "config/lifecycle/lake.toml").read_bytes()
+    )
+    s3.put_object(Bucket=stage.bucket, Key="config/lifecycle/broken.toml", Body=b"[buckets")
+    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
+    result = client.lambda_.invoke("lifecycle_sync", tick).payload
+    assert result["changed"] == [] and "broken.toml" in result["troubles"][0]  # unreadable: nothing touched
+    assert live_rules(s3, stage.bucket) == []
+    (message,) = provisioned.sqs.receive_message(QueueUrl=inbox)["Messages"]
+    assert "broken.toml" in json.loads(message["Body"])["Message"]
+
+    s3.delete_object(Bucket=stage.bucket, Key="config/lifecycle/broken.toml")
+    result = client.lambda_.invoke("lifecycle_sync", tick).payload
+    assert result == {"changed": [stage.bucket], "troubles": [], "missing": []}
+    assert "archive-to-colder-storage" in [r["ID"] for r in live_rules(s3, stage.bucket)]
+
+
+def test_the_apps_schedules_are_those_of_lakehouse_toml(settings):
+    import app
+
+    declared = {s.name: s.schedule_expression for s in app.app.event_sources if hasattr(s, "schedule_expression")}
+    for name, expression in settings.schedules.items():
+        if name in declared:
+            assert str(declared[name]) == expression, name
+    assert declared["lifecycle_sync"] == settings.schedules["lifecycle_sync"]
