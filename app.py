@@ -92,6 +92,20 @@ def lifecycle_sync(event):
     return {"changed": [c.bucket for c in report.changed], "troubles": troubles, "missing": report.missing}
 
 
+@app.schedule("cron(30 2 * * ? *)", name="drift_report")  # [schedules] drift_report in lakehouse.toml
+def drift_report(event):
+    """Nightly: the declared setup against the live account; the report goes to reports/drift/, and a summary to
+    the alerts topic when something drifted."""
+    from chalicelib.drift import run_report
+
+    rt = runtime.current()
+    report = run_report(rt.settings, rt.stage)
+    count("DriftFindings", len(report.findings))
+    if report.drifted:
+        runtime.alert(f"lakehouse: {len(report.findings)} drift findings on {rt.stage.name}", report.summary())
+    return {"drifted": report.drifted, "findings": len(report.findings), "report": report.keys[1]}
+
+
 @app.lambda_function(name="quality_check")
 def quality_check(event, context):
     """The quality gate. Its answer (status, readable summary, batches to roll back) drives the state

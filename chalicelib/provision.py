@@ -68,29 +68,29 @@ def ensure_bucket(s3: Any, stage: Stage) -> str:
         s3.create_bucket(**kwargs)
         created = True
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
-        },
-    )
-    s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
     if stage.enforce_tls:
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
-    s3.put_bucket_tagging(
-        Bucket=bucket,
-        Tagging={"TagSet": [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]},
-    )
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags(stage)})
     tls = ", TLS-only" if stage.enforce_tls else " (plain HTTP allowed: enforce_tls = false)"
     return f"bucket {bucket}: {'created' if created else 'exists'}; versioning, encryption, public access block{tls}"
+
+
+# What provisioning declares, in the APIs' own shapes: `ensure_*` writes it and the drift report reads it back.
+BUCKET_ENCRYPTION = {
+    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
+}
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def tags(stage: Stage) -> list[dict[str, str]]:
+    return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]
 
 
 def tls_only_policy(bucket: str) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
         dynamodb.create_table(
             TableName=table,
             **LEDGER_TABLE_SPEC,
-            Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}],
+            Tags=tags(stage),
         )
         created = True
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
@@ -298,6 +298,20 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
     return f"glue jobs: {len(glue_jobs(settings, stage))} (Glue {GLUE_VERSION}, scripts under s3://{stage.bucket}/{GLUE_PREFIX})"
 
 
+def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: str) -> dict[str, Any]:
+    return {
+        "Role": _role_arn(stage.glue_role, account),
+        "DatabaseName": stage.glue_database,
+        "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
+        "TablePrefix": "raw_",
+        # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
+        # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
+        "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
+        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
+        "Configuration": json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
+    }
+
+
 def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str:
     """The stage's Glue database and one crawler per dataset over its raw/ folder (tables `raw_<dataset>`)."""
     try:
@@ -306,21 +320,9 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str
         glue.create_database(
             DatabaseInput={"Name": stage.glue_database, "Description": f"{stage.project} {stage.name}"}
         )
-    role = _role_arn(stage.glue_role, account_id(sts))
+    account = account_id(sts)
     for dataset in settings.datasets:
-        definition = {
-            "Role": role,
-            "DatabaseName": stage.glue_database,
-            "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
-            "TablePrefix": "raw_",
-            # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
-            # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
-            "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
-            "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
-            "Configuration": json.dumps(
-                {"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}
-            ),
-        }
+        definition = crawler_definition(settings, stage, dataset, account)
         name = crawler_name(stage, dataset)
         try:
             current = glue.get_crawler(Name=name)["Crawler"]
@@ -329,13 +331,14 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str
             continue
         if any(current.get(key) != value for key, value in definition.items()):
             glue.update_crawler(Name=name, **definition)
-    return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers"
+    from .catalog import refresh
+
+    raw = refresh(settings, stage, None, glue, zones=("raw",))  # declared by the contracts: no data needed
+    return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables"
 
 
-def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
-    """The stage's Athena workgroup, enforcing its result location, encryption and a bytes-scanned cutoff
-    (`lakehouse query` and the quality checks run in it)."""
-    configuration = {
+def workgroup_configuration(settings: Settings, stage: Stage) -> dict[str, Any]:
+    return {
         "ResultConfiguration": {
             "OutputLocation": f"s3://{stage.bucket}/{settings.zones.athena_results}",
             "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
@@ -344,6 +347,12 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
         "PublishCloudWatchMetricsEnabled": True,
         "BytesScannedCutoffPerQuery": settings.limits.athena_bytes_scanned_cutoff,
     }
+
+
+def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
+    """The stage's Athena workgroup, enforcing its result location, encryption and a bytes-scanned cutoff
+    (`lakehouse query` and the quality checks run in it)."""
+    configuration = workgroup_configuration(settings, stage)
     names, kwargs = set(), {}
     while True:  # botocore has no paginator for ListWorkGroups
         page = athena.list_work_groups(**kwargs)
@@ -355,7 +364,7 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
         athena.create_work_group(
             Name=stage.athena_workgroup,
             Configuration=configuration,
-            Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}],
+            Tags=tags(stage),
         )
         return f"athena workgroup {stage.athena_workgroup}: created"
     current = athena.get_work_group(WorkGroup=stage.athena_workgroup)["WorkGroup"]["Configuration"]
@@ -451,7 +460,7 @@ def ensure_state_machine(sfn: Any, sts: Any, stage: Stage) -> str:
             definition=definition,
             roleArn=role,
             type="STANDARD",
-            tags=[{"key": "project", "value": stage.project}, {"key": "stage", "value": stage.name}],
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in tags(stage)],
         )
         return f"state machine {stage.state_machine}: created"
     if json.loads(current["definition"]) == json.loads(definition) and current["roleArn"] == role:
@@ -467,13 +476,68 @@ def provision(
     config_files: Mapping[str, str],
     progress: Callable[[str], None] = log.info,
 ) -> list[str]:
-    """Bring a stage's resources to the declared state; safe to run any number of times."""
-    done = []
+    """Bring a stage's resources to the declared state; safe to run any number of times (a run that failed
+    half-way is completed by the next). Each run is recorded as a deployment, for the drift report."""
+    done: list[str] = []
 
     def step(message: str) -> None:
         done.append(message)
         progress(message)
 
+    try:
+        _provision(settings, stage, clients, config_files, step)
+    except Exception as exc:
+        record_deployment(clients, settings, stage, config_files, done, f"failed: {type(exc).__name__}: {exc}")
+        raise
+    record_deployment(clients, settings, stage, config_files, done, "succeeded")
+    return done
+
+
+DEPLOYMENTS = "deployments/"  # under the reports zone
+
+
+def config_fingerprint(config_files: Mapping[str, str]) -> str:
+    """One hash of the configuration a deployment declared (lakehouse.toml and the contracts)."""
+    return hashlib.sha256(json.dumps(dict(sorted(config_files.items()))).encode()).hexdigest()
+
+
+def record_deployment(
+    clients: Clients, settings: Settings, stage: Stage, config_files: Mapping[str, str], steps: list[str], result: str
+) -> dict[str, Any] | None:
+    """Keep what a deployment declared and how it ended under reports/deployments/ (best effort: a run that
+    failed before the bucket existed has nowhere to write)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    try:
+        account = account_id(clients.sts)
+        record = {
+            "time": now.isoformat(),
+            "who": clients.sts.get_caller_identity()["Arn"],
+            "config_fingerprint": config_fingerprint(config_files),
+            "result": result,
+            "steps": steps,
+            "state_machine_definition": json.loads(state_machine_definition(stage, account)),
+        }
+        key = f"{settings.zones.reports}{DEPLOYMENTS}{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+        clients.s3.put_object(Bucket=stage.bucket, Key=key, Body=json.dumps(record, indent=2).encode())
+        return record
+    except Exception:
+        log.exception("could not record the deployment of %s", stage.name)
+        return None
+
+
+def deployments(s3: Any, settings: Settings, stage: Stage) -> list[dict[str, Any]]:
+    """Recorded deployments, newest first."""
+    prefix = f"{settings.zones.reports}{DEPLOYMENTS}"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix)
+    keys = sorted((o["Key"] for page in pages for o in page.get("Contents", [])), reverse=True)
+    return [json.loads(s3.get_object(Bucket=stage.bucket, Key=k)["Body"].read()) for k in keys]
+
+
+def _provision(
+    settings: Settings, stage: Stage, clients: Clients, config_files: Mapping[str, str], step: Callable[[str], None]
+) -> None:
     step(ensure_bucket(clients.s3, stage))
     step(ensure_ledger_table(clients.dynamodb, stage))
     ingest_arn, _ = ensure_queues(clients.sqs, stage)
@@ -486,4 +550,3 @@ def provision(
     step(ensure_workgroup(clients.athena, settings, stage))
     step(ensure_named_queries(clients.athena, stage))
     step(ensure_state_machine(clients.stepfunctions, clients.sts, stage))
-    return done

@@ -832,6 +832,60 @@ def lifecycle_rollback(change_id: str, stage_name: str) -> None:
 
 
 @main.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+def drift(stage_name: str, as_json: bool) -> None:
+    """Compare the stage's declared setup with what is deployed; write the report to reports/drift/. Exit 1 on
+    drift."""
+    from chalicelib.drift import run_report
+
+    settings, stage = _connect(stage_name)
+    with console.status("reading the stage's resources back"):
+        report = run_report(settings, stage)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        print_drift(report)
+    deployed = report.deployment and report.deployment["config_fingerprint"]
+    from chalicelib.provision import config_fingerprint
+
+    if deployed and deployed != config_fingerprint(config_files(CONFIG_DIR)):
+        console.print(
+            f"[yellow]config/ has changed since the last deployment[/yellow]: lakehouse provision --stage {stage_name}"
+        )
+    console.print(f"written: {', '.join(f's3://{stage.bucket}/{k}' for k in report.keys)}", highlight=False)
+    sys.exit(1 if report.drifted else 0)
+
+
+def print_drift(report: Any) -> None:
+    from rich.markup import escape
+
+    if not report.drifted:
+        out.print(f"no drift on stage {report.stage}: {len(report.checked)} resources checked, {report.since()}")
+        return
+    table = Table(
+        "resource",
+        "property",
+        "expected",
+        "actual",
+        "suggested fix",
+        title=f"drift on stage {report.stage}",
+        title_justify="left",
+    )
+    for f in report.findings:
+        table.add_row(
+            *(
+                escape(v if isinstance(v, str) else json.dumps(v, default=str))
+                for v in (f.resource, f.property, f.expected, f.actual, f.fix)
+            )
+        )
+    out.print(table)
+    out.print(
+        f"{len(report.findings)} findings in {len(report.checked)} resources checked, {report.since()}", highlight=False
+    )
+
+
+@main.command()
 @click.option("--keep-running", is_flag=True, help="Leave the local stage up afterwards.")
 @click.option(
     "--fail-job",

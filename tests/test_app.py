@@ -160,3 +160,19 @@ def test_the_apps_schedules_are_those_of_lakehouse_toml(settings):
         if name in declared:
             assert str(declared[name]) == expression, name
     assert declared["lifecycle_sync"] == settings.schedules["lifecycle_sync"]
+
+
+def test_drift_report_schedule_writes_the_report_and_alerts_only_on_drift(client, provisioned, stage):
+    inbox = provisioned.sqs.create_queue(QueueName="drift-inbox")["QueueUrl"]
+    inbox_arn = provisioned.sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]
+    provisioned.sns.subscribe(
+        TopicArn=stage.topic_arn(stage.alerts_topic, "123456789012"), Protocol="sqs", Endpoint=inbox_arn["QueueArn"]
+    )
+    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
+    clean = client.lambda_.invoke("drift_report", tick).payload
+    assert clean["drifted"] is False and clean["report"].startswith("reports/drift/")
+    assert "Messages" not in provisioned.sqs.receive_message(QueueUrl=inbox)
+    provisioned.s3.put_bucket_versioning(Bucket=stage.bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert client.lambda_.invoke("drift_report", tick).payload["findings"] == 1
+    (message,) = provisioned.sqs.receive_message(QueueUrl=inbox)["Messages"]
+    assert "versioning: expected Enabled, found Suspended" in json.loads(message["Body"])["Message"]

@@ -1,0 +1,379 @@
+"""The nightly drift report: the setup a stage declares, read back from the live account, property by property.
+
+Desired state: the configuration published in the lake bucket (lakehouse.toml and the contracts), the
+lifecycle definitions, and what the last deployment recorded (its state machine definition and config
+fingerprint); the documents provisioning writes (`chalicelib.provision`) are the same objects it compares
+against. Each finding names the resource, the property, what was expected, what is there, a suggested fix,
+and since which deployment it has moved. The report goes to `reports/drift/` as JSON and Markdown; a summary
+goes to the alerts topic only when something drifted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import provision
+from .aws import account_id, error_code
+from .catalog import delta_table, raw_table
+from .config import Settings, Stage
+from .ledger import LEDGER_TABLE_SPEC
+
+log = logging.getLogger(__name__)
+REPORTS = "drift/"  # under the reports zone
+
+
+@dataclass
+class Finding:
+    resource: str
+    property: str
+    expected: Any
+    actual: Any
+    fix: str
+
+
+@dataclass
+class DriftReport:
+    stage: str
+    time: str
+    findings: list[Finding]
+    checked: list[str]  # the resources read back
+    deployment: dict[str, Any] | None  # the last successful deployment the live state should match
+    keys: list[str] = field(default_factory=list)  # where the report was written
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["drifted"] = self.drifted
+        return data
+
+    def since(self) -> str:
+        d = self.deployment
+        if not d:
+            return "no successful deployment is recorded"
+        return f"since deployment {d['time']} by {d['who']} (config {d['config_fingerprint'][:12]})"
+
+    def summary(self) -> str:
+        head = f"Drift on stage {self.stage} at {self.time}: {len(self.findings)} findings, {self.since()}."
+        lines = [
+            f"- {f.resource} {f.property}: expected {_short(f.expected)}, found {_short(f.actual)}"
+            for f in self.findings
+        ]
+        return "\n".join([head, *lines[:40], *(["- ..."] if len(lines) > 40 else [])])
+
+    def markdown(self) -> str:
+        out = [
+            f"# Drift report: stage `{self.stage}`",
+            "",
+            f"{self.time}. {len(self.checked)} resources checked; "
+            + (f"**{len(self.findings)} findings**, {self.since()}." if self.findings else "no drift."),
+            "",
+        ]
+        if self.findings:
+            out += ["| resource | property | expected | actual | suggested fix |", "|---|---|---|---|---|"]
+            out += [
+                f"| `{f.resource}` | {f.property} | {_md(f.expected)} | {_md(f.actual)} | {_md(f.fix)} |"
+                for f in self.findings
+            ]
+        out += ["", "Checked: " + ", ".join(f"`{r}`" for r in self.checked), ""]
+        return "\n".join(out)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _md(value: Any) -> str:
+    return _short(value, 300).replace("|", "\\|").replace("\n", " ")
+
+
+class DriftCheck:
+    """Reads a stage's resources back and compares them with what it declares."""
+
+    def __init__(self, settings: Settings, stage: Stage, clients: Any, sync: Any, sqs: Any) -> None:
+        self.settings, self.stage, self.c, self.sync, self.sqs = settings, stage, clients, sync, sqs
+        self.findings: list[Finding] = []
+        self.checked: list[str] = []
+        self.provision_fix = f"lakehouse provision --stage {stage.name}"
+
+    @classmethod
+    def for_stage(cls, settings: Settings, stage: Stage) -> DriftCheck:
+        from .aws import ClientSettings, client
+        from .lifecycle_sync import LifecycleSync
+
+        clients = provision.Clients.for_stage(stage)
+        return cls(
+            settings,
+            stage,
+            clients,
+            LifecycleSync.for_stage(settings, stage),
+            client("sqs", ClientSettings.for_stage(stage)),
+        )
+
+    def differs(self, resource: str, prop: str, expected: Any, actual: Any, fix: str | None = None) -> None:
+        if expected != actual:
+            self.findings.append(Finding(resource, prop, expected, actual, fix or self.provision_fix))
+
+    def _read(self, call: Callable[[], Any], missing: tuple[str, ...]) -> Any:
+        """The API's answer, or None where the error says the thing is not there."""
+        try:
+            return call()
+        except Exception as exc:
+            if error_code(exc) in missing:
+                return None
+            raise
+
+    def run(self, deployment: dict[str, Any] | None, now: datetime | None = None) -> DriftReport:
+        for check in (
+            self.bucket,
+            self.lifecycle,
+            self.notification,
+            self.ledger,
+            self.topics,
+            self.catalog,
+            self.workgroup,
+            self.state_machine,
+        ):
+            try:
+                check(deployment)
+            except Exception as exc:  # one unreadable resource is itself a finding; the rest is still checked
+                log.exception("drift check %s failed", check.__name__)
+                self.findings.append(
+                    Finding(check.__name__, "readable", "readable", f"{type(exc).__name__}: {exc}", "check permissions")
+                )
+        stamp = (now or datetime.now(UTC)).isoformat()
+        return DriftReport(self.stage.name, stamp, self.findings, self.checked, deployment)
+
+    def bucket(self, _: Any) -> None:
+        s3, name = self.c.s3, self.stage.bucket
+        resource = f"s3://{name}"
+        self.checked.append(resource)
+        if self._read(lambda: s3.head_bucket(Bucket=name), ("404", "NoSuchBucket", "NotFound")) is None:
+            self.differs(resource, "exists", True, False)
+            return
+        versioning = s3.get_bucket_versioning(Bucket=name).get("Status", "Disabled")
+        self.differs(resource, "versioning", "Enabled", versioning)
+        encryption = self._read(
+            lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"],
+            ("ServerSideEncryptionConfigurationNotFoundError",),
+        )
+        self.differs(resource, "encryption", provision.BUCKET_ENCRYPTION, encryption)
+        block = self._read(
+            lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"],
+            ("NoSuchPublicAccessBlockConfiguration",),
+        )
+        self.differs(resource, "public access block", provision.PUBLIC_ACCESS_BLOCK, block)
+        if self.stage.enforce_tls:
+            policy = self._read(
+                lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",)
+            )
+            wanted = provision.tls_only_policy(name)["Statement"][0]
+            have = next((st for st in (policy or {}).get("Statement", []) if st.get("Sid") == wanted["Sid"]), None)
+            self.differs(resource, "TLS-only policy", wanted, have)
+        tags = self._read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
+        wanted_tags = {t["Key"]: t["Value"] for t in provision.tags(self.stage)}
+        self.differs(resource, "tags", wanted_tags, {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted_tags})
+
+    def lifecycle(self, _: Any) -> None:
+        report = self.sync.run(dry_run=True)
+        fix = f"lakehouse lifecycle sync --stage {self.stage.name}"
+        for change in report.changes:
+            self.checked.append(f"s3://{change.bucket} lifecycle")
+            if change.action in ("put", "delete"):
+                self.findings.append(
+                    Finding(
+                        f"s3://{change.bucket}",
+                        "lifecycle rules",
+                        sorted(r["ID"] for r in change.after),
+                        sorted(r["ID"] for r in change.before),
+                        f"{fix} (adds {change.added or 'none'}, removes {change.removed or 'none'})",
+                    )
+                )
+        for where, problem in report.problems.items():
+            self.findings.append(
+                Finding(
+                    f"lifecycle definition {where}",
+                    "valid",
+                    "valid",
+                    problem,
+                    "fix the definition, then lakehouse lifecycle push",
+                )
+            )
+
+    def notification(self, _: Any) -> None:
+        s3, name = self.c.s3, self.stage.bucket
+        resource = f"s3://{name} notification {provision.NOTIFICATION_ID}"
+        self.checked.append(resource)
+        url = self._read(
+            lambda: self.sqs.get_queue_url(QueueName=self.stage.ingest_queue)["QueueUrl"],
+            ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"),
+        )
+        if url is None:
+            self.differs(f"sqs {self.stage.ingest_queue}", "exists", True, False)
+            return
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        config = self._read(lambda: s3.get_bucket_notification_configuration(Bucket=name), ("404", "NoSuchBucket"))
+        ours = [q for q in (config or {}).get("QueueConfigurations", []) if q.get("Id") == provision.NOTIFICATION_ID]
+        wanted = {
+            "Id": provision.NOTIFICATION_ID,
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": self.settings.zones.raw}]}},
+        }
+        self.differs(resource, "raw/ -> ingest queue", wanted, ours[0] if ours else None)
+
+    def ledger(self, _: Any) -> None:
+        ddb, name = self.c.dynamodb, self.stage.ledger_table
+        resource = f"dynamodb {name}"
+        self.checked.append(resource)
+        table = self._read(lambda: ddb.describe_table(TableName=name)["Table"], ("ResourceNotFoundException",))
+        if table is None:
+            self.differs(resource, "exists", True, False)
+            return
+        indexes = sorted(i["IndexName"] for i in table.get("GlobalSecondaryIndexes", []))
+        self.differs(
+            resource, "indexes", sorted(i["IndexName"] for i in LEDGER_TABLE_SPEC["GlobalSecondaryIndexes"]), indexes
+        )
+        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+        self.differs(resource, "billing mode", LEDGER_TABLE_SPEC["BillingMode"], billing)
+        backups = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+        pitr = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
+        self.differs(resource, "point-in-time recovery", "ENABLED", pitr)
+        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"].get("TimeToLiveStatus")
+        # The ledger keeps every file's history: a TTL would silently delete it.
+        self.differs(
+            resource,
+            "time to live",
+            "DISABLED",
+            ttl,
+            f"disable TTL: aws dynamodb update-time-to-live --table-name {name} "
+            "--time-to-live-specification Enabled=false,AttributeName=<its attribute>",
+        )
+
+    def topics(self, _: Any) -> None:
+        account = account_id(self.c.sts)
+        for topic in (self.stage.alerts_topic, self.stage.notifications_topic):
+            arn = self.stage.topic_arn(topic, account)
+            self.checked.append(f"sns {topic}")
+            there = self._read(
+                lambda arn=arn: self.c.sns.get_topic_attributes(TopicArn=arn), ("NotFound", "NotFoundException")
+            )
+            self.differs(f"sns {topic}", "exists", True, there is not None)
+
+    def catalog(self, _: Any) -> None:
+        glue, db = self.c.glue, self.stage.glue_database
+        self.checked.append(f"glue database {db}")
+        if self._read(lambda: glue.get_database(Name=db), ("EntityNotFoundException",)) is None:
+            self.differs(f"glue database {db}", "exists", True, False)
+            return
+        account = account_id(self.c.sts)
+        from .pipeline import crawler_name
+
+        for dataset in self.settings.datasets:
+            name = crawler_name(self.stage, dataset)
+            self.checked.append(f"glue crawler {name}")
+            crawler = self._read(lambda name=name: glue.get_crawler(Name=name)["Crawler"], ("EntityNotFoundException",))
+            if crawler is None:
+                self.differs(f"glue crawler {name}", "exists", True, False)
+                continue
+            for key, value in provision.crawler_definition(self.settings, self.stage, dataset, account).items():
+                if key == "Targets":
+                    have = {"S3Targets": [{"Path": t["Path"]} for t in crawler.get("Targets", {}).get("S3Targets", [])]}
+                    self.differs(f"glue crawler {name}", key, value, have)
+                else:
+                    self.differs(f"glue crawler {name}", key, value, crawler.get(key))
+        for table in self._declared_tables():
+            resource = f"glue table {db}.{table['Name']}"
+            self.checked.append(resource)
+            have = self._read(
+                lambda t=table: glue.get_table(DatabaseName=db, Name=t["Name"])["Table"], ("EntityNotFoundException",)
+            )
+            fix = "runs again with the next pipeline run (RefreshTables), or lakehouse run"
+            if have is None:
+                self.differs(resource, "exists", True, False, fix)
+                continue
+            for key in ("table_type", "projection.enabled", "storage.location.template"):
+                if key in table["Parameters"]:
+                    self.differs(resource, key, table["Parameters"][key], have.get("Parameters", {}).get(key), fix)
+            self.differs(
+                resource,
+                "location",
+                table["StorageDescriptor"]["Location"],
+                have.get("StorageDescriptor", {}).get("Location"),
+                fix,
+            )
+
+    def _declared_tables(self) -> list[dict[str, Any]]:
+        """The tables RefreshTables registers: raw tables, and a Delta table per processed/curated table in S3."""
+        tables = [t for c in self.settings.datasets.values() if (t := raw_table(self.settings, self.stage, c))]
+        s3, bucket = self.c.s3, self.stage.bucket
+        for label in ("processed", "curated"):
+            zone = getattr(self.settings.zones, label)
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix=zone, Delimiter="/")
+            for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
+                if s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get("KeyCount"):
+                    tables.append(delta_table(f"{label}_{prefix[len(zone) :].strip('/')}", f"s3://{bucket}/{prefix}"))
+        return tables
+
+    def workgroup(self, _: Any) -> None:
+        name = self.stage.athena_workgroup
+        resource = f"athena workgroup {name}"
+        self.checked.append(resource)
+        names = {w["Name"] for w in self.c.athena.list_work_groups()["WorkGroups"]}
+        if name not in names:
+            self.differs(resource, "exists", True, False)
+            return
+        have = self.c.athena.get_work_group(WorkGroup=name)["WorkGroup"].get("Configuration", {})
+        for key, value in provision.workgroup_configuration(self.settings, self.stage).items():
+            actual = have.get(key)
+            if isinstance(value, dict) and isinstance(actual, dict):
+                actual = {k: actual.get(k) for k in value}
+            self.differs(resource, key, value, actual)
+
+    def state_machine(self, deployment: dict[str, Any] | None) -> None:
+        arn = self.stage.state_machine_arn(account_id(self.c.sts))
+        resource = f"state machine {self.stage.state_machine}"
+        self.checked.append(resource)
+        sfn = self.c.stepfunctions
+        live = self._read(lambda: sfn.describe_state_machine(stateMachineArn=arn), ("StateMachineDoesNotExist",))
+        if live is None:
+            self.differs(resource, "exists", True, False)
+            return
+        if deployment and deployment.get("state_machine_definition"):
+            wanted, have = deployment["state_machine_definition"], json.loads(live["definition"])
+            if wanted != have:
+                changed = sorted(
+                    s
+                    for s in set(wanted["States"]) | set(have.get("States", {}))
+                    if wanted["States"].get(s) != have.get("States", {}).get(s)
+                )
+                self.differs(resource, "definition (states that differ)", changed, "changed outside a deployment")
+
+
+def latest_deployment(s3: Any, settings: Settings, stage: Stage) -> dict[str, Any] | None:
+    return next((d for d in provision.deployments(s3, settings, stage) if d["result"] == "succeeded"), None)
+
+
+def run_report(
+    settings: Settings, stage: Stage, check: DriftCheck | None = None, now: datetime | None = None
+) -> DriftReport:
+    """Check the stage, write the report to reports/drift/ (JSON, Markdown, and latest.json)."""
+    check = check or DriftCheck.for_stage(settings, stage)
+    s3 = check.c.s3
+    report = check.run(latest_deployment(s3, settings, stage), now)
+    prefix = f"{settings.zones.reports}{REPORTS}"
+    stamp = datetime.fromisoformat(report.time).strftime("%Y%m%dT%H%M%SZ")
+    report.keys = [f"{prefix}{stamp}.json", f"{prefix}{stamp}.md", f"{prefix}latest.json"]
+    body = json.dumps(report.as_dict(), indent=2, default=str).encode()
+    s3.put_object(Bucket=stage.bucket, Key=report.keys[0], Body=body, ContentType="application/json")
+    s3.put_object(Bucket=stage.bucket, Key=report.keys[1], Body=report.markdown().encode(), ContentType="text/markdown")
+    s3.put_object(Bucket=stage.bucket, Key=report.keys[2], Body=body, ContentType="application/json")
+    return report
