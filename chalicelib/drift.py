@@ -22,6 +22,7 @@ from .aws import account_id, error_code
 from .catalog import delta_table, raw_table
 from .config import Settings, Stage
 from .ledger import LEDGER_TABLE_SPEC
+from .lifecycle import fingerprint
 
 log = logging.getLogger(__name__)
 REPORTS = "drift/"  # under the reports zone
@@ -187,13 +188,14 @@ class DriftCheck:
         fix = f"lakehouse lifecycle sync --stage {self.stage.name}"
         for change in report.changes:
             self.checked.append(f"s3://{change.bucket} lifecycle")
-            if change.action in ("put", "delete"):
+            if change.action in ("put", "delete"):  # the rules that differ, as defined and as they are
+                defined, live = {fingerprint(r) for r in change.after}, {fingerprint(r) for r in change.before}
                 self.findings.append(
                     Finding(
                         f"s3://{change.bucket}",
                         "lifecycle rules",
-                        sorted(r["ID"] for r in change.after),
-                        sorted(r["ID"] for r in change.before),
+                        [r for r in change.after if fingerprint(r) not in live],
+                        [r for r in change.before if fingerprint(r) not in defined],
                         f"{fix} (adds {change.added or 'none'}, removes {change.removed or 'none'})",
                     )
                 )

@@ -802,11 +802,18 @@ def lifecycle_sync(stage_name: str, dry_run: bool, workers: int) -> None:
 @lifecycle.command("history")
 @click.argument("bucket", required=False)
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
-def lifecycle_history(bucket: str | None, stage_name: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The history documents as JSON (before, after, files).")
+def lifecycle_history(bucket: str | None, stage_name: str, as_json: bool) -> None:
     """Recorded lifecycle changes, newest first."""
     _, _, sync = _lifecycle(stage_name)
+    documents = sync.history(bucket)
+    if as_json:
+        out.print_json(json.dumps(documents))
+        return
     table = Table("change", "time", "who", "reason", "added", "removed")
-    for doc in sync.history(bucket):
+    for column in table.columns:
+        column.overflow = "fold"
+    for doc in documents:
         table.add_row(
             doc["id"], doc["time"], doc["who"], doc["reason"], ", ".join(doc["added"]), ", ".join(doc["removed"])
         )

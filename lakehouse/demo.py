@@ -115,6 +115,54 @@ def _example_queries(settings, stage) -> bool:
     return ok
 
 
+def _lifecycle_and_drift(settings, stage) -> bool:
+    """Steps 10-11: the nightly jobs by hand: lifecycle rules from config/lifecycle/ (a dry run, then applied),
+    and the drift report, after two planted changes made outside the lakehouse."""
+    from chalicelib.drift import run_report
+    from chalicelib.lifecycle import parse_definitions
+    from chalicelib.lifecycle_sync import LifecycleSync
+    from chalicelib.provision import upload_config
+
+    from .cli import LIFECYCLE_DIR, print_drift
+    from .lifecycle_cli import print_sync
+
+    console.rule("10. lifecycle rules from config/lifecycle/ (lakehouse lifecycle push, sync --dry-run, sync)")
+    sync = LifecycleSync.for_stage(settings, stage)
+    files = {p.name: p.read_text() for p in sorted(LIFECYCLE_DIR.glob("*.toml"))}
+    assert not parse_definitions(files, stage.bucket).problems
+    console.print(f"  {upload_config(sync.s3, stage.bucket, sync.definitions_prefix, files)}", highlight=False)
+    dry = sync.run(dry_run=True, who="demo")
+    print_sync(out, dry)
+    applied = sync.run(who="demo")
+    print_sync(out, applied)
+    again = sync.run(dry_run=True, who="demo")
+    console.print(f"  a second dry run: {len(again.changed)} buckets would change")
+
+    console.rule("11. the drift report (lakehouse drift), after two changes made outside the lakehouse")
+    s3 = sync.s3
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=stage.bucket)["Rules"]
+    for rule in rules:  # someone shortens the rejected/ retention in the console ...
+        if rule["ID"] == "rejected-expire":
+            rule["Expiration"] = {"Days": 30}
+    s3.put_bucket_lifecycle_configuration(Bucket=stage.bucket, LifecycleConfiguration={"Rules": rules})
+    tags = s3.get_bucket_tagging(Bucket=stage.bucket)["TagSet"]  # ... and re-tags the bucket
+    s3.put_bucket_tagging(
+        Bucket=stage.bucket, Tagging={"TagSet": [{**t, "Value": "sandbox"} if t["Key"] == "stage" else t for t in tags]}
+    )
+    report = run_report(settings, stage)
+    print_drift(report)
+    console.print(f"  report: s3://{stage.bucket}/{report.keys[1]} (and .json)", highlight=False)
+    found = {(f.resource, f.property) for f in report.findings}
+    planted = {(f"s3://{stage.bucket}", "lifecycle rules"), (f"s3://{stage.bucket}", "tags")}
+    return (
+        dry.dry_run
+        and {c.bucket for c in dry.changed} == {stage.bucket}
+        and len(applied.changed) == 1
+        and not again.changed
+        and found == planted
+    )
+
+
 def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
     settings = _settings()
     stage = settings.stage(localstage.STAGE)
@@ -177,7 +225,8 @@ def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
         for line in wrong:
             console.print(f"[red]mismatch:[/red] {line}")
         etl_ok = _pipeline(settings, stage, ledger, fail_job)
-        ok = not wrong and redelivery_ok and etl_ok
+        nightly_ok = _lifecycle_and_drift(settings, stage)
+        ok = not wrong and redelivery_ok and etl_ok and nightly_ok
         console.print("[green]demo passed[/green]" if ok else "[red]demo failed[/red]")
         return 0 if ok else 1
     finally:

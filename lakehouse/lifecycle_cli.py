@@ -29,9 +29,9 @@ def print_sync(console: Console, report: SyncReport) -> None:
         )
     console.print(table)
     unchanged = sum(c.action == "unchanged" for c in report.changes)
+    changed = "would change" if report.dry_run else "changed"
     console.print(
-        f"{len(report.changed)} buckets {verb or ''}changed, {unchanged} unchanged, {len(report.failed)} failed",
-        highlight=False,
+        f"{len(report.changed)} buckets {changed}, {unchanged} unchanged, {len(report.failed)} failed", highlight=False
     )
     for bucket in report.missing:
         console.print(f"  defined but no such bucket (skipped): {escape(bucket)}", highlight=False)

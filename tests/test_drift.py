@@ -82,7 +82,7 @@ def test_every_planted_drift_is_found_with_what_was_expected_and_a_fix(provision
     machine = found[("state machine lakehouse-local-pipeline", "definition (states that differ)")]
     assert machine.expected == ["Notify"]
     lifecycle = found[(lake, "lifecycle rules")]
-    assert lifecycle.actual == [] and "archive-to-colder-storage" in lifecycle.expected
+    assert lifecycle.actual == [] and "archive-to-colder-storage" in [r["ID"] for r in lifecycle.expected]
     assert lifecycle.fix.startswith("lakehouse lifecycle sync --stage local")
     assert len(report.findings) == 10, [(f.resource, f.property) for f in report.findings]
 

@@ -162,6 +162,31 @@ def test_etl_runs_the_glue_scripts_and_tables_can_be_read_now_and_as_they_were(h
     assert "processed/orders" in tidy.stdout or "lakehouse-local-lake/processed/orders" in tidy.stdout
 
 
+def test_lifecycle_and_drift_commands(home, stage_env, tmp_path):
+    before = lakehouse(home, "drift", check=False)  # `lakehouse etl` (above) does not catalog its tables
+    assert "processed_orders" in before.stdout and "lifecycle rules" not in before.stdout
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.toml").write_text(
+        '[[buckets."@lake".rules]]\nid = "r"\ntransitions = [{ days = 1, storage_class = "STANDARD_IA" }]\n'
+    )
+    refused = lakehouse(home, "lifecycle", "push", "--from", str(bad), check=False)
+    assert refused.returncode == 1 and "at least 30" in refused.stderr and "nothing uploaded" in refused.stderr
+    assert "config: 1 of 1 files uploaded" in lakehouse(home, "lifecycle", "push").stderr
+    dry = lakehouse(home, "lifecycle", "sync", "--dry-run").stdout
+    assert "would put" in dry and "1 buckets would change" in dry
+    drifted = lakehouse(home, "drift", check=False)  # pushed, not yet synced
+    assert drifted.returncode == 1 and "lifecycle rules" in drifted.stdout
+    assert "1 buckets changed" in lakehouse(home, "lifecycle", "sync").stdout
+    (recorded,) = json.loads(lakehouse(home, "lifecycle", "history", "--json").stdout)
+    change = recorded["id"]
+    assert recorded["reason"] == "sync" and "lake.toml" in recorded["definition_files"]
+    undone = lakehouse(home, "lifecycle", "rollback", change)
+    assert "lakehouse-local-lake: delete" in undone.stderr  # back to no lifecycle configuration at all
+    missing = lakehouse(home, "lifecycle", "rollback", "lakehouse-local-lake/nope", check=False)
+    assert missing.returncode == 1 and "no recorded lifecycle change" in missing.stderr
+
+
 def test_down_is_idempotent_and_commands_then_say_the_stage_is_not_running(home, stage_env):
     assert "local stage stopped" in lakehouse(home, "down").stderr
     assert "was not running" in lakehouse(home, "down").stderr
