@@ -371,6 +371,8 @@ def run_report(
     check = check or DriftCheck.for_stage(settings, stage)
     s3 = check.c.s3
     report = check.run(latest_deployment(s3, settings, stage), now)
+    if report.deployment:  # the report names the deployment; the documents it declared stay in its record
+        report.deployment = {k: report.deployment[k] for k in ("time", "who", "config_fingerprint", "result")}
     prefix = f"{settings.zones.reports}{REPORTS}"
     stamp = datetime.fromisoformat(report.time).strftime("%Y%m%dT%H%M%SZ")
     report.keys = [f"{prefix}{stamp}.json", f"{prefix}{stamp}.md", f"{prefix}latest.json"]

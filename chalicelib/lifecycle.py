@@ -115,6 +115,18 @@ class _Rule:
     def fail(self, key: str, value: Any, problem: str) -> ConfigError:
         return ConfigError(self.file, f"{self.where}{'.' + key if key else ''}", value, problem)
 
+    def items(self, key: str) -> list[Any]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(key, value, "must be a list of tables, e.g. [{ ... }, { ... }]")
+        return value
+
+    def table(self, value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
+        """A sub-table (`expiration`, a transition ...) holding only the keys it may."""
+        if not isinstance(value, dict) or set(value) - allowed:
+            raise self.fail(where, value, f"takes {', '.join(sorted(allowed))}")
+        return value
+
     def days(self, table: Mapping[str, Any], key: str, where: str, minimum: int) -> int | None:
         value = table.get(key)
         if value is None:
@@ -144,9 +156,9 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
         raise r.fail("status", status, "must be Enabled or Disabled")
     rule: dict[str, Any] = {"ID": rule_id, "Status": status}
 
-    flt = r.data.get("filter", {})
-    if not isinstance(flt, dict) or set(flt) - {"prefix", "tags", "object_size_greater_than", "object_size_less_than"}:
-        raise r.fail("filter", flt, "takes prefix, tags, object_size_greater_than, object_size_less_than")
+    flt = r.table(
+        r.data.get("filter", {}), "filter", {"prefix", "tags", "object_size_greater_than", "object_size_less_than"}
+    )
     parts: dict[str, Any] = {}
     if flt.get("prefix"):
         parts["Prefix"] = str(flt["prefix"])
@@ -170,10 +182,9 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
     rule["Filter"] = {"And": parts} if parts else {}
 
     transitions = []
-    for i, t in enumerate(r.data.get("transitions", [])):
+    for i, t in enumerate(r.items("transitions")):
         where = f"transitions[{i}]"
-        if not isinstance(t, dict) or set(t) - {"days", "date", "storage_class"}:
-            raise r.fail(where, t, "takes days (or date) and storage_class")
+        r.table(t, where, {"days", "date", "storage_class"})
         cls = r.storage_class(t, where)
         days = r.days(t, "days", where, MIN_DAYS.get(cls, 0))
         if (days is None) == ("date" not in t):
@@ -188,8 +199,7 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
 
     expiration = r.data.get("expiration")
     if expiration is not None:
-        if not isinstance(expiration, dict) or set(expiration) - {"days", "date", "expired_object_delete_marker"}:
-            raise r.fail("expiration", expiration, "takes days, date or expired_object_delete_marker")
+        r.table(expiration, "expiration", {"days", "date", "expired_object_delete_marker"})
         given = [k for k in ("days", "date", "expired_object_delete_marker") if k in expiration]
         if len(given) != 1:
             raise r.fail("expiration", expiration, "takes exactly one of days, date, expired_object_delete_marker")
@@ -211,10 +221,9 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
             rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
 
     nc_transitions = []
-    for i, t in enumerate(r.data.get("noncurrent_version_transitions", [])):
+    for i, t in enumerate(r.items("noncurrent_version_transitions")):
         where = f"noncurrent_version_transitions[{i}]"
-        if not isinstance(t, dict) or set(t) - {"noncurrent_days", "storage_class", "newer_noncurrent_versions"}:
-            raise r.fail(where, t, "takes noncurrent_days, storage_class and newer_noncurrent_versions")
+        r.table(t, where, {"noncurrent_days", "storage_class", "newer_noncurrent_versions"})
         cls = r.storage_class(t, where)
         days = r.days(t, "noncurrent_days", where, MIN_DAYS.get(cls, 0))
         if days is None:
@@ -230,8 +239,7 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
         rule["NoncurrentVersionTransitions"] = nc_transitions
     nc_exp = r.data.get("noncurrent_version_expiration")
     if nc_exp is not None:
-        if not isinstance(nc_exp, dict) or set(nc_exp) - {"noncurrent_days", "newer_noncurrent_versions"}:
-            raise r.fail("noncurrent_version_expiration", nc_exp, "takes noncurrent_days and newer_noncurrent_versions")
+        r.table(nc_exp, "noncurrent_version_expiration", {"noncurrent_days", "newer_noncurrent_versions"})
         days = r.days(nc_exp, "noncurrent_days", "noncurrent_version_expiration", 1)
         if days is None:
             raise r.fail("noncurrent_version_expiration.noncurrent_days", None, "is required")

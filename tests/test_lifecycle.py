@@ -69,6 +69,7 @@ def rule(body: str, bucket: str = "b-one") -> str:
         ),
         (rule('filter = { prefix = "x/" }'), "", "has no action"),
         (rule("expiration = { days = 0 }"), "expiration.days", "at least 1"),
+        (rule('transitions = { days = 30, storage_class = "GLACIER" }'), "transitions", "must be a list of tables"),
         (rule("expiration = { days = 3 }\nwhen = 1"), "when", "unknown key"),
         (
             rule("expiration = { days = 3 }\nfilter = { object_size_greater_than = 10, object_size_less_than = 5 }"),
