@@ -225,3 +225,31 @@ def test_every_change_is_recorded_and_can_be_rolled_back(s3):
     assert [h["reason"] for h in sync.history("b-one")] == [f"rollback of {change.change_id}", "sync"]
     with pytest.raises(KeyError, match="no recorded lifecycle change"):
         sync.rollback("b-one/nope")
+
+
+def test_s3_throttling_is_absorbed_by_the_clients_retry_mode(s3):
+    """S3 answers 503 SlowDown under load; the sync's client (standard retry mode) retries, nothing is lost."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+    from botocore.config import Config
+
+    class Body:
+        def stream(self, **_):
+            yield b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+
+    left = {"n": 3}
+
+    def slow_down(request, **_):
+        if left["n"] > 0:
+            left["n"] -= 1
+            return AWSResponse(request.url, 503, {}, Body())
+        return None
+
+    client = boto3.client("s3", region_name="us-east-1", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    client.meta.events.register("before-send.s3.GetBucketLifecycleConfiguration", slow_down)
+    for bucket in ("b-one", "b-two"):
+        s3.create_bucket(Bucket=bucket)
+    push(s3, {"x.toml": rule("expiration = { days = 3 }", "b-one") + rule("expiration = { days = 3 }", "b-two")})
+    report = LifecycleSync(client, LAKE, "config/", "reports/", workers=2).run()
+    assert left["n"] == 0 and report.failed == []
+    assert {c.bucket: c.action for c in report.changes} == {"b-one": "put", "b-two": "put"}
