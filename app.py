@@ -106,6 +106,44 @@ def drift_report(event):
     return {"drifted": report.drifted, "findings": len(report.findings), "report": report.keys[1]}
 
 
+def _cost(params: dict) -> dict:
+    """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters."""
+    from chalice import BadRequestError
+
+    from chalicelib import cost
+
+    params = dict(params or {})
+    scenario = params.pop("scenario", None)
+    if scenario is not None and scenario not in cost.SCENARIOS:
+        raise BadRequestError(f"scenario: unknown scenario {scenario!r}; known: {', '.join(cost.SCENARIOS)}")
+    base = cost.SCENARIOS[scenario] if scenario else cost.usage_for_stage(runtime.current().settings)
+    try:
+        estimate = cost.estimate(cost.parse_usage(params, base))
+    except cost.UsageError as exc:
+        raise BadRequestError(str(exc)) from None
+    return {**estimate, "scenario": scenario or "this stage's configuration"}
+
+
+@app.route("/cost", methods=["GET"])
+def cost_get():
+    """Monthly cost estimate; query parameters: `scenario` (light, medium, heavy) and any usage figure."""
+    return _cost(app.current_request.query_params or {})
+
+
+@app.route("/cost", methods=["POST"])
+def cost_post():
+    """The same, with a JSON object body (`storage_split` as an object)."""
+    from chalice import BadRequestError
+
+    try:
+        body = app.current_request.json_body
+    except BadRequestError:
+        raise BadRequestError("body: not valid JSON") from None
+    if body is not None and not isinstance(body, dict):
+        raise BadRequestError("body: must be a JSON object of usage figures")
+    return _cost(body or {})
+
+
 @app.lambda_function(name="quality_check")
 def quality_check(event, context):
     """The quality gate. Its answer (status, readable summary, batches to roll back) drives the state

@@ -1,0 +1,353 @@
+"""Monthly cost estimate of a lakehouse stage, service by service, from a usage description and one price table
+(`prices.json`, with its source and date).
+
+Usage comes from a scenario (light, medium, heavy), from the stage's own configuration (how often the pipeline
+can run, how many Glue jobs and crawlers a run starts, the schedules), and from any parameter the caller gives.
+Every parameter is checked: a wrong type, a negative or absurd number, an unknown scenario, region or storage
+class is refused with a message naming the parameter. Written by hand: no library prices AWS usage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import LakehouseError
+
+PRICES_FILE = Path(__file__).with_name("prices.json")
+DAYS = 30.4375  # an average month
+HOURS = DAYS * 24
+
+
+class UsageError(LakehouseError):
+    """A usage parameter that cannot be priced; `parameter` names it."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"{parameter}: {problem}")
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a month of the lakehouse does. Per-day figures are averages."""
+
+    region: str = "us-east-1"
+    stored_gb: float = 100.0
+    storage_split: Mapping[str, float] = field(default_factory=lambda: {"STANDARD": 1.0})
+    files_per_day: float = 500.0
+    avg_file_mb: float = 2.0
+    queries_per_day: float = 50.0
+    gb_scanned_per_query: float = 0.5
+    pipeline_runs_per_day: float = 24.0
+    glue_jobs_per_run: float = 7.0  # one per dataset and the master merge
+    glue_dpus: float = 2.0
+    glue_minutes_per_job: float = 1.5
+    crawlers_per_run: float = 6.0
+    crawler_dpus: float = 2.0
+    crawler_minutes: float = 1.0
+    transitions_per_run: float = 60.0
+    lambda_invocations_per_day: float = 3000.0
+    lambda_memory_mb: float = 512.0
+    lambda_avg_ms: float = 400.0
+    dynamodb_writes_per_day: float = 5000.0
+    dynamodb_reads_per_day: float = 20000.0
+    dynamodb_storage_gb: float = 1.0
+    sns_publishes_per_day: float = 30.0
+    catalog_objects: float = 1000.0
+    catalog_requests_per_day: float = 5000.0
+    cloudwatch_logs_gb_per_month: float = 2.0
+    cloudwatch_metrics: float = 20.0
+    kms_keys: float = 0.0
+    kms_requests_per_day: float = 0.0
+    vpc_interface_endpoints: float = 0.0
+    vpc_azs: float = 2.0
+    vpc_endpoint_gb_per_month: float = 0.0
+    firehose_gb_per_day: float = 0.0
+    api_requests_per_day: float = 1000.0
+
+
+SCENARIOS: dict[str, Usage] = {
+    "light": Usage(
+        stored_gb=20,
+        files_per_day=50,
+        avg_file_mb=1,
+        queries_per_day=10,
+        gb_scanned_per_query=0.1,
+        pipeline_runs_per_day=4,
+        lambda_invocations_per_day=300,
+        dynamodb_writes_per_day=500,
+        dynamodb_reads_per_day=2000,
+        api_requests_per_day=100,
+    ),
+    "medium": Usage(),
+    "heavy": Usage(
+        stored_gb=10_000,
+        storage_split={"STANDARD": 0.3, "STANDARD_IA": 0.3, "GLACIER_IR": 0.4},
+        files_per_day=20_000,
+        avg_file_mb=20,
+        queries_per_day=2000,
+        gb_scanned_per_query=5,
+        pipeline_runs_per_day=288,
+        glue_dpus=10,
+        glue_minutes_per_job=6,
+        lambda_invocations_per_day=100_000,
+        lambda_memory_mb=1024,
+        dynamodb_writes_per_day=200_000,
+        dynamodb_reads_per_day=1_000_000,
+        dynamodb_storage_gb=20,
+        catalog_objects=200_000,
+        cloudwatch_logs_gb_per_month=50,
+        kms_keys=2,
+        kms_requests_per_day=50_000,
+        vpc_interface_endpoints=4,
+        vpc_endpoint_gb_per_month=500,
+        api_requests_per_day=20_000,
+    ),
+}
+
+# Each number a caller may set: (minimum, maximum). Beyond the maximum is a typo, not a lakehouse.
+LIMITS: dict[str, tuple[float, float]] = {
+    "stored_gb": (0, 100_000_000),
+    "files_per_day": (0, 100_000_000),
+    "avg_file_mb": (0, 5 * 1024 * 1024),
+    "queries_per_day": (0, 10_000_000),
+    "gb_scanned_per_query": (0, 1_000_000),
+    "pipeline_runs_per_day": (0, 1440),
+    "glue_jobs_per_run": (0, 1000),
+    "glue_dpus": (0, 1000),
+    "glue_minutes_per_job": (0, 2880),
+    "crawlers_per_run": (0, 1000),
+    "crawler_dpus": (0, 1000),
+    "crawler_minutes": (0, 1440),
+    "transitions_per_run": (0, 1_000_000),
+    "lambda_invocations_per_day": (0, 1_000_000_000),
+    "lambda_memory_mb": (128, 10_240),
+    "lambda_avg_ms": (0, 900_000),
+    "dynamodb_writes_per_day": (0, 10_000_000_000),
+    "dynamodb_reads_per_day": (0, 10_000_000_000),
+    "dynamodb_storage_gb": (0, 10_000_000),
+    "sns_publishes_per_day": (0, 1_000_000_000),
+    "catalog_objects": (0, 1_000_000_000),
+    "catalog_requests_per_day": (0, 1_000_000_000),
+    "cloudwatch_logs_gb_per_month": (0, 10_000_000),
+    "cloudwatch_metrics": (0, 10_000_000),
+    "kms_keys": (0, 10_000),
+    "kms_requests_per_day": (0, 1_000_000_000),
+    "vpc_interface_endpoints": (0, 1000),
+    "vpc_azs": (1, 10),
+    "vpc_endpoint_gb_per_month": (0, 100_000_000),
+    "firehose_gb_per_day": (0, 100_000_000),
+    "api_requests_per_day": (0, 1_000_000_000),
+    "storage_split": (0, 1),  # each class's share
+}
+
+
+def prices() -> dict[str, Any]:
+    return json.loads(PRICES_FILE.read_text())
+
+
+def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
+    """The stage's own configuration in a usage: a run starts at most once per window, each run starts a Glue
+    job per dataset and the master merge and a crawler per dataset, and the schedules invoke their Lambdas
+    (the batcher every minute, the nightly jobs once a day). Volumes come from `base` (medium)."""
+    base = base or SCENARIOS["medium"]
+    datasets = len(settings.datasets)
+    runs = min(86400 / settings.pipeline.window_seconds, base.files_per_day)
+    nightly = len(settings.schedules)
+    lambdas = 1440 + nightly + base.files_per_day / 10 + runs * 4  # batcher, schedules, validator batches, steps
+    return replace(
+        base,
+        region=settings.region,
+        pipeline_runs_per_day=round(runs, 2),
+        glue_jobs_per_run=datasets + 1,
+        crawlers_per_run=datasets,
+        lambda_invocations_per_day=round(lambdas),
+    )
+
+
+def parse_usage(params: Mapping[str, Any], base: Usage) -> Usage:
+    """`base` with the caller's parameters (query strings or JSON values), every one checked."""
+    known = {f.name for f in fields(Usage)}
+    changes: dict[str, Any] = {}
+    for name, raw in params.items():
+        if name not in known:
+            raise UsageError(name, f"unknown parameter; known: {', '.join(sorted(known))}")
+        if name == "region":
+            regions = prices()["regions"]
+            if raw not in regions:
+                raise UsageError(name, f"no price table for {raw!r}; known: {', '.join(regions)}")
+            changes[name] = raw
+        elif name == "storage_split":
+            changes[name] = _split(raw)
+        else:
+            changes[name] = _number(name, raw)
+    return replace(base, **changes)
+
+
+def _number(name: str, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise UsageError(name, "must be a number")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(name, f"must be a number, not {raw!r}") from None
+    low, high = LIMITS[name]
+    if not low <= value <= high:  # NaN fails both comparisons and lands here too
+        raise UsageError(name, f"must be between {low:g} and {high:g}, not {raw!r}")
+    return value
+
+
+def _split(raw: Any) -> dict[str, float]:
+    """`{"STANDARD": 0.6, "GLACIER_IR": 0.4}` or, from a query string, `STANDARD:0.6,GLACIER_IR:0.4`."""
+    if isinstance(raw, str):
+        try:
+            raw = {k.strip(): v for k, v in (part.split(":", 1) for part in raw.split(",") if part.strip())}
+        except ValueError:
+            raise UsageError(
+                "storage_split", "write CLASS:SHARE,CLASS:SHARE, e.g. STANDARD:0.7,GLACIER_IR:0.3"
+            ) from None
+    if not isinstance(raw, dict) or not raw:
+        raise UsageError("storage_split", 'must map storage classes to shares, e.g. {"STANDARD": 1.0}')
+    classes = prices()["s3_storage_gb_month"]
+    split = {}
+    for cls, share in raw.items():
+        if cls not in classes:
+            raise UsageError("storage_split", f"unknown storage class {cls!r}; known: {', '.join(classes)}")
+        split[cls] = _number("storage_split", share)
+    if abs(sum(split.values()) - 1) > 0.001:
+        raise UsageError("storage_split", f"the shares add up to {sum(split.values()):g}, not 1")
+    return split
+
+
+@dataclass
+class Line:
+    service: str
+    item: str
+    quantity: float
+    unit: str
+    unit_price: float  # for `per` units
+    per: float
+    monthly: float
+
+
+def estimate(usage: Usage) -> dict[str, Any]:
+    """The monthly total and a line per service item, with the quantity and unit price each used."""
+    p = prices()
+    lines: list[Line] = []
+
+    def add(service: str, item: str, quantity: float, unit: str, unit_price: float, per: float = 1.0) -> None:
+        lines.append(
+            Line(service, item, round(quantity, 4), unit, unit_price, per, round(quantity * unit_price / per, 2))
+        )
+
+    for cls, share in usage.storage_split.items():
+        add("S3", f"storage {cls}", usage.stored_gb * share, "GB-month", p["s3_storage_gb_month"][cls])
+    files = usage.files_per_day * DAYS
+    runs = usage.pipeline_runs_per_day * DAYS
+    put_requests = files * 2 + runs * usage.glue_jobs_per_run * 10  # upload + archive copy; ~10 Delta writes a job
+    get_requests = files * 3 + usage.queries_per_day * DAYS * 100  # validate, ETL read, archive check; ~100 a query
+    add("S3", "PUT, COPY, LIST requests", put_requests, "requests", p["s3_put_per_1000"], 1000)
+    add("S3", "GET requests", get_requests, "requests", p["s3_get_per_1000"], 1000)
+    invocations = usage.lambda_invocations_per_day * DAYS
+    add("Lambda", "requests", invocations, "requests", p["lambda_per_million_requests"], 1_000_000)
+    gb_seconds = invocations * usage.lambda_memory_mb / 1024 * usage.lambda_avg_ms / 1000
+    add("Lambda", "compute", gb_seconds, "GB-seconds", p["lambda_gb_second"])
+    add(
+        "Step Functions",
+        "state transitions",
+        runs * usage.transitions_per_run,
+        "transitions",
+        p["step_functions_per_1000_transitions"],
+        1000,
+    )
+    job_seconds = max(usage.glue_minutes_per_job * 60, p["glue_job_minimum_seconds"])  # billed per run, 1 min at least
+    dpu_hours = runs * usage.glue_jobs_per_run * usage.glue_dpus * job_seconds / 3600
+    add("Glue", "ETL jobs (per-run minimum billed)", dpu_hours, "DPU-hours", p["glue_dpu_hour"])
+    crawl_seconds = max(usage.crawler_minutes * 60, p["glue_crawler_minimum_seconds"])  # 10 min at least
+    crawler_hours = runs * usage.crawlers_per_run * usage.crawler_dpus * crawl_seconds / 3600
+    add("Glue", "crawlers (10-minute minimum a run)", crawler_hours, "DPU-hours", p["glue_crawler_dpu_hour"])
+    objects = max(0.0, usage.catalog_objects - p["glue_catalog_free_objects"])
+    add(
+        "Glue",
+        "Data Catalog storage above 1M objects",
+        objects,
+        "objects",
+        p["glue_catalog_per_100k_objects_month"],
+        100_000,
+    )
+    requests = max(0.0, usage.catalog_requests_per_day * DAYS - p["glue_catalog_free_requests"])
+    add(
+        "Glue",
+        "Data Catalog requests above 1M",
+        requests,
+        "requests",
+        p["glue_catalog_per_million_requests"],
+        1_000_000,
+    )
+    minimum_gb = p["athena_minimum_mb_per_query"] / 1024
+    scanned_tb = usage.queries_per_day * DAYS * max(usage.gb_scanned_per_query, minimum_gb) / 1024
+    add("Athena", "data scanned (10 MB minimum a query)", scanned_tb, "TB", p["athena_per_tb_scanned"])
+    add(
+        "DynamoDB",
+        "writes (on demand)",
+        usage.dynamodb_writes_per_day * DAYS,
+        "write units",
+        p["dynamodb_per_million_writes"],
+        1_000_000,
+    )
+    add(
+        "DynamoDB",
+        "reads (on demand)",
+        usage.dynamodb_reads_per_day * DAYS,
+        "read units",
+        p["dynamodb_per_million_reads"],
+        1_000_000,
+    )
+    add("DynamoDB", "storage", usage.dynamodb_storage_gb, "GB-month", p["dynamodb_storage_gb_month"])
+    publishes = max(0.0, usage.sns_publishes_per_day * DAYS - p["sns_free_publishes"])
+    add("SNS", "publishes above 1M", publishes, "publishes", p["sns_per_million_publishes"], 1_000_000)
+    add("CloudWatch", "log ingestion", usage.cloudwatch_logs_gb_per_month, "GB", p["cloudwatch_logs_ingest_gb"])
+    add("CloudWatch", "custom metrics", usage.cloudwatch_metrics, "metrics", p["cloudwatch_per_metric_month"])
+    if usage.kms_keys or usage.kms_requests_per_day:
+        add("KMS", "keys", usage.kms_keys, "key-months", p["kms_per_key_month"])
+        add("KMS", "requests", usage.kms_requests_per_day * DAYS, "requests", p["kms_per_10k_requests"], 10_000)
+    if usage.vpc_interface_endpoints:
+        hours = usage.vpc_interface_endpoints * usage.vpc_azs * HOURS
+        add(
+            "VPC endpoints", "interface endpoint hours", hours, "endpoint-AZ-hours", p["vpc_interface_endpoint_az_hour"]
+        )
+        add("VPC endpoints", "data processed", usage.vpc_endpoint_gb_per_month, "GB", p["vpc_endpoint_per_gb"])
+    if usage.firehose_gb_per_day:
+        add("Firehose", "data ingested", usage.firehose_gb_per_day * DAYS, "GB", p["firehose_per_gb"])
+    add(
+        "API Gateway",
+        "requests",
+        usage.api_requests_per_day * DAYS,
+        "requests",
+        p["api_gateway_per_million_requests"],
+        1_000_000,
+    )
+    by_service: dict[str, float] = {}
+    for line in lines:
+        by_service[line.service] = round(by_service.get(line.service, 0) + line.monthly, 2)
+    return {
+        "monthly_total": round(sum(line.monthly for line in lines), 2),
+        "currency": p["currency"],
+        "region": usage.region,
+        "prices_as_of": p["as_of"],
+        "price_source": p["source"],
+        "by_service": by_service,
+        "lines": [asdict(line) for line in lines],
+        "usage": {**asdict(usage), "storage_split": dict(usage.storage_split)},
+        "assumptions": [
+            f"a month is {DAYS} days",
+            "each file: 2 PUT-class requests (upload, archive copy) and 3 GETs (validate, ETL read, archive check)",
+            "each Glue job run: about 10 PUT-class requests (Delta data files and log); each query: about 100 GETs",
+            "Glue jobs are billed per second with a 1-minute minimum, crawlers with a 10-minute minimum, per run",
+            "free tiers are applied only where they are permanent (Data Catalog, SNS); Lambda's is not counted",
+            "gateway VPC endpoints (S3, DynamoDB) are free; interface endpoints are priced per AZ-hour",
+        ],
+    }

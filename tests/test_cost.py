@@ -1,0 +1,129 @@
+"""The cost estimate: its arithmetic (per-run and per-query minimums), scenarios, the stage-derived usage, and
+every bad parameter answered with a 400 naming it (GET and POST /cost through the Chalice test client)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from chalice.test import Client
+from conftest import ROOT
+
+from chalicelib import cost, runtime
+
+NOTHING = replace(
+    cost.Usage(),
+    **{name: 0.0 for name in cost.LIMITS if name not in ("lambda_memory_mb", "vpc_azs", "storage_split")},
+    storage_split={"STANDARD": 1.0},
+)
+
+
+def lines(estimate):
+    return {(line["service"], line["item"]): line for line in estimate["lines"]}
+
+
+def test_glue_and_athena_are_billed_with_their_minimums():
+    usage = replace(NOTHING, pipeline_runs_per_day=10, glue_jobs_per_run=1, glue_dpus=2, glue_minutes_per_job=0.2)
+    usage = replace(usage, crawlers_per_run=1, crawler_dpus=2, crawler_minutes=1, queries_per_day=100)
+    usage = replace(usage, gb_scanned_per_query=0.001)  # 1 MB: billed as 10 MB
+    got = lines(cost.estimate(usage))
+    etl = got[("Glue", "ETL jobs (per-run minimum billed)")]
+    assert etl["quantity"] == pytest.approx(10 * cost.DAYS * 2 * 60 / 3600, abs=1e-3)  # 12 s billed as 60 s
+    assert etl["monthly"] == round(etl["quantity"] * 0.44, 2)
+    crawlers = got[("Glue", "crawlers (10-minute minimum a run)")]
+    assert crawlers["quantity"] == pytest.approx(10 * cost.DAYS * 2 * 600 / 3600, abs=1e-3)
+    athena = got[("Athena", "data scanned (10 MB minimum a query)")]
+    assert athena["quantity"] == pytest.approx(100 * cost.DAYS * (10 / 1024) / 1024, abs=1e-4)
+
+
+def test_every_line_is_its_quantity_times_its_unit_price_and_the_total_their_sum():
+    for name, usage in cost.SCENARIOS.items():
+        estimate = cost.estimate(usage)
+        for line in estimate["lines"]:
+            assert line["monthly"] == pytest.approx(line["quantity"] * line["unit_price"] / line["per"], abs=0.01), line
+        assert estimate["monthly_total"] == pytest.approx(sum(line["monthly"] for line in estimate["lines"]), abs=0.01)
+        assert estimate["prices_as_of"] and estimate["region"] == "us-east-1", name
+    totals = [cost.estimate(cost.SCENARIOS[s])["monthly_total"] for s in ("light", "medium", "heavy")]
+    assert totals == sorted(totals) and totals[0] > 0
+    heavy = lines(cost.estimate(cost.SCENARIOS["heavy"]))
+    assert heavy[("S3", "storage GLACIER_IR")]["quantity"] == 4000  # 40% of 10 TB
+    assert ("VPC endpoints", "interface endpoint hours") in heavy and ("Firehose", "data ingested") not in heavy
+
+
+def test_the_stage_configuration_sets_how_often_runs_start_and_what_each_starts(settings):
+    usage = cost.usage_for_stage(settings)
+    assert usage.pipeline_runs_per_day == 86400 / settings.pipeline.window_seconds  # a trickle: a run per window
+    assert (usage.glue_jobs_per_run, usage.crawlers_per_run) == (len(settings.datasets) + 1, len(settings.datasets))
+    few = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], files_per_day=20))
+    assert few.pipeline_runs_per_day == 20  # never more runs than files
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter", "problem"),
+    [
+        ({"stored_gb": "-1"}, "stored_gb", "between 0 and"),
+        ({"stored_gb": "1e12"}, "stored_gb", "between 0 and"),
+        ({"stored_gb": "lots"}, "stored_gb", "must be a number"),
+        ({"stored_gb": "nan"}, "stored_gb", "between 0 and"),
+        ({"queries_per_day": True}, "queries_per_day", "must be a number"),
+        ({"lambda_memory_mb": 64}, "lambda_memory_mb", "between 128 and"),
+        ({"region": "mars-1"}, "region", "no price table"),
+        ({"storage_split": "STANDARD:0.5"}, "storage_split", "add up to 0.5"),
+        ({"storage_split": "TAPE:1"}, "storage_split", "unknown storage class"),
+        ({"storage_split": "STANDARD"}, "storage_split", "CLASS:SHARE"),
+        ({"storage_split": {"STANDARD": 2, "GLACIER": -1}}, "storage_split", "between 0 and 1"),
+        ({"storage_split": []}, "storage_split", "must map"),
+        ({"stored_tb": "1"}, "stored_tb", "unknown parameter"),
+    ],
+)
+def test_a_bad_parameter_is_refused_with_its_name(params, parameter, problem):
+    with pytest.raises(cost.UsageError) as caught:
+        cost.parse_usage(params, cost.SCENARIOS["medium"])
+    assert caught.value.parameter == parameter and problem in str(caught.value)
+
+
+@pytest.fixture
+def client(provisioned):
+    import app
+
+    runtime.reset()
+    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
+        yield chalice_client
+    runtime.reset()
+
+
+def test_get_and_post_cost(client, settings):
+    default = client.http.get("/cost")
+    assert default.status_code == 200
+    body = json.loads(default.body)
+    assert body["scenario"] == "this stage's configuration"
+    assert body["usage"]["pipeline_runs_per_day"] == 86400 / settings.pipeline.window_seconds
+    light = json.loads(
+        client.http.get("/cost?scenario=light&stored_gb=1000&storage_split=STANDARD:0.5,GLACIER_IR:0.5").body
+    )
+    assert lines(light)[("S3", "storage GLACIER_IR")]["monthly"] == round(500 * 0.004, 2)
+    posted = client.http.post(
+        "/cost",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"scenario": "heavy", "storage_split": {"STANDARD": 1}, "firehose_gb_per_day": 10}),
+    )
+    assert posted.status_code == 200 and ("Firehose", "data ingested") in lines(json.loads(posted.body))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        ("get", "/cost?stored_gb=-5", None, "stored_gb: must be between 0 and"),
+        ("get", "/cost?scenario=huge", None, "scenario: unknown scenario 'huge'"),
+        ("get", "/cost?region=eu-west-9", None, "region: no price table"),
+        ("post", "/cost", "[1, 2]", "body: must be a JSON object"),
+        ("post", "/cost", "{not json", "body: not valid JSON"),
+        ("post", "/cost", '{"glue_dpus": "many"}', "glue_dpus: must be a number"),
+    ],
+)
+def test_bad_requests_get_a_400_naming_the_parameter(client, method, path, body, message):
+    kwargs = {"headers": {"Content-Type": "application/json"}, "body": body} if method == "post" else {}
+    response = getattr(client.http, method)(path, **kwargs)
+    assert response.status_code == 400, response.body
+    assert message in json.loads(response.body)["Message"]
