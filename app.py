@@ -144,6 +144,22 @@ def cost_post():
     return _cost(body or {})
 
 
+@app.route("/status", methods=["GET"])
+def status_get():
+    """The pipeline at a glance, from summaries only; `files` (1-200, default 20) recent files."""
+    from datetime import UTC, datetime
+
+    from chalice import BadRequestError
+
+    from chalicelib.status import status
+
+    raw = (app.current_request.query_params or {}).get("files", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise BadRequestError(f"files: must be a whole number from 1 to 200, not {raw!r}")
+    rt = runtime.current()
+    return status(rt.settings, rt.stage, rt.ledger, rt.client("s3"), datetime.now(UTC), int(raw))
+
+
 @app.lambda_function(name="quality_check")
 def quality_check(event, context):
     """The quality gate. Its answer (status, readable summary, batches to roll back) drives the state

@@ -482,6 +482,13 @@ class Ledger(ABC):
         """File records, newest first."""
         return [FileRecord.from_item(i) for i in self._newest("file", limit)]
 
+    def file_counts(self, since: str) -> dict[str, int]:
+        """Files received since `since` (ISO time), by status."""
+        counts: dict[str, int] = {}
+        for status in self._statuses_since("file", since):
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
     # -- storage hooks -----------------------------------------------------------------------
     @abstractmethod
     def _put_if_absent(self, item: dict[str, Any]) -> dict[str, Any] | None:
@@ -501,6 +508,10 @@ class Ledger(ABC):
     @abstractmethod
     def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
         """Items of `kind` (file, run) by `received_at`, newest first."""
+
+    @abstractmethod
+    def _statuses_since(self, kind: str, since: str) -> list[str]:
+        """The `status` of every item of `kind` received since `since` (only that attribute is read)."""
 
     @abstractmethod
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
@@ -547,6 +558,10 @@ class InMemoryLedger(Ledger):
                 reverse=True,
             )
         return files[:limit] if limit else files
+
+    def _statuses_since(self, kind: str, since: str) -> list[str]:
+        with self._lock:
+            return [i["status"] for i in self.items.values() if i["kind"] == kind and i["received_at"] >= since]
 
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         with self._lock:
@@ -669,6 +684,22 @@ class DynamoDBLedger(Ledger):
 
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         return self._query(PENDING_INDEX, "pending", dataset, newest_first=False, limit=limit)
+
+    def _statuses_since(self, kind: str, since: str) -> list[str]:
+        kwargs: dict[str, Any] = {
+            "IndexName": BY_TIME_INDEX,
+            "KeyConditionExpression": "#k = :v AND received_at >= :since",
+            "ProjectionExpression": "#s",
+            "ExpressionAttributeNames": {"#k": "kind", "#s": "status"},
+            "ExpressionAttributeValues": {":v": {"S": kind}, ":since": {"S": since}},
+        }
+        out = []
+        while True:
+            page = self._call("query", **kwargs)
+            out += [i["status"]["S"] for i in page.get("Items", []) if "status" in i]
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _query(
         self, index: str, key: str, value: str, *, newest_first: bool, limit: int | None

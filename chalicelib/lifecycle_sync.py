@@ -97,6 +97,7 @@ class LifecycleSync:
         self.s3, self.lake = s3, lake_bucket
         self.definitions_prefix = config_prefix + DEFINITIONS
         self.history_prefix = reports_prefix + HISTORY
+        self.latest_key = reports_prefix + "lifecycle/latest.json"
         self.workers, self.clock = workers, clock
 
     @classmethod
@@ -126,7 +127,19 @@ class LifecycleSync:
     def run(self, dry_run: bool = False, who: str = "lakehouse") -> SyncReport:
         texts, versions = self.definition_files()
         definitions = parse_definitions(texts, self.lake)
-        return self.sync(definitions, versions, dry_run=dry_run, who=who)
+        report = self.sync(definitions, versions, dry_run=dry_run, who=who)
+        if not dry_run:  # the status API shows how the last sync went
+            summary = {
+                "time": self.clock().isoformat(),
+                "who": who,
+                "changed": [c.bucket for c in report.changed],
+                "unchanged": sum(c.action == "unchanged" for c in report.changes),
+                "failed": {c.bucket: c.error for c in report.failed},
+                "problems": report.problems,
+                "missing": report.missing,
+            }
+            self.s3.put_object(Bucket=self.lake, Key=self.latest_key, Body=json.dumps(summary, indent=2).encode())
+        return report
 
     def sync(self, definitions: Definitions, versions: dict[str, str], *, dry_run: bool, who: str) -> SyncReport:
         existing = self.existing_buckets()

@@ -1,0 +1,77 @@
+"""What `GET /status` answers: the pipeline's health from summaries only (ledger items, the reports' latest
+documents), never from the data itself, so it stays fast however large the lake grows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from .aws import error_code
+from .config import Settings, Stage
+from .ledger import Ledger, now_iso
+from .steps import describe_error
+
+RUNS = 20  # recent runs shown, and searched for each dataset's last success
+
+
+def _latest(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def status(settings: Settings, stage: Stage, ledger: Ledger, s3: Any, now: datetime, files: int = 20) -> dict[str, Any]:
+    runs = ledger.runs(RUNS)
+    last_success: dict[str, str] = {}
+    for run in runs:  # newest first: the first successful run naming a dataset is its last success
+        if run.status == "SUCCEEDED" and run.ended_at:
+            for batch in run.batches:
+                last_success.setdefault(batch["dataset"], run.ended_at)
+    datasets = {}
+    for name, contract in sorted(settings.datasets.items()):
+        target = next((r.max_age_hours for r in contract.rules if r.check == "freshness"), None)
+        loaded = last_success.get(name)
+        age = round((now - datetime.fromisoformat(loaded)).total_seconds() / 3600, 1) if loaded else None
+        quality = ledger.quality_history(name, 1)
+        latest = quality[0] if quality else None
+        datasets[name] = {
+            "last_successful_run": loaded,
+            "hours_since": age,
+            "freshness_target_hours": target,
+            "fresh": None if target is None or age is None else age <= target,
+            "quality": latest
+            and {
+                "run": latest["run"],
+                "status": latest["status"],
+                "failed": [c["rule"] for c in latest["checks"] if not c["passed"]],
+            },
+        }
+    drift = _latest(s3, stage.bucket, f"{settings.zones.reports}drift/latest.json")
+    return {
+        "stage": stage.name,
+        "time": now.isoformat(),
+        "files_last_24h": ledger.file_counts(now_iso(now - timedelta(hours=24))),
+        "recent_files": [
+            {k: r.public().get(k) for k in ("file_id", "dataset", "status", "received_at", "reason_code", "reason")}
+            for r in ledger.files(files)
+        ],
+        "runs": [
+            {
+                "run": r.name,
+                "status": r.status,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "files": r.files,
+                "error": describe_error(r.error, r.cause or "") if r.error else None,
+            }
+            for r in runs[:10]
+        ],
+        "datasets": datasets,
+        "drift": drift
+        and {k: drift.get(k) for k in ("time", "drifted", "deployment")} | {"findings": len(drift.get("findings", []))},
+        "lifecycle": _latest(s3, stage.bucket, f"{settings.zones.reports}lifecycle/latest.json"),
+    }

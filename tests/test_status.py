@@ -1,0 +1,75 @@
+"""GET /status: the pipeline's health from ledger summaries and the reports' latest documents."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from chalice.test import Client
+from conftest import ROOT
+
+from chalicelib import runtime
+from chalicelib.ledger import DynamoDBLedger, FileRecord, Status
+from chalicelib.lifecycle_sync import LifecycleSync
+
+
+@pytest.fixture
+def client(provisioned):
+    import app
+
+    runtime.reset()
+    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
+        yield chalice_client
+    runtime.reset()
+
+
+def test_status_reads_the_ledger_and_the_latest_reports(client, provisioned, settings, stage):
+    ledger = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table)
+    now = datetime.now(UTC)
+    for name, when, verdict in (
+        ("old.csv", now - timedelta(hours=30), Status.VALID),
+        ("a.csv", now - timedelta(hours=2), Status.VALID),
+        ("b.csv", now - timedelta(hours=1), Status.REJECTED),
+    ):
+        record = FileRecord(f"{stage.bucket}/raw/orders/{name}#v1", stage.bucket, f"raw/orders/{name}", "v1", "orders")
+        claimed = ledger.claim(record, now=when).record
+        extra = {"reason_code": "EMPTY_FILE", "reason": "the file is empty"} if verdict == Status.REJECTED else {}
+        ledger.finish(claimed, verdict, **extra)
+    run = ledger.begin_run()
+    ledger.save_plan(run, {"levels": [[{"dataset": "orders", "batch": 1, "job": "j"}]]}, 1, 10)
+    ledger.end_run(run.name, "SUCCEEDED")
+    failing = {"rule": "freshness(order_ts)", "passed": False}
+    ledger.save_quality(run.name, "orders", {"run": run.name, "status": "WARN", "rows_loaded": 5, "checks": [failing]})
+    failed = ledger.begin_run()
+    ledger.end_run(failed.name, "FAILED", "QualityCheckFailed", "ERROR orders unique(order_id): 2 of 9 rows fail")
+    LifecycleSync(provisioned.s3, stage.bucket, "config/", "reports/").run(who="test")
+    provisioned.s3.put_object(
+        Bucket=stage.bucket,
+        Key="reports/drift/latest.json",
+        Body=json.dumps({"time": "t", "drifted": True, "findings": [{}, {}], "deployment": None}).encode(),
+    )
+
+    response = client.http.get("/status?files=2")
+    assert response.status_code == 200
+    body = json.loads(response.body)
+    assert body["files_last_24h"] == {"VALID": 1, "REJECTED": 1}  # the 30-hour-old file is out
+    assert [f["file_id"].rsplit("/", 1)[-1] for f in body["recent_files"]] == ["b.csv#v1", "a.csv#v1"]
+    assert body["recent_files"][0]["reason_code"] == "EMPTY_FILE"
+    assert [(r["run"], r["status"]) for r in body["runs"]] == [(failed.name, "FAILED"), (run.name, "SUCCEEDED")]
+    assert body["runs"][0]["error"] == "QualityCheckFailed: ERROR orders unique(order_id): 2 of 9 rows fail"
+    orders = body["datasets"]["orders"]
+    assert orders["quality"] == {"run": run.name, "status": "WARN", "failed": ["freshness(order_ts)"]}
+    assert orders["freshness_target_hours"] == 48 and orders["fresh"] is True and orders["hours_since"] < 1
+    assert body["datasets"]["customers"]["last_successful_run"] is None
+    assert body["drift"] == {"time": "t", "drifted": True, "deployment": None, "findings": 2}
+    assert body["lifecycle"]["who"] == "test" and body["lifecycle"]["changed"] == []
+
+
+@pytest.mark.parametrize("files", ["0", "201", "ten", "-1"])
+def test_a_bad_files_parameter_is_a_400(client, files):
+    response = client.http.get(f"/status?files={files}")
+    assert (
+        response.status_code == 400
+        and "files: must be a whole number from 1 to 200" in json.loads(response.body)["Message"]
+    )
