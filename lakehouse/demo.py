@@ -163,6 +163,23 @@ def _lifecycle_and_drift(settings, stage) -> bool:
     )
 
 
+def _cost_estimate(settings) -> None:
+    """Step 12: what this configuration would cost on AWS a month (lakehouse cost; GET /cost)."""
+    from chalicelib import cost
+
+    console.rule("12. what this configuration would cost on AWS a month (lakehouse cost, GET /cost)")
+    estimate = cost.estimate(cost.usage_for_stage(settings))
+    for service, amount in sorted(estimate["by_service"].items(), key=lambda kv: -kv[1]):
+        out.print(f"  {service:16} {amount:>12,.2f} {estimate['currency']}", highlight=False)
+    out.print(f"  {'total':16} {estimate['monthly_total']:>12,.2f} {estimate['currency']} a month", highlight=False)
+    runs = estimate["usage"]["pipeline_runs_per_day"]
+    out.print(
+        f"  (prices of {estimate['prices_as_of']}; up to {runs:g} pipeline runs a day with window_seconds = "
+        f"{settings.pipeline.window_seconds}: `lakehouse cost --set pipeline_runs_per_day=24` shows fewer)",
+        highlight=False,
+    )
+
+
 def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
     settings = _settings()
     stage = settings.stage(localstage.STAGE)
@@ -226,6 +243,7 @@ def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
             console.print(f"[red]mismatch:[/red] {line}")
         etl_ok = _pipeline(settings, stage, ledger, fail_job)
         nightly_ok = _lifecycle_and_drift(settings, stage)
+        _cost_estimate(settings)
         ok = not wrong and redelivery_ok and etl_ok and nightly_ok
         console.print("[green]demo passed[/green]" if ok else "[red]demo failed[/red]")
         return 0 if ok else 1
