@@ -175,7 +175,9 @@ def test_the_sync_reads_once_and_writes_once_per_differing_bucket_and_dry_runs_c
     applied = sync.run()
     assert calls["GetBucketLifecycleConfiguration"] == 3  # one read per defined, existing bucket
     assert calls["PutBucketLifecycleConfiguration"] == 2  # one write per differing bucket, whatever its rule count
-    assert calls["PutObject"] == 2 and calls["DeleteBucketLifecycle"] == 0  # a history document per change
+    assert (
+        calls["PutObject"] == 3 and calls["DeleteBucketLifecycle"] == 0
+    )  # a history document per change + latest.json
     assert [r["ID"] for r in live_rules(s3, "b-differs")] == ["keep", "new"]
     assert live_rules(s3, "b-same") == parse_file("x", same, LAKE)["b-same"]
     assert "b-unmanaged" not in {c.bucket for c in applied.changes}
