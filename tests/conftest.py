@@ -59,6 +59,20 @@ def provisioned(aws_env, settings, stage):
 
 
 @pytest.fixture
+def client(provisioned):
+    """The Chalice app's test client on the local stage's settings, over the provisioned (moto) stage."""
+    from chalice.test import Client
+
+    import app
+    from chalicelib import runtime
+
+    runtime.reset()
+    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
+        yield chalice_client
+    runtime.reset()
+
+
+@pytest.fixture
 def ingestor(provisioned, settings, stage):
     return Ingestor(
         settings,

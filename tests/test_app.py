@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from chalice.test import Client
 from conftest import ROOT
 
 from chalicelib import runtime
@@ -14,16 +13,6 @@ from lakehouse.localstage import s3_notification
 
 H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"
 R = b"O1,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR,2025-03-01\n"
-
-
-@pytest.fixture
-def client(provisioned):
-    import app
-
-    runtime.reset()
-    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
-        yield chalice_client
-    runtime.reset()
 
 
 def sqs_event(*bodies):

@@ -7,10 +7,8 @@ import json
 from dataclasses import replace
 
 import pytest
-from chalice.test import Client
-from conftest import ROOT
 
-from chalicelib import cost, runtime
+from chalicelib import cost
 
 NOTHING = replace(
     cost.Usage(),
@@ -81,16 +79,6 @@ def test_a_bad_parameter_is_refused_with_its_name(params, parameter, problem):
     with pytest.raises(cost.UsageError) as caught:
         cost.parse_usage(params, cost.SCENARIOS["medium"])
     assert caught.value.parameter == parameter and problem in str(caught.value)
-
-
-@pytest.fixture
-def client(provisioned):
-    import app
-
-    runtime.reset()
-    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
-        yield chalice_client
-    runtime.reset()
 
 
 def test_get_and_post_cost(client, settings):

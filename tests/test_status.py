@@ -6,22 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from chalice.test import Client
-from conftest import ROOT
 
-from chalicelib import runtime
 from chalicelib.ledger import DynamoDBLedger, FileRecord, Status
 from chalicelib.lifecycle_sync import LifecycleSync
-
-
-@pytest.fixture
-def client(provisioned):
-    import app
-
-    runtime.reset()
-    with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
-        yield chalice_client
-    runtime.reset()
 
 
 def test_status_reads_the_ledger_and_the_latest_reports(client, provisioned, settings, stage):
