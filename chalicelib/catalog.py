@@ -82,26 +82,31 @@ def put_table(glue: Any, database: str, table: dict[str, Any]) -> None:
         glue.create_table(DatabaseName=database, TableInput=table)
 
 
-def refresh(
-    settings: Settings, stage: Stage, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
-) -> list[str]:
-    """Register the stage's tables that exist in S3 (a Delta table once it has a log); returns their names."""
-    names = []
+def declared_tables(
+    settings: Settings, stage: Stage, s3: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
+) -> list[dict[str, Any]]:
+    """The tables the stage should have in its Glue database: the raw tables its contracts declare, and a
+    Delta table for each processed/curated table in S3 (once it has a log)."""
+    tables = []
     if "raw" in zones:
-        for contract in settings.datasets.values():
-            table = raw_table(settings, stage, contract)
-            if table is not None:
-                put_table(glue, stage.glue_database, table)
-                names.append(table["Name"])
+        tables += [t for c in settings.datasets.values() if (t := raw_table(settings, stage, c)) is not None]
     for label in ("processed", "curated"):
         if label not in zones:
             continue
         zone = getattr(settings.zones, label)
         listing = s3.list_objects_v2(Bucket=stage.bucket, Prefix=zone, Delimiter="/")
         for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
-            if not s3.list_objects_v2(Bucket=stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get("KeyCount"):
-                continue
-            name = f"{label}_{prefix[len(zone) :].strip('/')}"
-            put_table(glue, stage.glue_database, delta_table(name, f"s3://{stage.bucket}/{prefix}"))
-            names.append(name)
-    return names
+            if s3.list_objects_v2(Bucket=stage.bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get("KeyCount"):
+                name = f"{label}_{prefix[len(zone) :].strip('/')}"
+                tables.append(delta_table(name, f"s3://{stage.bucket}/{prefix}"))
+    return tables
+
+
+def refresh(
+    settings: Settings, stage: Stage, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
+) -> list[str]:
+    """Register the stage's declared tables (`declared_tables`); returns their names."""
+    tables = declared_tables(settings, stage, s3, zones)
+    for table in tables:
+        put_table(glue, stage.glue_database, table)
+    return [t["Name"] for t in tables]

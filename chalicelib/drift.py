@@ -19,10 +19,11 @@ from typing import Any
 
 from . import provision
 from .aws import account_id, error_code
-from .catalog import delta_table, raw_table
+from .catalog import declared_tables
 from .config import Settings, Stage
 from .ledger import LEDGER_TABLE_SPEC
 from .lifecycle import fingerprint
+from .pipeline import crawler_name
 
 log = logging.getLogger(__name__)
 REPORTS = "drift/"  # under the reports zone
@@ -277,8 +278,6 @@ class DriftCheck:
             self.differs(f"glue database {db}", "exists", True, False)
             return
         account = account_id(self.c.sts)
-        from .pipeline import crawler_name
-
         for dataset in self.settings.datasets:
             name = crawler_name(self.stage, dataset)
             self.checked.append(f"glue crawler {name}")
@@ -292,7 +291,7 @@ class DriftCheck:
                     self.differs(f"glue crawler {name}", key, value, have)
                 else:
                     self.differs(f"glue crawler {name}", key, value, crawler.get(key))
-        for table in self._declared_tables():
+        for table in declared_tables(self.settings, self.stage, self.c.s3):
             resource = f"glue table {db}.{table['Name']}"
             self.checked.append(resource)
             have = self._read(
@@ -312,18 +311,6 @@ class DriftCheck:
                 have.get("StorageDescriptor", {}).get("Location"),
                 fix,
             )
-
-    def _declared_tables(self) -> list[dict[str, Any]]:
-        """The tables RefreshTables registers: raw tables, and a Delta table per processed/curated table in S3."""
-        tables = [t for c in self.settings.datasets.values() if (t := raw_table(self.settings, self.stage, c))]
-        s3, bucket = self.c.s3, self.stage.bucket
-        for label in ("processed", "curated"):
-            zone = getattr(self.settings.zones, label)
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix=zone, Delimiter="/")
-            for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
-                if s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}_delta_log/", MaxKeys=1).get("KeyCount"):
-                    tables.append(delta_table(f"{label}_{prefix[len(zone) :].strip('/')}", f"s3://{bucket}/{prefix}"))
-        return tables
 
     def workgroup(self, _: Any) -> None:
         name = self.stage.athena_workgroup
