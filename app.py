@@ -107,21 +107,15 @@ def drift_report(event):
 
 
 def _cost(params: dict) -> dict:
-    """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters."""
     from chalice import BadRequestError
 
     from chalicelib import cost
 
     params = dict(params or {})
-    scenario = params.pop("scenario", None)
-    if scenario is not None and scenario not in cost.SCENARIOS:
-        raise BadRequestError(f"scenario: unknown scenario {scenario!r}; known: {', '.join(cost.SCENARIOS)}")
-    base = cost.SCENARIOS[scenario] if scenario else cost.usage_for_stage(runtime.current().settings)
     try:
-        estimate = cost.estimate(cost.parse_usage(params, base))
+        return cost.estimate_for(runtime.current().settings, params.pop("scenario", None), params)
     except cost.UsageError as exc:
         raise BadRequestError(str(exc)) from None
-    return {**estimate, "scenario": scenario or "this stage's configuration"}
 
 
 @app.route("/cost", methods=["GET"])

@@ -168,6 +168,15 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
     )
 
 
+def estimate_for(settings: Any, scenario: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters; what
+    `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
+    if scenario is not None and scenario not in SCENARIOS:
+        raise UsageError("scenario", f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    base = SCENARIOS[scenario] if scenario else usage_for_stage(settings)
+    return {**estimate(parse_usage(params, base)), "scenario": scenario or "this stage's configuration"}
+
+
 def parse_usage(params: Mapping[str, Any], base: Usage) -> Usage:
     """`base` with the caller's parameters (query strings or JSON values), every one checked."""
     known = {f.name for f in fields(Usage)}

@@ -852,9 +852,8 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
         if not sep:
             raise click.BadParameter(f"{value!r}: write NAME=VALUE", param_hint="--set")
         params[name.strip()] = raw.strip()
-    base = costs.SCENARIOS[scenario] if scenario else costs.usage_for_stage(_settings())
     try:
-        estimate = costs.estimate(costs.parse_usage(params, base))
+        estimate = costs.estimate_for(_settings(), scenario, params)
     except costs.UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from None
     if as_json:
