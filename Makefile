@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's Chromium, for the dashboard's browser test (Playwright drives it; it never downloads a browser)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo demo-failure test lint bench clean
+.PHONY: demo demo-failure serve test lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +16,20 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/lakehouse demo
+demo: $(STAMP)  # leaves the local stage up with the demo's data, for `make serve`
+	$(BIN)/lakehouse demo --keep-running
+
+serve: $(STAMP)  # the API and dashboard on the local stage (http://127.0.0.1:8000/), until Ctrl-C
+	$(BIN)/lakehouse serve
 
 demo-failure: $(STAMP)  # the same, with the orders Glue job failing first: the alert, FAILED files, recovery
 	$(BIN)/lakehouse demo --fail-job orders
 
-test: $(STAMP)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -9,7 +9,7 @@ import os
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from chalice import Chalice, Rate
+from chalice import Chalice, IAMAuthorizer, Rate, Response
 
 from chalicelib import runtime
 from chalicelib.ingest import refs_from_notification
@@ -106,6 +106,41 @@ def drift_report(event):
     return {"drifted": report.drifted, "findings": len(report.findings), "report": report.keys[1]}
 
 
+# -- the HTTP API (its OpenAPI document: GET /openapi.json, chalicelib/openapi.py) ---------------------------
+def _api_auth(mode: str) -> dict:
+    """How a stage's API routes are protected (`LAKEHOUSE_API_AUTH` in .chalice/config.json, read when `chalice
+    deploy` or `chalice package` loads this file): IAM (SigV4-signed requests), an API key, or none (the local
+    stage, on loopback)."""
+    if mode == "iam":
+        return {"authorizer": IAMAuthorizer()}
+    if mode == "api_key":
+        return {"api_key_required": True}
+    if mode == "none":
+        return {}
+    raise ValueError(f"LAKEHOUSE_API_AUTH = {mode!r}: must be iam, api_key or none")
+
+
+API_AUTH_MODE = os.environ.get("LAKEHOUSE_API_AUTH", "iam")  # unset: the safe default
+API_AUTH = _api_auth(API_AUTH_MODE)
+
+
+@app.route("/", methods=["GET"])
+def dashboard():
+    """The dashboard page for people: static, its data comes from /status and /cost (which are protected)."""
+    from pathlib import Path
+
+    page = Path(__file__).with_name("chalicelib").joinpath("dashboard.html").read_text()
+    return Response(body=page, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi():
+    """The API's OpenAPI document, built from the code it describes."""
+    from chalicelib.openapi import document
+
+    return document(API_AUTH_MODE)
+
+
 def _cost(params: dict) -> dict:
     from chalice import BadRequestError
 
@@ -113,18 +148,19 @@ def _cost(params: dict) -> dict:
 
     params = dict(params or {})
     try:
-        return cost.estimate_for(runtime.current().settings, params.pop("scenario", None), params)
+        settings = runtime.current().settings
+        return cost.estimate_for(settings, params.pop("scenario", None), params, runtime.lake_rules())
     except cost.UsageError as exc:
         raise BadRequestError(str(exc)) from None
 
 
-@app.route("/cost", methods=["GET"])
+@app.route("/cost", methods=["GET"], **API_AUTH)
 def cost_get():
     """Monthly cost estimate; query parameters: `scenario` (light, medium, heavy) and any usage figure."""
     return _cost(app.current_request.query_params or {})
 
 
-@app.route("/cost", methods=["POST"])
+@app.route("/cost", methods=["POST"], **API_AUTH)
 def cost_post():
     """The same, with a JSON object body (`storage_split` as an object)."""
     from chalice import BadRequestError
@@ -138,7 +174,7 @@ def cost_post():
     return _cost(body or {})
 
 
-@app.route("/status", methods=["GET"])
+@app.route("/status", methods=["GET"], **API_AUTH)
 def status_get():
     """The pipeline at a glance, from summaries only; `files` (1-200, default 20) recent files."""
     from datetime import UTC, datetime
@@ -148,7 +184,7 @@ def status_get():
     from chalicelib.status import status
 
     raw = (app.current_request.query_params or {}).get("files", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:  # "²".isdigit() is True
         raise BadRequestError(f"files: must be a whole number from 1 to 200, not {raw!r}")
     rt = runtime.current()
     return status(rt.settings, rt.stage, rt.ledger, rt.client("s3"), datetime.now(UTC), int(raw))

@@ -168,13 +168,25 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
     )
 
 
-def estimate_for(settings: Any, scenario: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters; what
-    `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
-    if scenario is not None and scenario not in SCENARIOS:
+def estimate_for(
+    settings: Any, scenario: str | None, params: Mapping[str, Any], lake_rules: list[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters, and
+    the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);
+    what `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
+    from .provision import QUERIES_DIR
+    from .savings import lifecycle_saving, pruning_saving
+
+    if scenario is not None and (not isinstance(scenario, str) or scenario not in SCENARIOS):
         raise UsageError("scenario", f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     base = SCENARIOS[scenario] if scenario else usage_for_stage(settings)
-    return {**estimate(parse_usage(params, base)), "scenario": scenario or "this stage's configuration"}
+    usage = parse_usage(params, base)
+    p = prices()
+    what_if = [
+        lifecycle_saving(usage, lake_rules, settings.zones, p),
+        pruning_saving(usage, settings.datasets, QUERIES_DIR, p),
+    ]
+    return {**estimate(usage), "scenario": scenario or "this stage's configuration", "what_if": what_if}
 
 
 def parse_usage(params: Mapping[str, Any], base: Usage) -> Usage:

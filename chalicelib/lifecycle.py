@@ -389,6 +389,12 @@ def parse_definitions(files: Mapping[str, str], lake_bucket: str) -> Definitions
     return result
 
 
+def lake_rules(files: Mapping[str, str], lake_bucket: str) -> list[dict[str, Any]] | None:
+    """The rules the definitions give the lake bucket; None when none do (or a broken file names it)."""
+    found = parse_definitions(files, lake_bucket).buckets.get(lake_bucket)
+    return list(found.rules) if found else None
+
+
 def _named_buckets(text: str, lake_bucket: str) -> set[str]:
     """The buckets a broken file names, as far as it can be read (so none of them is touched)."""
     try:

@@ -385,7 +385,7 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
     return f"athena workgroup {stage.athena_workgroup}: updated"
 
 
-QUERIES_DIR = PROJECT_DIR / "queries"
+QUERIES_DIR = Path(__file__).with_name("queries")  # in chalicelib: the cost API reads them too
 
 
 def ensure_named_queries(athena: Any, stage: Stage, queries_dir: Path = QUERIES_DIR) -> str:

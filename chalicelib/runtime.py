@@ -77,6 +77,25 @@ def sql_engine() -> Any:
     return engine(rt.settings, rt.stage, local=os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb")
 
 
+_rules_lock = threading.Lock()
+_rules: tuple[float, list[dict[str, Any]] | None] | None = None
+
+
+def lake_rules() -> list[dict[str, Any]] | None:
+    """The lake bucket's lifecycle rules as pushed to `config/lifecycle/` (None if none are defined), for the
+    cost API's what-if; re-read at most every CONFIG_TTL_SECONDS like the configuration."""
+    global _rules
+    with _rules_lock:
+        if _rules is None or time.monotonic() - _rules[0] > CONFIG_TTL_SECONDS:
+            from .lifecycle import lake_rules as rules_of
+            from .lifecycle_sync import LifecycleSync
+
+            rt = current()
+            texts, _ = LifecycleSync.for_stage(rt.settings, rt.stage).definition_files()
+            _rules = (time.monotonic(), rules_of(texts, rt.stage.bucket))
+        return _rules[1]
+
+
 def alert(subject: str, message: str) -> None:
     """Publish to the stage's alerts topic."""
     from .aws import account_id
@@ -88,6 +107,6 @@ def alert(subject: str, message: str) -> None:
 
 def reset() -> None:
     """Forget the cached runtime (tests, and the local stage after re-provisioning)."""
-    global _cached
-    with _lock:
-        _cached = None
+    global _cached, _rules
+    with _lock, _rules_lock:
+        _cached = _rules = None

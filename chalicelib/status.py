@@ -13,6 +13,7 @@ from .ledger import Ledger, now_iso
 from .steps import describe_error
 
 RUNS = 20  # recent runs shown, and searched for each dataset's last success
+TREND = 10  # quality results per dataset, for the dashboard's trend
 
 
 def _latest(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -36,7 +37,7 @@ def status(settings: Settings, stage: Stage, ledger: Ledger, s3: Any, now: datet
         target = next((r.max_age_hours for r in contract.rules if r.check == "freshness"), None)
         loaded = last_success.get(name)
         age = round((now - datetime.fromisoformat(loaded)).total_seconds() / 3600, 1) if loaded else None
-        quality = ledger.quality_history(name, 1)
+        quality = ledger.quality_history(name, TREND)
         latest = quality[0] if quality else None
         datasets[name] = {
             "last_successful_run": loaded,
@@ -49,6 +50,10 @@ def status(settings: Settings, stage: Stage, ledger: Ledger, s3: Any, now: datet
                 "status": latest["status"],
                 "failed": [c["rule"] for c in latest["checks"] if not c["passed"]],
             },
+            "quality_trend": [  # oldest first
+                {"run": q["run"], "status": q["status"], "failed": sum(not c["passed"] for c in q["checks"])}
+                for q in reversed(quality)
+            ],
         }
     drift = _latest(s3, stage.bucket, f"{settings.zones.reports}drift/latest.json")
     return {

@@ -623,7 +623,7 @@ def requeue(stage_name: str, run_name: str | None) -> None:
 
 @main.command()
 @click.argument("sql", required=False)
-@click.option("--example", help="One of the shipped queries in queries/ (see --list).")
+@click.option("--example", help="One of the shipped queries in chalicelib/queries/ (see --list).")
 @click.option("--list", "list_examples", is_flag=True, help="List the shipped example queries.")
 @click.option("--file", "sql_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
@@ -852,8 +852,9 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
         if not sep:
             raise click.BadParameter(f"{value!r}: write NAME=VALUE", param_hint="--set")
         params[name.strip()] = raw.strip()
+    settings = _settings()
     try:
-        estimate = costs.estimate_for(_settings(), scenario, params)
+        estimate = costs.estimate_for(settings, scenario, params, local_lake_rules(settings))
     except costs.UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from None
     if as_json:
@@ -876,6 +877,25 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
     out.print(f"prices: {estimate['price_source']}", highlight=False)
     for assumption in estimate["assumptions"]:
         out.print(f"  - {assumption}", highlight=False)
+    print_what_if(estimate)
+
+
+def local_lake_rules(settings: Settings) -> list[dict[str, Any]] | None:
+    """The lake bucket's rules as config/lifecycle/ defines them (what `lifecycle push` would upload)."""
+    from chalicelib.lifecycle import lake_rules
+
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(LIFECYCLE_DIR.glob("*.toml"))}
+    bucket = settings.stage(localstage.STAGE).bucket
+    return lake_rules(files, bucket)
+
+
+def print_what_if(estimate: dict[str, Any]) -> None:
+    out.print("what if:", highlight=False)
+    for what in estimate["what_if"]:
+        out.print(
+            f"  {what['name']}: {what['monthly_saving']:,.2f} {estimate['currency']} a month saved ({what['detail']})",
+            highlight=False,
+        )
 
 
 @main.command()
@@ -930,6 +950,36 @@ def print_drift(report: Any) -> None:
     out.print(
         f"{len(report.findings)} findings in {len(report.checked)} resources checked, {report.since()}", highlight=False
     )
+
+
+@main.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: the local API is open.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(stage_name: str, host: str, port: int) -> None:
+    """Serve the HTTP API (/cost, /status) and the dashboard (/) until stopped: on the local stage's data, or
+    a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed)."""
+    from .serve import api_server
+
+    settings = _settings()
+    if stage_name == localstage.STAGE:
+        local = localstage.running()
+        if local is None:
+            with console.status("starting the local stage"):
+                local, _ = start_local_stage(settings)
+            console.print("local stage started, empty: `make demo` fills it with the demo's data")
+        localstage.use(local)
+    else:
+        settings.stage(stage_name)  # an unknown stage is refused here, with the known ones
+    try:
+        server = api_server(host, port, stage_name)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror} (try --port)") from None
+    console.print(f"dashboard: http://{host}:{port}/   API: /cost, /status, /openapi.json   (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 @main.command()

@@ -13,8 +13,10 @@ from .cli import (
     _settings,
     console,
     drop_files,
+    local_lake_rules,
     out,
     print_records,
+    print_what_if,
     run_pipeline,
     start_local_stage,
     wait_for,
@@ -102,7 +104,7 @@ def _example_queries(settings, stage) -> bool:
 
     from .query import as_text, examples, on_duckdb
 
-    console.rule("9. the example queries of queries/, on DuckDB (lakehouse query --example NAME)")
+    console.rule("9. the example queries of chalicelib/queries/, on DuckDB (lakehouse query --example NAME)")
     ok = True
     for name, path in examples().items():
         result = on_duckdb(settings, stage, path.read_text())
@@ -168,7 +170,7 @@ def _cost_estimate(settings) -> None:
     from chalicelib import cost
 
     console.rule("12. what this configuration would cost on AWS a month (lakehouse cost, GET /cost)")
-    estimate = cost.estimate(cost.usage_for_stage(settings))
+    estimate = cost.estimate_for(settings, None, {}, local_lake_rules(settings))
     for service, amount in sorted(estimate["by_service"].items(), key=lambda kv: -kv[1]):
         out.print(f"  {service:16} {amount:>12,.2f} {estimate['currency']}", highlight=False)
     out.print(f"  {'total':16} {estimate['monthly_total']:>12,.2f} {estimate['currency']} a month", highlight=False)
@@ -178,6 +180,7 @@ def _cost_estimate(settings) -> None:
         f"{settings.pipeline.window_seconds}: `lakehouse cost --set pipeline_runs_per_day=24` shows fewer)",
         highlight=False,
     )
+    print_what_if(estimate)
 
 
 def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
@@ -246,6 +249,13 @@ def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
         _cost_estimate(settings)
         ok = not wrong and redelivery_ok and etl_ok and nightly_ok
         console.print("[green]demo passed[/green]" if ok else "[red]demo failed[/red]")
+        if keep_running:
+            local = localstage.require()
+            out.print(
+                f"\nThe local stage keeps the demo's data (moto at {local.endpoint}); the API and dashboard show it:\n"
+                "  make serve        # http://127.0.0.1:8000/ until Ctrl-C; `lakehouse down` stops the stage",
+                highlight=False,
+            )
         return 0 if ok else 1
     finally:
         if not keep_running:

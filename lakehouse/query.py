@@ -1,7 +1,7 @@
 """`lakehouse query`: SQL over the lake, on Athena for a deployed stage and on DuckDB for the local stage.
 
 Both engines see the same table names (`processed_<dataset>`, `curated_<table>`), so a query written in the
-SQL that Trino and DuckDB share (the examples in `queries/`) runs unchanged on either.
+SQL that Trino and DuckDB share (the examples in `chalicelib/queries/`) runs unchanged on either.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 from chalicelib.athena import Athena, QueryResult
 from chalicelib.config import Settings, Stage
-
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "queries"
+from chalicelib.provision import QUERIES_DIR as EXAMPLES_DIR
 
 
 def examples() -> dict[str, Path]:

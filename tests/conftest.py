@@ -19,6 +19,7 @@ from chalicelib.ledger import DynamoDBLedger  # noqa: E402
 from chalicelib.provision import Clients, provision  # noqa: E402
 
 CONFIG = ROOT / "config"
+os.environ.setdefault("LAKEHOUSE_API_AUTH", "none")  # as the local stage's Chalice config says, before app.py loads
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,27 @@ def client(provisioned):
     runtime.reset()
     with Client(app.app, stage_name="local", project_dir=str(ROOT)) as chalice_client:
         yield chalice_client
+    runtime.reset()
+
+
+@pytest.fixture
+def api_url(provisioned, monkeypatch):
+    """The API and dashboard served over HTTP by `lakehouse serve`'s server (Chalice's local server) in a
+    thread, on the provisioned (moto) local stage."""
+    import threading
+
+    from chalicelib import runtime
+    from lakehouse.localstage import chalice_stage_env
+    from lakehouse.serve import api_server
+
+    for name, value in chalice_stage_env().items():  # the server sets these too; monkeypatch puts them back
+        monkeypatch.setenv(name, value)
+    server = api_server("127.0.0.1", 0, "local")
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server.server_address[1]}"
+    server.shutdown()
+    thread.join(5)
     runtime.reset()
 
 

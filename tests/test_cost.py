@@ -108,6 +108,8 @@ def test_get_and_post_cost(client, settings):
         ("post", "/cost", "[1, 2]", "body: must be a JSON object"),
         ("post", "/cost", "{not json", "body: not valid JSON"),
         ("post", "/cost", '{"glue_dpus": "many"}', "glue_dpus: must be a number"),
+        ("post", "/cost", '{"scenario": {}}', "scenario: unknown scenario {}"),  # found by schemathesis
+        ("post", "/cost", '{"region": ["us-east-1"]}', "region: no price table"),
     ],
 )
 def test_bad_requests_get_a_400_naming_the_parameter(client, method, path, body, message):

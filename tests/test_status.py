@@ -53,7 +53,7 @@ def test_status_reads_the_ledger_and_the_latest_reports(client, provisioned, set
     assert body["lifecycle"]["who"] == "test" and body["lifecycle"]["changed"] == []
 
 
-@pytest.mark.parametrize("files", ["0", "201", "ten", "-1"])
+@pytest.mark.parametrize("files", ["0", "201", "ten", "-1", "²", "1.5"])
 def test_a_bad_files_parameter_is_a_400(client, files):
     response = client.http.get(f"/status?files={files}")
     assert (
