@@ -167,6 +167,7 @@ class Stage:
     pipeline_role: str = ""  # IAM role (name or ARN) the state machine runs as
     glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)
     athena_workgroup: str = ""
+    log_bucket: str = ""  # where S3 writes the lake bucket's server access logs
 
     def state_machine_arn(self, account: str) -> str:
         return f"arn:aws:states:{self.region}:{account}:stateMachine:{self.state_machine}"
@@ -463,6 +464,7 @@ def _parse_rule(t: _Table, columns: Mapping[str, Column]) -> Rule:
 
 _STAGE_KEYS = (
     "athena_workgroup",
+    "log_bucket",
     "glue_role",
     "state_machine",
     "pipeline_role",
@@ -500,6 +502,7 @@ def _parse_stage(file: str, project: str, region: str, defaults: _Table, stage: 
         project=project,
         region=stage.str("region", region),
         bucket=stage.str("bucket", f"{project}-{name}-lake", pattern=_BUCKET),
+        log_bucket=stage.str("log_bucket", f"{project}-{name}-access-logs", pattern=_BUCKET),
         ledger_table=named("ledger_table", "ledger"),
         ingest_queue=named("ingest_queue", "ingest"),
         ingest_dlq=named("ingest_dlq", "ingest-dlq"),

@@ -104,7 +104,7 @@ class DriftCheck:
         self.settings, self.stage, self.c, self.sync, self.sqs = settings, stage, clients, sync, sqs
         self.findings: list[Finding] = []
         self.checked: list[str] = []
-        self.provision_fix = f"lakehouse provision --stage {stage.name}"
+        self.provision_fix = f"lakehouse deploy --stage {stage.name}"
 
     @classmethod
     def for_stage(cls, settings: Settings, stage: Stage) -> DriftCheck:
@@ -133,17 +133,12 @@ class DriftCheck:
                 return None
             raise
 
-    def run(self, deployment: dict[str, Any] | None, now: datetime | None = None) -> DriftReport:
-        for check in (
-            self.bucket,
-            self.lifecycle,
-            self.notification,
-            self.ledger,
-            self.topics,
-            self.catalog,
-            self.workgroup,
-            self.state_machine,
-        ):
+    def run(
+        self, deployment: dict[str, Any] | None, now: datetime | None = None, lifecycle: bool = True
+    ) -> DriftReport:
+        checks = [self.roles, self.bucket, self.queues, self.notification, self.ledger, self.topics, self.glue_jobs]
+        checks += [self.catalog, self.workgroup, self.state_machine] + ([self.lifecycle] if lifecycle else [])
+        for check in checks:
             try:
                 check(deployment)
             except Exception as exc:  # one unreadable resource is itself a finding; the rest is still checked
@@ -183,6 +178,43 @@ class DriftCheck:
         tags = self._read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
         wanted_tags = {t["Key"]: t["Value"] for t in provision.tags(self.stage)}
         self.differs(resource, "tags", wanted_tags, {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted_tags})
+        logging_status = {k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"}
+        self.differs(resource, "access logging", provision.access_logging(self.stage), logging_status)
+
+    def roles(self, _: Any) -> None:
+        from .iam import declared_roles, live_role
+
+        app = provision.chalice_config()["app_name"]
+        for name, (trust, policy) in declared_roles(self.settings, self.stage, account_id(self.c.sts), app).items():
+            resource = f"iam role {name}"
+            self.checked.append(resource)
+            have_trust, have_policy = live_role(self.c.iam, name)
+            if have_trust is None:
+                self.differs(resource, "exists", True, False)
+                continue
+            self.differs(resource, "trust policy", trust, have_trust)
+            self.differs(resource, "inline policy", policy, have_policy)
+
+    def queues(self, _: Any) -> None:
+        for queue in (self.stage.ingest_queue, self.stage.ingest_dlq, self.stage.accepted_queue):
+            self.checked.append(f"sqs {queue}")
+            url = self._read(
+                lambda q=queue: self.sqs.get_queue_url(QueueName=q)["QueueUrl"],
+                ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"),
+            )
+            self.differs(f"sqs {queue}", "exists", True, url is not None)
+
+    def glue_jobs(self, _: Any) -> None:
+        account = account_id(self.c.sts)
+        for name, script in provision.glue_jobs(self.settings, self.stage).items():
+            resource = f"glue job {name}"
+            self.checked.append(resource)
+            job = self._read(lambda n=name: self.c.glue.get_job(JobName=n)["Job"], ("EntityNotFoundException",))
+            if job is None:
+                self.differs(resource, "exists", True, False)
+                continue
+            for key, value in provision.job_definition(self.stage, script, account).items():
+                self.differs(resource, key, value, job.get(key))
 
     def lifecycle(self, _: Any) -> None:
         report = self.sync.run(dry_run=True)
@@ -345,6 +377,25 @@ class DriftCheck:
                     if wanted["States"].get(s) != have.get("States", {}).get(s)
                 )
                 self.differs(resource, "definition (states that differ)", changed, "changed outside a deployment")
+
+
+def plan(settings: Settings, stage: Stage, clients: Any, config_files: dict[str, str]) -> list[Finding]:
+    """What `lakehouse deploy` would change, changing nothing: the drift checks against this checkout (its state
+    machine definition, not the last deployment's), and the files it would upload. Lifecycle rules are
+    `lakehouse lifecycle sync --dry-run`'s to plan."""
+    check = DriftCheck(settings, stage, clients, None, clients.sqs)
+    check.provision_fix = f"lakehouse deploy --stage {stage.name}"
+    definition = json.loads(provision.state_machine_definition(stage, account_id(clients.sts)))
+    findings = check.run({"state_machine_definition": definition}, lifecycle=False).findings
+    uploads = {f"{settings.zones.config}{rel}": text.encode() for rel, text in config_files.items()}
+    for key, body in {**uploads, **provision.glue_files(settings, stage)}.items():
+        held = provision.holds(clients.s3, stage.bucket, key, body)
+        if not held:
+            state = "missing" if held is None else "differs"
+            findings.append(
+                Finding(f"s3://{stage.bucket}/{key}", "content", "this checkout's", state, check.provision_fix)
+            )
+    return findings
 
 
 def latest_deployment(s3: Any, settings: Settings, stage: Stage) -> dict[str, Any] | None:

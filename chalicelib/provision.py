@@ -6,11 +6,13 @@ S3 replaces whole (bucket notification configuration) are read, merged and writt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import logging
 import re
+import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +28,21 @@ log = logging.getLogger(__name__)
 
 NOTIFICATION_ID = "lakehouse-ingest"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+CHALICE_CONFIG = PROJECT_DIR / ".chalice" / "config.json"
+LOG_PREFIX = "lake/"  # the lake bucket's access logs, in the log bucket
+
+
+def chalice_config() -> dict[str, Any]:
+    return json.loads(CHALICE_CONFIG.read_text())
+
+
+def chalice_stage_env(stage: str) -> dict[str, str]:
+    """The environment `.chalice/config.json` gives a stage's Lambdas (global, then stage values)."""
+    config = chalice_config()
+    return {
+        **config.get("environment_variables", {}),
+        **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
+    }
 
 
 @dataclass(frozen=True)
@@ -38,13 +55,15 @@ class Clients:
     sts: Any
     stepfunctions: Any
     athena: Any
+    iam: Any
+    apigateway: Any
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
         from .aws import ClientSettings, client
 
         settings = ClientSettings.for_stage(stage)
-        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena")
+        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena", "iam", "apigateway")
         return cls(*(client(name, settings) for name in names))
 
 
@@ -55,18 +74,24 @@ GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2"
 GLUE_PREFIX = "glue/"
 
 
-def ensure_bucket(s3: Any, stage: Stage) -> str:
-    bucket, created = stage.bucket, False
+def _create_bucket(s3: Any, bucket: str, region: str) -> bool:
+    """Create the bucket unless it exists; whether it was created now."""
     try:
         s3.head_bucket(Bucket=bucket)
+        return False
     except Exception as exc:
         if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if stage.region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": stage.region}
-        s3.create_bucket(**kwargs)
-        created = True
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    return True
+
+
+def ensure_bucket(s3: Any, stage: Stage) -> str:
+    bucket = stage.bucket
+    created = _create_bucket(s3, bucket, stage.region)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
@@ -107,6 +132,42 @@ def tls_only_policy(bucket: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def log_bucket_policy(stage: Stage, account: str) -> dict[str, Any]:
+    """S3's log delivery may write the lake's access logs, and nothing else may use plain HTTP."""
+    statements = [
+        {
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{stage.log_bucket}/{LOG_PREFIX}*",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{stage.bucket}"},
+                "StringEquals": {"aws:SourceAccount": account},
+            },
+        }
+    ]
+    if stage.enforce_tls:
+        statements += tls_only_policy(stage.log_bucket)["Statement"]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def access_logging(stage: Stage) -> dict[str, Any]:
+    return {"LoggingEnabled": {"TargetBucket": stage.log_bucket, "TargetPrefix": LOG_PREFIX}}
+
+
+def ensure_access_logging(s3: Any, sts: Any, stage: Stage) -> str:
+    """The log bucket (SSE-S3: the only encryption S3 log delivery writes to; private) and the lake bucket's
+    server access logging into it."""
+    created = _create_bucket(s3, stage.log_bucket, stage.region)
+    s3.put_bucket_encryption(Bucket=stage.log_bucket, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
+    s3.put_public_access_block(Bucket=stage.log_bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
+    s3.put_bucket_policy(Bucket=stage.log_bucket, Policy=json.dumps(log_bucket_policy(stage, account_id(sts))))
+    s3.put_bucket_tagging(Bucket=stage.log_bucket, Tagging={"TagSet": tags(stage)})
+    s3.put_bucket_logging(Bucket=stage.bucket, BucketLoggingStatus=access_logging(stage))
+    return f"access logs of {stage.bucket}: s3://{stage.log_bucket}/{LOG_PREFIX} ({'created' if created else 'exists'})"
 
 
 def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
@@ -216,15 +277,20 @@ def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) 
     return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
 
 
-def put_if_changed(s3: Any, bucket: str, key: str, body: bytes) -> bool:
-    """Write an object unless it already holds these bytes (its single-part ETag is their MD5)."""
+def holds(s3: Any, bucket: str, key: str, body: bytes) -> bool | None:
+    """Whether the object holds these bytes (its single-part ETag is their MD5); None if there is no object."""
     try:
         etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     except Exception as exc:
-        if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             raise
-        etag = None
-    if etag == hashlib.md5(body).hexdigest():
+        return None
+    return etag == hashlib.md5(body).hexdigest()
+
+
+def put_if_changed(s3: Any, bucket: str, key: str, body: bytes) -> bool:
+    """Write an object unless it already holds these bytes."""
+    if holds(s3, bucket, key, body):
         return False
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     return True
@@ -257,37 +323,46 @@ def _library_zip(project_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: Stage, project_dir: Path) -> str:
-    """Upload the entry points and the library zip, then create or update one Glue job per entry point."""
+def glue_files(settings: Settings, stage: Stage, project_dir: Path = PROJECT_DIR) -> dict[str, bytes]:
+    """What the Glue jobs run, by key in the lake bucket: the entry points and the library zip."""
     files = {f"{GLUE_PREFIX}lakehouse_libs.zip": _library_zip(project_dir)}
     for script in sorted(set(glue_jobs(settings, stage).values())):
         files[f"{GLUE_PREFIX}scripts/{script}"] = (project_dir / "glue_scripts" / script).read_bytes()
-    for key, body in files.items():
+    return files
+
+
+def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
+    return {
+        "Role": _role_arn(stage.glue_role, account),
+        "Command": {
+            "Name": "glueetl",
+            "PythonVersion": "3",
+            "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{script}",
+        },
+        "GlueVersion": GLUE_VERSION,
+        "WorkerType": "G.1X",
+        "NumberOfWorkers": 2,
+        "Timeout": 120,
+        "MaxRetries": 0,
+        "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
+        "DefaultArguments": {
+            "--additional-python-modules": GLUE_PYTHON_MODULES,
+            "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
+            "--stage": stage.name,
+            "--bucket": stage.bucket,
+            "--enable-metrics": "true",
+            "--enable-continuous-cloudwatch-log": "true",
+        },
+    }
+
+
+def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: Stage, project_dir: Path) -> str:
+    """Upload the entry points and the library zip, then create or update one Glue job per entry point."""
+    for key, body in glue_files(settings, stage, project_dir).items():
         put_if_changed(s3, stage.bucket, key, body)
-    role = _role_arn(stage.glue_role, account_id(sts))
+    account = account_id(sts)
     for name, script in glue_jobs(settings, stage).items():
-        definition = {
-            "Role": role,
-            "Command": {
-                "Name": "glueetl",
-                "PythonVersion": "3",
-                "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{script}",
-            },
-            "GlueVersion": GLUE_VERSION,
-            "WorkerType": "G.1X",
-            "NumberOfWorkers": 2,
-            "Timeout": 120,
-            "MaxRetries": 0,
-            "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
-            "DefaultArguments": {
-                "--additional-python-modules": GLUE_PYTHON_MODULES,
-                "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
-                "--stage": stage.name,
-                "--bucket": stage.bucket,
-                "--enable-metrics": "true",
-                "--enable-continuous-cloudwatch-log": "true",
-            },
-        }
+        definition = job_definition(stage, script, account)
         try:
             current = glue.get_job(JobName=name)["Job"]
         except glue.exceptions.EntityNotFoundException:
@@ -312,7 +387,7 @@ def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: 
     }
 
 
-def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str:
+def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_role: bool = False) -> str:
     """The stage's Glue database and one crawler per dataset over its raw/ folder (tables `raw_<dataset>`)."""
     try:
         glue.get_database(Name=stage.glue_database)
@@ -327,7 +402,10 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage) -> str
         try:
             current = glue.get_crawler(Name=name)["Crawler"]
         except glue.exceptions.EntityNotFoundException:
-            glue.create_crawler(Name=name, Tags={"project": stage.project, "stage": stage.name}, **definition)
+            create = functools.partial(
+                glue.create_crawler, Name=name, Tags={"project": stage.project, "stage": stage.name}, **definition
+            )
+            _while_role_is_new(create, "InvalidInputException", new_role)
             continue
         if any(current.get(key) != value for key, value in definition.items()):
             glue.update_crawler(Name=name, **definition)
@@ -428,8 +506,7 @@ STATE_MACHINE_FILE = PROJECT_DIR / "statemachine" / "pipeline.asl.json"
 def state_machine_definition(stage: Stage, account: str, template: str | None = None) -> str:
     """The pipeline definition with its `${Name}` placeholders filled in for a stage (the convention of
     CloudFormation's DefinitionSubstitutions); an unknown or unfilled placeholder is an error."""
-    chalice = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
-    function = f"arn:aws:lambda:{stage.region}:{account}:function:{chalice['app_name']}-{stage.name}-"
+    function = f"arn:aws:lambda:{stage.region}:{account}:function:{chalice_config()['app_name']}-{stage.name}-"
     values = {
         "QualityCheckFunctionArn": function + "quality_check",
         "RefreshTablesFunctionArn": function + "refresh_tables",
@@ -446,7 +523,22 @@ def state_machine_definition(stage: Stage, account: str, template: str | None = 
     return re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], text)
 
 
-def ensure_state_machine(sfn: Any, sts: Any, stage: Stage) -> str:
+def _while_role_is_new(call: Callable[[], Any], code: str, new_role: bool, wait: float = 5, tries: int = 12) -> Any:
+    """Call, retrying `code` for a minute when the role was created moments ago: IAM is eventually consistent and
+    a service may not be able to assume a new role yet. botocore's retry modes cannot tell this error from a real
+    denial, hence by hand."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception as exc:
+            if not new_role or error_code(exc) != code or attempt == tries - 1:
+                raise
+            log.info("the new role is not assumable yet (%s); trying again in %g s", code, wait)
+            time.sleep(wait)
+    return None
+
+
+def ensure_state_machine(sfn: Any, sts: Any, stage: Stage, new_role: bool = False) -> str:
     """Create the pipeline state machine, or update it when its definition or role changed."""
     account = account_id(sts)
     definition = state_machine_definition(stage, account)
@@ -455,13 +547,15 @@ def ensure_state_machine(sfn: Any, sts: Any, stage: Stage) -> str:
     try:
         current = sfn.describe_state_machine(stateMachineArn=arn)
     except sfn.exceptions.StateMachineDoesNotExist:
-        sfn.create_state_machine(
+        create = functools.partial(
+            sfn.create_state_machine,
             name=stage.state_machine,
             definition=definition,
             roleArn=role,
             type="STANDARD",
             tags=[{"key": t["Key"], "value": t["Value"]} for t in tags(stage)],
         )
+        _while_role_is_new(create, "AccessDeniedException", new_role)
         return f"state machine {stage.state_machine}: created"
     if json.loads(current["definition"]) == json.loads(definition) and current["roleArn"] == role:
         return f"state machine {stage.state_machine}: up to date"
@@ -538,7 +632,12 @@ def deployments(s3: Any, settings: Settings, stage: Stage) -> list[dict[str, Any
 def _provision(
     settings: Settings, stage: Stage, clients: Clients, config_files: Mapping[str, str], step: Callable[[str], None]
 ) -> None:
+    from .iam import ensure_roles
+
+    roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts), chalice_config()["app_name"])
+    step(roles)
     step(ensure_bucket(clients.s3, stage))
+    step(ensure_access_logging(clients.s3, clients.sts, stage))
     step(ensure_ledger_table(clients.dynamodb, stage))
     ingest_arn, _ = ensure_queues(clients.sqs, stage)
     step(f"queues {stage.ingest_queue} (+ {stage.ingest_dlq}), {stage.accepted_queue}")
@@ -546,7 +645,53 @@ def _provision(
     step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     step(ensure_notification(clients.s3, stage, settings.zones.raw, ingest_arn))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
-    step(ensure_catalog(clients.glue, clients.sts, settings, stage))
+    step(ensure_catalog(clients.glue, clients.sts, settings, stage, new_role))
     step(ensure_workgroup(clients.athena, settings, stage))
     step(ensure_named_queries(clients.athena, stage))
-    step(ensure_state_machine(clients.stepfunctions, clients.sts, stage))
+    step(ensure_state_machine(clients.stepfunctions, clients.sts, stage, new_role))
+    step(ensure_api_key(clients.apigateway, stage))
+
+
+API_STAGE = "api"  # Chalice's default API Gateway stage
+
+
+def rest_api_id(apigateway: Any, name: str) -> str | None:
+    pages = apigateway.get_paginator("get_rest_apis").paginate()
+    return next((a["id"] for page in pages for a in page.get("items", []) if a["name"] == name), None)
+
+
+def ensure_api_key(apigateway: Any, stage: Stage) -> str:
+    """For a stage whose API wants an API key (LAKEHOUSE_API_AUTH = api_key): a key and a usage plan (throttled)
+    bound to the deployed API. `chalice deploy` makes the API, so on a first deployment this waits for the next."""
+    auth = chalice_stage_env(stage.name).get("LAKEHOUSE_API_AUTH", "iam")
+    if auth != "api_key":
+        return f"api key: not used (LAKEHOUSE_API_AUTH = {auth})"
+    api = rest_api_id(apigateway, chalice_config()["app_name"])
+    if api is None:
+        return f"api key: no API yet; after `chalice deploy --stage {stage.name}`, run this again"
+    name = f"{stage.project}-{stage.name}-api"
+    keys = apigateway.get_api_keys(nameQuery=name, includeValues=False)["items"]
+    key = next((k for k in keys if k["name"] == name), None) or apigateway.create_api_key(
+        name=name, enabled=True, tags={"project": stage.project, "stage": stage.name}
+    )
+    plans = [p for p in apigateway.get_usage_plans()["items"] if p["name"] == name]
+    plan = (
+        plans[0]
+        if plans
+        else apigateway.create_usage_plan(
+            name=name,
+            apiStages=[{"apiId": api, "stage": API_STAGE}],
+            throttle={"rateLimit": 10, "burstLimit": 20},
+            tags={"project": stage.project, "stage": stage.name},
+        )
+    )
+    if {"apiId": api, "stage": API_STAGE} not in [
+        {k: s[k] for k in ("apiId", "stage")} for s in plan.get("apiStages", [])
+    ]:
+        apigateway.update_usage_plan(
+            usagePlanId=plan["id"], patchOperations=[{"op": "add", "path": "/apiStages", "value": f"{api}:{API_STAGE}"}]
+        )
+    bound = {k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]}
+    if key["id"] not in bound:
+        apigateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    return f"api key {name} ({key['id']}): its value: aws apigateway get-api-key --api-key {key['id']} --include-value"

@@ -105,16 +105,42 @@ def env() -> None:
 
 @main.command()
 @click.option("--stage", "stage_name", default="dev", show_default=True)
-def provision(stage_name: str) -> None:
-    """Create or update an AWS stage's resources (run before `chalice deploy --stage STAGE`)."""
-    from chalicelib.provision import Clients
-    from chalicelib.provision import provision as run
+@click.option("--plan", "plan_only", is_flag=True, help="Show what would change and change nothing.")
+def deploy(stage_name: str, plan_only: bool) -> None:
+    """Create or update everything of an AWS stage that `chalice deploy` does not make (IAM roles, buckets,
+    ledger, queues, topics, Glue, Athena, the state machine, an API key where used); idempotent, and a run
+    that failed half-way is completed by the next. Then: chalice deploy --stage STAGE."""
+    from chalicelib.drift import plan
+    from chalicelib.provision import Clients, provision
 
     settings = _settings()
     stage = settings.stage(stage_name)
     if stage_name == localstage.STAGE:
-        raise click.UsageError("the local stage is provisioned by `lakehouse up`")
-    run(settings, stage, Clients.for_stage(stage), config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
+        raise click.UsageError("the local stage is deployed by `lakehouse up`")
+    clients = Clients.for_stage(stage)
+    if plan_only:
+        with console.status(f"reading stage {stage_name}"):
+            changes = plan(settings, stage, clients, config_files(CONFIG_DIR))
+        print_changes(changes, f"lakehouse deploy --stage {stage_name} would change (--plan: nothing changed)")
+        return
+    provision(settings, stage, clients, config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
+    console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)
+
+
+@main.command(hidden=True)
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+@click.pass_context
+def provision(ctx: click.Context, stage_name: str) -> None:
+    """The old name of `lakehouse deploy`."""
+    ctx.invoke(deploy, stage_name=stage_name, plan_only=False)
+
+
+def print_changes(findings: list[Any], title: str) -> None:
+    if not findings:
+        out.print("nothing to change", highlight=False)
+        return
+    print_findings(findings, title, with_fix=False)
+    out.print(f"{len(findings)} changes", highlight=False)
 
 
 def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:
@@ -918,38 +944,32 @@ def drift(stage_name: str, as_json: bool) -> None:
 
     if deployed and deployed != config_fingerprint(config_files(CONFIG_DIR)):
         console.print(
-            f"[yellow]config/ has changed since the last deployment[/yellow]: lakehouse provision --stage {stage_name}"
+            f"[yellow]config/ has changed since the last deployment[/yellow]: lakehouse deploy --stage {stage_name}"
         )
     console.print(f"written: {', '.join(f's3://{stage.bucket}/{k}' for k in report.keys)}", highlight=False)
     sys.exit(1 if report.drifted else 0)
 
 
 def print_drift(report: Any) -> None:
-    from rich.markup import escape
-
     if not report.drifted:
         out.print(f"no drift on stage {report.stage}: {len(report.checked)} resources checked, {report.since()}")
         return
-    table = Table(
-        "resource",
-        "property",
-        "expected",
-        "actual",
-        "suggested fix",
-        title=f"drift on stage {report.stage}",
-        title_justify="left",
-    )
-    for f in report.findings:
-        table.add_row(
-            *(
-                escape(v if isinstance(v, str) else json.dumps(v, default=str))
-                for v in (f.resource, f.property, f.expected, f.actual, f.fix)
-            )
-        )
-    out.print(table)
+    print_findings(report.findings, f"drift on stage {report.stage}")
     out.print(
         f"{len(report.findings)} findings in {len(report.checked)} resources checked, {report.since()}", highlight=False
     )
+
+
+def print_findings(findings: list[Any], title: str, with_fix: bool = True) -> None:
+    """Drift findings, or a deployment plan's changes: what is declared against what is live."""
+    from rich.markup import escape
+
+    table = Table("resource", "property", "expected", "actual", *(["suggested fix"] if with_fix else []))
+    table.title, table.title_justify = title, "left"
+    for f in findings:
+        values = (f.resource, f.property, f.expected, f.actual, *([f.fix] if with_fix else []))
+        table.add_row(*(escape(v if isinstance(v, str) else json.dumps(v, default=str)) for v in values))
+    out.print(table)
 
 
 @main.command()

@@ -62,13 +62,11 @@ class LocalStage:
         }
 
 
-def chalice_stage_env(stage: str = STAGE, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
+def chalice_stage_env(stage: str = STAGE) -> dict[str, str]:
     """The environment `.chalice/config.json` gives the stage's Lambdas (global, then stage values)."""
-    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
-    return {
-        **config.get("environment_variables", {}),
-        **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
-    }
+    from chalicelib.provision import chalice_stage_env as env
+
+    return env(stage)
 
 
 def alive(pid: int) -> bool:

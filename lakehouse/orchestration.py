@@ -1,7 +1,7 @@
 """The local stage's Step Functions: the deployed state machine's JSON, run by the local executor.
 
 The definition is read back from the local stage's Step Functions API (provisioning put it there, with the
-stage's names filled in), so what runs here is what `lakehouse provision` deploys. Each Task goes to the
+stage's names filled in), so what runs here is what `lakehouse deploy` deploys. Each Task goes to the
 same code it reaches on AWS:
 
 - `lambda:invoke`                  -> the Chalice handler, through `chalice.test.Client`;

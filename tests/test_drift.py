@@ -76,7 +76,7 @@ def test_every_planted_drift_is_found_with_what_was_expected_and_a_fix(provision
     cutoff = found[("athena workgroup lakehouse-local-analytics", "BytesScannedCutoffPerQuery")]
     assert (cutoff.expected, cutoff.actual) == (settings.limits.athena_bytes_scanned_cutoff, 10_000_000)
     policy = found[(f"glue crawler {crawler}", "SchemaChangePolicy")]
-    assert policy.actual["UpdateBehavior"] == "UPDATE_IN_DATABASE" and policy.fix == "lakehouse provision --stage local"
+    assert policy.actual["UpdateBehavior"] == "UPDATE_IN_DATABASE" and policy.fix == "lakehouse deploy --stage local"
     assert found[(f"glue table {stage.glue_database}.raw_orders", "exists")].actual is False
     assert found[("sns lakehouse-local-notifications", "exists")].actual is False
     machine = found[("state machine lakehouse-local-pipeline", "definition (states that differ)")]

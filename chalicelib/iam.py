@@ -1,0 +1,206 @@
+"""The IAM roles `chalice deploy` does not make: the one the Glue jobs and crawlers run as, and the one the
+pipeline state machine runs as. Least privilege: every statement names its actions and the stage's own
+resources (the Lambdas' role is Chalice's, from `.chalice/policy-<stage>.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from .aws import error_code
+from .config import Settings, Stage
+from .pipeline import crawler_name, job_name
+
+POLICY_NAME = "lakehouse"  # the one inline policy of each role
+
+
+def trust(service: str, account: str) -> dict[str, Any]:
+    """Only `service`, acting for this account (the confused-deputy guard AWS recommends)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ],
+    }
+
+
+def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
+    """The Glue jobs (read raw/, write processed/, curated/, rejected/; the ledger) and the crawlers (read raw/,
+    write the stage's catalog)."""
+    z, lake, region = settings.zones, f"arn:aws:s3:::{stage.bucket}", stage.region
+    catalog = f"arn:aws:glue:{region}:{account}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ListLake", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [lake]},
+            {
+                "Sid": "ReadInputsAndScripts",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": [f"{lake}/{p}*" for p in (z.raw, z.config, "glue/")],
+            },
+            {
+                "Sid": "WriteTables",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"{lake}/{p}*" for p in (z.processed, z.curated, z.rejected)],
+            },
+            {
+                "Sid": "Ledger",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:Query",
+                ],
+                "Resource": [
+                    f"arn:aws:dynamodb:{region}:{account}:table/{stage.ledger_table}",
+                    f"arn:aws:dynamodb:{region}:{account}:table/{stage.ledger_table}/index/*",
+                ],
+            },
+            {
+                "Sid": "CrawlersWriteTheStageCatalog",
+                "Effect": "Allow",
+                "Action": [
+                    "glue:GetDatabase",
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:CreateTable",
+                    "glue:UpdateTable",
+                    "glue:GetPartition",
+                    "glue:GetPartitions",
+                    "glue:BatchGetPartition",
+                    "glue:CreatePartition",
+                    "glue:BatchCreatePartition",
+                    "glue:UpdatePartition",
+                ],
+                "Resource": [
+                    f"{catalog}:catalog",
+                    f"{catalog}:database/{stage.glue_database}",
+                    f"{catalog}:table/{stage.glue_database}/*",
+                ],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:/aws-glue/*"],
+            },
+            {  # PutMetricData has no resource type; the namespace condition is what narrows it
+                "Sid": "JobMetrics",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": "Glue"}},
+            },
+        ],
+    }
+
+
+def pipeline_policy(settings: Settings, stage: Stage, account: str, app_name: str) -> dict[str, Any]:
+    """The state machine: invoke its four Lambda steps, run the stage's Glue jobs (.sync) and crawlers, publish
+    to the two topics."""
+    region = stage.region
+    glue = f"arn:aws:glue:{region}:{account}"
+    jobs = sorted(job_name(stage, s) for s in [*(f"process_{d}.py" for d in settings.datasets), "master_merge.py"])
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "InvokeSteps",
+                "Effect": "Allow",
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [
+                    f"arn:aws:lambda:{region}:{account}:function:{app_name}-{stage.name}-{step}"
+                    for step in ("quality_check", "refresh_tables", "finish_run", "fail_run")
+                ],
+            },
+            {
+                "Sid": "GlueJobsSync",
+                "Effect": "Allow",
+                "Action": ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                "Resource": [f"{glue}:job/{j}" for j in jobs],
+            },
+            {
+                "Sid": "Crawlers",
+                "Effect": "Allow",
+                "Action": ["glue:StartCrawler", "glue:GetCrawler"],
+                "Resource": [f"{glue}:crawler/{crawler_name(stage, d)}" for d in sorted(settings.datasets)],
+            },
+            {
+                "Sid": "Topics",
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": [stage.topic_arn(t, account) for t in (stage.alerts_topic, stage.notifications_topic)],
+            },
+        ],
+    }
+
+
+def declared_roles(settings: Settings, stage: Stage, account: str, app_name: str) -> dict[str, tuple[dict, dict]]:
+    """Role name -> (trust policy, inline policy), for the roles the stage names rather than brings (a role given
+    as an ARN is managed elsewhere)."""
+    roles = {
+        stage.glue_role: (trust("glue.amazonaws.com", account), glue_policy(settings, stage, account)),
+        stage.pipeline_role: (
+            trust("states.amazonaws.com", account),
+            pipeline_policy(settings, stage, account, app_name),
+        ),
+    }
+    return {name: documents for name, documents in roles.items() if not name.startswith("arn:")}
+
+
+def document(value: Any) -> Any:
+    """A policy document as IAM returns it: parsed by boto3, or URL-encoded JSON text."""
+    return json.loads(unquote(value)) if isinstance(value, str) else value
+
+
+def live_role(iam: Any, name: str) -> tuple[dict | None, dict | None]:
+    """(trust policy, inline policy) of a role as it is; None for what does not exist."""
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except Exception as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return None, None
+        raise
+    try:
+        policy = iam.get_role_policy(RoleName=name, PolicyName=POLICY_NAME)["PolicyDocument"]
+    except Exception as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        policy = None
+    return document(role["AssumeRolePolicyDocument"]), document(policy) if policy is not None else None
+
+
+def ensure_roles(iam: Any, settings: Settings, stage: Stage, account: str, app_name: str) -> tuple[str, bool]:
+    """Create the roles or bring their trust and inline policy in line; returns what it did and whether a role
+    was created now (IAM is eventually consistent: a new role may not be assumable for some seconds)."""
+    said, created = [], False
+    for name, (trust_doc, policy) in declared_roles(settings, stage, account, app_name).items():
+        have_trust, have_policy = live_role(iam, name)
+        if have_trust is None:
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(trust_doc),
+                Description=f"{stage.project} {stage.name}: " + ("Glue" if name == stage.glue_role else "pipeline"),
+                Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}],
+            )
+            created = True
+            said.append(f"{name} created")
+        elif have_trust != trust_doc:
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust_doc))
+            said.append(f"{name} trust updated")
+        if have_policy != policy:
+            iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+            if have_trust is not None:
+                said.append(f"{name} policy updated")
+    return f"iam roles: {', '.join(said) or 'up to date'}", created

@@ -1,0 +1,147 @@
+"""`lakehouse deploy`: the IAM roles with least-privilege policies, access logging, the API key of an api_key
+stage, and `--plan`, which changes nothing and lists exactly what a deployment would change (moto)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import CONFIG, ROOT
+
+from chalicelib import iam, provision
+from chalicelib.config import config_files
+from chalicelib.drift import plan
+from chalicelib.provision import Clients
+
+POLICY_FILES = sorted((ROOT / ".chalice").glob("policy-*.json"))
+
+
+def statements(policy):
+    return policy["Statement"]
+
+
+def _wildcards(policy) -> list[str]:
+    """Statements allowing a whole service (or everything) on every resource."""
+    bad = []
+    for st in statements(policy):
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        if any(a == "*" or a.endswith(":*") for a in actions) and "*" in resources:
+            bad.append(st.get("Sid", "?"))
+    return bad
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, stage_name):
+    stage = settings.stage(stage_name)
+    for name, (trust, policy) in iam.declared_roles(settings, stage, "111122223333", "serverless-lakehouse").items():
+        assert _wildcards(policy) == [], name
+        assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
+        for st in statements(policy):
+            for resource in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
+                scoped = stage_name in resource or "/aws-glue/" in resource or resource.endswith(":catalog")
+                assert scoped or (resource == "*" and "Condition" in st), (name, st["Sid"], resource)
+    pipeline = iam.pipeline_policy(settings, stage, "111122223333", "serverless-lakehouse")
+    jobs = next(st for st in statements(pipeline) if st["Sid"] == "GlueJobsSync")["Resource"]
+    assert len(jobs) == len(settings.datasets) + 1  # each processing job and the master merge, by name
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_the_lambda_policies_have_no_service_wide_wildcards(path):
+    assert _wildcards(json.loads(path.read_text())) == []
+
+
+def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_nothing(provisioned, settings, stage):
+    roles = {r["RoleName"] for r in provisioned.iam.list_roles()["Roles"]}
+    assert {stage.glue_role, stage.pipeline_role} <= roles
+    glue_trust, glue_policy = iam.live_role(provisioned.iam, stage.glue_role)
+    assert glue_trust["Statement"][0]["Principal"] == {"Service": "glue.amazonaws.com"}
+    assert glue_policy == iam.glue_policy(settings, stage, "123456789012")
+    logging_status = provisioned.s3.get_bucket_logging(Bucket=stage.bucket)["LoggingEnabled"]
+    assert logging_status == {"TargetBucket": stage.log_bucket, "TargetPrefix": "lake/"}
+    assert plan(settings, stage, provisioned, config_files(CONFIG)) == []
+    steps = provision.provision(settings, stage, provisioned, config_files(CONFIG), progress=lambda _: None)
+    assert steps[0] == "iam roles: up to date"
+
+
+def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned, settings, stage):
+    c = provisioned
+    c.s3.put_bucket_versioning(Bucket=stage.bucket, VersioningConfiguration={"Status": "Suspended"})
+    policy = iam.glue_policy(settings, stage, "123456789012")
+    policy["Statement"].append({"Sid": "Extra", "Effect": "Allow", "Action": "s3:*", "Resource": "*"})
+    c.iam.put_role_policy(RoleName=stage.glue_role, PolicyName=iam.POLICY_NAME, PolicyDocument=json.dumps(policy))
+    job = provision.job_name(stage, "process_orders.py")
+    c.glue.delete_job(JobName=job)
+    c.sns.delete_topic(TopicArn=stage.topic_arn(stage.alerts_topic, "123456789012"))
+    files = dict(config_files(CONFIG))
+    files["datasets/orders.toml"] += "\n# a local edit\n"
+
+    found = {(f.resource, f.property): f for f in plan(settings, stage, c, files)}
+    assert set(found) == {
+        (f"s3://{stage.bucket}", "versioning"),
+        (f"iam role {stage.glue_role}", "inline policy"),
+        (f"glue job {job}", "exists"),
+        (f"sns {stage.alerts_topic}", "exists"),
+        (f"s3://{stage.bucket}/config/datasets/orders.toml", "content"),
+    }
+    assert found[(f"s3://{stage.bucket}", "versioning")].actual == "Suspended"  # the plan changed nothing
+    assert c.s3.get_bucket_versioning(Bucket=stage.bucket)["Status"] == "Suspended"
+    provision.provision(settings, stage, c, files, progress=lambda _: None)
+    assert plan(settings, stage, c, files) == []
+
+
+def test_on_an_empty_account_the_plan_lists_every_resource_and_creates_none(aws_env, settings):
+    stage = settings.stage("dev")
+    c = Clients.for_stage(stage)
+    found = {(f.resource, f.property) for f in plan(settings, stage, c, config_files(CONFIG))}
+    for resource in (
+        f"iam role {stage.glue_role}",
+        f"iam role {stage.pipeline_role}",
+        f"s3://{stage.bucket}",
+        f"dynamodb {stage.ledger_table}",
+        f"sqs {stage.ingest_dlq}",
+        f"glue database {stage.glue_database}",
+        f"athena workgroup {stage.athena_workgroup}",
+        f"state machine {stage.state_machine}",
+    ):
+        assert (resource, "exists") in found
+    assert (f"s3://{stage.bucket}/config/lakehouse.toml", "content") in found
+    assert c.s3.list_buckets()["Buckets"] == [] and c.iam.list_roles()["Roles"] == []
+
+
+def test_an_api_key_stage_gets_a_key_bound_to_the_deployed_api(aws_env, settings):
+    stage = settings.stage("dev")  # LAKEHOUSE_API_AUTH = api_key in .chalice/config.json
+    c = Clients.for_stage(stage)
+    assert "no API yet" in provision.ensure_api_key(c.apigateway, stage)
+    api = c.apigateway.create_rest_api(name="serverless-lakehouse")["id"]
+    root = c.apigateway.get_resources(restApiId=api)["items"][0]["id"]
+    c.apigateway.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    c.apigateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    c.apigateway.create_deployment(restApiId=api, stageName="api")
+    said = provision.ensure_api_key(c.apigateway, stage)
+    assert said == provision.ensure_api_key(c.apigateway, stage)  # a second run makes nothing new
+    (key,) = c.apigateway.get_api_keys()["items"]
+    (usage_plan,) = c.apigateway.get_usage_plans()["items"]
+    assert usage_plan["apiStages"] == [{"apiId": api, "stage": "api"}]
+    assert [k["id"] for k in c.apigateway.get_usage_plan_keys(usagePlanId=usage_plan["id"])["items"]] == [key["id"]]
+    assert f"--api-key {key['id']} --include-value" in said
+    assert "not used (LAKEHOUSE_API_AUTH = iam)" in provision.ensure_api_key(c.apigateway, settings.stage("prod"))
+
+
+def test_a_new_role_is_waited_for_but_a_real_denial_is_not(monkeypatch):
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(provision.time, "sleep", lambda _: None)
+    calls = []
+
+    def create():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "cannot assume"}}, "Create")
+        return "made"
+
+    assert provision._while_role_is_new(create, "AccessDeniedException", new_role=True) == "made" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(ClientError):
+        provision._while_role_is_new(create, "AccessDeniedException", new_role=False)
+    assert len(calls) == 1
