@@ -1,0 +1,74 @@
+"""`chalice package` for each AWS stage: the deployment package fits Lambda's 250 MB unzipped limit with its
+layer, the template passes cfn-lint, and the API is protected as the stage says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+LIMIT_MB = 250  # Lambda: function code and all its layers, unzipped
+# The AWS SDK for pandas layer cannot be downloaded here. Its unzipped size, as measured in aws/aws-sdk-pandas
+# issue 3331: 167 MB for releases 3.15.1 and 3.16.0, 204 MB for 3.16.1 (the largest recent one).
+SDK_PANDAS_LAYER_MB = 204
+HEAVY = ("pandas/", "pyarrow/", "deltalake/", "duckdb/", "numpy/")
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def package(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"package-{request.param}")
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": str(BIN), "HOME": str(out)}
+    done = subprocess.run(
+        [str(BIN / "chalice"), "package", "--stage", request.param, str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return request.param, out
+
+
+def test_the_package_and_its_layer_fit_lambdas_limit(package):
+    _, out = package
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        names = archive.namelist()
+        unzipped_mb = sum(i.file_size for i in archive.infolist()) / 1024**2
+    assert "app.py" in names and "chalicelib/dashboard.html" in names and "chalicelib/prices.json" in names
+    assert not [n for n in names if n.startswith(HEAVY)]  # from the layer, or not in a Lambda at all
+    assert unzipped_mb + SDK_PANDAS_LAYER_MB < LIMIT_MB, f"{unzipped_mb:.1f} MB + the layer"
+
+
+def test_the_template_passes_cfn_lint(package):
+    _, out = package
+    done = subprocess.run([str(BIN / "cfn-lint"), str(out / "sam.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_template_has_each_functions_settings_and_the_stages_authorization(package):
+    stage, out = package
+    template = json.loads((out / "sam.json").read_text())
+    resources = template["Resources"]
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    layer = config["stages"][stage]["layers"]
+    for name, settings in config["lambda_functions"].items():
+        logical = "APIHandler" if name == "api_handler" else "".join(p.title() for p in name.split("_"))
+        properties = resources[logical]["Properties"]
+        assert (properties["Timeout"], properties["MemorySize"]) == (
+            settings["lambda_timeout"],
+            settings["lambda_memory_size"],
+        ), name
+        assert properties["Layers"] == layer, name
+        assert properties["Environment"]["Variables"]["LAKEHOUSE_STAGE"] == stage
+    paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    scheme = {"dev": "api_key", "prod": "sigv4"}[stage]
+    for path, method in (("/cost", "get"), ("/cost", "post"), ("/status", "get")):
+        assert paths[path][method]["security"] == [{scheme: []}], (path, method)
+    assert "security" not in paths["/"]["get"]  # the page; its data comes from the protected routes
