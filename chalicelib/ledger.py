@@ -713,6 +713,8 @@ class DynamoDBLedger(Ledger):
             "ScanIndexForward": not newest_first,
         }
         while True:
+            if limit:  # read only what is asked for: without Limit a page is 1 MB of items, billed as read
+                kwargs["Limit"] = limit - len(out)
             page = self._call("query", **kwargs)
             out.extend(self._from_ddb(i) for i in page.get("Items", []))
             if (limit and len(out) >= limit) or "LastEvaluatedKey" not in page:

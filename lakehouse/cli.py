@@ -127,6 +127,36 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)
 
 
+@main.command()
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+@click.option("--yes", "apply", is_flag=True, help="Delete. Without it: only list what would be deleted.")
+@click.option("--delete-data", is_flag=True, help="Also the lake bucket (every version), its access logs, the ledger.")
+def teardown(stage_name: str, apply: bool, delete_data: bool) -> None:
+    """Delete what `lakehouse deploy` made (run `chalice delete --stage STAGE` first). The data is kept unless
+    --delete-data; a teardown that failed half-way is finished by running it again."""
+    from chalicelib.provision import Clients
+    from chalicelib.teardown import teardown as run
+
+    settings = _settings()
+    stage = settings.stage(stage_name)
+    if stage_name == localstage.STAGE:
+        raise click.UsageError("the local stage goes with `lakehouse down`")
+    deleted, kept = run(
+        settings,
+        stage,
+        Clients.for_stage(stage),
+        apply=apply,
+        delete_data=delete_data,
+        progress=lambda m: console.print(f"  {m}", highlight=False),
+    )
+    if not deleted:
+        out.print(f"nothing of stage {stage_name} left to delete", highlight=False)
+    for what in kept:
+        out.print(f"kept: {what} (--delete-data deletes it)", highlight=False)
+    if deleted and not apply:
+        out.print(f"a dry run: `lakehouse teardown --stage {stage_name} --yes` deletes these", highlight=False)
+
+
 @main.command(hidden=True)
 @click.option("--stage", "stage_name", default="dev", show_default=True)
 @click.pass_context

@@ -145,3 +145,31 @@ def test_a_new_role_is_waited_for_but_a_real_denial_is_not(monkeypatch):
     with pytest.raises(ClientError):
         provision._while_role_is_new(create, "AccessDeniedException", new_role=False)
     assert len(calls) == 1
+
+
+def test_teardown_is_a_dry_run_unless_told_and_keeps_the_data_unless_told(provisioned, settings, stage):
+    from chalicelib.teardown import teardown
+
+    c = provisioned
+    c.s3.put_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet", Body=b"data")
+    c.s3.delete_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet")  # a version and a delete marker
+    listed, kept = teardown(settings, stage, c)
+    assert f"state machine {stage.state_machine}" in listed and f"iam role {stage.glue_role}" in listed
+    assert c.stepfunctions.list_state_machines()["stateMachines"]  # a dry run deleted nothing
+    deleted, kept = teardown(settings, stage, c, apply=True)
+    assert deleted == listed
+    assert kept == [
+        f"dynamodb {stage.ledger_table} (the file ledger)",
+        f"s3://{stage.bucket} (the lake: every version of every object)",
+        f"s3://{stage.log_bucket} (its access logs)",
+    ]
+    assert not c.stepfunctions.list_state_machines()["stateMachines"] and not c.iam.list_roles()["Roles"]
+    assert not c.glue.get_crawlers()["Crawlers"] and not c.sqs.list_queues().get("QueueUrls")
+    assert c.s3.get_bucket_notification_configuration(Bucket=stage.bucket).get("QueueConfigurations", []) == []
+    assert teardown(settings, stage, c, apply=True) == ([], kept)  # nothing left but the data
+    deleted, kept = teardown(settings, stage, c, apply=True, delete_data=True)
+    assert len(deleted) == 3 and kept == []
+    assert c.s3.list_buckets()["Buckets"] == [] and c.dynamodb.list_tables()["TableNames"] == []
+    # and `lakehouse deploy` brings it all back
+    provision.provision(settings, stage, c, config_files(CONFIG), progress=lambda _: None)
+    assert plan(settings, stage, c, config_files(CONFIG)) == []

@@ -200,3 +200,16 @@ def test_get_many_reads_a_batch_of_records_in_order(ledger):
     got = ledger.get_many(ids)
     assert [r.file_id for r in got] == ids[:-1]
     assert all(r.status == Status.VALID for r in got)
+
+
+def test_a_limited_listing_reads_only_that_many_items_from_dynamodb(provisioned, stage):
+    """The status API lists the newest files and runs: DynamoDB must not read (and bill) the whole kind."""
+    ledger = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table)
+    for i in range(12):
+        ledger.claim(rec(key=f"raw/orders/{i:02}.csv"), now=datetime.now(UTC) + timedelta(seconds=i))
+    counts = []
+    provisioned.dynamodb.meta.events.register(
+        "after-call.dynamodb.Query", lambda parsed, **_: counts.append(parsed["ScannedCount"])
+    )
+    assert [r.key for r in ledger.files(limit=5)] == [f"raw/orders/{i:02}.csv" for i in range(11, 6, -1)]
+    assert counts == [5]

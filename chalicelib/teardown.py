@@ -1,0 +1,198 @@
+"""`lakehouse teardown`: delete what `lakehouse deploy` made, in reverse order, after `chalice delete` has
+removed the Lambdas and the API. A dry run unless told to apply; the data (lake bucket, access logs, ledger)
+is kept unless `delete_data`. Idempotent: what is already gone is skipped, so a run that failed half-way is
+finished by the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import iam, provision
+from .aws import account_id, error_code
+from .config import Settings, Stage
+from .pipeline import crawler_name
+
+log = logging.getLogger(__name__)
+MISSING = (
+    "404",
+    "NoSuchBucket",
+    "NotFound",
+    "NotFoundException",
+    "NoSuchEntity",
+    "EntityNotFoundException",
+    "ResourceNotFoundException",
+    "StateMachineDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "InvalidRequestException",  # Athena: no such workgroup
+)
+
+
+def _exists(call: Callable[[], Any]) -> Any:
+    """The API's answer, or None if the resource is not there (an error saying so, or an empty answer)."""
+    try:
+        return call() or None
+    except Exception as exc:
+        if error_code(exc) in MISSING:
+            return None
+        raise
+
+
+def _empty_bucket(s3: Any, bucket: str) -> None:
+    """Every version and delete marker, 1,000 per request (a versioned bucket is not empty until then)."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        objects = [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", [])]
+        objects += [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("DeleteMarkers", [])]
+        for start in range(0, len(objects), 1000):
+            done = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
+            if done.get("Errors"):  # per-key errors come inside a 200: botocore cannot retry them
+                raise RuntimeError(
+                    f"s3://{bucket}: could not delete {len(done['Errors'])} objects: {done['Errors'][0]}"
+                )
+    s3.delete_bucket(Bucket=bucket)
+
+
+def _remove_notification(s3: Any, bucket: str) -> None:
+    current = s3.get_bucket_notification_configuration(Bucket=bucket)
+    current.pop("ResponseMetadata", None)
+    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != provision.NOTIFICATION_ID]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={**current, "QueueConfigurations": queues}
+    )
+
+
+def _delete_role(client: Any, name: str) -> None:
+    if _exists(lambda: client.get_role_policy(RoleName=name, PolicyName=iam.POLICY_NAME)):
+        client.delete_role_policy(RoleName=name, PolicyName=iam.POLICY_NAME)
+    client.delete_role(RoleName=name)
+
+
+def _delete_api_key(apigateway: Any, name: str) -> None:
+    for plan in [p for p in apigateway.get_usage_plans()["items"] if p["name"] == name]:
+        stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages", [])]
+        if stages:  # a usage plan with API stages cannot be deleted
+            ops = [{"op": "remove", "path": "/apiStages", "value": s} for s in stages]
+            apigateway.update_usage_plan(usagePlanId=plan["id"], patchOperations=ops)
+        apigateway.delete_usage_plan(usagePlanId=plan["id"])
+    for key in [k for k in apigateway.get_api_keys(nameQuery=name)["items"] if k["name"] == name]:
+        apigateway.delete_api_key(apiKey=key["id"])
+
+
+def teardown(
+    settings: Settings,
+    stage: Stage,
+    clients: Any,
+    *,
+    apply: bool = False,
+    delete_data: bool = False,
+    progress: Callable[[str], None] = log.info,
+) -> tuple[list[str], list[str]]:
+    """(what was, or with apply=False would be, deleted; what is kept)."""
+    c, account = clients, account_id(clients.sts)
+    api_key = f"{stage.project}-{stage.name}-api"
+    steps: list[tuple[str, Callable[[], Any], Callable[[], None]]] = [
+        (
+            f"api key and usage plan {api_key}",
+            lambda: (
+                any(p["name"] == api_key for p in c.apigateway.get_usage_plans()["items"])
+                or any(k["name"] == api_key for k in c.apigateway.get_api_keys(nameQuery=api_key)["items"])
+                or None
+            ),
+            lambda: _delete_api_key(c.apigateway, api_key),
+        ),
+        (
+            f"state machine {stage.state_machine}",
+            lambda: c.stepfunctions.describe_state_machine(stateMachineArn=stage.state_machine_arn(account)),
+            lambda: c.stepfunctions.delete_state_machine(stateMachineArn=stage.state_machine_arn(account)),
+        ),
+        (
+            f"athena workgroup {stage.athena_workgroup} and its named queries",
+            lambda: c.athena.get_work_group(WorkGroup=stage.athena_workgroup).get("WorkGroup"),
+            lambda: c.athena.delete_work_group(WorkGroup=stage.athena_workgroup, RecursiveDeleteOption=True),
+        ),
+    ]
+    for dataset in sorted(settings.datasets):
+        name = crawler_name(stage, dataset)
+        steps.append(
+            (
+                f"glue crawler {name}",
+                lambda n=name: c.glue.get_crawler(Name=n),
+                lambda n=name: c.glue.delete_crawler(Name=n),
+            )
+        )
+    for name in provision.glue_jobs(settings, stage):
+        steps.append(
+            (f"glue job {name}", lambda n=name: c.glue.get_job(JobName=n), lambda n=name: c.glue.delete_job(JobName=n))
+        )
+    steps += [
+        (
+            f"glue database {stage.glue_database} (its tables; the data stays in S3)",
+            lambda: c.glue.get_database(Name=stage.glue_database),
+            lambda: c.glue.delete_database(Name=stage.glue_database),
+        ),
+        (
+            f"s3://{stage.bucket} notification {provision.NOTIFICATION_ID}",
+            lambda: (
+                any(
+                    q.get("Id") == provision.NOTIFICATION_ID
+                    for q in c.s3.get_bucket_notification_configuration(Bucket=stage.bucket).get(
+                        "QueueConfigurations", []
+                    )
+                )
+                or None
+            ),
+            lambda: _remove_notification(c.s3, stage.bucket),
+        ),
+    ]
+    for queue in (stage.ingest_queue, stage.ingest_dlq, stage.accepted_queue):
+        steps.append(
+            (
+                f"sqs {queue}",
+                lambda q=queue: c.sqs.get_queue_url(QueueName=q),
+                lambda q=queue: c.sqs.delete_queue(QueueUrl=c.sqs.get_queue_url(QueueName=q)["QueueUrl"]),
+            )
+        )
+    for topic in (stage.alerts_topic, stage.notifications_topic):
+        arn = stage.topic_arn(topic, account)
+        steps.append(
+            (
+                f"sns {topic}",
+                lambda a=arn: c.sns.get_topic_attributes(TopicArn=a),
+                lambda a=arn: c.sns.delete_topic(TopicArn=a),
+            )
+        )
+    for role in iam.declared_roles(settings, stage, account, provision.chalice_config()["app_name"]):
+        steps.append(
+            (f"iam role {role}", lambda r=role: c.iam.get_role(RoleName=r), lambda r=role: _delete_role(c.iam, r))
+        )
+    data = [
+        (
+            f"dynamodb {stage.ledger_table} (the file ledger)",
+            lambda: c.dynamodb.describe_table(TableName=stage.ledger_table),
+            lambda: c.dynamodb.delete_table(TableName=stage.ledger_table),
+        ),
+        (
+            f"s3://{stage.bucket} (the lake: every version of every object)",
+            lambda: c.s3.head_bucket(Bucket=stage.bucket),
+            lambda: _empty_bucket(c.s3, stage.bucket),
+        ),
+        (
+            f"s3://{stage.log_bucket} (its access logs)",
+            lambda: c.s3.head_bucket(Bucket=stage.log_bucket),
+            lambda: _empty_bucket(c.s3, stage.log_bucket),
+        ),
+    ]
+    deleted, kept = [], []
+    for what, exists, delete in steps + (data if delete_data else []):
+        if _exists(exists) is None:
+            continue
+        if apply:
+            delete()
+        deleted.append(what)
+        progress(f"{'deleted' if apply else 'would delete'} {what}")
+    if not delete_data:
+        kept = [what for what, exists, _ in data if _exists(exists) is not None]
+    return deleted, kept
