@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -95,33 +94,41 @@ def test_executions_of_an_aws_stage_name_the_state_that_failed():
     assert _failed_step(Sfn(), "arn") == {"failed_state": "RunJob", "error": "States.TaskFailed"}
 
 
-@pytest.mark.e2e
-def test_chalice_package_wires_the_sqs_trigger_and_stays_small(tmp_path):
-    """`chalice package` (not only `chalice deploy`) must produce the validator with its queue trigger."""
-    import zipfile
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deploy", "--stage", "local"], "the local stage is deployed by `lakehouse up`"),
+        (["teardown", "--stage", "local"], "the local stage goes with `lakehouse down`"),
+        (["deploy", "--stage", "qa", "--plan"], "stages = 'qa': no such stage; known: ['dev', 'local', 'prod']"),
+        (["serve", "--stage", "qa"], "stages = 'qa': no such stage"),
+        (["serve", "--port", "0"], "Invalid value for '--port'"),
+    ],
+)
+def test_deploy_teardown_and_serve_refuse_what_they_cannot_do(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and message in result.output, result.output
 
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    subprocess.run(
-        [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "prod", str(tmp_path / "pkg")],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    template = json.loads((tmp_path / "pkg" / "sam.json").read_text())
-    function = template["Resources"]["Validate"]["Properties"]
-    (event,) = function["Events"].values()
-    assert event["Type"] == "SQS" and "lakehouse-prod-ingest" in event["Properties"]["Queue"]["Fn::Sub"]
-    assert function["Environment"]["Variables"]["LAKEHOUSE_STAGE"] == "prod"
-    with zipfile.ZipFile(tmp_path / "pkg" / "deployment.zip") as package:
-        unzipped = sum(info.file_size for info in package.infolist())
-        names = set(package.namelist())
-    assert "app.py" in names and "chalicelib/validation.py" in names and "chalicelib/pipeline.py" in names
-    resources = template["Resources"]
-    (schedule,) = resources["Batcher"]["Properties"]["Events"].values()
-    assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(1 minute)"
-    for step in ("QualityCheck", "RefreshTables", "FinishRun", "FailRun"):
-        assert resources[step]["Properties"]["Handler"].startswith("app.")
-    assert not any(n.startswith(("pyarrow/", "pandas/", "deltalake/", "moto/")) for n in names)
-    assert unzipped < 30 * 1024**2  # the rest of Lambda's 250 MB is for the pyarrow layer
+
+def test_serve_says_when_its_port_is_taken(monkeypatch):
+    import socket
+
+    from lakehouse import localstage
+
+    for name, value in localstage.chalice_stage_env().items():  # the server sets them; monkeypatch puts them back
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(localstage, "running", lambda: localstage.LocalStage(1, 1, "us-east-1"))
+    monkeypatch.setattr(localstage, "use", lambda stage: None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--port", str(port)])
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output, result.output
+
+
+def test_cost_prints_the_estimate_and_its_what_ifs():
+    result = CliRunner().invoke(main, ["cost", "--scenario", "heavy"])
+    assert result.exit_code == 0, result.output
+    assert "what if:" in result.output and "lifecycle rules:" in result.output and "partition pruning:" in result.output
+    bad = CliRunner().invoke(main, ["cost", "--set", "glue_dpus=-1"])
+    assert bad.exit_code == 2 and "glue_dpus: must be between 0 and 1000" in bad.output

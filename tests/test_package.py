@@ -72,3 +72,14 @@ def test_the_template_has_each_functions_settings_and_the_stages_authorization(p
     for path, method in (("/cost", "get"), ("/cost", "post"), ("/status", "get")):
         assert paths[path][method]["security"] == [{scheme: []}], (path, method)
     assert "security" not in paths["/"]["get"]  # the page; its data comes from the protected routes
+
+
+def test_the_validator_has_its_queue_trigger_and_the_steps_their_handlers(package):
+    stage, out = package
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    (event,) = resources["Validate"]["Properties"]["Events"].values()
+    assert event["Type"] == "SQS" and f"lakehouse-{stage}-ingest" in event["Properties"]["Queue"]["Fn::Sub"]
+    (schedule,) = resources["Batcher"]["Properties"]["Events"].values()
+    assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(1 minute)"
+    for step in ("QualityCheck", "RefreshTables", "FinishRun", "FailRun"):
+        assert resources[step]["Properties"]["Handler"].startswith("app.")
