@@ -9,7 +9,7 @@ import os
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from chalice import Chalice, IAMAuthorizer, Rate, Response
+from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 
 from chalicelib import runtime
 from chalicelib.ingest import refs_from_notification
@@ -124,6 +124,28 @@ API_AUTH_MODE = os.environ.get("LAKEHOUSE_API_AUTH", "iam")  # unset: the safe d
 API_AUTH = _api_auth(API_AUTH_MODE)
 
 
+class ServiceUnavailableError(ChaliceViewError):
+    STATUS_CODE = 503
+
+
+def _aws_errors(view):
+    """An AWS error behind a route (a missing permission, throttling beyond the client's retries) answers 503
+    naming the call and the error, not Chalice's bare 500."""
+    from functools import wraps
+
+    @wraps(view)
+    def answer(*args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return view(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            logger.exception("AWS error behind %s", app.current_request.path)
+            raise ServiceUnavailableError(f"AWS: {exc}") from None
+
+    return answer
+
+
 @app.route("/", methods=["GET"])
 def dashboard():
     """The dashboard page for people: static, its data comes from /status and /cost (which are protected)."""
@@ -155,12 +177,14 @@ def _cost(params: dict) -> dict:
 
 
 @app.route("/cost", methods=["GET"], **API_AUTH)
+@_aws_errors
 def cost_get():
     """Monthly cost estimate; query parameters: `scenario` (light, medium, heavy) and any usage figure."""
     return _cost(app.current_request.query_params or {})
 
 
 @app.route("/cost", methods=["POST"], **API_AUTH)
+@_aws_errors
 def cost_post():
     """The same, with a JSON object body (`storage_split` as an object)."""
     from chalice import BadRequestError
@@ -175,6 +199,7 @@ def cost_post():
 
 
 @app.route("/status", methods=["GET"], **API_AUTH)
+@_aws_errors
 def status_get():
     """The pipeline at a glance, from summaries only; `files` (1-200, default 20) recent files."""
     from datetime import UTC, datetime

@@ -189,4 +189,5 @@ def _responses(schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "200": {"description": "the answer", "content": {"application/json": {"schema": schema}}},
         "400": ERROR,
+        "503": {**ERROR, "description": "an AWS call behind the answer failed; the message names it"},
     }

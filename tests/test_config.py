@@ -45,8 +45,13 @@ def test_chalice_stage_environment_matches_lakehouse_toml(settings):
             "LAKEHOUSE_STAGE": name,
             "LAKEHOUSE_BUCKET": stage.bucket,
             "LAKEHOUSE_INGEST_QUEUE": stage.ingest_queue,
+            "LAKEHOUSE_API_AUTH": {"local": "none", "dev": "api_key", "prod": "iam"}[name],
             **local,
         }
+        if name != "local":  # the Lambdas' policy names this stage's resources (a renamed bucket must follow)
+            policy = (ROOT / ".chalice" / chalice_stage["iam_policy_file"]).read_text()
+            for resource in (stage.bucket, stage.ledger_table, stage.ingest_queue, stage.alerts_topic):
+                assert f":{resource}" in policy or f"/{resource}" in policy, (name, resource)
 
 
 @pytest.mark.parametrize(

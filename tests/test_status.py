@@ -60,3 +60,21 @@ def test_a_bad_files_parameter_is_a_400(client, files):
         response.status_code == 400
         and "files: must be a whole number from 1 to 200" in json.loads(response.body)["Message"]
     )
+
+
+def test_an_aws_error_behind_the_status_is_a_503_naming_it(client, provisioned, stage):
+    from botocore.stub import Stubber
+
+    from chalicelib import runtime
+
+    assert client.http.get("/status").status_code == 200  # the runtime (and its cached S3 client) is built
+    s3 = runtime.current().client("s3")
+    with Stubber(s3) as stub:  # the drift report's latest.json: the Lambda may not read it
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        response = client.http.get("/status")
+    assert response.status_code == 503
+    body = json.loads(response.body)
+    assert body["Code"] == "ServiceUnavailableError"
+    assert (
+        body["Message"] == "AWS: An error occurred (AccessDenied) when calling the GetObject operation: Access Denied"
+    )
