@@ -11,10 +11,10 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 
-from chalicelib import runtime
+from chalicelib import APP_NAME, runtime
 from chalicelib.ingest import refs_from_notification
 
-app = Chalice(app_name="serverless-lakehouse")
+app = Chalice(app_name=APP_NAME)
 logger = Logger(service="lakehouse")
 logging.getLogger("chalicelib")
 copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})  # JSON logs, same correlation id

@@ -2,3 +2,7 @@
 
 Keep imports here light: every Lambda imports this package on cold start.
 """
+
+# The Chalice app's name: Lambdas are named <APP_NAME>-<stage>-<function>. `.chalice/config.json` says the same
+# (tested); a deployed Lambda has no .chalice/ to read it from.
+APP_NAME = "serverless-lakehouse"

@@ -184,8 +184,7 @@ class DriftCheck:
     def roles(self, _: Any) -> None:
         from .iam import declared_roles, live_role
 
-        app = provision.chalice_config()["app_name"]
-        for name, (trust, policy) in declared_roles(self.settings, self.stage, account_id(self.c.sts), app).items():
+        for name, (trust, policy) in declared_roles(self.settings, self.stage, account_id(self.c.sts)).items():
             resource = f"iam role {name}"
             self.checked.append(resource)
             have_trust, have_policy = live_role(self.c.iam, name)

@@ -9,6 +9,7 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
+from . import APP_NAME
 from .aws import error_code
 from .config import Settings, Stage
 from .pipeline import crawler_name, job_name
@@ -106,7 +107,7 @@ def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any
     }
 
 
-def pipeline_policy(settings: Settings, stage: Stage, account: str, app_name: str) -> dict[str, Any]:
+def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
     """The state machine: invoke its four Lambda steps, run the stage's Glue jobs (.sync) and crawlers, publish
     to the two topics."""
     region = stage.region
@@ -120,7 +121,7 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str, app_name: st
                 "Effect": "Allow",
                 "Action": ["lambda:InvokeFunction"],
                 "Resource": [
-                    f"arn:aws:lambda:{region}:{account}:function:{app_name}-{stage.name}-{step}"
+                    f"arn:aws:lambda:{region}:{account}:function:{APP_NAME}-{stage.name}-{step}"
                     for step in ("quality_check", "refresh_tables", "finish_run", "fail_run")
                 ],
             },
@@ -146,14 +147,14 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str, app_name: st
     }
 
 
-def declared_roles(settings: Settings, stage: Stage, account: str, app_name: str) -> dict[str, tuple[dict, dict]]:
+def declared_roles(settings: Settings, stage: Stage, account: str) -> dict[str, tuple[dict, dict]]:
     """Role name -> (trust policy, inline policy), for the roles the stage names rather than brings (a role given
     as an ARN is managed elsewhere)."""
     roles = {
         stage.glue_role: (trust("glue.amazonaws.com", account), glue_policy(settings, stage, account)),
         stage.pipeline_role: (
             trust("states.amazonaws.com", account),
-            pipeline_policy(settings, stage, account, app_name),
+            pipeline_policy(settings, stage, account),
         ),
     }
     return {name: documents for name, documents in roles.items() if not name.startswith("arn:")}
@@ -181,11 +182,11 @@ def live_role(iam: Any, name: str) -> tuple[dict | None, dict | None]:
     return document(role["AssumeRolePolicyDocument"]), document(policy) if policy is not None else None
 
 
-def ensure_roles(iam: Any, settings: Settings, stage: Stage, account: str, app_name: str) -> tuple[str, bool]:
+def ensure_roles(iam: Any, settings: Settings, stage: Stage, account: str) -> tuple[str, bool]:
     """Create the roles or bring their trust and inline policy in line; returns what it did and whether a role
     was created now (IAM is eventually consistent: a new role may not be assumable for some seconds)."""
     said, created = [], False
-    for name, (trust_doc, policy) in declared_roles(settings, stage, account, app_name).items():
+    for name, (trust_doc, policy) in declared_roles(settings, stage, account).items():
         have_trust, have_policy = live_role(iam, name)
         if have_trust is None:
             iam.create_role(

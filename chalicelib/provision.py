@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import APP_NAME
 from .aws import account_id, error_code
 from .config import Settings, Stage
 from .ledger import LEDGER_TABLE_SPEC
@@ -506,7 +507,7 @@ STATE_MACHINE_FILE = PROJECT_DIR / "statemachine" / "pipeline.asl.json"
 def state_machine_definition(stage: Stage, account: str, template: str | None = None) -> str:
     """The pipeline definition with its `${Name}` placeholders filled in for a stage (the convention of
     CloudFormation's DefinitionSubstitutions); an unknown or unfilled placeholder is an error."""
-    function = f"arn:aws:lambda:{stage.region}:{account}:function:{chalice_config()['app_name']}-{stage.name}-"
+    function = f"arn:aws:lambda:{stage.region}:{account}:function:{APP_NAME}-{stage.name}-"
     values = {
         "QualityCheckFunctionArn": function + "quality_check",
         "RefreshTablesFunctionArn": function + "refresh_tables",
@@ -634,7 +635,7 @@ def _provision(
 ) -> None:
     from .iam import ensure_roles
 
-    roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts), chalice_config()["app_name"])
+    roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)
     step(ensure_bucket(clients.s3, stage))
     step(ensure_access_logging(clients.s3, clients.sts, stage))
@@ -666,7 +667,7 @@ def ensure_api_key(apigateway: Any, stage: Stage) -> str:
     auth = chalice_stage_env(stage.name).get("LAKEHOUSE_API_AUTH", "iam")
     if auth != "api_key":
         return f"api key: not used (LAKEHOUSE_API_AUTH = {auth})"
-    api = rest_api_id(apigateway, chalice_config()["app_name"])
+    api = rest_api_id(apigateway, APP_NAME)
     if api is None:
         return f"api key: no API yet; after `chalice deploy --stage {stage.name}`, run this again"
     name = f"{stage.project}-{stage.name}-api"

@@ -164,7 +164,7 @@ def teardown(
                 lambda a=arn: c.sns.delete_topic(TopicArn=a),
             )
         )
-    for role in iam.declared_roles(settings, stage, account, provision.chalice_config()["app_name"]):
+    for role in iam.declared_roles(settings, stage, account):
         steps.append(
             (f"iam role {role}", lambda r=role: c.iam.get_role(RoleName=r), lambda r=role: _delete_role(c.iam, r))
         )

@@ -34,14 +34,14 @@ def _wildcards(policy) -> list[str]:
 @pytest.mark.parametrize("stage_name", ["dev", "prod"])
 def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, stage_name):
     stage = settings.stage(stage_name)
-    for name, (trust, policy) in iam.declared_roles(settings, stage, "111122223333", "serverless-lakehouse").items():
+    for name, (trust, policy) in iam.declared_roles(settings, stage, "111122223333").items():
         assert _wildcards(policy) == [], name
         assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
         for st in statements(policy):
             for resource in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
                 scoped = stage_name in resource or "/aws-glue/" in resource or resource.endswith(":catalog")
                 assert scoped or (resource == "*" and "Condition" in st), (name, st["Sid"], resource)
-    pipeline = iam.pipeline_policy(settings, stage, "111122223333", "serverless-lakehouse")
+    pipeline = iam.pipeline_policy(settings, stage, "111122223333")
     jobs = next(st for st in statements(pipeline) if st["Sid"] == "GlueJobsSync")["Resource"]
     assert len(jobs) == len(settings.datasets) + 1  # each processing job and the master merge, by name
 

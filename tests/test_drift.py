@@ -117,3 +117,14 @@ def test_a_deployment_that_fails_half_way_is_recorded_as_failed(provisioned, set
     latest, first = deployments(provisioned.s3, settings, stage)
     assert latest["result"] == "failed: RuntimeError: glue is down" and first["result"] == "succeeded"
     assert latest["steps"][-1].startswith("glue jobs")  # how far it got
+
+
+def test_the_drift_report_needs_no_chalice_folder_as_in_a_deployed_lambda(provisioned, settings, stage, monkeypatch):
+    from chalicelib import APP_NAME, provision
+    from chalicelib.drift import DriftCheck
+
+    assert json.loads(provision.CHALICE_CONFIG.read_text())["app_name"] == APP_NAME
+    monkeypatch.setattr(provision, "CHALICE_CONFIG", provision.PROJECT_DIR / "no-such-folder" / "config.json")
+    report = DriftCheck.for_stage(settings, stage).run(None)
+    assert [f for f in report.findings if f.property == "readable"] == []
+    assert f"iam role {stage.glue_role}" in report.checked
