@@ -48,13 +48,19 @@ def _connect(stage_name: str) -> tuple[Settings, Any]:
 
 
 class _Group(click.Group):
-    """Turn the project's errors into one clear line and exit status 1, not a traceback."""
+    """Turn the project's errors, and AWS's (a missing permission, no credentials), into one clear line and exit
+    status 1, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return super().invoke(ctx)
         except LakehouseError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            sys.exit(1)
+        except (BotoCoreError, ClientError) as exc:
+            console.print(f"[red]error:[/red] AWS: {exc}", highlight=False)
             sys.exit(1)
 
 

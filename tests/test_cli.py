@@ -132,3 +132,16 @@ def test_cost_prints_the_estimate_and_its_what_ifs():
     assert "what if:" in result.output and "lifecycle rules:" in result.output and "partition pruning:" in result.output
     bad = CliRunner().invoke(main, ["cost", "--set", "glue_dpus=-1"])
     assert bad.exit_code == 2 and "glue_dpus: must be between 0 and 1000" in bad.output
+
+
+def test_an_aws_error_is_one_line_not_a_traceback(monkeypatch):
+    from botocore.exceptions import NoCredentialsError
+
+    from chalicelib import provision
+
+    def no_credentials(*args, **kwargs):
+        raise NoCredentialsError()
+
+    monkeypatch.setattr(provision, "provision", no_credentials)
+    result = CliRunner().invoke(main, ["deploy", "--stage", "dev"])
+    assert result.exit_code == 1 and result.output == "error: AWS: Unable to locate credentials\n", result.output
