@@ -130,6 +130,7 @@ class Limits:
     max_batch_files: int = 1000  # one ETL batch: at most this many files ...
     max_batch_bytes: int = 2 * 1024**3  # ... and this many bytes (a batch is read into memory)
     athena_bytes_scanned_cutoff: int = 10 * 1024**3  # an Athena query reading more is cancelled (billed per byte)
+    access_log_days: int = 90  # the lake bucket's S3 access logs are kept this long
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .aws import account_id, error_code
 from .catalog import declared_tables
 from .config import Settings, Stage
 from .ledger import LEDGER_TABLE_SPEC
-from .lifecycle import fingerprint
+from .lifecycle import fingerprint, normalise
 from .pipeline import crawler_name
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,14 @@ class DriftCheck:
         self.differs(resource, "tags", wanted_tags, {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted_tags})
         logging_status = {k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"}
         self.differs(resource, "access logging", provision.access_logging(self.stage), logging_status)
+        logs = self.stage.log_bucket
+        self.checked.append(f"s3://{logs}")
+        rules = self._read(
+            lambda: s3.get_bucket_lifecycle_configuration(Bucket=logs)["Rules"],
+            ("NoSuchBucket", "NoSuchLifecycleConfiguration", "404"),
+        )
+        wanted = [normalise(r) for r in provision.log_retention(self.settings)]
+        self.differs(f"s3://{logs}", "log retention", wanted, [normalise(r) for r in rules or []])
 
     def roles(self, _: Any) -> None:
         from .iam import declared_roles, live_role

@@ -159,16 +159,34 @@ def access_logging(stage: Stage) -> dict[str, Any]:
     return {"LoggingEnabled": {"TargetBucket": stage.log_bucket, "TargetPrefix": LOG_PREFIX}}
 
 
-def ensure_access_logging(s3: Any, sts: Any, stage: Stage) -> str:
-    """The log bucket (SSE-S3: the only encryption S3 log delivery writes to; private) and the lake bucket's
-    server access logging into it."""
+def log_retention(settings: Settings) -> list[dict[str, Any]]:
+    """The log bucket's one lifecycle rule: logs expire. Deploy owns it (the definitions of config/lifecycle/ name
+    buckets, and this one's name is per stage)."""
+    return [
+        {
+            "ID": "access-logs-expire",
+            "Status": "Enabled",
+            "Filter": {"Prefix": LOG_PREFIX},
+            "Expiration": {"Days": settings.limits.access_log_days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        }
+    ]
+
+
+def ensure_access_logging(s3: Any, sts: Any, settings: Settings, stage: Stage) -> str:
+    """The log bucket (SSE-S3: the only encryption S3 log delivery writes to; private; logs expire) and the lake
+    bucket's server access logging into it."""
     created = _create_bucket(s3, stage.log_bucket, stage.region)
     s3.put_bucket_encryption(Bucket=stage.log_bucket, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
     s3.put_public_access_block(Bucket=stage.log_bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
     s3.put_bucket_policy(Bucket=stage.log_bucket, Policy=json.dumps(log_bucket_policy(stage, account_id(sts))))
     s3.put_bucket_tagging(Bucket=stage.log_bucket, Tagging={"TagSet": tags(stage)})
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=stage.log_bucket, LifecycleConfiguration={"Rules": log_retention(settings)}
+    )
     s3.put_bucket_logging(Bucket=stage.bucket, BucketLoggingStatus=access_logging(stage))
-    return f"access logs of {stage.bucket}: s3://{stage.log_bucket}/{LOG_PREFIX} ({'created' if created else 'exists'})"
+    where = f"s3://{stage.log_bucket}/{LOG_PREFIX} ({'created' if created else 'exists'})"
+    return f"access logs of {stage.bucket}: {where}, kept {settings.limits.access_log_days} days"
 
 
 def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
@@ -638,7 +656,7 @@ def _provision(
     roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)
     step(ensure_bucket(clients.s3, stage))
-    step(ensure_access_logging(clients.s3, clients.sts, stage))
+    step(ensure_access_logging(clients.s3, clients.sts, settings, stage))
     step(ensure_ledger_table(clients.dynamodb, stage))
     ingest_arn, _ = ensure_queues(clients.sqs, stage)
     step(f"queues {stage.ingest_queue} (+ {stage.ingest_dlq}), {stage.accepted_queue}")

@@ -59,6 +59,8 @@ def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_no
     assert glue_policy == iam.glue_policy(settings, stage, "123456789012")
     logging_status = provisioned.s3.get_bucket_logging(Bucket=stage.bucket)["LoggingEnabled"]
     assert logging_status == {"TargetBucket": stage.log_bucket, "TargetPrefix": "lake/"}
+    (retention,) = provisioned.s3.get_bucket_lifecycle_configuration(Bucket=stage.log_bucket)["Rules"]
+    assert retention["Expiration"] == {"Days": settings.limits.access_log_days}
     assert plan(settings, stage, provisioned, config_files(CONFIG)) == []
     steps = provision.provision(settings, stage, provisioned, config_files(CONFIG), progress=lambda _: None)
     assert steps[0] == "iam roles: up to date"
@@ -73,6 +75,7 @@ def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned
     job = provision.job_name(stage, "process_orders.py")
     c.glue.delete_job(JobName=job)
     c.sns.delete_topic(TopicArn=stage.topic_arn(stage.alerts_topic, "123456789012"))
+    c.s3.delete_bucket_lifecycle(Bucket=stage.log_bucket)  # access logs would be kept forever
     files = dict(config_files(CONFIG))
     files["datasets/orders.toml"] += "\n# a local edit\n"
 
@@ -82,6 +85,7 @@ def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned
         (f"iam role {stage.glue_role}", "inline policy"),
         (f"glue job {job}", "exists"),
         (f"sns {stage.alerts_topic}", "exists"),
+        (f"s3://{stage.log_bucket}", "log retention"),
         (f"s3://{stage.bucket}/config/datasets/orders.toml", "content"),
     }
     assert found[(f"s3://{stage.bucket}", "versioning")].actual == "Suspended"  # the plan changed nothing
