@@ -679,6 +679,11 @@ def rest_api_id(apigateway: Any, name: str) -> str | None:
     return next((a["id"] for page in pages for a in page.get("items", []) if a["name"] == name), None)
 
 
+def api_key_name(stage: Stage) -> str:
+    """The API key and usage plan of an api_key stage."""
+    return f"{stage.project}-{stage.name}-api"
+
+
 def ensure_api_key(apigateway: Any, stage: Stage) -> str:
     """For a stage whose API wants an API key (LAKEHOUSE_API_AUTH = api_key): a key and a usage plan (throttled)
     bound to the deployed API. `chalice deploy` makes the API, so on a first deployment this waits for the next."""
@@ -688,7 +693,7 @@ def ensure_api_key(apigateway: Any, stage: Stage) -> str:
     api = rest_api_id(apigateway, APP_NAME)
     if api is None:
         return f"api key: no API yet; after `chalice deploy --stage {stage.name}`, run this again"
-    name = f"{stage.project}-{stage.name}-api"
+    name = api_key_name(stage)
     keys = apigateway.get_api_keys(nameQuery=name, includeValues=False)["items"]
     key = next((k for k in keys if k["name"] == name), None) or apigateway.create_api_key(
         name=name, enabled=True, tags={"project": stage.project, "stage": stage.name}

@@ -92,7 +92,7 @@ def teardown(
 ) -> tuple[list[str], list[str]]:
     """(what was, or with apply=False would be, deleted; what is kept)."""
     c, account = clients, account_id(clients.sts)
-    api_key = f"{stage.project}-{stage.name}-api"
+    api_key = provision.api_key_name(stage)
     steps: list[tuple[str, Callable[[], Any], Callable[[], None]]] = [
         (
             f"api key and usage plan {api_key}",

@@ -177,3 +177,15 @@ def test_teardown_is_a_dry_run_unless_told_and_keeps_the_data_unless_told(provis
     # and `lakehouse deploy` brings it all back
     provision.provision(settings, stage, c, config_files(CONFIG), progress=lambda _: None)
     assert plan(settings, stage, c, config_files(CONFIG)) == []
+
+
+def test_teardown_stops_when_s3_refuses_to_delete_objects(provisioned, settings, stage, monkeypatch):
+    from chalicelib.teardown import teardown
+
+    c = provisioned
+    c.s3.put_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet", Body=b"data")
+    refusal = {"Errors": [{"Key": "processed/orders/part-0.parquet", "Code": "AccessDenied", "Message": "denied"}]}
+    monkeypatch.setattr(c.s3, "delete_objects", lambda **_: refusal)  # per-key errors come inside a 200
+    with pytest.raises(RuntimeError, match=f"s3://{stage.bucket}: could not delete 1 objects: .*AccessDenied"):
+        teardown(settings, stage, c, apply=True, delete_data=True)
+    assert c.s3.head_bucket(Bucket=stage.bucket)  # the lake is still there, and a second run can finish
