@@ -174,7 +174,7 @@ def estimate_for(
     """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters, and
     the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);
     what `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
-    from .provision import QUERIES_DIR
+    from . import QUERIES_DIR
     from .savings import lifecycle_saving, pruning_saving
 
     if scenario is not None and (not isinstance(scenario, str) or scenario not in SCENARIOS):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import APP_NAME
+from . import APP_NAME, QUERIES_DIR
 from .aws import account_id, error_code
 from .config import Settings, Stage
 from .ledger import LEDGER_TABLE_SPEC
@@ -480,9 +480,6 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
         },
     )
     return f"athena workgroup {stage.athena_workgroup}: updated"
-
-
-QUERIES_DIR = Path(__file__).with_name("queries")  # in chalicelib: the cost API reads them too
 
 
 def ensure_named_queries(athena: Any, stage: Stage, queries_dir: Path = QUERIES_DIR) -> str:

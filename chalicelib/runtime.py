@@ -31,20 +31,29 @@ class Runtime:
         return client(service, ClientSettings.for_stage(self.stage))
 
 
-_lock = threading.Lock()
-_cached: tuple[float, Runtime] | None = None
+_lock = threading.RLock()  # re-entrant: building one cached value may read another
+_cache: dict[str, tuple[float, Any]] = {}
+
+
+def _fresh(name: str, build: Any) -> Any:
+    """`build()`, kept for CONFIG_TTL_SECONDS per container."""
+    with _lock:
+        hit = _cache.get(name)
+        if hit is None or time.monotonic() - hit[0] > CONFIG_TTL_SECONDS:
+            hit = _cache[name] = (time.monotonic(), build())
+        return hit[1]
+
+
+def _runtime() -> Runtime:
+    bucket = os.environ["LAKEHOUSE_BUCKET"]
+    prefix = os.environ.get("LAKEHOUSE_CONFIG_PREFIX", "config/")
+    settings = load_settings_from_s3(client("s3"), bucket, prefix)
+    stage = settings.stage(os.environ["LAKEHOUSE_STAGE"])
+    return Runtime(settings, stage, ledger_for(stage))
 
 
 def current() -> Runtime:
-    global _cached
-    with _lock:
-        if _cached is None or time.monotonic() - _cached[0] > CONFIG_TTL_SECONDS:
-            bucket = os.environ["LAKEHOUSE_BUCKET"]
-            prefix = os.environ.get("LAKEHOUSE_CONFIG_PREFIX", "config/")
-            settings = load_settings_from_s3(client("s3"), bucket, prefix)
-            stage = settings.stage(os.environ["LAKEHOUSE_STAGE"])
-            _cached = (time.monotonic(), Runtime(settings, stage, ledger_for(stage)))
-        return _cached[1]
+    return _fresh("runtime", _runtime)
 
 
 def ingestor() -> Ingestor:
@@ -77,23 +86,19 @@ def sql_engine() -> Any:
     return engine(rt.settings, rt.stage, local=os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb")
 
 
-_rules_lock = threading.Lock()
-_rules: tuple[float, list[dict[str, Any]] | None] | None = None
-
-
 def lake_rules() -> list[dict[str, Any]] | None:
     """The lake bucket's lifecycle rules as pushed to `config/lifecycle/` (None if none are defined), for the
     cost API's what-if; re-read at most every CONFIG_TTL_SECONDS like the configuration."""
-    global _rules
-    with _rules_lock:
-        if _rules is None or time.monotonic() - _rules[0] > CONFIG_TTL_SECONDS:
-            from .lifecycle import lake_rules as rules_of
-            from .lifecycle_sync import LifecycleSync
 
-            rt = current()
-            texts, _ = LifecycleSync.for_stage(rt.settings, rt.stage).definition_files()
-            _rules = (time.monotonic(), rules_of(texts, rt.stage.bucket))
-        return _rules[1]
+    def read() -> list[dict[str, Any]] | None:
+        from .lifecycle import lake_rules as rules_of
+        from .lifecycle_sync import LifecycleSync
+
+        rt = current()
+        texts, _ = LifecycleSync.for_stage(rt.settings, rt.stage).definition_files()
+        return rules_of(texts, rt.stage.bucket)
+
+    return _fresh("lake_rules", read)
 
 
 def alert(subject: str, message: str) -> None:
@@ -107,6 +112,5 @@ def alert(subject: str, message: str) -> None:
 
 def reset() -> None:
     """Forget the cached runtime (tests, and the local stage after re-provisioning)."""
-    global _cached, _rules
-    with _lock, _rules_lock:
-        _cached = _rules = None
+    with _lock:
+        _cache.clear()

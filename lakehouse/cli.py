@@ -824,6 +824,11 @@ def _lifecycle(stage_name: str, workers: int = 16) -> Any:
     return settings, stage, LifecycleSync.for_stage(settings, stage, workers)
 
 
+def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str]:
+    """The lifecycle definition files of a folder, by name."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.toml"))}
+
+
 @lifecycle.command("push")
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 @click.option("--from", "folder", default=LIFECYCLE_DIR, type=click.Path(file_okay=False, path_type=Path))
@@ -833,7 +838,7 @@ def lifecycle_push(stage_name: str, folder: Path) -> None:
     from chalicelib.provision import upload_config
 
     _, stage, sync = _lifecycle(stage_name)
-    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.toml"))}
+    files = definition_files(folder)
     if not files:
         raise click.ClickException(f"no *.toml definitions in {folder}")
     problems = parse_definitions(files, stage.bucket).problems
@@ -946,9 +951,7 @@ def local_lake_rules(settings: Settings) -> list[dict[str, Any]] | None:
     """The lake bucket's rules as config/lifecycle/ defines them (what `lifecycle push` would upload)."""
     from chalicelib.lifecycle import lake_rules
 
-    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(LIFECYCLE_DIR.glob("*.toml"))}
-    bucket = settings.stage(localstage.STAGE).bucket
-    return lake_rules(files, bucket)
+    return lake_rules(definition_files(), settings.stage(localstage.STAGE).bucket)
 
 
 def print_what_if(estimate: dict[str, Any]) -> None:

@@ -125,12 +125,12 @@ def _lifecycle_and_drift(settings, stage) -> bool:
     from chalicelib.lifecycle_sync import LifecycleSync
     from chalicelib.provision import upload_config
 
-    from .cli import LIFECYCLE_DIR, print_drift
+    from .cli import definition_files, print_drift
     from .lifecycle_cli import print_sync
 
     console.rule("10. lifecycle rules from config/lifecycle/ (lakehouse lifecycle push, sync --dry-run, sync)")
     sync = LifecycleSync.for_stage(settings, stage)
-    files = {p.name: p.read_text() for p in sorted(LIFECYCLE_DIR.glob("*.toml"))}
+    files = definition_files()
     assert not parse_definitions(files, stage.bucket).problems
     console.print(f"  {upload_config(sync.s3, stage.bucket, sync.definitions_prefix, files)}", highlight=False)
     dry = sync.run(dry_run=True, who="demo")

@@ -62,13 +62,6 @@ class LocalStage:
         }
 
 
-def chalice_stage_env(stage: str = STAGE) -> dict[str, str]:
-    """The environment `.chalice/config.json` gives the stage's Lambdas (global, then stage values)."""
-    from chalicelib.provision import chalice_stage_env as env
-
-    return env(stage)
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -301,7 +294,9 @@ def serve(port: int, region: str) -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
-    os.environ.update({**chalice_stage_env(), **LocalStage(os.getpid(), port, region).environment()})
+    from chalicelib.provision import chalice_stage_env
+
+    os.environ.update({**chalice_stage_env(STAGE), **LocalStage(os.getpid(), port, region).environment()})
     server = serve_moto(port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chalicelib import QUERIES_DIR as EXAMPLES_DIR
 from chalicelib.athena import Athena, QueryResult
 from chalicelib.config import Settings, Stage
-from chalicelib.provision import QUERIES_DIR as EXAMPLES_DIR
 
 
 def examples() -> dict[str, Path]:

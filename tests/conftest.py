@@ -80,10 +80,10 @@ def api_url(provisioned, monkeypatch):
     import threading
 
     from chalicelib import runtime
-    from lakehouse.localstage import chalice_stage_env
+    from chalicelib.provision import chalice_stage_env
     from lakehouse.serve import api_server
 
-    for name, value in chalice_stage_env().items():  # the server sets these too; monkeypatch puts them back
+    for name, value in chalice_stage_env("local").items():  # the server sets these too; monkeypatch puts them back
         monkeypatch.setenv(name, value)
     server = api_server("127.0.0.1", 0, "local")
     thread = threading.Thread(target=server.server.serve_forever, daemon=True)

@@ -14,9 +14,9 @@ from hypothesis import settings as examples
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import app
-from chalicelib import cost, openapi, savings
+from chalicelib import QUERIES_DIR, cost, openapi, savings
 from chalicelib.lifecycle import lake_rules
-from chalicelib.provision import QUERIES_DIR, upload_config
+from chalicelib.provision import upload_config
 
 LAKE_TOML = (ROOT / "config" / "lifecycle" / "lake.toml").read_text()
 

@@ -112,9 +112,10 @@ def test_deploy_teardown_and_serve_refuse_what_they_cannot_do(args, message):
 def test_serve_says_when_its_port_is_taken(monkeypatch):
     import socket
 
+    from chalicelib.provision import chalice_stage_env
     from lakehouse import localstage
 
-    for name, value in localstage.chalice_stage_env().items():  # the server sets them; monkeypatch puts them back
+    for name, value in chalice_stage_env("local").items():  # the server sets them; monkeypatch puts them back
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(localstage, "running", lambda: localstage.LocalStage(1, 1, "us-east-1"))
     monkeypatch.setattr(localstage, "use", lambda stage: None)

@@ -293,7 +293,8 @@ def test_provisioning_declares_the_athena_workgroup_with_its_guards(provisioned,
 
 
 def test_provisioning_keeps_the_example_queries_as_named_queries(provisioned, stage):
-    from chalicelib.provision import QUERIES_DIR, ensure_named_queries
+    from chalicelib import QUERIES_DIR
+    from chalicelib.provision import ensure_named_queries
 
     ids = provisioned.athena.list_named_queries(WorkGroup=stage.athena_workgroup)["NamedQueryIds"]
     queries = {q["Name"]: q for q in (provisioned.athena.get_named_query(NamedQueryId=i)["NamedQuery"] for i in ids)}
