@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 
 from chalicelib import APP_NAME, runtime
-from chalicelib.ingest import refs_from_notification
+from chalicelib.ingest.ingestor import refs_from_notification
 
 app = Chalice(app_name=APP_NAME)
 logger = Logger(service="lakehouse")
@@ -80,7 +80,7 @@ def _run_name(event) -> str:
 @app.schedule("cron(0 2 * * ? *)", name="lifecycle_sync")  # [schedules] lifecycle_sync in lakehouse.toml
 def lifecycle_sync(event):
     """Nightly: the lake's lifecycle definitions applied to their buckets; problems go to the alerts topic."""
-    from chalicelib.lifecycle_sync import LifecycleSync
+    from chalicelib.lifecycle.sync import LifecycleSync
 
     rt = runtime.current()
     report = LifecycleSync.for_stage(rt.settings, rt.stage).run(who="lifecycle_sync schedule")
@@ -96,7 +96,7 @@ def lifecycle_sync(event):
 def drift_report(event):
     """Nightly: the declared setup against the live account; the report goes to reports/drift/, and a summary to
     the alerts topic when something drifted."""
-    from chalicelib.drift import run_report
+    from chalicelib.stage.drift import run_report
 
     rt = runtime.current()
     report = run_report(rt.settings, rt.stage)
@@ -151,14 +151,14 @@ def dashboard():
     """The dashboard page for people: static, its data comes from /status and /cost (which are protected)."""
     from pathlib import Path
 
-    page = Path(__file__).with_name("chalicelib").joinpath("dashboard.html").read_text()
+    page = Path(__file__).with_name("chalicelib").joinpath("api", "dashboard.html").read_text()
     return Response(body=page, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi():
     """The API's OpenAPI document, built from the code it describes."""
-    from chalicelib.openapi import document
+    from chalicelib.api.openapi import document
 
     return document(API_AUTH_MODE)
 
@@ -166,7 +166,7 @@ def openapi():
 def _cost(params: dict) -> dict:
     from chalice import BadRequestError
 
-    from chalicelib import cost
+    from chalicelib.cost import estimate as cost
 
     params = dict(params or {})
     try:
@@ -206,7 +206,7 @@ def status_get():
 
     from chalice import BadRequestError
 
-    from chalicelib.status import status
+    from chalicelib.api.status import status
 
     raw = (app.current_request.query_params or {}).get("files", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:  # "²".isdigit() is True

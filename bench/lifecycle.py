@@ -59,8 +59,8 @@ def main() -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from chalicelib.aws import client
-    from chalicelib.lifecycle import parse_definitions
-    from chalicelib.lifecycle_sync import LifecycleSync
+    from chalicelib.lifecycle.rules import parse_definitions
+    from chalicelib.lifecycle.sync import LifecycleSync
     from lakehouse import localstage
     from lakehouse.cli import _settings, start_local_stage
 

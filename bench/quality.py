@@ -93,8 +93,8 @@ def main() -> int:
     from lakehouse_etl.catalog import DuckDBEngine
     from lakehouse_etl.lake import Lake
 
-    from chalicelib import quality
     from chalicelib.config import load_settings
+    from chalicelib.quality import gate as quality
 
     settings = load_settings(ROOT / "config")
     contract = settings.datasets["orders"]

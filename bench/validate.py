@@ -31,7 +31,7 @@ def rss_kb():
 import hashlib
 import pyarrow as pa, pyarrow.csv as pacsv
 from chalicelib.config import load_settings
-from chalicelib.validation import validate_stream
+from chalicelib.ingest.validation import validate_stream
 settings = load_settings(sys.argv[3] + "/config")
 before = rss_kb()
 start = time.perf_counter()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LakehouseError
+from chalicelib.errors import LakehouseError
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES", "TABLE")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
@@ -78,7 +78,7 @@ class Athena:
 
     @classmethod
     def for_stage(cls, settings: Any, stage: Any) -> Athena:
-        from .aws import ClientSettings, client
+        from chalicelib.aws import ClientSettings, client
 
         config = ClientSettings.for_stage(stage)
         output = f"s3://{stage.bucket}/{settings.zones.athena_results}"

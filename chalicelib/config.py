@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
+from chalicelib.errors import ConfigError
 
 SETTINGS_FILE = "lakehouse.toml"
 DATASETS_DIR = "datasets"

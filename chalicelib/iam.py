@@ -9,10 +9,10 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from . import APP_NAME
-from .aws import error_code
-from .config import Settings, Stage
-from .pipeline import crawler_name, job_name
+from chalicelib import APP_NAME
+from chalicelib.aws import error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.pipeline.batcher import crawler_name, job_name
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import APP_NAME, QUERIES_DIR
-from .aws import account_id, error_code
-from .config import Settings, Stage
-from .ledger import LEDGER_TABLE_SPEC
-from .pipeline import crawler_name, job_name
+from chalicelib import APP_NAME, QUERIES_DIR
+from chalicelib.aws import account_id, error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import LEDGER_TABLE_SPEC
+from chalicelib.pipeline.batcher import crawler_name, job_name
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Clients:
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
-        from .aws import ClientSettings, client
+        from chalicelib.aws import ClientSettings, client
 
         settings = ClientSettings.for_stage(stage)
         names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena", "iam", "apigateway")
@@ -428,7 +428,7 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_ro
             continue
         if any(current.get(key) != value for key, value in definition.items()):
             glue.update_crawler(Name=name, **definition)
-    from .catalog import refresh
+    from chalicelib.stage.catalog import refresh
 
     raw = refresh(settings, stage, None, glue, zones=("raw",))  # declared by the contracts: no data needed
     return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables"
@@ -648,7 +648,7 @@ def deployments(s3: Any, settings: Settings, stage: Stage) -> list[dict[str, Any
 def _provision(
     settings: Settings, stage: Stage, clients: Clients, config_files: Mapping[str, str], step: Callable[[str], None]
 ) -> None:
-    from .iam import ensure_roles
+    from chalicelib.iam import ensure_roles
 
     roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .aws import ClientSettings, client
-from .config import Settings, Stage, load_settings_from_s3
-from .ingest import Ingestor
-from .ledger import Ledger, ledger_for
+from chalicelib.aws import ClientSettings, client
+from chalicelib.config import Settings, Stage, load_settings_from_s3
+from chalicelib.ingest.ingestor import Ingestor
+from chalicelib.ledger import Ledger, ledger_for
 
 CONFIG_TTL_SECONDS = float(os.environ.get("LAKEHOUSE_CONFIG_TTL_SECONDS", "60"))
 
@@ -63,7 +63,7 @@ def ingestor() -> Ingestor:
 
 def pipeline() -> Any:
     """The stage's pipeline, starting executions of its Step Functions state machine."""
-    from .pipeline import Pipeline
+    from chalicelib.pipeline.batcher import Pipeline
 
     rt = current()
     return Pipeline.on_aws(rt.settings, rt.stage, rt.ledger)
@@ -71,7 +71,7 @@ def pipeline() -> Any:
 
 def steps() -> Any:
     """The state machine's Lambda steps for the stage."""
-    from .steps import RunSteps
+    from chalicelib.pipeline.steps import RunSteps
 
     rt = current()
     return RunSteps(rt.settings, rt.stage, rt.ledger)
@@ -80,7 +80,7 @@ def steps() -> Any:
 def sql_engine() -> Any:
     """Where the stage's SQL runs: Athena, or DuckDB on the local stage (`LAKEHOUSE_SQL_ENGINE=duckdb`, set by
     its Chalice config; the local Lambdas run in the `lakehouse` process, which has DuckDB and delta-rs)."""
-    from .athena import sql_engine as engine
+    from chalicelib.athena import sql_engine as engine
 
     rt = current()
     return engine(rt.settings, rt.stage, local=os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb")
@@ -91,8 +91,8 @@ def lake_rules() -> list[dict[str, Any]] | None:
     cost API's what-if; re-read at most every CONFIG_TTL_SECONDS like the configuration."""
 
     def read() -> list[dict[str, Any]] | None:
-        from .lifecycle import lake_rules as rules_of
-        from .lifecycle_sync import LifecycleSync
+        from chalicelib.lifecycle.rules import lake_rules as rules_of
+        from chalicelib.lifecycle.sync import LifecycleSync
 
         rt = current()
         texts, _ = LifecycleSync.for_stage(rt.settings, rt.stage).definition_files()
@@ -103,7 +103,7 @@ def lake_rules() -> list[dict[str, Any]] | None:
 
 def alert(subject: str, message: str) -> None:
     """Publish to the stage's alerts topic."""
-    from .aws import account_id
+    from chalicelib.aws import account_id
 
     rt = current()
     topic = rt.stage.topic_arn(rt.stage.alerts_topic, account_id(rt.client("sts")))

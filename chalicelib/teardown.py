@@ -10,10 +10,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import iam, provision
-from .aws import account_id, error_code
-from .config import Settings, Stage
-from .pipeline import crawler_name
+from chalicelib import iam, provision
+from chalicelib.aws import account_id, error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.pipeline.batcher import crawler_name
 
 log = logging.getLogger(__name__)
 MISSING = (

@@ -17,9 +17,8 @@ from rich.table import Table
 from chalicelib.config import Settings, config_files, load_settings
 from chalicelib.errors import LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord, Status, ledger_for
-
-from . import localstage
-from .jobs import rejected_by_reason
+from lakehouse import localstage
+from lakehouse.jobs import rejected_by_reason
 
 CONFIG_DIR = localstage.PROJECT_DIR / "config"
 
@@ -116,8 +115,8 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     """Create or update everything of an AWS stage that `chalice deploy` does not make (IAM roles, buckets,
     ledger, queues, topics, Glue, Athena, the state machine, an API key where used); idempotent, and a run
     that failed half-way is completed by the next. Then: chalice deploy --stage STAGE."""
-    from chalicelib.drift import plan
     from chalicelib.provision import Clients, provision
+    from chalicelib.stage.drift import plan
 
     settings = _settings()
     stage = settings.stage(stage_name)
@@ -303,7 +302,7 @@ def ledger(stage_name: str, as_json: bool, limit: int) -> None:
 @click.option("--dataset", help="Dataset contract to check against (default: from the file name).")
 def check(file: Path, dataset: str | None) -> None:
     """Validate a local FILE against its contract, exactly as the validator would, without uploading it."""
-    from chalicelib.validation import validate_stream
+    from chalicelib.ingest.validation import validate_stream
 
     settings = _settings()
     name = dataset or guess_dataset(settings, file)
@@ -324,7 +323,7 @@ def check(file: Path, dataset: str | None) -> None:
 def generate(folder: Path, orders: int, anomaly_rate: float, seed: int, end: datetime | None) -> None:
     """Write a deterministic sample set of all datasets into FOLDER, with planted anomalies (manifest.json).
     The same seed and end give the same files."""
-    from .generate import generate as write
+    from lakehouse.generate import generate as write
 
     if orders < 1 or not 0 <= anomaly_rate < 1:
         raise click.UsageError("--orders must be at least 1 and --anomaly-rate in [0, 1)")
@@ -384,7 +383,7 @@ def print_etl(reports: dict[str, list[dict[str, Any]]]) -> None:
 @click.option("--curated/--no-curated", default=True, show_default=True, help="Rebuild curated/ afterwards.")
 def etl(stage_name: str, datasets: tuple[str, ...], curated: bool) -> None:
     """Run the Glue jobs as local processes: processed/ for pending files, then the master merge."""
-    from .jobs import run_etl
+    from lakehouse.jobs import run_etl
 
     settings, stage = _connect(stage_name)
     unknown = set(datasets) - set(settings.datasets)
@@ -491,7 +490,7 @@ def table_show(name: str, version: int | None, as_of: str | None, limit: int, st
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def table_housekeeping(stage_name: str) -> None:
     """Compact small files and VACUUM every table (keeps 30 days of time travel); the Glue housekeeping job."""
-    from .jobs import run_script
+    from lakehouse.jobs import run_script
 
     _, stage = _connect(stage_name)
     report = Table("table", "files added", "files removed by compaction", "files vacuumed", "version")
@@ -513,7 +512,7 @@ _MARKS = {"StateExited": "[green]ok[/]", "StateFailed": "[red]FAILED[/]", "State
 
 def print_execution(record: dict[str, Any], details: bool = False) -> None:
     """An execution's states in order: what finished, what was retried, what failed and why."""
-    from chalicelib.steps import describe_error
+    from chalicelib.pipeline.steps import describe_error
 
     colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(record["status"], "yellow")
     out.print(f"[bold]{record['name']}[/]: [{colour}]{record['status']}[/]", highlight=False)
@@ -539,7 +538,7 @@ def print_execution(record: dict[str, Any], details: bool = False) -> None:
 
 def _fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
     """`orders` or `orders:1` (a dataset, or master_merge) -> {Glue job name: runs that will fail}."""
-    from chalicelib.pipeline import job_name
+    from chalicelib.pipeline.batcher import job_name
 
     out_: dict[str, int] = {}
     for spec in specs:
@@ -557,8 +556,7 @@ def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | Non
     import logging
 
     import app  # noqa: F401  (its loggers exist from here on)
-
-    from .orchestration import local_pipeline
+    from lakehouse.orchestration import local_pipeline
 
     for name in ("lakehouse", "chalicelib"):  # the Lambdas' JSON logs: the CLI prints its own progress
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -600,7 +598,7 @@ def run_command(stage_name: str, fail_job: tuple[str, ...]) -> None:
     """Run the pipeline over every accepted file now, without waiting for the batching window."""
     settings, stage = _connect(stage_name)
     if stage_name != localstage.STAGE:
-        from chalicelib.pipeline import Pipeline
+        from chalicelib.pipeline.batcher import Pipeline
 
         if fail_job:
             raise click.UsageError("--fail-job is for the local stage")
@@ -620,7 +618,7 @@ def run_command(stage_name: str, fail_job: tuple[str, ...]) -> None:
 def executions(name: str | None, stage_name: str, as_json: bool, logs: bool) -> None:
     """List pipeline executions with their state and failed step; with NAME, that execution's states."""
     if stage_name == localstage.STAGE:  # kept on disk: readable after `lakehouse down` too
-        from .orchestration import ExecutionStore
+        from lakehouse.orchestration import ExecutionStore
 
         records = ExecutionStore(localstage.EXECUTIONS_DIR).all()
     else:
@@ -646,7 +644,7 @@ def executions(name: str | None, stage_name: str, as_json: bool, logs: bool) -> 
 
 def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
     """The stage's Step Functions executions; for a failed one, the state whose error failed it."""
-    from chalicelib.pipeline import StepFunctions
+    from chalicelib.pipeline.batcher import StepFunctions
 
     machine = StepFunctions.for_stage(stage)
     sfn, records = machine.sfn, []
@@ -703,7 +701,7 @@ def query(
     """Run read-only SQL over the lake: DuckDB on the local stage, Athena on a deployed one."""
     import csv
 
-    from .query import as_text, examples, on_athena, on_duckdb
+    from lakehouse.query import as_text, examples, on_athena, on_duckdb
 
     shipped = examples()
     if list_examples:
@@ -748,7 +746,7 @@ def quality() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
 def quality_report(run_name: str | None, stage_name: str, as_json: bool) -> None:
     """What the quality gate found, from the results the runs kept."""
-    from .quality_report import print_report
+    from lakehouse.quality_report import print_report
 
     settings, stage = _connect(stage_name)
     ledger_ = ledger_for(stage)
@@ -770,10 +768,9 @@ def quality_report(run_name: str | None, stage_name: str, as_json: bool) -> None
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds before an Athena query is stopped.")
 def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) -> None:
     """Check the rules on the processed tables now (one scan per table; nothing is kept). Exit 1 on an error."""
-    from chalicelib import quality as rules
     from chalicelib.athena import sql_engine
-
-    from .quality_report import counts, print_report
+    from chalicelib.quality import gate as rules
+    from lakehouse.quality_report import counts, print_report
 
     settings, stage = _connect(stage_name)
     unknown = sorted(set(datasets) - set(settings.datasets))
@@ -793,7 +790,7 @@ def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) ->
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
 def export_dqdl(dataset: str, output: Path | None) -> None:
     """Write DATASET's rules as an AWS Glue Data Quality (DQDL) ruleset."""
-    from chalicelib.dqdl import to_dqdl
+    from chalicelib.quality.dqdl import to_dqdl
 
     settings = _settings()
     if dataset not in settings.datasets:
@@ -818,7 +815,7 @@ def lifecycle() -> None:
 
 
 def _lifecycle(stage_name: str, workers: int = 16) -> Any:
-    from chalicelib.lifecycle_sync import LifecycleSync
+    from chalicelib.lifecycle.sync import LifecycleSync
 
     settings, stage = _connect(stage_name)
     return settings, stage, LifecycleSync.for_stage(settings, stage, workers)
@@ -834,7 +831,7 @@ def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str]:
 @click.option("--from", "folder", default=LIFECYCLE_DIR, type=click.Path(file_okay=False, path_type=Path))
 def lifecycle_push(stage_name: str, folder: Path) -> None:
     """Check the definitions in FOLDER and upload them to the stage's config/lifecycle/."""
-    from chalicelib.lifecycle import parse_definitions
+    from chalicelib.lifecycle.rules import parse_definitions
     from chalicelib.provision import upload_config
 
     _, stage, sync = _lifecycle(stage_name)
@@ -858,7 +855,7 @@ def lifecycle_sync(stage_name: str, dry_run: bool, workers: int) -> None:
     definition was left out or a bucket failed."""
     import getpass
 
-    from .lifecycle_cli import print_sync
+    from lakehouse.lifecycle_cli import print_sync
 
     _, _, sync = _lifecycle(stage_name, workers)
     report = sync.run(dry_run=dry_run, who=f"{getpass.getuser()} (lakehouse lifecycle sync)")
@@ -911,7 +908,7 @@ def lifecycle_rollback(change_id: str, stage_name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The estimate as JSON (what GET /cost answers).")
 def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
     """Estimate the monthly AWS cost, service by service, from config/ (or a scenario) and usage figures."""
-    from chalicelib import cost as costs
+    from chalicelib.cost import estimate as costs
 
     params = {}
     for value in values:
@@ -949,7 +946,7 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
 
 def local_lake_rules(settings: Settings) -> list[dict[str, Any]] | None:
     """The lake bucket's rules as config/lifecycle/ defines them (what `lifecycle push` would upload)."""
-    from chalicelib.lifecycle import lake_rules
+    from chalicelib.lifecycle.rules import lake_rules
 
     return lake_rules(definition_files(), settings.stage(localstage.STAGE).bucket)
 
@@ -969,7 +966,7 @@ def print_what_if(estimate: dict[str, Any]) -> None:
 def drift(stage_name: str, as_json: bool) -> None:
     """Compare the stage's declared setup with what is deployed; write the report to reports/drift/. Exit 1 on
     drift."""
-    from chalicelib.drift import run_report
+    from chalicelib.stage.drift import run_report
 
     settings, stage = _connect(stage_name)
     with console.status("reading the stage's resources back"):
@@ -1018,7 +1015,7 @@ def print_findings(findings: list[Any], title: str, with_fix: bool = True) -> No
 def serve(stage_name: str, host: str, port: int) -> None:
     """Serve the HTTP API (/cost, /status) and the dashboard (/) until stopped: on the local stage's data, or
     a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed)."""
-    from .serve import api_server
+    from lakehouse.serve import api_server
 
     settings = _settings()
     if stage_name == localstage.STAGE:
@@ -1050,7 +1047,7 @@ def serve(stage_name: str, host: str, port: int) -> None:
 )
 def demo(keep_running: bool, fail_job: str | None) -> None:
     """Start a fresh local stage, drop sample files, run the pipeline over them, check the result, stop."""
-    from .demo import run_demo
+    from lakehouse.demo import run_demo
 
     if fail_job is not None and fail_job not in _settings().datasets:
         raise click.BadParameter(f"not a dataset: {fail_job}", param_hint="--fail-job")

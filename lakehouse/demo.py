@@ -6,9 +6,8 @@ from collections import Counter
 
 from chalicelib.aws import client
 from chalicelib.ledger import Status, ledger_for
-
-from . import localstage
-from .cli import (
+from lakehouse import localstage
+from lakehouse.cli import (
     _fail_jobs,
     _settings,
     console,
@@ -21,9 +20,9 @@ from .cli import (
     start_local_stage,
     wait_for,
 )
-from .generate import generate
-from .jobs import rejected_rows_by_reason
-from .samples import write_ingest_samples
+from lakehouse.generate import generate
+from lakehouse.jobs import rejected_rows_by_reason
+from lakehouse.samples import write_ingest_samples
 
 
 def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
@@ -81,7 +80,7 @@ def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
 
 def _quality_report(settings, ledger, manifest) -> bool:
     """Step 8: the quality gate's latest results; the rule failures must be exactly the planted ones."""
-    from .quality_report import level, print_report
+    from lakehouse.quality_report import level, print_report
 
     console.rule("8. the quality gate's report (lakehouse quality report): rules of the contracts, one scan per table")
     results = [h for d in sorted(settings.datasets) for h in ledger.quality_history(d, 1)]
@@ -102,7 +101,7 @@ def _example_queries(settings, stage) -> bool:
     """Step 8: the shipped example queries (the same SQL runs on Athena for a deployed stage)."""
     from rich.table import Table
 
-    from .query import as_text, examples, on_duckdb
+    from lakehouse.query import as_text, examples, on_duckdb
 
     console.rule("9. the example queries of chalicelib/queries/, on DuckDB (lakehouse query --example NAME)")
     ok = True
@@ -120,13 +119,12 @@ def _example_queries(settings, stage) -> bool:
 def _lifecycle_and_drift(settings, stage) -> bool:
     """Steps 10-11: the nightly jobs by hand: lifecycle rules from config/lifecycle/ (a dry run, then applied),
     and the drift report, after two planted changes made outside the lakehouse."""
-    from chalicelib.drift import run_report
-    from chalicelib.lifecycle import parse_definitions
-    from chalicelib.lifecycle_sync import LifecycleSync
+    from chalicelib.lifecycle.rules import parse_definitions
+    from chalicelib.lifecycle.sync import LifecycleSync
     from chalicelib.provision import upload_config
-
-    from .cli import definition_files, print_drift
-    from .lifecycle_cli import print_sync
+    from chalicelib.stage.drift import run_report
+    from lakehouse.cli import definition_files, print_drift
+    from lakehouse.lifecycle_cli import print_sync
 
     console.rule("10. lifecycle rules from config/lifecycle/ (lakehouse lifecycle push, sync --dry-run, sync)")
     sync = LifecycleSync.for_stage(settings, stage)
@@ -167,7 +165,7 @@ def _lifecycle_and_drift(settings, stage) -> bool:
 
 def _cost_estimate(settings) -> None:
     """Step 12: what this configuration would cost on AWS a month (lakehouse cost; GET /cost)."""
-    from chalicelib import cost
+    from chalicelib.cost import estimate as cost
 
     console.rule("12. what this configuration would cost on AWS a month (lakehouse cost, GET /cost)")
     estimate = cost.estimate_for(settings, None, {}, local_lake_rules(settings))

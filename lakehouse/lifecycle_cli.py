@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chalicelib.lifecycle_sync import SyncReport
+from chalicelib.lifecycle.sync import SyncReport
 
 
 def print_sync(console: Console, report: SyncReport) -> None:

@@ -275,8 +275,7 @@ def schedule_forever(stop: threading.Event, every: float) -> None:
     """Play the `batcher` schedule (EventBridge, every minute on AWS): look at the ledger and start a pipeline
     run when one is due. The run executes here, in the local stage's process."""
     from chalicelib import runtime
-
-    from .orchestration import local_pipeline
+    from lakehouse.orchestration import local_pipeline
 
     while not stop.wait(every):
         try:

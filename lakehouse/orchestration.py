@@ -36,9 +36,8 @@ from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
 from chalicelib.provision import glue_jobs
-
-from .localstage import alive
-from .stepfunctions import Execution, Executor, TaskError
+from lakehouse.localstage import alive
+from lakehouse.stepfunctions import Execution, Executor, TaskError
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 GLUE_JOB_SYNC = "arn:aws:states:::glue:startJobRun.sync"
@@ -101,7 +100,7 @@ class LocalServices:
         return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": result}
 
     def run_job(self, job: str, arguments: dict[str, str]) -> dict[str, Any]:
-        from .jobs import run_script
+        from lakehouse.jobs import run_script
 
         script = glue_jobs(self.settings, self.stage).get(job)
         if script is None:
@@ -328,7 +327,7 @@ def local_pipeline(
 
     import app as lakehouse_app
     from chalicelib.ledger import ledger_for
-    from chalicelib.pipeline import Pipeline
+    from chalicelib.pipeline.batcher import Pipeline
     from chalicelib.provision import PROJECT_DIR, Clients
 
     _logs_follow_stdout()

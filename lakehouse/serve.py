@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .localstage import PROJECT_DIR
+from lakehouse.localstage import PROJECT_DIR
 
 
 def api_server(host: str, port: int, stage: str) -> Any:

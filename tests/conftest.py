@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "glue_scripts"))
 
 from chalicelib import aws  # noqa: E402
 from chalicelib.config import config_files, load_settings  # noqa: E402
-from chalicelib.ingest import Ingestor  # noqa: E402
+from chalicelib.ingest.ingestor import Ingestor  # noqa: E402
 from chalicelib.ledger import DynamoDBLedger  # noqa: E402
 from chalicelib.provision import Clients, provision  # noqa: E402
 

@@ -14,8 +14,11 @@ from hypothesis import settings as examples
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import app
-from chalicelib import QUERIES_DIR, cost, openapi, savings
-from chalicelib.lifecycle import lake_rules
+from chalicelib import QUERIES_DIR
+from chalicelib.api import openapi
+from chalicelib.cost import estimate as cost
+from chalicelib.cost import savings
+from chalicelib.lifecycle.rules import lake_rules
 from chalicelib.provision import upload_config
 
 LAKE_TOML = (ROOT / "config" / "lifecycle" / "lake.toml").read_text()

@@ -116,7 +116,7 @@ def test_batcher_schedule_starts_a_run_on_the_stage_state_machine(client, provis
 
 
 def test_lifecycle_sync_schedule_applies_the_definitions_and_alerts_what_it_left_alone(client, provisioned, stage):
-    from chalicelib.lifecycle_sync import live_rules
+    from chalicelib.lifecycle.sync import live_rules
 
     s3 = provisioned.s3
     inbox = provisioned.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib import cost
+from chalicelib.cost import estimate as cost
 
 NOTHING = replace(
     cost.Usage(),

@@ -10,8 +10,8 @@ from conftest import CONFIG, ROOT
 
 from chalicelib import iam, provision
 from chalicelib.config import config_files
-from chalicelib.drift import plan
 from chalicelib.provision import Clients
+from chalicelib.stage.drift import plan
 
 POLICY_FILES = sorted((ROOT / ".chalice").glob("policy-*.json"))
 

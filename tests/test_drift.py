@@ -8,9 +8,9 @@ import json
 from conftest import CONFIG
 
 from chalicelib.config import config_files
-from chalicelib.drift import DriftCheck, run_report
-from chalicelib.lifecycle_sync import LifecycleSync
+from chalicelib.lifecycle.sync import LifecycleSync
 from chalicelib.provision import Clients, config_fingerprint, deployments, provision
+from chalicelib.stage.drift import DriftCheck, run_report
 
 
 def check(settings, stage, clients):
@@ -121,7 +121,7 @@ def test_a_deployment_that_fails_half_way_is_recorded_as_failed(provisioned, set
 
 def test_the_drift_report_needs_no_chalice_folder_as_in_a_deployed_lambda(provisioned, settings, stage, monkeypatch):
     from chalicelib import APP_NAME, provision
-    from chalicelib.drift import DriftCheck
+    from chalicelib.stage.drift import DriftCheck
 
     assert json.loads(provision.CHALICE_CONFIG.read_text())["app_name"] == APP_NAME
     monkeypatch.setattr(provision, "CHALICE_CONFIG", provision.PROJECT_DIR / "no-such-folder" / "config.json")

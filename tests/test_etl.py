@@ -8,7 +8,7 @@ from lakehouse_etl.catalog import duckdb_connection
 
 from chalicelib.aws import client
 from chalicelib.config import dataset_order
-from chalicelib.ingest import Ingestor, ObjectRef
+from chalicelib.ingest.ingestor import Ingestor, ObjectRef
 from chalicelib.ledger import Status
 from lakehouse.generate import generate
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chalicelib.errors import ConfigError
-from chalicelib.lifecycle import fingerprint, normalise, parse_definitions, parse_file
-from chalicelib.lifecycle_sync import LifecycleSync, live_rules
+from chalicelib.lifecycle.rules import fingerprint, normalise, parse_definitions, parse_file
+from chalicelib.lifecycle.sync import LifecycleSync, live_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = (ROOT / "config" / "lifecycle" / "lake.toml").read_text()

@@ -12,9 +12,9 @@ from lakehouse_etl import delta
 
 from chalicelib import runtime
 from chalicelib.aws import client
-from chalicelib.ingest import Ingestor, ObjectRef
+from chalicelib.ingest.ingestor import Ingestor, ObjectRef
 from chalicelib.ledger import Status
-from chalicelib.pipeline import job_name
+from chalicelib.pipeline.batcher import job_name
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
 from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, local_pipeline

@@ -41,7 +41,7 @@ def test_the_package_and_its_layer_fit_lambdas_limit(package):
     with zipfile.ZipFile(out / "deployment.zip") as archive:
         names = archive.namelist()
         unzipped_mb = sum(i.file_size for i in archive.infolist()) / 1024**2
-    assert "app.py" in names and "chalicelib/dashboard.html" in names and "chalicelib/prices.json" in names
+    assert "app.py" in names and "chalicelib/api/dashboard.html" in names and "chalicelib/cost/prices.json" in names
     assert "chalicelib/queries/top_products.sql" in names  # the cost what-if reads the example queries
     assert not [n for n in names if n.startswith(HEAVY)]  # from the layer, or not in a Lambda at all
     assert unzipped_mb + SDK_PANDAS_LAYER_MB < LIMIT_MB, f"{unzipped_mb:.1f} MB + the layer"

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.ledger import FileRecord, InMemoryLedger, Status
-from chalicelib.pipeline import Pipeline, StepFunctions
-from chalicelib.steps import RunSteps
+from chalicelib.pipeline.batcher import Pipeline, StepFunctions
+from chalicelib.pipeline.steps import RunSteps
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

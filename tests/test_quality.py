@@ -13,12 +13,12 @@ from deltalake import write_deltalake
 from lakehouse_etl.catalog import DuckDBEngine
 from lakehouse_etl.lake import Lake
 
-from chalicelib import quality
 from chalicelib.athena import Athena
 from chalicelib.config import parse_contract, parse_settings
 from chalicelib.errors import ConfigError
 from chalicelib.ledger import FileRecord, FileResult, InMemoryLedger, Status
-from chalicelib.steps import RunSteps
+from chalicelib.pipeline.steps import RunSteps
+from chalicelib.quality import gate as quality
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 ORDERS = """
@@ -341,7 +341,7 @@ def test_every_shipped_contracts_scan_is_trino_sql(settings):
 def test_dqdl_export_names_every_rule_with_its_severity():
     from click.testing import CliRunner
 
-    from chalicelib.dqdl import to_dqdl
+    from chalicelib.quality.dqdl import to_dqdl
     from lakehouse.cli import main
 
     volume = '\n[[rules]]\ncheck = "volume"\nmax_change_percent = 25\nhistory = 5\n'

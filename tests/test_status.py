@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.ledger import DynamoDBLedger, FileRecord, Status
-from chalicelib.lifecycle_sync import LifecycleSync
+from chalicelib.lifecycle.sync import LifecycleSync
 
 
 def test_status_reads_the_ledger_and_the_latest_reports(client, provisioned, settings, stage):

@@ -6,7 +6,7 @@ import zlib
 import pytest
 
 from chalicelib.config import Limits
-from chalicelib.validation import validate_stream
+from chalicelib.ingest.validation import validate_stream
 
 H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"
 R = b"O1,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR,2025-03-01\n"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.athena import QueryError, QueryResult, read_only
-
-from . import delta, duck
-from .curated import CURATED_SQL
-from .lake import Lake
+from lakehouse_etl import delta, duck
+from lakehouse_etl.curated import CURATED_SQL
+from lakehouse_etl.lake import Lake
 
 
 def tables(lake: Lake) -> dict[str, str]:

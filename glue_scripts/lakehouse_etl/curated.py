@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import delta, duck
-from .processed import Job
-from .transform import table_schema
+from lakehouse_etl import delta, duck
+from lakehouse_etl.processed import Job
+from lakehouse_etl.transform import table_schema
 
 SESSION_GAP_MINUTES = 30
 

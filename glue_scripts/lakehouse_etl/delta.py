@@ -12,8 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from chalicelib.config import Contract
-
-from .transform import table_schema
+from lakehouse_etl.transform import table_schema
 
 log = logging.getLogger(__name__)
 

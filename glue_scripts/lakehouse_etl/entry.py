@@ -33,8 +33,7 @@ def arguments(names: list[str], optional: list[str] = ()) -> dict[str, str | Non
 def job_from_arguments(args: dict[str, str | None]) -> Any:
     from chalicelib.aws import client
     from chalicelib.config import load_settings_from_s3
-
-    from .processed import Job
+    from lakehouse_etl.processed import Job
 
     settings = load_settings_from_s3(client("s3"), args["bucket"], "config/")
     return Job.for_stage(settings, args["stage"])
@@ -43,7 +42,7 @@ def job_from_arguments(args: dict[str, str | None]) -> Any:
 def process_dataset(dataset: str) -> None:
     """A processed/ job: the batch a pipeline run planned (`--batch N`), every pending file (no argument), or
     taking a batch that failed the quality gate back out of the table (`--rollback N`)."""
-    from . import processed
+    from lakehouse_etl import processed
 
     def work(job: Any, batch: str | None, rollback: str | None) -> Any:
         if rollback is not None:

@@ -12,11 +12,10 @@ import pyarrow as pa
 
 from chalicelib.config import Settings, Stage
 from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
-
-from . import delta
-from .lake import Lake
-from .sources import read_batch
-from .transform import clean
+from lakehouse_etl import delta
+from lakehouse_etl.lake import Lake
+from lakehouse_etl.sources import read_batch
+from lakehouse_etl.transform import clean
 
 log = logging.getLogger(__name__)
 

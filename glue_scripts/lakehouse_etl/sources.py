@@ -35,7 +35,7 @@ def _csv(data: io.BytesIO, contract: Contract) -> pa.Table:
 def _jsonl(data: io.BytesIO, contract: Contract) -> pa.Table:
     """JSON lines as strings: DuckDB's reader renders numbers and booleans as their JSON text, in parallel
     and without a Python object per value (pyarrow's reader refuses a number where a string is declared)."""
-    from .duck import session
+    from lakehouse_etl.duck import session
 
     columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in contract.column_names) + "}"
     body = data.getvalue().removeprefix(codecs.BOM_UTF8)

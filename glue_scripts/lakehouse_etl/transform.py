@@ -143,7 +143,7 @@ def clean(
     `parent_keys[fk column]` is a one-column table `k` of the parent's existing keys; `files[_seq]` is the
     file id each row came from.
     """
-    from .duck import session
+    from lakehouse_etl.duck import session
 
     con = session()
     con.execute("SET preserve_insertion_order = false")  # row order carries no meaning here; lineage does

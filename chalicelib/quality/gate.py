@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from .athena import QueryError, QueryResult
-from .config import Contract, Rule
+from chalicelib.athena import QueryError, QueryResult
+from chalicelib.config import Contract, Rule
 
 SAMPLE_SIZE = 5  # failing keys kept per rule
 ROW_CHECKS = ("not_null", "unique", "accepted_values", "range", "pattern", "references")

@@ -6,7 +6,7 @@ its header comments, so nobody is surprised by a differing count.
 
 from __future__ import annotations
 
-from .config import Contract, Rule
+from chalicelib.config import Contract, Rule
 
 
 def _q(text: str) -> str:

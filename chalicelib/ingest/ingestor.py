@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .aws import error_code
-from .config import Settings, Stage
-from .ledger import FileRecord, Ledger, Status, now_iso
-from .validation import Verdict, validate_stream
+from chalicelib.aws import error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.ingest.validation import Verdict, validate_stream
+from chalicelib.ledger import FileRecord, Ledger, Status, now_iso
 
 log = logging.getLogger(__name__)
 

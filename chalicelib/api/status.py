@@ -7,10 +7,10 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from .aws import error_code
-from .config import Settings, Stage
-from .ledger import Ledger, now_iso
-from .steps import describe_error
+from chalicelib.aws import error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import Ledger, now_iso
+from chalicelib.pipeline.steps import describe_error
 
 RUNS = 20  # recent runs shown, and searched for each dataset's last success
 TREND = 10  # quality results per dataset, for the dashboard's trend

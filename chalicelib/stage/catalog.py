@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .aws import error_code
-from .config import Contract, Settings, Stage
+from chalicelib.aws import error_code
+from chalicelib.config import Contract, Settings, Stage
 
 RAW_PARTITION = "ingest_date"
 RAW_DAYS = "NOW-1YEARS,NOW"  # raw files are archived once processed: a year back covers what still waits there

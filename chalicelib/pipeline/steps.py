@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from . import quality
-from .aws import error_code
-from .config import Settings, Stage
-from .ledger import FileRecord, Ledger, Run, Status
-from .quality import SqlEngine
+from chalicelib.aws import error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import FileRecord, Ledger, Run, Status
+from chalicelib.quality import gate as quality
+from chalicelib.quality.gate import SqlEngine
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class RunSteps:
         """Merged batches of datasets outside this run that no quality check has seen (a run that failed
         before its gate, a manual `lakehouse etl`): they are audited now, so nothing reaches curated/ unaudited,
         and rolled back like the run's own if they fail."""
-        from .pipeline import job_name
+        from chalicelib.pipeline.batcher import job_name
 
         planned, out = {b["dataset"] for b in run.batches}, []
         for dataset in sorted(set(self.settings.datasets) - planned):
@@ -196,7 +196,7 @@ class RunSteps:
         self, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
     ) -> dict[str, Any]:
         """Register the stage's tables in its Glue database for Athena (see `chalicelib.catalog`)."""
-        from .catalog import refresh
+        from chalicelib.stage.catalog import refresh
 
         return {"tables": refresh(self.settings, self.stage, s3, glue, zones)}
 

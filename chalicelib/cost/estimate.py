@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import LakehouseError
+from chalicelib.errors import LakehouseError
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 DAYS = 30.4375  # an average month
@@ -174,8 +174,8 @@ def estimate_for(
     """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters, and
     the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);
     what `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
-    from . import QUERIES_DIR
-    from .savings import lifecycle_saving, pruning_saving
+    from chalicelib import QUERIES_DIR
+    from chalicelib.cost.savings import lifecycle_saving, pruning_saving
 
     if scenario is not None and (not isinstance(scenario, str) or scenario not in SCENARIOS):
         raise UsageError("scenario", f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")

@@ -22,8 +22,8 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .config import Contract, Limits
-from .errors import LakehouseError
+from chalicelib.config import Contract, Limits
+from chalicelib.errors import LakehouseError
 
 CHUNK = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"

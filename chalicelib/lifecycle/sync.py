@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .aws import error_code
-from .lifecycle import Definitions, fingerprint, normalise, parse_definitions
+from chalicelib.aws import error_code
+from chalicelib.lifecycle.rules import Definitions, fingerprint, normalise, parse_definitions
 
 log = logging.getLogger(__name__)
 DEFINITIONS = "lifecycle/"  # under the config zone
@@ -102,7 +102,7 @@ class LifecycleSync:
 
     @classmethod
     def for_stage(cls, settings: Any, stage: Any, workers: int = 16) -> LifecycleSync:
-        from .aws import ClientSettings, client
+        from chalicelib.aws import ClientSettings, client
 
         s3 = client("s3", ClientSettings.for_stage(stage))
         return cls(s3, stage.bucket, settings.zones.config, settings.zones.reports, workers=workers)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .aws import error_code
-from .config import Settings, Stage, dataset_levels
-from .ledger import FileRecord, Ledger, Run
-from .steps import RunSteps
+from chalicelib.aws import error_code
+from chalicelib.config import Settings, Stage, dataset_levels
+from chalicelib.ledger import FileRecord, Ledger, Run
+from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class StepFunctions:
 
     @classmethod
     def for_stage(cls, stage: Stage) -> StepFunctions:
-        from .aws import ClientSettings, account_id, client
+        from chalicelib.aws import ClientSettings, account_id, client
 
         clients = ClientSettings.for_stage(stage)
         return cls(client("stepfunctions", clients), stage.state_machine_arn(account_id(client("sts", clients))))
@@ -103,7 +103,7 @@ class Pipeline:
     @classmethod
     def on_aws(cls, settings: Settings, stage: Stage, ledger: Ledger) -> Pipeline:
         """The pipeline of a deployed stage: its state machine, its alerts topic."""
-        from .aws import ClientSettings, account_id, client
+        from chalicelib.aws import ClientSettings, account_id, client
 
         clients = ClientSettings.for_stage(stage)
         topic = stage.topic_arn(stage.alerts_topic, account_id(client("sts", clients)))

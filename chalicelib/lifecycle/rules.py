@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .errors import ConfigError
+from chalicelib.errors import ConfigError
 
 LAKE_ALIAS = "@lake"
 MAX_RULES = 1000  # S3's limit per bucket

@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import provision
-from .aws import account_id, error_code
-from .catalog import declared_tables
-from .config import Settings, Stage
-from .ledger import LEDGER_TABLE_SPEC
-from .lifecycle import fingerprint, normalise
-from .pipeline import crawler_name
+from chalicelib import provision
+from chalicelib.aws import account_id, error_code
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import LEDGER_TABLE_SPEC
+from chalicelib.lifecycle.rules import fingerprint, normalise
+from chalicelib.pipeline.batcher import crawler_name
+from chalicelib.stage.catalog import declared_tables
 
 log = logging.getLogger(__name__)
 REPORTS = "drift/"  # under the reports zone
@@ -108,8 +108,8 @@ class DriftCheck:
 
     @classmethod
     def for_stage(cls, settings: Settings, stage: Stage) -> DriftCheck:
-        from .aws import ClientSettings, client
-        from .lifecycle_sync import LifecycleSync
+        from chalicelib.aws import ClientSettings, client
+        from chalicelib.lifecycle.sync import LifecycleSync
 
         clients = provision.Clients.for_stage(stage)
         return cls(
@@ -190,7 +190,7 @@ class DriftCheck:
         self.differs(f"s3://{logs}", "log retention", wanted, [normalise(r) for r in rules or []])
 
     def roles(self, _: Any) -> None:
-        from .iam import declared_roles, live_role
+        from chalicelib.iam import declared_roles, live_role
 
         for name, (trust, policy) in declared_roles(self.settings, self.stage, account_id(self.c.sts)).items():
             resource = f"iam role {name}"

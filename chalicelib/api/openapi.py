@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from . import cost
+from chalicelib.cost import estimate as cost
 
 ERROR = {
     "description": "a parameter that cannot be used; the message names it",

@@ -1,0 +1,1 @@
+"""Monthly cost estimates: the price table, the usage scenarios, the what-ifs."""

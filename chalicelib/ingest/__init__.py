@@ -1,0 +1,1 @@
+"""Ingest: S3 notifications to ledger verdicts (events, the ingestor, the streaming validator)."""

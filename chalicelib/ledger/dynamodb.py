@@ -1,0 +1,195 @@
+"""The ledger in one DynamoDB table: conditional writes, as on AWS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.errors import LedgerError
+from chalicelib.ledger.base import Ledger
+
+BY_TIME_INDEX = "by_received_at"
+PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for their processed/ job
+
+
+class DynamoDBLedger(Ledger):
+    """The ledger in one DynamoDB table (`pk` string key; GSI `by_received_at` on kind + received_at)."""
+
+    def __init__(self, dynamodb: Any, table: str, lease_seconds: int = 960) -> None:
+        super().__init__(lease_seconds)
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self.ddb, self.table = dynamodb, table
+        self._ser, self._de = TypeSerializer(), TypeDeserializer()
+
+    def _to_ddb(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(v) for k, v in item.items() if v is not None}
+
+    def _from_ddb(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._de.deserialize(v) for k, v in item.items()}
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.ddb, op)(TableName=self.table, **kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise
+            raise LedgerError(f"Failed to {op} on ledger table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise LedgerError(f"Failed to {op} on ledger table {self.table}: {exc}") from exc
+
+    def _put_if_absent(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(
+                "put_item",
+                Item=self._to_ddb(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return None
+        except ClientError as exc:  # only ConditionalCheckFailed reaches here; it carries the old item
+            old = exc.response.get("Item")
+            return self._from_ddb(old) if old else self._get(item["pk"])
+
+    def _update_if(self, pk: str, updates: dict[str, Any], expect: dict[str, Any]) -> bool:
+        from botocore.exceptions import ClientError
+
+        names, values, sets, removes, conds = {}, {}, [], [], ["attribute_exists(pk)"]
+        for i, (k, v) in enumerate(updates.items()):
+            names[f"#u{i}"] = k
+            if v is None:
+                removes.append(f"#u{i}")
+            else:
+                values[f":u{i}"] = self._ser.serialize(v)
+                sets.append(f"#u{i} = :u{i}")
+        for i, (k, v) in enumerate(expect.items()):
+            names[f"#c{i}"] = k
+            if v is None:
+                conds.append(f"attribute_not_exists(#c{i})")
+            else:
+                values[f":c{i}"] = self._ser.serialize(v)
+                conds.append(f"#c{i} = :c{i}")
+        expression = " ".join(
+            part
+            for part in ("SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "")
+            if part
+        )
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conds),
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self._call("update_item", **kwargs)
+            return True
+        except ClientError:
+            return False
+
+    def _get(self, pk: str) -> dict[str, Any] | None:
+        item = self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+        return self._from_ddb(item) if item else None
+
+    def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(pks), 100):  # BatchGetItem takes 100 keys
+            request = {
+                self.table: {"Keys": [{"pk": {"S": pk}} for pk in pks[start : start + 100]], "ConsistentRead": True}
+            }
+            while request:
+                page = self._call_batch_get(request)
+                out.extend(self._from_ddb(i) for i in page.get("Responses", {}).get(self.table, []))
+                request = page.get("UnprocessedKeys") or {}  # throttled keys come back here; botocore backs off
+        return out
+
+    def _call_batch_get(self, request: dict[str, Any]) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.ddb.batch_get_item(RequestItems=request)
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerError(f"Failed to batch_get_item on ledger table {self.table}: {exc}") from exc
+
+    def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
+        return self._query(BY_TIME_INDEX, "kind", kind, newest_first=True, limit=limit)
+
+    def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
+        return self._query(PENDING_INDEX, "pending", dataset, newest_first=False, limit=limit)
+
+    def _statuses_since(self, kind: str, since: str) -> list[str]:
+        kwargs: dict[str, Any] = {
+            "IndexName": BY_TIME_INDEX,
+            "KeyConditionExpression": "#k = :v AND received_at >= :since",
+            "ProjectionExpression": "#s",
+            "ExpressionAttributeNames": {"#k": "kind", "#s": "status"},
+            "ExpressionAttributeValues": {":v": {"S": kind}, ":since": {"S": since}},
+        }
+        out = []
+        while True:
+            page = self._call("query", **kwargs)
+            out += [i["status"]["S"] for i in page.get("Items", []) if "status" in i]
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query(
+        self, index: str, key: str, value: str, *, newest_first: bool, limit: int | None
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": key},
+            "ExpressionAttributeValues": {":v": {"S": value}},
+            "ScanIndexForward": not newest_first,
+        }
+        while True:
+            if limit:  # read only what is asked for: without Limit a page is 1 MB of items, billed as read
+                kwargs["Limit"] = limit - len(out)
+            page = self._call("query", **kwargs)
+            out.extend(self._from_ddb(i) for i in page.get("Items", []))
+            if (limit and len(out) >= limit) or "LastEvaluatedKey" not in page:
+                return out[:limit] if limit else out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def ledger_for(stage: Any) -> DynamoDBLedger:
+    """The stage's ledger, through the client factory."""
+    from chalicelib.aws import ClientSettings, client
+
+    return DynamoDBLedger(client("dynamodb", ClientSettings.for_stage(stage)), stage.ledger_table, stage.lease_seconds)
+
+
+LEDGER_TABLE_SPEC = {
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "kind", "AttributeType": "S"},
+        {"AttributeName": "received_at", "AttributeType": "S"},
+        {"AttributeName": "pending", "AttributeType": "S"},
+    ],
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": BY_TIME_INDEX,
+            "KeySchema": [
+                {"AttributeName": "kind", "KeyType": "HASH"},
+                {"AttributeName": "received_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": PENDING_INDEX,
+            "KeySchema": [
+                {"AttributeName": "pending", "KeyType": "HASH"},
+                {"AttributeName": "received_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}

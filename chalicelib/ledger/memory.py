@@ -1,0 +1,62 @@
+"""The ledger in memory: the same flow over a dict, for fast tests."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from chalicelib.ledger.base import Ledger
+
+
+class InMemoryLedger(Ledger):
+    """A ledger in a dict; the lock gives it DynamoDB's per-item atomicity."""
+
+    def __init__(self, lease_seconds: int = 960) -> None:
+        super().__init__(lease_seconds)
+        self.items: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _put_if_absent(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            if item["pk"] in self.items:
+                return dict(self.items[item["pk"]])
+            self.items[item["pk"]] = dict(item)
+            return None
+
+    def _update_if(self, pk: str, updates: dict[str, Any], expect: dict[str, Any]) -> bool:
+        with self._lock:
+            item = self.items.get(pk)
+            if item is None or any(item.get(k) != v for k, v in expect.items()):
+                return False
+            for k, v in updates.items():
+                if v is None:
+                    item.pop(k, None)
+                else:
+                    item[k] = v
+            return True
+
+    def _get(self, pk: str) -> dict[str, Any] | None:
+        with self._lock:
+            item = self.items.get(pk)
+            return None if item is None else dict(item)
+
+    def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
+        with self._lock:
+            files = sorted(
+                (dict(i) for i in self.items.values() if i["kind"] == kind),
+                key=lambda i: i["received_at"],
+                reverse=True,
+            )
+        return files[:limit] if limit else files
+
+    def _statuses_since(self, kind: str, since: str) -> list[str]:
+        with self._lock:
+            return [i["status"] for i in self.items.values() if i["kind"] == kind and i["received_at"] >= since]
+
+    def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
+        with self._lock:
+            files = sorted(
+                (dict(i) for i in self.items.values() if i.get("pending") == dataset), key=lambda i: i["received_at"]
+            )
+        return files[:limit] if limit else files
+

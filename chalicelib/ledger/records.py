@@ -1,0 +1,147 @@
+"""The ledger's records: files, batches, runs, and their statuses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    RECEIVED = "RECEIVED"
+    VALID = "VALID"
+    REJECTED = "REJECTED"
+    DUPLICATE = "DUPLICATE"
+    GONE = "GONE"  # the object version was deleted before it could be read: nothing to keep
+    PROCESSED = "PROCESSED"  # merged into processed/<dataset>
+    FAILED = "FAILED"  # its pipeline run failed; `reason` says why
+
+
+FINAL = frozenset({Status.VALID, Status.REJECTED, Status.DUPLICATE, Status.GONE, Status.PROCESSED, Status.FAILED})
+
+
+def now_iso(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One delivered object version. `file_id` is `bucket/key#version` (the sequencer where unversioned)."""
+
+    file_id: str
+    bucket: str
+    key: str
+    version_id: str | None  # S3's version id; None in an unversioned bucket
+    dataset: str
+    status: Status = Status.RECEIVED
+    received_at: str = ""
+    updated_at: str = ""
+    size: int | None = None
+    etag: str | None = None
+    md5: str | None = None
+    format: str | None = None
+    rows: int | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    line: int | None = None
+    duplicate_of: str | None = None
+    rejected_key: str | None = None
+    announced: bool = False
+    pending: str | None = None  # the dataset, while the file waits for its processed/ job
+    batch: int | None = None
+    delta_version: int | None = None
+    rows_merged: int | None = None
+    rows_rejected: int | None = None
+    processed_at: str | None = None
+    run: str | None = None  # the pipeline run that took the file
+    archived_key: str | None = None
+    lease_token: str | None = None
+    lease_until: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item = {k: v for k, v in asdict(self).items() if v is not None}
+        item["status"] = str(self.status)
+        return {"pk": f"file#{self.file_id}", "kind": "file", **item}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> FileRecord:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in item.items() if k in names}
+        for k in ("size", "rows", "line", "batch", "delta_version", "rows_merged", "rows_rejected"):
+            if values.get(k) is not None:
+                values[k] = int(values[k])
+        values["status"] = Status(values.get("status", Status.RECEIVED))
+        return cls(**values)
+
+    def public(self) -> dict[str, Any]:
+        """The record without lease internals, for people and scripts."""
+        out = {k: v for k, v in asdict(self).items() if v is not None and not k.startswith("lease_")}
+        out["status"] = str(self.status)
+        return out
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The files one processed/ job run merges into its table as Delta app transaction `number`."""
+
+    dataset: str
+    number: int
+    files: tuple[str, ...]
+    resumed: bool = False  # an earlier run opened it and did not close it
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pipeline run: the dataset batches it processes and how it ended."""
+
+    name: str
+    status: str = "PLANNING"  # PLANNING -> RUNNING -> SUCCEEDED | FAILED
+    started_at: str = ""
+    ended_at: str | None = None
+    plan: dict[str, Any] | None = None  # the execution input
+    files: int = 0
+    bytes: int = 0
+    error: str | None = None
+    cause: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Run:
+        return cls(
+            name=item["run"],
+            status=item["status"],
+            started_at=item["received_at"],
+            ended_at=item.get("ended_at"),
+            plan=json.loads(item["plan"]) if item.get("plan") else None,
+            files=int(item.get("files", 0)),
+            bytes=int(item.get("bytes", 0)),
+            error=item.get("error"),
+            cause=item.get("cause"),
+        )
+
+    @property
+    def batches(self) -> list[dict[str, Any]]:
+        """The plan's dataset batches ({dataset, batch, job}), level by level."""
+        return [b for level in (self.plan or {}).get("levels", []) for b in level]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    rows_merged: int
+    rows_rejected: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    record: FileRecord
+    claimed: bool  # False: the record already existed in a final state (a redelivery)
+
+
+def file_pk(file_id: str) -> str:
+    return f"file#{file_id}"
+
+
+def content_pk(md5: str) -> str:
+    return f"md5#{md5}"
+

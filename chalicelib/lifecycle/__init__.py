@@ -1,0 +1,1 @@
+"""Bucket lifecycle rules: TOML definitions (rules) and the nightly sync that applies them (sync)."""

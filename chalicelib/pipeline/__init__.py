@@ -1,0 +1,1 @@
+"""Pipeline runs: when accepted files start one (batcher), and the state machine's Lambda steps (steps)."""
