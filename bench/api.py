@@ -101,9 +101,10 @@ def main() -> None:
     from moto import mock_aws
 
     from chalicelib import runtime
+    from chalicelib.aws import Clients
     from chalicelib.config import config_files, load_settings
     from chalicelib.ledger import DynamoDBLedger, InMemoryLedger
-    from chalicelib.provision import Clients, provision, upload_config
+    from deploy.provision import provision, upload_config
 
     lines = []
     with mock_aws():

@@ -90,8 +90,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from lakehouse_etl.catalog import DuckDBEngine
     from lakehouse_etl.lake import Lake
+    from lakehouse_etl.local_sql import DuckDBEngine
 
     from chalicelib.config import load_settings
     from chalicelib.quality import gate as quality

@@ -124,14 +124,3 @@ class Athena:
             rows.extend(tuple(cell.get("VarCharValue") for cell in row["Data"]) for row in data)
         scanned = execution.get("Statistics", {}).get("DataScannedInBytes")
         return QueryResult(columns, rows, "athena", scanned, {"query_id": query_id})
-
-
-def sql_engine(settings: Any, stage: Any, local: bool) -> Any:
-    """Where a stage's SQL runs: Athena, or DuckDB over the local stage's Delta tables (`lakehouse_etl`, which
-    the local stage's process has; a deployed Lambda never takes this branch)."""
-    if local:
-        from lakehouse_etl.catalog import DuckDBEngine
-        from lakehouse_etl.lake import Lake
-
-        return DuckDBEngine(Lake.for_stage(settings, stage))
-    return Athena.for_stage(settings, stage)

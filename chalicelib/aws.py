@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.config import Stage
+
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured by boto3 and the AWS CLI as well
 
 
@@ -81,3 +83,25 @@ def account_id(sts: Any) -> str:
     if id(sts) not in _accounts:
         _accounts[id(sts)] = sts.get_caller_identity()["Account"]
     return _accounts[id(sts)]
+
+
+@dataclass(frozen=True)
+class Clients:
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+    sns: Any
+    glue: Any
+    sts: Any
+    stepfunctions: Any
+    athena: Any
+    iam: Any
+    apigateway: Any
+
+    @classmethod
+    def for_stage(cls, stage: Stage) -> Clients:
+        from chalicelib.aws import ClientSettings, client
+
+        settings = ClientSettings.for_stage(stage)
+        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena", "iam", "apigateway")
+        return cls(*(client(name, settings) for name in names))

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.aws import ClientSettings, client
 from chalicelib.config import Settings, Stage, load_settings_from_s3
+from chalicelib.errors import LakehouseError
 from chalicelib.ingest.ingestor import Ingestor
 from chalicelib.ledger import Ledger, ledger_for
 
@@ -77,13 +79,22 @@ def steps() -> Any:
     return RunSteps(rt.settings, rt.stage, rt.ledger)
 
 
-def sql_engine() -> Any:
-    """Where the stage's SQL runs: Athena, or DuckDB on the local stage (`LAKEHOUSE_SQL_ENGINE=duckdb`, set by
-    its Chalice config; the local Lambdas run in the `lakehouse` process, which has DuckDB and delta-rs)."""
-    from chalicelib.athena import sql_engine as engine
+# Where a stage's SQL runs, by `LAKEHOUSE_SQL_ENGINE` (.chalice/config.json): Athena on AWS. The local stage's
+# Lambdas run in the `lakehouse` process, which adds "duckdb" (DuckDB over the Delta tables, in lakehouse_etl)
+# before it invokes them: the Lambda core never imports the Glue core.
+SQL_ENGINES: dict[str, Callable[[Settings, Stage], Any]] = {}
 
+
+def sql_engine() -> Any:
+    """The stage's SQL engine (the quality gate's scans run on it)."""
+    from chalicelib.athena import Athena
+
+    name = os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena")
+    factory = {"athena": Athena.for_stage, **SQL_ENGINES}.get(name)
+    if factory is None:
+        raise LakehouseError(f"LAKEHOUSE_SQL_ENGINE = {name!r}: not available in this process (athena always is)")
     rt = current()
-    return engine(rt.settings, rt.stage, local=os.environ.get("LAKEHOUSE_SQL_ENGINE", "athena") == "duckdb")
+    return factory(rt.settings, rt.stage)
 
 
 def lake_rules() -> list[dict[str, Any]] | None:

@@ -70,7 +70,8 @@ def main() -> None:
 
 def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
     """Start the local stage if needed and provision it with the code an AWS stage uses."""
-    from chalicelib.provision import Clients, provision
+    from chalicelib.aws import Clients
+    from deploy.provision import provision
 
     stage = settings.stage(localstage.STAGE)
     return localstage.up(
@@ -115,8 +116,9 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     """Create or update everything of an AWS stage that `chalice deploy` does not make (IAM roles, buckets,
     ledger, queues, topics, Glue, Athena, the state machine, an API key where used); idempotent, and a run
     that failed half-way is completed by the next. Then: chalice deploy --stage STAGE."""
-    from chalicelib.provision import Clients, provision
-    from chalicelib.stage.drift import plan
+    from chalicelib.aws import Clients
+    from deploy.plan import plan
+    from deploy.provision import provision
 
     settings = _settings()
     stage = settings.stage(stage_name)
@@ -139,8 +141,8 @@ def deploy(stage_name: str, plan_only: bool) -> None:
 def teardown(stage_name: str, apply: bool, delete_data: bool) -> None:
     """Delete what `lakehouse deploy` made (run `chalice delete --stage STAGE` first). The data is kept unless
     --delete-data; a teardown that failed half-way is finished by running it again."""
-    from chalicelib.provision import Clients
-    from chalicelib.teardown import teardown as run
+    from chalicelib.aws import Clients
+    from deploy.teardown import teardown as run
 
     settings = _settings()
     stage = settings.stage(stage_name)
@@ -412,7 +414,8 @@ def _lake(stage_name: str) -> Any:
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def table_list(stage_name: str) -> None:
     """Every processed/ and curated/ table with its version and row count."""
-    from lakehouse_etl import catalog, delta
+    from lakehouse_etl import delta
+    from lakehouse_etl import local_sql as catalog
 
     lake = _lake(stage_name)
     listing = Table("table", "version", "rows", "location")
@@ -423,7 +426,7 @@ def table_list(stage_name: str) -> None:
 
 
 def _uri(lake: Any, name: str) -> str:
-    from lakehouse_etl import catalog
+    from lakehouse_etl import local_sql as catalog
 
     try:
         return catalog.uri_of(lake, name)
@@ -538,7 +541,7 @@ def print_execution(record: dict[str, Any], details: bool = False) -> None:
 
 def _fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
     """`orders` or `orders:1` (a dataset, or master_merge) -> {Glue job name: runs that will fail}."""
-    from chalicelib.pipeline.batcher import job_name
+    from chalicelib.names import job_name
 
     out_: dict[str, int] = {}
     for spec in specs:
@@ -768,9 +771,9 @@ def quality_report(run_name: str | None, stage_name: str, as_json: bool) -> None
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds before an Athena query is stopped.")
 def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) -> None:
     """Check the rules on the processed tables now (one scan per table; nothing is kept). Exit 1 on an error."""
-    from chalicelib.athena import sql_engine
     from chalicelib.quality import gate as rules
     from lakehouse.quality_report import counts, print_report
+    from lakehouse.query import sql_engine
 
     settings, stage = _connect(stage_name)
     unknown = sorted(set(datasets) - set(settings.datasets))
@@ -832,7 +835,7 @@ def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str]:
 def lifecycle_push(stage_name: str, folder: Path) -> None:
     """Check the definitions in FOLDER and upload them to the stage's config/lifecycle/."""
     from chalicelib.lifecycle.rules import parse_definitions
-    from chalicelib.provision import upload_config
+    from deploy.provision import upload_config
 
     _, stage, sync = _lifecycle(stage_name)
     files = definition_files(folder)
@@ -976,7 +979,7 @@ def drift(stage_name: str, as_json: bool) -> None:
     else:
         print_drift(report)
     deployed = report.deployment and report.deployment["config_fingerprint"]
-    from chalicelib.provision import config_fingerprint
+    from chalicelib.stage.declared import config_fingerprint
 
     if deployed and deployed != config_fingerprint(config_files(CONFIG_DIR)):
         console.print(

@@ -27,8 +27,8 @@ from lakehouse.samples import write_ingest_samples
 
 def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
     """Steps 5-7: a generated sample set with planted anomalies, the pipeline, the Delta tables."""
-    from lakehouse_etl.catalog import duckdb_connection
     from lakehouse_etl.lake import Lake
+    from lakehouse_etl.local_sql import duckdb_connection
 
     console.rule("5. generate a sample set of every dataset (2% of rows with one planted anomaly) and drop it")
     manifest = generate(localstage.STATE_DIR / "generated", orders=2000, anomaly_rate=0.02, seed=7)
@@ -121,8 +121,8 @@ def _lifecycle_and_drift(settings, stage) -> bool:
     and the drift report, after two planted changes made outside the lakehouse."""
     from chalicelib.lifecycle.rules import parse_definitions
     from chalicelib.lifecycle.sync import LifecycleSync
-    from chalicelib.provision import upload_config
     from chalicelib.stage.drift import run_report
+    from deploy.provision import upload_config
     from lakehouse.cli import definition_files, print_drift
     from lakehouse.lifecycle_cli import print_sync
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from chalicelib.errors import LocalStageError
+from lakehouse.orchestration import alive
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Where the running stage is recorded; tests point it elsewhere so they never touch yours.
@@ -62,12 +63,6 @@ class LocalStage:
         }
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def _answers(endpoint: str) -> bool:
@@ -293,7 +288,7 @@ def serve(port: int, region: str) -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
-    from chalicelib.provision import chalice_stage_env
+    from deploy.chalice_project import chalice_stage_env
 
     os.environ.update({**chalice_stage_env(STAGE), **LocalStage(os.getpid(), port, region).environment()})
     server = serve_moto(port)

@@ -35,8 +35,7 @@ from typing import Any
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
-from chalicelib.provision import glue_jobs
-from lakehouse.localstage import alive
+from chalicelib.stage.declared import glue_jobs
 from lakehouse.stepfunctions import Execution, Executor, TaskError
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
@@ -59,7 +58,7 @@ class LocalServices:
 
     settings: Settings
     stage: Stage
-    clients: Any  # chalicelib.provision.Clients
+    clients: Any  # deploy.provision.Clients
     invoke: Any  # chalice.test.Client().lambda_.invoke
     app_name: str
     fail_jobs: dict[str, int] = field(default_factory=dict)
@@ -326,11 +325,14 @@ def local_pipeline(
     from chalice.test import Client
 
     import app as lakehouse_app
+    from chalicelib.aws import Clients
     from chalicelib.ledger import ledger_for
     from chalicelib.pipeline.batcher import Pipeline
-    from chalicelib.provision import PROJECT_DIR, Clients
+    from deploy.chalice_project import PROJECT_DIR
+    from lakehouse.query import serve_duckdb_to_local_lambdas
 
     _logs_follow_stdout()
+    serve_duckdb_to_local_lambdas()
     clients = Clients.for_stage(stage)
     definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
     alerts = stage.topic_arn(stage.alerts_topic, account_id(clients.sts))
@@ -344,3 +346,11 @@ def local_pipeline(
             services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message})
 
         yield Pipeline(settings, stage, ledger_for(stage), orchestrator, alert), orchestrator
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

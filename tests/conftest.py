@@ -13,10 +13,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "glue_scripts"))
 
 from chalicelib import aws  # noqa: E402
+from chalicelib.aws import Clients  # noqa: E402
 from chalicelib.config import config_files, load_settings  # noqa: E402
 from chalicelib.ingest.ingestor import Ingestor  # noqa: E402
 from chalicelib.ledger import DynamoDBLedger  # noqa: E402
-from chalicelib.provision import Clients, provision  # noqa: E402
+from deploy.provision import provision  # noqa: E402
 
 CONFIG = ROOT / "config"
 os.environ.setdefault("LAKEHOUSE_API_AUTH", "none")  # as the local stage's Chalice config says, before app.py loads
@@ -80,7 +81,7 @@ def api_url(provisioned, monkeypatch):
     import threading
 
     from chalicelib import runtime
-    from chalicelib.provision import chalice_stage_env
+    from deploy.chalice_project import chalice_stage_env
     from lakehouse.serve import api_server
 
     for name, value in chalice_stage_env("local").items():  # the server sets these too; monkeypatch puts them back

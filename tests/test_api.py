@@ -19,7 +19,7 @@ from chalicelib.api import openapi
 from chalicelib.cost import estimate as cost
 from chalicelib.cost import savings
 from chalicelib.lifecycle.rules import lake_rules
-from chalicelib.provision import upload_config
+from deploy.provision import upload_config
 
 LAKE_TOML = (ROOT / "config" / "lifecycle" / "lake.toml").read_text()
 

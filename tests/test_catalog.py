@@ -3,8 +3,8 @@ and curated/, registered again without change when repeated; crawlers never rewr
 
 from __future__ import annotations
 
-from chalicelib.provision import crawler_name
 from chalicelib.stage.catalog import refresh
+from deploy.provision import crawler_name
 
 
 def tables(clients, stage):

@@ -112,7 +112,7 @@ def test_deploy_teardown_and_serve_refuse_what_they_cannot_do(args, message):
 def test_serve_says_when_its_port_is_taken(monkeypatch):
     import socket
 
-    from chalicelib.provision import chalice_stage_env
+    from deploy.chalice_project import chalice_stage_env
     from lakehouse import localstage
 
     for name, value in chalice_stage_env("local").items():  # the server sets them; monkeypatch puts them back
@@ -138,7 +138,7 @@ def test_cost_prints_the_estimate_and_its_what_ifs():
 def test_an_aws_error_is_one_line_not_a_traceback(monkeypatch):
     from botocore.exceptions import NoCredentialsError
 
-    from chalicelib import provision
+    from deploy import provision
 
     def no_credentials(*args, **kwargs):
         raise NoCredentialsError()

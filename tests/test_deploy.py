@@ -8,10 +8,12 @@ import json
 import pytest
 from conftest import CONFIG, ROOT
 
-from chalicelib import iam, provision
+from chalicelib import names
+from chalicelib.aws import Clients
 from chalicelib.config import config_files
-from chalicelib.provision import Clients
-from chalicelib.stage.drift import plan
+from chalicelib.stage import roles as declared_roles
+from deploy import provision
+from deploy.plan import plan
 
 POLICY_FILES = sorted((ROOT / ".chalice").glob("policy-*.json"))
 
@@ -34,14 +36,14 @@ def _wildcards(policy) -> list[str]:
 @pytest.mark.parametrize("stage_name", ["dev", "prod"])
 def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, stage_name):
     stage = settings.stage(stage_name)
-    for name, (trust, policy) in iam.declared_roles(settings, stage, "111122223333").items():
+    for name, (trust, policy) in declared_roles.declared_roles(settings, stage, "111122223333").items():
         assert _wildcards(policy) == [], name
         assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
         for st in statements(policy):
             for resource in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
                 scoped = stage_name in resource or "/aws-glue/" in resource or resource.endswith(":catalog")
                 assert scoped or (resource == "*" and "Condition" in st), (name, st["Sid"], resource)
-    pipeline = iam.pipeline_policy(settings, stage, "111122223333")
+    pipeline = declared_roles.pipeline_policy(settings, stage, "111122223333")
     jobs = next(st for st in statements(pipeline) if st["Sid"] == "GlueJobsSync")["Resource"]
     assert len(jobs) == len(settings.datasets) + 1  # each processing job and the master merge, by name
 
@@ -54,9 +56,9 @@ def test_the_lambda_policies_have_no_service_wide_wildcards(path):
 def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_nothing(provisioned, settings, stage):
     roles = {r["RoleName"] for r in provisioned.iam.list_roles()["Roles"]}
     assert {stage.glue_role, stage.pipeline_role} <= roles
-    glue_trust, glue_policy = iam.live_role(provisioned.iam, stage.glue_role)
+    glue_trust, glue_policy = declared_roles.live_role(provisioned.iam, stage.glue_role)
     assert glue_trust["Statement"][0]["Principal"] == {"Service": "glue.amazonaws.com"}
-    assert glue_policy == iam.glue_policy(settings, stage, "123456789012")
+    assert glue_policy == declared_roles.glue_policy(settings, stage, "123456789012")
     logging_status = provisioned.s3.get_bucket_logging(Bucket=stage.bucket)["LoggingEnabled"]
     assert logging_status == {"TargetBucket": stage.log_bucket, "TargetPrefix": "lake/"}
     (retention,) = provisioned.s3.get_bucket_lifecycle_configuration(Bucket=stage.log_bucket)["Rules"]
@@ -69,10 +71,12 @@ def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_no
 def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned, settings, stage):
     c = provisioned
     c.s3.put_bucket_versioning(Bucket=stage.bucket, VersioningConfiguration={"Status": "Suspended"})
-    policy = iam.glue_policy(settings, stage, "123456789012")
+    policy = declared_roles.glue_policy(settings, stage, "123456789012")
     policy["Statement"].append({"Sid": "Extra", "Effect": "Allow", "Action": "s3:*", "Resource": "*"})
-    c.iam.put_role_policy(RoleName=stage.glue_role, PolicyName=iam.POLICY_NAME, PolicyDocument=json.dumps(policy))
-    job = provision.job_name(stage, "process_orders.py")
+    c.iam.put_role_policy(
+        RoleName=stage.glue_role, PolicyName=declared_roles.POLICY_NAME, PolicyDocument=json.dumps(policy)
+    )
+    job = names.job_name(stage, "process_orders.py")
     c.glue.delete_job(JobName=job)
     c.sns.delete_topic(TopicArn=stage.topic_arn(stage.alerts_topic, "123456789012"))
     c.s3.delete_bucket_lifecycle(Bucket=stage.log_bucket)  # access logs would be kept forever
@@ -152,7 +156,7 @@ def test_a_new_role_is_waited_for_but_a_real_denial_is_not(monkeypatch):
 
 
 def test_teardown_is_a_dry_run_unless_told_and_keeps_the_data_unless_told(provisioned, settings, stage):
-    from chalicelib.teardown import teardown
+    from deploy.teardown import teardown
 
     c = provisioned
     c.s3.put_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet", Body=b"data")
@@ -180,7 +184,7 @@ def test_teardown_is_a_dry_run_unless_told_and_keeps_the_data_unless_told(provis
 
 
 def test_teardown_stops_when_s3_refuses_to_delete_objects(provisioned, settings, stage, monkeypatch):
-    from chalicelib.teardown import teardown
+    from deploy.teardown import teardown
 
     c = provisioned
     c.s3.put_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet", Body=b"data")

@@ -7,10 +7,12 @@ import json
 
 from conftest import CONFIG
 
+from chalicelib.aws import Clients
 from chalicelib.config import config_files
 from chalicelib.lifecycle.sync import LifecycleSync
-from chalicelib.provision import Clients, config_fingerprint, deployments, provision
+from chalicelib.stage.declared import config_fingerprint, deployments
 from chalicelib.stage.drift import DriftCheck, run_report
+from deploy.provision import provision
 
 
 def check(settings, stage, clients):
@@ -106,7 +108,7 @@ def test_every_planted_drift_is_found_with_what_was_expected_and_a_fix(provision
 def test_a_deployment_that_fails_half_way_is_recorded_as_failed(provisioned, settings, stage, monkeypatch):
     import pytest
 
-    from chalicelib import provision as provisioning
+    from deploy import provision as provisioning
 
     def broken(*args, **kwargs):
         raise RuntimeError("glue is down")
@@ -120,8 +122,9 @@ def test_a_deployment_that_fails_half_way_is_recorded_as_failed(provisioned, set
 
 
 def test_the_drift_report_needs_no_chalice_folder_as_in_a_deployed_lambda(provisioned, settings, stage, monkeypatch):
-    from chalicelib import APP_NAME, provision
+    from chalicelib import APP_NAME
     from chalicelib.stage.drift import DriftCheck
+    from deploy import chalice_project as provision
 
     assert json.loads(provision.CHALICE_CONFIG.read_text())["app_name"] == APP_NAME
     monkeypatch.setattr(provision, "CHALICE_CONFIG", provision.PROJECT_DIR / "no-such-folder" / "config.json")

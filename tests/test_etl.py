@@ -4,7 +4,7 @@ import json
 
 import pytest
 from lakehouse_etl import curated, delta, processed
-from lakehouse_etl.catalog import duckdb_connection
+from lakehouse_etl.local_sql import duckdb_connection
 
 from chalicelib.aws import client
 from chalicelib.config import dataset_order

@@ -261,7 +261,7 @@ class _Raw:
 
 
 def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned, settings, stage):
-    from chalicelib.provision import GLUE_PYTHON_MODULES, glue_jobs
+    from chalicelib.stage.declared import GLUE_PYTHON_MODULES, glue_jobs
 
     glue = provisioned.glue
     names = glue_jobs(settings, stage)
@@ -282,7 +282,7 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
 
 
 def test_provisioning_declares_the_athena_workgroup_with_its_guards(provisioned, settings, stage):
-    from chalicelib.provision import ensure_workgroup
+    from deploy.provision import ensure_workgroup
 
     group = provisioned.athena.get_work_group(WorkGroup="lakehouse-local-analytics")["WorkGroup"]["Configuration"]
     assert group["EnforceWorkGroupConfiguration"] is True
@@ -294,7 +294,7 @@ def test_provisioning_declares_the_athena_workgroup_with_its_guards(provisioned,
 
 def test_provisioning_keeps_the_example_queries_as_named_queries(provisioned, stage):
     from chalicelib import QUERIES_DIR
-    from chalicelib.provision import ensure_named_queries
+    from deploy.provision import ensure_named_queries
 
     ids = provisioned.athena.list_named_queries(WorkGroup=stage.athena_workgroup)["NamedQueryIds"]
     queries = {q["Name"]: q for q in (provisioned.athena.get_named_query(NamedQueryId=i)["NamedQuery"] for i in ids)}

@@ -14,7 +14,7 @@ from chalicelib import runtime
 from chalicelib.aws import client
 from chalicelib.ingest.ingestor import Ingestor, ObjectRef
 from chalicelib.ledger import Status
-from chalicelib.pipeline.batcher import job_name
+from chalicelib.names import job_name
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
 from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, local_pipeline
@@ -249,7 +249,7 @@ def _throttling(times):
 
 
 def test_throttling_is_absorbed_by_botocore_and_then_by_the_state_machine_retry(lake):
-    from chalicelib.provision import Clients
+    from chalicelib.aws import Clients
 
     job, _ = lake
 
@@ -320,7 +320,7 @@ def test_an_interrupted_run_started_again_gives_the_same_result(lake, sample):
 
 
 def test_a_crawl_that_fails_fails_the_run_with_the_crawler_s_error(lake):
-    from chalicelib.provision import Clients
+    from chalicelib.aws import Clients
 
     job, _ = lake
     glue = Clients.for_stage(job.stage).glue

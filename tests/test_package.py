@@ -47,6 +47,14 @@ def test_the_package_and_its_layer_fit_lambdas_limit(package):
     assert unzipped_mb + SDK_PANDAS_LAYER_MB < LIMIT_MB, f"{unzipped_mb:.1f} MB + the layer"
 
 
+def test_the_package_holds_no_deployment_cli_or_glue_code(package):
+    _, out = package
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        names = archive.namelist()
+    assert [n for n in names if n.startswith(("deploy/", "lakehouse/", "lakehouse_etl/", "glue_scripts/"))] == []
+    assert not [n for n in names if n.startswith("chalicelib/") and n.rsplit("/", 1)[-1] in ("provision.py", "iam.py")]
+
+
 def test_the_template_passes_cfn_lint(package):
     _, out = package
     done = subprocess.run([str(BIN / "cfn-lint"), str(out / "sam.json")], capture_output=True, text=True)

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
-from lakehouse_etl.catalog import DuckDBEngine
 from lakehouse_etl.lake import Lake
+from lakehouse_etl.local_sql import DuckDBEngine
 
 from chalicelib.athena import Athena
 from chalicelib.config import parse_contract, parse_settings

@@ -144,8 +144,8 @@ def test_the_example_queries_run_on_duckdb_over_the_stage_tables(lake_job, tmp_p
     # a clean generated set fails no quality rule of the shipped contracts, on the same tables
     from datetime import UTC, datetime
 
-    from chalicelib.athena import sql_engine
     from chalicelib.quality import gate as quality
+    from lakehouse.query import sql_engine
 
     engine = sql_engine(lake_job.settings, lake_job.stage, local=True)
     tables = engine.tables()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.provision import STATE_MACHINE_FILE, state_machine_definition
+from deploy.provision import STATE_MACHINE_FILE, state_machine_definition
 from lakehouse.stepfunctions import Executor, reachable_states, validate_definition
 
 DEFINITION = json.loads(STATE_MACHINE_FILE.read_text())

@@ -9,17 +9,12 @@ class is refused with a message naming the parameter. Written by hand: no librar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
+from chalicelib.cost.prices import DAYS, HOURS, prices
 from chalicelib.errors import LakehouseError
-
-PRICES_FILE = Path(__file__).with_name("prices.json")
-DAYS = 30.4375  # an average month
-HOURS = DAYS * 24
 
 
 class UsageError(LakehouseError):
@@ -145,8 +140,6 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
-def prices() -> dict[str, Any]:
-    return json.loads(PRICES_FILE.read_text())
 
 
 def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib.cost.estimate import DAYS as DAYS_PER_MONTH
+from chalicelib.cost.prices import DAYS as DAYS_PER_MONTH
 
 HORIZON_DAYS = 365  # the lifecycle what-if looks at a lake after a year of steady inflow
 HISTORY_DAYS = 365  # the pruning what-if: tables hold a year of data ...

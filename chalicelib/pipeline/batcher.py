@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.ledger import FileRecord, Ledger, Run
+from chalicelib.names import crawler_name, job_name
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,8 @@ class Tick:
     detail: str = ""
 
 
-def crawler_name(stage: Stage, dataset: str) -> str:
-    return f"{stage.project}-{stage.name}-raw-{dataset.replace('_', '-')}"
 
 
-def job_name(stage: Stage, script: str) -> str:
-    """The Glue job of a glue_scripts/ entry point (`process_orders.py` -> lakehouse-prod-process-orders)."""
-    return f"{stage.project}-{stage.name}-{script.removesuffix('.py').replace('_', '-')}"
 
 
 class Pipeline:

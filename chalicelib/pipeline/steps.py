@@ -52,7 +52,7 @@ class RunSteps:
         """Merged batches of datasets outside this run that no quality check has seen (a run that failed
         before its gate, a manual `lakehouse etl`): they are audited now, so nothing reaches curated/ unaudited,
         and rolled back like the run's own if they fail."""
-        from chalicelib.pipeline.batcher import job_name
+        from chalicelib.names import job_name
 
         planned, out = {b["dataset"] for b in run.batches}, []
         for dataset in sorted(set(self.settings.datasets) - planned):

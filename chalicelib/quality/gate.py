@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from chalicelib.athena import QueryError, QueryResult
 from chalicelib.config import Contract, Rule
+from chalicelib.names import table_name
 
 SAMPLE_SIZE = 5  # failing keys kept per rule
 ROW_CHECKS = ("not_null", "unique", "accepted_values", "range", "pattern", "references")
@@ -35,8 +36,6 @@ class SqlEngine(Protocol):
     def run(self, sql: str, timeout: float = 300.0) -> QueryResult: ...
 
 
-def table_name(dataset: str) -> str:
-    return f"processed_{dataset}"
 
 
 @dataclass

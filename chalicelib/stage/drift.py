@@ -2,7 +2,7 @@
 
 Desired state: the configuration published in the lake bucket (lakehouse.toml and the contracts), the
 lifecycle definitions, and what the last deployment recorded (its state machine definition and config
-fingerprint); the documents provisioning writes (`chalicelib.provision`) are the same objects it compares
+fingerprint); the documents provisioning writes (`deploy.provision`) are the same objects it compares
 against. Each finding names the resource, the property, what was expected, what is there, a suggested fix,
 and since which deployment it has moved. The report goes to `reports/drift/` as JSON and Markdown; a summary
 goes to the alerts topic only when something drifted.
@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib import provision
-from chalicelib.aws import account_id, error_code
+from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.ledger import LEDGER_TABLE_SPEC
 from chalicelib.lifecycle.rules import fingerprint, normalise
-from chalicelib.pipeline.batcher import crawler_name
+from chalicelib.names import crawler_name
+from chalicelib.stage import declared
 from chalicelib.stage.catalog import declared_tables
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class DriftCheck:
         from chalicelib.aws import ClientSettings, client
         from chalicelib.lifecycle.sync import LifecycleSync
 
-        clients = provision.Clients.for_stage(stage)
+        clients = Clients.for_stage(stage)
         return cls(
             settings,
             stage,
@@ -162,35 +162,35 @@ class DriftCheck:
             lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"],
             ("ServerSideEncryptionConfigurationNotFoundError",),
         )
-        self.differs(resource, "encryption", provision.BUCKET_ENCRYPTION, encryption)
+        self.differs(resource, "encryption", declared.BUCKET_ENCRYPTION, encryption)
         block = self._read(
             lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"],
             ("NoSuchPublicAccessBlockConfiguration",),
         )
-        self.differs(resource, "public access block", provision.PUBLIC_ACCESS_BLOCK, block)
+        self.differs(resource, "public access block", declared.PUBLIC_ACCESS_BLOCK, block)
         if self.stage.enforce_tls:
             policy = self._read(
                 lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",)
             )
-            wanted = provision.tls_only_policy(name)["Statement"][0]
+            wanted = declared.tls_only_policy(name)["Statement"][0]
             have = next((st for st in (policy or {}).get("Statement", []) if st.get("Sid") == wanted["Sid"]), None)
             self.differs(resource, "TLS-only policy", wanted, have)
         tags = self._read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
-        wanted_tags = {t["Key"]: t["Value"] for t in provision.tags(self.stage)}
+        wanted_tags = {t["Key"]: t["Value"] for t in declared.tags(self.stage)}
         self.differs(resource, "tags", wanted_tags, {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted_tags})
         logging_status = {k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"}
-        self.differs(resource, "access logging", provision.access_logging(self.stage), logging_status)
+        self.differs(resource, "access logging", declared.access_logging(self.stage), logging_status)
         logs = self.stage.log_bucket
         self.checked.append(f"s3://{logs}")
         rules = self._read(
             lambda: s3.get_bucket_lifecycle_configuration(Bucket=logs)["Rules"],
             ("NoSuchBucket", "NoSuchLifecycleConfiguration", "404"),
         )
-        wanted = [normalise(r) for r in provision.log_retention(self.settings)]
+        wanted = [normalise(r) for r in declared.log_retention(self.settings)]
         self.differs(f"s3://{logs}", "log retention", wanted, [normalise(r) for r in rules or []])
 
     def roles(self, _: Any) -> None:
-        from chalicelib.iam import declared_roles, live_role
+        from chalicelib.stage.roles import declared_roles, live_role
 
         for name, (trust, policy) in declared_roles(self.settings, self.stage, account_id(self.c.sts)).items():
             resource = f"iam role {name}"
@@ -213,14 +213,14 @@ class DriftCheck:
 
     def glue_jobs(self, _: Any) -> None:
         account = account_id(self.c.sts)
-        for name, script in provision.glue_jobs(self.settings, self.stage).items():
+        for name, script in declared.glue_jobs(self.settings, self.stage).items():
             resource = f"glue job {name}"
             self.checked.append(resource)
             job = self._read(lambda n=name: self.c.glue.get_job(JobName=n)["Job"], ("EntityNotFoundException",))
             if job is None:
                 self.differs(resource, "exists", True, False)
                 continue
-            for key, value in provision.job_definition(self.stage, script, account).items():
+            for key, value in declared.job_definition(self.stage, script, account).items():
                 self.differs(resource, key, value, job.get(key))
 
     def lifecycle(self, _: Any) -> None:
@@ -252,7 +252,7 @@ class DriftCheck:
 
     def notification(self, _: Any) -> None:
         s3, name = self.c.s3, self.stage.bucket
-        resource = f"s3://{name} notification {provision.NOTIFICATION_ID}"
+        resource = f"s3://{name} notification {declared.NOTIFICATION_ID}"
         self.checked.append(resource)
         url = self._read(
             lambda: self.sqs.get_queue_url(QueueName=self.stage.ingest_queue)["QueueUrl"],
@@ -263,9 +263,9 @@ class DriftCheck:
             return
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         config = self._read(lambda: s3.get_bucket_notification_configuration(Bucket=name), ("404", "NoSuchBucket"))
-        ours = [q for q in (config or {}).get("QueueConfigurations", []) if q.get("Id") == provision.NOTIFICATION_ID]
+        ours = [q for q in (config or {}).get("QueueConfigurations", []) if q.get("Id") == declared.NOTIFICATION_ID]
         wanted = {
-            "Id": provision.NOTIFICATION_ID,
+            "Id": declared.NOTIFICATION_ID,
             "QueueArn": queue_arn,
             "Events": ["s3:ObjectCreated:*"],
             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": self.settings.zones.raw}]}},
@@ -324,7 +324,7 @@ class DriftCheck:
             if crawler is None:
                 self.differs(f"glue crawler {name}", "exists", True, False)
                 continue
-            for key, value in provision.crawler_definition(self.settings, self.stage, dataset, account).items():
+            for key, value in declared.crawler_definition(self.settings, self.stage, dataset, account).items():
                 if key == "Targets":
                     have = {"S3Targets": [{"Path": t["Path"]} for t in crawler.get("Targets", {}).get("S3Targets", [])]}
                     self.differs(f"glue crawler {name}", key, value, have)
@@ -360,7 +360,7 @@ class DriftCheck:
             self.differs(resource, "exists", True, False)
             return
         have = self.c.athena.get_work_group(WorkGroup=name)["WorkGroup"].get("Configuration", {})
-        for key, value in provision.workgroup_configuration(self.settings, self.stage).items():
+        for key, value in declared.workgroup_configuration(self.settings, self.stage).items():
             actual = have.get(key)
             if isinstance(value, dict) and isinstance(actual, dict):
                 actual = {k: actual.get(k) for k in value}
@@ -386,27 +386,10 @@ class DriftCheck:
                 self.differs(resource, "definition (states that differ)", changed, "changed outside a deployment")
 
 
-def plan(settings: Settings, stage: Stage, clients: Any, config_files: dict[str, str]) -> list[Finding]:
-    """What `lakehouse deploy` would change, changing nothing: the drift checks against this checkout (its state
-    machine definition, not the last deployment's), and the files it would upload. Lifecycle rules are
-    `lakehouse lifecycle sync --dry-run`'s to plan."""
-    check = DriftCheck(settings, stage, clients, None, clients.sqs)
-    check.provision_fix = f"lakehouse deploy --stage {stage.name}"
-    definition = json.loads(provision.state_machine_definition(stage, account_id(clients.sts)))
-    findings = check.run({"state_machine_definition": definition}, lifecycle=False).findings
-    uploads = {f"{settings.zones.config}{rel}": text.encode() for rel, text in config_files.items()}
-    for key, body in {**uploads, **provision.glue_files(settings, stage)}.items():
-        held = provision.holds(clients.s3, stage.bucket, key, body)
-        if not held:
-            state = "missing" if held is None else "differs"
-            findings.append(
-                Finding(f"s3://{stage.bucket}/{key}", "content", "this checkout's", state, check.provision_fix)
-            )
-    return findings
 
 
 def latest_deployment(s3: Any, settings: Settings, stage: Stage) -> dict[str, Any] | None:
-    return next((d for d in provision.deployments(s3, settings, stage) if d["result"] == "succeeded"), None)
+    return next((d for d in declared.deployments(s3, settings, stage) if d["result"] == "succeeded"), None)
 
 
 def run_report(

@@ -10,10 +10,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import iam, provision
+from chalicelib import names
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.pipeline.batcher import crawler_name
+from chalicelib.names import crawler_name
+from chalicelib.stage import declared, roles
 
 log = logging.getLogger(__name__)
 MISSING = (
@@ -58,15 +59,15 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
 def _remove_notification(s3: Any, bucket: str) -> None:
     current = s3.get_bucket_notification_configuration(Bucket=bucket)
     current.pop("ResponseMetadata", None)
-    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != provision.NOTIFICATION_ID]
+    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != declared.NOTIFICATION_ID]
     s3.put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration={**current, "QueueConfigurations": queues}
     )
 
 
 def _delete_role(client: Any, name: str) -> None:
-    if _exists(lambda: client.get_role_policy(RoleName=name, PolicyName=iam.POLICY_NAME)):
-        client.delete_role_policy(RoleName=name, PolicyName=iam.POLICY_NAME)
+    if _exists(lambda: client.get_role_policy(RoleName=name, PolicyName=roles.POLICY_NAME)):
+        client.delete_role_policy(RoleName=name, PolicyName=roles.POLICY_NAME)
     client.delete_role(RoleName=name)
 
 
@@ -92,7 +93,7 @@ def teardown(
 ) -> tuple[list[str], list[str]]:
     """(what was, or with apply=False would be, deleted; what is kept)."""
     c, account = clients, account_id(clients.sts)
-    api_key = provision.api_key_name(stage)
+    api_key = names.api_key_name(stage)
     steps: list[tuple[str, Callable[[], Any], Callable[[], None]]] = [
         (
             f"api key and usage plan {api_key}",
@@ -123,7 +124,7 @@ def teardown(
                 lambda n=name: c.glue.delete_crawler(Name=n),
             )
         )
-    for name in provision.glue_jobs(settings, stage):
+    for name in declared.glue_jobs(settings, stage):
         steps.append(
             (f"glue job {name}", lambda n=name: c.glue.get_job(JobName=n), lambda n=name: c.glue.delete_job(JobName=n))
         )
@@ -134,10 +135,10 @@ def teardown(
             lambda: c.glue.delete_database(Name=stage.glue_database),
         ),
         (
-            f"s3://{stage.bucket} notification {provision.NOTIFICATION_ID}",
+            f"s3://{stage.bucket} notification {declared.NOTIFICATION_ID}",
             lambda: (
                 any(
-                    q.get("Id") == provision.NOTIFICATION_ID
+                    q.get("Id") == declared.NOTIFICATION_ID
                     for q in c.s3.get_bucket_notification_configuration(Bucket=stage.bucket).get(
                         "QueueConfigurations", []
                     )
@@ -164,7 +165,7 @@ def teardown(
                 lambda a=arn: c.sns.delete_topic(TopicArn=a),
             )
         )
-    for role in iam.declared_roles(settings, stage, account):
+    for role in roles.declared_roles(settings, stage, account):
         steps.append(
             (f"iam role {role}", lambda r=role: c.iam.get_role(RoleName=r), lambda r=role: _delete_role(c.iam, r))
         )

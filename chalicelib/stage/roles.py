@@ -1,6 +1,6 @@
-"""The IAM roles `chalice deploy` does not make: the one the Glue jobs and crawlers run as, and the one the
-pipeline state machine runs as. Least privilege: every statement names its actions and the stage's own
-resources (the Lambdas' role is Chalice's, from `.chalice/policy-<stage>.json`).
+"""The stage's two IAM roles as declared: trust and least-privilege inline policies for Glue and the pipeline.
+
+`deploy.iam` creates them; the drift report compares them with the live roles.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from chalicelib import APP_NAME
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.pipeline.batcher import crawler_name, job_name
+from chalicelib.names import crawler_name, job_name
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
 
@@ -180,28 +180,3 @@ def live_role(iam: Any, name: str) -> tuple[dict | None, dict | None]:
             raise
         policy = None
     return document(role["AssumeRolePolicyDocument"]), document(policy) if policy is not None else None
-
-
-def ensure_roles(iam: Any, settings: Settings, stage: Stage, account: str) -> tuple[str, bool]:
-    """Create the roles or bring their trust and inline policy in line; returns what it did and whether a role
-    was created now (IAM is eventually consistent: a new role may not be assumable for some seconds)."""
-    said, created = [], False
-    for name, (trust_doc, policy) in declared_roles(settings, stage, account).items():
-        have_trust, have_policy = live_role(iam, name)
-        if have_trust is None:
-            iam.create_role(
-                RoleName=name,
-                AssumeRolePolicyDocument=json.dumps(trust_doc),
-                Description=f"{stage.project} {stage.name}: " + ("Glue" if name == stage.glue_role else "pipeline"),
-                Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}],
-            )
-            created = True
-            said.append(f"{name} created")
-        elif have_trust != trust_doc:
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust_doc))
-            said.append(f"{name} trust updated")
-        if have_policy != policy:
-            iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
-            if have_trust is not None:
-                said.append(f"{name} policy updated")
-    return f"iam roles: {', '.join(said) or 'up to date'}", created

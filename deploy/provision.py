@@ -8,71 +8,52 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import logging
 import re
 import time
-import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chalicelib import APP_NAME, QUERIES_DIR
-from chalicelib.aws import account_id, error_code
+from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.ledger import LEDGER_TABLE_SPEC
-from chalicelib.pipeline.batcher import crawler_name, job_name
+from chalicelib.names import api_key_name, crawler_name, job_name
+from chalicelib.stage.declared import (
+    BUCKET_ENCRYPTION,
+    DEPLOYMENTS,
+    GLUE_PREFIX,
+    GLUE_VERSION,
+    LOG_PREFIX,
+    NOTIFICATION_ID,
+    PUBLIC_ACCESS_BLOCK,
+    _role_arn,
+    access_logging,
+    config_fingerprint,
+    crawler_definition,
+    glue_jobs,
+    job_definition,
+    log_bucket_policy,
+    log_retention,
+    tags,
+    tls_only_policy,
+    workgroup_configuration,
+)
+from deploy.chalice_project import PROJECT_DIR, chalice_stage_env
+from deploy.glue_bundle import glue_files
 
 log = logging.getLogger(__name__)
 
-NOTIFICATION_ID = "lakehouse-ingest"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-CHALICE_CONFIG = PROJECT_DIR / ".chalice" / "config.json"
-LOG_PREFIX = "lake/"  # the lake bucket's access logs, in the log bucket
 
 
-def chalice_config() -> dict[str, Any]:
-    return json.loads(CHALICE_CONFIG.read_text())
 
 
-def chalice_stage_env(stage: str) -> dict[str, str]:
-    """The environment `.chalice/config.json` gives a stage's Lambdas (global, then stage values)."""
-    config = chalice_config()
-    return {
-        **config.get("environment_variables", {}),
-        **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
-    }
 
 
-@dataclass(frozen=True)
-class Clients:
-    s3: Any
-    dynamodb: Any
-    sqs: Any
-    sns: Any
-    glue: Any
-    sts: Any
-    stepfunctions: Any
-    athena: Any
-    iam: Any
-    apigateway: Any
-
-    @classmethod
-    def for_stage(cls, stage: Stage) -> Clients:
-        from chalicelib.aws import ClientSettings, client
-
-        settings = ClientSettings.for_stage(stage)
-        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena", "iam", "apigateway")
-        return cls(*(client(name, settings) for name in names))
 
 
-# The Glue jobs (docs/etl.md): Glue 5.0 Spark jobs (Python 3.11) whose driver runs the ETL core with
-# delta-rs and DuckDB, installed by --additional-python-modules; chalicelib + lakehouse_etl travel as a zip.
-GLUE_VERSION = "5.0"
-GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2"
-GLUE_PREFIX = "glue/"
 
 
 def _create_bucket(s3: Any, bucket: str, region: str) -> bool:
@@ -103,74 +84,16 @@ def ensure_bucket(s3: Any, stage: Stage) -> str:
     return f"bucket {bucket}: {'created' if created else 'exists'}; versioning, encryption, public access block{tls}"
 
 
-# What provisioning declares, in the APIs' own shapes: `ensure_*` writes it and the drift report reads it back.
-BUCKET_ENCRYPTION = {
-    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
-}
-PUBLIC_ACCESS_BLOCK = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": True,
-    "RestrictPublicBuckets": True,
-}
 
 
-def tags(stage: Stage) -> list[dict[str, str]]:
-    return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
 
 
-def log_bucket_policy(stage: Stage, account: str) -> dict[str, Any]:
-    """S3's log delivery may write the lake's access logs, and nothing else may use plain HTTP."""
-    statements = [
-        {
-            "Sid": "S3ServerAccessLogs",
-            "Effect": "Allow",
-            "Principal": {"Service": "logging.s3.amazonaws.com"},
-            "Action": "s3:PutObject",
-            "Resource": f"arn:aws:s3:::{stage.log_bucket}/{LOG_PREFIX}*",
-            "Condition": {
-                "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{stage.bucket}"},
-                "StringEquals": {"aws:SourceAccount": account},
-            },
-        }
-    ]
-    if stage.enforce_tls:
-        statements += tls_only_policy(stage.log_bucket)["Statement"]
-    return {"Version": "2012-10-17", "Statement": statements}
 
 
-def access_logging(stage: Stage) -> dict[str, Any]:
-    return {"LoggingEnabled": {"TargetBucket": stage.log_bucket, "TargetPrefix": LOG_PREFIX}}
 
 
-def log_retention(settings: Settings) -> list[dict[str, Any]]:
-    """The log bucket's one lifecycle rule: logs expire. Deploy owns it (the definitions of config/lifecycle/ name
-    buckets, and this one's name is per stage)."""
-    return [
-        {
-            "ID": "access-logs-expire",
-            "Status": "Enabled",
-            "Filter": {"Prefix": LOG_PREFIX},
-            "Expiration": {"Days": settings.limits.access_log_days},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
-        }
-    ]
 
 
 def ensure_access_logging(s3: Any, sts: Any, settings: Settings, stage: Stage) -> str:
@@ -321,58 +244,14 @@ def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -
     return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
 
 
-def glue_jobs(settings: Settings, stage: Stage) -> dict[str, str]:
-    """Job name -> entry point script, for every Glue job of the stage."""
-    scripts = [*(f"process_{d}.py" for d in settings.datasets), "master_merge.py", "housekeeping.py"]
-    return {job_name(stage, script): script for script in scripts}
 
 
-def _role_arn(role: str, account: str) -> str:
-    return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
 
 
-def _library_zip(project_dir: Path) -> bytes:
-    """chalicelib/ and lakehouse_etl/ as one zip for --extra-py-files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package, base in (("chalicelib", project_dir), ("lakehouse_etl", project_dir / "glue_scripts")):
-            for path in sorted((base / package).rglob("*.py")):
-                info = zipfile.ZipInfo(path.relative_to(base).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
-                archive.writestr(info, path.read_bytes())  # fixed timestamps: same code, same bytes, no re-upload
-    return buffer.getvalue()
 
 
-def glue_files(settings: Settings, stage: Stage, project_dir: Path = PROJECT_DIR) -> dict[str, bytes]:
-    """What the Glue jobs run, by key in the lake bucket: the entry points and the library zip."""
-    files = {f"{GLUE_PREFIX}lakehouse_libs.zip": _library_zip(project_dir)}
-    for script in sorted(set(glue_jobs(settings, stage).values())):
-        files[f"{GLUE_PREFIX}scripts/{script}"] = (project_dir / "glue_scripts" / script).read_bytes()
-    return files
 
 
-def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
-    return {
-        "Role": _role_arn(stage.glue_role, account),
-        "Command": {
-            "Name": "glueetl",
-            "PythonVersion": "3",
-            "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{script}",
-        },
-        "GlueVersion": GLUE_VERSION,
-        "WorkerType": "G.1X",
-        "NumberOfWorkers": 2,
-        "Timeout": 120,
-        "MaxRetries": 0,
-        "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
-        "DefaultArguments": {
-            "--additional-python-modules": GLUE_PYTHON_MODULES,
-            "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
-            "--stage": stage.name,
-            "--bucket": stage.bucket,
-            "--enable-metrics": "true",
-            "--enable-continuous-cloudwatch-log": "true",
-        },
-    }
 
 
 def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: Stage, project_dir: Path) -> str:
@@ -392,18 +271,6 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
     return f"glue jobs: {len(glue_jobs(settings, stage))} (Glue {GLUE_VERSION}, scripts under s3://{stage.bucket}/{GLUE_PREFIX})"
 
 
-def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: str) -> dict[str, Any]:
-    return {
-        "Role": _role_arn(stage.glue_role, account),
-        "DatabaseName": stage.glue_database,
-        "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
-        "TablePrefix": "raw_",
-        # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
-        # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
-        "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
-        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
-        "Configuration": json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
-    }
 
 
 def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_role: bool = False) -> str:
@@ -434,16 +301,6 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_ro
     return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables"
 
 
-def workgroup_configuration(settings: Settings, stage: Stage) -> dict[str, Any]:
-    return {
-        "ResultConfiguration": {
-            "OutputLocation": f"s3://{stage.bucket}/{settings.zones.athena_results}",
-            "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
-        },
-        "EnforceWorkGroupConfiguration": True,
-        "PublishCloudWatchMetricsEnabled": True,
-        "BytesScannedCutoffPerQuery": settings.limits.athena_bytes_scanned_cutoff,
-    }
 
 
 def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
@@ -603,12 +460,8 @@ def provision(
     return done
 
 
-DEPLOYMENTS = "deployments/"  # under the reports zone
 
 
-def config_fingerprint(config_files: Mapping[str, str]) -> str:
-    """One hash of the configuration a deployment declared (lakehouse.toml and the contracts)."""
-    return hashlib.sha256(json.dumps(dict(sorted(config_files.items()))).encode()).hexdigest()
 
 
 def record_deployment(
@@ -637,18 +490,12 @@ def record_deployment(
         return None
 
 
-def deployments(s3: Any, settings: Settings, stage: Stage) -> list[dict[str, Any]]:
-    """Recorded deployments, newest first."""
-    prefix = f"{settings.zones.reports}{DEPLOYMENTS}"
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix)
-    keys = sorted((o["Key"] for page in pages for o in page.get("Contents", [])), reverse=True)
-    return [json.loads(s3.get_object(Bucket=stage.bucket, Key=k)["Body"].read()) for k in keys]
 
 
 def _provision(
     settings: Settings, stage: Stage, clients: Clients, config_files: Mapping[str, str], step: Callable[[str], None]
 ) -> None:
-    from chalicelib.iam import ensure_roles
+    from deploy.iam import ensure_roles
 
     roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)
@@ -676,9 +523,6 @@ def rest_api_id(apigateway: Any, name: str) -> str | None:
     return next((a["id"] for page in pages for a in page.get("items", []) if a["name"] == name), None)
 
 
-def api_key_name(stage: Stage) -> str:
-    """The API key and usage plan of an api_key stage."""
-    return f"{stage.project}-{stage.name}-api"
 
 
 def ensure_api_key(apigateway: Any, stage: Stage) -> str:

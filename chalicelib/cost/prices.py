@@ -1,0 +1,19 @@
+"""The price table (`prices.json`, with its source and date) and the length of a month."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PRICES_FILE = Path(__file__).with_name("prices.json")
+
+
+DAYS = 30.4375  # an average month
+
+
+HOURS = DAYS * 24
+
+
+def prices() -> dict[str, Any]:
+    return json.loads(PRICES_FILE.read_text())

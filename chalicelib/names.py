@@ -1,0 +1,25 @@
+"""Every name the project gives a resource it derives from a stage: Glue jobs and crawlers, SQL tables, the API
+key. One place, so the state machine plan, provisioning, IAM, teardown and drift cannot disagree.
+"""
+
+from __future__ import annotations
+
+from chalicelib.config import Stage
+
+
+def crawler_name(stage: Stage, dataset: str) -> str:
+    return f"{stage.project}-{stage.name}-raw-{dataset.replace('_', '-')}"
+
+
+def job_name(stage: Stage, script: str) -> str:
+    """The Glue job of a glue_scripts/ entry point (`process_orders.py` -> lakehouse-prod-process-orders)."""
+    return f"{stage.project}-{stage.name}-{script.removesuffix('.py').replace('_', '-')}"
+
+
+def api_key_name(stage: Stage) -> str:
+    """The API key and usage plan of an api_key stage."""
+    return f"{stage.project}-{stage.name}-api"
+
+
+def table_name(dataset: str) -> str:
+    return f"processed_{dataset}"

@@ -1,0 +1,179 @@
+"""The documents a stage is declared to have: what provisioning writes and the drift report compares, the
+same objects for both (bucket settings, access logging, Glue jobs and crawlers, the Athena workgroup, the
+recorded deployments).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.config import Settings, Stage
+from chalicelib.names import job_name
+
+NOTIFICATION_ID = "lakehouse-ingest"
+
+
+LOG_PREFIX = "lake/"  # the lake bucket's access logs, in the log bucket
+
+
+# The Glue jobs (docs/etl.md): Glue 5.0 Spark jobs (Python 3.11) whose driver runs the ETL core with
+# delta-rs and DuckDB, installed by --additional-python-modules; chalicelib + lakehouse_etl travel as a zip.
+GLUE_VERSION = "5.0"
+
+
+GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2"
+
+
+GLUE_PREFIX = "glue/"
+
+
+# What provisioning declares, in the APIs' own shapes: `ensure_*` writes it and the drift report reads it back.
+BUCKET_ENCRYPTION = {
+    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
+}
+
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def tags(stage: Stage) -> list[dict[str, str]]:
+    return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]
+
+
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def log_bucket_policy(stage: Stage, account: str) -> dict[str, Any]:
+    """S3's log delivery may write the lake's access logs, and nothing else may use plain HTTP."""
+    statements = [
+        {
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{stage.log_bucket}/{LOG_PREFIX}*",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{stage.bucket}"},
+                "StringEquals": {"aws:SourceAccount": account},
+            },
+        }
+    ]
+    if stage.enforce_tls:
+        statements += tls_only_policy(stage.log_bucket)["Statement"]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def access_logging(stage: Stage) -> dict[str, Any]:
+    return {"LoggingEnabled": {"TargetBucket": stage.log_bucket, "TargetPrefix": LOG_PREFIX}}
+
+
+def log_retention(settings: Settings) -> list[dict[str, Any]]:
+    """The log bucket's one lifecycle rule: logs expire. Deploy owns it (the definitions of config/lifecycle/ name
+    buckets, and this one's name is per stage)."""
+    return [
+        {
+            "ID": "access-logs-expire",
+            "Status": "Enabled",
+            "Filter": {"Prefix": LOG_PREFIX},
+            "Expiration": {"Days": settings.limits.access_log_days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        }
+    ]
+
+
+def glue_jobs(settings: Settings, stage: Stage) -> dict[str, str]:
+    """Job name -> entry point script, for every Glue job of the stage."""
+    scripts = [*(f"process_{d}.py" for d in settings.datasets), "master_merge.py", "housekeeping.py"]
+    return {job_name(stage, script): script for script in scripts}
+
+
+def _role_arn(role: str, account: str) -> str:
+    return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
+
+
+def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
+    return {
+        "Role": _role_arn(stage.glue_role, account),
+        "Command": {
+            "Name": "glueetl",
+            "PythonVersion": "3",
+            "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{script}",
+        },
+        "GlueVersion": GLUE_VERSION,
+        "WorkerType": "G.1X",
+        "NumberOfWorkers": 2,
+        "Timeout": 120,
+        "MaxRetries": 0,
+        "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
+        "DefaultArguments": {
+            "--additional-python-modules": GLUE_PYTHON_MODULES,
+            "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
+            "--stage": stage.name,
+            "--bucket": stage.bucket,
+            "--enable-metrics": "true",
+            "--enable-continuous-cloudwatch-log": "true",
+        },
+    }
+
+
+def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: str) -> dict[str, Any]:
+    return {
+        "Role": _role_arn(stage.glue_role, account),
+        "DatabaseName": stage.glue_database,
+        "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
+        "TablePrefix": "raw_",
+        # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
+        # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
+        "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
+        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
+        "Configuration": json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
+    }
+
+
+def workgroup_configuration(settings: Settings, stage: Stage) -> dict[str, Any]:
+    return {
+        "ResultConfiguration": {
+            "OutputLocation": f"s3://{stage.bucket}/{settings.zones.athena_results}",
+            "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
+        },
+        "EnforceWorkGroupConfiguration": True,
+        "PublishCloudWatchMetricsEnabled": True,
+        "BytesScannedCutoffPerQuery": settings.limits.athena_bytes_scanned_cutoff,
+    }
+
+
+DEPLOYMENTS = "deployments/"  # under the reports zone
+
+
+def config_fingerprint(config_files: Mapping[str, str]) -> str:
+    """One hash of the configuration a deployment declared (lakehouse.toml and the contracts)."""
+    return hashlib.sha256(json.dumps(dict(sorted(config_files.items()))).encode()).hexdigest()
+
+
+def deployments(s3: Any, settings: Settings, stage: Stage) -> list[dict[str, Any]]:
+    """Recorded deployments, newest first."""
+    prefix = f"{settings.zones.reports}{DEPLOYMENTS}"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix)
+    keys = sorted((o["Key"] for page in pages for o in page.get("Contents", [])), reverse=True)
+    return [json.loads(s3.get_object(Bucket=stage.bucket, Key=k)["Body"].read()) for k in keys]
