@@ -45,11 +45,11 @@ def main() -> int:
     from chalicelib.aws import client
     from chalicelib.ledger import Status, ledger_for
     from lakehouse import localstage
-    from lakehouse.cli import _settings, start_local_stage
     from lakehouse.generate import generate
+    from lakehouse.ops import project_settings, start_local_stage
     from lakehouse.orchestration import local_pipeline
 
-    settings = _settings()
+    settings = project_settings()
     if args.window:
         settings = replace(settings, pipeline=replace(settings.pipeline, window_seconds=args.window))
     stage = settings.stage(localstage.STAGE)

@@ -62,9 +62,9 @@ def main() -> int:
     from chalicelib.lifecycle.rules import parse_definitions
     from chalicelib.lifecycle.sync import LifecycleSync
     from lakehouse import localstage
-    from lakehouse.cli import _settings, start_local_stage
+    from lakehouse.ops import project_settings, start_local_stage
 
-    settings = _settings()
+    settings = project_settings()
     stage = settings.stage(localstage.STAGE)
     localstage.down()
     start_local_stage(settings)

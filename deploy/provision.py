@@ -29,7 +29,7 @@ from chalicelib.stage.declared import (
     LOG_PREFIX,
     NOTIFICATION_ID,
     PUBLIC_ACCESS_BLOCK,
-    _role_arn,
+    role_arn,
     access_logging,
     config_fingerprint,
     crawler_definition,
@@ -415,7 +415,7 @@ def ensure_state_machine(sfn: Any, sts: Any, stage: Stage, new_role: bool = Fals
     """Create the pipeline state machine, or update it when its definition or role changed."""
     account = account_id(sts)
     definition = state_machine_definition(stage, account)
-    role = _role_arn(stage.pipeline_role, account)
+    role = role_arn(stage.pipeline_role, account)
     arn = stage.state_machine_arn(account)
     try:
         current = sfn.describe_state_machine(stateMachineArn=arn)

@@ -7,21 +7,18 @@ from collections import Counter
 from chalicelib.aws import client
 from chalicelib.ledger import Status, ledger_for
 from lakehouse import localstage
-from lakehouse.cli import (
-    _fail_jobs,
-    _settings,
-    console,
+from lakehouse.generate import generate
+from lakehouse.jobs import rejected_rows_by_reason
+from lakehouse.ops import (
     drop_files,
+    fail_jobs,
     local_lake_rules,
-    out,
-    print_records,
-    print_what_if,
+    project_settings,
     run_pipeline,
     start_local_stage,
     wait_for,
 )
-from lakehouse.generate import generate
-from lakehouse.jobs import rejected_rows_by_reason
+from lakehouse.output import console, out, print_records, print_what_if
 from lakehouse.samples import write_ingest_samples
 
 
@@ -39,7 +36,7 @@ def _pipeline(settings, stage, ledger, fail_job: str | None) -> bool:
     failure_ok, earlier = True, []
     if fail_job:
         console.rule(f"6a. run the pipeline with the {fail_job} Glue job failing for good (--fail-job)")
-        earlier = run_pipeline(settings, stage, _fail_jobs(stage, (fail_job,)))
+        earlier = run_pipeline(settings, stage, fail_jobs(stage, (fail_job,)))
         failed = [r for r in ledger.files() if r.status == Status.FAILED]
         print_records(failed)
         alerts = [m for e in earlier for m in e["published"] if m["TopicArn"].endswith(f":{stage.alerts_topic}")]
@@ -123,8 +120,8 @@ def _lifecycle_and_drift(settings, stage) -> bool:
     from chalicelib.lifecycle.sync import LifecycleSync
     from chalicelib.stage.drift import run_report
     from deploy.provision import upload_config
-    from lakehouse.cli import definition_files, print_drift
-    from lakehouse.lifecycle_cli import print_sync
+    from lakehouse.ops import definition_files
+    from lakehouse.output import print_drift, print_sync
 
     console.rule("10. lifecycle rules from config/lifecycle/ (lakehouse lifecycle push, sync --dry-run, sync)")
     sync = LifecycleSync.for_stage(settings, stage)
@@ -182,7 +179,7 @@ def _cost_estimate(settings) -> None:
 
 
 def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
-    settings = _settings()
+    settings = project_settings()
     stage = settings.stage(localstage.STAGE)
     localstage.down()
     console.rule("1. start the local stage and provision it")

@@ -71,7 +71,7 @@ def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recov
 
 
 def test_executions_of_an_aws_stage_name_the_state_that_failed():
-    from lakehouse.cli import _failed_step
+    from lakehouse.ops import failed_step
 
     events = [
         {"type": "ExecutionStarted"},
@@ -91,7 +91,7 @@ def test_executions_of_an_aws_stage_name_the_state_that_failed():
             assert name == "get_execution_history"
             return Paginator()
 
-    assert _failed_step(Sfn(), "arn") == {"failed_state": "RunJob", "error": "States.TaskFailed"}
+    assert failed_step(Sfn(), "arn") == {"failed_state": "RunJob", "error": "States.TaskFailed"}
 
 
 @pytest.mark.parametrize(

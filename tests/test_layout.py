@@ -66,6 +66,22 @@ def test_the_glue_core_and_deployment_do_not_import_each_other():
     assert not pairs & {("deploy", "lakehouse_etl"), ("lakehouse_etl", "deploy")}
 
 
+def test_no_import_circle():
+    graph = _graph()
+    circles = []
+    for start in graph:
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            module, path = stack.pop()
+            for target in graph[module]:
+                if target == start:
+                    circles.append(" -> ".join((*path, start)))
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append((target, (*path, target)))
+    assert circles == []
+
+
 def test_the_package_list_names_every_package():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
@@ -82,3 +98,12 @@ def test_the_glue_jobs_zip_carries_the_two_cores_and_no_deployment_code(settings
     names = zipfile.ZipFile(io.BytesIO(files["glue/lakehouse_libs.zip"])).namelist()
     assert "chalicelib/ledger/base.py" in names and "lakehouse_etl/delta.py" in names
     assert [n for n in names if not n.startswith(("chalicelib/", "lakehouse_etl/"))] == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LAYERS:
+                private += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert private == []

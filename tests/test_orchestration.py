@@ -366,7 +366,7 @@ def test_lakehouse_run_waits_for_a_run_in_flight_then_gives_up_clearly(lake, mon
     import os
 
     from chalicelib.errors import LakehouseError
-    from lakehouse import cli, localstage
+    from lakehouse import localstage, ops
     from lakehouse.orchestration import ExecutionStore
 
     job, tmp = lake
@@ -377,7 +377,7 @@ def test_lakehouse_run_waits_for_a_run_in_flight_then_gives_up_clearly(lake, mon
         {"name": run.name, "status": "RUNNING", "pid": os.getpid(), "started_at": "2026-11-25T00:00:00Z"}
     )
     monkeypatch.setattr(localstage, "EXECUTIONS_DIR", tmp / "executions")
-    monkeypatch.setattr(cli, "BUSY_WAIT_SECONDS", 0)
-    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ops, "BUSY_WAIT_SECONDS", 0)
+    monkeypatch.setattr(ops.time, "sleep", lambda s: None)
     with pytest.raises(LakehouseError, match=f"{run.name} has been running for over 0 minutes"):
-        cli.run_pipeline(job.settings, job.stage)
+        ops.run_pipeline(job.settings, job.stage)

@@ -108,13 +108,13 @@ def glue_jobs(settings: Settings, stage: Stage) -> dict[str, str]:
     return {job_name(stage, script): script for script in scripts}
 
 
-def _role_arn(role: str, account: str) -> str:
+def role_arn(role: str, account: str) -> str:
     return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
 
 
 def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
     return {
-        "Role": _role_arn(stage.glue_role, account),
+        "Role": role_arn(stage.glue_role, account),
         "Command": {
             "Name": "glueetl",
             "PythonVersion": "3",
@@ -139,7 +139,7 @@ def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
 
 def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: str) -> dict[str, Any]:
     return {
-        "Role": _role_arn(stage.glue_role, account),
+        "Role": role_arn(stage.glue_role, account),
         "DatabaseName": stage.glue_database,
         "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
         "TablePrefix": "raw_",

@@ -1,0 +1,53 @@
+"""`lakehouse cost`: the monthly estimate and its what-ifs."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from lakehouse.ops import local_lake_rules, project_settings
+from lakehouse.output import out, print_what_if
+
+
+@click.command()
+@click.option("--scenario", type=click.Choice(["light", "medium", "heavy"]), help="Default: this configuration.")
+@click.option("--set", "values", multiple=True, metavar="NAME=VALUE", help="A usage figure, e.g. stored_gb=500.")
+@click.option("--json", "as_json", is_flag=True, help="The estimate as JSON (what GET /cost answers).")
+def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
+    """Estimate the monthly AWS cost, service by service, from config/ (or a scenario) and usage figures."""
+    from chalicelib.cost import estimate as costs
+
+    params = {}
+    for value in values:
+        name, sep, raw = value.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{value!r}: write NAME=VALUE", param_hint="--set")
+        params[name.strip()] = raw.strip()
+    settings = project_settings()
+    try:
+        estimate = costs.estimate_for(settings, scenario, params, local_lake_rules(settings))
+    except costs.UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
+    if as_json:
+        out.print_json(json.dumps(estimate))
+        return
+    table = Table("service", "item", "quantity", "unit", "unit price", "per month", title_justify="left")
+    table.title = f"monthly estimate: {scenario or 'this configuration'}, {estimate['region']}"
+    for line in estimate["lines"]:
+        if line["monthly"] or line["quantity"]:
+            table.add_row(
+                line["service"],
+                line["item"],
+                f"{line['quantity']:,.2f}",
+                line["unit"],
+                f"{line['unit_price']:g}" + (f" per {line['per']:,.0f}" if line["per"] != 1 else ""),
+                f"{line['monthly']:,.2f}",
+            )
+    out.print(table)
+    out.print(f"total: {estimate['monthly_total']:,.2f} {estimate['currency']} a month", highlight=False)
+    out.print(f"prices: {estimate['price_source']}", highlight=False)
+    for assumption in estimate["assumptions"]:
+        out.print(f"  - {assumption}", highlight=False)
+    print_what_if(estimate)

@@ -1,0 +1,102 @@
+"""`lakehouse deploy`, `teardown` and `drift`: a stage's resources on AWS (or on the local stage's moto)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from chalicelib.config import config_files
+from lakehouse import localstage
+from lakehouse.ops import CONFIG_DIR, connect, project_settings
+from lakehouse.output import console, out, print_changes, print_drift
+
+
+@click.command()
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+@click.option("--plan", "plan_only", is_flag=True, help="Show what would change and change nothing.")
+def deploy(stage_name: str, plan_only: bool) -> None:
+    """Create or update everything of an AWS stage that `chalice deploy` does not make (IAM roles, buckets,
+    ledger, queues, topics, Glue, Athena, the state machine, an API key where used); idempotent, and a run
+    that failed half-way is completed by the next. Then: chalice deploy --stage STAGE."""
+    from chalicelib.aws import Clients
+    from deploy.plan import plan
+    from deploy.provision import provision
+
+    settings = project_settings()
+    stage = settings.stage(stage_name)
+    if stage_name == localstage.STAGE:
+        raise click.UsageError("the local stage is deployed by `lakehouse up`")
+    clients = Clients.for_stage(stage)
+    if plan_only:
+        with console.status(f"reading stage {stage_name}"):
+            changes = plan(settings, stage, clients, config_files(CONFIG_DIR))
+        print_changes(changes, f"lakehouse deploy --stage {stage_name} would change (--plan: nothing changed)")
+        return
+    provision(settings, stage, clients, config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
+    console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)
+
+
+@click.command()
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+@click.option("--yes", "apply", is_flag=True, help="Delete. Without it: only list what would be deleted.")
+@click.option("--delete-data", is_flag=True, help="Also the lake bucket (every version), its access logs, the ledger.")
+def teardown(stage_name: str, apply: bool, delete_data: bool) -> None:
+    """Delete what `lakehouse deploy` made (run `chalice delete --stage STAGE` first). The data is kept unless
+    --delete-data; a teardown that failed half-way is finished by running it again."""
+    from chalicelib.aws import Clients
+    from deploy.teardown import teardown as run
+
+    settings = project_settings()
+    stage = settings.stage(stage_name)
+    if stage_name == localstage.STAGE:
+        raise click.UsageError("the local stage goes with `lakehouse down`")
+    deleted, kept = run(
+        settings,
+        stage,
+        Clients.for_stage(stage),
+        apply=apply,
+        delete_data=delete_data,
+        progress=lambda m: console.print(f"  {m}", highlight=False),
+    )
+    if not deleted:
+        out.print(f"nothing of stage {stage_name} left to delete", highlight=False)
+    for what in kept:
+        out.print(f"kept: {what} (--delete-data deletes it)", highlight=False)
+    if deleted and not apply:
+        out.print(f"a dry run: `lakehouse teardown --stage {stage_name} --yes` deletes these", highlight=False)
+
+
+@click.command(hidden=True)
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+@click.pass_context
+def provision(ctx: click.Context, stage_name: str) -> None:
+    """The old name of `lakehouse deploy`."""
+    ctx.invoke(deploy, stage_name=stage_name, plan_only=False)
+
+
+@click.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+def drift(stage_name: str, as_json: bool) -> None:
+    """Compare the stage's declared setup with what is deployed; write the report to reports/drift/. Exit 1 on
+    drift."""
+    from chalicelib.stage.drift import run_report
+
+    settings, stage = connect(stage_name)
+    with console.status("reading the stage's resources back"):
+        report = run_report(settings, stage)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        print_drift(report)
+    deployed = report.deployment and report.deployment["config_fingerprint"]
+    from chalicelib.stage.declared import config_fingerprint
+
+    if deployed and deployed != config_fingerprint(config_files(CONFIG_DIR)):
+        console.print(
+            f"[yellow]config/ has changed since the last deployment[/yellow]: lakehouse deploy --stage {stage_name}"
+        )
+    console.print(f"written: {', '.join(f's3://{stage.bucket}/{k}' for k in report.keys)}", highlight=False)
+    sys.exit(1 if report.drifted else 0)

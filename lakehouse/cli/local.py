@@ -1,0 +1,165 @@
+"""The local stage and its files: `up`, `down`, `env`, `drop`, `ledger`, `check`, `generate`, `serve`, `demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from chalicelib.ledger import Status, ledger_for
+from lakehouse import localstage
+from lakehouse.ops import connect, drop_files, guess_dataset, project_settings, start_local_stage, wait_for
+from lakehouse.output import console, out, print_records
+
+
+@click.command()
+def up() -> None:
+    """Start the embedded local stage (moto server + validator) and provision it. Idempotent."""
+    with console.status("starting the local stage"):
+        local, started = start_local_stage(project_settings())
+    console.print(f"local stage {'started' if started else 'already running'} at {local.endpoint} (pid {local.pid})")
+
+
+@click.command()
+def down() -> None:
+    """Stop the local stage (its data is in memory and goes with it). Idempotent."""
+    console.print("local stage stopped" if localstage.down() else "local stage was not running")
+
+
+@click.command()
+def env() -> None:
+    """Print the environment for standard clients: eval "$(lakehouse env)" then use the AWS CLI or boto3."""
+    local = localstage.require()
+    stage = project_settings().stage(localstage.STAGE)
+    for name, value in {**local.environment(), "LAKEHOUSE_BUCKET": stage.bucket}.items():
+        out.print(f"export {name}={value}", highlight=False)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dataset", help="Dataset of every file (default: from each file name).")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the validator's verdicts.")
+@click.option("--timeout", default=120.0, show_default=True)
+def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bool, timeout: float) -> None:
+    """Upload FILES into raw/<dataset>/ and (by default) wait for each file's verdict."""
+    settings, stage = connect(stage_name)
+    if dataset is not None and dataset not in settings.datasets:
+        console.print(f"[yellow]warning:[/yellow] no contract for dataset {dataset!r}: the files will be rejected")
+    ids = drop_files(settings, stage, [(p, dataset or guess_dataset(settings, p)) for p in files])
+    if not wait:
+        out.print("\n".join(ids))
+        return
+    records = wait_for(ledger_for(stage), ids, timeout)
+    print_records([records[i] for i in ids])
+    if any(r.status != Status.VALID for r in records.values()):
+        sys.exit(2)
+
+
+@click.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@click.option("--limit", default=50, show_default=True, help="Newest N files (0: all).")
+def ledger(stage_name: str, as_json: bool, limit: int) -> None:
+    """List the file ledger, newest first."""
+    _, stage = connect(stage_name)
+    records = ledger_for(stage).files(limit or None)
+    if as_json:
+        out.print_json(json.dumps([r.public() for r in records]))
+    else:
+        print_records(records)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dataset", help="Dataset contract to check against (default: from the file name).")
+def check(file: Path, dataset: str | None) -> None:
+    """Validate a local FILE against its contract, exactly as the validator would, without uploading it."""
+    from chalicelib.ingest.validation import validate_stream
+
+    settings = project_settings()
+    name = dataset or guess_dataset(settings, file)
+    if name not in settings.datasets:
+        raise click.UsageError(f"no contract for dataset {name!r}")
+    with file.open("rb") as stream:
+        verdict = validate_stream(stream, key=file.name, contract=settings.datasets[name], limits=settings.limits)
+    out.print_json(json.dumps({"dataset": name, "ok": verdict.ok, **vars(verdict)}))
+    sys.exit(0 if verdict.ok else 2)
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--orders", default=2000, show_default=True, help="Number of orders (other datasets scale with it).")
+@click.option("--anomaly-rate", default=0.02, show_default=True, help="Share of rows with one planted anomaly.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="The data ends the day before (default: today, UTC).")
+def generate(folder: Path, orders: int, anomaly_rate: float, seed: int, end: datetime | None) -> None:
+    """Write a deterministic sample set of all datasets into FOLDER, with planted anomalies (manifest.json).
+    The same seed and end give the same files."""
+    from lakehouse.generate import generate as write
+
+    if orders < 1 or not 0 <= anomaly_rate < 1:
+        raise click.UsageError("--orders must be at least 1 and --anomaly-rate in [0, 1)")
+    manifest = write(folder, orders=orders, anomaly_rate=anomaly_rate, seed=seed, end=end and end.date())
+    table = Table("dataset", "file", "rows", "kept by the ETL", "duplicates", "planted anomalies")
+    for name, planted in manifest["datasets"].items():
+        table.add_row(
+            name,
+            planted["file"],
+            str(planted["rows_written"]),
+            str(planted["clean_rows"]),
+            str(planted["duplicates"]),
+            ", ".join(f"{k} {n}" for k, n in sorted(planted["anomalies"].items())),
+        )
+    out.print(table)
+    console.print(f"manifest: {folder / 'manifest.json'}")
+
+
+@click.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: the local API is open.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(stage_name: str, host: str, port: int) -> None:
+    """Serve the HTTP API (/cost, /status) and the dashboard (/) until stopped: on the local stage's data, or
+    a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed)."""
+    from lakehouse.serve import api_server
+
+    settings = project_settings()
+    if stage_name == localstage.STAGE:
+        local = localstage.running()
+        if local is None:
+            with console.status("starting the local stage"):
+                local, _ = start_local_stage(settings)
+            console.print("local stage started, empty: `make demo` fills it with the demo's data")
+        localstage.use(local)
+    else:
+        settings.stage(stage_name)  # an unknown stage is refused here, with the known ones
+    try:
+        server = api_server(host, port, stage_name)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror} (try --port)") from None
+    console.print(f"dashboard: http://{host}:{port}/   API: /cost, /status, /openapi.json   (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@click.command()
+@click.option("--keep-running", is_flag=True, help="Leave the local stage up afterwards.")
+@click.option(
+    "--fail-job",
+    metavar="DATASET",
+    help="First run the pipeline with this dataset's Glue job failing, to see the alert and FAILED files.",
+)
+def demo(keep_running: bool, fail_job: str | None) -> None:
+    """Start a fresh local stage, drop sample files, run the pipeline over them, check the result, stop."""
+    from lakehouse.demo import run_demo
+
+    if fail_job is not None and fail_job not in project_settings().datasets:
+        raise click.BadParameter(f"not a dataset: {fail_job}", param_hint="--fail-job")
+    sys.exit(run_demo(keep_running=keep_running, fail_job=fail_job))

@@ -1,0 +1,86 @@
+"""`lakehouse quality`: the results of the runs, a check on demand, the rules as DQDL."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from chalicelib.ledger import ledger_for
+from lakehouse import localstage
+from lakehouse.ops import connect, project_settings
+from lakehouse.output import console, out
+
+
+@click.group()
+def quality() -> None:
+    """The contracts' quality rules: results of the runs, a check now, DQDL for AWS Glue Data Quality."""
+
+
+@quality.command("report")
+@click.option("--run", "run_name", help="The results of this run (default: each dataset's latest).")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+def quality_report(run_name: str | None, stage_name: str, as_json: bool) -> None:
+    """What the quality gate found, from the results the runs kept."""
+    from lakehouse.quality_report import print_report
+
+    settings, stage = connect(stage_name)
+    ledger_ = ledger_for(stage)
+    results = []
+    for dataset in sorted(settings.datasets):
+        history = ledger_.quality_history(dataset, None if run_name else 1)
+        results += [h for h in history if run_name is None or h["run"] == run_name]
+    if as_json:
+        out.print_json(json.dumps(results))
+    elif not results:
+        console.print(f"no quality results{f' for run {run_name}' if run_name else ''} yet")
+    else:
+        print_report(out, results, f"quality of run {run_name}" if run_name else "latest quality of each dataset")
+
+
+@quality.command("check")
+@click.argument("datasets", nargs=-1)
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds before an Athena query is stopped.")
+def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) -> None:
+    """Check the rules on the processed tables now (one scan per table; nothing is kept). Exit 1 on an error."""
+    from chalicelib.quality import gate as rules
+    from lakehouse.quality_report import counts, print_report
+    from lakehouse.query import sql_engine
+
+    settings, stage = connect(stage_name)
+    unknown = sorted(set(datasets) - set(settings.datasets))
+    if unknown:
+        raise click.BadParameter(f"not datasets: {', '.join(unknown)}", param_hint="DATASETS")
+    engine = sql_engine(settings, stage, local=stage_name == localstage.STAGE)
+    tables, now, results = engine.tables(), datetime.now(UTC), []
+    for name in datasets or sorted(settings.datasets):
+        rows, checks = rules.scan(engine, settings.datasets[name], tables, now, timeout)
+        results.append({"dataset": name, "batch": None, "rows": rows, "checks": [c.__dict__ for c in checks]})
+    print_report(out, results, f"quality of the processed tables now ({engine.name})")
+    sys.exit(1 if counts(results)["ERROR"] else 0)
+
+
+@quality.command("export-dqdl")
+@click.argument("dataset")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+def export_dqdl(dataset: str, output: Path | None) -> None:
+    """Write DATASET's rules as an AWS Glue Data Quality (DQDL) ruleset."""
+    from chalicelib.quality.dqdl import to_dqdl
+
+    settings = project_settings()
+    if dataset not in settings.datasets:
+        raise click.BadParameter(f"not a dataset: {dataset}; known: {', '.join(settings.datasets)}")
+    try:
+        text = to_dqdl(settings.datasets[dataset])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output:
+        output.write_text(text)
+        console.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,222 @@
+"""The operations the commands and the demo share: the project's settings, the local stage, dropping files and
+waiting for their verdicts, a pipeline run, the lifecycle definitions.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chalicelib.config import Settings, config_files, load_settings
+from chalicelib.errors import LakehouseError
+from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
+from lakehouse import localstage
+from lakehouse.output import console, print_execution
+
+CONFIG_DIR = localstage.PROJECT_DIR / "config"
+
+
+def project_settings() -> Settings:
+    return load_settings(CONFIG_DIR)
+
+
+def connect(stage_name: str) -> tuple[Settings, Any]:
+    """Settings and the stage; the local stage must be running, an AWS stage uses your AWS credentials."""
+    settings = project_settings()
+    stage = settings.stage(stage_name)
+    if stage_name == localstage.STAGE:
+        localstage.use(localstage.require())
+    return settings, stage
+
+
+def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
+    """Start the local stage if needed and provision it with the code an AWS stage uses."""
+    from chalicelib.aws import Clients
+    from deploy.provision import provision
+
+    stage = settings.stage(localstage.STAGE)
+    return localstage.up(
+        stage.region,
+        lambda: provision(
+            settings,
+            stage,
+            Clients.for_stage(stage),
+            config_files(CONFIG_DIR),
+            progress=lambda m: console.print(f"  {m}"),
+        ),
+    )
+
+
+def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:
+    return f"{settings.zones.raw}{dataset}/ingest_date={today or datetime.now(UTC).date().isoformat()}/{path.name}"
+
+
+def guess_dataset(settings: Settings, path: Path) -> str:
+    """The dataset a file name starts with (longest match: order_items before orders)."""
+    for name in sorted(settings.datasets, key=len, reverse=True):
+        if path.name.startswith(name):
+            return name
+    raise click.UsageError(
+        f"cannot tell the dataset of {path.name}; pass --dataset (one of {', '.join(sorted(settings.datasets))})"
+    )
+
+
+def drop_files(settings: Settings, stage: Any, files: list[tuple[Path, str]]) -> list[str]:
+    """Upload files to raw/<dataset>/ through the S3 API; returns their ledger file ids."""
+    from chalicelib.aws import ClientSettings, client
+
+    s3 = client("s3", ClientSettings.for_stage(stage))
+    ids = []
+    for path, dataset in files:
+        key = raw_key(settings, dataset, path)
+        s3.upload_file(str(path), stage.bucket, key)  # multipart above 8 MB, as the AWS CLI does
+        version = s3.head_object(Bucket=stage.bucket, Key=key).get("VersionId")
+        ids.append(f"{stage.bucket}/{key}#{version}")
+    return ids
+
+
+def wait_for(ledger: DynamoDBLedger, file_ids: list[str], timeout: float) -> dict[str, FileRecord]:
+    """Wait until every file has a final ledger status, with a progress bar."""
+    done: dict[str, FileRecord] = {}
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("validating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("files", total=len(file_ids))
+        while len(done) < len(file_ids):
+            for file_id in file_ids:
+                if file_id not in done and (record := ledger.get(file_id)) and record.status in FINAL:
+                    done[file_id] = record
+            progress.update(task, completed=len(done))
+            if len(done) < len(file_ids):
+                if time.monotonic() > deadline:
+                    raise LakehouseError(
+                        f"{len(file_ids) - len(done)} file(s) not validated after {timeout:.0f}s: "
+                        f"{[f for f in file_ids if f not in done]}"
+                    )
+                time.sleep(0.2)
+    return done
+
+
+def open_lake(stage_name: str) -> Any:
+    from lakehouse_etl.lake import Lake
+
+    settings, stage = connect(stage_name)
+    return Lake.for_stage(settings, stage)
+
+
+def table_uri(lake: Any, name: str) -> str:
+    from lakehouse_etl import local_sql as catalog
+
+    try:
+        return catalog.uri_of(lake, name)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+
+
+def fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
+    """`orders` or `orders:1` (a dataset, or master_merge) -> {Glue job name: runs that will fail}."""
+    from chalicelib.names import job_name
+
+    out_: dict[str, int] = {}
+    for spec in specs:
+        name, _, times = spec.partition(":")
+        script = "master_merge.py" if name == "master_merge" else f"process_{name}.py"
+        out_[job_name(stage, script)] = int(times) if times else 1_000_000
+    return out_
+
+
+BUSY_WAIT_SECONDS = 3600  # `lakehouse run` waits this long for a run the local stage's schedule started
+
+
+def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Start runs until nothing waits (a run takes at most one batch per dataset); returns the executions."""
+    import logging
+
+    import app  # noqa: F401  (its loggers exist from here on)
+    from lakehouse.orchestration import local_pipeline
+
+    for name in ("lakehouse", "chalicelib"):  # the Lambdas' JSON logs: the CLI prints its own progress
+        logging.getLogger(name).setLevel(logging.WARNING)
+    waited_since = None
+    with local_pipeline(settings, stage, localstage.EXECUTIONS_DIR, fail_jobs) as (pipeline, orchestrator):
+        while True:
+            with console.status("pipeline: running"):
+                tick = pipeline.tick(force=True)
+            if tick.action == "busy":  # the local stage's own batcher schedule is running one: wait for it
+                if waited_since is None:
+                    console.print(f"pipeline: waiting for {tick.run or 'a run'} in flight in the local stage")
+                    waited_since = time.monotonic()
+                elif time.monotonic() - waited_since > BUSY_WAIT_SECONDS:
+                    raise LakehouseError(
+                        f"{tick.run} has been running for over {BUSY_WAIT_SECONDS // 60} minutes; "
+                        "see `lakehouse executions` and the local stage's log"
+                    )
+                time.sleep(2)
+                continue
+            waited_since = None
+            console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
+            if tick.action != "started":
+                return orchestrator.finished
+            print_execution(orchestrator.finished[-1])
+            if orchestrator.finished[-1]["status"] != "SUCCEEDED":
+                return orchestrator.finished
+
+
+def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """The stage's Step Functions executions; for a failed one, the state whose error failed it."""
+    from chalicelib.pipeline.batcher import StepFunctions
+
+    machine = StepFunctions.for_stage(stage)
+    sfn, records = machine.sfn, []
+    for execution in sfn.list_executions(stateMachineArn=machine.arn, maxResults=limit)["executions"]:
+        record = {"name": execution["name"], "status": execution["status"], "started_at": str(execution["startDate"])}
+        if execution["status"] != "SUCCEEDED":
+            record.update(failed_step(sfn, execution["executionArn"]))
+        records.append(record)
+    return records
+
+
+def failed_step(sfn: Any, execution_arn: str) -> dict[str, str]:
+    """The first state that failed in an execution's history (the pipeline catches it and fails later)."""
+    state = None
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    for event in (e for page in pages for e in page["events"]):
+        if "stateEnteredEventDetails" in event:
+            state = event["stateEnteredEventDetails"]["name"]
+        for key, details in event.items():
+            if key.endswith("FailedEventDetails") and "error" in details:
+                return {"failed_state": state or "", "error": details["error"]}
+    return {}
+
+
+LIFECYCLE_DIR = localstage.PROJECT_DIR / "config" / "lifecycle"
+
+
+def lifecycle_sync_for(stage_name: str, workers: int = 16) -> Any:
+    from chalicelib.lifecycle.sync import LifecycleSync
+
+    settings, stage = connect(stage_name)
+    return settings, stage, LifecycleSync.for_stage(settings, stage, workers)
+
+
+def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str]:
+    """The lifecycle definition files of a folder, by name."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.toml"))}
+
+
+def local_lake_rules(settings: Settings) -> list[dict[str, Any]] | None:
+    """The lake bucket's rules as config/lifecycle/ defines them (what `lifecycle push` would upload)."""
+    from chalicelib.lifecycle.rules import lake_rules
+
+    return lake_rules(definition_files(), settings.stage(localstage.STAGE).bucket)
