@@ -29,7 +29,6 @@ from chalicelib.stage.declared import (
     LOG_PREFIX,
     NOTIFICATION_ID,
     PUBLIC_ACCESS_BLOCK,
-    role_arn,
     access_logging,
     config_fingerprint,
     crawler_definition,
@@ -37,6 +36,7 @@ from chalicelib.stage.declared import (
     job_definition,
     log_bucket_policy,
     log_retention,
+    role_arn,
     tags,
     tls_only_policy,
     workgroup_configuration,
@@ -45,15 +45,6 @@ from deploy.chalice_project import PROJECT_DIR, chalice_stage_env
 from deploy.glue_bundle import glue_files
 
 log = logging.getLogger(__name__)
-
-
-
-
-
-
-
-
-
 
 
 def _create_bucket(s3: Any, bucket: str, region: str) -> bool:
@@ -82,18 +73,6 @@ def ensure_bucket(s3: Any, stage: Stage) -> str:
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags(stage)})
     tls = ", TLS-only" if stage.enforce_tls else " (plain HTTP allowed: enforce_tls = false)"
     return f"bucket {bucket}: {'created' if created else 'exists'}; versioning, encryption, public access block{tls}"
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def ensure_access_logging(s3: Any, sts: Any, settings: Settings, stage: Stage) -> str:
@@ -244,16 +223,6 @@ def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -
     return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
 
 
-
-
-
-
-
-
-
-
-
-
 def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: Stage, project_dir: Path) -> str:
     """Upload the entry points and the library zip, then create or update one Glue job per entry point."""
     for key, body in glue_files(settings, stage, project_dir).items():
@@ -269,8 +238,6 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
         if any(current.get(key) != value for key, value in definition.items()):  # only what differs is written
             glue.update_job(JobName=name, JobUpdate=definition)
     return f"glue jobs: {len(glue_jobs(settings, stage))} (Glue {GLUE_VERSION}, scripts under s3://{stage.bucket}/{GLUE_PREFIX})"
-
-
 
 
 def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_role: bool = False) -> str:
@@ -299,8 +266,6 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_ro
 
     raw = refresh(settings, stage, None, glue, zones=("raw",))  # declared by the contracts: no data needed
     return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables"
-
-
 
 
 def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
@@ -460,10 +425,6 @@ def provision(
     return done
 
 
-
-
-
-
 def record_deployment(
     clients: Clients, settings: Settings, stage: Stage, config_files: Mapping[str, str], steps: list[str], result: str
 ) -> dict[str, Any] | None:
@@ -488,8 +449,6 @@ def record_deployment(
     except Exception:
         log.exception("could not record the deployment of %s", stage.name)
         return None
-
-
 
 
 def _provision(
@@ -521,8 +480,6 @@ API_STAGE = "api"  # Chalice's default API Gateway stage
 def rest_api_id(apigateway: Any, name: str) -> str | None:
     pages = apigateway.get_paginator("get_rest_apis").paginate()
     return next((a["id"] for page in pages for a in page.get("items", []) if a["name"] == name), None)
-
-
 
 
 def ensure_api_key(apigateway: Any, stage: Stage) -> str:

@@ -63,8 +63,6 @@ class LocalStage:
         }
 
 
-
-
 def _answers(endpoint: str) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):

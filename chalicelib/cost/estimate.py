@@ -140,8 +140,6 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
-
-
 def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
     """The stage's own configuration in a usage: a run starts at most once per window, each run starts a Glue
     job per dataset and the master merge and a crawler per dataset, and the schedules invoke their Lambdas

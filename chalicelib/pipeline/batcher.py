@@ -79,10 +79,6 @@ class Tick:
     detail: str = ""
 
 
-
-
-
-
 class Pipeline:
     def __init__(
         self,

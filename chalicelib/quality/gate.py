@@ -36,8 +36,6 @@ class SqlEngine(Protocol):
     def run(self, sql: str, timeout: float = 300.0) -> QueryResult: ...
 
 
-
-
 @dataclass
 class CheckResult:
     """One rule's outcome on one table."""

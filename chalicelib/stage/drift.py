@@ -386,8 +386,6 @@ class DriftCheck:
                 self.differs(resource, "definition (states that differ)", changed, "changed outside a deployment")
 
 
-
-
 def latest_deployment(s3: Any, settings: Settings, stage: Stage) -> dict[str, Any] | None:
     return next((d for d in declared.deployments(s3, settings, stage) if d["result"] == "succeeded"), None)
 
