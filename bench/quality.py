@@ -98,7 +98,7 @@ def main() -> int:
 
     settings = load_settings(ROOT / "config")
     contract = settings.datasets["orders"]
-    sql_rules = [r for r in contract.rules if r.check in (*quality.ROW_CHECKS, "freshness")]
+    sql_rules = [r for r in contract.rules if r.check not in ("volume", "row_count")]
     root = tempfile.mkdtemp(prefix="lakehouse-quality-bench-")
     lake = Lake(root, replace(settings, datasets={"orders": contract}))
     started = time.perf_counter()

@@ -4,7 +4,7 @@ key. One place, so the state machine plan, provisioning, IAM, teardown and drift
 
 from __future__ import annotations
 
-from chalicelib.config import Stage
+from chalicelib.config.model import Stage
 
 
 def crawler_name(stage: Stage, dataset: str) -> str:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chalicelib.quality.gate import CheckResult
+from chalicelib.quality.results import CheckResult
 
 STYLE = {"PASSED": "green", "WARN": "yellow", "ERROR": "red"}
 

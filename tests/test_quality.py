@@ -19,6 +19,8 @@ from chalicelib.errors import ConfigError
 from chalicelib.ledger import FileRecord, FileResult, InMemoryLedger, Status
 from chalicelib.pipeline.steps import RunSteps
 from chalicelib.quality import gate as quality
+from chalicelib.quality.dqdl import to_dqdl
+from chalicelib.quality.results import TableQuality
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 ORDERS = """
@@ -323,7 +325,7 @@ def test_the_run_step_gates_keeps_history_and_judges_volume(lake):
         ("run-000002", "WARN", 100),
         ("run-000001", "ERROR", 300),
     ]
-    assert quality.TableQuality.from_dict(history[1]).status == "ERROR"
+    assert TableQuality.from_dict(history[1]).status == "ERROR"
 
 
 def test_every_shipped_contracts_scan_is_trino_sql(settings):
@@ -341,7 +343,6 @@ def test_every_shipped_contracts_scan_is_trino_sql(settings):
 def test_dqdl_export_names_every_rule_with_its_severity():
     from click.testing import CliRunner
 
-    from chalicelib.quality.dqdl import to_dqdl
     from lakehouse.cli import main
 
     volume = '\n[[rules]]\ncheck = "volume"\nmax_change_percent = 25\nhistory = 5\n'
@@ -431,3 +432,36 @@ def test_athena_answers_in_strings_are_judged_like_duckdbs(lake):
     assert rows == 6 and (by_rule["unique(order_id)"].observed, by_rule["unique(order_id)"].sample) == (2, ["O1"])
     assert by_rule["not_null(email)"].observed == 0 and by_rule["not_null(email)"].passed
     assert by_rule["freshness(order_ts)"].observed == 6.0 and by_rule["fresh_days"].observed == -12.0
+
+
+def test_a_new_check_type_is_one_class_parsed_scanned_judged_and_exported(lake, monkeypatch):
+    """What docs/architecture.md promises: a check type is one class; registered, the config accepts it (with
+    its own keys and column types), the one scan computes it, and it has a DQDL form."""
+    from chalicelib.quality import checks
+
+    class MaxLength(checks.RowCheck):
+        name, keys, column_kinds = "max_length", ("column", "max"), ("string",)
+
+        def parse(self, t, columns):
+            return {**super().parse(t, columns), "max": t.number("max")}
+
+        def failing(self, rule, index):
+            return f"length({self.col(rule)}) > {checks.literal(rule.max)}"
+
+        def outside_text(self, rule):
+            return f" longer than {rule.max:g}"
+
+        def dqdl(self, rule):
+            return f"ColumnLength {checks.dqdl_text(rule.columns[0])} <= {rule.max:g}", ""
+
+    monkeypatch.setitem(checks.CHECKS, "max_length", MaxLength())
+    contract = contract_with('[[rules]]\ncheck = "max_length"\ncolumn = "email"\nmax = 12\n')
+    with pytest.raises(ConfigError, match="max_length applies to string columns, not decimal"):
+        contract_with('[[rules]]\ncheck = "max_length"\ncolumn = "total_amount"\nmax = 13\n')
+    write_orders(lake, ROWS)
+    engine = DuckDBEngine(lake)
+    _, [result] = quality.scan(engine, contract, engine.tables(), NOW, 60)
+    assert (result.rule, result.passed, result.observed) == ("max_length(email)", False, 4)  # 13 characters
+    assert sorted(result.sample) == ["O'5", "O1", "O4"]
+    assert result.threshold == "0 rows longer than 12"
+    assert 'ColumnLength "email" <= 12' in to_dqdl(contract)

@@ -15,6 +15,7 @@ from chalicelib.config import Settings, Stage
 from chalicelib.ledger import FileRecord, Ledger, Run, Status
 from chalicelib.quality import gate as quality
 from chalicelib.quality.gate import SqlEngine
+from chalicelib.quality.results import ERROR, PASSED, WARN, TableQuality
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,16 @@ class RunSteps:
             for rule in (r for r in contract.rules if r.check == "volume"):
                 earlier = [h for h in self.ledger.quality_history(contract.name, rule.history + 1) if h["run"] != name]
                 checks.append(quality.check_volume(rule, etl["rows_merged"], [h["rows_loaded"] for h in earlier]))
-            result = quality.TableQuality(
+            result = TableQuality(
                 contract.name, name, int(batch["batch"]), rows, etl["rows_merged"], checks, etl
             )
             self.ledger.save_quality(name, contract.name, result.as_dict())
             results.append(result)
         statuses = {r.status for r in results}
         status = (
-            quality.ERROR if quality.ERROR in statuses else quality.WARN if quality.WARN in statuses else quality.PASSED
+            ERROR if ERROR in statuses else WARN if WARN in statuses else PASSED
         )
-        failing = {r.dataset for r in results if r.status == quality.ERROR}
+        failing = {r.dataset for r in results if r.status == ERROR}
         return {
             "status": status,
             "summary": quality.summary(name, results),

@@ -1,0 +1,179 @@
+"""The configuration as frozen dataclasses: settings, stages, zones, limits, dataset contracts and their rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chalicelib.errors import ConfigError
+
+SETTINGS_FILE = "lakehouse.toml"
+
+
+DATASETS_DIR = "datasets"
+
+
+FORMATS = ("csv", "jsonl")
+
+
+RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+Format = Literal["csv", "jsonl"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    min: float | None = None  # numeric columns: rows outside [min, max] are rejected by the ETL
+    max: float | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("int32", "int64", "double") or self.type.startswith("decimal")
+
+
+SEVERITIES = ("warn", "error")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One quality rule of a contract (`[[rules]]`), checked on the processed table before curated/ is published.
+
+    An `error` that fails stops the publish (its dataset's batch is rolled back); a `warn` is reported and
+    alerted, and the run goes on."""
+
+    name: str  # unique in its contract; defaults to "<check>(<columns>)"
+    check: str
+    severity: str = "error"
+    columns: tuple[str, ...] = ()  # the column checked (unique: the key columns)
+    values: tuple[str, ...] = ()  # accepted_values
+    min: float | None = None  # range (column values), row_count (table rows)
+    max: float | None = None
+    pattern: str | None = None  # the whole value must match (regular expression, RE2/Java common subset)
+    references: tuple[str, str] | None = None  # (dataset, column) every non-null value must exist in
+    max_age_hours: float | None = None  # freshness: the newest value is at most this old
+    max_change_percent: float | None = None  # volume: rows loaded vs the median of earlier loads
+    history: int = 10  # volume: how many earlier loads the median is taken over ...
+    min_history: int = 3  # ... and how many it needs before it judges
+
+    @property
+    def column(self) -> str | None:
+        return self.columns[0] if self.columns else None
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a dataset's files must look like, and how its tables are keyed and partitioned."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    formats: tuple[Format, ...] = ("csv",)
+    delimiter: str = ","
+    partition_column: str | None = None
+    description: str = ""
+    foreign_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # column -> (dataset, column)
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns a file must carry: the non-nullable ones (a nullable column may be absent)."""
+        return tuple(c.name for c in self.columns if not c.nullable)
+
+
+@dataclass(frozen=True)
+class Zones:
+    raw: str = "raw/"
+    processed: str = "processed/"
+    curated: str = "curated/"
+    rejected: str = "rejected/"
+    archive: str = "archive/"
+    athena_results: str = "athena-results/"
+    reports: str = "reports/"
+    config: str = "config/"
+
+    def rejected_rows(self, dataset: str, batch: int) -> str:
+        """The key of a batch's rejected rows (Parquet, one object per batch: a re-run rewrites it)."""
+        return f"{self.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 5 * 1024**3
+    max_decompressed_bytes: int = 20 * 1024**3
+    max_compression_ratio: int = 200
+    max_line_bytes: int = 1024**2
+    max_batch_files: int = 1000  # one ETL batch: at most this many files ...
+    max_batch_bytes: int = 2 * 1024**3  # ... and this many bytes (a batch is read into memory)
+    athena_bytes_scanned_cutoff: int = 10 * 1024**3  # an Athena query reading more is cancelled (billed per byte)
+    access_log_days: int = 90  # the lake bucket's S3 access logs are kept this long
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """When accepted files start a pipeline run, and what stops a run before curated/ is published."""
+
+    window_seconds: int = 300  # a run starts once the oldest waiting file has waited this long ...
+    start_files: int = 1000  # ... or this many files wait ...
+    start_bytes: int = 1024**3  # ... or this many bytes (Glue bills a minimum per job run: batch them)
+    max_rejected_percent: int = 10  # quality gate: more rejected rows than this in a dataset batch is an error
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything one deployment stage needs: names of its resources and its tunables."""
+
+    name: str
+    project: str
+    region: str
+    bucket: str
+    ledger_table: str
+    ingest_queue: str
+    ingest_dlq: str
+    accepted_queue: str
+    alerts_topic: str
+    notifications_topic: str
+    retry_mode: str = "standard"
+    max_attempts: int = 5
+    lease_seconds: int = 960
+    queue_visibility_seconds: int = 1800
+    max_receive_count: int = 5
+    enforce_tls: bool = True  # bucket policy denying plain HTTP; off only for the loopback local stage
+    glue_role: str = ""  # IAM role (name or ARN) the Glue jobs run as
+    state_machine: str = ""
+    pipeline_role: str = ""  # IAM role (name or ARN) the state machine runs as
+    glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)
+    athena_workgroup: str = ""
+    log_bucket: str = ""  # where S3 writes the lake bucket's server access logs
+
+    def state_machine_arn(self, account: str) -> str:
+        return f"arn:aws:states:{self.region}:{account}:stateMachine:{self.state_machine}"
+
+    def topic_arn(self, topic: str, account: str) -> str:
+        return f"arn:aws:sns:{self.region}:{account}:{topic}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    region: str
+    zones: Zones
+    limits: Limits
+    stages: Mapping[str, Stage]
+    datasets: Mapping[str, Contract]
+    schedules: Mapping[str, str] = field(default_factory=dict)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    def stage(self, name: str) -> Stage:
+        try:
+            return self.stages[name]
+        except KeyError:
+            raise ConfigError(SETTINGS_FILE, "stages", name, f"no such stage; known: {sorted(self.stages)}") from None

@@ -1,0 +1,98 @@
+"""Typed, checked reading of TOML tables: every error names the file, the dotted key and the value."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from chalicelib.errors import ConfigError
+
+
+class Table:
+    """Typed, checked access to one TOML table; every error carries file and dotted key."""
+
+    def __init__(self, file: str, prefix: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, prefix or "(top level)", data, "must be a table")
+        self.file, self.prefix, self.data = file, prefix, data
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, value: object, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), value, problem)
+
+    def only(self, allowed: Iterable[str]) -> None:
+        allowed = set(allowed)
+        for name in self.data:
+            if name not in allowed:
+                raise self.fail(name, self.data[name], f"unknown key; expected one of {sorted(allowed)}")
+
+    def table(self, name: str) -> Table:
+        return Table(self.file, self.key(name), self.data.get(name, {}))
+
+    def str(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        choices: Iterable[str] | None = None,
+        pattern: re.Pattern[str] | None = None,
+    ) -> str:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.fail(name, value, "is required")
+        if not isinstance(value, str):
+            raise self.fail(name, value, "must be a string")
+        if choices is not None and value not in choices:
+            raise self.fail(name, value, f"must be one of {list(choices)}")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.fail(name, value, f"must match {pattern.pattern}")
+        return value
+
+    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self.data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, value, "must be an integer")
+        if value < minimum:
+            raise self.fail(name, value, f"must be at least {minimum}")
+        return value
+
+    def number(self, name: str) -> float | None:
+        value = self.data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise self.fail(name, value, "must be a number")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, value, "must be true or false")
+        return value
+
+    def str_list(self, name: str, default: list[str] | None = None) -> tuple[str, ...]:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.fail(name, value, "is required")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, value, "must be a list of strings")
+        return tuple(value)
+
+    def column_list(self, name: str, columns: Mapping[str, Any]) -> tuple[str, ...]:
+        """A non-empty list of names of the contract's columns."""
+        value = self.str_list(name)
+        if not value:
+            raise self.fail(name, [], "needs at least one column")
+        for column in value:
+            if column not in columns:
+                raise self.fail(name, list(value), f"column {column!r} is not in [columns]")
+        return value
+
+
+def parse_toml(file: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", None, f"not valid TOML: {exc}") from exc  # exc names line and column

@@ -1,0 +1,417 @@
+"""The quality check types: each is one class that knows its TOML keys, the column types it applies to, its part of
+the table's one scan (SQL that Athena/Trino and DuckDB share), how its result is judged, its threshold in words and
+its AWS Glue Data Quality (DQDL) form.
+
+Adding a check type is one class here, registered in `CHECKS`, plus its test.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from chalicelib.config.model import SEVERITIES, Column, Rule
+from chalicelib.config.reader import Table
+from chalicelib.errors import ConfigError
+from chalicelib.names import table_name
+from chalicelib.quality.results import CheckResult
+
+SAMPLE_SIZE = 5  # failing keys kept per rule
+
+
+@dataclass
+class ScanPart:
+    """What one rule adds to the table's scan: columns of the inner select, result columns, joins."""
+
+    inner: list[str] = field(default_factory=list)
+    select: list[str] = field(default_factory=list)
+    joins: list[str] = field(default_factory=list)
+
+
+def literal(value: Any) -> str:
+    """A SQL literal (strings quoted, whole numbers without a decimal point)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def quote(name: str) -> str:
+    return f'"{name}"'  # contract names are [a-z0-9_]: quoting only guards against reserved words
+
+
+def dqdl_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def dqdl_bounds(subject: str, low: float | None, high: float | None) -> str:
+    """`subject >= low and subject <= high` (DQDL's `between` excludes its ends; ours include them)."""
+    parts = [f"{subject} >= {_num(low)}"] if low is not None else []
+    parts += [f"{subject} <= {_num(high)}"] if high is not None else []
+    return parts[0] if len(parts) == 1 else " and ".join(f"({p})" for p in parts)
+
+
+def _bounds_text(rule: Rule) -> str:
+    return f"between {rule.min if rule.min is not None else '-inf'} and {rule.max if rule.max is not None else 'inf'}"
+
+
+class Check:
+    """A check type. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]]  # its TOML keys besides check, severity and name
+    column_kinds: ClassVar[tuple[str, ...]] = ()  # the types its `column` may have (empty: any)
+    scanned: ClassVar[bool] = True  # judged from the table's scan (volume: from the ledger's history)
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        """The Rule fields this check's keys give; every mistake refused with file, key and value."""
+        if "column" in self.keys:
+            return {"columns": (self._column(t, columns),)}
+        return {}
+
+    def _column(self, t: Table, columns: Mapping[str, Column]) -> str:
+        """The rule's `column`: it exists and has a type the check applies to."""
+        name = t.str("column")
+        if name not in columns:
+            raise t.fail("column", name, f"no such column; the contract has {sorted(columns)}")
+        col = columns[name]
+        kinds = self.column_kinds
+        if kinds and col.type not in kinds and not ("numeric" in kinds and col.numeric):
+            raise t.fail("column", name, f"{self.name} applies to {' or '.join(kinds)} columns, not {col.type}")
+        return name
+
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
+        """Its part of the one scan (`t` is the table's alias, `key` the primary key as text)."""
+        return ScanPart()
+
+    def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
+        """Its outcome from the scan's one result row (None: the table does not exist, so no rows)."""
+        raise NotImplementedError(f"{self.name} is not judged from the scan")
+
+    def threshold(self, rule: Rule) -> str:
+        """What the result is held against, for people."""
+        raise NotImplementedError
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        """The DQDL rule, and a note where its meaning differs from ours ('' where it does not)."""
+        raise NotImplementedError
+
+    def result(
+        self, rule: Rule, passed: bool, observed: Any, sample: list[str] | None = None, detail: str = ""
+    ) -> CheckResult:
+        threshold = self.threshold(rule)
+        return CheckResult(rule.name, rule.check, rule.severity, passed, observed, threshold, sample or [], detail)
+
+
+class RowCheck(Check):
+    """A rule rows fail one by one: the scan counts the failing rows and keeps a sample of their keys."""
+
+    outside: ClassVar[str] = ""  # the threshold's words after "0 rows"
+
+    def failing(self, rule: Rule, index: int) -> str:
+        """The SQL condition a row fails the rule by."""
+        raise NotImplementedError
+
+    def col(self, rule: Rule) -> str:
+        return f"t.{quote(rule.columns[0])}"
+
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
+        condition = self.failing(rule, index)
+        return ScanPart(
+            select=[
+                f"count_if({condition}) AS v{index}",
+                f"array_join(min({key}, {SAMPLE_SIZE}) FILTER (WHERE {condition}), ' | ') AS s{index}",
+            ]
+        )
+
+    def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
+        i = index
+        failing = int(row[f"v{i}"] or 0) if row else 0
+        sample = list(dict.fromkeys(str(row[f"s{i}"]).split(" | "))) if row and row[f"s{i}"] else []
+        return self.result(rule, failing == 0, failing, sample, f"{failing} of {rows} rows fail" if failing else "")
+
+    def threshold(self, rule: Rule) -> str:
+        return f"0 rows{self.outside_text(rule)}"
+
+    def outside_text(self, rule: Rule) -> str:
+        return ""
+
+
+class NotNull(RowCheck):
+    name, keys = "not_null", ("column",)
+
+    def failing(self, rule: Rule, index: int) -> str:
+        return f"{self.col(rule)} IS NULL"
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        return f"IsComplete {dqdl_text(rule.columns[0])}", ""
+
+
+class Unique(RowCheck):
+    name, keys = "unique", ("columns",)
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        return {"columns": t.column_list("columns", columns)}
+
+    def failing(self, rule: Rule, index: int) -> str:
+        return f"t._n{index} > 1"
+
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
+        part = super().scan(rule, index, key, tables)  # rows whose key occurs more than once, in the same scan
+        part.inner.append(f"count(*) OVER (PARTITION BY {', '.join(quote(c) for c in rule.columns)}) AS _n{index}")
+        return part
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        return "IsUnique " + " ".join(dqdl_text(c) for c in rule.columns), ""
+
+
+class AcceptedValues(RowCheck):
+    name, keys, column_kinds = "accepted_values", ("column", "values"), ("string",)
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        values = t.str_list("values")
+        if not values:
+            raise t.fail("values", [], "needs at least one value")
+        return {**super().parse(t, columns), "values": values}
+
+    def failing(self, rule: Rule, index: int) -> str:
+        col = self.col(rule)
+        return f"{col} IS NOT NULL AND {col} NOT IN ({', '.join(literal(v) for v in rule.values)})"
+
+    def outside_text(self, rule: Rule) -> str:
+        return f" outside {list(rule.values)}"
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        values = ", ".join(dqdl_text(v) for v in rule.values)
+        note = "DQDL counts NULL as failing; the lakehouse ignores NULL"
+        return f"ColumnValues {dqdl_text(rule.columns[0])} in [{values}]", note
+
+
+def _min_max(t: Table, check: str) -> dict[str, Any]:
+    low, high = t.number("min"), t.number("max")
+    if low is None and high is None:
+        raise t.fail("min", None, f"{check} needs min, max or both")
+    if low is not None and high is not None and low > high:
+        raise t.fail("max", high, f"is below min = {low}")
+    return {"min": low, "max": high}
+
+
+class Range(RowCheck):
+    name, keys, column_kinds = "range", ("column", "min", "max"), ("numeric",)
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        return {**super().parse(t, columns), **_min_max(t, self.name)}
+
+    def failing(self, rule: Rule, index: int) -> str:
+        col = self.col(rule)
+        bounds = [f"{col} < {literal(rule.min)}"] if rule.min is not None else []
+        bounds += [f"{col} > {literal(rule.max)}"] if rule.max is not None else []
+        return f"({' OR '.join(bounds)})"
+
+    def threshold(self, rule: Rule) -> str:
+        return _bounds_text(rule)
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        return dqdl_bounds(f"ColumnValues {dqdl_text(rule.columns[0])}", rule.min, rule.max), ""
+
+
+class Pattern(RowCheck):
+    name, keys, column_kinds = "pattern", ("column", "pattern"), ("string",)
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        pattern = t.str("pattern")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise t.fail("pattern", pattern, f"not a valid regular expression: {exc}") from None
+        return {**super().parse(t, columns), "pattern": pattern}
+
+    def failing(self, rule: Rule, index: int) -> str:  # the whole value must match; regexp_like is a DuckDB macro
+        col = self.col(rule)
+        return f"{col} IS NOT NULL AND NOT regexp_like({col}, {literal(f'^(?:{rule.pattern})$')})"
+
+    def outside_text(self, rule: Rule) -> str:
+        return f" not matching {rule.pattern}"
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        return f"ColumnValues {dqdl_text(rule.columns[0])} matches {dqdl_text(f'^(?:{rule.pattern})$')}", (
+            "DQDL counts NULL as failing"
+        )
+
+
+class References(RowCheck):
+    name, keys = "references", ("column", "to")
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        target = t.str("to", pattern=re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"))
+        parent, column = target.split(".")  # checked against the other contracts by parse_settings
+        return {**super().parse(t, columns), "references": (parent, column)}
+
+    def failing(self, rule: Rule, index: int) -> str:
+        return f"{self.col(rule)} IS NOT NULL AND r{index}._ref IS NULL"
+
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
+        part = super().scan(rule, index, key, tables)
+        parent, parent_col = rule.references or ("", "")
+        if table_name(parent) in tables:
+            part.joins.append(
+                f"LEFT JOIN (SELECT DISTINCT CAST({quote(parent_col)} AS varchar) AS _ref "
+                f"FROM {table_name(parent)}) r{index} ON CAST({self.col(rule)} AS varchar) = r{index}._ref"
+            )
+        else:  # no parent table yet: every value is missing from it
+            part.joins.append(f"LEFT JOIN (VALUES (CAST(NULL AS varchar))) AS r{index}(_ref) ON 1 = 0")
+        return part
+
+    def outside_text(self, rule: Rule) -> str:
+        return f" missing from {'.'.join(rule.references or ())}"
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        dataset, column = rule.references or ("", "")
+        note = f"needs the processed {dataset} table as an additional data source with the alias {dataset}"
+        return f"ReferentialIntegrity {dqdl_text(rule.columns[0])} {dqdl_text(f'{dataset}.{column}')} = 1.0", note
+
+
+def parse_time(text: str) -> datetime:
+    """A date or timestamp as Athena or DuckDB print it ('2025-03-01 10:00:00.000 UTC', '...+00')."""
+    text = text.strip().removesuffix(" UTC")
+    if len(text) == 10:  # a date: its rows may arrive until the end of that day
+        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return day + timedelta(days=1)
+    if text[-3:-2] in "+-" and text[-3:].lstrip("+-").isdigit():
+        text += ":00"
+    moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Freshness(Check):
+    name, keys, column_kinds = "freshness", ("column", "max_age_hours"), ("date", "timestamp")
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        column = super().parse(t, columns)
+        hours = t.number("max_age_hours")
+        if hours is None or hours <= 0:
+            raise t.fail("max_age_hours", hours, "is required and must be above 0")
+        return {**column, "max_age_hours": hours}
+
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
+        return ScanPart(select=[f"CAST(max(t.{quote(rule.columns[0])}) AS varchar) AS v{index}"])
+
+    def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
+        newest = row[f"v{index}"] if row else None
+        if newest is None:
+            return self.result(rule, False, None, detail="no rows")
+        age = round((now - parse_time(str(newest))).total_seconds() / 3600, 1)
+        ok = age <= (rule.max_age_hours or 0)
+        return self.result(rule, ok, age, detail="" if ok else f"newest {rule.columns[0]} is {newest}, {age:g} h old")
+
+    def threshold(self, rule: Rule) -> str:
+        return f"newest at most {rule.max_age_hours:g} h old"
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        return f"DataFreshness {dqdl_text(rule.columns[0])} <= {_num(rule.max_age_hours or 0)} hours", ""
+
+
+class RowCount(Check):
+    name, keys = "row_count", ("min", "max")
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        bounds = _min_max(t, self.name)
+        if any(v is not None and v < 0 for v in bounds.values()):
+            raise t.fail("min", bounds["min"], "row counts are never negative")
+        return bounds
+
+    def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
+        ok = (rule.min is None or rows >= rule.min) and (rule.max is None or rows <= rule.max)
+        return self.result(rule, ok, rows, detail="" if ok else f"the table has {rows} rows")
+
+    def threshold(self, rule: Rule) -> str:
+        return _bounds_text(rule)
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        return dqdl_bounds("RowCount", rule.min, rule.max), ""
+
+
+class Volume(Check):
+    """Rows a run loaded against the median of earlier loads (from the ledger's history, not the scan)."""
+
+    name, keys, scanned = "volume", ("max_change_percent", "history", "min_history"), False
+
+    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
+        change = t.number("max_change_percent")
+        if change is None or change <= 0:
+            raise t.fail("max_change_percent", change, "is required and must be above 0")
+        history, least = t.int("history", 10, minimum=1), t.int("min_history", 3, minimum=1)
+        if least > history:
+            raise t.fail("min_history", least, f"is above history = {history}")
+        return {"max_change_percent": change, "history": history, "min_history": least}
+
+    def judge_loads(self, rule: Rule, loaded: int, history: list[int]) -> CheckResult:
+        """Rows loaded now against the median of the earlier loads (newest first in `history`)."""
+        earlier = history[: rule.history]
+        if len(earlier) < rule.min_history:
+            detail = f"not judged: {len(earlier)} earlier loads, {rule.min_history} needed"
+            return self.result(rule, True, None, detail=detail)
+        median = statistics.median(earlier)
+        change = 100.0 if median == 0 and loaded else (0.0 if median == 0 else 100.0 * (loaded - median) / median)
+        ok = abs(change) <= (rule.max_change_percent or 0)
+        detail = f"{loaded} rows loaded, median of the last {len(earlier)} loads {median:g} ({change:+.1f}%)"
+        return self.result(rule, ok, round(change, 1), detail=detail)
+
+    def threshold(self, rule: Rule) -> str:
+        return f"within {rule.max_change_percent:g}% of the median of the last {rule.history} loads"
+
+    def dqdl(self, rule: Rule) -> tuple[str, str]:
+        share = (rule.max_change_percent or 0) / 100
+        mean = f"avg(last({rule.history}))"
+        return (
+            f"(RowCount >= {mean} * {_num(1 - share)}) and (RowCount <= {mean} * {_num(1 + share)})",
+            "DQDL judges the table's rows against the mean of earlier runs; the lakehouse judges the rows a run "
+            "loaded against their median",
+        )
+
+
+VOLUME = Volume()
+CHECKS: dict[str, Check] = {
+    c.name: c
+    for c in (NotNull(), Unique(), AcceptedValues(), Range(), Pattern(), References(), Freshness(), RowCount(), VOLUME)
+}
+
+
+def check_of(rule: Rule) -> Check:
+    return CHECKS[rule.check]
+
+
+def parse_rules(file: str, data: Any, columns: Mapping[str, Column]) -> tuple[Rule, ...]:
+    """`[[rules]]`: every mistake a rule can carry (a column that does not exist, a check that cannot apply
+    to the column's type, a pattern that does not compile) is refused here, when the config is loaded."""
+    if not isinstance(data, list):
+        raise ConfigError(file, "rules", data, "must be an array of tables ([[rules]])")
+    rules: list[Rule] = []
+    for index, item in enumerate(data):
+        t = Table(file, f"rules[{index}]", item)
+        rule = parse_rule(t, columns)
+        if any(r.name == rule.name for r in rules):
+            raise t.fail("name", rule.name, "another rule has this name; give one of them a `name`")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def parse_rule(t: Table, columns: Mapping[str, Column]) -> Rule:
+    name = t.str("check", choices=CHECKS)
+    check = CHECKS[name]
+    t.only({"check", "severity", "name", *check.keys})
+    fields_ = check.parse(t, columns)
+    default_name = f"{name}({','.join(fields_['columns'])})" if fields_.get("columns") else name
+    severity = t.str("severity", "error", choices=SEVERITIES)
+    return Rule(name=t.str("name", default_name), check=name, severity=severity, **fields_)  # type: ignore[arg-type]
+
+
+def scanned(rules: Iterable[Rule]) -> list[Rule]:
+    return [r for r in rules if check_of(r).scanned]
