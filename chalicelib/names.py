@@ -16,6 +16,14 @@ def job_name(stage: Stage, script: str) -> str:
     return f"{stage.project}-{stage.name}-{script.removesuffix('.py').replace('_', '-')}"
 
 
+PROCESS_SCRIPT = "process_dataset.py"  # the one Glue entry point of every dataset's job (`--dataset <name>`)
+
+
+def process_job(stage: Stage, dataset: str) -> str:
+    """The Glue job that merges a dataset's batches into processed/ (one per dataset: one writer per table)."""
+    return job_name(stage, f"process_{dataset}")
+
+
 def api_key_name(stage: Stage) -> str:
     """The API key and usage plan of an api_key stage."""
     return f"{stage.project}-{stage.name}-api"

@@ -27,6 +27,6 @@ def _library_zip(project_dir: Path) -> bytes:
 def glue_files(settings: Settings, stage: Stage, project_dir: Path = PROJECT_DIR) -> dict[str, bytes]:
     """What the Glue jobs run, by key in the lake bucket: the entry points and the library zip."""
     files = {f"{GLUE_PREFIX}lakehouse_libs.zip": _library_zip(project_dir)}
-    for script in sorted(set(glue_jobs(settings, stage).values())):
+    for script in sorted({job.script for job in glue_jobs(settings, stage).values()}):
         files[f"{GLUE_PREFIX}scripts/{script}"] = (project_dir / "glue_scripts" / script).read_bytes()
     return files

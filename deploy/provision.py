@@ -228,8 +228,8 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
     for key, body in glue_files(settings, stage, project_dir).items():
         put_if_changed(s3, stage.bucket, key, body)
     account = account_id(sts)
-    for name, script in glue_jobs(settings, stage).items():
-        definition = job_definition(stage, script, account)
+    for name, job in glue_jobs(settings, stage).items():
+        definition = job_definition(stage, job, account)
         try:
             current = glue.get_job(JobName=name)["Job"]
         except glue.exceptions.EntityNotFoundException:

@@ -13,6 +13,7 @@ from typing import Any
 
 from chalicelib.config import Settings, Stage, dataset_order
 from chalicelib.errors import LakehouseError
+from chalicelib.names import PROCESS_SCRIPT
 
 GLUE_SCRIPTS = Path(__file__).resolve().parent.parent / "glue_scripts"
 
@@ -69,7 +70,7 @@ def run_etl(
         if datasets and dataset not in datasets:
             continue
         progress(f"process_{dataset}")
-        reports[dataset] = run_script(f"process_{dataset}.py", stage)
+        reports[dataset] = run_script(PROCESS_SCRIPT, stage, ["--dataset", dataset])
     if curated:
         progress("master_merge")
         reports["curated"] = run_script("master_merge.py", stage)

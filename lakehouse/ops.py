@@ -126,13 +126,13 @@ def table_uri(lake: Any, name: str) -> str:
 
 def fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
     """`orders` or `orders:1` (a dataset, or master_merge) -> {Glue job name: runs that will fail}."""
-    from chalicelib.names import job_name
+    from chalicelib.names import job_name, process_job
 
     out_: dict[str, int] = {}
     for spec in specs:
         name, _, times = spec.partition(":")
-        script = "master_merge.py" if name == "master_merge" else f"process_{name}.py"
-        out_[job_name(stage, script)] = int(times) if times else 1_000_000
+        job = job_name(stage, "master_merge.py") if name == "master_merge" else process_job(stage, name)
+        out_[job] = int(times) if times else 1_000_000
     return out_
 
 

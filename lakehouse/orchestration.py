@@ -101,8 +101,8 @@ class LocalServices:
     def run_job(self, job: str, arguments: dict[str, str]) -> dict[str, Any]:
         from lakehouse.jobs import run_script
 
-        script = glue_jobs(self.settings, self.stage).get(job)
-        if script is None:
+        glue_job = glue_jobs(self.settings, self.stage).get(job)
+        if glue_job is None:
             raise TaskError("Glue.EntityNotFoundException", f"no Glue job named {job}")
         run = {"Id": f"jr_{uuid.uuid4().hex}", "JobName": job, "Arguments": arguments, "StartedOn": time.time()}
         with self._lock:
@@ -112,8 +112,9 @@ class LocalServices:
                 self.fail_jobs[job] -= 1
         try:
             if forced:
-                raise LakehouseError(f"{script} failed: forced failure (lakehouse run --fail-job {job})")
-            run_script(script, self.stage, [arg for pair in arguments.items() for arg in pair])
+                raise LakehouseError(f"{job} failed: forced failure (lakehouse run --fail-job {job})")
+            given = {**glue_job.arguments, **arguments}  # a run's arguments over the job's defaults, as on Glue
+            run_script(glue_job.script, self.stage, [arg for pair in given.items() for arg in pair])
         except LakehouseError as exc:  # the .sync integration fails the Task with the job run as its cause
             run.update(JobRunState="FAILED", ErrorMessage=str(exc)[-2000:])
             raise TaskError("States.TaskFailed", json.dumps(run)) from exc

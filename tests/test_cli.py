@@ -65,7 +65,8 @@ def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recov
         "run-000001: FAILED" in result.stdout
         and "sns lakehouse-local-alerts: lakehouse: run run-000001 FAILED" in result.stdout
     )
-    assert "States.TaskFailed: process_orders.py failed: forced failure" in result.stdout  # the FAILED ledger entries
+    # the FAILED ledger entries
+    assert "States.TaskFailed: lakehouse-local-process-orders failed: forced failure" in result.stdout
     assert "NotRun: not run: orders failed in an earlier level" in result.stdout
     assert "run-000002: SUCCEEDED" in result.stdout and "demo passed" in result.stderr
 

@@ -268,13 +268,18 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     assert len(names) == 8 and "lakehouse-local-process-order-items" in names
     job = glue.get_job(JobName="lakehouse-local-process-orders")["Job"]
     assert job["GlueVersion"] == "5.0" and job["Command"]["Name"] == "glueetl"
-    assert job["Command"]["ScriptLocation"] == "s3://lakehouse-local-lake/glue/scripts/process_orders.py"
+    # one entry point for every dataset, told which by its job's --dataset
+    assert job["Command"]["ScriptLocation"] == "s3://lakehouse-local-lake/glue/scripts/process_dataset.py"
+    assert job["DefaultArguments"]["--dataset"] == "orders"
     args = job["DefaultArguments"]
     assert args["--additional-python-modules"] == GLUE_PYTHON_MODULES
     assert args["--extra-py-files"] == "s3://lakehouse-local-lake/glue/lakehouse_libs.zip"
     assert (args["--stage"], args["--bucket"]) == ("local", "lakehouse-local-lake")
-    script = provisioned.s3.get_object(Bucket=stage.bucket, Key="glue/scripts/process_orders.py")["Body"].read()
-    assert b'entry.process_dataset("orders")' in script
+    script = provisioned.s3.get_object(Bucket=stage.bucket, Key="glue/scripts/process_dataset.py")["Body"].read()
+    assert b"entry.process_dataset()" in script
+    scripts = provisioned.s3.list_objects_v2(Bucket=stage.bucket, Prefix="glue/scripts/")["Contents"]
+    uploaded = sorted(o["Key"].rsplit("/", 1)[1] for o in scripts)
+    assert uploaded == ["housekeeping.py", "master_merge.py", "process_dataset.py"]
     # The versions Glue installs are the versions the tests run with.
     dev = (CONFIG.parent / "requirements-dev.txt").read_text()
     for pin in GLUE_PYTHON_MODULES.split(","):

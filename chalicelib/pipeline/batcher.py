@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.ledger import FileRecord, Ledger, Run
-from chalicelib.names import crawler_name, job_name
+from chalicelib.names import crawler_name, process_job
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class Pipeline:
                 files += len(records)
                 size += sum(r.size or 0 for r in records)
                 batches.append(
-                    {"dataset": dataset, "batch": batch.number, "job": job_name(self.stage, f"process_{dataset}.py")}
+                    {"dataset": dataset, "batch": batch.number, "job": process_job(self.stage, dataset)}
                 )
             if batches:
                 levels.append(batches)

@@ -13,6 +13,7 @@ from typing import Any
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.ledger import FileRecord, Ledger, Run, Status
+from chalicelib.names import process_job
 from chalicelib.quality import gate as quality
 from chalicelib.quality.gate import SqlEngine
 from chalicelib.quality.results import ERROR, PASSED, WARN, TableQuality
@@ -53,7 +54,6 @@ class RunSteps:
         """Merged batches of datasets outside this run that no quality check has seen (a run that failed
         before its gate, a manual `lakehouse etl`): they are audited now, so nothing reaches curated/ unaudited,
         and rolled back like the run's own if they fail."""
-        from chalicelib.names import job_name
 
         planned, out = {b["dataset"] for b in run.batches}, []
         for dataset in sorted(set(self.settings.datasets) - planned):
@@ -63,7 +63,7 @@ class RunSteps:
             latest = self.ledger.quality_history(dataset, 1)
             if latest and latest[0]["batch"] == int(item["number"]):
                 continue
-            job = job_name(self.stage, f"process_{dataset}.py")
+            job = process_job(self.stage, dataset)
             out.append({"dataset": dataset, "batch": int(item["number"]), "job": job})
         return out
 

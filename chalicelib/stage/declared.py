@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.config import Settings, Stage
-from chalicelib.names import job_name
+from chalicelib.names import PROCESS_SCRIPT, job_name, process_job
 
 NOTIFICATION_ID = "lakehouse-ingest"
 
@@ -102,23 +103,32 @@ def log_retention(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def glue_jobs(settings: Settings, stage: Stage) -> dict[str, str]:
-    """Job name -> entry point script, for every Glue job of the stage."""
-    scripts = [*(f"process_{d}.py" for d in settings.datasets), "master_merge.py", "housekeeping.py"]
-    return {job_name(stage, script): script for script in scripts}
+@dataclass(frozen=True)
+class GlueJob:
+    """One Glue job: its entry point and the arguments it always gets (its DefaultArguments)."""
+
+    script: str
+    arguments: Mapping[str, str] = field(default_factory=dict)
+
+
+def glue_jobs(settings: Settings, stage: Stage) -> dict[str, GlueJob]:
+    """Every Glue job of the stage by name: one per dataset, all running process_dataset.py with their
+    `--dataset`, then the master merge and housekeeping."""
+    jobs = {process_job(stage, d): GlueJob(PROCESS_SCRIPT, {"--dataset": d}) for d in settings.datasets}
+    return {**jobs, **{job_name(stage, s): GlueJob(s) for s in ("master_merge.py", "housekeeping.py")}}
 
 
 def role_arn(role: str, account: str) -> str:
     return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
 
 
-def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
+def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
     return {
         "Role": role_arn(stage.glue_role, account),
         "Command": {
             "Name": "glueetl",
             "PythonVersion": "3",
-            "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{script}",
+            "ScriptLocation": f"s3://{stage.bucket}/{GLUE_PREFIX}scripts/{job.script}",
         },
         "GlueVersion": GLUE_VERSION,
         "WorkerType": "G.1X",
@@ -133,6 +143,7 @@ def job_definition(stage: Stage, script: str, account: str) -> dict[str, Any]:
             "--bucket": stage.bucket,
             "--enable-metrics": "true",
             "--enable-continuous-cloudwatch-log": "true",
+            **job.arguments,
         },
     }
 

@@ -213,14 +213,14 @@ class DriftCheck:
 
     def glue_jobs(self, _: Any) -> None:
         account = account_id(self.c.sts)
-        for name, script in declared.glue_jobs(self.settings, self.stage).items():
+        for name, glue_job in declared.glue_jobs(self.settings, self.stage).items():
             resource = f"glue job {name}"
             self.checked.append(resource)
             job = self._read(lambda n=name: self.c.glue.get_job(JobName=n)["Job"], ("EntityNotFoundException",))
             if job is None:
                 self.differs(resource, "exists", True, False)
                 continue
-            for key, value in declared.job_definition(self.stage, script, account).items():
+            for key, value in declared.job_definition(self.stage, glue_job, account).items():
                 self.differs(resource, key, value, job.get(key))
 
     def lifecycle(self, _: Any) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from chalicelib import APP_NAME
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.names import crawler_name, job_name
+from chalicelib.names import crawler_name, job_name, process_job
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
 
@@ -112,7 +112,7 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str,
     to the two topics."""
     region = stage.region
     glue = f"arn:aws:glue:{region}:{account}"
-    jobs = sorted(job_name(stage, s) for s in [*(f"process_{d}.py" for d in settings.datasets), "master_merge.py"])
+    jobs = sorted([*(process_job(stage, d) for d in settings.datasets), job_name(stage, "master_merge.py")])
     return {
         "Version": "2012-10-17",
         "Statement": [

@@ -39,23 +39,23 @@ def job_from_arguments(args: dict[str, str | None]) -> Any:
     return Job.for_stage(settings, args["stage"])
 
 
-def process_dataset(dataset: str) -> None:
-    """A processed/ job: the batch a pipeline run planned (`--batch N`), every pending file (no argument), or
-    taking a batch that failed the quality gate back out of the table (`--rollback N`)."""
+def process_dataset() -> None:
+    """A dataset's processed/ job (`--dataset NAME`): the batch a pipeline run planned (`--batch N`), every pending
+    file (no argument), or taking a batch that failed the quality gate back out of the table (`--rollback N`)."""
     from lakehouse_etl import processed
 
-    def work(job: Any, batch: str | None, rollback: str | None) -> Any:
+    def work(job: Any, dataset: str, batch: str | None, rollback: str | None) -> Any:
         if rollback is not None:
             return processed.roll_back_batch(job, dataset, int(rollback))
         return processed.run(job, dataset) if batch is None else processed.run_batch(job, dataset, int(batch))
 
-    main(work, optional=["batch", "rollback"])
+    main(work, required=["dataset"], optional=["batch", "rollback"])
 
 
-def main(work: Callable[..., Any], optional: list[str] = ()) -> None:
-    """Run `work(job, *optional arguments)` and print its JSON report as the last line."""
+def main(work: Callable[..., Any], required: list[str] = (), optional: list[str] = ()) -> None:
+    """Run `work(job, *required arguments, *optional arguments)` and print its JSON report as the last line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = arguments(["stage", "bucket"], optional)
-    result = work(job_from_arguments(args), *(args[name] for name in optional))
+    args = arguments(["stage", "bucket", *required], optional)
+    result = work(job_from_arguments(args), *(args[name] for name in [*required, *optional]))
     items = result if isinstance(result, list) else [result]
     print(json.dumps([asdict(r) if is_dataclass(r) else r for r in items], default=str))
