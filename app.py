@@ -146,6 +146,30 @@ def _aws_errors(view):
     return answer
 
 
+_DATA_VIEWS: set[str] = set()
+
+
+def data_route(path: str, method: str):
+    """A route that answers with data: the stage's authorization (API_AUTH) and AWS errors as 503s."""
+
+    def register(view):
+        _DATA_VIEWS.add(view.__name__)
+        return app.route(path, methods=[method], **API_AUTH)(_aws_errors(view))
+
+    return register
+
+
+def openapi_routes() -> list:
+    """Every route of the app, for its OpenAPI document: the document is generated from these."""
+    from chalicelib.api.openapi import Route
+
+    return [
+        Route(path, method, (entry.view_function.__doc__ or "").strip().split("\n")[0], entry.view_name in _DATA_VIEWS)
+        for path, methods in app.routes.items()
+        for method, entry in methods.items()
+    ]
+
+
 @app.route("/", methods=["GET"])
 def dashboard():
     """The dashboard page for people: static, its data comes from /status and /cost (which are protected)."""
@@ -157,10 +181,10 @@ def dashboard():
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi():
-    """The API's OpenAPI document, built from the code it describes."""
+    """The API's OpenAPI document, built from the app's routes and the code they call."""
     from chalicelib.api.openapi import document
 
-    return document(API_AUTH_MODE)
+    return document(API_AUTH_MODE, openapi_routes())
 
 
 def _cost(params: dict) -> dict:
@@ -176,15 +200,13 @@ def _cost(params: dict) -> dict:
         raise BadRequestError(str(exc)) from None
 
 
-@app.route("/cost", methods=["GET"], **API_AUTH)
-@_aws_errors
+@data_route("/cost", "GET")
 def cost_get():
     """Monthly cost estimate; query parameters: `scenario` (light, medium, heavy) and any usage figure."""
     return _cost(app.current_request.query_params or {})
 
 
-@app.route("/cost", methods=["POST"], **API_AUTH)
-@_aws_errors
+@data_route("/cost", "POST")
 def cost_post():
     """The same, with a JSON object body (`storage_split` as an object)."""
     from chalice import BadRequestError
@@ -198,8 +220,7 @@ def cost_post():
     return _cost(body or {})
 
 
-@app.route("/status", methods=["GET"], **API_AUTH)
-@_aws_errors
+@data_route("/status", "GET")
 def status_get():
     """The pipeline at a glance, from summaries only; `files` (1-200, default 20) recent files."""
     from datetime import UTC, datetime

@@ -45,10 +45,20 @@ def test_the_openapi_document_is_valid_and_describes_every_cost_parameter(client
     assert parameters["glue_dpus"] == {"type": "number", "minimum": 0, "maximum": 1000}
     assert parameters["scenario"]["enum"] == ["light", "medium", "heavy"]
     assert "security" not in document["paths"]["/status"]["get"]  # the local stage: open on loopback
-    iam, key = openapi.document("iam"), openapi.document("api_key")
+    iam, key = openapi.document("iam", app.openapi_routes()), openapi.document("api_key", app.openapi_routes())
     assert iam["paths"]["/cost"]["post"]["security"] == [{"sigv4": []}]
     assert key["components"]["securitySchemes"]["api_key"]["name"] == "x-api-key"
     assert "security" not in iam["paths"]["/"]["get"]  # the page itself holds no data
+
+
+def test_every_route_of_the_app_is_in_its_openapi_document_and_nothing_else():
+    document = openapi.document("iam", app.openapi_routes())
+    documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
+    assert documented == {(path, method) for path, methods in app.app.routes.items() for method in methods}
+    assert all(op["summary"] for ops in document["paths"].values() for op in ops.values())  # from the docstrings
+    data = {(r.path, r.method) for r in app.openapi_routes() if r.protected}
+    assert data == {("/cost", "GET"), ("/cost", "POST"), ("/status", "GET")}
+    assert all(app.app.routes[p][m].authorizer is None for p, m in data)  # this test process: the local stage's none
 
 
 def test_each_stage_protects_its_api_as_configured():
@@ -122,7 +132,7 @@ def test_get_cost_prices_the_pushed_lifecycle_rules(client, provisioned, stage):
 
 
 # schemathesis: every operation of the document, generated from it, against the API over real HTTP.
-SCHEMA = schemathesis.openapi.from_dict(openapi.document("none"))
+SCHEMA = schemathesis.openapi.from_dict(openapi.document("none", app.openapi_routes()))
 
 
 @SCHEMA.parametrize()

@@ -1,9 +1,11 @@
-"""The HTTP API's OpenAPI 3.0 document (GET /openapi.json), built from the code it describes: the cost
-parameters and their bounds come from `cost.Usage` and `cost.LIMITS`, so the document cannot fall behind."""
+"""The HTTP API's OpenAPI 3.0 document (GET /openapi.json), built from the code it describes: its paths are the
+app's routes (each summary is the view's docstring), and the cost parameters and their bounds come from
+`cost.Usage` and `cost.LIMITS`, so the document cannot fall behind. A test checks every route is in it."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from chalicelib.cost import estimate as cost
@@ -100,15 +102,64 @@ def _usage_schemas() -> dict[str, dict[str, Any]]:
     return schemas
 
 
-def document(auth: str) -> dict[str, Any]:
-    """The document for a stage whose routes are protected by `auth` (iam, api_key or none)."""
-    usage = _usage_schemas()
-    scenario = {"type": "string", "enum": list(cost.SCENARIOS)}
+@dataclass(frozen=True)
+class Route:
+    """One operation of the app: `protected` routes hold data and carry the stage's authorization."""
+
+    path: str
+    method: str
+    summary: str
+    protected: bool
+
+
+def _operations(usage: dict[str, Any], scenario: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """What a route's docstring cannot say: its parameters, its body and its answer."""
     query = []
     for name, schema in {"scenario": scenario, **usage}.items():
         if name == "storage_split":
             schema = {"type": "string", "pattern": r"^[A-Z_]+:[0-9.]+(,[A-Z_]+:[0-9.]+)*$", "example": "STANDARD:1"}
         query.append({"name": name, "in": "query", "required": False, "schema": schema})
+    html = {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    return {
+        ("/", "GET"): {"responses": html},
+        ("/openapi.json", "GET"): {
+            "responses": {"200": {"description": "this document", "content": {"application/json": {"schema": {}}}}}
+        },
+        ("/cost", "GET"): {"parameters": query, "responses": _responses(ESTIMATE)},
+        ("/cost", "POST"): {
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"scenario": scenario, **usage},
+                            "additionalProperties": False,
+                            "nullable": True,  # no body, or null: this stage's configuration
+                        }
+                    }
+                },
+            },
+            "responses": _responses(ESTIMATE),
+        },
+        ("/status", "GET"): {
+            "parameters": [
+                {
+                    "name": "files",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
+                }
+            ],
+            "responses": _responses(STATUS),
+        },
+    }
+
+
+def document(auth: str, routes: Iterable[Route]) -> dict[str, Any]:
+    """The document of the app's `routes` for a stage whose data routes are protected by `auth` (iam, api_key or
+    none). A route without details here is still documented, with the generic answers."""
+    operations = _operations(_usage_schemas(), {"type": "string", "enum": list(cost.SCENARIOS)})
     security_schemes = {
         "iam": {
             "sigv4": {
@@ -122,7 +173,13 @@ def document(auth: str) -> dict[str, Any]:
         "none": {},
     }[auth]
     security = [{name: []} for name in security_schemes]
-    protected = {"security": security} if security else {}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        details = operations.get((route.path, route.method), {"responses": _responses({"type": "object"})})
+        operation = {"summary": route.summary, **details}
+        if route.protected and security:
+            operation["security"] = security
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.0.3",
         "info": {
@@ -130,57 +187,7 @@ def document(auth: str) -> dict[str, Any]:
             "version": "1",
             "description": "Cost estimates and pipeline status of a lakehouse stage, and its dashboard page.",
         },
-        "paths": {
-            "/": {
-                "get": {
-                    "summary": "the dashboard page (its data comes from /status and /cost)",
-                    "responses": {
-                        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
-                    },
-                }
-            },
-            "/cost": {
-                "get": {
-                    "summary": "monthly cost estimate: a scenario or this stage's configuration, with any usage figure",
-                    "parameters": query,
-                    "responses": _responses(ESTIMATE),
-                    **protected,
-                },
-                "post": {
-                    "summary": "the same, the usage figures (and scenario) as a JSON object",
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"scenario": scenario, **usage},
-                                    "additionalProperties": False,
-                                    "nullable": True,  # no body, or null: this stage's configuration
-                                }
-                            }
-                        },
-                    },
-                    "responses": _responses(ESTIMATE),
-                    **protected,
-                },
-            },
-            "/status": {
-                "get": {
-                    "summary": "the pipeline at a glance, from summaries only",
-                    "parameters": [
-                        {
-                            "name": "files",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
-                        }
-                    ],
-                    "responses": _responses(STATUS),
-                    **protected,
-                }
-            },
-        },
+        "paths": paths,
         "components": {"securitySchemes": security_schemes},
     }
 
