@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 
 from chalicelib import APP_NAME, runtime
+from chalicelib.errors import BatchFailed, ConfigError, InvalidEvent, LakehouseError
 from chalicelib.ingest.ingestor import refs_from_notification
 
 app = Chalice(app_name=APP_NAME)
@@ -28,10 +29,6 @@ def count(name: str, value: float, **dimensions: str) -> None:
     with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE) as metric:
         for key, dimension in dimensions.items():
             metric.add_dimension(name=key, value=dimension)
-
-
-class BatchFailed(Exception):
-    """Some records of an SQS batch failed; the whole batch is retried (finished records are no-ops)."""
 
 
 @app.on_sqs_message(queue=INGEST_QUEUE, batch_size=10, name="validate")
@@ -72,7 +69,7 @@ def _run_name(event) -> str:
     """The run a state machine step is for; a step invoked without one is a wiring error, said plainly."""
     name = event.get("run") if isinstance(event, dict) else None
     if not isinstance(name, str) or not name:
-        raise ValueError(f"the step's payload needs a 'run' name, got {event!r}")
+        raise InvalidEvent(f"the step's payload needs a 'run' name, got {event!r}")
     logger.append_keys(run=name)
     return name
 
@@ -117,7 +114,7 @@ def _api_auth(mode: str) -> dict:
         return {"api_key_required": True}
     if mode == "none":
         return {}
-    raise ValueError(f"LAKEHOUSE_API_AUTH = {mode!r}: must be iam, api_key or none")
+    raise ConfigError(".chalice/config.json", "LAKEHOUSE_API_AUTH", mode, "must be iam, api_key or none")
 
 
 API_AUTH_MODE = os.environ.get("LAKEHOUSE_API_AUTH", "iam")  # unset: the safe default
@@ -129,16 +126,25 @@ class ServiceUnavailableError(ChaliceViewError):
 
 
 def _aws_errors(view):
-    """An AWS error behind a route (a missing permission, throttling beyond the client's retries) answers 503
-    naming the call and the error, not Chalice's bare 500."""
+    """Every error behind a route answers with a status and a JSON body, never Chalice's bare 500: the project's
+    own errors with their `http_status` (a parameter the caller can fix is a 4xx; a ledger that cannot be read, a
+    failed query, a broken published configuration a 503 naming it), and an AWS error (a missing permission,
+    throttling beyond the client's retries) a 503 naming the call."""
     from functools import wraps
 
     @wraps(view)
     def answer(*args, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError
+        from chalice import BadRequestError, NotFoundError
 
         try:
             return view(*args, **kwargs)
+        except LakehouseError as exc:
+            if exc.http_status < 500:
+                answer_with = {404: NotFoundError}.get(exc.http_status, BadRequestError)
+                raise answer_with(str(exc)) from None
+            logger.exception("%s behind %s", type(exc).__name__, app.current_request.path)
+            raise ServiceUnavailableError(f"{type(exc).__name__}: {exc}") from None
         except (BotoCoreError, ClientError) as exc:
             logger.exception("AWS error behind %s", app.current_request.path)
             raise ServiceUnavailableError(f"AWS: {exc}") from None
@@ -188,16 +194,10 @@ def openapi():
 
 
 def _cost(params: dict) -> dict:
-    from chalice import BadRequestError
-
     from chalicelib.cost import estimate as cost
 
     params = dict(params or {})
-    try:
-        settings = runtime.current().settings
-        return cost.estimate_for(settings, params.pop("scenario", None), params, runtime.lake_rules())
-    except cost.UsageError as exc:
-        raise BadRequestError(str(exc)) from None
+    return cost.estimate_for(runtime.current().settings, params.pop("scenario", None), params, runtime.lake_rules())
 
 
 @data_route("/cost", "GET")

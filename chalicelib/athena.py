@@ -13,15 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.errors import LakehouseError
+from chalicelib.errors import QueryError
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES", "TABLE")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
-
-class QueryError(LakehouseError):
-    """A query that was refused, failed or timed out; the message says which and why."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 from chalicelib import APP_NAME, QUERIES_DIR
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
+from chalicelib.errors import DeploymentError
 from chalicelib.ledger import LEDGER_TABLE_SPEC
 from chalicelib.names import api_key_name, crawler_name, job_name
 from chalicelib.stage.declared import (
@@ -357,7 +358,7 @@ def state_machine_definition(stage: Stage, account: str, template: str | None = 
     text = template if template is not None else STATE_MACHINE_FILE.read_text()
     unknown = set(re.findall(r"\$\{(\w+)\}", text)) - set(values)
     if unknown:
-        raise ValueError(f"{STATE_MACHINE_FILE.name}: no value for placeholder(s) {sorted(unknown)}")
+        raise DeploymentError(f"{STATE_MACHINE_FILE.name}: no value for placeholder(s) {sorted(unknown)}")
     return re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], text)
 
 

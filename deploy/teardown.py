@@ -13,6 +13,7 @@ from typing import Any
 from chalicelib import names
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
+from chalicelib.errors import DeploymentError
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared, roles
 
@@ -50,7 +51,7 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
         for start in range(0, len(objects), 1000):
             done = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
             if done.get("Errors"):  # per-key errors come inside a 200: botocore cannot retry them
-                raise RuntimeError(
+                raise DeploymentError(
                     f"s3://{bucket}: could not delete {len(done['Errors'])} objects: {done['Errors'][0]}"
                 )
     s3.delete_bucket(Bucket=bucket)

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chalicelib.config import Settings, config_files, load_settings
 from chalicelib.errors import LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
+from chalicelib.lifecycle.rules import definition_text
 from lakehouse import localstage
 from lakehouse.output import console, print_execution
 
@@ -118,10 +119,7 @@ def open_lake(stage_name: str) -> Any:
 def table_uri(lake: Any, name: str) -> str:
     from lakehouse_etl import local_sql as catalog
 
-    try:
-        return catalog.uri_of(lake, name)
-    except KeyError as exc:
-        raise click.UsageError(str(exc.args[0])) from None
+    return catalog.uri_of(lake, name)
 
 
 def fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
@@ -210,9 +208,10 @@ def lifecycle_sync_for(stage_name: str, workers: int = 16) -> Any:
     return settings, stage, LifecycleSync.for_stage(settings, stage, workers)
 
 
-def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str]:
-    """The lifecycle definition files of a folder, by name."""
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.toml"))}
+def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str | bytes]:
+    """The lifecycle definition files of a folder, by name (one that is not UTF-8 as its bytes, for the parser to
+    report with its name)."""
+    return {path.name: definition_text(path.read_bytes()) for path in sorted(folder.glob("*.toml"))}
 
 
 def local_lake_rules(settings: Settings) -> list[dict[str, Any]] | None:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.errors import LakehouseError
+
 Dispatch = Callable[[str, Any], Any]  # (resource ARN, parameters) -> result; raises TaskError
 
 _STATE_FIELDS = {
@@ -68,11 +70,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class UnsupportedDefinition(ValueError):
+class UnsupportedDefinition(LakehouseError):
     """The definition uses something this executor does not implement (it says what and where)."""
 
 
-class TaskError(Exception):
+class TaskError(LakehouseError):
     """A failure with a States error name, as a Task or a Fail state reports it."""
 
     def __init__(self, error: str, cause: str = "") -> None:
@@ -529,7 +531,7 @@ class Executor:
         raise UnsupportedDefinition(f"choice rule {rule} uses an unsupported operator")
 
 
-class _Failed(Exception):
+class _Failed(LakehouseError):  # a Fail state or an uncaught error ends the execution
     def __init__(self, error: str, cause: str, state: str) -> None:
         super().__init__(error)
         self.error, self.cause, self.state = error, cause, state

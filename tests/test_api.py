@@ -18,6 +18,7 @@ from chalicelib import QUERIES_DIR
 from chalicelib.api import openapi
 from chalicelib.cost import estimate as cost
 from chalicelib.cost import savings
+from chalicelib.errors import ConfigError
 from chalicelib.lifecycle.rules import lake_rules
 from deploy.provision import upload_config
 
@@ -70,7 +71,7 @@ def test_each_stage_protects_its_api_as_configured():
     assert isinstance(app._api_auth("iam")["authorizer"], IAMAuthorizer)
     assert app._api_auth("api_key") == {"api_key_required": True}
     assert app._api_auth("none") == {}
-    with pytest.raises(ValueError, match="LAKEHOUSE_API_AUTH = 'open': must be iam, api_key or none"):
+    with pytest.raises(ConfigError, match="LAKEHOUSE_API_AUTH = 'open': must be iam, api_key or none"):
         app._api_auth("open")
 
 

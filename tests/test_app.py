@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 from chalicelib import runtime
+from chalicelib.errors import InvalidEvent
 from chalicelib.ledger import DynamoDBLedger
 from lakehouse.localstage import s3_notification
 
@@ -87,7 +88,7 @@ def test_each_verdict_is_logged_with_the_correlation_id_and_counted_per_dataset(
 
 def test_pipeline_steps_refuse_a_payload_without_a_run(client):
     for step in ("quality_check", "refresh_tables", "finish_run", "fail_run"):
-        with pytest.raises(ValueError, match="payload needs a 'run' name"):
+        with pytest.raises(InvalidEvent, match="payload needs a 'run' name"):
             client.lambda_.invoke(step, {"error": {}})
 
 

@@ -168,3 +168,25 @@ def test_the_accepted_queue_must_be_fifo():
     with pytest.raises(ConfigError) as err:
         parse_settings(files(text))
     assert err.value.key == "stages.dev.accepted_queue" and "FIFO" in str(err.value)
+
+
+def test_a_foreign_key_cycle_between_contracts_is_refused_when_the_config_loads():
+    a = 'primary_key = ["id"]\n[columns]\nid = { type = "string", nullable = false }\nb_id = { type = "string" }\n'
+    b = 'primary_key = ["id"]\n[columns]\nid = { type = "string", nullable = false }\na_id = { type = "string" }\n'
+    a += '[foreign_keys]\nb_id = "b.id"\n'
+    b += '[foreign_keys]\na_id = "a.id"\n'
+    with pytest.raises(ConfigError) as refused:
+        parse_settings(files(a=a, b=b))
+    assert str(refused.value) == "datasets/a.toml: foreign_keys = 'a -> b -> a': foreign keys form a cycle"
+    self_reference = a.replace('b_id = "b.id"', 'b_id = "a.id"')  # a parent row in the same dataset is fine
+    assert parse_settings(files(a=self_reference, b=b.replace('a_id = "a.id"', 'a_id = "b.id"'))).datasets
+
+
+def test_a_config_file_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    from chalicelib.config import config_files
+
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "lakehouse.toml").write_text(GOOD_SETTINGS)
+    (tmp_path / "datasets" / "orders.toml").write_bytes("# commandes passées\n".encode("latin-1") + ORDERS.encode())
+    with pytest.raises(ConfigError, match=r"orders.toml: \(encoding\) = None: not UTF-8: invalid continuation byte"):
+        config_files(tmp_path)

@@ -10,6 +10,7 @@ from lakehouse_etl import delta
 from lakehouse_etl.transform import table_schema
 
 from chalicelib.config import Column
+from chalicelib.errors import TableError
 
 
 @pytest.fixture
@@ -156,5 +157,5 @@ def test_roll_back_undoes_only_the_batch_s_own_latest_commit(contract, tmp_path)
     assert delta.roll_back(uri, app, 3, empty.version, {}) == "nothing to undo" and ids() == ["a", "b"]
     # undoing batch 1 would also undo what came after it: refused, with what to do instead
     merge(["d"], 4)
-    with pytest.raises(RuntimeError, match="restore it by hand"):
+    with pytest.raises(TableError, match="restore it by hand"):
         delta.roll_back(uri, app, 1, first.version, {})

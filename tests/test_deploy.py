@@ -11,6 +11,7 @@ from conftest import CONFIG, ROOT
 from chalicelib import names
 from chalicelib.aws import Clients
 from chalicelib.config import config_files
+from chalicelib.errors import DeploymentError
 from chalicelib.stage import roles as declared_roles
 from deploy import provision
 from deploy.plan import plan
@@ -190,6 +191,6 @@ def test_teardown_stops_when_s3_refuses_to_delete_objects(provisioned, settings,
     c.s3.put_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet", Body=b"data")
     refusal = {"Errors": [{"Key": "processed/orders/part-0.parquet", "Code": "AccessDenied", "Message": "denied"}]}
     monkeypatch.setattr(c.s3, "delete_objects", lambda **_: refusal)  # per-key errors come inside a 200
-    with pytest.raises(RuntimeError, match=f"s3://{stage.bucket}: could not delete 1 objects: .*AccessDenied"):
+    with pytest.raises(DeploymentError, match=f"s3://{stage.bucket}: could not delete 1 objects: .*AccessDenied"):
         teardown(settings, stage, c, apply=True, delete_data=True)
     assert c.s3.head_bucket(Bucket=stage.bucket)  # the lake is still there, and a second run can finish

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, NotFoundError
 from chalicelib.lifecycle.rules import fingerprint, normalise, parse_definitions, parse_file
 from chalicelib.lifecycle.sync import LifecycleSync, live_rules
 
@@ -209,6 +209,18 @@ def test_a_broken_definition_never_wipes_rules_and_only_an_explicit_empty_list_d
     assert unreadable.changes == [] and "not valid TOML" in unreadable.problems["one.toml"]
 
 
+def test_a_definition_that_is_not_utf8_is_one_problem_naming_the_file_and_touches_nothing(s3):
+    s3.create_bucket(Bucket="b-two")
+    rules = {"Rules": [{"ID": "x", "Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"Days": 9}}]}
+    s3.put_bucket_lifecycle_configuration(Bucket="b-two", LifecycleConfiguration=rules)
+    latin1 = '# caf\xe9\n[buckets."b-two"]\nrules = []\n'.encode("latin-1")
+    s3.put_object(Bucket=LAKE, Key="config/lifecycle/one.toml", Body=latin1)
+    push(s3, {"two.toml": '[buckets."b-two"]\nrules = []\n'})
+    report = LifecycleSync(s3, LAKE, "config/", "reports/").run()  # the nightly Lambda alerts these problems
+    assert report.problems["one.toml"] == "one.toml: (encoding) = None: not UTF-8: invalid continuation byte at byte 5"
+    assert report.changes == [] and [r["ID"] for r in live_rules(s3, "b-two")] == ["x"]  # could name any bucket
+
+
 def test_every_change_is_recorded_and_can_be_rolled_back(s3):
     s3.create_bucket(Bucket="b-one")
     original = [{"ID": "x", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled", "Expiration": {"Days": 9}}]
@@ -225,7 +237,7 @@ def test_every_change_is_recorded_and_can_be_rolled_back(s3):
     undone = sync.rollback(change.change_id)
     assert undone.action == "put" and live_rules(s3, "b-one") == [normalise(original[0])]
     assert [h["reason"] for h in sync.history("b-one")] == [f"rollback of {change.change_id}", "sync"]
-    with pytest.raises(KeyError, match="no recorded lifecycle change"):
+    with pytest.raises(NotFoundError, match="no recorded lifecycle change"):
         sync.rollback("b-one/nope")
 
 

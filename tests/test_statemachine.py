@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.errors import DeploymentError
 from deploy.provision import STATE_MACHINE_FILE, state_machine_definition
 from lakehouse.stepfunctions import Executor, reachable_states, validate_definition
 
@@ -43,7 +44,7 @@ def test_statelint_does_catch_a_broken_definition(tmp_path):
 
 
 def test_an_unknown_placeholder_is_an_error(stage):
-    with pytest.raises(ValueError, match=r"no value for placeholder\(s\) \['Typo'\]"):
+    with pytest.raises(DeploymentError, match=r"no value for placeholder\(s\) \['Typo'\]"):
         state_machine_definition(stage, "123456789012", template='{"x": "${Typo}"}')
 
 

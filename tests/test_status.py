@@ -78,3 +78,39 @@ def test_an_aws_error_behind_the_status_is_a_503_naming_it(client, provisioned, 
     assert (
         body["Message"] == "AWS: An error occurred (AccessDenied) when calling the GetObject operation: Access Denied"
     )
+
+
+def test_a_throttled_ledger_behind_the_status_is_a_503_naming_it_not_a_500(client, provisioned, stage):
+    from botocore.stub import Stubber
+
+    from chalicelib import runtime
+
+    assert client.http.get("/status").status_code == 200
+    dynamodb = runtime.current().ledger.ddb
+    with Stubber(dynamodb) as stub:  # the ledger wraps the botocore error in its LedgerError
+        stub.add_client_error("query", "ProvisionedThroughputExceededException", "Rate exceeded", 400)
+        response = client.http.get("/status")
+    assert response.status_code == 503, response.body
+    body = json.loads(response.body)
+    assert body["Code"] == "ServiceUnavailableError"
+    assert body["Message"].startswith(f"LedgerError: Failed to query on ledger table {stage.ledger_table}")
+    assert "ProvisionedThroughputExceededException" in body["Message"]
+
+
+def test_a_missing_thing_asked_for_by_name_is_a_404_and_a_bad_parameter_a_400(client, monkeypatch):
+    import app
+    from chalicelib.errors import NotFoundError, UsageError
+
+    def missing(*args, **kwargs):
+        raise NotFoundError("no pipeline run named 'run-9' in the ledger")
+
+    monkeypatch.setattr(app, "_cost", missing)
+    response = client.http.get("/cost")
+    assert (response.status_code, json.loads(response.body)["Code"]) == (404, "NotFoundError")
+
+    def bad(*args, **kwargs):
+        raise UsageError("region", "no price table")
+
+    monkeypatch.setattr(app, "_cost", bad)
+    response = client.http.get("/cost")
+    assert (response.status_code, json.loads(response.body)["Message"]) == (400, "region: no price table")

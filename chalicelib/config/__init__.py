@@ -28,7 +28,7 @@ from chalicelib.config.model import (
     Stage,
     Zones,
 )
-from chalicelib.config.reader import Table, parse_toml
+from chalicelib.config.reader import Table, parse_toml, text_of
 from chalicelib.errors import ConfigError
 
 __all__ = [
@@ -302,6 +302,7 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
                 raise ConfigError(
                     f"{DATASETS_DIR}/{contract.name}.toml", key, f"{dataset}.{column}", "no such dataset column"
                 )
+    _parents_first(datasets)  # a foreign-key cycle between contracts is refused here
     return Settings(
         project=project,
         region=region,
@@ -318,7 +319,7 @@ def config_files(root: Path) -> dict[str, str]:
     """The configuration files under `root`, keyed by their path relative to it."""
     root = Path(root)
     paths = [root / SETTINGS_FILE, *sorted((root / DATASETS_DIR).glob("*.toml"))]
-    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in paths if p.is_file()}
+    return {p.relative_to(root).as_posix(): text_of(str(p), p.read_bytes()) for p in paths if p.is_file()}
 
 
 def load_settings(root: Path | str) -> Settings:
@@ -334,7 +335,7 @@ def load_settings_from_s3(s3: Any, bucket: str, prefix: str) -> Settings:
             rel = obj["Key"][len(prefix) :]
             if rel == SETTINGS_FILE or (rel.startswith(f"{DATASETS_DIR}/") and rel.endswith(".toml")):
                 body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                files[rel] = body.decode("utf-8")
+                files[rel] = text_of(f"s3://{bucket}/{obj['Key']}", body)
     return parse_settings(files)
 
 
@@ -350,18 +351,26 @@ def dataset_levels(settings: Settings, datasets: list[str] | None = None) -> lis
 
 def dataset_order(settings: Settings) -> list[str]:
     """Datasets with every foreign-key parent before its children (orders before order_items)."""
+    return _parents_first(settings.datasets)
+
+
+def _parents_first(datasets: Mapping[str, Contract]) -> list[str]:
+    """The datasets, each after its foreign-key parents (a self-reference is allowed); a cycle between contracts is
+    a ConfigError naming it, so it is refused when the configuration loads, not found by the batcher."""
     done: list[str] = []
 
     def visit(name: str, path: tuple[str, ...] = ()) -> None:
         if name in done:
             return
         if name in path:
-            raise ValueError(f"foreign keys form a cycle: {' -> '.join((*path, name))}")
-        for parent, _ in settings.datasets[name].foreign_keys.values():
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise ConfigError(f"{DATASETS_DIR}/{name}.toml", "foreign_keys", cycle, "foreign keys form a cycle")
+        for parent, _ in datasets[name].foreign_keys.values():
             if parent != name:
                 visit(parent, (*path, name))
         done.append(name)
 
-    for name in sorted(settings.datasets):
+    for name in sorted(datasets):
         visit(name)
     return done
+

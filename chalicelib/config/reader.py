@@ -96,3 +96,13 @@ def parse_toml(file: str, text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", None, f"not valid TOML: {exc}") from exc  # exc names line and column
+
+
+def text_of(file: str, data: str | bytes) -> str:
+    """A configuration or definition file's text; bytes that are not UTF-8 are refused naming the file and where."""
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, "(encoding)", None, f"not UTF-8: {exc.reason} at byte {exc.start}") from None

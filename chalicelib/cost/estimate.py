@@ -14,15 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from chalicelib.cost.prices import DAYS, HOURS, prices
-from chalicelib.errors import LakehouseError
-
-
-class UsageError(LakehouseError):
-    """A usage parameter that cannot be priced; `parameter` names it."""
-
-    def __init__(self, parameter: str, problem: str) -> None:
-        super().__init__(f"{parameter}: {problem}")
-        self.parameter = parameter
+from chalicelib.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,13 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from chalicelib.config import Contract, Limits
-from chalicelib.errors import LakehouseError
+from chalicelib.errors import Rejected
 
 CHUNK = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF = 64 * 1024
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
 _EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-
-
-class Rejected(LakehouseError):
-    """The file is not acceptable; `code` is machine-readable, `line` is 1-based where one applies."""
-
-    def __init__(self, code: str, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.line = code, message, line
 
 
 @dataclass(frozen=True)

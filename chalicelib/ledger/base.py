@@ -111,7 +111,7 @@ class Ledger(ABC):
     def finish(self, record: FileRecord, status: Status, **changes: Any) -> FileRecord:
         """Move a claimed RECEIVED record to a final status; only the lease holder may."""
         if status not in FINAL:
-            raise ValueError(f"{status} is not a final status")
+            raise LedgerError(f"{status} is not a final status")
         if status == Status.VALID:
             changes["pending"] = record.dataset  # now waiting for its processed/ job
         done = replace(record, status=status, updated_at=now_iso(), lease_token=None, lease_until=None, **changes)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from chalicelib.config.reader import text_of
 from chalicelib.errors import ConfigError
 
 LAKE_ALIAS = "@lake"
@@ -332,10 +333,18 @@ def _check_order(
             )
 
 
-def parse_file(file: str, text: str, lake_bucket: str) -> dict[str, list[dict[str, Any]]]:
+def definition_text(body: bytes) -> str | bytes:
+    """A definition file's text, or its bytes when it is not UTF-8 (parse_file then names the file)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+
+def parse_file(file: str, text: str | bytes, lake_bucket: str) -> dict[str, list[dict[str, Any]]]:
     """bucket -> its rules, from one definition file; raises ConfigError on the first problem."""
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(text_of(file, text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", None, f"not valid TOML: {exc}") from exc
     if set(data) - {"buckets"} or not isinstance(data.get("buckets"), dict):
@@ -351,7 +360,7 @@ def parse_file(file: str, text: str, lake_bucket: str) -> dict[str, list[dict[st
     return out
 
 
-def parse_definitions(files: Mapping[str, str], lake_bucket: str) -> Definitions:
+def parse_definitions(files: Mapping[str, str | bytes], lake_bucket: str) -> Definitions:
     """Every definition file, merged per bucket. A file that does not parse or validate leaves each bucket it
     names untouched (even where another file names it too); the problem is reported, never papered over."""
     result, per_bucket, bad = Definitions(), {}, set()
@@ -389,17 +398,17 @@ def parse_definitions(files: Mapping[str, str], lake_bucket: str) -> Definitions
     return result
 
 
-def lake_rules(files: Mapping[str, str], lake_bucket: str) -> list[dict[str, Any]] | None:
+def lake_rules(files: Mapping[str, str | bytes], lake_bucket: str) -> list[dict[str, Any]] | None:
     """The rules the definitions give the lake bucket; None when none do (or a broken file names it)."""
     found = parse_definitions(files, lake_bucket).buckets.get(lake_bucket)
     return list(found.rules) if found else None
 
 
-def _named_buckets(text: str, lake_bucket: str) -> set[str]:
+def _named_buckets(text: str | bytes, lake_bucket: str) -> set[str]:
     """The buckets a broken file names, as far as it can be read (so none of them is touched)."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        data = tomllib.loads(text if isinstance(text, str) else text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return {"*"}  # unreadable: it could name any bucket
     names = data.get("buckets", {}) if isinstance(data.get("buckets"), dict) else {}
     return {lake_bucket if k == LAKE_ALIAS else k for k in names}

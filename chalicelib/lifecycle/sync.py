@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.aws import error_code
-from chalicelib.lifecycle.rules import Definitions, fingerprint, normalise, parse_definitions
+from chalicelib.errors import NotFoundError
+from chalicelib.lifecycle.rules import Definitions, definition_text, fingerprint, normalise, parse_definitions
 
 log = logging.getLogger(__name__)
 DEFINITIONS = "lifecycle/"  # under the config zone
@@ -107,8 +108,9 @@ class LifecycleSync:
         s3 = client("s3", ClientSettings.for_stage(stage))
         return cls(s3, stage.bucket, settings.zones.config, settings.zones.reports, workers=workers)
 
-    def definition_files(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The definition files' texts and version ids, by name (`lake.toml`)."""
+    def definition_files(self) -> tuple[dict[str, str | bytes], dict[str, str]]:
+        """The definition files' texts and version ids, by name (`lake.toml`); a file that is not UTF-8 is kept as
+        its bytes, for the parser to report (a nightly sync alerts, it does not crash)."""
         texts, versions = {}, {}
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.lake, Prefix=self.definitions_prefix)
         for obj in (o for page in pages for o in page.get("Contents", [])):
@@ -116,7 +118,7 @@ class LifecycleSync:
             if "/" in name or not name.endswith(".toml"):
                 continue
             got = self.s3.get_object(Bucket=self.lake, Key=obj["Key"])
-            texts[name] = got["Body"].read().decode("utf-8")
+            texts[name] = definition_text(got["Body"].read())
             versions[name] = got.get("VersionId") or got["ETag"].strip('"')
         return texts, versions
 
@@ -202,7 +204,7 @@ class LifecycleSync:
             )
         except Exception as exc:
             if error_code(exc) in ("NoSuchKey", "404"):
-                raise KeyError(
+                raise NotFoundError(
                     f"no recorded lifecycle change {change_id!r} (see `lakehouse lifecycle history`)"
                 ) from None
             raise

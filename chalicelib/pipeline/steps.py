@@ -12,6 +12,7 @@ from typing import Any
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
+from chalicelib.errors import NotFoundError, PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run, Status
 from chalicelib.names import process_job
 from chalicelib.quality import gate as quality
@@ -28,7 +29,7 @@ class RunSteps:
     def _run(self, name: str) -> Run:
         run = self.ledger.get_run(name)
         if run is None:
-            raise ValueError(f"no pipeline run named {name!r} in the ledger")
+            raise NotFoundError(f"no pipeline run named {name!r} in the ledger")
         return run
 
     def _batch_files(self, batch: Mapping[str, Any]) -> list[FileRecord]:
@@ -177,7 +178,7 @@ class RunSteps:
         s3.copy(source, self.stage.bucket, key)  # managed copy: multipart above 5 GB
         copied = s3.head_object(Bucket=self.stage.bucket, Key=key)
         if record.size is not None and copied["ContentLength"] != record.size:
-            raise RuntimeError(
+            raise PipelineError(
                 f"archive copy of {record.file_id} has {copied['ContentLength']} bytes, not {record.size}"
             )
         try:

@@ -8,6 +8,7 @@ its header comments, so nobody is surprised by a differing count.
 from __future__ import annotations
 
 from chalicelib.config import Contract
+from chalicelib.errors import UsageError
 from chalicelib.quality.checks import check_of
 
 
@@ -23,5 +24,5 @@ def to_dqdl(contract: Contract) -> str:
         header.append(f"#  {number}. {rule.name} [{rule.severity}]" + (f": {note}" if note else ""))
         rules.append(f"    {text}")
     if not rules:
-        raise ValueError(f"{contract.name} has no [[rules]] to export")
+        raise UsageError("dataset", f"{contract.name} has no [[rules]] to export")
     return "\n".join(header) + "\nRules = [\n" + ",\n".join(rules) + "\n]\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.errors import QueryError
 from lakehouse_etl import delta, duck
 from lakehouse_etl.processed import Job
 from lakehouse_etl.transform import table_schema
@@ -98,7 +99,7 @@ def run(job: Job) -> list[CuratedReport]:
         try:
             result = con.sql(sql).to_arrow_table()
         except Exception as exc:
-            raise RuntimeError(f"{name}: {exc}") from exc
+            raise QueryError(f"{name}: {exc}") from exc
         version = delta.overwrite(job.lake.curated(name), result, job.lake.storage_options)
         reports.append(CuratedReport(name, result.num_rows, version))
     con.close()

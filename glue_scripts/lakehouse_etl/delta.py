@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from chalicelib.config import Contract
+from chalicelib.errors import TableError
 from lakehouse_etl.transform import table_schema
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def roll_back(uri: str, app_id: str, number: int, committed: int, storage_option
     if sorted(table.file_uris()) == sorted(before.file_uris()):
         return "already undone"
     if table.version() != committed:
-        raise RuntimeError(
+        raise TableError(
             f"{uri}: batch {number} committed version {committed}, but the table is at {table.version()}; "
             "later commits would be undone too, so restore it by hand (lakehouse table history)"
         )

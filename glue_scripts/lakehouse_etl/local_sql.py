@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.athena import QueryError, QueryResult, read_only
+from chalicelib.errors import NotFoundError
 from lakehouse_etl import delta, duck
 from lakehouse_etl.curated import CURATED_SQL
 from lakehouse_etl.lake import Lake
@@ -20,7 +21,7 @@ def tables(lake: Lake) -> dict[str, str]:
 def uri_of(lake: Lake, name: str) -> str:
     known = tables(lake)
     if name not in known:
-        raise KeyError(f"no table {name!r}; known: {', '.join(known)}")
+        raise NotFoundError(f"no table {name!r}; known: {', '.join(known)}")
     return known[name]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from chalicelib.config import Settings, Stage
+from chalicelib.errors import NotFoundError, TableError
 from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
 from lakehouse_etl import delta
 from lakehouse_etl.lake import Lake
@@ -152,7 +153,7 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
 def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchReport]:
     """Merge every pending file of `dataset`, a batch at a time; an interrupted batch is finished first."""
     if dataset not in job.settings.datasets:
-        raise ValueError(f"no contract for dataset {dataset!r}")
+        raise NotFoundError(f"no contract for dataset {dataset!r}")
     reports = []
     limits = job.settings.limits
     while (
@@ -174,7 +175,7 @@ def roll_back_batch(job: Job, dataset: str, number: int) -> dict[str, Any]:
     never reaches curated/) and mark its files FAILED, so `lakehouse requeue` can send them again."""
     item = job.ledger.batch_state(dataset)
     if item is None or int(item["number"]) != number or item["state"] != "CLOSED":
-        raise ValueError(f"{dataset}: batch {number} is not the latest closed batch, it cannot be rolled back")
+        raise TableError(f"{dataset}: batch {number} is not the latest closed batch, it cannot be rolled back")
     done = delta.roll_back(
         job.lake.processed(dataset),
         f"processed/{dataset}",
@@ -194,10 +195,10 @@ def run_batch(job: Job, dataset: str, number: int) -> list[BatchReport]:
     """Merge exactly batch `number` of `dataset`, as a pipeline run planned it. Safe to repeat: a batch that
     is already closed is reported as skipped, so a retried or restarted run does not merge anything twice."""
     if dataset not in job.settings.datasets:
-        raise ValueError(f"no contract for dataset {dataset!r}")
+        raise NotFoundError(f"no contract for dataset {dataset!r}")
     item = job.ledger.batch_state(dataset)
     if item is None or int(item["number"]) < number:
-        raise ValueError(f"{dataset}: batch {number} was never opened (latest: {item and item['number']})")
+        raise TableError(f"{dataset}: batch {number} was never opened (latest: {item and item['number']})")
     if int(item["number"]) > number or item["state"] != "OPEN":
         log.info(
             "dataset %s: batch %d is already closed (%s); nothing to do", dataset, number, item.get("outcome", "done")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from chalicelib.config import Column, Contract
+from chalicelib.errors import TableError
 
 _NUMBER_CLEAN = "regexp_replace(regexp_replace({x}, '[€$£¥[:space:]]', '', 'g'), ',([0-9]{{3}})', '\\1', 'g')"
 
@@ -85,7 +86,7 @@ def _typed(column: Column, x: str) -> str:
             f"COALESCE(TRY_CAST({x} AS TIMESTAMPTZ), CASE WHEN regexp_full_match({x}, '[0-9]{{9,10}}') "
             f"THEN to_timestamp(CAST({x} AS BIGINT)) END)"
         )
-    raise ValueError(f"no SQL for type {t}")
+    raise TableError(f"no SQL for type {t}")
 
 
 def _checks(column: Column, raw: str, typed: str) -> list[tuple[str, str]]:

@@ -85,10 +85,7 @@ def lifecycle_rollback(change_id: str, stage_name: str) -> None:
     import getpass
 
     _, _, sync = lifecycle_sync_for(stage_name)
-    try:
-        change = sync.rollback(change_id, who=f"{getpass.getuser()} (lakehouse lifecycle rollback)")
-    except KeyError as exc:
-        raise click.ClickException(exc.args[0]) from None
+    change = sync.rollback(change_id, who=f"{getpass.getuser()} (lakehouse lifecycle rollback)")
     console.print(
         f"{change.bucket}: {change.action}; added {change.added}, removed {change.removed} ({change.change_id})",
         highlight=False,

@@ -75,10 +75,7 @@ def export_dqdl(dataset: str, output: Path | None) -> None:
     settings = project_settings()
     if dataset not in settings.datasets:
         raise click.BadParameter(f"not a dataset: {dataset}; known: {', '.join(settings.datasets)}")
-    try:
-        text = to_dqdl(settings.datasets[dataset])
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    text = to_dqdl(settings.datasets[dataset])
     if output:
         output.write_text(text)
         console.print(f"wrote {output}")
