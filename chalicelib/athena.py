@@ -108,7 +108,8 @@ class Athena:
                 raise QueryError(f"Athena query {query_id} did not finish in {timeout:g} s; it was stopped")
             self.sleep(delay)
             delay = min(delay * 2, 5.0)
-        columns, rows = [], []
+        columns: list[str] = []
+        rows: list[tuple[Any, ...]] = []
         pages = self.athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id)
         for page in pages:
             result = page["ResultSet"]

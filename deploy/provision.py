@@ -20,7 +20,7 @@ from chalicelib import APP_NAME, QUERIES_DIR
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import DeploymentError
-from chalicelib.ledger import LEDGER_TABLE_SPEC
+from chalicelib.ledger import LEDGER_INDEXES, LEDGER_TABLE_SPEC
 from chalicelib.names import api_key_name, crawler_name, job_name
 from chalicelib.stage.declared import (
     BUCKET_ENCRYPTION,
@@ -108,7 +108,7 @@ def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     # A table made by an earlier release gets the indexes it lacks (DynamoDB adds one per update).
     have = {i["IndexName"] for i in dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])}
-    for index in LEDGER_TABLE_SPEC["GlobalSecondaryIndexes"]:
+    for index in LEDGER_INDEXES:
         if index["IndexName"] not in have:
             dynamodb.update_table(
                 TableName=table,
@@ -218,9 +218,10 @@ def put_if_changed(s3: Any, bucket: str, key: str, body: bytes) -> bool:
     return True
 
 
-def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str]) -> str:
+def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str | bytes]) -> str:
     """Publish the validated configuration where the Lambdas read it; unchanged files are not rewritten."""
-    written = sum(put_if_changed(s3, bucket, f"{prefix}{rel}", text.encode("utf-8")) for rel, text in files.items())
+    bodies = {rel: text.encode("utf-8") if isinstance(text, str) else text for rel, text in files.items()}
+    written = sum(put_if_changed(s3, bucket, f"{prefix}{rel}", body) for rel, body in bodies.items())
     return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
 
 
@@ -273,7 +274,8 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
     """The stage's Athena workgroup, enforcing its result location, encryption and a bytes-scanned cutoff
     (`lakehouse query` and the quality checks run in it)."""
     configuration = workgroup_configuration(settings, stage)
-    names, kwargs = set(), {}
+    names: set[str] = set()
+    kwargs: dict[str, str] = {}
     while True:  # botocore has no paginator for ListWorkGroups
         page = athena.list_work_groups(**kwargs)
         names |= {w["Name"] for w in page["WorkGroups"]}

@@ -95,7 +95,7 @@ def teardown(
     """(what was, or with apply=False would be, deleted; what is kept)."""
     c, account = clients, account_id(clients.sts)
     api_key = names.api_key_name(stage)
-    steps: list[tuple[str, Callable[[], Any], Callable[[], None]]] = [
+    steps: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
         (
             f"api key and usage plan {api_key}",
             lambda: (

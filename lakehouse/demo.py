@@ -199,10 +199,9 @@ def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
         sqs = client("sqs")
         ingest_url = sqs.get_queue_url(QueueName=stage.ingest_queue)["QueueUrl"]
         bucket_key, version = ids[0].rsplit("#", 1)
+        bucket, key = bucket_key.split("/", 1)
         for _ in range(3):
-            sqs.send_message(
-                QueueUrl=ingest_url, MessageBody=localstage.s3_notification(*bucket_key.split("/", 1), version)
-            )
+            sqs.send_message(QueueUrl=ingest_url, MessageBody=localstage.s3_notification(bucket, key, version))
         localstage.wait_until_idle(sqs, stage.ingest_queue)
         after = ledger.files()
         announced = int(

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ def rejected_rows_by_reason(s3: Any, settings: Settings, stage: Stage) -> dict[s
     return out
 
 
-def run_script(script: str, stage: Stage, arguments: list[str] = ()) -> list[dict[str, Any]]:
+def run_script(script: str, stage: Stage, arguments: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Run one Glue entry point as a process (as the local stage's Glue); returns its JSON report."""
     result = subprocess.run(
         [sys.executable, str(GLUE_SCRIPTS / script), "--stage", stage.name, "--bucket", stage.bucket, *arguments],

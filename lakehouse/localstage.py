@@ -104,7 +104,7 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
     """Start (if needed) and provision the local stage; returns it and whether it was started now."""
     stage = running()
     started = stage is None
-    if started:
+    if stage is None:
         STATE_DIR.mkdir(exist_ok=True)
         # A new local stage starts empty (moto keeps everything in memory): so do its executions.
         shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
@@ -235,7 +235,8 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
     queue_name = os.environ["LAKEHOUSE_INGEST_QUEUE"]
 
     def worker(invoke: Callable[[str, dict[str, Any]], Any]) -> None:
-        url = arn = None
+        url: str | None = None
+        arn = ""
         while not stop.is_set():
             try:
                 if url is None:

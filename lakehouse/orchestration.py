@@ -104,7 +104,8 @@ class LocalServices:
         glue_job = glue_jobs(self.settings, self.stage).get(job)
         if glue_job is None:
             raise TaskError("Glue.EntityNotFoundException", f"no Glue job named {job}")
-        run = {"Id": f"jr_{uuid.uuid4().hex}", "JobName": job, "Arguments": arguments, "StartedOn": time.time()}
+        run: dict[str, Any] = {"Id": f"jr_{uuid.uuid4().hex}", "JobName": job, "Arguments": arguments}
+        run["StartedOn"] = time.time()
         with self._lock:
             self.glue_runs.append(run)
             forced = self.fail_jobs.get(job, 0) > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -28,7 +28,7 @@ def counts(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return out
 
 
-def print_report(console: Console, results: list[Mapping[str, Any]], title: str) -> None:
+def print_report(console: Console, results: Sequence[Mapping[str, Any]], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for column in ("dataset", "rule", "severity", "result", "observed", "expected", "detail"):
         table.add_column(column, overflow="fold")

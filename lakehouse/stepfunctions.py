@@ -482,7 +482,7 @@ class Executor:
                     ((i, r) for i, r in enumerate(state.get("Retry", [])) if _matches(r["ErrorEquals"], exc.error)),
                     (None, None),
                 )
-                if rule is None:
+                if rule is None or index is None:
                     raise
                 done = attempts.get(index, 0)
                 if done >= rule.get("MaxAttempts", 3):

@@ -172,7 +172,7 @@ def document(auth: str, routes: Iterable[Route]) -> dict[str, Any]:
         "api_key": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},
         "none": {},
     }[auth]
-    security = [{name: []} for name in security_schemes]
+    security: list[dict[str, list[str]]] = [{name: []} for name in security_schemes]
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         details = operations.get((route.path, route.method), {"responses": _responses({"type": "object"})})

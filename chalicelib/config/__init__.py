@@ -148,13 +148,13 @@ def parse_contract(file: str, text: str) -> Contract:
         if by_name[key_col].nullable:
             raise top.fail("primary_key", list(primary_key), f"column {key_col!r} must be nullable = false")
     fks_t = top.table("foreign_keys")
-    foreign_keys = {}
+    foreign_keys: dict[str, tuple[str, str]] = {}
     for fk_col in fks_t.data:
         target = fks_t.str(fk_col, pattern=re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"))
         if fk_col not in by_name:
             raise fks_t.fail(fk_col, target, f"column {fk_col!r} is not in [columns]")
-        dataset, column = target.split(".")
-        foreign_keys[fk_col] = (dataset, column)
+        parent, parent_column = target.split(".")
+        foreign_keys[fk_col] = (parent, parent_column)
     partition = top.data.get("partition_column")
     if partition is not None and top.str("partition_column") not in by_name:
         raise top.fail("partition_column", partition, "is not in [columns]")

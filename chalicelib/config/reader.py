@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -13,15 +14,15 @@ from chalicelib.errors import ConfigError
 class Table:
     """Typed, checked access to one TOML table; every error carries file and dotted key."""
 
-    def __init__(self, file: str, prefix: str, data: Any) -> None:
+    def __init__(self, file: builtins.str, prefix: builtins.str, data: Any) -> None:
         if not isinstance(data, dict):
             raise ConfigError(file, prefix or "(top level)", data, "must be a table")
         self.file, self.prefix, self.data = file, prefix, data
 
-    def key(self, name: str) -> str:
+    def key(self, name: builtins.str) -> builtins.str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
-    def fail(self, name: str, value: object, problem: str) -> ConfigError:
+    def fail(self, name: builtins.str, value: object, problem: builtins.str) -> ConfigError:
         return ConfigError(self.file, self.key(name), value, problem)
 
     def only(self, allowed: Iterable[str]) -> None:
@@ -30,21 +31,21 @@ class Table:
             if name not in allowed:
                 raise self.fail(name, self.data[name], f"unknown key; expected one of {sorted(allowed)}")
 
-    def table(self, name: str) -> Table:
+    def table(self, name: builtins.str) -> Table:
         return Table(self.file, self.key(name), self.data.get(name, {}))
 
     def str(
         self,
-        name: str,
-        default: str | None = None,
+        name: builtins.str,
+        default: builtins.str | None = None,
         *,
         choices: Iterable[str] | None = None,
         pattern: re.Pattern[str] | None = None,
-    ) -> str:
+    ) -> builtins.str:
         value = self.data.get(name, default)
         if value is None:
             raise self.fail(name, value, "is required")
-        if not isinstance(value, str):
+        if not isinstance(value, builtins.str):
             raise self.fail(name, value, "must be a string")
         if choices is not None and value not in choices:
             raise self.fail(name, value, f"must be one of {list(choices)}")
@@ -52,7 +53,7 @@ class Table:
             raise self.fail(name, value, f"must match {pattern.pattern}")
         return value
 
-    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def int(self, name: builtins.str, default: int, *, minimum: int = 0) -> int:
         value = self.data.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(name, value, "must be an integer")
@@ -60,27 +61,27 @@ class Table:
             raise self.fail(name, value, f"must be at least {minimum}")
         return value
 
-    def number(self, name: str) -> float | None:
+    def number(self, name: builtins.str) -> float | None:
         value = self.data.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise self.fail(name, value, "must be a number")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.data.get(name, default)
         if not isinstance(value, bool):
             raise self.fail(name, value, "must be true or false")
         return value
 
-    def str_list(self, name: str, default: list[str] | None = None) -> tuple[str, ...]:
+    def str_list(self, name: builtins.str, default: list[builtins.str] | None = None) -> tuple[builtins.str, ...]:
         value = self.data.get(name, default)
         if value is None:
             raise self.fail(name, value, "is required")
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, builtins.str) for v in value):
             raise self.fail(name, value, "must be a list of strings")
         return tuple(value)
 
-    def column_list(self, name: str, columns: Mapping[str, Any]) -> tuple[str, ...]:
+    def column_list(self, name: builtins.str, columns: Mapping[builtins.str, Any]) -> tuple[builtins.str, ...]:
         """A non-empty list of names of the contract's columns."""
         value = self.str_list(name)
         if not value:

@@ -9,7 +9,7 @@ class is refused with a message naming the parameter. Written by hand: no librar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -152,7 +152,10 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
 
 
 def estimate_for(
-    settings: Any, scenario: str | None, params: Mapping[str, Any], lake_rules: list[Mapping[str, Any]] | None = None
+    settings: Any,
+    scenario: str | None,
+    params: Mapping[str, Any],
+    lake_rules: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters, and
     the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);

@@ -6,7 +6,7 @@ because no library prices S3 storage classes over time or Athena scans by partit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ def _gb_months(steps: list[tuple[int, str | None]], gb_per_day: float) -> dict[s
     return held
 
 
-def lifecycle_saving(usage: Any, rules: list[Mapping[str, Any]] | None, zones: Any, p: Mapping[str, Any]) -> dict:
+def lifecycle_saving(usage: Any, rules: Sequence[Mapping[str, Any]] | None, zones: Any, p: Mapping[str, Any]) -> dict:
     """The lake after a year: every accepted file is kept in archive/ (current versions) and its validated raw/
     version stays behind a delete marker (noncurrent). Without rules all of it stays STANDARD; with them it
     moves down the classes and expires as the rules say."""

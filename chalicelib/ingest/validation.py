@@ -191,7 +191,7 @@ def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, li
             compressed = buffered.peek(2)[:2] == _GZIP_MAGIC
             if key.lower().endswith(".gz") and not compressed and buffered.peek(1):
                 raise Rejected("CORRUPT_GZIP", "the key ends in .gz but the content is not gzip")
-            text: io.BufferedReader = (
+            text: io.BufferedReader[Any] = (
                 io.BufferedReader(GunzipReader(buffered, limits), CHUNK) if compressed else buffered
             )
             fmt = expected_format(key, contract)
@@ -305,7 +305,8 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> i
 
 def _count_jsonl(text: io.BufferedReader, contract: Contract, limits: Limits) -> int:
     # Python's json module gives exact line numbers for broken lines, which pyarrow's reader does not.
-    rows, line_no, seen = 0, 0, set()
+    rows, line_no = 0, 0
+    seen: set[str] = set()
     decoder = json.JSONDecoder()
     while raw := text.readline(limits.max_line_bytes + 1):
         line_no += 1

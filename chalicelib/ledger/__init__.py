@@ -6,7 +6,14 @@ only store items. The records and their statuses are in `records`.
 """
 
 from chalicelib.ledger.base import Ledger
-from chalicelib.ledger.dynamodb import BY_TIME_INDEX, LEDGER_TABLE_SPEC, PENDING_INDEX, DynamoDBLedger, ledger_for
+from chalicelib.ledger.dynamodb import (
+    BY_TIME_INDEX,
+    LEDGER_INDEXES,
+    LEDGER_TABLE_SPEC,
+    PENDING_INDEX,
+    DynamoDBLedger,
+    ledger_for,
+)
 from chalicelib.ledger.memory import InMemoryLedger
 from chalicelib.ledger.records import (
     FINAL,
@@ -24,6 +31,7 @@ from chalicelib.ledger.records import (
 __all__ = [
     "BY_TIME_INDEX",
     "FINAL",
+    "LEDGER_INDEXES",
     "LEDGER_TABLE_SPEC",
     "PENDING_INDEX",
     "Batch",

@@ -43,7 +43,8 @@ from chalicelib.ledger.records import (
 
 
 def _first_files(records: list[FileRecord], max_bytes: int | None) -> tuple[str, ...]:
-    chosen, total = [], 0
+    chosen: list[str] = []
+    total = 0
     for record in records:
         total += record.size or 0
         if chosen and max_bytes is not None and total > max_bytes:

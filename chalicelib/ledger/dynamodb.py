@@ -165,7 +165,25 @@ def ledger_for(stage: Any) -> DynamoDBLedger:
     return DynamoDBLedger(client("dynamodb", ClientSettings.for_stage(stage)), stage.ledger_table, stage.lease_seconds)
 
 
-LEDGER_TABLE_SPEC = {
+LEDGER_INDEXES: list[dict[str, Any]] = [
+    {
+        "IndexName": BY_TIME_INDEX,
+        "KeySchema": [
+            {"AttributeName": "kind", "KeyType": "HASH"},
+            {"AttributeName": "received_at", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    },
+    {
+        "IndexName": PENDING_INDEX,
+        "KeySchema": [
+            {"AttributeName": "pending", "KeyType": "HASH"},
+            {"AttributeName": "received_at", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    },
+]
+LEDGER_TABLE_SPEC: dict[str, Any] = {
     "AttributeDefinitions": [
         {"AttributeName": "pk", "AttributeType": "S"},
         {"AttributeName": "kind", "AttributeType": "S"},
@@ -173,23 +191,6 @@ LEDGER_TABLE_SPEC = {
         {"AttributeName": "pending", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": BY_TIME_INDEX,
-            "KeySchema": [
-                {"AttributeName": "kind", "KeyType": "HASH"},
-                {"AttributeName": "received_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            "IndexName": PENDING_INDEX,
-            "KeySchema": [
-                {"AttributeName": "pending", "KeyType": "HASH"},
-                {"AttributeName": "received_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-    ],
+    "GlobalSecondaryIndexes": LEDGER_INDEXES,
     "BillingMode": "PAY_PER_REQUEST",
 }

@@ -363,7 +363,8 @@ def parse_file(file: str, text: str | bytes, lake_bucket: str) -> dict[str, list
 def parse_definitions(files: Mapping[str, str | bytes], lake_bucket: str) -> Definitions:
     """Every definition file, merged per bucket. A file that does not parse or validate leaves each bucket it
     names untouched (even where another file names it too); the problem is reported, never papered over."""
-    result, per_bucket, bad = Definitions(), {}, set()
+    result, bad = Definitions(), set()
+    per_bucket: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
     for file in sorted(files):
         try:
             parsed = parse_file(file, files[file], lake_bucket)
@@ -371,15 +372,16 @@ def parse_definitions(files: Mapping[str, str | bytes], lake_bucket: str) -> Def
             result.problems[file] = str(exc)
             bad |= _named_buckets(files[file], lake_bucket)
             continue
-        for bucket, rules in parsed.items():
-            per_bucket.setdefault(bucket, []).append((file, rules))
+        for bucket, bucket_rules in parsed.items():
+            per_bucket.setdefault(bucket, []).append((file, bucket_rules))
     for bucket in sorted((bad | set(per_bucket)) if "*" in bad else bad):
         if bucket != "*":
             result.problems[bucket] = "left untouched: a definition file naming it has a problem"
     for bucket, entries in sorted(per_bucket.items()):
         if bucket in result.problems or "*" in bad:
             continue
-        rules, ids = [], {}
+        rules: list[dict[str, Any]] = []
+        ids: dict[str, str] = {}
         for file, file_rules in entries:
             for rule in file_rules:
                 if rule["ID"] in ids:

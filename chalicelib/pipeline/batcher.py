@@ -166,9 +166,10 @@ class Pipeline:
     def _plan(self, run: Run) -> Run:
         """Open one batch per dataset with waiting files (or resume an open one) and record the plan."""
         limits = self.settings.limits
-        levels, files, size = [], 0, 0
+        levels: list[list[dict[str, Any]]] = []
+        files, size = 0, 0
         for level in dataset_levels(self.settings):
-            batches = []
+            batches: list[dict[str, Any]] = []
             for dataset in level:
                 batch = self.ledger.open_batch(dataset, limits.max_batch_files, limits.max_batch_bytes)
                 if batch is None:

@@ -46,7 +46,8 @@ def scan_sql(contract: Contract, tables: Iterable[str]) -> str:
     key = key_parts[0] if len(key_parts) == 1 else f"concat_ws('/', {', '.join(key_parts)})"
     needed = dict.fromkeys([*contract.primary_key, *(c for r in contract.rules for c in r.columns)])
     inner = [quote(c) for c in needed]  # only these columns are read (Athena bills by bytes scanned)
-    select, joins = ["count(*) AS row_count"], []
+    select: list[str] = ["count(*) AS row_count"]
+    joins: list[str] = []
     for i, rule in enumerate(contract.rules):
         if check_of(rule).scanned:
             part = check_of(rule).scan(rule, i, key, tables)

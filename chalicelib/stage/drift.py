@@ -19,7 +19,7 @@ from typing import Any
 
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.ledger import LEDGER_TABLE_SPEC
+from chalicelib.ledger import LEDGER_INDEXES, LEDGER_TABLE_SPEC
 from chalicelib.lifecycle.rules import fingerprint, normalise
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared
@@ -124,7 +124,7 @@ class DriftCheck:
         if expected != actual:
             self.findings.append(Finding(resource, prop, expected, actual, fix or self.provision_fix))
 
-    def _read(self, call: Callable[[], Any], missing: tuple[str, ...]) -> Any:
+    def _read(self, call: Callable[..., Any], missing: tuple[str, ...]) -> Any:
         """The API's answer, or None where the error says the thing is not there."""
         try:
             return call()
@@ -282,7 +282,7 @@ class DriftCheck:
             return
         indexes = sorted(i["IndexName"] for i in table.get("GlobalSecondaryIndexes", []))
         self.differs(
-            resource, "indexes", sorted(i["IndexName"] for i in LEDGER_TABLE_SPEC["GlobalSecondaryIndexes"]), indexes
+            resource, "indexes", sorted(i["IndexName"] for i in LEDGER_INDEXES), indexes
         )
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         self.differs(resource, "billing mode", LEDGER_TABLE_SPEC["BillingMode"], billing)

@@ -172,7 +172,10 @@ def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str]) -> int
         configuration=TABLE_PROPERTIES,
         storage_options=storage_options,
     )
-    return open_table(uri, storage_options).version()
+    table = open_table(uri, storage_options)
+    if table is None:  # it was written just now
+        raise TableError(f"{uri}: not a Delta table after it was written")
+    return table.version()
 
 
 def housekeeping(uri: str, storage_options: dict[str, str], *, dry_run: bool = False) -> dict[str, Any]:

@@ -10,12 +10,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
 
-def arguments(names: list[str], optional: list[str] = ()) -> dict[str, str | None]:
+def arguments(names: Sequence[str], optional: Sequence[str] = ()) -> dict[str, str | None]:
     try:
         from awsglue.utils import getResolvedOptions  # present only inside a Glue job
     except ImportError:
@@ -35,8 +35,8 @@ def job_from_arguments(args: dict[str, str | None]) -> Any:
     from chalicelib.config import load_settings_from_s3
     from lakehouse_etl.processed import Job
 
-    settings = load_settings_from_s3(client("s3"), args["bucket"], "config/")
-    return Job.for_stage(settings, args["stage"])
+    settings = load_settings_from_s3(client("s3"), str(args["bucket"]), "config/")
+    return Job.for_stage(settings, str(args["stage"]))
 
 
 def process_dataset() -> None:
@@ -52,10 +52,10 @@ def process_dataset() -> None:
     main(work, required=["dataset"], optional=["batch", "rollback"])
 
 
-def main(work: Callable[..., Any], required: list[str] = (), optional: list[str] = ()) -> None:
+def main(work: Callable[..., Any], required: Sequence[str] = (), optional: Sequence[str] = ()) -> None:
     """Run `work(job, *required arguments, *optional arguments)` and print its JSON report as the last line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = arguments(["stage", "bucket", *required], optional)
     result = work(job_from_arguments(args), *(args[name] for name in [*required, *optional]))
     items = result if isinstance(result, list) else [result]
-    print(json.dumps([asdict(r) if is_dataclass(r) else r for r in items], default=str))
+    print(json.dumps([asdict(r) if is_dataclass(r) and not isinstance(r, type) else r for r in items], default=str))

@@ -45,7 +45,7 @@ def query(
         raise click.UsageError("give exactly one of SQL, --example NAME or --file PATH")
     if example is not None and example not in shipped:
         raise click.BadParameter(f"no example {example!r}; known: {', '.join(shipped)}", param_hint="--example")
-    text = sql or (shipped[example] if example else sql_file).read_text()
+    text = sql or (shipped[example] if example else Path(str(sql_file))).read_text()
     settings, stage = connect(stage_name)
     with console.status(f"query on {'DuckDB' if stage_name == localstage.STAGE else 'Athena'}"):
         if stage_name == localstage.STAGE:
