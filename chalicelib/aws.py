@@ -41,6 +41,8 @@ class ClientSettings:
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, ClientSettings], Any] = {}
+_session: Any = None  # one boto3 session while the cache lives: it resolves credentials once
+_loader: Any = None  # botocore's service models, read from disk once per process and shared by every session
 
 
 def client(service: str, settings: ClientSettings | None = None) -> Any:
@@ -49,7 +51,6 @@ def client(service: str, settings: ClientSettings | None = None) -> Any:
     key = (service, settings)
     with _lock:
         if key not in _cache:
-            import boto3
             from botocore.config import Config
 
             config = Config(
@@ -59,14 +60,32 @@ def client(service: str, settings: ClientSettings | None = None) -> Any:
                 read_timeout=60,
                 max_pool_connections=32,
             )
-            _cache[key] = boto3.session.Session().client(service, config=config, endpoint_url=settings.endpoint_url)
+            _cache[key] = _boto3_session().client(service, config=config, endpoint_url=settings.endpoint_url)
         return _cache[key]
 
 
+def _boto3_session() -> Any:
+    """The session clients are made from (under the lock: sessions are not thread-safe). A new botocore session
+    would read every service model from disk again; its `data_loader` component is the shared, caching loader."""
+    global _session, _loader
+    if _session is None:
+        import boto3
+        import botocore.loaders
+        import botocore.session
+
+        _loader = _loader or botocore.loaders.create_loader()
+        core = botocore.session.Session()
+        core.register_component("data_loader", _loader)
+        _session = boto3.session.Session(botocore_session=core)
+    return _session
+
+
 def clear_cache() -> None:
-    """Forget cached clients (tests switch endpoints and credentials)."""
+    """Forget cached clients and their session (tests switch endpoints and credentials)."""
+    global _session
     with _lock:
         _cache.clear()
+        _session = None
 
 
 def error_code(exc: BaseException) -> str:

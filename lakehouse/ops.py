@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chalicelib.config import Settings, config_files, load_settings
-from chalicelib.errors import LakehouseError
+from chalicelib.errors import LakehouseError, NotFoundError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
 from lakehouse import localstage
@@ -119,7 +119,10 @@ def open_lake(stage_name: str) -> Any:
 def table_uri(lake: Any, name: str) -> str:
     from lakehouse_etl import local_sql as catalog
 
-    return catalog.uri_of(lake, name)
+    try:
+        return catalog.uri_of(lake, name)
+    except NotFoundError as exc:  # a name the user typed: a usage error (exit 2), as click's own
+        raise click.UsageError(str(exc)) from None
 
 
 def fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:

@@ -49,6 +49,7 @@ def test_the_demo_runs_end_to_end_and_passes(tmp_path):
     assert not (tmp_path / "local.json").exists()  # it stopped the stage it started
 
 
+@pytest.mark.e2e
 def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recovers(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["LAKEHOUSE_HOME"] = str(tmp_path)

@@ -14,6 +14,8 @@ import pytest
 
 from chalicelib.ledger import DynamoDBLedger, FileRecord, Status
 
+pytestmark = pytest.mark.e2e  # drives Chromium
+
 CHROMIUM = Path(os.environ.get("LAKEHOUSE_CHROMIUM", "/usr/bin/chromium"))
 # As root in a sandbox with no network: no sandbox, and none of Chromium's own background connections.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]

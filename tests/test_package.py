@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+pytestmark = pytest.mark.e2e  # runs `chalice package`
+
 LIMIT_MB = 250  # Lambda: function code and all its layers, unzipped
 # The AWS SDK for pandas layer cannot be downloaded here. Its unzipped size, as measured in aws/aws-sdk-pandas
 # issue 3331: 167 MB for releases 3.15.1 and 3.16.0, 204 MB for 3.16.1 (the largest recent one).
