@@ -144,7 +144,15 @@ def lake_job(moto_endpoint, monkeypatch, settings, stage):
     aws.clear_cache()
 
 
+# Fixtures that start a local stage (moto in server mode, which delta-rs and the Glue job processes need) or a
+# real HTTP server: a test that uses one is end-to-end, whatever its module says.
+E2E_FIXTURES = {"moto_endpoint", "lake_job", "api_url"}
+
+
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
     if os.environ.get("LAKEHOUSE_SKIP_E2E"):
         skip = pytest.mark.skip(reason="LAKEHOUSE_SKIP_E2E is set")
         for item in items:
