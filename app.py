@@ -80,7 +80,7 @@ def lifecycle_sync(event):
     from chalicelib.lifecycle.sync import LifecycleSync
 
     rt = runtime.current()
-    report = LifecycleSync.for_stage(rt.settings, rt.stage).run(who="lifecycle_sync schedule")
+    report = LifecycleSync.for_stage(rt.settings, rt.stage).run(dry_run=False, who="lifecycle_sync schedule")
     count("LifecycleBucketsChanged", len(report.changed))
     count("LifecycleBucketsFailed", len(report.failed))
     troubles = [f"{c.bucket}: {c.error}" for c in report.failed] + [f"{k}: {v}" for k, v in report.problems.items()]

@@ -104,7 +104,7 @@ def main() -> int:
                 calls.clear()
                 sync = LifecycleSync(s3, stage.bucket, settings.zones.config, settings.zones.reports, workers=workers)
                 started = time.perf_counter()
-                report = sync.run(who="bench")
+                report = sync.run(dry_run=False, who="bench")
                 times[workers].append(time.perf_counter() - started)
                 changed = {c.bucket for c in report.changed}
                 if changed != differing or report.problems or report.failed:

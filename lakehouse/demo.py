@@ -130,7 +130,7 @@ def _lifecycle_and_drift(settings, stage) -> bool:
     console.print(f"  {upload_config(sync.s3, stage.bucket, sync.definitions_prefix, files)}", highlight=False)
     dry = sync.run(dry_run=True, who="demo")
     print_sync(out, dry)
-    applied = sync.run(who="demo")
+    applied = sync.run(dry_run=False, who="demo")
     print_sync(out, applied)
     again = sync.run(dry_run=True, who="demo")
     console.print(f"  a second dry run: {len(again.changed)} buckets would change")

@@ -100,7 +100,7 @@ def test_every_planted_drift_is_found_with_what_was_expected_and_a_fix(provision
     c.athena.delete_work_group(WorkGroup=stage.athena_workgroup)  # (moto cannot update these in place)
     c.glue.delete_crawler(Name=crawler)
     provision(settings, stage, Clients.for_stage(stage), config_files(CONFIG), progress=lambda _: None)
-    LifecycleSync(c.s3, stage.bucket, settings.zones.config, settings.zones.reports).run()
+    LifecycleSync(c.s3, stage.bucket, settings.zones.config, settings.zones.reports).run(dry_run=False)
     after = {(f.resource, f.property) for f in run_report(settings, stage, check(settings, stage, c)).findings}
     assert after == {("dynamodb lakehouse-local-ledger", "time to live")}
 

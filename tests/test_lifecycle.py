@@ -164,7 +164,7 @@ def test_the_sync_reads_once_and_writes_once_per_differing_bucket_and_dry_runs_c
     sync = LifecycleSync(s3, LAKE, "config/", "reports/", workers=4)
 
     calls = count_calls(s3)
-    dry = sync.run(dry_run=True)
+    dry = sync.run()  # a sync is a dry run unless told to apply
     assert {c.bucket: c.action for c in dry.changes} == {LAKE: "put", "b-differs": "put", "b-same": "unchanged"}
     assert (calls["PutBucketLifecycleConfiguration"], calls["PutObject"]) == (0, 0)  # a dry run writes nothing
     assert dry.missing == ["b-ghost"] and live_rules(s3, "b-differs")[0]["ID"] == "old"
@@ -172,7 +172,7 @@ def test_the_sync_reads_once_and_writes_once_per_differing_bucket_and_dry_runs_c
     assert differing == (["keep", "new"], ["old"])
 
     calls.clear()
-    applied = sync.run()
+    applied = sync.run(dry_run=False)
     assert calls["GetBucketLifecycleConfiguration"] == 3  # one read per defined, existing bucket
     assert calls["PutBucketLifecycleConfiguration"] == 2  # one write per differing bucket, whatever its rule count
     assert (
@@ -183,7 +183,7 @@ def test_the_sync_reads_once_and_writes_once_per_differing_bucket_and_dry_runs_c
     assert "b-unmanaged" not in {c.bucket for c in applied.changes}
 
     calls.clear()
-    again = sync.run()  # what S3 gives back has the definitions' fingerprints: nothing to do
+    again = sync.run(dry_run=False)  # what S3 gives back has the definitions' fingerprints: nothing to do
     assert {c.action for c in again.changes} == {"unchanged"} and calls["PutBucketLifecycleConfiguration"] == 0
 
 
@@ -198,14 +198,14 @@ def test_a_broken_definition_never_wipes_rules_and_only_an_explicit_empty_list_d
             },
         )
     push(s3, {"one.toml": rule("expiration = { days = 0 }", "b-one"), "two.toml": '[buckets."b-two"]\nrules = []\n'})
-    report = LifecycleSync(s3, LAKE, "config/", "reports/").run()
+    report = LifecycleSync(s3, LAKE, "config/", "reports/").run(dry_run=False)
     assert "expiration.days" in report.problems["one.toml"] and "b-one" in report.problems
     assert [r["ID"] for r in live_rules(s3, "b-one")] == ["x"]  # untouched
     assert {c.bucket: c.action for c in report.changes} == {"b-two": "delete"}
     assert live_rules(s3, "b-two") == []
 
     push(s3, {"one.toml": "[[[", "two.toml": '[buckets."b-two"]\nrules = []\n'})  # unreadable: could name any bucket
-    unreadable = LifecycleSync(s3, LAKE, "config/", "reports/").run()
+    unreadable = LifecycleSync(s3, LAKE, "config/", "reports/").run(dry_run=False)
     assert unreadable.changes == [] and "not valid TOML" in unreadable.problems["one.toml"]
 
 
@@ -216,7 +216,7 @@ def test_a_definition_that_is_not_utf8_is_one_problem_naming_the_file_and_touche
     latin1 = '# caf\xe9\n[buckets."b-two"]\nrules = []\n'.encode("latin-1")
     s3.put_object(Bucket=LAKE, Key="config/lifecycle/one.toml", Body=latin1)
     push(s3, {"two.toml": '[buckets."b-two"]\nrules = []\n'})
-    report = LifecycleSync(s3, LAKE, "config/", "reports/").run()  # the nightly Lambda alerts these problems
+    report = LifecycleSync(s3, LAKE, "config/", "reports/").run(dry_run=False)  # the nightly Lambda alerts these
     assert report.problems["one.toml"] == "one.toml: (encoding) = None: not UTF-8: invalid continuation byte at byte 5"
     assert report.changes == [] and [r["ID"] for r in live_rules(s3, "b-two")] == ["x"]  # could name any bucket
 
@@ -227,7 +227,7 @@ def test_every_change_is_recorded_and_can_be_rolled_back(s3):
     s3.put_bucket_lifecycle_configuration(Bucket="b-one", LifecycleConfiguration={"Rules": original})
     push(s3, {"one.toml": rule("expiration = { days = 30 }")})
     sync = LifecycleSync(s3, LAKE, "config/", "reports/")
-    (change,) = sync.run(who="tester").changes
+    (change,) = sync.run(dry_run=False, who="tester").changes
     (recorded,) = sync.history("b-one")
     assert recorded["id"] == change.change_id and recorded["who"] == "tester" and recorded["reason"] == "sync"
     assert (recorded["added"], recorded["removed"]) == (["r1"], ["x"])
@@ -264,6 +264,6 @@ def test_s3_throttling_is_absorbed_by_the_clients_retry_mode(s3):
     for bucket in ("b-one", "b-two"):
         s3.create_bucket(Bucket=bucket)
     push(s3, {"x.toml": rule("expiration = { days = 3 }", "b-one") + rule("expiration = { days = 3 }", "b-two")})
-    report = LifecycleSync(client, LAKE, "config/", "reports/", workers=2).run()
+    report = LifecycleSync(client, LAKE, "config/", "reports/", workers=2).run(dry_run=False)
     assert left["n"] == 0 and report.failed == []
     assert {c.bucket: c.action for c in report.changes} == {"b-one": "put", "b-two": "put"}

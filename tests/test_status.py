@@ -30,7 +30,7 @@ def test_status_reads_the_ledger_and_the_latest_reports(client, provisioned, set
     ledger.save_quality(run.name, "orders", {"run": run.name, "status": "WARN", "rows_loaded": 5, "checks": [failing]})
     failed = ledger.begin_run()
     ledger.end_run(failed.name, "FAILED", "QualityCheckFailed", "ERROR orders unique(order_id): 2 of 9 rows fail")
-    LifecycleSync(provisioned.s3, stage.bucket, "config/", "reports/").run(who="test")
+    LifecycleSync(provisioned.s3, stage.bucket, "config/", "reports/").run(dry_run=False, who="test")
     provisioned.s3.put_object(
         Bucket=stage.bucket,
         Key="reports/drift/latest.json",

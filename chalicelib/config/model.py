@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from chalicelib.errors import ConfigError
 
@@ -36,7 +36,8 @@ class Column:
         return self.type in ("int32", "int64", "double") or self.type.startswith("decimal")
 
 
-SEVERITIES = ("warn", "error")
+Severity = Literal["warn", "error"]  # error: a failing rule stops the publish; warn: reported and alerted
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Rule:
 
     name: str  # unique in its contract; defaults to "<check>(<columns>)"
     check: str
-    severity: str = "error"
+    severity: Severity = "error"
     columns: tuple[str, ...] = ()  # the column checked (unique: the key columns)
     values: tuple[str, ...] = ()  # accepted_values
     min: float | None = None  # range (column values), row_count (table rows)

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -92,12 +92,15 @@ class Batch:
     resumed: bool = False  # an earlier run opened it and did not close it
 
 
+RunStatus = Literal["PLANNING", "RUNNING", "SUCCEEDED", "FAILED"]  # PLANNING -> RUNNING -> SUCCEEDED | FAILED
+
+
 @dataclass(frozen=True)
 class Run:
     """One pipeline run: the dataset batches it processes and how it ended."""
 
     name: str
-    status: str = "PLANNING"  # PLANNING -> RUNNING -> SUCCEEDED | FAILED
+    status: RunStatus = "PLANNING"
     started_at: str = ""
     ended_at: str | None = None
     plan: dict[str, Any] | None = None  # the execution input

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.aws import error_code
 from chalicelib.errors import NotFoundError
@@ -29,10 +29,15 @@ DEFINITIONS = "lifecycle/"  # under the config zone
 HISTORY = "lifecycle/history/"  # under the reports zone
 
 
+BucketAction = Literal["unchanged", "put", "delete", "failed"]  # what was, or in a dry run would be, done
+
+
 @dataclass
 class BucketChange:
+    """One bucket's sync: what it did (or would do) and the rules before and after."""
+
     bucket: str
-    action: str  # unchanged | put | delete (what was, or in a dry run would be, done) | failed
+    action: BucketAction
     added: list[str] = field(default_factory=list)  # rule ids
     removed: list[str] = field(default_factory=list)
     before: list[dict[str, Any]] = field(default_factory=list)
@@ -75,7 +80,7 @@ def diff(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> tuple[lis
     return added, removed
 
 
-def write(s3: Any, bucket: str, rules: list[dict[str, Any]]) -> str:
+def write(s3: Any, bucket: str, rules: list[dict[str, Any]]) -> BucketAction:
     """One write of the bucket's whole configuration; no rules at all is a delete."""
     if rules:
         s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
@@ -126,7 +131,8 @@ class LifecycleSync:
         pages = self.s3.get_paginator("list_buckets").paginate()
         return {b["Name"] for page in pages for b in page.get("Buckets", [])}
 
-    def run(self, dry_run: bool = False, who: str = "lakehouse") -> SyncReport:
+    def run(self, *, dry_run: bool = True, who: str = "lakehouse") -> SyncReport:
+        """Read the definitions and make the buckets follow them: a dry run (nothing written) unless `dry_run=False`."""
         texts, versions = self.definition_files()
         definitions = parse_definitions(texts, self.lake)
         report = self.sync(definitions, versions, dry_run=dry_run, who=who)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
@@ -70,11 +70,14 @@ class StepFunctions:
             raise
 
 
+TickAction = Literal["started", "busy", "waiting", "idle"]
+
+
 @dataclass(frozen=True)
 class Tick:
     """What one look at the ledger did: started, busy (a run is in flight), waiting (not due yet), idle."""
 
-    action: str
+    action: TickAction
     run: str | None = None
     detail: str = ""
 
@@ -127,7 +130,7 @@ class Pipeline:
             return f"oldest file waited {age:.0f} s (window_seconds = {rules.window_seconds})"
         return None
 
-    def tick(self, force: bool = False) -> Tick:
+    def tick(self, *, force: bool = False) -> Tick:
         """Look at the ledger once: resume or recover the active run, or start a new one when it is due.
 
         The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window).

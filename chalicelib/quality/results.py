@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-PASSED, WARN, ERROR = "PASSED", "WARN", "ERROR"
+Level = Literal["PASSED", "WARN", "ERROR"]
+PASSED: Level = "PASSED"
+WARN: Level = "WARN"
+ERROR: Level = "ERROR"
 
 
 @dataclass
@@ -15,7 +18,7 @@ class CheckResult:
 
     rule: str
     check: str
-    severity: str
+    severity: str  # a rule's Severity, or "error" for the gate's own checks (scan, rejected_rows)
     passed: bool
     observed: Any  # failing rows, rows, age in hours, change in percent ...
     threshold: str  # what it was held against, for people
@@ -23,7 +26,7 @@ class CheckResult:
     detail: str = ""
 
     @property
-    def level(self) -> str:
+    def level(self) -> Level:
         return PASSED if self.passed else (ERROR if self.severity == "error" else WARN)
 
 
