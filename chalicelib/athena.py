@@ -88,6 +88,7 @@ class Athena:
         return {t["Name"] for page in pages for t in page["TableList"]}
 
     def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
+        """Run one read-only statement in the stage's workgroup; stopped and a QueryError after `timeout` s."""
         query_id = self.athena.start_query_execution(
             QueryString=read_only(sql),
             QueryExecutionContext={"Database": self.database},

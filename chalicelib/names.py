@@ -8,6 +8,7 @@ from chalicelib.config.model import Stage
 
 
 def crawler_name(stage: Stage, dataset: str) -> str:
+    """The Glue crawler over a dataset's raw/ folder (`lakehouse-prod-raw-order-items`)."""
     return f"{stage.project}-{stage.name}-raw-{dataset.replace('_', '-')}"
 
 
@@ -30,4 +31,5 @@ def api_key_name(stage: Stage) -> str:
 
 
 def table_name(dataset: str) -> str:
+    """A dataset's processed table in SQL (Athena and DuckDB alike): `processed_orders`."""
     return f"processed_{dataset}"

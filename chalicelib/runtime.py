@@ -25,11 +25,14 @@ CONFIG_TTL_SECONDS = float(os.environ.get("LAKEHOUSE_CONFIG_TTL_SECONDS", "60"))
 
 @dataclass(frozen=True)
 class Runtime:
+    """The stage's settings and ledger as one Lambda container sees them."""
+
     settings: Settings
     stage: Stage
     ledger: Ledger
 
     def client(self, service: str) -> Any:
+        """A cached client for `service`, with the stage's region and retry policy."""
         return client(service, ClientSettings.for_stage(self.stage))
 
 
@@ -55,10 +58,12 @@ def _runtime() -> Runtime:
 
 
 def current() -> Runtime:
+    """The container's runtime, rebuilt from the published configuration at most every CONFIG_TTL_SECONDS."""
     return _fresh("runtime", _runtime)
 
 
 def ingestor() -> Ingestor:
+    """The validator's Ingestor on the stage's clients and ledger."""
     rt = current()
     return Ingestor(rt.settings, rt.stage, rt.client("s3"), rt.client("sqs"), rt.ledger)
 

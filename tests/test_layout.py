@@ -107,3 +107,32 @@ def test_no_module_imports_another_modules_private_names():
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LAYERS:
                 private += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert private == []
+
+
+def _public_callables_without_docs() -> list[str]:
+    import importlib
+    import inspect
+
+    missing = []
+    for name in _modules():
+        if not name.startswith("chalicelib"):
+            continue
+        module = importlib.import_module(name)
+        for attr, obj in vars(module).items():
+            if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            if inspect.isfunction(obj) and not inspect.getdoc(obj):
+                missing.append(f"{name}.{attr}")
+            if inspect.isclass(obj):
+                if not inspect.getdoc(obj) or obj.__doc__ is None:
+                    missing.append(f"{name}.{attr}")
+                for method, member in vars(obj).items():
+                    if method.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+                        continue
+                    if not inspect.getdoc(getattr(obj, method)):  # an override inherits its base's docstring
+                        missing.append(f"{name}.{attr}.{method}")
+    return missing
+
+
+def test_every_public_function_and_class_of_the_lambda_core_has_a_docstring():
+    assert _public_callables_without_docs() == []

@@ -26,6 +26,7 @@ def _latest(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def status(settings: Settings, stage: Stage, ledger: Ledger, s3: Any, now: datetime, files: int = 20) -> dict[str, Any]:
+    """The pipeline at a glance (GET /status), from ledger summaries and the reports' latest documents only."""
     runs = ledger.runs(RUNS)
     last_success: dict[str, str] = {}
     for run in runs:  # newest first: the first successful run naming a dataset is its last success

@@ -61,30 +61,6 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _check_type(cols: Table, name: str, type_: str) -> str:
     match = _DECIMAL.fullmatch(type_.replace(" ", ""))
     if match:
@@ -373,4 +349,3 @@ def _parents_first(datasets: Mapping[str, Contract]) -> list[str]:
     for name in sorted(datasets):
         visit(name)
     return done
-

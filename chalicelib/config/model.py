@@ -33,6 +33,7 @@ class Column:
 
     @property
     def numeric(self) -> bool:
+        """An integer, double or decimal column."""
         return self.type in ("int32", "int64", "double") or self.type.startswith("decimal")
 
 
@@ -63,6 +64,7 @@ class Rule:
 
     @property
     def column(self) -> str | None:
+        """The checked column (the first of `columns`), or None for table rules."""
         return self.columns[0] if self.columns else None
 
 
@@ -82,6 +84,7 @@ class Contract:
 
     @property
     def column_names(self) -> tuple[str, ...]:
+        """The contract's column names, in order."""
         return tuple(c.name for c in self.columns)
 
     @property
@@ -156,9 +159,11 @@ class Stage:
     log_bucket: str = ""  # where S3 writes the lake bucket's server access logs
 
     def state_machine_arn(self, account: str) -> str:
+        """The ARN of the stage's pipeline state machine in `account`."""
         return f"arn:aws:states:{self.region}:{account}:stateMachine:{self.state_machine}"
 
     def topic_arn(self, topic: str, account: str) -> str:
+        """The ARN of one of the stage's SNS topics in `account`."""
         return f"arn:aws:sns:{self.region}:{account}:{topic}"
 
 
@@ -174,6 +179,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     def stage(self, name: str) -> Stage:
+        """A stage by name; an unknown one is a ConfigError listing the known ones."""
         try:
             return self.stages[name]
         except KeyError:

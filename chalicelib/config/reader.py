@@ -20,18 +20,22 @@ class Table:
         self.file, self.prefix, self.data = file, prefix, data
 
     def key(self, name: builtins.str) -> builtins.str:
+        """The dotted key of `name` in this table, as errors name it."""
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def fail(self, name: builtins.str, value: object, problem: builtins.str) -> ConfigError:
+        """A ConfigError for key `name` of this table."""
         return ConfigError(self.file, self.key(name), value, problem)
 
     def only(self, allowed: Iterable[str]) -> None:
+        """Refuse any key of this table that is not `allowed`."""
         allowed = set(allowed)
         for name in self.data:
             if name not in allowed:
                 raise self.fail(name, self.data[name], f"unknown key; expected one of {sorted(allowed)}")
 
     def table(self, name: builtins.str) -> Table:
+        """The sub-table `name` (empty when absent)."""
         return Table(self.file, self.key(name), self.data.get(name, {}))
 
     def str(
@@ -42,6 +46,7 @@ class Table:
         choices: Iterable[str] | None = None,
         pattern: re.Pattern[str] | None = None,
     ) -> builtins.str:
+        """A string (required unless a default is given), one of `choices` or matching `pattern`."""
         value = self.data.get(name, default)
         if value is None:
             raise self.fail(name, value, "is required")
@@ -54,6 +59,7 @@ class Table:
         return value
 
     def int(self, name: builtins.str, default: int, *, minimum: int = 0) -> int:
+        """An integer of at least `minimum`."""
         value = self.data.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(name, value, "must be an integer")
@@ -62,18 +68,21 @@ class Table:
         return value
 
     def number(self, name: builtins.str) -> float | None:
+        """An integer or float, or None when absent."""
         value = self.data.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise self.fail(name, value, "must be a number")
         return value
 
     def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
+        """true or false."""
         value = self.data.get(name, default)
         if not isinstance(value, bool):
             raise self.fail(name, value, "must be true or false")
         return value
 
     def str_list(self, name: builtins.str, default: list[builtins.str] | None = None) -> tuple[builtins.str, ...]:
+        """A list of strings (required unless a default is given)."""
         value = self.data.get(name, default)
         if value is None:
             raise self.fail(name, value, "is required")
@@ -93,6 +102,7 @@ class Table:
 
 
 def parse_toml(file: str, text: str) -> dict[str, Any]:
+    """A TOML file's tables; a syntax error is a ConfigError naming the line and column."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -16,4 +16,5 @@ HOURS = DAYS * 24
 
 
 def prices() -> dict[str, Any]:
+    """The price table."""
     return json.loads(PRICES_FILE.read_text())

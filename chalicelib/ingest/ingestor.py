@@ -84,6 +84,7 @@ class Ingestor:
         return rest.split("/", 1)[0] if "/" in rest else ""
 
     def ingest(self, ref: ObjectRef) -> FileRecord | None:
+        """Validate and record one delivered object version; None when it is not a file under raw/."""
         dataset = self.dataset_of(ref.key)
         if dataset is None or ref.key.endswith("/"):
             log.info("ignored: not a file under %s", self.settings.zones.raw, extra={"key": ref.key})

@@ -45,6 +45,7 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
+        """The file was accepted."""
         return self.code is None
 
 
@@ -70,6 +71,7 @@ class HashingReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes of the source, hashed and counted on the way."""
         try:
             chunk = self._source.read(CHUNK if size is None or size < 0 else size)
         except Exception as exc:  # a network error is not the file's fault: remember it, re-raise later
@@ -81,11 +83,13 @@ class HashingReader(io.RawIOBase):
         return chunk
 
     def readinto(self, buffer: Any) -> int:
+        """Fill `buffer` from read()."""
         chunk = self.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)
 
     def drain(self) -> None:
+        """Read to the end, so the hash and size cover the whole object."""
         while self.read(CHUNK):
             pass
 
@@ -117,6 +121,7 @@ class GunzipReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` decompressed bytes; past the limits a Rejected error."""
         size = CHUNK if size is None or size < 0 else size
         while True:
             if self._pending:
@@ -158,6 +163,7 @@ class GunzipReader(io.RawIOBase):
             )
 
     def readinto(self, buffer: Any) -> int:
+        """Fill `buffer` from read()."""
         chunk = self.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)

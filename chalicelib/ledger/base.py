@@ -123,6 +123,7 @@ class Ledger(ABC):
         return done
 
     def mark_announced(self, record: FileRecord) -> FileRecord:
+        """Record that a VALID file's announcement was sent (a redelivery then sends none)."""
         self._update_if(file_pk(record.file_id), {"announced": True}, {"status": str(Status.VALID)})
         return replace(record, announced=True)
 
@@ -258,6 +259,7 @@ class Ledger(ABC):
 
     # -- pipeline runs -------------------------------------------------------------------------------
     def active_run(self) -> Run | None:
+        """The run in flight, if any (at most one)."""
         item = self._get("pipeline")
         if not item or not item.get("active"):
             return None
@@ -286,6 +288,7 @@ class Ledger(ABC):
         return self._new_run(name) if began else None
 
     def save_plan(self, run: Run, plan: dict[str, Any], files: int, bytes_: int) -> Run:
+        """Keep a run's plan (the execution input) and mark it RUNNING."""
         self._update_if(
             f"run#{run.name}",
             {"plan": json.dumps(plan, sort_keys=True), "status": "RUNNING", "files": files, "bytes": bytes_},
@@ -322,6 +325,7 @@ class Ledger(ABC):
         return [json.loads(i["result"]) for i in self._newest(f"quality#{dataset}", limit)]
 
     def get_run(self, name: str) -> Run | None:
+        """A run by name, or None."""
         item = self._get(f"run#{name}")
         return None if item is None else Run.from_item(item)
 
@@ -344,6 +348,7 @@ class Ledger(ABC):
         )
 
     def get(self, file_id: str) -> FileRecord | None:
+        """A file record by id, or None."""
         item = self._get(file_pk(file_id))
         return None if item is None else FileRecord.from_item(item)
 
@@ -390,4 +395,3 @@ class Ledger(ABC):
     @abstractmethod
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         """File items with `pending == dataset`, oldest first."""
-

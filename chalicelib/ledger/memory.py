@@ -59,4 +59,3 @@ class InMemoryLedger(Ledger):
                 (dict(i) for i in self.items.values() if i.get("pending") == dataset), key=lambda i: i["received_at"]
             )
         return files[:limit] if limit else files
-

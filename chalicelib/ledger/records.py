@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 
 class Status(StrEnum):
+    """A file's status in the ledger (see the package docstring for how it moves)."""
+
     RECEIVED = "RECEIVED"
     VALID = "VALID"
     REJECTED = "REJECTED"
@@ -23,6 +25,7 @@ FINAL = frozenset({Status.VALID, Status.REJECTED, Status.DUPLICATE, Status.GONE,
 
 
 def now_iso(now: datetime | None = None) -> str:
+    """`now` (default: the current time) as ISO 8601 in UTC with microseconds, as the ledger sorts it."""
     return (now or datetime.now(UTC)).isoformat(timespec="microseconds")
 
 
@@ -61,6 +64,7 @@ class FileRecord:
     lease_until: str | None = None
 
     def to_item(self) -> dict[str, Any]:
+        """The record as a ledger item."""
         item = {k: v for k, v in asdict(self).items() if v is not None}
         item["status"] = str(self.status)
         return {"pk": f"file#{self.file_id}", "kind": "file", **item}
@@ -142,9 +146,10 @@ class Claim:
 
 
 def file_pk(file_id: str) -> str:
+    """The ledger key of a file record."""
     return f"file#{file_id}"
 
 
 def content_pk(md5: str) -> str:
+    """The ledger key of a content claim (one per MD5)."""
     return f"md5#{md5}"
-

@@ -67,6 +67,7 @@ class Definitions:
 
 
 def fingerprint(rule: Mapping[str, Any]) -> str:
+    """One hash of a rule whatever the order or form of its fields."""
     return hashlib.sha256(json.dumps(rule, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

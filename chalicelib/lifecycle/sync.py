@@ -55,14 +55,17 @@ class SyncReport:
 
     @property
     def changed(self) -> list[BucketChange]:
+        """The buckets whose rules were (or would be) written."""
         return [c for c in self.changes if c.action in ("put", "delete")]
 
     @property
     def failed(self) -> list[BucketChange]:
+        """The buckets whose write failed."""
         return [c for c in self.changes if c.action == "failed"]
 
 
 def live_rules(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """A bucket's lifecycle rules now ([] when it has none)."""
     try:
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     except Exception as exc:
@@ -90,6 +93,8 @@ def write(s3: Any, bucket: str, rules: list[dict[str, Any]]) -> BucketAction:
 
 
 class LifecycleSync:
+    """The lifecycle sync: definitions in the lake bucket applied to their buckets, with history and rollback."""
+
     def __init__(
         self,
         s3: Any,
@@ -128,6 +133,7 @@ class LifecycleSync:
         return texts, versions
 
     def existing_buckets(self) -> set[str]:
+        """The account's buckets."""
         pages = self.s3.get_paginator("list_buckets").paginate()
         return {b["Name"] for page in pages for b in page.get("Buckets", [])}
 
@@ -150,6 +156,7 @@ class LifecycleSync:
         return report
 
     def sync(self, definitions: Definitions, versions: dict[str, str], *, dry_run: bool, who: str) -> SyncReport:
+        """Make each defined, existing bucket's rules the definition: one read and at most one write per bucket."""
         existing = self.existing_buckets()
         targets = [d for b, d in sorted(definitions.buckets.items()) if b in existing]
 

@@ -30,6 +30,8 @@ RUNNING = "RUNNING"
 
 
 class Orchestrator(Protocol):
+    """What runs a pipeline execution: Step Functions on AWS, the local executor on the local stage."""
+
     def start(self, name: str, input_: dict[str, Any]) -> None:
         """Start execution `name`; starting one that exists already is not an error (idempotent)."""
 
@@ -51,9 +53,11 @@ class StepFunctions:
         return cls(client("stepfunctions", clients), stage.state_machine_arn(account_id(client("sts", clients))))
 
     def execution_arn(self, name: str) -> str:
+        """The ARN of execution `name` of this state machine."""
         return self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
     def start(self, name: str, input_: dict[str, Any]) -> None:
+        """Start execution `name`; one that exists already was this run's (idempotent)."""
         try:
             self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=json.dumps(input_))
         except Exception as exc:
@@ -62,6 +66,7 @@ class StepFunctions:
             log.info("execution %s exists already", name)
 
     def status(self, name: str) -> str | None:
+        """The execution's status, or None if it was never started."""
         try:
             return str(self.sfn.describe_execution(executionArn=self.execution_arn(name))["status"])
         except Exception as exc:
@@ -83,6 +88,8 @@ class Tick:
 
 
 class Pipeline:
+    """The batcher: accepted files in the ledger become pipeline runs when they have waited long enough."""
+
     def __init__(
         self,
         settings: Settings,
@@ -180,9 +187,7 @@ class Pipeline:
                 records = self.ledger.get_many(batch.files)
                 files += len(records)
                 size += sum(r.size or 0 for r in records)
-                batches.append(
-                    {"dataset": dataset, "batch": batch.number, "job": process_job(self.stage, dataset)}
-                )
+                batches.append({"dataset": dataset, "batch": batch.number, "job": process_job(self.stage, dataset)})
             if batches:
                 levels.append(batches)
         datasets = [b["dataset"] for level in levels for b in level]

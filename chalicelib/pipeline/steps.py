@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class RunSteps:
+    """The state machine's Lambda steps: quality gate, catalog refresh, finishing or failing a run."""
+
     def __init__(self, settings: Settings, stage: Stage, ledger: Ledger) -> None:
         self.settings, self.stage, self.ledger = settings, stage, ledger
 
@@ -88,15 +90,11 @@ class RunSteps:
             for rule in (r for r in contract.rules if r.check == "volume"):
                 earlier = [h for h in self.ledger.quality_history(contract.name, rule.history + 1) if h["run"] != name]
                 checks.append(quality.check_volume(rule, etl["rows_merged"], [h["rows_loaded"] for h in earlier]))
-            result = TableQuality(
-                contract.name, name, int(batch["batch"]), rows, etl["rows_merged"], checks, etl
-            )
+            result = TableQuality(contract.name, name, int(batch["batch"]), rows, etl["rows_merged"], checks, etl)
             self.ledger.save_quality(name, contract.name, result.as_dict())
             results.append(result)
         statuses = {r.status for r in results}
-        status = (
-            ERROR if ERROR in statuses else WARN if WARN in statuses else PASSED
-        )
+        status = ERROR if ERROR in statuses else WARN if WARN in statuses else PASSED
         failing = {r.dataset for r in results if r.status == ERROR}
         return {
             "status": status,

@@ -40,10 +40,12 @@ def literal(value: Any) -> str:
 
 
 def quote(name: str) -> str:
+    """A column name quoted for SQL."""
     return f'"{name}"'  # contract names are [a-z0-9_]: quoting only guards against reserved words
 
 
 def dqdl_text(text: str) -> str:
+    """A string literal in DQDL."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -106,6 +108,7 @@ class Check:
     def result(
         self, rule: Rule, passed: bool, observed: Any, sample: list[str] | None = None, detail: str = ""
     ) -> CheckResult:
+        """The rule's CheckResult, with this check's threshold."""
         threshold = self.threshold(rule)
         return CheckResult(rule.name, rule.check, rule.severity, passed, observed, threshold, sample or [], detail)
 
@@ -120,6 +123,7 @@ class RowCheck(Check):
         raise NotImplementedError
 
     def col(self, rule: Rule) -> str:
+        """The rule's column in the scan (alias `t`)."""
         return f"t.{quote(rule.columns[0])}"
 
     def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
@@ -141,10 +145,13 @@ class RowCheck(Check):
         return f"0 rows{self.outside_text(rule)}"
 
     def outside_text(self, rule: Rule) -> str:
+        """The threshold's words after "0 rows" (what a failing row is)."""
         return ""
 
 
 class NotNull(RowCheck):
+    """`not_null`: rows where the column is NULL."""
+
     name, keys = "not_null", ("column",)
 
     def failing(self, rule: Rule, index: int) -> str:
@@ -155,6 +162,8 @@ class NotNull(RowCheck):
 
 
 class Unique(RowCheck):
+    """`unique`: rows whose key (one or more columns) occurs more than once."""
+
     name, keys = "unique", ("columns",)
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -173,6 +182,8 @@ class Unique(RowCheck):
 
 
 class AcceptedValues(RowCheck):
+    """`accepted_values`: non-NULL values outside the list (string columns)."""
+
     name, keys, column_kinds = "accepted_values", ("column", "values"), ("string",)
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -204,6 +215,8 @@ def _min_max(t: Table, check: str) -> dict[str, Any]:
 
 
 class Range(RowCheck):
+    """`range`: values outside [min, max] (numeric columns)."""
+
     name, keys, column_kinds = "range", ("column", "min", "max"), ("numeric",)
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -223,6 +236,8 @@ class Range(RowCheck):
 
 
 class Pattern(RowCheck):
+    """`pattern`: non-NULL values the regular expression does not match whole (string columns)."""
+
     name, keys, column_kinds = "pattern", ("column", "pattern"), ("string",)
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -247,6 +262,8 @@ class Pattern(RowCheck):
 
 
 class References(RowCheck):
+    """`references`: non-NULL values missing from another dataset's processed table."""
+
     name, keys = "references", ("column", "to")
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -291,6 +308,8 @@ def parse_time(text: str) -> datetime:
 
 
 class Freshness(Check):
+    """`freshness`: the newest value older than `max_age_hours` (a date counts until its day ends)."""
+
     name, keys, column_kinds = "freshness", ("column", "max_age_hours"), ("date", "timestamp")
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -319,6 +338,8 @@ class Freshness(Check):
 
 
 class RowCount(Check):
+    """`row_count`: the table's rows outside [min, max]."""
+
     name, keys = "row_count", ("min", "max")
 
     def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
@@ -385,6 +406,7 @@ CHECKS: dict[str, Check] = {
 
 
 def check_of(rule: Rule) -> Check:
+    """The check type of a rule."""
     return CHECKS[rule.check]
 
 
@@ -404,6 +426,7 @@ def parse_rules(file: str, data: Any, columns: Mapping[str, Column]) -> tuple[Ru
 
 
 def parse_rule(t: Table, columns: Mapping[str, Column]) -> Rule:
+    """One `[[rules]]` table: its check type reads its own keys."""
     name = t.str("check", choices=CHECKS)
     check = CHECKS[name]
     t.only({"check", "severity", "name", *check.keys})
@@ -414,4 +437,5 @@ def parse_rule(t: Table, columns: Mapping[str, Column]) -> Rule:
 
 
 def scanned(rules: Iterable[Rule]) -> list[Rule]:
+    """The rules judged from the table's one scan."""
     return [r for r in rules if check_of(r).scanned]

@@ -31,11 +31,9 @@ class SqlEngine(Protocol):
     def tables(self) -> set[str]:
         """The names of the tables that exist (`processed_orders`, ...)."""
 
-    def run(self, sql: str, timeout: float = 300.0) -> QueryResult: ...
-
-
-
-
+    def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
+        """Run one read-only query; a failure or a timeout is a QueryError."""
+        ...
 
 
 def scan_sql(contract: Contract, tables: Iterable[str]) -> str:

@@ -27,6 +27,7 @@ class CheckResult:
 
     @property
     def level(self) -> Level:
+        """PASSED, or the rule's severity as WARN or ERROR when it failed."""
         return PASSED if self.passed else (ERROR if self.severity == "error" else WARN)
 
 
@@ -44,10 +45,12 @@ class TableQuality:
 
     @property
     def status(self) -> str:
+        """The worst level of its checks."""
         levels = {c.level for c in self.checks}
         return ERROR if ERROR in levels else WARN if WARN in levels else PASSED
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as kept in the ledger's history, with its status."""
         return {**asdict(self), "status": self.status}
 
     @classmethod

@@ -22,6 +22,7 @@ RAW_DAYS = "NOW-1YEARS,NOW"  # raw files are archived once processed: a year bac
 
 
 def delta_table(name: str, location: str) -> dict[str, Any]:
+    """A Glue table that Athena reads as a native Delta table."""
     return {
         "Name": name,
         "TableType": "EXTERNAL_TABLE",
@@ -74,6 +75,7 @@ def raw_table(settings: Settings, stage: Stage, contract: Contract) -> dict[str,
 
 
 def put_table(glue: Any, database: str, table: dict[str, Any]) -> None:
+    """Create the table, or update it when it exists."""
     try:
         glue.update_table(DatabaseName=database, TableInput=table)
     except Exception as exc:

@@ -46,10 +46,12 @@ PUBLIC_ACCESS_BLOCK = {
 
 
 def tags(stage: Stage) -> list[dict[str, str]]:
+    """The tags every resource of the stage carries."""
     return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]
 
 
 def tls_only_policy(bucket: str) -> dict[str, Any]:
+    """A bucket policy refusing plain-HTTP requests."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -86,6 +88,7 @@ def log_bucket_policy(stage: Stage, account: str) -> dict[str, Any]:
 
 
 def access_logging(stage: Stage) -> dict[str, Any]:
+    """The lake bucket's S3 server access logging, into the log bucket."""
     return {"LoggingEnabled": {"TargetBucket": stage.log_bucket, "TargetPrefix": LOG_PREFIX}}
 
 
@@ -119,10 +122,12 @@ def glue_jobs(settings: Settings, stage: Stage) -> dict[str, GlueJob]:
 
 
 def role_arn(role: str, account: str) -> str:
+    """A role given by name or ARN, as an ARN."""
     return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
 
 
 def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
+    """One Glue job as CreateJob and GetJob say it."""
     return {
         "Role": role_arn(stage.glue_role, account),
         "Command": {
@@ -149,6 +154,7 @@ def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
 
 
 def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: str) -> dict[str, Any]:
+    """One dataset's raw/ crawler as CreateCrawler and GetCrawler say it."""
     return {
         "Role": role_arn(stage.glue_role, account),
         "DatabaseName": stage.glue_database,
@@ -163,6 +169,7 @@ def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: 
 
 
 def workgroup_configuration(settings: Settings, stage: Stage) -> dict[str, Any]:
+    """The stage's Athena workgroup: result location and encryption, metrics, the bytes-scanned cutoff."""
     return {
         "ResultConfiguration": {
             "OutputLocation": f"s3://{stage.bucket}/{settings.zones.athena_results}",

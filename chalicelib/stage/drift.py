@@ -49,20 +49,24 @@ class DriftReport:
 
     @property
     def drifted(self) -> bool:
+        """Whether anything differs from the declared setup."""
         return bool(self.findings)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as its JSON document."""
         data = asdict(self)
         data["drifted"] = self.drifted
         return data
 
     def since(self) -> str:
+        """The deployment the findings are measured against, for people."""
         d = self.deployment
         if not d:
             return "no successful deployment is recorded"
         return f"since deployment {d['time']} by {d['who']} (config {d['config_fingerprint'][:12]})"
 
     def summary(self) -> str:
+        """A few lines for the alert: each finding and its fix."""
         head = f"Drift on stage {self.stage} at {self.time}: {len(self.findings)} findings, {self.since()}."
         lines = [
             f"- {f.resource} {f.property}: expected {_short(f.expected)}, found {_short(f.actual)}"
@@ -71,6 +75,7 @@ class DriftReport:
         return "\n".join([head, *lines[:40], *(["- ..."] if len(lines) > 40 else [])])
 
     def markdown(self) -> str:
+        """The report as a Markdown table."""
         out = [
             f"# Drift report: stage `{self.stage}`",
             "",
@@ -121,6 +126,7 @@ class DriftCheck:
         )
 
     def differs(self, resource: str, prop: str, expected: Any, actual: Any, fix: str | None = None) -> None:
+        """Record a finding when the live value is not the declared one."""
         if expected != actual:
             self.findings.append(Finding(resource, prop, expected, actual, fix or self.provision_fix))
 
@@ -136,6 +142,7 @@ class DriftCheck:
     def run(
         self, deployment: dict[str, Any] | None, now: datetime | None = None, lifecycle: bool = True
     ) -> DriftReport:
+        """Every check against the live stage, the state machine against `deployment`'s definition."""
         checks = [self.roles, self.bucket, self.queues, self.notification, self.ledger, self.topics, self.glue_jobs]
         checks += [self.catalog, self.workgroup, self.state_machine] + ([self.lifecycle] if lifecycle else [])
         for check in checks:
@@ -150,6 +157,7 @@ class DriftCheck:
         return DriftReport(self.stage.name, stamp, self.findings, self.checked, deployment)
 
     def bucket(self, _: Any) -> None:
+        """The lake bucket: versioning, encryption, public access block, TLS-only policy, tags, logging."""
         s3, name = self.c.s3, self.stage.bucket
         resource = f"s3://{name}"
         self.checked.append(resource)
@@ -190,6 +198,7 @@ class DriftCheck:
         self.differs(f"s3://{logs}", "log retention", wanted, [normalise(r) for r in rules or []])
 
     def roles(self, _: Any) -> None:
+        """The Glue and pipeline roles: trust and inline policy."""
         from chalicelib.stage.roles import declared_roles, live_role
 
         for name, (trust, policy) in declared_roles(self.settings, self.stage, account_id(self.c.sts)).items():
@@ -203,6 +212,7 @@ class DriftCheck:
             self.differs(resource, "inline policy", policy, have_policy)
 
     def queues(self, _: Any) -> None:
+        """The ingest queue, its dead-letter queue and the accepted queue exist."""
         for queue in (self.stage.ingest_queue, self.stage.ingest_dlq, self.stage.accepted_queue):
             self.checked.append(f"sqs {queue}")
             url = self._read(
@@ -212,6 +222,7 @@ class DriftCheck:
             self.differs(f"sqs {queue}", "exists", True, url is not None)
 
     def glue_jobs(self, _: Any) -> None:
+        """Every Glue job exists as declared."""
         account = account_id(self.c.sts)
         for name, glue_job in declared.glue_jobs(self.settings, self.stage).items():
             resource = f"glue job {name}"
@@ -224,6 +235,7 @@ class DriftCheck:
                 self.differs(resource, key, value, job.get(key))
 
     def lifecycle(self, _: Any) -> None:
+        """The buckets' lifecycle rules against the pushed definitions (a sync's dry run)."""
         report = self.sync.run(dry_run=True)
         fix = f"lakehouse lifecycle sync --stage {self.stage.name}"
         for change in report.changes:
@@ -251,6 +263,7 @@ class DriftCheck:
             )
 
     def notification(self, _: Any) -> None:
+        """The lake bucket's notification of raw/ objects to the ingest queue."""
         s3, name = self.c.s3, self.stage.bucket
         resource = f"s3://{name} notification {declared.NOTIFICATION_ID}"
         self.checked.append(resource)
@@ -273,6 +286,7 @@ class DriftCheck:
         self.differs(resource, "raw/ -> ingest queue", wanted, ours[0] if ours else None)
 
     def ledger(self, _: Any) -> None:
+        """The ledger table: its indexes, billing mode, time to live and point-in-time recovery."""
         ddb, name = self.c.dynamodb, self.stage.ledger_table
         resource = f"dynamodb {name}"
         self.checked.append(resource)
@@ -281,9 +295,7 @@ class DriftCheck:
             self.differs(resource, "exists", True, False)
             return
         indexes = sorted(i["IndexName"] for i in table.get("GlobalSecondaryIndexes", []))
-        self.differs(
-            resource, "indexes", sorted(i["IndexName"] for i in LEDGER_INDEXES), indexes
-        )
+        self.differs(resource, "indexes", sorted(i["IndexName"] for i in LEDGER_INDEXES), indexes)
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         self.differs(resource, "billing mode", LEDGER_TABLE_SPEC["BillingMode"], billing)
         backups = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
@@ -301,6 +313,7 @@ class DriftCheck:
         )
 
     def topics(self, _: Any) -> None:
+        """The alerts and notifications topics exist."""
         account = account_id(self.c.sts)
         for topic in (self.stage.alerts_topic, self.stage.notifications_topic):
             arn = self.stage.topic_arn(topic, account)
@@ -311,6 +324,7 @@ class DriftCheck:
             self.differs(f"sns {topic}", "exists", True, there is not None)
 
     def catalog(self, _: Any) -> None:
+        """The Glue database, the crawlers and the declared tables."""
         glue, db = self.c.glue, self.stage.glue_database
         self.checked.append(f"glue database {db}")
         if self._read(lambda: glue.get_database(Name=db), ("EntityNotFoundException",)) is None:
@@ -352,6 +366,7 @@ class DriftCheck:
             )
 
     def workgroup(self, _: Any) -> None:
+        """The Athena workgroup's configuration."""
         name = self.stage.athena_workgroup
         resource = f"athena workgroup {name}"
         self.checked.append(resource)
@@ -367,6 +382,7 @@ class DriftCheck:
             self.differs(resource, key, value, actual)
 
     def state_machine(self, deployment: dict[str, Any] | None) -> None:
+        """The state machine exists and is the definition the last deployment recorded."""
         arn = self.stage.state_machine_arn(account_id(self.c.sts))
         resource = f"state machine {self.stage.state_machine}"
         self.checked.append(resource)
@@ -387,6 +403,7 @@ class DriftCheck:
 
 
 def latest_deployment(s3: Any, settings: Settings, stage: Stage) -> dict[str, Any] | None:
+    """The newest deployment that succeeded, or None."""
     return next((d for d in declared.deployments(s3, settings, stage) if d["result"] == "succeeded"), None)
 
 
