@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib.errors import FileInProgressError
 from chalicelib.ledger import DynamoDBLedger, FileRecord, InMemoryLedger, Status
+from chalicelib.pipeline.batching import BatchPolicy
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -113,7 +114,7 @@ def test_a_batch_is_opened_resumed_and_closed(ledger):
     from chalicelib.ledger import FileResult
 
     a, b = valid(ledger, "raw/orders/a.csv", 1), valid(ledger, "raw/orders/b.csv", 2)
-    batch = ledger.open_batch("orders", max_files=1)
+    batch = ledger.open_batch("orders", limit=1)
     assert (batch.number, batch.files, batch.resumed) == (1, (a.file_id,), False)
     resumed = ledger.open_batch("orders")  # not closed: an interrupted run resumes the same batch
     assert (resumed.number, resumed.files, resumed.resumed) == (1, (a.file_id,), True)
@@ -141,11 +142,11 @@ def test_a_batch_stops_at_its_byte_budget_but_takes_at_least_one_file(ledger):
             replace(rec(f"raw/orders/{i}.csv"), size=size), now=datetime(2026, 1, 1, 0, i, tzinfo=UTC)
         ).record
         ledger.finish(record, Status.VALID, md5=str(i))
-    assert len(ledger.open_batch("orders", max_bytes=1300).files) == 2
+    assert len(ledger.open_batch("orders", take=BatchPolicy(max_bytes=1300).take).files) == 2
     ledger2 = InMemoryLedger()
     big = ledger2.claim(replace(rec("raw/orders/big.csv"), size=10_000)).record
     ledger2.finish(big, Status.VALID, md5="b")
-    assert ledger2.open_batch("orders", max_bytes=100).files == (big.file_id,)
+    assert ledger2.open_batch("orders", take=BatchPolicy(max_bytes=100).take).files == (big.file_id,)
 
 
 def test_one_active_run_at_a_time_and_runs_are_listed_newest_first(ledger):

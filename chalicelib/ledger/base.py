@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,17 +41,6 @@ from chalicelib.ledger.records import (
     file_pk,
     now_iso,
 )
-
-
-def _first_files(records: list[FileRecord], max_bytes: int | None) -> tuple[str, ...]:
-    chosen: list[str] = []
-    total = 0
-    for record in records:
-        total += record.size or 0
-        if chosen and max_bytes is not None and total > max_bytes:
-            break
-        chosen.append(record.file_id)
-    return tuple(chosen)
 
 
 class Ledger(ABC):
@@ -132,15 +122,22 @@ class Ledger(ABC):
         """VALID files of `dataset` not yet merged, oldest first."""
         return [FileRecord.from_item(i) for i in self._pending(dataset, limit)]
 
-    def open_batch(self, dataset: str, max_files: int = 1000, max_bytes: int | None = None) -> Batch | None:
-        """The dataset's open batch (an interrupted run: resume it) or a new one of its oldest pending files,
-        at most `max_files` of them and `max_bytes` together (but always at least one)."""
+    def open_batch(
+        self,
+        dataset: str,
+        *,
+        take: Callable[[list[FileRecord]], Sequence[str]] | None = None,
+        limit: int = 1000,
+    ) -> Batch | None:
+        """The dataset's open batch (an interrupted run: resume it) or a new one of the files `take` chooses from
+        its `limit` oldest pending files (default: all of them; the policy is `chalicelib.pipeline.batching`)."""
         pk = f"batch#{dataset}"
         for _ in range(3):  # another job may open the batch between our read and our write
             item = self._get(pk)
             if item and item["state"] == "OPEN":
                 return Batch(dataset, int(item["number"]), tuple(item["files"]), resumed=True)
-            files = _first_files(self.pending_files(dataset, max_files), max_bytes)
+            pending = self.pending_files(dataset, limit)
+            files = tuple(take(pending) if take else (r.file_id for r in pending))
             if not files:
                 return None
             number = int(item["number"]) + 1 if item else 1

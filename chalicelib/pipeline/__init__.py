@@ -1,1 +1,2 @@
-"""Pipeline runs: when accepted files start one (batcher), and the state machine's Lambda steps (steps)."""
+"""Pipeline runs: how files are batched (batching), when a run starts (batcher), and the state machine's Lambda
+steps (steps)."""

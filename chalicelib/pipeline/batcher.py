@@ -22,6 +22,7 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.ledger import FileRecord, Ledger, Run
 from chalicelib.names import crawler_name, process_job
+from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Pipeline:
     ) -> None:
         self.settings, self.stage, self.ledger = settings, stage, ledger
         self.orchestrator, self.alert, self.now = orchestrator, alert, now
+        self.policy = BatchPolicy.of(settings)
 
     @classmethod
     def on_aws(cls, settings: Settings, stage: Stage, ledger: Ledger) -> Pipeline:
@@ -122,20 +124,7 @@ class Pipeline:
 
     def due(self, waiting: Mapping[str, list[FileRecord]]) -> str | None:
         """Why a run should start now, or None while the window is still open."""
-        files = [f for records in waiting.values() for f in records]
-        if not files:
-            return None
-        rules = self.settings.pipeline
-        size = sum(f.size or 0 for f in files)
-        oldest = min(f.received_at for f in files)
-        age = (self.now() - datetime.fromisoformat(oldest)).total_seconds()
-        if len(files) >= rules.start_files:
-            return f"{len(files)} files waiting (start_files = {rules.start_files})"
-        if size >= rules.start_bytes:
-            return f"{size} bytes waiting (start_bytes = {rules.start_bytes})"
-        if age >= rules.window_seconds:
-            return f"oldest file waited {age:.0f} s (window_seconds = {rules.window_seconds})"
-        return None
+        return self.policy.due([f for records in waiting.values() for f in records], self.now())
 
     def tick(self, *, force: bool = False) -> Tick:
         """Look at the ledger once: resume or recover the active run, or start a new one when it is due.
@@ -175,13 +164,12 @@ class Pipeline:
 
     def _plan(self, run: Run) -> Run:
         """Open one batch per dataset with waiting files (or resume an open one) and record the plan."""
-        limits = self.settings.limits
         levels: list[list[dict[str, Any]]] = []
         files, size = 0, 0
         for level in dataset_levels(self.settings):
             batches: list[dict[str, Any]] = []
             for dataset in level:
-                batch = self.ledger.open_batch(dataset, limits.max_batch_files, limits.max_batch_bytes)
+                batch = self.ledger.open_batch(dataset, take=self.policy.take, limit=self.policy.max_files)
                 if batch is None:
                     continue
                 records = self.ledger.get_many(batch.files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +13,7 @@ import pyarrow as pa
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import NotFoundError, TableError
 from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
+from chalicelib.pipeline.batching import BatchPolicy
 from lakehouse_etl import delta
 from lakehouse_etl.lake import Lake
 from lakehouse_etl.sources import read_batch
@@ -155,10 +156,10 @@ def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchRepor
     if dataset not in job.settings.datasets:
         raise NotFoundError(f"no contract for dataset {dataset!r}")
     reports = []
-    limits = job.settings.limits
-    while (
-        batch := job.ledger.open_batch(dataset, max_files or limits.max_batch_files, limits.max_batch_bytes)
-    ) is not None:
+    policy = BatchPolicy.of(job.settings)
+    if max_files:
+        policy = replace(policy, max_files=max_files)
+    while (batch := job.ledger.open_batch(dataset, take=policy.take, limit=policy.max_files)) is not None:
         log.info(
             "dataset %s: batch %d with %d files%s",
             dataset,
