@@ -440,10 +440,13 @@ def test_a_new_check_type_is_one_class_parsed_scanned_judged_and_exported(lake, 
     from chalicelib.quality import checks
 
     class MaxLength(checks.RowCheck):
-        name, keys, column_kinds = "max_length", ("column", "max"), ("string",)
+        class MaxLengthKeys(checks.ColumnKeys, kw_only=True):
+            max: int
 
-        def parse(self, t, columns):
-            return {**super().parse(t, columns), "max": t.number("max")}
+        name, keys, column_kinds = "max_length", MaxLengthKeys, ("string",)
+
+        def parse(self, keys, t, columns):
+            return {**super().parse(keys, t, columns), "max": keys.max}
 
         def failing(self, rule, index):
             return f"length({self.col(rule)}) > {checks.literal(rule.max)}"
@@ -458,6 +461,8 @@ def test_a_new_check_type_is_one_class_parsed_scanned_judged_and_exported(lake, 
     contract = contract_with('[[rules]]\ncheck = "max_length"\ncolumn = "email"\nmax = 12\n')
     with pytest.raises(ConfigError, match="max_length applies to string columns, not decimal"):
         contract_with('[[rules]]\ncheck = "max_length"\ncolumn = "total_amount"\nmax = 13\n')
+    with pytest.raises(ConfigError, match=r"rules\[0\].max = 'long': must be a whole number"):  # its keys are typed
+        contract_with('[[rules]]\ncheck = "max_length"\ncolumn = "email"\nmax = "long"\n')
     write_orders(lake, ROWS)
     engine = DuckDBEngine(lake)
     _, [result] = quality.scan(engine, contract, engine.tables(), NOW, 60)

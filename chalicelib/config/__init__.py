@@ -28,7 +28,7 @@ from chalicelib.config.model import (
     Stage,
     Zones,
 )
-from chalicelib.config.reader import Table, parse_toml, text_of
+from chalicelib.config.reader import Where, parse_toml, read, text_of
 from chalicelib.errors import ConfigError
 
 __all__ = [
@@ -61,203 +61,151 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
-def _check_type(cols: Table, name: str, type_: str) -> str:
+def _check_type(where: Where, name: str, type_: str) -> str:
     match = _DECIMAL.fullmatch(type_.replace(" ", ""))
     if match:
         precision, scale = int(match[1]), int(match[2])
         if not (1 <= precision <= 38 and scale <= precision):
-            raise cols.fail(f"{name}.type", type_, "decimal needs 1 <= precision <= 38 and scale <= precision")
+            raise where.fail(f"{name}.type", type_, "decimal needs 1 <= precision <= 38 and scale <= precision")
         return f"decimal({precision},{scale})"
     if type_ not in _SIMPLE_TYPES:
-        raise cols.fail(f"{name}.type", type_, f"unknown type; expected one of {list(_SIMPLE_TYPES)} or decimal(p,s)")
+        raise where.fail(f"{name}.type", type_, f"unknown type; expected one of {list(_SIMPLE_TYPES)} or decimal(p,s)")
     return type_
 
 
 def parse_contract(file: str, text: str) -> Contract:
     """Parse one dataset contract; the dataset is named after its file (`orders.toml` -> orders)."""
-    from chalicelib.quality.checks import parse_rules  # each check type reads its own keys (quality.checks imports
-    # the config model, so not at the top)
+    from chalicelib.config.documents import ColumnDoc, ContractDoc
+    from chalicelib.quality.checks import parse_rules  # each check type reads its own keys
 
     name = Path(file).stem
     if not _NAME.fullmatch(name):
         raise ConfigError(file, "(file name)", name, "a dataset name is lowercase letters, digits and _")
-    top = Table(file, "", parse_toml(file, text))
-    top.only(
-        {"description", "formats", "delimiter", "primary_key", "partition_column", "columns", "foreign_keys", "rules"}
-    )
-    cols = top.table("columns")
-    if not cols.data:
-        raise top.fail("columns", cols.data, "a contract needs at least one column")
+    doc = read(file, parse_toml(file, text), ContractDoc)
+    top, cols = Where(file), Where(file, "columns")
+    if not doc.columns:
+        raise top.fail("columns", doc.columns, "a contract needs at least one column")
     columns = []
-    for col_name in cols.data:
+    for col_name, raw in doc.columns.items():
         if not _NAME.fullmatch(col_name):
             raise cols.fail(col_name, col_name, "a column name is lowercase letters, digits and _")
-        spec = cols.table(col_name)
-        spec.only({"type", "nullable", "min", "max"})
-        column = Column(
-            col_name,
-            _check_type(cols, col_name, spec.str("type")),
-            spec.bool("nullable", True),
-            spec.number("min"),
-            spec.number("max"),
-        )
+        spec = read(file, raw, ColumnDoc, at=f"columns.{col_name}")
+        column = Column(col_name, _check_type(cols, col_name, spec.type), spec.nullable, spec.min, spec.max)
+        here = Where(file, f"columns.{col_name}")
         if (column.min is not None or column.max is not None) and not column.numeric:
-            raise spec.fail(
+            raise here.fail(
                 "min" if column.min is not None else "max",
                 column.min if column.min is not None else column.max,
                 f"bounds apply to numeric columns, not {column.type}",
             )
         if column.min is not None and column.max is not None and column.min > column.max:
-            raise spec.fail("max", column.max, f"is below min = {column.min}")
+            raise here.fail("max", column.max, f"is below min = {column.min}")
         columns.append(column)
     by_name = {c.name: c for c in columns}
 
-    formats = top.str_list("formats", ["csv"])
-    for fmt in formats:
+    for fmt in doc.formats:
         if fmt not in FORMATS:
-            raise top.fail("formats", list(formats), f"unknown format {fmt!r}; expected some of {list(FORMATS)}")
-    delimiter = top.str("delimiter", ",")
-    if len(delimiter) != 1 or delimiter in '"\r\n':
-        raise top.fail("delimiter", delimiter, "must be one character other than a quote or line break")
-    primary_key = top.column_list("primary_key", by_name)
+            raise top.fail("formats", doc.formats, f"unknown format {fmt!r}; expected some of {list(FORMATS)}")
+    if len(doc.delimiter) != 1 or doc.delimiter in '"\r\n':
+        raise top.fail("delimiter", doc.delimiter, "must be one character other than a quote or line break")
+    primary_key = top.column_list("primary_key", doc.primary_key, by_name)
     for key_col in primary_key:
         if by_name[key_col].nullable:
             raise top.fail("primary_key", list(primary_key), f"column {key_col!r} must be nullable = false")
-    fks_t = top.table("foreign_keys")
     foreign_keys: dict[str, tuple[str, str]] = {}
-    for fk_col in fks_t.data:
-        target = fks_t.str(fk_col, pattern=re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"))
+    for fk_col, target in doc.foreign_keys.items():
         if fk_col not in by_name:
-            raise fks_t.fail(fk_col, target, f"column {fk_col!r} is not in [columns]")
+            raise Where(file, "foreign_keys").fail(fk_col, target, f"column {fk_col!r} is not in [columns]")
         parent, parent_column = target.split(".")
         foreign_keys[fk_col] = (parent, parent_column)
-    partition = top.data.get("partition_column")
-    if partition is not None and top.str("partition_column") not in by_name:
-        raise top.fail("partition_column", partition, "is not in [columns]")
+    if doc.partition_column is not None and doc.partition_column not in by_name:
+        raise top.fail("partition_column", doc.partition_column, "is not in [columns]")
     return Contract(
         name=name,
         columns=tuple(columns),
         primary_key=primary_key,
-        formats=formats,  # type: ignore[arg-type]
-        delimiter=delimiter,
-        partition_column=partition,
-        description=top.str("description", ""),
+        formats=tuple(doc.formats),  # type: ignore[arg-type]  # checked against FORMATS above
+        delimiter=doc.delimiter,
+        partition_column=doc.partition_column,
+        description=doc.description,
         foreign_keys=foreign_keys,
-        rules=parse_rules(file, top.data.get("rules", []), by_name),
+        rules=parse_rules(file, doc.rules, by_name),
     )
 
 
-_STAGE_KEYS = (
-    "athena_workgroup",
-    "log_bucket",
-    "glue_role",
-    "state_machine",
-    "pipeline_role",
-    "glue_database",
-    "region",
-    "bucket",
-    "ledger_table",
-    "ingest_queue",
-    "ingest_dlq",
-    "accepted_queue",
-    "alerts_topic",
-    "notifications_topic",
-)
-_TUNABLES = (
-    "retry_mode",
-    "max_attempts",
-    "lease_seconds",
-    "queue_visibility_seconds",
-    "max_receive_count",
-    "enforce_tls",
-)
+def _parse_stage(file: str, project: str, region: str, defaults: Any, raw: Any, name: str) -> Stage:
+    from chalicelib.config.documents import StageNames
 
+    doc = read(file, raw, StageNames, at=f"stages.{name}")
 
-def _parse_stage(file: str, project: str, region: str, defaults: Table, stage: Table, name: str) -> Stage:
-    stage.only(_STAGE_KEYS + _TUNABLES)
+    def tunable(key: str, default: Any) -> Any:
+        """The stage's own value, else `[ingest]`'s, else the default."""
+        for value in (getattr(doc, key), getattr(defaults, key)):
+            if value is not None:
+                return value
+        return default
 
-    def tunable_int(key: str, default: int, minimum: int) -> int:
-        return stage.int(key, defaults.int(key, default, minimum=minimum), minimum=minimum)
-
-    def named(role: str, suffix: str) -> str:
-        return stage.str(role, f"{project}-{name}-{suffix}")
+    def named(key: str, suffix: str) -> str:
+        return getattr(doc, key) or f"{project}-{name}-{suffix}"
 
     return Stage(
         name=name,
         project=project,
-        region=stage.str("region", region),
-        bucket=stage.str("bucket", f"{project}-{name}-lake", pattern=_BUCKET),
-        log_bucket=stage.str("log_bucket", f"{project}-{name}-access-logs", pattern=_BUCKET),
+        region=doc.region or region,
+        bucket=doc.bucket or f"{project}-{name}-lake",
+        log_bucket=doc.log_bucket or f"{project}-{name}-access-logs",
         ledger_table=named("ledger_table", "ledger"),
         ingest_queue=named("ingest_queue", "ingest"),
         ingest_dlq=named("ingest_dlq", "ingest-dlq"),
         accepted_queue=named("accepted_queue", "accepted.fifo"),
         alerts_topic=named("alerts_topic", "alerts"),
         notifications_topic=named("notifications_topic", "notifications"),
-        retry_mode=stage.str(
-            "retry_mode", defaults.str("retry_mode", "standard", choices=RETRY_MODES), choices=RETRY_MODES
-        ),
-        max_attempts=tunable_int("max_attempts", 5, 1),
-        lease_seconds=tunable_int("lease_seconds", 960, 1),
-        queue_visibility_seconds=tunable_int("queue_visibility_seconds", 1800, 0),
-        max_receive_count=tunable_int("max_receive_count", 5, 1),
-        enforce_tls=stage.bool("enforce_tls", defaults.bool("enforce_tls", True)),
+        retry_mode=tunable("retry_mode", "standard"),
+        max_attempts=tunable("max_attempts", 5),
+        lease_seconds=tunable("lease_seconds", 960),
+        queue_visibility_seconds=tunable("queue_visibility_seconds", 1800),
+        max_receive_count=tunable("max_receive_count", 5),
+        enforce_tls=tunable("enforce_tls", True),
         glue_role=named("glue_role", "glue"),
         state_machine=named("state_machine", "pipeline"),
         pipeline_role=named("pipeline_role", "pipeline"),
         athena_workgroup=named("athena_workgroup", "analytics"),
-        glue_database=stage.str(
-            "glue_database", f"{project}_{name}".replace("-", "_"), pattern=re.compile(r"[a-z0-9_]{1,255}")
-        ),
+        glue_database=doc.glue_database or f"{project}_{name}".replace("-", "_"),
     )
 
 
 def parse_settings(files: Mapping[str, str]) -> Settings:
     """Build Settings from file texts keyed by relative path (`lakehouse.toml`, `datasets/orders.toml`)."""
+    from chalicelib.config.documents import SettingsDoc
+
     if SETTINGS_FILE not in files:
         raise ConfigError(SETTINGS_FILE, "(file)", None, "missing")
     file = SETTINGS_FILE
-    top = Table(file, "", parse_toml(file, files[file]))
-    top.only({"project", "zones", "limits", "ingest", "pipeline", "schedules", "stages"})
-    project_t = top.table("project")
-    project_t.only({"name", "region"})
-    project = project_t.str("name", pattern=re.compile(r"[a-z][a-z0-9-]{1,30}"))
-    region = project_t.str("region", pattern=re.compile(r"[a-z]{2}(-[a-z]+)+-\d"))
+    doc = read(file, parse_toml(file, files[file]), SettingsDoc)
+    project, region = doc.project.name, doc.project.region
 
-    zones_t = top.table("zones")
-    zones_t.only(Zones.__dataclass_fields__)
     zone_values: dict[str, str] = {}
-    for zone, default in vars(Zones()).items():
-        value = zones_t.str(zone, default, pattern=re.compile(r"[a-z0-9][a-z0-9_.-]*/"))
+    for zone in vars(Zones()):
+        value = getattr(doc.zones, zone)
         if value in zone_values.values():
-            raise zones_t.fail(zone, value, "every zone needs its own prefix")
+            raise Where(file, "zones").fail(zone, value, "every zone needs its own prefix")
         zone_values[zone] = value
-
-    limits_t = top.table("limits")
-    limits_t.only(Limits.__dataclass_fields__)
-    limits = Limits(**{k: limits_t.int(k, v, minimum=1) for k, v in vars(Limits()).items()})
-
-    pipeline_t = top.table("pipeline")
-    pipeline_t.only(PipelineSettings.__dataclass_fields__)
-    pipeline = PipelineSettings(**{k: pipeline_t.int(k, v, minimum=1) for k, v in vars(PipelineSettings()).items()})
+    limits = Limits(**{k: getattr(doc.limits, k) for k in vars(Limits())})
+    pipeline = PipelineSettings(**{k: getattr(doc.pipeline, k) for k in vars(PipelineSettings())})
     if pipeline.max_rejected_percent > 100:
-        raise pipeline_t.fail("max_rejected_percent", pipeline.max_rejected_percent, "is a percentage (1-100)")
+        raise Where(file, "pipeline").fail(
+            "max_rejected_percent", pipeline.max_rejected_percent, "is a percentage (1-100)"
+        )
 
-    ingest = top.table("ingest")
-    ingest.only(_TUNABLES)
-    schedules_t = top.table("schedules")
-    schedules = {k: schedules_t.str(k, pattern=re.compile(r"(cron|rate)\(.+\)")) for k in schedules_t.data}
-
-    stages_t = top.table("stages")
-    if not stages_t.data:
-        raise top.fail("stages", {}, "declare at least one stage, e.g. [stages.local]")
+    if not doc.stages:
+        raise Where(file).fail("stages", {}, "declare at least one stage, e.g. [stages.local]")
     stages = {}
-    for name in stages_t.data:
+    for name, raw in doc.stages.items():
         if not _NAME.fullmatch(name):
-            raise stages_t.fail(name, name, "a stage name is lowercase letters, digits and _")
-        stages[name] = _parse_stage(file, project, region, ingest, stages_t.table(name), name)
+            raise Where(file, "stages").fail(name, name, "a stage name is lowercase letters, digits and _")
+        stages[name] = _parse_stage(file, project, region, doc.ingest, raw, name)
         if not stages[name].accepted_queue.endswith(".fifo"):
-            raise stages_t.fail(
+            raise Where(file, "stages").fail(
                 f"{name}.accepted_queue",
                 stages[name].accepted_queue,
                 "must be a FIFO queue (name ending in .fifo): it de-duplicates announcements",
@@ -287,7 +235,7 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         pipeline=pipeline,
         stages=stages,
         datasets=datasets,
-        schedules=schedules,
+        schedules=dict(doc.schedules),
     )
 
 

@@ -1,104 +1,154 @@
-"""Typed, checked reading of TOML tables: every error names the file, the dotted key and the value."""
+"""The one typed reader of the project's TOML: configuration, dataset contracts, quality rules and lifecycle
+definitions are decoded into msgspec Structs, which check types, bounds, patterns, choices and unknown keys.
+Every mistake is a ConfigError naming the file, the dotted key and the value it holds there.
+
+msgspec rather than pydantic: it decodes straight into typed classes, names the path of a bad key in its errors,
+and imports in about a third of the time (it is imported on first use, never when `app.py` is imported).
+"""
 
 from __future__ import annotations
 
-import builtins
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from chalicelib.errors import ConfigError
 
+T = TypeVar("T")
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
-class Table:
-    """Typed, checked access to one TOML table; every error carries file and dotted key."""
 
-    def __init__(self, file: builtins.str, prefix: builtins.str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(file, prefix or "(top level)", data, "must be a table")
-        self.file, self.prefix, self.data = file, prefix, data
+def read(file: str, data: Any, type_: type[T], *, at: str = "") -> T:
+    """`data` (a TOML table, or part of one at dotted key `at`) as `type_`; a mistake is a ConfigError."""
+    import msgspec
 
-    def key(self, name: builtins.str) -> builtins.str:
-        """The dotted key of `name` in this table, as errors name it."""
-        return f"{self.prefix}.{name}" if self.prefix else name
+    try:
+        return msgspec.convert(data, type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _config_error(file, data, type_, str(exc), at) from None
 
-    def fail(self, name: builtins.str, value: object, problem: builtins.str) -> ConfigError:
-        """A ConfigError for key `name` of this table."""
-        return ConfigError(self.file, self.key(name), value, problem)
 
-    def only(self, allowed: Iterable[str]) -> None:
-        """Refuse any key of this table that is not `allowed`."""
-        allowed = set(allowed)
-        for name in self.data:
-            if name not in allowed:
-                raise self.fail(name, self.data[name], f"unknown key; expected one of {sorted(allowed)}")
+def join(at: str, key: str) -> str:
+    """The dotted key `key` under `at` (`rules[0]` + `column` -> `rules[0].column`)."""
+    return f"{at}.{key}" if at and key and not key.startswith("[") else f"{at}{key}"
 
-    def table(self, name: builtins.str) -> Table:
-        """The sub-table `name` (empty when absent)."""
-        return Table(self.file, self.key(name), self.data.get(name, {}))
 
-    def str(
-        self,
-        name: builtins.str,
-        default: builtins.str | None = None,
-        *,
-        choices: Iterable[str] | None = None,
-        pattern: re.Pattern[str] | None = None,
-    ) -> builtins.str:
-        """A string (required unless a default is given), one of `choices` or matching `pattern`."""
-        value = self.data.get(name, default)
-        if value is None:
-            raise self.fail(name, value, "is required")
-        if not isinstance(value, builtins.str):
-            raise self.fail(name, value, "must be a string")
-        if choices is not None and value not in choices:
-            raise self.fail(name, value, f"must be one of {list(choices)}")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.fail(name, value, f"must match {pattern.pattern}")
-        return value
+class Where:
+    """A place in a file (its dotted key) where a check done by hand can fail, as the typed reader's would."""
 
-    def int(self, name: builtins.str, default: int, *, minimum: int = 0) -> int:
-        """An integer of at least `minimum`."""
-        value = self.data.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, value, "must be an integer")
-        if value < minimum:
-            raise self.fail(name, value, f"must be at least {minimum}")
-        return value
+    def __init__(self, file: str, at: str = "") -> None:
+        self.file, self.at = file, at
 
-    def number(self, name: builtins.str) -> float | None:
-        """An integer or float, or None when absent."""
-        value = self.data.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise self.fail(name, value, "must be a number")
-        return value
+    def fail(self, key: str, value: object, problem: str) -> ConfigError:
+        """A ConfigError for `key` under this place."""
+        return ConfigError(self.file, join(self.at, key) or "(top level)", value, problem)
 
-    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
-        """true or false."""
-        value = self.data.get(name, default)
-        if not isinstance(value, bool):
-            raise self.fail(name, value, "must be true or false")
-        return value
-
-    def str_list(self, name: builtins.str, default: list[builtins.str] | None = None) -> tuple[builtins.str, ...]:
-        """A list of strings (required unless a default is given)."""
-        value = self.data.get(name, default)
-        if value is None:
-            raise self.fail(name, value, "is required")
-        if not isinstance(value, list) or not all(isinstance(v, builtins.str) for v in value):
-            raise self.fail(name, value, "must be a list of strings")
-        return tuple(value)
-
-    def column_list(self, name: builtins.str, columns: Mapping[builtins.str, Any]) -> tuple[builtins.str, ...]:
-        """A non-empty list of names of the contract's columns."""
-        value = self.str_list(name)
-        if not value:
-            raise self.fail(name, [], "needs at least one column")
-        for column in value:
+    def column_list(self, key: str, names: list[str], columns: Mapping[str, Any]) -> tuple[str, ...]:
+        """`names` at `key`: a non-empty list of the contract's `columns`."""
+        if not names:
+            raise self.fail(key, [], "needs at least one column")
+        for column in names:
             if column not in columns:
-                raise self.fail(name, list(value), f"column {column!r} is not in [columns]")
-        return value
+                raise self.fail(key, list(names), f"column {column!r} is not in [columns]")
+        return tuple(names)
+
+
+def _config_error(file: str, data: Any, type_: Any, text: str, at: str) -> ConfigError:
+    import msgspec
+
+    match = _AT.match(text)
+    message, path = (match["message"], match["path"] or "") if match else (text, "")
+    tokens: list[str | int] = []
+    for name, index in _TOKEN.findall(path):
+        if index == "...":  # a value under a table's key: msgspec does not say which key, so name the table
+            break
+        tokens.append(name if name else int(index))
+    info = msgspec.inspect.type_info(type_)
+    value, kinds = data, [info]
+    for token in tokens:
+        if isinstance(value, dict):
+            value = value.get(token)
+        elif isinstance(value, list) and isinstance(token, int) and token < len(value):
+            value = value[token]
+        else:
+            value = None
+        kinds.append(_inner(kinds[-1], token))
+    key = "".join(f"[{t}]" if isinstance(t, int) else f".{t}" for t in tokens).lstrip(".")
+    unknown = re.match(r"Object contains unknown field `(.+)`", message)
+    missing = re.match(r"Object missing required field `(.+)`", message)
+    if unknown:
+        fields = sorted(f.encode_name for f in getattr(_bare(kinds[-1]), "fields", ()))
+        field = unknown[1]
+        return ConfigError(
+            file,
+            join(at, join(key, field)),
+            value.get(field) if isinstance(value, dict) else None,
+            f"unknown key; expected one of {fields}",
+        )
+    if missing:
+        return ConfigError(file, join(at, join(key, missing[1])), None, "is required")
+    return ConfigError(file, join(at, key) or "(top level)", value, _expected(_bare(kinds[-1])) or message)
+
+
+def _bare(kind: Any) -> Any:
+    """The type behind an Optional and behind metadata."""
+    import msgspec.inspect as mi
+
+    if isinstance(kind, mi.Metadata):
+        return _bare(kind.type)
+    if isinstance(kind, mi.UnionType):
+        real = [t for t in kind.types if not isinstance(t, mi.NoneType)]
+        return _bare(real[0]) if len(real) == 1 else kind
+    return kind
+
+
+def _inner(kind: Any, token: str | int) -> Any:
+    """The type of `token` (a field name or an index) inside `kind`."""
+    import msgspec.inspect as mi
+
+    kind = _bare(kind)
+    if isinstance(kind, mi.StructType | mi.DataclassType):
+        return next((f.type for f in kind.fields if f.encode_name == token), mi.AnyType())
+    if isinstance(kind, mi.ListType | mi.DictType):
+        return kind.item_type if isinstance(kind, mi.ListType) else kind.value_type
+    return mi.AnyType()
+
+
+def _expected(kind: Any) -> str:
+    """What a value of `kind` must be, in words ('' where msgspec's own message says it better)."""
+    import msgspec.inspect as mi
+
+    def bounds(t: Any) -> str:
+        low = t.ge if t.ge is not None else t.gt
+        high = t.le if t.le is not None else t.lt
+        if low is not None and high is not None:
+            return f" from {low:g} to {high:g}"
+        return f", at least {low:g}" if low is not None else (f", at most {high:g}" if high is not None else "")
+
+    if isinstance(kind, mi.LiteralType):
+        return f"must be one of {list(kind.values)}"
+    if isinstance(kind, mi.BoolType):
+        return "must be true or false"
+    if isinstance(kind, mi.IntType):
+        return "must be a whole number" + bounds(kind)
+    if isinstance(kind, mi.FloatType):
+        return "must be a number" + bounds(kind)
+    if isinstance(kind, mi.StrType):
+        if kind.pattern:
+            return f"must match {kind.pattern.removeprefix('^').removesuffix('$')}"
+        return "must be a string" + (f" of at least {kind.min_length} characters" if kind.min_length else "")
+    if isinstance(kind, mi.ListType):
+        item = _bare(kind.item_type)
+        if isinstance(item, mi.StructType | mi.DictType):
+            return "must be a list of tables (an array of tables: [[...]], or [{ ... }, { ... }])"
+        return "must be a list of strings" if isinstance(item, mi.StrType) else "must be a list"
+    if isinstance(kind, mi.DictType):
+        return "must be a table" + (" of strings" if isinstance(_bare(kind.value_type), mi.StrType) else "")
+    if isinstance(kind, mi.StructType | mi.DataclassType):
+        return f"must be a table; it takes {', '.join(sorted(f.encode_name for f in kind.fields))}"
+    return ""
 
 
 def parse_toml(file: str, text: str) -> dict[str, Any]:

@@ -12,11 +12,13 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from chalicelib.config.model import SEVERITIES, Column, Rule
-from chalicelib.config.reader import Table
-from chalicelib.errors import ConfigError
+from msgspec import Meta
+
+from chalicelib.config.documents import Document
+from chalicelib.config.model import Column, Rule, Severity
+from chalicelib.config.reader import Where, read
 from chalicelib.names import table_name
 from chalicelib.quality.results import CheckResult
 
@@ -60,6 +62,27 @@ def dqdl_bounds(subject: str, low: float | None, high: float | None) -> str:
     return parts[0] if len(parts) == 1 else " and ".join(f"({p})" for p in parts)
 
 
+class Keys(Document, kw_only=True):
+    """The keys every `[[rules]]` table has; each check type adds its own in a subclass."""
+
+    check: str
+    severity: Severity = "error"
+    name: str | None = None  # unique in its contract; defaults to "<check>(<columns>)"
+
+
+class ColumnKeys(Keys, kw_only=True):
+    """The keys of a rule on one column."""
+
+    column: str
+
+
+class BoundsKeys(Keys, kw_only=True):
+    """The keys of a rule with a lower bound, an upper bound or both."""
+
+    min: int | float | None = None
+    max: int | float | None = None
+
+
 def _bounds_text(rule: Rule) -> str:
     return f"between {rule.min if rule.min is not None else '-inf'} and {rule.max if rule.max is not None else 'inf'}"
 
@@ -68,19 +91,18 @@ class Check:
     """A check type. Subclasses set the class attributes and override what differs."""
 
     name: ClassVar[str]
-    keys: ClassVar[tuple[str, ...]]  # its TOML keys besides check, severity and name
+    keys: ClassVar[type[Keys]] = ColumnKeys  # its TOML keys, typed: the reader checks them
     column_kinds: ClassVar[tuple[str, ...]] = ()  # the types its `column` may have (empty: any)
     scanned: ClassVar[bool] = True  # judged from the table's scan (volume: from the ledger's history)
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        """The Rule fields this check's keys give; every mistake refused with file, key and value."""
-        if "column" in self.keys:
-            return {"columns": (self._column(t, columns),)}
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        """The Rule fields its decoded `keys` give, checked against the contract's `columns` (mistakes at `t`)."""
+        if isinstance(keys, ColumnKeys):
+            return {"columns": (self._column(keys.column, t, columns),)}
         return {}
 
-    def _column(self, t: Table, columns: Mapping[str, Column]) -> str:
+    def _column(self, name: str, t: Where, columns: Mapping[str, Column]) -> str:
         """The rule's `column`: it exists and has a type the check applies to."""
-        name = t.str("column")
         if name not in columns:
             raise t.fail("column", name, f"no such column; the contract has {sorted(columns)}")
         col = columns[name]
@@ -152,7 +174,7 @@ class RowCheck(Check):
 class NotNull(RowCheck):
     """`not_null`: rows where the column is NULL."""
 
-    name, keys = "not_null", ("column",)
+    name = "not_null"
 
     def failing(self, rule: Rule, index: int) -> str:
         return f"{self.col(rule)} IS NULL"
@@ -164,10 +186,13 @@ class NotNull(RowCheck):
 class Unique(RowCheck):
     """`unique`: rows whose key (one or more columns) occurs more than once."""
 
-    name, keys = "unique", ("columns",)
+    class UniqueKeys(Keys, kw_only=True):
+        columns: list[str]
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        return {"columns": t.column_list("columns", columns)}
+    name, keys = "unique", UniqueKeys
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        return {"columns": t.column_list("columns", keys.columns, columns)}
 
     def failing(self, rule: Rule, index: int) -> str:
         return f"t._n{index} > 1"
@@ -184,13 +209,15 @@ class Unique(RowCheck):
 class AcceptedValues(RowCheck):
     """`accepted_values`: non-NULL values outside the list (string columns)."""
 
-    name, keys, column_kinds = "accepted_values", ("column", "values"), ("string",)
+    class ValuesKeys(ColumnKeys, kw_only=True):
+        values: list[str]
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        values = t.str_list("values")
-        if not values:
+    name, keys, column_kinds = "accepted_values", ValuesKeys, ("string",)
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        if not keys.values:
             raise t.fail("values", [], "needs at least one value")
-        return {**super().parse(t, columns), "values": values}
+        return {**super().parse(keys, t, columns), "values": tuple(keys.values)}
 
     def failing(self, rule: Rule, index: int) -> str:
         col = self.col(rule)
@@ -205,8 +232,8 @@ class AcceptedValues(RowCheck):
         return f"ColumnValues {dqdl_text(rule.columns[0])} in [{values}]", note
 
 
-def _min_max(t: Table, check: str) -> dict[str, Any]:
-    low, high = t.number("min"), t.number("max")
+def _min_max(keys: Any, t: Where, check: str) -> dict[str, Any]:
+    low, high = keys.min, keys.max
     if low is None and high is None:
         raise t.fail("min", None, f"{check} needs min, max or both")
     if low is not None and high is not None and low > high:
@@ -217,10 +244,14 @@ def _min_max(t: Table, check: str) -> dict[str, Any]:
 class Range(RowCheck):
     """`range`: values outside [min, max] (numeric columns)."""
 
-    name, keys, column_kinds = "range", ("column", "min", "max"), ("numeric",)
+    class RangeKeys(ColumnKeys, kw_only=True):
+        min: int | float | None = None
+        max: int | float | None = None
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        return {**super().parse(t, columns), **_min_max(t, self.name)}
+    name, keys, column_kinds = "range", RangeKeys, ("numeric",)
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        return {**super().parse(keys, t, columns), **_min_max(keys, t, self.name)}
 
     def failing(self, rule: Rule, index: int) -> str:
         col = self.col(rule)
@@ -238,15 +269,18 @@ class Range(RowCheck):
 class Pattern(RowCheck):
     """`pattern`: non-NULL values the regular expression does not match whole (string columns)."""
 
-    name, keys, column_kinds = "pattern", ("column", "pattern"), ("string",)
+    class PatternKeys(ColumnKeys, kw_only=True):
+        pattern: str
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        pattern = t.str("pattern")
+    name, keys, column_kinds = "pattern", PatternKeys, ("string",)
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        pattern = keys.pattern
         try:
             re.compile(pattern)
         except re.error as exc:
             raise t.fail("pattern", pattern, f"not a valid regular expression: {exc}") from None
-        return {**super().parse(t, columns), "pattern": pattern}
+        return {**super().parse(keys, t, columns), "pattern": pattern}
 
     def failing(self, rule: Rule, index: int) -> str:  # the whole value must match; regexp_like is a DuckDB macro
         col = self.col(rule)
@@ -264,12 +298,14 @@ class Pattern(RowCheck):
 class References(RowCheck):
     """`references`: non-NULL values missing from another dataset's processed table."""
 
-    name, keys = "references", ("column", "to")
+    class ReferencesKeys(ColumnKeys, kw_only=True):
+        to: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")]  # dataset.column
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        target = t.str("to", pattern=re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"))
-        parent, column = target.split(".")  # checked against the other contracts by parse_settings
-        return {**super().parse(t, columns), "references": (parent, column)}
+    name, keys = "references", ReferencesKeys
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        parent, column = keys.to.split(".")  # checked against the other contracts by parse_settings
+        return {**super().parse(keys, t, columns), "references": (parent, column)}
 
     def failing(self, rule: Rule, index: int) -> str:
         return f"{self.col(rule)} IS NOT NULL AND r{index}._ref IS NULL"
@@ -310,14 +346,13 @@ def parse_time(text: str) -> datetime:
 class Freshness(Check):
     """`freshness`: the newest value older than `max_age_hours` (a date counts until its day ends)."""
 
-    name, keys, column_kinds = "freshness", ("column", "max_age_hours"), ("date", "timestamp")
+    class FreshnessKeys(ColumnKeys, kw_only=True):
+        max_age_hours: Annotated[float, Meta(gt=0)]
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        column = super().parse(t, columns)
-        hours = t.number("max_age_hours")
-        if hours is None or hours <= 0:
-            raise t.fail("max_age_hours", hours, "is required and must be above 0")
-        return {**column, "max_age_hours": hours}
+    name, keys, column_kinds = "freshness", FreshnessKeys, ("date", "timestamp")
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        return {**super().parse(keys, t, columns), "max_age_hours": keys.max_age_hours}
 
     def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
         return ScanPart(select=[f"CAST(max(t.{quote(rule.columns[0])}) AS varchar) AS v{index}"])
@@ -340,10 +375,10 @@ class Freshness(Check):
 class RowCount(Check):
     """`row_count`: the table's rows outside [min, max]."""
 
-    name, keys = "row_count", ("min", "max")
+    name, keys = "row_count", BoundsKeys
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        bounds = _min_max(t, self.name)
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        bounds = _min_max(keys, t, self.name)
         if any(v is not None and v < 0 for v in bounds.values()):
             raise t.fail("min", bounds["min"], "row counts are never negative")
         return bounds
@@ -362,13 +397,15 @@ class RowCount(Check):
 class Volume(Check):
     """Rows a run loaded against the median of earlier loads (from the ledger's history, not the scan)."""
 
-    name, keys, scanned = "volume", ("max_change_percent", "history", "min_history"), False
+    class VolumeKeys(Keys, kw_only=True):
+        max_change_percent: Annotated[float, Meta(gt=0)]
+        history: Annotated[int, Meta(ge=1)] = 10
+        min_history: Annotated[int, Meta(ge=1)] = 3
 
-    def parse(self, t: Table, columns: Mapping[str, Column]) -> dict[str, Any]:
-        change = t.number("max_change_percent")
-        if change is None or change <= 0:
-            raise t.fail("max_change_percent", change, "is required and must be above 0")
-        history, least = t.int("history", 10, minimum=1), t.int("min_history", 3, minimum=1)
+    name, keys, scanned = "volume", VolumeKeys, False
+
+    def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
+        change, history, least = keys.max_change_percent, keys.history, keys.min_history
         if least > history:
             raise t.fail("min_history", least, f"is above history = {history}")
         return {"max_change_percent": change, "history": history, "min_history": least}
@@ -410,30 +447,30 @@ def check_of(rule: Rule) -> Check:
     return CHECKS[rule.check]
 
 
-def parse_rules(file: str, data: Any, columns: Mapping[str, Column]) -> tuple[Rule, ...]:
+def parse_rules(file: str, data: list[dict[str, Any]], columns: Mapping[str, Column]) -> tuple[Rule, ...]:
     """`[[rules]]`: every mistake a rule can carry (a column that does not exist, a check that cannot apply
     to the column's type, a pattern that does not compile) is refused here, when the config is loaded."""
-    if not isinstance(data, list):
-        raise ConfigError(file, "rules", data, "must be an array of tables ([[rules]])")
     rules: list[Rule] = []
     for index, item in enumerate(data):
-        t = Table(file, f"rules[{index}]", item)
-        rule = parse_rule(t, columns)
+        rule = parse_rule(file, f"rules[{index}]", item, columns)
         if any(r.name == rule.name for r in rules):
-            raise t.fail("name", rule.name, "another rule has this name; give one of them a `name`")
+            raise Where(file, f"rules[{index}]").fail(
+                "name", rule.name, "another rule has this name; give one a `name`"
+            )
         rules.append(rule)
     return tuple(rules)
 
 
-def parse_rule(t: Table, columns: Mapping[str, Column]) -> Rule:
-    """One `[[rules]]` table: its check type reads its own keys."""
-    name = t.str("check", choices=CHECKS)
-    check = CHECKS[name]
-    t.only({"check", "severity", "name", *check.keys})
-    fields_ = check.parse(t, columns)
-    default_name = f"{name}({','.join(fields_['columns'])})" if fields_.get("columns") else name
-    severity = t.str("severity", "error", choices=SEVERITIES)
-    return Rule(name=t.str("name", default_name), check=name, severity=severity, **fields_)  # type: ignore[arg-type]
+def parse_rule(file: str, at: str, data: dict[str, Any], columns: Mapping[str, Column]) -> Rule:
+    """One `[[rules]]` table at dotted key `at`: its check type's keys, decoded by the typed reader."""
+    t = Where(file, at)
+    if data.get("check") not in CHECKS:
+        raise t.fail("check", data.get("check"), f"must be one of {list(CHECKS)}")
+    check = CHECKS[data["check"]]
+    keys = read(file, data, check.keys, at=at)
+    fields_ = check.parse(keys, t, columns)
+    default_name = f"{check.name}({','.join(fields_['columns'])})" if fields_.get("columns") else check.name
+    return Rule(name=keys.name or default_name, check=check.name, severity=keys.severity, **fields_)
 
 
 def scanned(rules: Iterable[Rule]) -> list[Rule]:

@@ -25,7 +25,7 @@ LOG_PREFIX = "lake/"  # the lake bucket's access logs, in the log bucket
 GLUE_VERSION = "5.0"
 
 
-GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2"
+GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
 
 
 GLUE_PREFIX = "glue/"
