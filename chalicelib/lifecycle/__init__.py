@@ -1,1 +1,2 @@
-"""Bucket lifecycle rules: TOML definitions (rules) and the nightly sync that applies them (sync)."""
+"""Bucket lifecycle rules: their shape in TOML (documents), the definitions checked (rules) and the nightly sync
+that applies them (sync)."""

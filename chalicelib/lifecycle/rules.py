@@ -28,29 +28,20 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, get_args
 
-from chalicelib.config.reader import text_of
+from chalicelib.config.reader import Where, read, text_of
 from chalicelib.errors import ConfigError
+from chalicelib.lifecycle.documents import LifecycleRule, StorageClass
 
 LAKE_ALIAS = "@lake"
 MAX_RULES = 1000  # S3's limit per bucket
 # Storage classes in the order S3 lets objects move ("waterfall"), with the days S3 requires before moving
 # there from STANDARD and the days each bills at least (expiring earlier still pays for them).
-WATERFALL = ("STANDARD_IA", "INTELLIGENT_TIERING", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+WATERFALL: tuple[str, ...] = get_args(StorageClass)  # the order S3 lets objects move down
 MIN_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30}
 MIN_STORAGE_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_RULE_KEYS = {
-    "id",
-    "status",
-    "filter",
-    "transitions",
-    "expiration",
-    "noncurrent_version_transitions",
-    "noncurrent_version_expiration",
-    "abort_incomplete_multipart_upload_days",
-}
 
 
 @dataclass(frozen=True)
@@ -102,160 +93,89 @@ def normalise(rule: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Rule:
-    """Reads one `[[...rules]]` table of a definition file; every error names file, bucket and rule."""
-
-    def __init__(self, file: str, bucket: str, index: int, data: Any) -> None:
-        self.file, self.bucket = file, bucket
-        self.where = f'buckets."{bucket}".rules[{index}]'
-        if not isinstance(data, dict):
-            raise self.fail("", data, "must be a table")
-        self.data = data
-        if isinstance(data.get("id"), str):
-            self.where += f" (id {data['id']!r})"
-
-    def fail(self, key: str, value: Any, problem: str) -> ConfigError:
-        return ConfigError(self.file, f"{self.where}{'.' + key if key else ''}", value, problem)
-
-    def items(self, key: str) -> list[Any]:
-        value = self.data.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail(key, value, "must be a list of tables, e.g. [{ ... }, { ... }]")
-        return value
-
-    def table(self, value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-        """A sub-table (`expiration`, a transition ...) holding only the keys it may."""
-        if not isinstance(value, dict) or set(value) - allowed:
-            raise self.fail(where, value, f"takes {', '.join(sorted(allowed))}")
-        return value
-
-    def days(self, table: Mapping[str, Any], key: str, where: str, minimum: int) -> int | None:
-        value = table.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(f"{where}.{key}", value, f"must be a whole number of days, at least {minimum}")
-        return value
-
-    def storage_class(self, table: Mapping[str, Any], where: str) -> str:
-        value = table.get("storage_class")
-        if value not in WATERFALL:
-            raise self.fail(f"{where}.storage_class", value, f"must be one of {list(WATERFALL)}")
-        return value
-
-
 def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, Any]:
-    """One TOML rule -> the S3 API's rule, checked."""
-    r = _Rule(file, bucket, index, data)
-    unknown = sorted(set(r.data) - _RULE_KEYS)
-    if unknown:
-        raise r.fail(unknown[0], r.data[unknown[0]], f"unknown key; expected some of {sorted(_RULE_KEYS)}")
-    rule_id = r.data.get("id")
-    if not isinstance(rule_id, str) or not 0 < len(rule_id) <= 255:
-        raise r.fail("id", rule_id, "is required: a name of 1 to 255 characters")
-    status = r.data.get("status", "Enabled")
-    if status not in ("Enabled", "Disabled"):
-        raise r.fail("status", status, "must be Enabled or Disabled")
-    rule: dict[str, Any] = {"ID": rule_id, "Status": status}
+    """One TOML rule -> the S3 API's rule, checked: the typed reader checks each key's type, bounds and choices;
+    what S3 refuses across keys (and what would bill for nothing) is checked here."""
+    where = f'buckets."{bucket}".rules[{index}]'
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        where += f" (id {data['id']!r})"
+    r = Where(file, where)
+    doc = read(file, data, LifecycleRule, at=where)
+    rule: dict[str, Any] = {"ID": doc.id, "Status": doc.status}
 
-    flt = r.table(
-        r.data.get("filter", {}), "filter", {"prefix", "tags", "object_size_greater_than", "object_size_less_than"}
-    )
+    flt = doc.filter
     parts: dict[str, Any] = {}
-    if flt.get("prefix"):
-        parts["Prefix"] = str(flt["prefix"])
-    tags = flt.get("tags", {})
-    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        raise r.fail("filter.tags", tags, 'must be a table of strings, e.g. { class = "temp" }')
-    if tags:
-        parts["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
-    for key, api in (
-        ("object_size_greater_than", "ObjectSizeGreaterThan"),
-        ("object_size_less_than", "ObjectSizeLessThan"),
-    ):
-        if key in flt:
-            size = flt[key]
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise r.fail(f"filter.{key}", size, "must be a number of bytes")
-            parts[api] = size
-    low, high = parts.get("ObjectSizeGreaterThan"), parts.get("ObjectSizeLessThan")
+    if flt.prefix:
+        parts["Prefix"] = flt.prefix
+    if flt.tags:
+        parts["Tags"] = [{"Key": k, "Value": v} for k, v in flt.tags.items()]
+    low, high = flt.object_size_greater_than, flt.object_size_less_than
+    if low is not None:
+        parts["ObjectSizeGreaterThan"] = low
+    if high is not None:
+        parts["ObjectSizeLessThan"] = high
     if low is not None and high is not None and low >= high:
         raise r.fail("filter.object_size_less_than", high, f"must be above object_size_greater_than = {low}")
     rule["Filter"] = {"And": parts} if parts else {}
 
     transitions = []
-    for i, t in enumerate(r.items("transitions")):
-        where = f"transitions[{i}]"
-        r.table(t, where, {"days", "date", "storage_class"})
-        cls = r.storage_class(t, where)
-        days = r.days(t, "days", where, MIN_DAYS.get(cls, 0))
-        if (days is None) == ("date" not in t):
-            raise r.fail(where, t, "needs days or date, not both")
+    for i, tr in enumerate(doc.transitions):
+        at = f"transitions[{i}]"
+        _at_least(r, f"{at}.days", tr.days, MIN_DAYS.get(tr.storage_class, 0))
+        if (tr.days is None) == (tr.date is None):
+            raise r.fail(at, _given(tr), "needs days or date, not both")
         transitions.append(
-            {"Days": days, "StorageClass": cls}
-            if days is not None
-            else {"Date": _date(r, t, where), "StorageClass": cls}
+            {"Days": tr.days, "StorageClass": tr.storage_class}
+            if tr.days is not None
+            else {"Date": _date(r, tr.date, f"{at}.date"), "StorageClass": tr.storage_class}
         )
     if transitions:
         rule["Transitions"] = transitions
 
-    expiration = r.data.get("expiration")
+    expiration = doc.expiration
     if expiration is not None:
-        r.table(expiration, "expiration", {"days", "date", "expired_object_delete_marker"})
-        given = [k for k in ("days", "date", "expired_object_delete_marker") if k in expiration]
+        given = _given(expiration)
         if len(given) != 1:
-            raise r.fail("expiration", expiration, "takes exactly one of days, date, expired_object_delete_marker")
-        if "days" in given:
-            rule["Expiration"] = {"Days": r.days(expiration, "days", "expiration", 1)}
-        elif "date" in given:
-            rule["Expiration"] = {"Date": _date(r, expiration, "expiration")}
+            raise r.fail("expiration", given, "takes exactly one of days, date, expired_object_delete_marker")
+        if expiration.days is not None:
+            rule["Expiration"] = {"Days": expiration.days}
+        elif expiration.date is not None:
+            rule["Expiration"] = {"Date": _date(r, expiration.date, "expiration.date")}
         else:
-            if expiration["expired_object_delete_marker"] is not True:
+            if expiration.expired_object_delete_marker is not True:
                 raise r.fail(
                     "expiration.expired_object_delete_marker",
-                    expiration["expired_object_delete_marker"],
+                    expiration.expired_object_delete_marker,
                     "can only be true",
                 )
-            if tags:
+            if flt.tags:
                 raise r.fail(
                     "expiration.expired_object_delete_marker", True, "S3 refuses it in a rule filtered by tags"
                 )
             rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
 
     nc_transitions = []
-    for i, t in enumerate(r.items("noncurrent_version_transitions")):
-        where = f"noncurrent_version_transitions[{i}]"
-        r.table(t, where, {"noncurrent_days", "storage_class", "newer_noncurrent_versions"})
-        cls = r.storage_class(t, where)
-        days = r.days(t, "noncurrent_days", where, MIN_DAYS.get(cls, 0))
-        if days is None:
-            raise r.fail(f"{where}.noncurrent_days", None, "is required")
+    for i, nc in enumerate(doc.noncurrent_version_transitions):
+        at = f"noncurrent_version_transitions[{i}]"
+        _at_least(r, f"{at}.noncurrent_days", nc.noncurrent_days, MIN_DAYS.get(nc.storage_class, 0))
         nc_transitions.append(
             {
-                "NoncurrentDays": days,
-                "StorageClass": cls,
-                "NewerNoncurrentVersions": r.days(t, "newer_noncurrent_versions", where, 1),
+                "NoncurrentDays": nc.noncurrent_days,
+                "StorageClass": nc.storage_class,
+                "NewerNoncurrentVersions": nc.newer_noncurrent_versions,
             }
         )
     if nc_transitions:
         rule["NoncurrentVersionTransitions"] = nc_transitions
-    nc_exp = r.data.get("noncurrent_version_expiration")
+    nc_exp = doc.noncurrent_version_expiration
     if nc_exp is not None:
-        r.table(nc_exp, "noncurrent_version_expiration", {"noncurrent_days", "newer_noncurrent_versions"})
-        days = r.days(nc_exp, "noncurrent_days", "noncurrent_version_expiration", 1)
-        if days is None:
-            raise r.fail("noncurrent_version_expiration.noncurrent_days", None, "is required")
         rule["NoncurrentVersionExpiration"] = {
-            "NoncurrentDays": days,
-            "NewerNoncurrentVersions": r.days(nc_exp, "newer_noncurrent_versions", "noncurrent_version_expiration", 1),
+            "NoncurrentDays": nc_exp.noncurrent_days,
+            "NewerNoncurrentVersions": nc_exp.newer_noncurrent_versions,
         }
-    abort = (
-        r.days(r.data, "abort_incomplete_multipart_upload_days", "", 1)
-        if "abort_incomplete_multipart_upload_days" in r.data
-        else None
-    )
+    abort = doc.abort_incomplete_multipart_upload_days
     if abort is not None:
-        if tags or low is not None or high is not None:
+        if flt.tags or low is not None or high is not None:
             raise r.fail(
                 "abort_incomplete_multipart_upload_days",
                 abort,
@@ -275,7 +195,7 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
     ):
         raise r.fail(
             "",
-            rule_id,
+            doc.id,
             "has no action: give transitions, expiration, noncurrent_version_* or "
             "abort_incomplete_multipart_upload_days",
         )
@@ -291,17 +211,27 @@ def rule_from_toml(file: str, bucket: str, index: int, data: Any) -> dict[str, A
     return normalise(rule)
 
 
-def _date(r: _Rule, table: Mapping[str, Any], where: str) -> str:
-    value = table.get("date")
+def _given(doc: Any) -> dict[str, Any]:
+    """The keys a document was given (those not left at None), as written."""
+    return {k: v for k in doc.__struct_fields__ if (v := getattr(doc, k)) is not None}
+
+
+def _at_least(r: Where, key: str, days: int | None, minimum: int) -> None:
+    """S3's minimum days before a transition to some classes (30 for the IA classes)."""
+    if days is not None and days < minimum:
+        raise r.fail(key, days, f"must be a whole number of days, at least {minimum}")
+
+
+def _date(r: Where, value: Any, key: str) -> str:
     try:
         day = value if isinstance(value, date) else date.fromisoformat(str(value))
     except ValueError:
-        raise r.fail(f"{where}.date", value, "must be a date, e.g. 2027-01-01 (S3 acts at midnight UTC)") from None
+        raise r.fail(key, value, "must be a date, e.g. 2027-01-01 (S3 acts at midnight UTC)") from None
     return f"{day.isoformat()}T00:00:00Z"
 
 
 def _check_order(
-    r: _Rule, transitions: list[dict[str, Any]], key: str, where: str, expires: int | None, exp_where: str
+    r: Where, transitions: list[dict[str, Any]], key: str, where: str, expires: int | None, exp_where: str
 ) -> None:
     """Transitions go down the waterfall, one class each, IA classes stay 30 days before moving on, nothing
     moves on or after the day it expires, and nothing expires before its class's minimum billed days."""
