@@ -130,7 +130,7 @@ def _walk(value: Any, tokens: list[str | int]) -> Any:
     for i, token in enumerate(tokens):
         if token == _ALL:  # [*]: the rest of the path applied to every element (missing ones left out)
             if not isinstance(value, list):
-                raise TypeError("[*] applies to a list")
+                raise TypeError("[*] applies to a list")  # caught by get_path: a States.Runtime TaskError
             out = []
             for element in value:
                 try:

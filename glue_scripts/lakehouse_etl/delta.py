@@ -133,7 +133,7 @@ def merge_batch(
             delay = min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5)  # no botocore here: delta-rs commits
             log.warning("commit conflict on %s (attempt %d), retrying in %.2fs: %s", uri, attempt, delay, exc)
             time.sleep(delay)
-    raise AssertionError("unreachable")
+    raise TableError(f"{uri}: no commit after {attempts} attempts")  # not reached: the last attempt re-raises
 
 
 def roll_back(uri: str, app_id: str, number: int, committed: int, storage_options: dict[str, str]) -> str:
