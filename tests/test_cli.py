@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT
 
+from chalicelib.errors import ConfigError, DeploymentError, LedgerError
 from lakehouse.cli import main
+from lakehouse.stepfunctions import TaskError
 
 H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"
 R = b"O1,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR,2025-03-01\n"
@@ -148,3 +150,23 @@ def test_an_aws_error_is_one_line_not_a_traceback(monkeypatch):
     monkeypatch.setattr(provision, "provision", no_credentials)
     result = CliRunner().invoke(main, ["deploy", "--stage", "dev"])
     assert result.exit_code == 1 and result.output == "error: AWS: Unable to locate credentials\n", result.output
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("datasets/orders.toml", "rules[0].check", "nullness", "must be one of [...]"),
+        LedgerError("Failed to query on ledger table t: throttled"),
+        DeploymentError("s3://b: could not delete 1 objects"),
+        TaskError("States.TaskFailed", "the job failed"),
+    ],
+)
+def test_any_lakehouse_error_is_one_line_and_exit_1_not_a_traceback(monkeypatch, error):
+    from deploy import provision
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(provision, "provision", fails)
+    result = CliRunner().invoke(main, ["deploy", "--stage", "dev"])
+    assert result.exit_code == 1 and result.output == f"error: {error}\n", result.output
