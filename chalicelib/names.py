@@ -13,7 +13,7 @@ def crawler_name(stage: Stage, dataset: str) -> str:
 
 
 def job_name(stage: Stage, script: str) -> str:
-    """The Glue job of a glue_scripts/ entry point (`process_orders.py` -> lakehouse-prod-process-orders)."""
+    """The Glue job named after an entry point or a dataset job (`master_merge.py` -> lakehouse-prod-master-merge)."""
     return f"{stage.project}-{stage.name}-{script.removesuffix('.py').replace('_', '-')}"
 
 
