@@ -156,7 +156,7 @@ _DATA_VIEWS: set[str] = set()
 
 
 def data_route(path: str, method: str):
-    """A route that answers with data: the stage's authorization (API_AUTH) and AWS errors as 503s."""
+    """A route that answers with data: the stage's authorization (API_AUTH), and every error as a 4xx or 503."""
 
     def register(view):
         _DATA_VIEWS.add(view.__name__)

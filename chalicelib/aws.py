@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.config import Stage
+from chalicelib.config.model import Stage
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured by boto3 and the AWS CLI as well
 
