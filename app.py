@@ -13,7 +13,7 @@ from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 
 from chalicelib import APP_NAME, runtime
 from chalicelib.errors import BatchFailed, ConfigError, InvalidEvent, LakehouseError
-from chalicelib.ingest.ingestor import refs_from_notification
+from chalicelib.ingest.events import refs_from_notification
 
 app = Chalice(app_name=APP_NAME)
 logger = Logger(service="lakehouse")

@@ -8,7 +8,8 @@ from lakehouse_etl.local_sql import duckdb_connection
 
 from chalicelib.aws import client
 from chalicelib.config import dataset_order
-from chalicelib.ingest.ingestor import Ingestor, ObjectRef
+from chalicelib.ingest.events import ObjectRef
+from chalicelib.ingest.ingestor import Ingestor
 from chalicelib.ledger import Status
 from lakehouse.generate import generate
 

@@ -9,7 +9,7 @@ from conftest import CONFIG
 
 from chalicelib.config import Limits
 from chalicelib.errors import FileInProgressError
-from chalicelib.ingest.ingestor import ObjectRef, refs_from_notification
+from chalicelib.ingest.events import ObjectRef, refs_from_notification
 from chalicelib.ledger import FileRecord, Status
 
 H = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n"

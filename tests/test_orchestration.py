@@ -12,7 +12,8 @@ from lakehouse_etl import delta
 
 from chalicelib import runtime
 from chalicelib.aws import client
-from chalicelib.ingest.ingestor import Ingestor, ObjectRef
+from chalicelib.ingest.events import ObjectRef
+from chalicelib.ingest.ingestor import Ingestor
 from chalicelib.ledger import Status
 from chalicelib.names import job_name
 from lakehouse.generate import generate

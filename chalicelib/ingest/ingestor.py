@@ -14,10 +14,10 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
+from chalicelib.ingest.events import ObjectRef
 from chalicelib.ingest.validation import Verdict, validate_stream
 from chalicelib.ledger import FileRecord, Ledger, Status, now_iso
 
@@ -26,43 +26,6 @@ log = logging.getLogger(__name__)
 _PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
 _GONE = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
 _CHANGED = {"412", "PreconditionFailed"}
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """One `ObjectCreated` record of an S3 event notification (key already URL-decoded)."""
-
-    bucket: str
-    key: str
-    version_id: str | None = None
-    etag: str | None = None
-    size: int | None = None
-    sequencer: str | None = None
-
-
-def refs_from_notification(body: dict[str, Any]) -> list[ObjectRef]:
-    """The object-created records of an S3 notification; test events and other events give none."""
-    from aws_lambda_powertools.utilities.data_classes import S3Event
-
-    if body.get("Event") == "s3:TestEvent" or "Records" not in body:
-        return []
-    refs = []
-    for record in S3Event(body).records:
-        if not record.event_name.startswith("ObjectCreated"):
-            continue
-        obj = record.s3.get_object  # optional fields via .get: not every sender includes them (moto omits some)
-        # Keys arrive URL-encoded ('+' for spaces); Powertools decodes only S3Event.object_key, not per record.
-        refs.append(
-            ObjectRef(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(obj.key),
-                version_id=obj.get("versionId") or None,
-                etag=obj.get("eTag") or None,
-                size=obj.get("size"),
-                sequencer=obj.get("sequencer") or None,
-            )
-        )
-    return refs
 
 
 @dataclass
