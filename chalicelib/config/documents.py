@@ -8,17 +8,15 @@ Imported only when a configuration is parsed: `import app` does not load msgspec
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
 
-from chalicelib.config.model import RETRY_MODES, Limits, PipelineSettings, Zones
+from chalicelib.config.model import Limits, PipelineSettings, RetryMode, Zones
 
 Bucket = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
 Positive = Annotated[int, Meta(ge=1)]
-RetryMode = Literal["standard", "adaptive", "legacy"]
-assert RETRY_MODES == ("standard", "adaptive", "legacy")  # one list: the model's
 
 
 class Document(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -17,7 +17,8 @@ DATASETS_DIR = "datasets"
 FORMATS = ("csv", "jsonl")
 
 
-RETRY_MODES = ("standard", "adaptive", "legacy")
+RetryMode = Literal["standard", "adaptive", "legacy"]  # botocore's retry modes
+RETRY_MODES: tuple[RetryMode, ...] = get_args(RetryMode)
 
 
 Format = Literal["csv", "jsonl"]
@@ -38,7 +39,6 @@ class Column:
 
 
 Severity = Literal["warn", "error"]  # error: a failing rule stops the publish; warn: reported and alerted
-SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Stage:
     accepted_queue: str
     alerts_topic: str
     notifications_topic: str
-    retry_mode: str = "standard"
+    retry_mode: RetryMode = "standard"
     max_attempts: int = 5
     lease_seconds: int = 960
     queue_visibility_seconds: int = 1800
