@@ -159,3 +159,26 @@ def test_roll_back_undoes_only_the_batch_s_own_latest_commit(contract, tmp_path)
     merge(["d"], 4)
     with pytest.raises(TableError, match="restore it by hand"):
         delta.roll_back(uri, app, 1, first.version, {})
+
+
+def test_a_key_whose_partition_value_changed_is_moved_not_duplicated(contract, tmp_path):
+    """Issue 14's defect: the same order ids delivered again with other dates. One row per key, in its new
+    partition; the merge still reads only the partitions the batch's keys live in (file statistics)."""
+    uri = str(tmp_path / "orders")
+    delta.merge_batch(uri, contract, batch(contract, ["a", "b"], 1), app_id="t", version=1, storage_options={})
+    delta.merge_batch(uri, contract, batch(contract, ["x", "y"], 5), app_id="t", version=2, storage_options={})
+    moved = delta.merge_batch(
+        uri, contract, batch(contract, ["a", "c"], 2, "shipped"), app_id="t", version=3, storage_options={}
+    )
+    rows = {r["order_id"]: (r["order_date"], r["status"]) for r in delta.read(uri, {}).to_pylist()}
+    assert rows == {
+        "a": (date(2025, 3, 2), "shipped"),
+        "b": (date(2025, 3, 1), "placed"),
+        "c": (date(2025, 3, 2), "shipped"),
+        "x": (date(2025, 3, 5), "placed"),
+        "y": (date(2025, 3, 5), "placed"),
+    }
+    assert moved.metrics["num_target_rows_updated"] == 1 and moved.metrics["num_target_rows_inserted"] == 1
+    table = delta.open_table(uri, {})
+    assert delta.key_partitions(table, contract, batch(contract, ["y"], 9)) == {date(2025, 3, 5)}  # days 1-2: a..c
+    assert delta.key_partitions(table, contract, batch(contract, ["z"], 9)) == set()  # a new key reads nothing more

@@ -66,16 +66,39 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def merge_predicate(contract: Contract, source: pa.Table) -> str:
-    """Key equality plus the batch's literal partition values: untouched partitions are not even read."""
+def merge_predicate(contract: Contract, source: pa.Table, table: Any = None) -> str:
+    """Key equality plus literal partition values: the batch's, and (given the table) those of the files that may
+    already hold one of its keys, so a key whose partition value changed is matched and moved, never duplicated
+    (upsert by key means one row per key). Other partitions are not even read."""
     keys = " AND ".join(f't."{k}" = s."{k}"' for k in contract.primary_key)
     part = contract.partition_column
     if not part or source.num_rows == 0:
         return keys
     import pyarrow.compute as pc
 
-    values = sorted(v for v in pc.unique(source.column(part)).to_pylist() if v is not None)
-    return f'{keys} AND t."{part}" IN ({", ".join(_literal(v) for v in values)})'
+    values = {v for v in pc.unique(source.column(part)).to_pylist() if v is not None}
+    if table is not None:
+        values |= key_partitions(table, contract, source)
+    return f'{keys} AND t."{part}" IN ({", ".join(_literal(v) for v in sorted(values))})'
+
+
+def key_partitions(table: Any, contract: Contract, source: pa.Table) -> set[Any]:
+    """The partition values of the files whose statistics (min and max of the first key column) admit one of the
+    batch's keys: where a key of the batch may already live, found from the table's log, no data read. A file
+    without statistics may hold any key."""
+    import bisect
+
+    key, part = contract.primary_key[0], contract.partition_column
+    keys = sorted(k for k in source.column(key).to_pylist() if k is not None)
+    files = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    lows, highs = files.get(f"min.{key}"), files.get(f"max.{key}")
+    found = set()
+    for i, value in enumerate(files.get(f"partition.{part}", [])):
+        low, high = (lows[i] if lows else None), (highs[i] if highs else None)
+        first = bisect.bisect_left(keys, low) if low is not None else 0
+        if value is not None and first < len(keys) and (high is None or keys[first] <= high):
+            found.add(value)
+    return found
 
 
 def merge_batch(
@@ -116,7 +139,7 @@ def merge_batch(
             metrics = (
                 table.merge(
                     source,
-                    merge_predicate(contract, source),
+                    merge_predicate(contract, source, table),
                     source_alias="s",
                     target_alias="t",
                     merge_schema=True,
