@@ -3,7 +3,7 @@ and curated/, registered again without change when repeated; crawlers never rewr
 
 from __future__ import annotations
 
-from chalicelib.stage.catalog import refresh
+from chalicelib.stage.catalog import delta_table, refresh
 from deploy.provision import crawler_name
 
 
@@ -46,3 +46,24 @@ def test_crawlers_add_but_never_rewrite_tables(provisioned, settings, stage):
     crawler = provisioned.glue.get_crawler(Name=crawler_name(stage, "orders"))["Crawler"]
     assert crawler["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}
     assert crawler["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"}
+
+
+def test_a_refresh_writes_only_tables_that_changed_and_never_archives_a_version(provisioned, settings, stage):
+    """Glue archives a version at every UpdateTable unless SkipArchive, and refuses updates past its quota of
+    versions per table: a refresh after every run must not write what did not change."""
+    s3, glue = provisioned.s3, provisioned.glue
+    s3.put_object(Bucket=stage.bucket, Key="processed/orders/_delta_log/00000000000000000000.json", Body=b"{}")
+    refresh(settings, stage, s3, glue)
+    calls: list[tuple[str, dict]] = []
+    glue.meta.events.register(
+        "provide-client-params.glue.*", lambda params, model, **_: calls.append((model.name, params))
+    )
+    refresh(settings, stage, s3, glue)
+    assert [name for name, _ in calls if name in ("UpdateTable", "CreateTable")] == []  # nothing changed
+    changed = delta_table("processed_orders", f"s3://{stage.bucket}/processed/orders/")
+    glue.update_table(DatabaseName=stage.glue_database, TableInput={**changed, "Parameters": {"table_type": "HIVE"}})
+    calls.clear()
+    refresh(settings, stage, s3, glue)
+    updates = [params for name, params in calls if name == "UpdateTable"]
+    assert [u["TableInput"]["Name"] for u in updates] == ["processed_orders"] and updates[0]["SkipArchive"] is True
+    assert tables(provisioned, stage)["processed_orders"]["Parameters"]["table_type"] == "DELTA"

@@ -74,14 +74,39 @@ def raw_table(settings: Settings, stage: Stage, contract: Contract) -> dict[str,
     }
 
 
-def put_table(glue: Any, database: str, table: dict[str, Any]) -> None:
-    """Create the table, or update it when it exists."""
+def table_differences(declared: Any, live: Any, path: str = "") -> list[str]:
+    """Where the live table differs from the declared TableInput, by dotted path: only what the declaration says
+    is compared (GetTable adds its own fields: CreateTime, a column's extra keys ...)."""
+    if isinstance(declared, dict):
+        live = live if isinstance(live, dict) else {}
+        return [d for k, v in declared.items() for d in table_differences(v, live.get(k), f"{path}.{k}".lstrip("."))]
+    if isinstance(declared, list):
+        if not isinstance(live, list) or len(live) != len(declared):
+            return [path]
+        return [
+            d
+            for i, (v, w) in enumerate(zip(declared, live, strict=True))
+            for d in table_differences(v, w, f"{path}[{i}]")
+        ]
+    return [] if declared == live else [path]
+
+
+def put_table(glue: Any, database: str, table: dict[str, Any]) -> str:
+    """Create the table, update it when it differs from its declaration, or leave it: "created", "updated" or
+    "unchanged". Every UpdateTable archives a table version unless told not to, and Glue refuses updates once a
+    table has too many (AWS Glue API, UpdateTable `SkipArchive`; Glue service quotas, table versions per table):
+    a refresh after every pipeline run must not write what did not change."""
     try:
-        glue.update_table(DatabaseName=database, TableInput=table)
+        live = glue.get_table(DatabaseName=database, Name=table["Name"])["Table"]
     except Exception as exc:
         if error_code(exc) != "EntityNotFoundException":
             raise
         glue.create_table(DatabaseName=database, TableInput=table)
+        return "created"
+    if not table_differences(table, live):
+        return "unchanged"
+    glue.update_table(DatabaseName=database, TableInput=table, SkipArchive=True)
+    return "updated"
 
 
 def declared_tables(
