@@ -56,7 +56,6 @@ __all__ = [
 _SIMPLE_TYPES = ("string", "int32", "int64", "double", "bool", "date", "timestamp")
 _DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def _check_type(where: Where, name: str, type_: str) -> str:

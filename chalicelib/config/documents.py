@@ -13,9 +13,10 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from chalicelib.config.model import Limits, PipelineSettings, RetryMode, Zones
+from chalicelib.config.model import BUCKET_NAME, Limits, PipelineSettings, RetryMode, Zones
 
-Bucket = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+Bucket = Annotated[str, Meta(pattern=f"^{BUCKET_NAME}$")]
+Region = Annotated[str, Meta(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
 Positive = Annotated[int, Meta(ge=1)]
 
 
@@ -27,7 +28,7 @@ class Project(Document, kw_only=True):
     """`[project]`: the project's name (every resource name starts with it) and its AWS region."""
 
     name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
-    region: Annotated[str, Meta(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    region: Region
 
 
 class Tunables(Document, kw_only=True):
@@ -44,7 +45,7 @@ class Tunables(Document, kw_only=True):
 class StageNames(Tunables, kw_only=True):
     """`[stages.<name>]`: every resource name may be set; unset ones are derived from project and stage."""
 
-    region: Annotated[str, Meta(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = None
+    region: Region | None = None
     bucket: Bucket | None = None
     log_bucket: Bucket | None = None
     ledger_table: str | None = None

@@ -17,6 +17,7 @@ DATASETS_DIR = "datasets"
 FORMATS = ("csv", "jsonl")
 
 
+BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"  # S3 bucket naming rules (the common, DNS-safe part)
 RetryMode = Literal["standard", "adaptive", "legacy"]  # botocore's retry modes
 RETRY_MODES: tuple[RetryMode, ...] = get_args(RetryMode)
 

@@ -65,8 +65,7 @@ def _config_error(file: str, data: Any, type_: Any, text: str, at: str) -> Confi
         if index == "...":  # a value under a table's key: msgspec does not say which key, so name the table
             break
         tokens.append(name if name else int(index))
-    info = msgspec.inspect.type_info(type_)
-    value, kinds = data, [info]
+    value, kind = data, msgspec.inspect.type_info(type_)
     for token in tokens:
         if isinstance(value, dict):
             value = value.get(token)
@@ -74,12 +73,12 @@ def _config_error(file: str, data: Any, type_: Any, text: str, at: str) -> Confi
             value = value[token]
         else:
             value = None
-        kinds.append(_inner(kinds[-1], token))
+        kind = _inner(kind, token)
     key = "".join(f"[{t}]" if isinstance(t, int) else f".{t}" for t in tokens).lstrip(".")
     unknown = re.match(r"Object contains unknown field `(.+)`", message)
     missing = re.match(r"Object missing required field `(.+)`", message)
     if unknown:
-        fields = sorted(f.encode_name for f in getattr(_bare(kinds[-1]), "fields", ()))
+        fields = sorted(f.encode_name for f in getattr(_bare(kind), "fields", ()))
         field = unknown[1]
         return ConfigError(
             file,
@@ -89,7 +88,7 @@ def _config_error(file: str, data: Any, type_: Any, text: str, at: str) -> Confi
         )
     if missing:
         return ConfigError(file, join(at, join(key, missing[1])), None, "is required")
-    return ConfigError(file, join(at, key) or "(top level)", value, _expected(_bare(kinds[-1])) or message)
+    return ConfigError(file, join(at, key) or "(top level)", value, _expected(_bare(kind)) or message)
 
 
 def _bare(kind: Any) -> Any:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, get_args
 
+from chalicelib.config.model import BUCKET_NAME
 from chalicelib.config.reader import Where, read, text_of
 from chalicelib.errors import ConfigError
 from chalicelib.lifecycle.documents import LifecycleRule, StorageClass
@@ -41,7 +42,7 @@ MAX_RULES = 1000  # S3's limit per bucket
 WATERFALL: tuple[str, ...] = get_args(StorageClass)  # the order S3 lets objects move down
 MIN_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30}
 MIN_STORAGE_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_BUCKET = re.compile(BUCKET_NAME)
 
 
 @dataclass(frozen=True)
