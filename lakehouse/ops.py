@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chalicelib.config import Settings, config_files, load_settings
-from chalicelib.errors import LakehouseError, NotFoundError
+from chalicelib.errors import LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
 from lakehouse import localstage
@@ -109,22 +109,6 @@ def wait_for(ledger: DynamoDBLedger, file_ids: list[str], timeout: float) -> dic
     return done
 
 
-def open_lake(stage_name: str) -> Any:
-    from lakehouse_etl.lake import Lake
-
-    settings, stage = connect(stage_name)
-    return Lake.for_stage(settings, stage)
-
-
-def table_uri(lake: Any, name: str) -> str:
-    from lakehouse_etl import local_sql as catalog
-
-    try:
-        return catalog.uri_of(lake, name)
-    except NotFoundError as exc:  # a name the user typed: a usage error (exit 2), as click's own
-        raise click.UsageError(str(exc)) from None
-
-
 def fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
     """`orders` or `orders:1` (a dataset, or master_merge) -> {Glue job name: runs that will fail}."""
     from chalicelib.names import job_name, process_job
@@ -174,41 +158,7 @@ def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | Non
                 return orchestrator.finished
 
 
-def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
-    """The stage's Step Functions executions; for a failed one, the state whose error failed it."""
-    from chalicelib.pipeline.batcher import StepFunctions
-
-    machine = StepFunctions.for_stage(stage)
-    sfn, records = machine.sfn, []
-    for execution in sfn.list_executions(stateMachineArn=machine.arn, maxResults=limit)["executions"]:
-        record = {"name": execution["name"], "status": execution["status"], "started_at": str(execution["startDate"])}
-        if execution["status"] != "SUCCEEDED":
-            record.update(failed_step(sfn, execution["executionArn"]))
-        records.append(record)
-    return records
-
-
-def failed_step(sfn: Any, execution_arn: str) -> dict[str, str]:
-    """The first state that failed in an execution's history (the pipeline catches it and fails later)."""
-    state = None
-    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-    for event in (e for page in pages for e in page["events"]):
-        if "stateEnteredEventDetails" in event:
-            state = event["stateEnteredEventDetails"]["name"]
-        for key, details in event.items():
-            if key.endswith("FailedEventDetails") and "error" in details:
-                return {"failed_state": state or "", "error": details["error"]}
-    return {}
-
-
 LIFECYCLE_DIR = localstage.PROJECT_DIR / "config" / "lifecycle"
-
-
-def lifecycle_sync_for(stage_name: str, workers: int = 16) -> Any:
-    from chalicelib.lifecycle.sync import LifecycleSync
-
-    settings, stage = connect(stage_name)
-    return settings, stage, LifecycleSync.for_stage(settings, stage, workers)
 
 
 def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str | bytes]:

@@ -75,7 +75,7 @@ def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recov
 
 
 def test_executions_of_an_aws_stage_name_the_state_that_failed():
-    from lakehouse.ops import failed_step
+    from lakehouse.cli.pipeline import failed_step
 
     events = [
         {"type": "ExecutionStarted"},

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 from rich.table import Table
 
-from chalicelib.errors import LakehouseError
+from chalicelib.errors import LakehouseError, NotFoundError
 from lakehouse import localstage
-from lakehouse.ops import connect, open_lake, table_uri
+from lakehouse.ops import connect
 from lakehouse.output import console, out, print_etl
 
 
@@ -125,3 +126,19 @@ def table_housekeeping(stage_name: str) -> None:
                 str(r["version"]),
             )
     out.print(report)
+
+
+def open_lake(stage_name: str) -> Any:
+    from lakehouse_etl.lake import Lake
+
+    settings, stage = connect(stage_name)
+    return Lake.for_stage(settings, stage)
+
+
+def table_uri(lake: Any, name: str) -> str:
+    from lakehouse_etl import local_sql as catalog
+
+    try:
+        return catalog.uri_of(lake, name)
+    except NotFoundError as exc:  # a name the user typed: a usage error (exit 2), as click's own
+        raise click.UsageError(str(exc)) from None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
 from lakehouse import localstage
-from lakehouse.ops import LIFECYCLE_DIR, definition_files, lifecycle_sync_for
+from lakehouse.ops import LIFECYCLE_DIR, connect, definition_files
 from lakehouse.output import console, out
 
 
@@ -90,3 +91,10 @@ def lifecycle_rollback(change_id: str, stage_name: str) -> None:
         f"{change.bucket}: {change.action}; added {change.added}, removed {change.removed} ({change.change_id})",
         highlight=False,
     )
+
+
+def lifecycle_sync_for(stage_name: str, workers: int = 16) -> Any:
+    from chalicelib.lifecycle.sync import LifecycleSync
+
+    settings, stage = connect(stage_name)
+    return settings, stage, LifecycleSync.for_stage(settings, stage, workers)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from rich.table import Table
 
 from chalicelib.ledger import Status, ledger_for
 from lakehouse import localstage
-from lakehouse.ops import aws_executions, connect, fail_jobs, run_pipeline
+from lakehouse.ops import connect, fail_jobs, run_pipeline
 from lakehouse.output import console, out, print_execution
 
 
@@ -81,3 +82,30 @@ def requeue(stage_name: str, run_name: str | None) -> None:
     failed = [r for r in ledger.files() if r.status == Status.FAILED and (run_name is None or r.run == run_name)]
     done = sum(ledger.requeue(r.file_id) for r in failed)
     console.print(f"{done} FAILED file(s) requeued")
+
+
+def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """The stage's Step Functions executions; for a failed one, the state whose error failed it."""
+    from chalicelib.pipeline.batcher import StepFunctions
+
+    machine = StepFunctions.for_stage(stage)
+    sfn, records = machine.sfn, []
+    for execution in sfn.list_executions(stateMachineArn=machine.arn, maxResults=limit)["executions"]:
+        record = {"name": execution["name"], "status": execution["status"], "started_at": str(execution["startDate"])}
+        if execution["status"] != "SUCCEEDED":
+            record.update(failed_step(sfn, execution["executionArn"]))
+        records.append(record)
+    return records
+
+
+def failed_step(sfn: Any, execution_arn: str) -> dict[str, str]:
+    """The first state that failed in an execution's history (the pipeline catches it and fails later)."""
+    state = None
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    for event in (e for page in pages for e in page["events"]):
+        if "stateEnteredEventDetails" in event:
+            state = event["stateEnteredEventDetails"]["name"]
+        for key, details in event.items():
+            if key.endswith("FailedEventDetails") and "error" in details:
+                return {"failed_state": state or "", "error": details["error"]}
+    return {}
