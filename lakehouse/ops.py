@@ -124,8 +124,11 @@ def fail_jobs(stage: Any, specs: tuple[str, ...]) -> dict[str, int]:
 BUSY_WAIT_SECONDS = 3600  # `lakehouse run` waits this long for a run the local stage's schedule started
 
 
-def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Start runs until nothing waits (a run takes at most one batch per dataset); returns the executions."""
+def run_pipeline(
+    settings: Settings, stage: Any, fail_jobs: dict[str, int] | None = None, *, crawl: bool = False
+) -> list[dict[str, Any]]:
+    """Start runs until nothing waits (a run takes at most one batch per dataset); returns the executions.
+    `crawl`: every run crawls all its datasets, layout changed or not."""
     import logging
 
     import app  # noqa: F401  (its loggers exist from here on)
@@ -137,7 +140,7 @@ def run_pipeline(settings: Settings, stage: Any, fail_jobs: dict[str, int] | Non
     with local_pipeline(settings, stage, localstage.EXECUTIONS_DIR, fail_jobs) as (pipeline, orchestrator):
         while True:
             with console.status("pipeline: running"):
-                tick = pipeline.tick(force=True)
+                tick = pipeline.tick(force=True, crawl=crawl)
             if tick.action == "busy":  # the local stage's own batcher schedule is running one: wait for it
                 if waited_since is None:
                     console.print(f"pipeline: waiting for {tick.run or 'a run'} in flight in the local stage")

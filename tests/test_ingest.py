@@ -50,6 +50,8 @@ def test_a_valid_file_is_recorded_and_announced_once(ingestor):
     record = ingestor.ingest(ref)
     assert record.status == Status.VALID and record.rows == 3 and record.format == "csv" and record.announced
     assert record.md5 == ref.etag and record.size == len(H + R * 3) and record.version_id == ref.version_id
+    columns = ",".join(sorted(H.decode().strip().split(",")))
+    assert record.layout == f"csv; columns {columns}; folders day=*"  # what a crawler would see (crawling.py)
     for _ in range(3):  # the same event again: no second acceptance, no second announcement
         assert ingestor.ingest(ref).status == Status.VALID
     assert [m["file_id"] for m in accepted_messages(ingestor)] == [record.file_id]

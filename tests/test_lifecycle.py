@@ -267,3 +267,21 @@ def test_s3_throttling_is_absorbed_by_the_clients_retry_mode(s3):
     report = LifecycleSync(client, LAKE, "config/", "reports/", workers=2).run(dry_run=False)
     assert left["n"] == 0 and report.failed == []
     assert {c.bucket: c.action for c in report.changes} == {"b-one": "put", "b-two": "put"}
+
+
+def test_the_shipped_rules_really_delete_in_the_versioned_lake_bucket(settings):
+    """An expiration or a delete in a versioned bucket only hides an object behind a delete marker: each prefix the
+    lakehouse deletes from (VACUUM, curated rewrites, rejected rows, query results) also expires its noncurrent
+    versions, and the Delta tables' only after their 30 days of time travel."""
+    from lakehouse_etl.delta import RETENTION_DAYS
+
+    rules = parse_file("lake.toml", SHIPPED, LAKE)[LAKE]
+    noncurrent = {
+        r["Filter"].get("Prefix"): r["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        for r in rules
+        if "NoncurrentVersionExpiration" in r
+    }
+    zones = settings.zones
+    for prefix in (zones.processed, zones.curated, zones.rejected, zones.athena_results, zones.raw):
+        assert prefix in noncurrent, f"{prefix} keeps its deleted versions for ever"
+    assert min(noncurrent[zones.processed], noncurrent[zones.curated]) > RETENTION_DAYS

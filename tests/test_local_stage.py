@@ -155,6 +155,9 @@ def test_etl_runs_the_glue_scripts_and_tables_can_be_read_now_and_as_they_were(h
     checked = lakehouse(home, "quality", "check")
     warnings = sum(len(d["rule_failures"]) for d in manifest["datasets"].values())
     assert warnings and f" {warnings} warnings, 0 errors in 6 tables" in checked.stdout
+    assert "latest batch" in checked.stdout  # the gate's reading: what each latest batch wrote
+    full = lakehouse(home, "quality", "check", "--full")  # whole tables: each holds only its one batch here
+    assert f" {warnings} warnings, 0 errors in 6 tables" in full.stdout and "processed tables now" in full.stdout
     assert "no quality results yet" in lakehouse(home, "quality", "report").stderr  # no pipeline run kept any
     unknown = lakehouse(home, "quality", "check", "invoices", check=False)
     assert unknown.returncode == 2 and "not datasets: invoices" in unknown.stderr

@@ -35,7 +35,7 @@ def ledger():
     return InMemoryLedger()
 
 
-def accept(ledger, dataset, name, at, size=100):
+def accept(ledger, dataset, name, at, size=100, layout="csv; columns a,b; folders ingest_date=*"):
     record = FileRecord(
         file_id=f"lake/raw/{dataset}/{name}#v1",
         bucket="lake",
@@ -45,7 +45,7 @@ def accept(ledger, dataset, name, at, size=100):
         received_at=at.isoformat(),
         size=size,
     )
-    return ledger.finish(ledger.claim(record, now=at).record, Status.VALID)
+    return ledger.finish(ledger.claim(record, now=at).record, Status.VALID, layout=layout)
 
 
 def pipeline_at(settings, stage, ledger, orchestrator, now, alerts=None):
@@ -79,6 +79,79 @@ def test_files_wait_for_the_window_then_go_into_one_run(settings, stage, ledger)
     ]
     run = ledger.get_run("run-000001")
     assert (run.status, run.files, run.bytes) == ("RUNNING", 32, 3200)
+
+
+class ArchiveS3:
+    """Just what FinishRun's archive copy calls: every copy lands whole."""
+
+    def copy(self, source, bucket, key):
+        pass
+
+    def head_object(self, Bucket, Key):
+        return {"ContentLength": 100, "VersionId": "v1"}
+
+    def delete_object(self, Bucket, Key):
+        pass
+
+
+def finish_run(settings, stage, ledger, orchestrator, name):
+    """The run's jobs merged its batches and FinishRun closed it."""
+    for batch in ledger.get_run(name).batches:
+        ledger.close_batch(ledger.open_batch(batch["dataset"]), 1, {}, {})  # resumes the run's open batch
+    RunSteps(settings, stage, ledger).finish(name, ArchiveS3())
+    orchestrator.states[name] = "SUCCEEDED"
+
+
+def test_a_dataset_is_crawled_only_when_its_batch_brings_a_new_raw_layout(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o1.csv", T0)
+    accept(ledger, "customers", "c1.csv", T0)
+    first = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    plan = orchestrator.started[-1][1]
+    assert sorted(plan["crawlers"]) == ["lakehouse-local-raw-customers", "lakehouse-local-raw-orders"]
+    assert plan["crawl_reasons"] == {"orders": "never crawled", "customers": "never crawled"}
+    finish_run(settings, stage, ledger, orchestrator, first.run)
+    assert ledger.crawled_layouts("orders") == {"csv; columns a,b; folders ingest_date=*"}
+
+    accept(ledger, "orders", "o2.csv", T0)  # the same layout, other rows
+    accept(ledger, "customers", "c2.csv", T0, layout="csv; columns a,b,c; folders ingest_date=*")  # a new column
+    second = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    plan = orchestrator.started[-1][1]
+    assert plan["crawlers"] == ["lakehouse-local-raw-customers"]
+    assert plan["crawl_reasons"]["orders"] == "skipped: the 1 files have layouts crawled before"
+    assert plan["crawl_reasons"]["customers"] == "new raw layout: csv; columns a,b,c; folders ingest_date=*"
+    assert plan["layouts"] == {"customers": ["csv; columns a,b,c; folders ingest_date=*"]}
+    finish_run(settings, stage, ledger, orchestrator, second.run)
+    assert ledger.crawled_layouts("customers") == {
+        "csv; columns a,b; folders ingest_date=*",
+        "csv; columns a,b,c; folders ingest_date=*",
+    }
+
+    accept(ledger, "orders", "o3.csv", T0, layout=None)  # validated before layouts were kept: crawled to be safe
+    accept(ledger, "customers", "c3.csv", T0)
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    plan = orchestrator.started[-1][1]
+    assert plan["crawlers"] == ["lakehouse-local-raw-orders"]
+    assert plan["crawl_reasons"]["orders"].startswith("new raw layout: unknown")
+
+
+def test_a_failed_run_leaves_its_layouts_uncrawled_and_crawl_forces_every_crawler(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o1.csv", T0)
+    first = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    RunSteps(settings, stage, ledger).fail(first.run, "States.TaskFailed", "the crawler failed")
+    orchestrator.states[first.run] = "FAILED"
+    assert ledger.crawled_layouts("orders") is None  # the next run crawls again
+    ledger.requeue(ledger.files()[0].file_id)
+    second = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    assert orchestrator.started[-1][1]["crawl_reasons"] == {"orders": "never crawled"}
+    finish_run(settings, stage, ledger, orchestrator, second.run)
+
+    accept(ledger, "orders", "o2.csv", T0)
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True, crawl=True)
+    plan = orchestrator.started[-1][1]
+    assert plan["crawlers"] == ["lakehouse-local-raw-orders"]
+    assert plan["crawl_reasons"] == {"orders": "crawl asked for (lakehouse run --crawl)"}
 
 
 def test_a_run_starts_early_when_enough_files_or_bytes_wait(settings, stage, ledger):

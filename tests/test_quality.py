@@ -157,8 +157,9 @@ def lake(tmp_path, settings):
     return Lake(str(tmp_path), replace(settings, datasets={"orders": orders, "customers": customers}))
 
 
-def write_orders(lake, rows):
-    columns = ["order_id", "customer_id", "status", "total_amount", "email", "order_ts", "order_date"]
+def write_orders(lake, rows, source_file="b/raw/orders/o.csv#v1", mode="overwrite"):
+    """Rows of processed/orders, each from `source_file` (the lineage column the ETL writes)."""
+    columns = ["order_id", "customer_id", "status", "total_amount", "email", "order_ts", "order_date", "_source_file"]
     schema = pa.schema(
         [
             ("order_id", pa.string()),
@@ -168,10 +169,11 @@ def write_orders(lake, rows):
             ("email", pa.string()),
             ("order_ts", pa.timestamp("us", tz="UTC")),
             ("order_date", pa.date32()),
+            ("_source_file", pa.string()),
         ]
     )
-    table = pa.Table.from_pylist([dict(zip(columns, r, strict=True)) for r in rows], schema)
-    write_deltalake(lake.processed("orders"), table, mode="overwrite")
+    table = pa.Table.from_pylist([dict(zip(columns, [*r, source_file], strict=True)) for r in rows], schema)
+    write_deltalake(lake.processed("orders"), table, mode=mode)
 
 
 def ts(day: int, hour: int = 0) -> datetime:
@@ -250,6 +252,47 @@ def test_stale_data_fails_freshness_with_its_age(lake):
     assert fresh.detail == "newest order_ts is 2025-03-08 00:00:00+00, 60 h old"
 
 
+def test_a_batch_scan_judges_only_the_batch_s_rows_and_looks_its_keys_up_in_the_whole_table(lake):
+    """The gate reads what the batch wrote: an earlier batch's bad rows are not judged again, but a key of the batch
+    that another row of the table holds fails `unique`, and the row count is the table's, from the Delta log."""
+    write_orders(lake, ROWS[2:5], "b/raw/orders/old.csv#v1")  # an earlier batch: bad status, orphan, range, pattern
+    write_orders(lake, [ROWS[0], (*ROWS[5][:2], "placed", *ROWS[5][3:])], "b/raw/orders/new.csv#v1", mode="append")
+    write_orders(lake, [(*ROWS[1][:6], date(2025, 3, 10))], "b/raw/orders/other.csv#v1", mode="append")  # O1 again
+    write_deltalake(lake.processed("customers"), pa.table({"customer_id": ["C1", "C2"]}))
+    engine, contract = DuckDBEngine(lake), lake.settings.datasets["orders"]
+    batch = quality.BatchScope(["b/raw/orders/new.csv#v1"], table_rows=6)
+
+    rows, results = quality.scan(engine, contract, engine.tables(), NOW, 60, batch)
+    by_rule = {r.rule: (r.observed, r.passed) for r in results}
+    assert rows == 6  # the table's, as the ETL read it from the log
+    assert by_rule["unique(order_id)"] == (1, False)  # the batch's O1 is also in another batch's row
+    assert {r: by_rule[r] for r in ("accepted_values(status)", "range(total_amount)", "references(customer_id)")} == {
+        "accepted_values(status)": (0, True),
+        "range(total_amount)": (0, True),
+        "references(customer_id)": (0, True),
+    }
+    assert by_rule["row_count"] == (6, False)  # max 5: judged on the whole table, not on the batch's 2 rows
+    full_rows, full = quality.scan(engine, contract, engine.tables(), NOW, 60)  # lakehouse quality check --full
+    assert full_rows == 6 and {r.rule: r.observed for r in full}["range(total_amount)"] == 2
+    assert {r.rule: r.observed for r in full}["unique(order_id)"] == 2
+
+
+def test_a_batch_scan_names_the_batch_s_partitions_as_literals_and_parses_as_trino(settings):
+    import sqlglot
+
+    orders = settings.datasets["orders"]
+    batch = quality.BatchScope(["b/raw/orders/a.csv#v1", "b/raw/orders/o'b.csv#v2"], ["2025-03-01", "2025-03-02"], 9)
+    sql = quality.scan_sql(orders, {"processed_orders", "processed_customers"}, batch)
+    where = """"order_date" IN (DATE '2025-03-01', DATE '2025-03-02') AND "_source_file" IN ("""
+    assert f"FROM processed_orders WHERE {where}'b/raw/orders/a.csv#v1', 'b/raw/orders/o''b.csv#v2')) t" in sql
+    for contract in settings.datasets.values():  # every shipped contract's batch scan is Trino (Athena) SQL
+        sqlglot.parse_one(
+            quality.scan_sql(contract, {quality.table_name(d) for d in settings.datasets}, batch), read="trino"
+        )
+    nothing = quality.BatchScope(["b/raw/orders/a.csv#v1"], [], 9)  # every row of the batch was rejected
+    assert "FROM processed_orders WHERE 1 = 0) t" in quality.scan_sql(orders, set(), nothing)
+
+
 class FailingAthena:
     """An Athena client whose queries fail, as a wrong column or a dropped table makes them."""
 
@@ -304,7 +347,7 @@ def test_the_run_step_gates_keeps_history_and_judges_volume(lake):
         batch = ledger.open_batch("orders")
         ledger.close_batch(batch, 1, {file_id: FileResult(merged, 0)})
         ledger.save_plan(ledger.get_run(name), {"levels": [[{"dataset": "orders", "batch": batch.number}]]}, 1, 1)
-        write_orders(lake, rows)
+        write_orders(lake, rows, file_id)
         report = steps.quality(name, engine, NOW)
         ledger.end_run(name, "SUCCEEDED")
         return report

@@ -163,3 +163,20 @@ def test_a_read_failure_is_raised_for_retry_not_turned_into_a_rejection(settings
         validate_stream(
             Flaky(H + R * 100_000), key="raw/orders/f.csv", contract=settings.datasets["orders"], limits=settings.limits
         )
+
+
+def test_a_verdict_names_the_columns_a_file_carries_and_its_layout_ignores_values_and_compression(settings):
+    from chalicelib.ingest.layout import file_layout
+
+    without_currency = H.replace(b",currency", b"") + b"O1,C1,2025-03-01T10:00:00Z,shipped,1.00,2025-03-01\n"
+    assert "currency" not in check(settings, without_currency).columns
+    assert check(settings, H + R).columns == tuple(sorted(H.decode().strip().split(",")))
+    events = check(
+        settings, J + J.replace(b'"e1"', b'"e2","product_id":"P1"'), "raw/clickstream/f.jsonl", "clickstream"
+    )
+    assert events.columns == ("event_date", "event_id", "event_ts", "event_type", "product_id")
+    day = file_layout("raw/orders/ingest_date=2026-12-01/a.csv", "raw/orders/", "csv", ["b", "a"])
+    assert day == file_layout("raw/orders/ingest_date=2026-12-02/b.csv.gz", "raw/orders/", "csv", ["a", "b"])
+    assert day == "csv; columns a,b; folders ingest_date=*"
+    assert file_layout("raw/orders/2026/12/a.csv", "raw/orders/", "csv", ["a"]).endswith("folders */*")
+    assert file_layout("raw/orders/a.csv", "raw/orders/", "jsonl", ["a"]) == "jsonl; columns a; folders (none)"

@@ -88,6 +88,13 @@ class Contract:
         """The contract's column names, in order."""
         return tuple(c.name for c in self.columns)
 
+    def column(self, name: str) -> Column:
+        """The column named `name`; a KeyError if the contract has none."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
     @property
     def required_columns(self) -> tuple[str, ...]:
         """Columns a file must carry: the non-nullable ones (a nullable column may be absent)."""

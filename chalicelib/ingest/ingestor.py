@@ -18,6 +18,7 @@ from typing import Any
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.ingest.events import ObjectRef
+from chalicelib.ingest.layout import file_layout
 from chalicelib.ingest.validation import Verdict, validate_stream
 from chalicelib.ledger import FileRecord, Ledger, Status, now_iso
 
@@ -120,8 +121,15 @@ class Ingestor:
         owner = self.ledger.claim_content(verdict.md5, record)
         if owner:
             return self._duplicate(record, verdict.md5, owner, verdict)
+        prefix = f"{self.settings.zones.raw}{dataset}/"
         valid = self.ledger.finish(
-            record, Status.VALID, md5=verdict.md5, size=verdict.size, rows=verdict.rows, format=verdict.format
+            record,
+            Status.VALID,
+            md5=verdict.md5,
+            size=verdict.size,
+            rows=verdict.rows,
+            format=verdict.format,
+            layout=file_layout(ref.key, prefix, verdict.format, verdict.columns),
         )
         return self._announce(valid)
 

@@ -19,6 +19,7 @@ import json
 import queue
 import threading
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -39,6 +40,7 @@ class Verdict:
     format: str | None = None
     compressed: bool = False
     rows: int = 0
+    columns: tuple[str, ...] = ()  # the columns the file carries (CSV header; JSON lines: every field seen)
     code: str | None = None  # None: accepted
     message: str | None = None
     line: int | None = None
@@ -191,6 +193,7 @@ def expected_format(key: str, contract: Contract) -> str:
 def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, limits: Limits) -> Verdict:
     """Validate the bytes of one object against its dataset contract, reading `source` exactly once."""
     fmt, compressed, rows = None, False, 0
+    columns: Iterable[str] = ()
     with HashingReader(source) as hashing:
         try:
             buffered = io.BufferedReader(hashing, CHUNK)
@@ -206,20 +209,27 @@ def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, li
                 raise Rejected("EMPTY_FILE", "the file is empty")
             if b"\x00" in head:
                 raise Rejected("BINARY_CONTENT", "the file holds binary data (NUL bytes), not text")
-            rows = _count_csv(text, contract, limits) if fmt == "csv" else _count_jsonl(text, contract, limits)
+            rows, columns = (_count_csv if fmt == "csv" else _count_jsonl)(text, contract, limits)
             if rows == 0:
                 raise Rejected("NO_DATA_ROWS", "the file has no data rows" + (" (header only)" if fmt == "csv" else ""))
         except Rejected as rejected:
             hashing.drain()  # finish the MD5 and size: the ledger records them for rejected files too
             return Verdict(
-                hashing.hexdigest(), hashing.size, fmt, compressed, 0, rejected.code, rejected.message, rejected.line
+                hashing.hexdigest(),
+                hashing.size,
+                fmt,
+                compressed,
+                0,
+                code=rejected.code,
+                message=rejected.message,
+                line=rejected.line,
             )
         except Exception:
             if hashing.error is not None:
                 raise hashing.error from None  # S3 read failure: retried by the caller
             raise
         hashing.drain()  # a trailing gzip member or bytes the parser did not need
-        return Verdict(hashing.hexdigest(), hashing.size, fmt, compressed, rows)
+        return Verdict(hashing.hexdigest(), hashing.size, fmt, compressed, rows, tuple(sorted(columns)))
 
 
 def _decode_line(raw: bytes, line: int) -> str:
@@ -261,7 +271,7 @@ def _check_columns(seen: set[str], contract: Contract, line: int | None) -> None
         raise Rejected("MISSING_COLUMNS", f"required columns missing: {missing}", line)
 
 
-def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> int:
+def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> tuple[int, list[str]]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -273,7 +283,7 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> i
         return "error"
 
     if not text.peek(1):
-        return 0  # header only
+        return 0, header  # header only
     rows = 0
     try:
         reader = pacsv.open_csv(
@@ -306,10 +316,10 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> i
                 "LINE_TOO_LONG", f"a row is longer than {limits.max_line_bytes} bytes or a quote is never closed"
             ) from exc
         raise Rejected("PARSE_ERROR", f"the CSV cannot be parsed: {message}") from exc
-    return rows
+    return rows, header
 
 
-def _count_jsonl(text: io.BufferedReader, contract: Contract, limits: Limits) -> int:
+def _count_jsonl(text: io.BufferedReader, contract: Contract, limits: Limits) -> tuple[int, set[str]]:
     # Python's json module gives exact line numbers for broken lines, which pyarrow's reader does not.
     rows, line_no = 0, 0
     seen: set[str] = set()
@@ -344,4 +354,4 @@ def _count_jsonl(text: io.BufferedReader, contract: Contract, limits: Limits) ->
     if rows:
         # Per-record gaps are the ETL's to reject row by row; a field no record carries is a file problem.
         _check_columns(seen, contract, line=None)
-    return rows
+    return rows, seen

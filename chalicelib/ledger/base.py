@@ -254,6 +254,19 @@ class Ledger(ABC):
         """Record facts about a file that do not change its status (the run that took it, its archive copy)."""
         self._update_if(file_pk(file_id), {**changes, "updated_at": now_iso()}, {})
 
+    # -- the raw layouts the crawlers have seen -------------------------------------------------------
+    def crawled_layouts(self, dataset: str) -> set[str] | None:
+        """The file layouts a successful crawl of `dataset` has seen; None if it was never crawled."""
+        item = self._get(f"crawl#{dataset}")
+        return None if item is None else set(json.loads(item["layouts"]))
+
+    def record_crawl(self, dataset: str, layouts: Sequence[str], run: str) -> None:
+        """Remember that `run` crawled `dataset` with files of these layouts. One run is in flight at a time, so
+        the read and the write below never race with another run's."""
+        item = {"pk": f"crawl#{dataset}", "kind": "crawl", "dataset": dataset, "layouts": "[]"}
+        seen = set(json.loads((self._put_if_absent(item) or item)["layouts"])) | set(layouts)
+        self._update_if(item["pk"], {"layouts": json.dumps(sorted(seen)), "run": run, "crawled_at": now_iso()}, {})
+
     # -- pipeline runs -------------------------------------------------------------------------------
     def active_run(self) -> Run | None:
         """The run in flight, if any (at most one)."""

@@ -45,6 +45,7 @@ class FileRecord:
     etag: str | None = None
     md5: str | None = None
     format: str | None = None
+    layout: str | None = None  # what a crawler would see (chalicelib.ingest.layout); None: validated before it was kept
     rows: int | None = None
     reason_code: str | None = None
     reason: str | None = None

@@ -23,6 +23,7 @@ from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.ledger import FileRecord, Ledger, Run
 from chalicelib.names import crawler_name, process_job
 from chalicelib.pipeline.batching import BatchPolicy
+from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,11 @@ class Pipeline:
         """Why a run should start now, or None while the window is still open."""
         return self.policy.due([f for records in waiting.values() for f in records], self.now())
 
-    def tick(self, *, force: bool = False) -> Tick:
+    def tick(self, *, force: bool = False, crawl: bool = False) -> Tick:
         """Look at the ledger once: resume or recover the active run, or start a new one when it is due.
 
-        The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window).
+        The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window),
+        and with `crawl` to crawl every dataset of the run whatever its layouts (`lakehouse run --crawl`).
         """
         active = self.ledger.active_run()
         if active is not None:
@@ -154,7 +156,7 @@ class Pipeline:
         run = self.ledger.begin_run()
         if run is None:
             return Tick("busy", detail="another batcher started a run first")
-        run = self._plan(run)
+        run = self._plan(run, crawl=crawl)
         if not run.batches:  # the files went away between the look and the plan
             self.ledger.end_run(run.name, "SUCCEEDED", cause="nothing left to process")
             return Tick("idle", run.name, "nothing left to process")
@@ -162,9 +164,11 @@ class Pipeline:
         log.info("run %s started: %s files (%s)", run.name, run.files, reason)
         return Tick("started", run.name, reason)
 
-    def _plan(self, run: Run) -> Run:
-        """Open one batch per dataset with waiting files (or resume an open one) and record the plan."""
+    def _plan(self, run: Run, *, crawl: bool = False) -> Run:
+        """Open one batch per dataset with waiting files (or resume an open one) and record the plan: its batches
+        level by level, and which datasets are crawled and why (`chalicelib.pipeline.crawling`)."""
         levels: list[list[dict[str, Any]]] = []
+        crawls: list[CrawlDecision] = []
         files, size = 0, 0
         for level in dataset_levels(self.settings):
             batches: list[dict[str, Any]] = []
@@ -173,11 +177,17 @@ class Pipeline:
                 if batch is None:
                     continue
                 records = self.ledger.get_many(batch.files)
+                crawls.append(decide(dataset, records, self.ledger.crawled_layouts(dataset), force=crawl))
                 files += len(records)
                 size += sum(r.size or 0 for r in records)
                 batches.append({"dataset": dataset, "batch": batch.number, "job": process_job(self.stage, dataset)})
             if batches:
                 levels.append(batches)
-        datasets = [b["dataset"] for level in levels for b in level]
-        plan = {"run": run.name, "crawlers": [crawler_name(self.stage, d) for d in datasets], "levels": levels}
+        plan = {
+            "run": run.name,
+            "crawlers": [crawler_name(self.stage, c.dataset) for c in crawls if c.crawl],
+            "crawl_reasons": {c.dataset: c.reason for c in crawls},
+            "layouts": {c.dataset: list(c.layouts) for c in crawls if c.crawl},
+            "levels": levels,
+        }
         return self.ledger.save_plan(run, plan, files, size)

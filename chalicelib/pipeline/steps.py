@@ -49,9 +49,15 @@ class RunSteps:
         return {
             **summary,
             "files": len(records),
+            "file_ids": [r.file_id for r in records],
             "rows_merged": sum(r.rows_merged or 0 for r in records),
             "rows_rejected": sum(r.rows_rejected or 0 for r in records),
         }
+
+    def audit_input(self, batch: Mapping[str, Any]) -> tuple[dict[str, Any], quality.BatchScope]:
+        """What the gate judges a dataset batch by: the ETL's summary, and the rows the batch wrote."""
+        etl = self._etl_summary(batch)
+        return etl, quality.BatchScope(etl.pop("file_ids"), etl.get("partitions"), etl.get("table_rows"))
 
     def _unaudited(self, run: Run) -> list[dict[str, Any]]:
         """Merged batches of datasets outside this run that no quality check has seen (a run that failed
@@ -74,18 +80,18 @@ class RunSteps:
         self, name: str, engine: SqlEngine, now: datetime | None = None, timeout: float = 300.0
     ) -> dict[str, Any]:
         """The quality gate before curated/ is published (write-audit-publish). Per dataset of the run: the
-        ETL's rejections, the contract's rules in one scan of the processed table, and the volume against
-        earlier loads. Results are kept in the ledger; the batches of datasets with a failed `error` rule are
-        listed under `rollback`, for the state machine to take back out."""
+        ETL's rejections, the contract's rules in one scan of the rows its batch wrote (`quality.BatchScope`),
+        and the volume against earlier loads. Results are kept in the ledger; the batches of
+        datasets with a failed `error` rule are listed under `rollback`, for the state machine to take back out."""
         run, now = self._run(name), now or datetime.now(UTC)
         batches = run.batches + self._unaudited(run)
         tables = engine.tables()
         contracts = [self.settings.datasets[b["dataset"]] for b in batches]
+        summaries, scopes = zip(*(self.audit_input(b) for b in batches), strict=True) if batches else ((), ())
         with ThreadPoolExecutor(4) as pool:  # Athena runs the tables' scans side by side
-            scans = list(pool.map(lambda c: quality.scan(engine, c, tables, now, timeout), contracts))
+            scans = list(pool.map(lambda c, b: quality.scan(engine, c, tables, now, timeout, b), contracts, scopes))
         results = []
-        for batch, contract, (rows, checks) in zip(batches, contracts, scans, strict=True):
-            etl = self._etl_summary(batch)
+        for batch, contract, etl, (rows, checks) in zip(batches, contracts, summaries, scans, strict=True):
             checks.insert(0, quality.check_rejected(self.settings.pipeline.max_rejected_percent, etl))
             for rule in (r for r in contract.rules if r.check == "volume"):
                 earlier = [h for h in self.ledger.quality_history(contract.name, rule.history + 1) if h["run"] != name]
@@ -138,9 +144,13 @@ class RunSteps:
         return {"run": name, "files_failed": failed, "archived": archived}
 
     def finish(self, name: str, s3: Any) -> dict[str, Any]:
-        """The success step: archive the run's raw files, then close the run. Safe to repeat."""
+        """The success step: remember the layouts the run's crawlers saw, archive the run's raw files, then close
+        the run. Safe to repeat."""
         summary: dict[str, Any] = {"run": name, "datasets": {}, "files": 0, "archived": 0}
-        for batch in self._run(name).batches:
+        run = self._run(name)
+        for dataset, layouts in (run.plan or {}).get("layouts", {}).items():
+            self.ledger.record_crawl(dataset, layouts, name)
+        for batch in run.batches:
             records = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
             summary["archived"] += self._archive_all(s3, records)
             summary["files"] += len(records)

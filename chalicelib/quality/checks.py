@@ -25,6 +25,15 @@ from chalicelib.quality.results import CheckResult
 SAMPLE_SIZE = 5  # failing keys kept per rule
 
 
+@dataclass(frozen=True)
+class Rows:
+    """The rows a scan judges: the batch's rows of `table` (the `where` condition over it), or all when `where` is
+    None (`lakehouse quality check --full`)."""
+
+    table: str
+    where: str | None = None
+
+
 @dataclass
 class ScanPart:
     """What one rule adds to the table's scan: columns of the inner select, result columns, joins."""
@@ -111,8 +120,8 @@ class Check:
             raise t.fail("column", name, f"{self.name} applies to {' or '.join(kinds)} columns, not {col.type}")
         return name
 
-    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
-        """Its part of the one scan (`t` is the table's alias, `key` the primary key as text)."""
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str], rows: Rows) -> ScanPart:
+        """Its part of the one scan over `rows` (`t` is their alias, `key` the primary key as text)."""
         return ScanPart()
 
     def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
@@ -135,6 +144,14 @@ class Check:
         return CheckResult(rule.name, rule.check, rule.severity, passed, observed, threshold, sample or [], detail)
 
 
+def counted(condition: str, index: int, key: str) -> list[str]:
+    """The scan's result columns of a row rule: how many rows fail `condition`, and a sample of their keys."""
+    return [
+        f"count_if({condition}) AS v{index}",
+        f"array_join(min({key}, {SAMPLE_SIZE}) FILTER (WHERE {condition}), ' | ') AS s{index}",
+    ]
+
+
 class RowCheck(Check):
     """A rule rows fail one by one: the scan counts the failing rows and keeps a sample of their keys."""
 
@@ -148,14 +165,8 @@ class RowCheck(Check):
         """The rule's column in the scan (alias `t`)."""
         return f"t.{quote(rule.columns[0])}"
 
-    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
-        condition = self.failing(rule, index)
-        return ScanPart(
-            select=[
-                f"count_if({condition}) AS v{index}",
-                f"array_join(min({key}, {SAMPLE_SIZE}) FILTER (WHERE {condition}), ' | ') AS s{index}",
-            ]
-        )
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str], rows: Rows) -> ScanPart:
+        return ScanPart(select=counted(self.failing(rule, index), index, key))
 
     def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
         i = index
@@ -197,10 +208,24 @@ class Unique(RowCheck):
     def failing(self, rule: Rule, index: int) -> str:
         return f"t._n{index} > 1"
 
-    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
-        part = super().scan(rule, index, key, tables)  # rows whose key occurs more than once, in the same scan
-        part.inner.append(f"count(*) OVER (PARTITION BY {', '.join(quote(c) for c in rule.columns)}) AS _n{index}")
-        return part
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str], rows: Rows) -> ScanPart:
+        columns = [quote(c) for c in rule.columns]
+        if rows.where is None:  # the whole table: how often each row's key occurs, a window in the same scan
+            part = super().scan(rule, index, key, tables, rows)
+            part.inner.append(f"count(*) OVER (PARTITION BY {', '.join(columns)}) AS _n{index}")
+            return part
+        # A batch: how often each of its keys occurs in the whole table, reading only the key columns of the rows
+        # that hold one of the batch's keys (a key-only read, joined back onto the batch's rows).
+        alias = f"u{index}"
+        keys = f"(SELECT DISTINCT {', '.join(columns)} FROM {rows.table} WHERE {rows.where}) b"
+        occurrences = (
+            f"(SELECT {', '.join('k.' + c for c in columns)}, count(*) AS _n FROM {rows.table} k JOIN {keys} "
+            f"ON {' AND '.join(f'k.{c} = b.{c}' for c in columns)} GROUP BY {', '.join('k.' + c for c in columns)})"
+        )
+        return ScanPart(
+            select=counted(f"{alias}._n > 1", index, key),
+            joins=[f"LEFT JOIN {occurrences} {alias} ON {' AND '.join(f't.{c} = {alias}.{c}' for c in columns)}"],
+        )
 
     def dqdl(self, rule: Rule) -> tuple[str, str]:
         return "IsUnique " + " ".join(dqdl_text(c) for c in rule.columns), ""
@@ -310,8 +335,8 @@ class References(RowCheck):
     def failing(self, rule: Rule, index: int) -> str:
         return f"{self.col(rule)} IS NOT NULL AND r{index}._ref IS NULL"
 
-    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
-        part = super().scan(rule, index, key, tables)
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str], rows: Rows) -> ScanPart:
+        part = super().scan(rule, index, key, tables, rows)  # the parent's key column only: a key-only read
         parent, parent_col = rule.references or ("", "")
         if table_name(parent) in tables:
             part.joins.append(
@@ -354,7 +379,7 @@ class Freshness(Check):
     def parse(self, keys: Any, t: Where, columns: Mapping[str, Column]) -> dict[str, Any]:
         return {**super().parse(keys, t, columns), "max_age_hours": keys.max_age_hours}
 
-    def scan(self, rule: Rule, index: int, key: str, tables: set[str]) -> ScanPart:
+    def scan(self, rule: Rule, index: int, key: str, tables: set[str], rows: Rows) -> ScanPart:
         return ScanPart(select=[f"CAST(max(t.{quote(rule.columns[0])}) AS varchar) AS v{index}"])
 
     def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
@@ -373,7 +398,7 @@ class Freshness(Check):
 
 
 class RowCount(Check):
-    """`row_count`: the table's rows outside [min, max]."""
+    """`row_count`: the table's rows outside [min, max] (a batch's scan is given them from the Delta log)."""
 
     name, keys = "row_count", BoundsKeys
 
@@ -384,6 +409,7 @@ class RowCount(Check):
         return bounds
 
     def judge(self, rule: Rule, index: int, row: Mapping[str, Any] | None, rows: int, now: datetime) -> CheckResult:
+        rows = int(row.get("table_rows", rows)) if row else rows
         ok = (rule.min is None or rows >= rule.min) and (rule.max is None or rows <= rule.max)
         return self.result(rule, ok, rows, detail="" if ok else f"the table has {rows} rows")
 

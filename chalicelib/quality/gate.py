@@ -2,16 +2,21 @@
 published.
 
 All row rules of a table (not null, unique, accepted values, range, pattern, references, freshness, row count)
-are computed by one SQL query, one scan of the table, in the SQL that Athena (Trino) and DuckDB share, so the
-same text runs on a deployed stage and on the local stage. The volume rule compares the rows a run loaded
-with the ledger's history of earlier loads, and the ETL's own rejections (by reason) and dropped duplicates
-are reported beside the rules, so every anomaly a batch carried shows up in one report.
+are computed by one SQL query in the SQL that Athena (Trino) and DuckDB share, so the same text runs on a deployed
+stage and on the local stage. The gate judges the rows a run's batch wrote (`BatchScope`: the batch's files in the
+partitions it touched, so both engines prune to them), `unique` and `references` look the batch's keys up in the
+whole tables reading key columns only, and the row count comes from the Delta log: what a run reads grows with its
+batch, not with the table. `lakehouse quality check --full` scans whole tables on demand.
+
+The volume rule compares the rows a run loaded with the ledger's history of earlier loads, and the ETL's own
+rejections (by reason) and dropped duplicates are reported beside the rules, so every anomaly a batch carried
+shows up in one report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,7 +24,7 @@ from chalicelib.api.openapi import ERROR
 from chalicelib.athena import QueryError, QueryResult
 from chalicelib.config import Contract, Rule
 from chalicelib.names import table_name
-from chalicelib.quality.checks import VOLUME, check_of, quote, scanned
+from chalicelib.quality.checks import VOLUME, Rows, check_of, literal, quote, scanned
 from chalicelib.quality.results import CheckResult, TableQuality
 
 
@@ -36,10 +41,45 @@ class SqlEngine(Protocol):
         ...
 
 
-def scan_sql(contract: Contract, tables: Iterable[str]) -> str:
-    """One query computing every scanned rule of the contract's table: counts of failing rows with a sample of
-    their keys, the row count, the newest value of each freshness column. Runs unchanged on Athena and DuckDB."""
+@dataclass(frozen=True)
+class BatchScope:
+    """The rows one batch wrote to its processed table: those whose `_source_file` is one of its files, in the
+    partitions it touched (None: not known, every partition), and the table's rows after it (from the Delta log)."""
+
+    files: Sequence[str]
+    partitions: Sequence[str] | None = None
+    table_rows: int | None = None
+
+    def where(self, contract: Contract) -> str:
+        """The SQL condition selecting the batch's rows; the partition values are literals, so scans are pruned."""
+        part = contract.partition_column
+        if not self.files or (part and self.partitions is not None and not self.partitions):
+            return "1 = 0"  # the batch merged no rows
+        condition = f'"_source_file" IN ({", ".join(literal(f) for f in sorted(self.files))})'
+        if part and self.partitions is not None:
+            kind = contract.column(part).type
+            values = ", ".join(typed_literal(kind, v) for v in sorted(self.partitions))
+            condition = f"{quote(part)} IN ({values}) AND {condition}"
+        return condition
+
+
+def typed_literal(kind: str, text: str) -> str:
+    """A partition value (as the ETL recorded it) as a SQL literal of its column's type, for partition pruning."""
+    if kind in ("date", "timestamp"):
+        return f"{kind.upper()} {literal(text)}"
+    if kind in ("int32", "int64") or kind.startswith("decimal") or kind == "double":
+        return str(float(text)) if kind == "double" else str(text)
+    if kind == "bool":
+        return "true" if text.lower() == "true" else "false"
+    return literal(text)
+
+
+def scan_sql(contract: Contract, tables: Iterable[str], batch: BatchScope | None = None) -> str:
+    """One query computing every scanned rule over the batch's rows (`batch`) or the whole table (None): counts of
+    failing rows with a sample of their keys, the row count, the newest value of each freshness column. Runs
+    unchanged on Athena and DuckDB."""
     tables = set(tables)
+    rows = Rows(table_name(contract.name), batch.where(contract) if batch else None)
     key_parts = [f"CAST(t.{quote(c)} AS varchar)" for c in contract.primary_key]
     key = key_parts[0] if len(key_parts) == 1 else f"concat_ws('/', {', '.join(key_parts)})"
     needed = dict.fromkeys([*contract.primary_key, *(c for r in contract.rules for c in r.columns)])
@@ -48,9 +88,10 @@ def scan_sql(contract: Contract, tables: Iterable[str]) -> str:
     joins: list[str] = []
     for i, rule in enumerate(contract.rules):
         if check_of(rule).scanned:
-            part = check_of(rule).scan(rule, i, key, tables)
+            part = check_of(rule).scan(rule, i, key, tables, rows)
             inner, select, joins = inner + part.inner, select + part.select, joins + part.joins
-    source = f"(SELECT {', '.join(inner)} FROM {table_name(contract.name)}) t"
+    where = f" WHERE {rows.where}" if rows.where else ""
+    source = f"(SELECT {', '.join(inner)} FROM {rows.table}{where}) t"
     return "SELECT\n  " + ",\n  ".join(select) + f"\nFROM {source}" + "".join(f"\n{j}" for j in joins)
 
 
@@ -59,11 +100,18 @@ def rule_sql(contract: Contract, rule: Rule, tables: Iterable[str]) -> str:
     return scan_sql(replace(contract, rules=(rule,)), tables)
 
 
-def evaluate(contract: Contract, row: Mapping[str, Any] | None, now: datetime) -> tuple[int, list[CheckResult]]:
-    """The scanned rules' outcomes from the scan's one result row (None: the table does not exist, so no rows)."""
+def evaluate(
+    contract: Contract, row: Mapping[str, Any] | None, now: datetime, table_rows: int | None = None
+) -> tuple[int, list[CheckResult]]:
+    """The scanned rules' outcomes from the scan's one result row (None: the table does not exist, so no rows),
+    and the table's rows: `table_rows` where the scan read only a batch, else the rows it counted."""
     rows = int(row["row_count"]) if row else 0
+    if row is not None and table_rows is not None:
+        row = {**row, "table_rows": table_rows}
     judged = [(i, r) for i, r in enumerate(contract.rules) if check_of(r).scanned]
-    return rows, [check_of(rule).judge(rule, i, row, rows, now) for i, rule in judged]
+    return rows if table_rows is None else table_rows, [
+        check_of(rule).judge(rule, i, row, rows, now) for i, rule in judged
+    ]
 
 
 def check_volume(rule: Rule, loaded: int, history: list[int]) -> CheckResult:
@@ -90,19 +138,26 @@ def check_rejected(percent_limit: int, etl: Mapping[str, Any]) -> CheckResult:
 
 
 def scan(
-    engine: SqlEngine, contract: Contract, tables: set[str], now: datetime, timeout: float
+    engine: SqlEngine,
+    contract: Contract,
+    tables: set[str],
+    now: datetime,
+    timeout: float,
+    batch: BatchScope | None = None,
 ) -> tuple[int, list[CheckResult]]:
-    """Run the table's one scan and judge its rules. A failed or timed-out query is an error of its own (the
-    batch cannot be audited, so it is not published)."""
+    """Run the one scan over the batch's rows (None: the whole table) and judge the rules; returns the table's
+    rows and the results. A failed or timed-out query is an error of its own (the batch cannot be audited, so it
+    is not published)."""
     if not scanned(contract.rules):
-        return 0, []
+        return (batch.table_rows or 0) if batch else 0, []
     if table_name(contract.name) not in tables:
         return evaluate(contract, None, now)
     try:
-        result = engine.run(scan_sql(contract, tables), timeout)
+        result = engine.run(scan_sql(contract, tables, batch), timeout)
     except QueryError as exc:
         return 0, [CheckResult("scan", "scan", "error", False, None, "the quality query succeeds", [], str(exc))]
-    return evaluate(contract, dict(zip(result.columns, result.rows[0], strict=True)), now)
+    table_rows = batch.table_rows if batch else None
+    return evaluate(contract, dict(zip(result.columns, result.rows[0], strict=True)), now, table_rows)
 
 
 def summary(run: str, results: list[TableQuality], limit: int = 6000) -> str:

@@ -82,6 +82,27 @@ def merge_predicate(contract: Contract, source: pa.Table, table: Any = None) -> 
     return f'{keys} AND t."{part}" IN ({", ".join(_literal(v) for v in sorted(values))})'
 
 
+def partition_values(contract: Contract, rows: pa.Table) -> list[str] | None:
+    """The partition values of `rows` as text (ISO dates), sorted; None for an unpartitioned table."""
+    import pyarrow.compute as pc
+
+    part = contract.partition_column
+    if not part:
+        return None
+    return sorted(str(v) for v in pc.unique(rows.column(part)).to_pylist() if v is not None)
+
+
+def row_count(uri: str, storage_options: dict[str, str]) -> int:
+    """The table's rows, from the record counts its log keeps for each file: no data file is read."""
+    import pyarrow.compute as pc
+
+    table = open_table(uri, storage_options)
+    if table is None:
+        return 0
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+    return int(pc.sum(counts).as_py() or 0)
+
+
 def key_partitions(table: Any, contract: Contract, source: pa.Table) -> set[Any]:
     """The partition values of the files whose statistics (min and max of the first key column) admit one of the
     batch's keys: where a key of the batch may already live, found from the table's log, no data read. A file

@@ -54,6 +54,8 @@ class BatchReport:
     delta_version: int
     skipped: bool  # already in the table: a re-run after an interruption
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    partitions: list[str] | None = None  # the partition values the batch wrote (None: unpartitioned)
+    table_rows: int = 0  # the table's rows after the batch, from the Delta log
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,6 +126,9 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
         "rows_rejected": cleaned.rejected.num_rows,
         "duplicates_dropped": cleaned.duplicates_dropped,
         "rejected_by_reason": dict(Counter(cleaned.rejected.column("_reason_code").to_pylist())),
+        # what the quality gate needs to read only this batch's rows, and the table's size from the Delta log
+        "partitions": delta.partition_values(contract, cleaned.rows),
+        "table_rows": delta.row_count(job.lake.processed(dataset), job.lake.storage_options),
     }
     job.ledger.close_batch(
         batch,

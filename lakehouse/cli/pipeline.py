@@ -24,18 +24,20 @@ from lakehouse.output import console, out, print_execution
     metavar="DATASET[:N]",
     help="Local stage: make a dataset's (or master_merge's) Glue job fail N times (default: every time).",
 )
-def run_command(stage_name: str, fail_job: tuple[str, ...]) -> None:
-    """Run the pipeline over every accepted file now, without waiting for the batching window."""
+@click.option("--crawl", is_flag=True, help="Crawl every dataset of the run, even if no file brings a new layout.")
+def run_command(stage_name: str, fail_job: tuple[str, ...], crawl: bool) -> None:
+    """Run the pipeline over every accepted file now, without waiting for the batching window. Crawlers run
+    only for datasets whose files bring a raw layout not crawled before, unless --crawl."""
     settings, stage = connect(stage_name)
     if stage_name != localstage.STAGE:
         from chalicelib.pipeline.batcher import Pipeline
 
         if fail_job:
             raise click.UsageError("--fail-job is for the local stage")
-        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True)
+        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True, crawl=crawl)
         console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
         return
-    executions = run_pipeline(settings, stage, fail_jobs(stage, fail_job))
+    executions = run_pipeline(settings, stage, fail_jobs(stage, fail_job), crawl=crawl)
     if any(e["status"] != "SUCCEEDED" for e in executions):
         sys.exit(1)
 

@@ -45,9 +45,12 @@ def quality_report(run_name: str | None, stage_name: str, as_json: bool) -> None
 @quality.command("check")
 @click.argument("datasets", nargs=-1)
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+@click.option("--full", is_flag=True, help="Scan whole tables, not the rows each dataset's latest batch wrote.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds before an Athena query is stopped.")
-def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) -> None:
-    """Check the rules on the processed tables now (one scan per table; nothing is kept). Exit 1 on an error."""
+def quality_check(datasets: tuple[str, ...], stage_name: str, full: bool, timeout: float) -> None:
+    """Check the rules now, as the gate does: on the rows each dataset's latest batch wrote (its keys looked up in
+    the whole tables), or with --full on whole tables (one scan per table). Nothing is kept. Exit 1 on an error."""
+    from chalicelib.pipeline.steps import RunSteps
     from chalicelib.quality import gate as rules
     from lakehouse.quality_report import counts, print_report
     from lakehouse.query import sql_engine
@@ -57,11 +60,18 @@ def quality_check(datasets: tuple[str, ...], stage_name: str, timeout: float) ->
     if unknown:
         raise click.BadParameter(f"not datasets: {', '.join(unknown)}", param_hint="DATASETS")
     engine = sql_engine(settings, stage, local=stage_name == localstage.STAGE)
-    tables, now, results = engine.tables(), datetime.now(UTC), []
+    ledger_, tables, now, results = ledger_for(stage), engine.tables(), datetime.now(UTC), []
+    steps = RunSteps(settings, stage, ledger_)
     for name in datasets or sorted(settings.datasets):
-        rows, checks = rules.scan(engine, settings.datasets[name], tables, now, timeout)
-        results.append({"dataset": name, "batch": None, "rows": rows, "checks": [c.__dict__ for c in checks]})
-    print_report(out, results, f"quality of the processed tables now ({engine.name})")
+        latest = None if full else ledger_.batch_state(name)
+        batch = {"dataset": name, "batch": int(latest["number"])} if latest else None
+        scope = steps.audit_input(batch)[1] if batch else None
+        rows, checks = rules.scan(engine, settings.datasets[name], tables, now, timeout, scope)
+        results.append(
+            {"dataset": name, "batch": batch and batch["batch"], "rows": rows, "checks": [c.__dict__ for c in checks]}
+        )
+    what = "the processed tables" if full else "each dataset's latest batch (--full: whole tables)"
+    print_report(out, results, f"quality of {what} now ({engine.name})")
     sys.exit(1 if counts(results)["ERROR"] else 0)
 
 
