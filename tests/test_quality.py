@@ -284,7 +284,8 @@ def test_a_batch_scan_names_the_batch_s_partitions_as_literals_and_parses_as_tri
     batch = quality.BatchScope(["b/raw/orders/a.csv#v1", "b/raw/orders/o'b.csv#v2"], ["2025-03-01", "2025-03-02"], 9)
     sql = quality.scan_sql(orders, {"processed_orders", "processed_customers"}, batch)
     where = """"order_date" IN (DATE '2025-03-01', DATE '2025-03-02') AND "_source_file" IN ("""
-    assert f"FROM processed_orders WHERE {where}'b/raw/orders/a.csv#v1', 'b/raw/orders/o''b.csv#v2')) t" in sql
+    files = "SELECT v FROM (VALUES ('b/raw/orders/a.csv#v1'), ('b/raw/orders/o''b.csv#v2')) AS l(v)"
+    assert f"FROM processed_orders WHERE {where}{files})) t" in sql
     for contract in settings.datasets.values():  # every shipped contract's batch scan is Trino (Athena) SQL
         sqlglot.parse_one(
             quality.scan_sql(contract, {quality.table_name(d) for d in settings.datasets}, batch), read="trino"

@@ -50,6 +50,17 @@ def literal(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def listed(values: Iterable[str]) -> str:
+    """`SELECT v FROM (VALUES ('a'), ('b')) AS l(v)`: strings to test a column against with `IN (...)`.
+
+    Not a plain `IN ('a', 'b')`: DuckDB pushes that into the Arrow scan of a Delta table, where pyarrow cannot
+    compare it with the string_view columns of the files a delta-rs MERGE writes ("no kernel matching (string,
+    string_view)", delta-rs issue 4579); a semi-join is not pushed down. Trino (Athena) runs both alike.
+    """
+    rows = ", ".join(f"({literal(v)})" for v in values)
+    return f"SELECT v FROM (VALUES {rows}) AS l(v)" if rows else "NULL"
+
+
 def quote(name: str) -> str:
     """A column name quoted for SQL."""
     return f'"{name}"'  # contract names are [a-z0-9_]: quoting only guards against reserved words

@@ -24,7 +24,7 @@ from chalicelib.api.openapi import ERROR
 from chalicelib.athena import QueryError, QueryResult
 from chalicelib.config import Contract, Rule
 from chalicelib.names import table_name
-from chalicelib.quality.checks import VOLUME, Rows, check_of, literal, quote, scanned
+from chalicelib.quality.checks import VOLUME, Rows, check_of, listed, literal, quote, scanned
 from chalicelib.quality.results import CheckResult, TableQuality
 
 
@@ -55,7 +55,7 @@ class BatchScope:
         part = contract.partition_column
         if not self.files or (part and self.partitions is not None and not self.partitions):
             return "1 = 0"  # the batch merged no rows
-        condition = f'"_source_file" IN ({", ".join(literal(f) for f in sorted(self.files))})'
+        condition = f'"_source_file" IN ({listed(sorted(self.files))})'
         if part and self.partitions is not None:
             kind = contract.column(part).type
             values = ", ".join(typed_literal(kind, v) for v in sorted(self.partitions))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,6 +23,9 @@ TABLE_PROPERTIES = {
     "delta.deletedFileRetentionDuration": f"interval {RETENTION_DAYS} days",
     "delta.logRetentionDuration": f"interval {RETENTION_DAYS} days",
 }
+# processed/ tables also keep a change data feed: what each commit inserted, deleted and updated (old and new rows),
+# so curated/ recomputes only the groups a batch touched (lakehouse_etl.curated).
+CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ def open_table(uri: str, storage_options: dict[str, str]) -> Any | None:
 
 
 def ensure_table(uri: str, schema: pa.Schema, partition_by: list[str], storage_options: dict[str, str]) -> Any:
+    """The processed table at `uri`, created if need be, with its change data feed on (turned on for a table made
+    before the feed was kept: curated/ rebuilds once from such a table, then follows its changes)."""
     from deltalake import DeltaTable
 
     table = open_table(uri, storage_options)
@@ -51,13 +57,15 @@ def ensure_table(uri: str, schema: pa.Schema, partition_by: list[str], storage_o
             schema=schema,
             partition_by=partition_by or None,
             mode="ignore",
-            configuration=TABLE_PROPERTIES,
+            configuration={**TABLE_PROPERTIES, **CHANGE_FEED},
             storage_options=storage_options,
         )
+    elif table.metadata().configuration.get("delta.enableChangeDataFeed") != "true":
+        table.alter.set_table_properties(CHANGE_FEED)
     return table
 
 
-def _literal(value: Any) -> str:
+def literal(value: Any) -> str:
     """A SQL literal typed like the partition column, so delta-rs can prune files by partition value."""
     if isinstance(value, date):
         return f"DATE '{value.isoformat()}'"
@@ -79,7 +87,7 @@ def merge_predicate(contract: Contract, source: pa.Table, table: Any = None) -> 
     values = {v for v in pc.unique(source.column(part)).to_pylist() if v is not None}
     if table is not None:
         values |= key_partitions(table, contract, source)
-    return f'{keys} AND t."{part}" IN ({", ".join(_literal(v) for v in sorted(values))})'
+    return f'{keys} AND t."{part}" IN ({", ".join(literal(v) for v in sorted(values))})'
 
 
 def partition_values(contract: Contract, rows: pa.Table) -> list[str] | None:
@@ -204,8 +212,17 @@ def roll_back(uri: str, app_id: str, number: int, committed: int, storage_option
     return f"restored to version {committed - 1}"
 
 
-def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str]) -> int:
-    """Replace a curated table's content in one commit; returns the new version."""
+def _app_transactions(transactions: Mapping[str, int]) -> Any:
+    from deltalake import CommitProperties, Transaction
+
+    return CommitProperties(app_transactions=[Transaction(app, version) for app, version in transactions.items()])
+
+
+def overwrite(
+    uri: str, table: pa.Table, storage_options: dict[str, str], *, transactions: Mapping[str, int] | None = None
+) -> int:
+    """Replace a curated table's content in one commit (recording `transactions`: app id -> version); returns the new
+    version."""
     from deltalake import write_deltalake
 
     write_deltalake(
@@ -215,11 +232,46 @@ def overwrite(uri: str, table: pa.Table, storage_options: dict[str, str]) -> int
         schema_mode="overwrite",
         configuration=TABLE_PROPERTIES,
         storage_options=storage_options,
+        commit_properties=_app_transactions(transactions or {}),
     )
     table = open_table(uri, storage_options)
     if table is None:  # it was written just now
         raise TableError(f"{uri}: not a Delta table after it was written")
     return table.version()
+
+
+def merge_groups(
+    uri: str,
+    rows: pa.Table,
+    *,
+    key: Sequence[str],
+    group: str,
+    groups: str,
+    storage_options: dict[str, str],
+    transactions: Mapping[str, int],
+) -> int:
+    """Replace the groups `groups` (a SQL list of literals of column `group`) of a curated table by `rows`, in one
+    commit recording `transactions`: rows of those groups are updated, inserted, or deleted when `rows` no longer
+    has them; other groups are not touched. Returns the new version."""
+    table = open_table(uri, storage_options)
+    if table is None:
+        raise TableError(f"{uri}: no table to merge into")
+    scope = f't."{group}" IN ({groups})'
+    keys = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    (
+        table.merge(
+            rows.cast(table.schema().to_arrow()) if rows.schema != table.schema().to_arrow() else rows,
+            f"{keys} AND {scope}",
+            source_alias="s",
+            target_alias="t",
+            commit_properties=_app_transactions(transactions),
+        )
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .when_not_matched_by_source_delete(predicate=scope)
+        .execute()
+    )
+    return int(table.version())
 
 
 def housekeeping(uri: str, storage_options: dict[str, str], *, dry_run: bool = False) -> dict[str, Any]:
