@@ -93,10 +93,18 @@ def print_etl(reports: dict[str, list[dict[str, Any]]]) -> None:
         )
     out.print(table)
     if "curated" in reports:
-        out.print(
-            "curated: "
-            + ", ".join(f"{r['table']} {r['rows']} rows (v{r['delta_version']})" for r in reports["curated"])
-        )
+        print_curated(reports["curated"])
+
+
+def print_curated(reports: list[dict[str, Any]]) -> None:
+    """What the master merge did to each curated table: merged the touched groups, rebuilt it (why), or nothing."""
+    out.print(
+        "curated: " + ", ".join(f"{r['table']} {r['rows']} rows (v{r['delta_version']})" for r in reports),
+        highlight=False,
+    )
+    for r in reports:
+        how = {"merged": f"{r.get('groups')} groups recomputed and merged", "unchanged": "unchanged"}
+        out.print(f"   {r['table']}: {how.get(r.get('mode', ''), 'rebuilt: ' + r.get('reason', ''))}", highlight=False)
 
 
 # -- the pipeline ---------------------------------------------------------------------------------------------

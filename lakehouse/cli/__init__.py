@@ -51,6 +51,7 @@ for command in (
     deploy.provision,
     deploy.drift,
     etl.etl,
+    etl.curated,
     etl.table,
     pipeline.run_command,
     pipeline.executions,

@@ -34,6 +34,24 @@ def etl(stage_name: str, datasets: tuple[str, ...], curated: bool) -> None:
 
 
 @click.group()
+def curated() -> None:
+    """curated/ tables: each run merges only the groups its data touched; rebuild them whole on demand."""
+
+
+@curated.command("rebuild")
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def curated_rebuild(stage_name: str) -> None:
+    """Rebuild every curated/ table whole from processed/ (the master merge job with --rebuild)."""
+    from lakehouse.jobs import run_script
+    from lakehouse.output import print_curated
+
+    _, stage = connect(stage_name)
+    with console.status("rebuilding curated/"):
+        reports = run_script("master_merge.py", stage, ["--rebuild", "yes"])
+    print_curated(reports)
+
+
+@click.group()
 def table() -> None:
     """Delta tables: list, history, show (with time travel), housekeeping."""
 
