@@ -126,7 +126,7 @@ def _update_batch(settings, stage, ledger) -> bool:
     folder = localstage.STATE_DIR / "update"
     manifest = generate(folder, orders=50, anomaly_rate=0, seed=8)
     lake = Lake.for_stage(settings, stage)
-    query = "SELECT order_id, order_date FROM processed_orders"  # no string filter: see chalicelib.quality.checks.listed
+    query = "SELECT order_id, order_date FROM processed_orders"  # no string filter: chalicelib.quality.checks.listed
     before = {k: v for k, v in duckdb_connection(lake).execute(query).fetchall() if k <= "O00000050"}
     names = ("orders", "order_items", "clickstream")
     ids = drop_files(settings, stage, [(folder / manifest["datasets"][n]["file"], n) for n in names])

@@ -23,14 +23,14 @@ def lines(estimate):
 
 def test_glue_and_athena_are_billed_with_their_minimums():
     usage = replace(NOTHING, pipeline_runs_per_day=10, glue_jobs_per_run=1, glue_dpus=2, glue_minutes_per_job=0.2)
-    usage = replace(usage, crawlers_per_run=1, crawler_dpus=2, crawler_minutes=1, queries_per_day=100)
+    usage = replace(usage, crawls_per_month=3, crawler_dpus=2, crawler_minutes=1, queries_per_day=100)
     usage = replace(usage, gb_scanned_per_query=0.001)  # 1 MB: billed as 10 MB
     got = lines(cost.estimate(usage))
     etl = got[("Glue", "ETL jobs (per-run minimum billed)")]
     assert etl["quantity"] == pytest.approx(10 * cost.DAYS * 2 * 60 / 3600, abs=1e-3)  # 12 s billed as 60 s
     assert etl["monthly"] == round(etl["quantity"] * 0.44, 2)
-    crawlers = got[("Glue", "crawlers (10-minute minimum a run)")]
-    assert crawlers["quantity"] == pytest.approx(10 * cost.DAYS * 2 * 600 / 3600, abs=1e-3)
+    crawlers = got[("Glue", "crawlers (on a raw layout change; 10 minutes at least)")]
+    assert crawlers["quantity"] == pytest.approx(3 * 2 * 600 / 3600, abs=1e-3)  # per crawl, not per run
     athena = got[("Athena", "data scanned (10 MB minimum a query)")]
     assert athena["quantity"] == pytest.approx(100 * cost.DAYS * (10 / 1024) / 1024, abs=1e-4)
 
@@ -52,9 +52,32 @@ def test_every_line_is_its_quantity_times_its_unit_price_and_the_total_their_sum
 def test_the_stage_configuration_sets_how_often_runs_start_and_what_each_starts(settings):
     usage = cost.usage_for_stage(settings)
     assert usage.pipeline_runs_per_day == 86400 / settings.pipeline.window_seconds  # a trickle: a run per window
-    assert (usage.glue_jobs_per_run, usage.crawlers_per_run) == (len(settings.datasets) + 1, len(settings.datasets))
+    # 500 files a day over 288 runs: about 1.7 datasets a run get a Glue job, and the master merge one
+    files_per_run = cost.SCENARIOS["medium"].files_per_day / usage.pipeline_runs_per_day
+    assert usage.glue_jobs_per_run == pytest.approx(files_per_run + 1, abs=0.01)
+    assert usage.crawls_per_month == len(settings.datasets)  # a crawl when a dataset's raw layout changes
     few = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], files_per_day=20))
     assert few.pipeline_runs_per_day == 20  # never more runs than files
+    many = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], files_per_day=100_000))
+    assert many.glue_jobs_per_run == len(settings.datasets) + 1  # every dataset has files in every run
+
+
+def test_crawling_only_on_a_layout_change_against_every_run_and_the_gate_reading_the_batch(settings):
+    usage = replace(cost.SCENARIOS["medium"], pipeline_runs_per_day=10, glue_jobs_per_run=3, crawls_per_month=2)
+    what = {w["name"]: w for w in cost.estimate_for(settings, None, {}, None)["what_if"]}  # the stage's own
+    crawl = what["crawl only on a layout change"]
+    assert crawl["every_run"] > crawl["on_layout_change"] > 0
+    from chalicelib.cost.prices import prices
+    from chalicelib.cost.savings import crawl_saving
+
+    saving = crawl_saving(usage, prices())
+    per_crawl = 2 * 600 / 3600 * prices()["glue_crawler_dpu_hour"]
+    assert saving["every_run"] == pytest.approx(10 * cost.DAYS * 2 * per_crawl, abs=0.01)  # 2 datasets a run
+    assert saving["on_layout_change"] == pytest.approx(2 * per_crawl, abs=0.01)
+    gate = lines(cost.estimate(replace(usage, files_per_day=100, avg_file_mb=1)))[
+        ("Athena", "quality gate (the batch's rows; 10 MB minimum a query)")
+    ]
+    assert gate["quantity"] == pytest.approx(10 * cost.DAYS * 2 * (10 / 1024) / 1024, abs=1e-4)  # 5 MB: billed 10
 
 
 @pytest.mark.parametrize(

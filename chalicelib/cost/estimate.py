@@ -32,7 +32,7 @@ class Usage:
     glue_jobs_per_run: float = 7.0  # one per dataset and the master merge
     glue_dpus: float = 2.0
     glue_minutes_per_job: float = 1.5
-    crawlers_per_run: float = 6.0
+    crawls_per_month: float = 6.0  # crawlers run only when a dataset's raw layout changes (about monthly each)
     crawler_dpus: float = 2.0
     crawler_minutes: float = 1.0
     transitions_per_run: float = 60.0
@@ -106,7 +106,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "glue_jobs_per_run": (0, 1000),
     "glue_dpus": (0, 1000),
     "glue_minutes_per_job": (0, 2880),
-    "crawlers_per_run": (0, 1000),
+    "crawls_per_month": (0, 1_000_000),
     "crawler_dpus": (0, 1000),
     "crawler_minutes": (0, 1440),
     "transitions_per_run": (0, 1_000_000),
@@ -133,20 +133,22 @@ LIMITS: dict[str, tuple[float, float]] = {
 
 
 def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
-    """The stage's own configuration in a usage: a run starts at most once per window, each run starts a Glue
-    job per dataset and the master merge and a crawler per dataset, and the schedules invoke their Lambdas
-    (the batcher every minute, the nightly jobs once a day). Volumes come from `base` (medium)."""
+    """The stage's own configuration in a usage: a run starts at most once per window and starts a Glue job for
+    each dataset with files in its batch (no more datasets than the run's files) and the master merge; a dataset is
+    crawled when its raw layout changes (taken as once a month each); the schedules invoke their Lambdas (the
+    batcher every minute, the nightly jobs once a day). Volumes come from `base` (medium)."""
     base = base or SCENARIOS["medium"]
     datasets = len(settings.datasets)
     runs = min(86400 / settings.pipeline.window_seconds, base.files_per_day)
+    per_run = min(float(datasets), max(1.0, base.files_per_day / runs)) if runs else 0.0
     nightly = len(settings.schedules)
     lambdas = 1440 + nightly + base.files_per_day / 10 + runs * 4  # batcher, schedules, validator batches, steps
     return replace(
         base,
         region=settings.region,
         pipeline_runs_per_day=round(runs, 2),
-        glue_jobs_per_run=datasets + 1,
-        crawlers_per_run=datasets,
+        glue_jobs_per_run=round(per_run + 1, 2),
+        crawls_per_month=datasets,
         lambda_invocations_per_day=round(lambdas),
     )
 
@@ -161,7 +163,7 @@ def estimate_for(
     the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);
     what `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
     from chalicelib import QUERIES_DIR
-    from chalicelib.cost.savings import lifecycle_saving, pruning_saving
+    from chalicelib.cost.savings import crawl_saving, lifecycle_saving, pruning_saving
 
     if scenario is not None and (not isinstance(scenario, str) or scenario not in SCENARIOS):
         raise UsageError("scenario", f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
@@ -171,6 +173,7 @@ def estimate_for(
     what_if = [
         lifecycle_saving(usage, lake_rules, settings.zones, p),
         pruning_saving(usage, settings.datasets, QUERIES_DIR, p),
+        crawl_saving(usage, p),
     ]
     return {**estimate(usage), "scenario": scenario or "this stage's configuration", "what_if": what_if}
 
@@ -240,6 +243,11 @@ class Line:
     monthly: float
 
 
+def crawl_dpu_hours(usage: Usage, p: Mapping[str, Any]) -> float:
+    """The DPU-hours one crawl is billed (10 minutes at least)."""
+    return usage.crawler_dpus * max(usage.crawler_minutes * 60, p["glue_crawler_minimum_seconds"]) / 3600
+
+
 def estimate(usage: Usage) -> dict[str, Any]:
     """The monthly total and a line per service item, with the quantity and unit price each used."""
     p = prices()
@@ -273,9 +281,14 @@ def estimate(usage: Usage) -> dict[str, Any]:
     job_seconds = max(usage.glue_minutes_per_job * 60, p["glue_job_minimum_seconds"])  # billed per run, 1 min at least
     dpu_hours = runs * usage.glue_jobs_per_run * usage.glue_dpus * job_seconds / 3600
     add("Glue", "ETL jobs (per-run minimum billed)", dpu_hours, "DPU-hours", p["glue_dpu_hour"])
-    crawl_seconds = max(usage.crawler_minutes * 60, p["glue_crawler_minimum_seconds"])  # 10 min at least
-    crawler_hours = runs * usage.crawlers_per_run * usage.crawler_dpus * crawl_seconds / 3600
-    add("Glue", "crawlers (10-minute minimum a run)", crawler_hours, "DPU-hours", p["glue_crawler_dpu_hour"])
+    crawler_hours = usage.crawls_per_month * crawl_dpu_hours(usage, p)
+    add(
+        "Glue",
+        "crawlers (on a raw layout change; 10 minutes at least)",
+        crawler_hours,
+        "DPU-hours",
+        p["glue_crawler_dpu_hour"],
+    )
     objects = max(0.0, usage.catalog_objects - p["glue_catalog_free_objects"])
     add(
         "Glue",
@@ -297,6 +310,12 @@ def estimate(usage: Usage) -> dict[str, Any]:
     minimum_gb = p["athena_minimum_mb_per_query"] / 1024
     scanned_tb = usage.queries_per_day * DAYS * max(usage.gb_scanned_per_query, minimum_gb) / 1024
     add("Athena", "data scanned (10 MB minimum a query)", scanned_tb, "TB", p["athena_per_tb_scanned"])
+    # The quality gate: one query per dataset of a run, reading that dataset's batch (its rows and key columns).
+    datasets_per_run = max(0.0, usage.glue_jobs_per_run - 1)
+    batch_gb = usage.files_per_day * usage.avg_file_mb / 1024 / max(usage.pipeline_runs_per_day, 1e-9)
+    gate_gb = max(batch_gb / datasets_per_run, minimum_gb) if datasets_per_run else 0.0
+    gate_tb = runs * datasets_per_run * gate_gb / 1024
+    add("Athena", "quality gate (the batch's rows; 10 MB minimum a query)", gate_tb, "TB", p["athena_per_tb_scanned"])
     add(
         "DynamoDB",
         "writes (on demand)",
@@ -353,7 +372,9 @@ def estimate(usage: Usage) -> dict[str, Any]:
             f"a month is {DAYS} days",
             "each file: 2 PUT-class requests (upload, archive copy) and 3 GETs (validate, ETL read, archive check)",
             "each Glue job run: about 10 PUT-class requests (Delta data files and log); each query: about 100 GETs",
-            "Glue jobs are billed per second with a 1-minute minimum, crawlers with a 10-minute minimum, per run",
+            "Glue jobs are billed per second with a 1-minute minimum per run; a crawler runs only when a dataset's raw "
+            "layout changes, billed at least 10 minutes a crawl",
+            "the quality gate reads each run's batch, not the whole tables: one Athena query per dataset of a run",
             "free tiers are applied only where they are permanent (Data Catalog, SNS); Lambda's is not counted",
             "gateway VPC endpoints (S3, DynamoDB) are free; interface endpoints are priced per AZ-hour",
         ],

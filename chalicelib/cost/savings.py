@@ -146,3 +146,23 @@ def pruning_saving(usage: Any, datasets: Mapping[str, Any], queries_dir: Path, p
             "partition column) read only those partitions of date-partitioned tables"
         ),
     }
+
+
+def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict:
+    """Crawling only on a raw layout change (the pipeline's way) against crawling every dataset of every run."""
+    from chalicelib.cost.estimate import crawl_dpu_hours
+
+    per_crawl = crawl_dpu_hours(usage, p) * p["glue_crawler_dpu_hour"]
+    every_run = usage.pipeline_runs_per_day * DAYS_PER_MONTH * max(0.0, usage.glue_jobs_per_run - 1) * per_crawl
+    on_change = usage.crawls_per_month * per_crawl
+    return {
+        "name": "crawl only on a layout change",
+        "monthly_saving": round(every_run - on_change, 2),
+        "every_run": round(every_run, 2),
+        "on_layout_change": round(on_change, 2),
+        "detail": (
+            f"{usage.crawls_per_month:g} crawls a month when a dataset's raw layout changes, against a crawler per "
+            f"dataset of each of {usage.pipeline_runs_per_day:g} runs a day (10 minutes of "
+            f"{usage.crawler_dpus:g} DPUs at least, each)"
+        ),
+    }
