@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from chalicelib.aws import client
 from chalicelib.ledger import Status, ledger_for
@@ -132,12 +133,10 @@ def _update_batch(settings, stage, ledger) -> bool:
     ids = drop_files(settings, stage, [(folder / manifest["datasets"][n]["file"], n) for n in names])
     wait_for(ledger, ids, timeout=120)
     executions = run_pipeline(settings, stage)
-    last = executions[-1] if executions else {"status": "none", "input": {}, "history": []}
+    last: dict[str, Any] = executions[-1] if executions else {"status": "none", "input": {}, "history": []}
     skipped = all(r.startswith("skipped") for r in last["input"].get("crawl_reasons", {}).values())
     skipped = skipped and any(e["state"].endswith("CrawlSkipped") for e in last["history"])
-    operations = {
-        t: delta.open_table(lake.curated(t), lake.storage_options).history(1)[0]["operation"] for t in CURATED
-    }
+    operations = {t: delta.read_history(lake.curated(t), lake.storage_options)[0]["operation"] for t in CURATED}
     con = duckdb_connection(lake)
     after = dict(con.execute(query).fetchall())
     moved = sorted(k for k in before if after.get(k) != before[k])

@@ -290,6 +290,13 @@ def housekeeping(uri: str, storage_options: dict[str, str], *, dry_run: bool = F
     }
 
 
+def read_history(uri: str, storage_options: dict[str, str], limit: int = 1) -> list[dict[str, Any]]:
+    """The table's newest commits (operation, version, timestamp, ...), newest first."""
+    from deltalake import DeltaTable
+
+    return list(DeltaTable(uri, storage_options=storage_options).history(limit))
+
+
 def read(
     uri: str,
     storage_options: dict[str, str],
