@@ -134,15 +134,21 @@ def _update_batch(settings, stage, ledger) -> bool:
     wait_for(ledger, ids, timeout=120)
     executions = run_pipeline(settings, stage)
     last: dict[str, Any] = executions[-1] if executions else {"status": "none", "input": {}, "history": []}
-    skipped = all(r.startswith("skipped") for r in last["input"].get("crawl_reasons", {}).values())
-    skipped = skipped and any(e["state"].endswith("CrawlSkipped") for e in last["history"])
+    # No file brings a new layout: a crawler runs only for a dataset no successful run has crawled yet (with
+    # --fail-job, the first run failed, so the datasets it finished were never recorded as crawled).
+    reasons = last["input"].get("crawl_reasons", {})
+    crawled = sorted(d for d, r in reasons.items() if not r.startswith("skipped"))
+    no_new_layout = all(r.startswith("skipped") or r == "never crawled" for r in reasons.values())
+    skip_state = any(e["state"].endswith("CrawlSkipped") for e in last["history"])
+    skipped = no_new_layout and (skip_state or bool(crawled))
     operations = {t: delta.read_history(lake.curated(t), lake.storage_options)[0]["operation"] for t in CURATED}
     con = duckdb_connection(lake)
     after = dict(con.execute(query).fetchall())
     moved = sorted(k for k in before if after.get(k) != before[k])
     rows, keys = con.execute("SELECT count(*), count(DISTINCT order_id) FROM processed_orders").fetchone()
     console.print(
-        f"  crawlers: {'skipped' if skipped else 'RAN'}; curated/: "
+        f"  crawlers: {('ran for ' + ', '.join(crawled) + ' (never crawled)') if crawled else 'skipped'}"
+        f"{'' if no_new_layout else ' UNEXPECTED'}; curated/: "
         + ", ".join(f"{t} {op}" for t, op in operations.items())
         + f"; orders moved to another date: {len(moved)} (e.g. {', '.join(moved[:3])}); "
         f"processed_orders: {rows} rows, {keys} order ids",

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from chalicelib.cost.prices import DAYS, HOURS, prices
+from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, prices
 from chalicelib.errors import UsageError
 
 
@@ -243,11 +243,6 @@ class Line:
     monthly: float
 
 
-def crawl_dpu_hours(usage: Usage, p: Mapping[str, Any]) -> float:
-    """The DPU-hours one crawl is billed (10 minutes at least)."""
-    return usage.crawler_dpus * max(usage.crawler_minutes * 60, p["glue_crawler_minimum_seconds"]) / 3600
-
-
 def estimate(usage: Usage) -> dict[str, Any]:
     """The monthly total and a line per service item, with the quantity and unit price each used."""
     p = prices()
@@ -281,7 +276,7 @@ def estimate(usage: Usage) -> dict[str, Any]:
     job_seconds = max(usage.glue_minutes_per_job * 60, p["glue_job_minimum_seconds"])  # billed per run, 1 min at least
     dpu_hours = runs * usage.glue_jobs_per_run * usage.glue_dpus * job_seconds / 3600
     add("Glue", "ETL jobs (per-run minimum billed)", dpu_hours, "DPU-hours", p["glue_dpu_hour"])
-    crawler_hours = usage.crawls_per_month * crawl_dpu_hours(usage, p)
+    crawler_hours = usage.crawls_per_month * crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, p)
     add(
         "Glue",
         "crawlers (on a raw layout change; 10 minutes at least)",

@@ -18,3 +18,8 @@ HOURS = DAYS * 24
 def prices() -> dict[str, Any]:
     """The price table."""
     return json.loads(PRICES_FILE.read_text())
+
+
+def crawl_dpu_hours(dpus: float, minutes: float, p: dict[str, Any]) -> float:
+    """The DPU-hours one crawler run is billed: 10 minutes at least."""
+    return dpus * max(minutes * 60, p["glue_crawler_minimum_seconds"]) / 3600

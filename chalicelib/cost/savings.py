@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.cost.prices import DAYS as DAYS_PER_MONTH
+from chalicelib.cost.prices import crawl_dpu_hours
 
 HORIZON_DAYS = 365  # the lifecycle what-if looks at a lake after a year of steady inflow
 HISTORY_DAYS = 365  # the pruning what-if: tables hold a year of data ...
@@ -150,9 +151,7 @@ def pruning_saving(usage: Any, datasets: Mapping[str, Any], queries_dir: Path, p
 
 def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict:
     """Crawling only on a raw layout change (the pipeline's way) against crawling every dataset of every run."""
-    from chalicelib.cost.estimate import crawl_dpu_hours
-
-    per_crawl = crawl_dpu_hours(usage, p) * p["glue_crawler_dpu_hour"]
+    per_crawl = crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, dict(p)) * p["glue_crawler_dpu_hour"]
     every_run = usage.pipeline_runs_per_day * DAYS_PER_MONTH * max(0.0, usage.glue_jobs_per_run - 1) * per_crawl
     on_change = usage.crawls_per_month * per_crawl
     return {
