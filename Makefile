@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	-$(BIN)/lakehouse down
