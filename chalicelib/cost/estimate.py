@@ -55,6 +55,11 @@ class Usage:
     firehose_gb_per_day: float = 0.0
     api_requests_per_day: float = 1000.0
 
+    @property
+    def datasets_per_run(self) -> float:
+        """The datasets a run processes: its Glue jobs but the master merge (each is crawled, and gated, alone)."""
+        return max(0.0, self.glue_jobs_per_run - 1)
+
 
 SCENARIOS: dict[str, Usage] = {
     "light": Usage(
@@ -306,7 +311,7 @@ def estimate(usage: Usage) -> dict[str, Any]:
     scanned_tb = usage.queries_per_day * DAYS * max(usage.gb_scanned_per_query, minimum_gb) / 1024
     add("Athena", "data scanned (10 MB minimum a query)", scanned_tb, "TB", p["athena_per_tb_scanned"])
     # The quality gate: one query per dataset of a run, reading that dataset's batch (its rows and key columns).
-    datasets_per_run = max(0.0, usage.glue_jobs_per_run - 1)
+    datasets_per_run = usage.datasets_per_run
     batch_gb = usage.files_per_day * usage.avg_file_mb / 1024 / max(usage.pipeline_runs_per_day, 1e-9)
     gate_gb = max(batch_gb / datasets_per_run, minimum_gb) if datasets_per_run else 0.0
     gate_tb = runs * datasets_per_run * gate_gb / 1024

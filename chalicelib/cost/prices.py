@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,6 @@ def prices() -> dict[str, Any]:
     return json.loads(PRICES_FILE.read_text())
 
 
-def crawl_dpu_hours(dpus: float, minutes: float, p: dict[str, Any]) -> float:
+def crawl_dpu_hours(dpus: float, minutes: float, p: Mapping[str, Any]) -> float:
     """The DPU-hours one crawler run is billed: 10 minutes at least."""
     return dpus * max(minutes * 60, p["glue_crawler_minimum_seconds"]) / 3600

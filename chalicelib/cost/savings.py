@@ -151,8 +151,8 @@ def pruning_saving(usage: Any, datasets: Mapping[str, Any], queries_dir: Path, p
 
 def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict:
     """Crawling only on a raw layout change (the pipeline's way) against crawling every dataset of every run."""
-    per_crawl = crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, dict(p)) * p["glue_crawler_dpu_hour"]
-    every_run = usage.pipeline_runs_per_day * DAYS_PER_MONTH * max(0.0, usage.glue_jobs_per_run - 1) * per_crawl
+    per_crawl = crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, p) * p["glue_crawler_dpu_hour"]
+    every_run = usage.pipeline_runs_per_day * DAYS_PER_MONTH * usage.datasets_per_run * per_crawl
     on_change = usage.crawls_per_month * per_crawl
     return {
         "name": "crawl only on a layout change",

@@ -185,40 +185,30 @@ def run(job: Job, *, rebuild: bool = False) -> list[CuratedReport]:
     """Bring every curated table up to date with processed/: only the groups the changes since its last commit
     touched, or all of it (`rebuild`, or where that cannot be told)."""
     con = duck.session()
-    versions: dict[str, int] = {}
-    tables: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
     for name, contract in job.settings.datasets.items():
-        table = delta.open_table(job.lake.processed(name), job.lake.storage_options)
-        tables[name] = table
-        versions[name] = table.version() if table else -1
+        sources[name] = table = delta.open_table(job.lake.processed(name), job.lake.storage_options)
         con.register(name, table.to_pyarrow_dataset() if table else table_schema(contract).empty_table())
     try:
-        return [
-            _bring_up_to_date(job, con, name, spec, tables, versions, rebuild=rebuild) for name, spec in CURATED.items()
-        ]
+        return [_bring_up_to_date(job, con, name, spec, sources, rebuild=rebuild) for name, spec in CURATED.items()]
     finally:
         con.close()
 
 
 def _bring_up_to_date(
-    job: Job,
-    con: Any,
-    name: str,
-    spec: Curated,
-    sources: Mapping[str, Any],
-    versions: Mapping[str, int],
-    *,
-    rebuild: bool,
+    job: Job, con: Any, name: str, spec: Curated, sources: Mapping[str, Any], *, rebuild: bool
 ) -> CuratedReport:
     uri, options = job.lake.curated(name), job.lake.storage_options
     current = delta.open_table(uri, options)
-    marks = {d: versions[d] for d in spec.touched}
-    reason = "asked for (lakehouse curated rebuild)" if rebuild else ""
+    marks = {d: sources[d].version() if sources[d] else -1 for d in spec.touched}  # what this run reads
     seen = {d: (current.transaction_version(_source_app(d)) if current else None) for d in marks}
+    reason = "asked for (lakehouse curated rebuild)" if rebuild else ""
     if not reason and current is None:
         reason = "the table does not exist yet"
     if not reason and any(v is None for v in seen.values()):
         reason = "it does not record which processed versions it read"
+    if current is not None and not reason and all((seen[d] or 0) >= v for d, v in marks.items()):
+        return CuratedReport(name, current.count(), current.version(), "unchanged", 0)
     groups: list[Any] = []
     if not reason:
         try:
@@ -231,17 +221,14 @@ def _bring_up_to_date(
         version = delta.overwrite(uri, result, options, transactions=transactions)
         log.info("curated/%s rebuilt: %s", name, reason)
         return CuratedReport(name, result.num_rows, version, "rebuilt", reason=reason)
-    if not groups and all((seen[d] or 0) >= v for d, v in marks.items()):
-        return CuratedReport(name, delta.row_count(uri, options), current.version(), "unchanged", 0)
+    # Dates stay literals, so both engines prune partitions by them; strings go in as a semi-join (`listed`).
     literals = ", ".join(delta.literal(g) for g in groups) if groups else "NULL"
-    strings = bool(groups) and all(
-        isinstance(g, str) for g in groups
-    )  # dates stay literals: both engines prune partitions by them
+    strings = bool(groups) and all(isinstance(g, str) for g in groups)
     result = _query(con, name, spec.render(listed(groups) if strings else literals))
-    version = delta.merge_groups(
+    version, rows = delta.merge_groups(
         uri, result, key=spec.key, group=spec.group, groups=literals, storage_options=options, transactions=transactions
     )
-    return CuratedReport(name, delta.row_count(uri, options), version, "merged", len(groups))
+    return CuratedReport(name, rows, version, "merged", len(groups))
 
 
 def _touched(
@@ -254,17 +241,10 @@ def _touched(
         if sources[dataset] is None or since > now:
             continue
         changed = pa.table(sources[dataset].load_cdf(starting_version=since, ending_version=now))
-        con.register("changed", _without_views(changed))
+        con.register("changed", changed)
         values |= {row[0] for row in con.execute(sql).fetchall() if row[0] is not None}
         con.unregister("changed")
     return sorted(values)
-
-
-def _without_views(table: pa.Table) -> pa.Table:
-    """The change feed's string_view columns as plain strings: once DuckDB has scanned a string_view column it pushes
-    string_view literals into the Arrow scans of the other tables, which pyarrow cannot compare with strings."""
-    fields = [f.with_type(pa.string()) if f.type == pa.string_view() else f for f in table.schema]
-    return table.cast(pa.schema(fields))
 
 
 def _query(con: Any, name: str, sql: str) -> pa.Table:

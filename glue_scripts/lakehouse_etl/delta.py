@@ -33,6 +33,7 @@ class MergeResult:
     version: int  # the table version holding the batch
     skipped: bool  # the batch was already in the table (a re-run)
     metrics: dict[str, Any]
+    table_rows: int  # the table's rows at that version, from its log's per-file record counts
 
 
 def open_table(uri: str, storage_options: dict[str, str]) -> Any | None:
@@ -100,17 +101,6 @@ def partition_values(contract: Contract, rows: pa.Table) -> list[str] | None:
     return sorted(str(v) for v in pc.unique(rows.column(part)).to_pylist() if v is not None)
 
 
-def row_count(uri: str, storage_options: dict[str, str]) -> int:
-    """The table's rows, from the record counts its log keeps for each file: no data file is read."""
-    import pyarrow.compute as pc
-
-    table = open_table(uri, storage_options)
-    if table is None:
-        return 0
-    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
-    return int(pc.sum(counts).as_py() or 0)
-
-
 def key_partitions(table: Any, contract: Contract, source: pa.Table) -> set[Any]:
     """The partition values of the files whose statistics (min and max of the first key column) admit one of the
     batch's keys: where a key of the batch may already live, found from the table's log, no data read. A file
@@ -155,16 +145,16 @@ def merge_batch(
             uri, schema, [contract.partition_column] if contract.partition_column else [], storage_options
         )
         if (table.transaction_version(app_id) or 0) >= version:
-            return MergeResult(table.version(), True, {})
+            return MergeResult(table.version(), True, {}, table.count())
         if source.num_rows == 0:
-            return MergeResult(table.version(), False, {})
+            return MergeResult(table.version(), False, {}, table.count())
         commit = CommitProperties(app_transactions=[Transaction(app_id, version)])
         try:
             if not table.file_uris():  # an empty table: nothing to match, an append is the same and 3x faster
                 from deltalake import write_deltalake
 
                 write_deltalake(table, source, mode="append", commit_properties=commit)
-                return MergeResult(table.version(), False, {"num_target_rows_inserted": source.num_rows})
+                return MergeResult(table.version(), False, {"num_target_rows_inserted": source.num_rows}, table.count())
             metrics = (
                 table.merge(
                     source,
@@ -178,7 +168,7 @@ def merge_batch(
                 .when_not_matched_insert_all()
                 .execute()
             )
-            return MergeResult(table.version(), False, metrics)
+            return MergeResult(table.version(), False, metrics, table.count())
         except CommitFailedError as exc:
             if attempt == attempts:
                 raise
@@ -249,10 +239,10 @@ def merge_groups(
     groups: str,
     storage_options: dict[str, str],
     transactions: Mapping[str, int],
-) -> int:
+) -> tuple[int, int]:
     """Replace the groups `groups` (a SQL list of literals of column `group`) of a curated table by `rows`, in one
     commit recording `transactions`: rows of those groups are updated, inserted, or deleted when `rows` no longer
-    has them; other groups are not touched. Returns the new version."""
+    has them; other groups are not touched. Returns the new version and the table's rows."""
     table = open_table(uri, storage_options)
     if table is None:
         raise TableError(f"{uri}: no table to merge into")
@@ -260,7 +250,7 @@ def merge_groups(
     keys = " AND ".join(f't."{k}" = s."{k}"' for k in key)
     (
         table.merge(
-            rows.cast(table.schema().to_arrow()) if rows.schema != table.schema().to_arrow() else rows,
+            rows,
             f"{keys} AND {scope}",
             source_alias="s",
             target_alias="t",
@@ -271,7 +261,7 @@ def merge_groups(
         .when_not_matched_by_source_delete(predicate=scope)
         .execute()
     )
-    return int(table.version())
+    return int(table.version()), int(table.count())
 
 
 def housekeeping(uri: str, storage_options: dict[str, str], *, dry_run: bool = False) -> dict[str, Any]:

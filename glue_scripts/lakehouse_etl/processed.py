@@ -128,7 +128,7 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
         "rejected_by_reason": dict(Counter(cleaned.rejected.column("_reason_code").to_pylist())),
         # what the quality gate needs to read only this batch's rows, and the table's size from the Delta log
         "partitions": delta.partition_values(contract, cleaned.rows),
-        "table_rows": delta.row_count(job.lake.processed(dataset), job.lake.storage_options),
+        "table_rows": result.table_rows,
     }
     job.ledger.close_batch(
         batch,
