@@ -61,9 +61,7 @@ def load(job: processed.Job, folder: Path, manifest: dict, names: list[str], num
         rows = transform.clean(raw, contract, processed.parent_keys(job, name), files=[record.file_id]).rows
         uri = job.lake.processed(name)
         merged = delta.merge_batch(uri, contract, rows, app_id=f"processed/{name}", version=number, storage_options={})
-        scopes[name] = gate.BatchScope(
-            [record.file_id], delta.partition_values(contract, rows), merged.table_rows
-        )
+        scopes[name] = gate.BatchScope([record.file_id], delta.partition_values(contract, rows), merged.table_rows)
     return scopes
 
 

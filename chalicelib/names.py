@@ -25,6 +25,14 @@ def process_job(stage: Stage, dataset: str) -> str:
     return job_name(stage, f"process_{dataset}")
 
 
+RUN_SCRIPT = "run_batch.py"  # the Glue entry point that runs a small pipeline run whole (`--run <name>`)
+
+
+def run_job(stage: Stage) -> str:
+    """The Glue job that runs a small run whole: every dataset's batch, the quality gate and curated/."""
+    return job_name(stage, RUN_SCRIPT)
+
+
 def api_key_name(stage: Stage) -> str:
     """The API key and usage plan of an api_key stage."""
     return f"{stage.project}-{stage.name}-api"

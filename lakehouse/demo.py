@@ -123,7 +123,10 @@ def _update_batch(settings, stage, ledger) -> bool:
     from lakehouse_etl.lake import Lake
     from lakehouse_etl.local_sql import duckdb_connection
 
-    console.rule("9b. an update batch: 50 orders again, on other dates; crawlers skipped, curated/ merged, rows moved")
+    console.rule(
+        "9b. an update batch: 50 orders again, on other dates; one Glue job, crawlers skipped, curated/ merged, "
+        "rows moved"
+    )
     folder = localstage.STATE_DIR / "update"
     manifest = generate(folder, orders=50, anomaly_rate=0, seed=8)
     lake = Lake.for_stage(settings, stage)
@@ -146,8 +149,10 @@ def _update_batch(settings, stage, ledger) -> bool:
     after = dict(con.execute(query).fetchall())
     moved = sorted(k for k in before if after.get(k) != before[k])
     rows, keys = con.execute("SELECT count(*), count(DISTINCT order_id) FROM processed_orders").fetchone()
+    one_job = last["input"].get("mode") == "single" and len(last.get("glue_runs", [])) == 1
     console.print(
-        f"  crawlers: {('ran for ' + ', '.join(crawled) + ' (never crawled)') if crawled else 'skipped'}"
+        f"  glue job runs: {len(last.get('glue_runs', []))} ({last['input'].get('sizing')}); "
+        f"crawlers: {('ran for ' + ', '.join(crawled) + ' (never crawled)') if crawled else 'skipped'}"
         f"{'' if no_new_layout else ' UNEXPECTED'}; curated/: "
         + ", ".join(f"{t} {op}" for t, op in operations.items())
         + f"; orders moved to another date: {len(moved)} (e.g. {', '.join(moved[:3])}); "
@@ -156,6 +161,7 @@ def _update_batch(settings, stage, ledger) -> bool:
     )
     return (
         last["status"] == "SUCCEEDED"
+        and one_job
         and skipped
         and set(operations.values()) == {"MERGE"}
         and bool(moved)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,15 @@ def rejected_rows_by_reason(s3: Any, settings: Settings, stage: Stage) -> dict[s
     return out
 
 
-def run_script(script: str, stage: Stage, arguments: Sequence[str] = ()) -> list[dict[str, Any]]:
+def run_script(
+    script: str, stage: Stage, arguments: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Run one Glue entry point as a process (as the local stage's Glue); returns its JSON report."""
     result = subprocess.run(
         [sys.executable, str(GLUE_SCRIPTS / script), "--stage", stage.name, "--bucket", stage.bucket, *arguments],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(GLUE_SCRIPTS)},
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(GLUE_SCRIPTS)},
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])

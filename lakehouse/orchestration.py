@@ -35,6 +35,7 @@ from typing import Any
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
+from chalicelib.names import process_job, run_job
 from chalicelib.stage.declared import glue_jobs
 from lakehouse.stepfunctions import Execution, Executor, TaskError
 
@@ -111,11 +112,17 @@ class LocalServices:
             forced = self.fail_jobs.get(job, 0) > 0
             if forced:
                 self.fail_jobs[job] -= 1
+            # the job that runs a run whole fails, inside it, the datasets whose own job is to fail
+            failing = [d for d in self.settings.datasets if self.fail_jobs.get(process_job(self.stage, d), 0) > 0]
+            failing = failing if job == run_job(self.stage) else []
+            for dataset in failing:
+                self.fail_jobs[process_job(self.stage, dataset)] -= 1
         try:
             if forced:
                 raise LakehouseError(f"{job} failed: forced failure (lakehouse run --fail-job {job})")
             given = {**glue_job.arguments, **arguments}  # a run's arguments over the job's defaults, as on Glue
-            run_script(glue_job.script, self.stage, [arg for pair in given.items() for arg in pair])
+            env = {"LAKEHOUSE_FAIL_DATASETS": ",".join(failing)} if failing else {}
+            run_script(glue_job.script, self.stage, [arg for pair in given.items() for arg in pair], env)
         except LakehouseError as exc:  # the .sync integration fails the Task with the job run as its cause
             run.update(JobRunState="FAILED", ErrorMessage=str(exc)[-2000:])
             raise TaskError("States.TaskFailed", json.dumps(run)) from exc

@@ -117,7 +117,10 @@ def print_execution(record: dict[str, Any], details: bool = False) -> None:
 
     colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(record["status"], "yellow")
     out.print(f"[bold]{record['name']}[/]: [{colour}]{record['status']}[/]", highlight=False)
-    for dataset, reason in (record.get("input") or {}).get("crawl_reasons", {}).items():
+    plan = record.get("input") or {}
+    if plan.get("sizing"):
+        out.print(f"   sizing {plan['sizing']}", highlight=False)
+    for dataset, reason in plan.get("crawl_reasons", {}).items():
         out.print(f"   crawl  {dataset}: {reason}", highlight=False)
     for event in record.get("history", []):
         label, kind = event["state"], event["event"]

@@ -45,8 +45,11 @@ def test_the_demo_runs_end_to_end_and_passes(tmp_path):
     assert "summary: 2 duplicate, 12 rejected, 9 valid" in result.stdout
     assert "no new entry, no second acceptance" in result.stderr and "demo passed" in result.stderr
     assert "every planted anomaly was rejected with its reason, and nothing else was" in result.stderr
-    assert "run-000001: SUCCEEDED" in result.stdout and "   ok PublishCurated" in result.stdout
-    assert "executions: 1, Glue job runs: 7" in result.stderr
+    assert "run-000001: SUCCEEDED" in result.stdout and "   ok CrawlAndProcess.1.RunWholeBatch" in result.stdout
+    # a small run is one Glue job run: every dataset, the audit and curated/
+    assert "sizing 1,546,050 bytes <= 268,435,456: one job" in result.stdout and "PublishCurated" not in result.stdout
+    assert "executions: 1, Glue job runs: 1" in result.stderr
+    assert "glue job runs: 1 (" in result.stderr and "curated/: daily_sales_by_category MERGE" in result.stderr
     assert "top_products: 10 rows (first 5)" in result.stdout  # the example queries ran
     assert not (tmp_path / "local.json").exists()  # it stopped the stage it started
 
@@ -69,7 +72,7 @@ def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recov
         and "sns lakehouse-local-alerts: lakehouse: run run-000001 FAILED" in result.stdout
     )
     # the FAILED ledger entries
-    assert "States.TaskFailed: lakehouse-local-process-orders failed: forced failure" in result.stdout
+    assert "PipelineError: orders: forced failure (lakehouse run --fail-job orders)" in result.stdout
     assert "NotRun: not run: orders failed in an earlier level" in result.stdout
     assert "run-000002: SUCCEEDED" in result.stdout and "demo passed" in result.stderr
 

@@ -22,13 +22,16 @@ def lines(estimate):
 
 
 def test_glue_and_athena_are_billed_with_their_minimums():
-    usage = replace(NOTHING, pipeline_runs_per_day=10, glue_jobs_per_run=1, glue_dpus=2, glue_minutes_per_job=0.2)
+    usage = replace(NOTHING, pipeline_runs_per_day=10, single_job_share=1, glue_dpus=2, glue_minutes_per_job=0.2)
     usage = replace(usage, crawls_per_month=3, crawler_dpus=2, crawler_minutes=1, queries_per_day=100)
     usage = replace(usage, gb_scanned_per_query=0.001)  # 1 MB: billed as 10 MB
     got = lines(cost.estimate(usage))
-    etl = got[("Glue", "ETL jobs (per-run minimum billed)")]
+    etl = got[("Glue", "ETL jobs (per-run minimum billed; one job for a small run)")]
     assert etl["quantity"] == pytest.approx(10 * cost.DAYS * 2 * 60 / 3600, abs=1e-3)  # 12 s billed as 60 s
     assert etl["monthly"] == round(etl["quantity"] * 0.44, 2)
+    big = lines(cost.estimate(replace(usage, single_job_share=0, datasets_per_run=6)))
+    per_dataset = big[("Glue", "ETL jobs (per-run minimum billed; one job for a small run)")]
+    assert per_dataset["quantity"] == pytest.approx(7 * etl["quantity"], abs=1e-3)  # a job per dataset, the merge
     crawlers = got[("Glue", "crawlers (on a raw layout change; 10 minutes at least)")]
     assert crawlers["quantity"] == pytest.approx(3 * 2 * 600 / 3600, abs=1e-3)  # per crawl, not per run
     athena = got[("Athena", "data scanned (10 MB minimum a query)")]
@@ -52,21 +55,29 @@ def test_every_line_is_its_quantity_times_its_unit_price_and_the_total_their_sum
 def test_the_stage_configuration_sets_how_often_runs_start_and_what_each_starts(settings):
     usage = cost.usage_for_stage(settings)
     assert usage.pipeline_runs_per_day == 86400 / settings.pipeline.window_seconds  # a trickle: a run per window
-    # 500 files a day over 288 runs: about 1.7 datasets a run get a Glue job, and the master merge one
+    # 500 files a day over 288 runs: about 1.7 datasets a run, 3.5 MB: one Glue job runs each run whole
     files_per_run = cost.SCENARIOS["medium"].files_per_day / usage.pipeline_runs_per_day
-    assert usage.glue_jobs_per_run == pytest.approx(files_per_run + 1, abs=0.01)
+    assert usage.datasets_per_run == pytest.approx(files_per_run, abs=0.01)
+    assert (usage.single_job_share, usage.glue_jobs_per_run) == (1.0, 1.0)
     assert usage.crawls_per_month == len(settings.datasets)  # a crawl when a dataset's raw layout changes
     few = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], files_per_day=20))
     assert few.pipeline_runs_per_day == 20  # never more runs than files
     many = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], files_per_day=100_000))
-    assert many.glue_jobs_per_run == len(settings.datasets) + 1  # every dataset has files in every run
+    # every dataset has files in every run, 694 MB of them: past single_job_bytes, a job per dataset and the merge
+    assert many.single_job_share == 0 and many.glue_jobs_per_run == len(settings.datasets) + 1
+    big = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], avg_file_mb=1000))
+    assert big.single_job_share == 0 and big.datasets_per_run == pytest.approx(files_per_run, abs=0.01)
 
 
 def test_crawling_only_on_a_layout_change_against_every_run_and_the_gate_reading_the_batch(settings):
-    usage = replace(cost.SCENARIOS["medium"], pipeline_runs_per_day=10, glue_jobs_per_run=3, crawls_per_month=2)
+    usage = replace(cost.SCENARIOS["medium"], pipeline_runs_per_day=10, datasets_per_run=2, crawls_per_month=2)
     what = {w["name"]: w for w in cost.estimate_for(settings, None, {}, None)["what_if"]}  # the stage's own
     crawl = what["crawl only on a layout change"]
     assert crawl["every_run"] > crawl["on_layout_change"] > 0
+    flex = what["Glue Flex execution"]
+    glue = cost.estimate(cost.usage_for_stage(settings))["by_service"]["Glue"]
+    assert flex["standard"] == pytest.approx(glue - 0.88, abs=0.02)  # the job runs' line: Glue less the crawls
+    assert flex["flex"] == pytest.approx(flex["standard"] * 0.29 / 0.44, abs=0.01) and flex["monthly_saving"] > 0
     from chalicelib.cost.prices import prices
     from chalicelib.cost.savings import crawl_saving
 
@@ -74,10 +85,14 @@ def test_crawling_only_on_a_layout_change_against_every_run_and_the_gate_reading
     per_crawl = 2 * 600 / 3600 * prices()["glue_crawler_dpu_hour"]
     assert saving["every_run"] == pytest.approx(10 * cost.DAYS * 2 * per_crawl, abs=0.01)  # 2 datasets a run
     assert saving["on_layout_change"] == pytest.approx(2 * per_crawl, abs=0.01)
-    gate = lines(cost.estimate(replace(usage, files_per_day=100, avg_file_mb=1)))[
-        ("Athena", "quality gate (the batch's rows; 10 MB minimum a query)")
-    ]
+    gate_line = ("Athena", "quality gate of big runs (the batch's rows; 10 MB minimum a query)")
+    big_runs = replace(usage, files_per_day=100, avg_file_mb=1, single_job_share=0)
+    gate = lines(cost.estimate(big_runs))[gate_line]
     assert gate["quantity"] == pytest.approx(10 * cost.DAYS * 2 * (10 / 1024) / 1024, abs=1e-4)  # 5 MB: billed 10
+    # a small run's job audits on DuckDB: no Athena query; half the runs small, half the queries
+    assert lines(cost.estimate(replace(big_runs, single_job_share=1)))[gate_line]["quantity"] == 0
+    half = lines(cost.estimate(replace(big_runs, single_job_share=0.5)))[gate_line]["quantity"]
+    assert half == pytest.approx(gate["quantity"] / 2, abs=1e-4)
 
 
 @pytest.mark.parametrize(

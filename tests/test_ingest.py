@@ -267,7 +267,12 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
 
     glue = provisioned.glue
     names = glue_jobs(settings, stage)
-    assert len(names) == 8 and "lakehouse-local-process-order-items" in names
+    assert len(names) == 9 and "lakehouse-local-process-order-items" in names
+    # the job that runs a small run whole: Spark's minimum (two G.1X workers; the ETL runs on the driver)
+    whole = glue.get_job(JobName="lakehouse-local-run-batch")["Job"]
+    assert (whole["WorkerType"], whole["NumberOfWorkers"]) == ("G.1X", 2) and "--dataset" not in whole[
+        "DefaultArguments"
+    ]
     job = glue.get_job(JobName="lakehouse-local-process-orders")["Job"]
     assert job["GlueVersion"] == "5.0" and job["Command"]["Name"] == "glueetl"
     # one entry point for every dataset, told which by its job's --dataset
@@ -281,7 +286,7 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     assert b"entry.process_dataset()" in script
     scripts = provisioned.s3.list_objects_v2(Bucket=stage.bucket, Prefix="glue/scripts/")["Contents"]
     uploaded = sorted(o["Key"].rsplit("/", 1)[1] for o in scripts)
-    assert uploaded == ["housekeeping.py", "master_merge.py", "process_dataset.py"]
+    assert uploaded == ["housekeeping.py", "master_merge.py", "process_dataset.py", "run_batch.py"]
     # The versions Glue installs are the versions the tests run with.
     pinned = (CONFIG.parent / "requirements-dev.txt").read_text() + (CONFIG.parent / "requirements.txt").read_text()
     for pin in GLUE_PYTHON_MODULES.split(","):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from lakehouse_etl import delta
@@ -15,7 +16,7 @@ from chalicelib.aws import client
 from chalicelib.ingest.events import ObjectRef
 from chalicelib.ingest.ingestor import Ingestor
 from chalicelib.ledger import Status
-from chalicelib.names import job_name
+from chalicelib.names import RUN_SCRIPT, job_name, run_job
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
 from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, local_pipeline
@@ -47,6 +48,21 @@ def lake(lake_job, sample, tmp_path):
     runtime.reset()
 
 
+def per_dataset(job):
+    """Plan every run with a Glue job per dataset, whatever its size (the path of big runs)."""
+    pipeline = replace(job.settings.pipeline, single_job_bytes=1)
+    job.settings = replace(job.settings, pipeline=pipeline)
+
+
+MODES = pytest.mark.parametrize("mode", ["single", "per_dataset"])
+
+
+def in_mode(lake, mode):
+    if mode == "per_dataset":
+        per_dataset(lake[0])
+    return lake[0]
+
+
 def run_once(lake, fail_jobs=None, wrap=None):
     job, tmp = lake
     with local_pipeline(job.settings, job.stage, tmp / "executions", fail_jobs) as (pipeline, orchestrator):
@@ -70,7 +86,8 @@ def table_rows(job, dataset):
 
 
 def entered(record, state):
-    return any(e["event"] == "StateEntered" and e["state"] == state for e in record["history"])
+    """Whether the execution entered `state` (a state in a branch or map is labelled with its path)."""
+    return any(e["event"] == "StateEntered" and e["state"].split(".")[-1] == state for e in record["history"])
 
 
 def emf_metrics(record) -> dict[str, float]:
@@ -84,15 +101,22 @@ def emf_metrics(record) -> dict[str, float]:
     return out
 
 
-def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
-    job, _ = lake
+@MODES
+def test_a_run_processes_catalogues_archives_and_notifies(lake, sample, mode):
+    job = in_mode(lake, mode)
     tick, orchestrator = run_once(lake)
     (record,) = orchestrator.finished
     assert (tick.action, record["status"]) == ("started", "SUCCEEDED"), record.get("cause")
-    # one Glue job run per dataset plus the master merge, for the whole batch of files
-    assert sorted(r["JobName"] for r in record["glue_runs"]) == sorted(
-        [job_name(job.stage, f"process_{d}.py") for d in DATASETS] + [job_name(job.stage, "master_merge.py")]
-    )
+    assert record["input"]["mode"] == mode
+    if mode == "single":  # a small run: one Glue job run merges, audits and publishes it all
+        assert [r["JobName"] for r in record["glue_runs"]] == [run_job(job.stage)]
+        assert entered(record, "RunWholeBatch") and not entered(record, "PublishCurated")
+    else:  # one Glue job run per dataset plus the master merge
+        assert sorted(r["JobName"] for r in record["glue_runs"]) == sorted(
+            [job_name(job.stage, f"process_{d}.py") for d in DATASETS] + [job_name(job.stage, "master_merge.py")]
+        )
+    for name in ("daily_sales_by_category", "customer_summary"):
+        assert delta.open_table(job.lake.curated(name), job.lake.storage_options) is not None
     for dataset, f in files(job).items():
         clean = sample[1]["datasets"][dataset]["clean_rows"]
         assert (f.status, f.rows_merged) == (Status.PROCESSED, clean)
@@ -132,30 +156,35 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample):
     assert metrics["QualityChecksFailed"] == failed_checks
 
 
-def test_a_glue_job_that_fails_once_is_retried(lake):
-    job, _ = lake
+@MODES
+def test_a_glue_job_that_fails_once_is_retried(lake, mode):
+    job = in_mode(lake, mode)
     orders_job = job_name(job.stage, "process_orders.py")
     _, orchestrator = run_once(lake, fail_jobs={orders_job: 1})
     (record,) = orchestrator.finished
     assert record["status"] == "SUCCEEDED"
     retries = [e for e in record["history"] if e["event"] == "TaskRetry"]
     assert [(e["error"], e["attempt"]) for e in retries] == [("States.TaskFailed", 1)]
-    assert [r["JobRunState"] for r in record["glue_runs"] if r["JobName"] == orders_job] == ["FAILED", "SUCCEEDED"]
+    retried = orders_job if mode == "per_dataset" else run_job(job.stage)
+    assert [r["JobRunState"] for r in record["glue_runs"] if r["JobName"] == retried] == ["FAILED", "SUCCEEDED"]
     assert {f.status for f in files(job).values()} == {Status.PROCESSED}
 
 
-def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample):
-    job, _ = lake
+@MODES
+def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_others(lake, sample, mode):
+    job = in_mode(lake, mode)
     orders_job = job_name(job.stage, "process_orders.py")
     # as if an attempt had written the batch's rejected rows and then failed in the MERGE
     leftover = job.settings.zones.rejected_rows("orders", 1)
     job.s3.put_object(Bucket=job.stage.bucket, Key=leftover, Body=b"rows of a failed attempt")
     tick, orchestrator = run_once(lake, fail_jobs={orders_job: 99})
     (record,) = orchestrator.finished
-    assert record["status"] == "FAILED" and record["error"] == "DatasetJobFailed"
-    assert record["failed_state"].endswith("RunJob")
+    assert record["status"] == "FAILED"
+    assert record["failed_state"].endswith("RunJob" if mode == "per_dataset" else "RunWholeBatch")
     state = files(job)
-    assert (state["orders"].status, state["orders"].reason_code) == (Status.FAILED, "States.TaskFailed")
+    # the dataset's own error: the job run's state, or the exception its step raised in the job of the whole run
+    error = "States.TaskFailed" if mode == "per_dataset" else "PipelineError"
+    assert (state["orders"].status, state["orders"].reason_code) == (Status.FAILED, error)
     assert "forced failure" in state["orders"].reason
     assert (state["order_items"].status, state["order_items"].reason_code) == (Status.FAILED, "NotRun")
     # products ran in the same level as orders: merged, and its table is whole
@@ -185,8 +214,9 @@ def test_a_glue_job_that_keeps_failing_fails_its_files_alerts_and_spares_the_oth
         assert dict(rejected.get(dataset, {})) == sample[1]["datasets"][dataset]["rejected_by_reason"]
 
 
-def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake, sample):
-    job, _ = lake
+@MODES
+def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake, sample, mode):
+    job = in_mode(lake, mode)
     shipped = job.s3.get_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml")["Body"].read().decode()
     strict = shipped.replace("max_rejected_percent = 10", "max_rejected_percent = 1")
     job.s3.put_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml", Body=strict.encode())
@@ -229,6 +259,31 @@ def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake
     for dataset in DATASETS:
         assert table_rows(job, dataset)[1] == sample[1]["datasets"][dataset]["clean_rows"]
         assert dict(rejected.get(dataset, {})) == sample[1]["datasets"][dataset]["rejected_by_reason"]
+
+
+def test_the_job_of_a_whole_run_run_again_changes_nothing(lake):
+    """Step Functions retries a failed job run, and a job can die after any commit: run again, the job that runs a
+    run whole skips the committed batches, reuses the gate's results and finds curated/ up to date."""
+    from lakehouse.jobs import run_script
+
+    job, _ = lake
+    tick, orchestrator = run_once(lake)
+    assert orchestrator.finished[0]["status"] == "SUCCEEDED"
+    curated_tables = ("daily_sales_by_category", "product_performance", "customer_summary")
+
+    def versions():
+        tables = {d: table_rows(job, d) for d in DATASETS}
+        for name in curated_tables:
+            tables[name] = delta.open_table(job.lake.curated(name), job.lake.storage_options).version()
+        return tables
+
+    before, results = versions(), {d: job.ledger.quality_history(d) for d in DATASETS}
+    (report,) = run_script(RUN_SCRIPT, job.stage, ["--run", tick.run])
+    assert (report["run"], report["batches"], report["quality"]) == (tick.run, [], "WARN")
+    assert {c["table"]: c["mode"] for c in report["curated"] if c["table"] in curated_tables} == dict.fromkeys(
+        curated_tables, "unchanged"
+    )
+    assert versions() == before and {d: job.ledger.quality_history(d) for d in DATASETS} == results
 
 
 def _throttling(times):
@@ -290,6 +345,7 @@ def test_the_same_run_started_twice_runs_once(lake):
 
 def test_an_interrupted_run_started_again_gives_the_same_result(lake, sample):
     job, tmp = lake
+    per_dataset(job)
     merge_job = job_name(job.stage, "master_merge.py")
 
     def crash_before_curated(dispatch):

@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.ledger import FileRecord, InMemoryLedger, Status
 from chalicelib.pipeline.batcher import Pipeline, StepFunctions
-from chalicelib.pipeline.steps import RunSteps
+from chalicelib.pipeline.steps import RunSteps, describe_error
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -79,6 +79,24 @@ def test_files_wait_for_the_window_then_go_into_one_run(settings, stage, ledger)
     ]
     run = ledger.get_run("run-000001")
     assert (run.status, run.files, run.bytes) == ("RUNNING", 32, 3200)
+    # 3,200 bytes: one Glue job runs the whole run (Glue bills each job run a minute of two workers)
+    assert (plan["mode"], plan["job"]) == ("single", "lakehouse-local-run-batch")
+    assert plan["sizing"] == "3,200 bytes <= 268,435,456: one job"
+
+
+def test_a_run_past_single_job_bytes_gets_a_job_per_dataset(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    small = replace(settings, pipeline=replace(settings.pipeline, single_job_bytes=250))
+    accept(ledger, "orders", "o.csv", T0, size=200)
+    accept(ledger, "products", "p.jsonl", T0, size=100)
+    pipeline_at(small, stage, ledger, orchestrator, T0).tick(force=True)
+    ((_, plan),) = orchestrator.started
+    assert plan["mode"] == "per_dataset" and "job" not in plan
+    assert plan["sizing"] == "300 bytes > 250 (single_job_bytes): a job per dataset"
+    assert [b["job"] for b in plan["levels"][0]] == [
+        "lakehouse-local-process-orders",
+        "lakehouse-local-process-products",
+    ]
 
 
 class ArchiveS3:
@@ -264,6 +282,45 @@ def test_failure_step_marks_each_dataset_with_its_own_cause(settings, stage, led
     assert {b["dataset"]: b["batch"] for level in plan["levels"] for b in level} == {"orders": 2, "order_items": 2}
 
 
+def test_the_failure_step_finds_each_dataset_s_cause_in_the_error_of_a_whole_run_job(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    for dataset in ("orders", "products", "order_items"):
+        accept(ledger, dataset, f"{dataset}.csv", T0)
+    run = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True).run
+    ledger.close_batch(ledger.open_batch("products"), 3, {})  # merged by the job before orders failed
+    failed = [{"dataset": "orders", "Error": "TableError", "Cause": "orders: the MERGE failed"}]
+    # the job run as the .sync Task's cause, its message in Glue's words around the job's own
+    message = f"Error Category: UNCLASSIFIED_ERROR; DatasetJobFailed: DatasetJobFailed: {json.dumps(failed)}"
+    cause = json.dumps({"JobName": "lakehouse-local-run-batch", "JobRunState": "FAILED", "ErrorMessage": message})
+    assert RunSteps(settings, stage, ledger).fail(run, "States.TaskFailed", cause)["files_failed"] == 2
+    orders, items, products = (ledger.get(f"lake/raw/{d}/{d}.csv#v1") for d in ("orders", "order_items", "products"))
+    assert (orders.status, orders.reason_code, orders.reason) == (
+        Status.FAILED,
+        "TableError",
+        "orders: the MERGE failed",
+    )
+    assert (items.status, items.reason_code) == (Status.FAILED, "NotRun")
+    assert products.status == Status.PROCESSED
+    assert ledger.get_run(run).error == "DatasetJobFailed"
+    assert (
+        describe_error("States.TaskFailed", cause) == "DatasetJobFailed: orders: TableError: orders: the MERGE failed"
+    )
+
+
+def test_a_whole_run_job_error_without_its_datasets_fails_every_batch_with_it(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "orders.csv", T0)
+    run = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True).run
+    cause = json.dumps({"JobRunState": "FAILED", "ErrorMessage": "DatasetJobFailed: [truncated"})
+    RunSteps(settings, stage, ledger).fail(run, "States.TaskFailed", cause)
+    orders = ledger.get("lake/raw/orders/orders.csv#v1")
+    assert (orders.status, orders.reason_code, orders.reason) == (
+        Status.FAILED,
+        "States.TaskFailed",
+        "DatasetJobFailed: [truncated",
+    )
+
+
 def test_quality_gate_errors_on_too_many_rejected_rows(settings, stage, ledger):
     from dataclasses import replace
 
@@ -296,6 +353,15 @@ def test_quality_gate_errors_on_too_many_rejected_rows(settings, stage, ledger):
     assert (checks["products"]["observed"], checks["products"]["passed"]) == (20.0, False)
     assert "ERROR products rejected_rows: 20 of 100 rows rejected (expected at most 10%)" in result["summary"]
     assert [h["status"] for h in ledger.quality_history("products")] == ["ERROR"]  # kept as history
+
+    class Unreachable:  # judged once: the gate step after the job that ran the run whole reads what it recorded
+        name = "unreachable"
+
+        def tables(self):
+            raise AssertionError("a batch this run judged already was judged again")
+
+    again = RunSteps(bare, stage, ledger).quality(run, Unreachable())
+    assert again == result and len(ledger.quality_history("products")) == 1
 
 
 def test_step_functions_start_is_idempotent_by_name(aws_env):

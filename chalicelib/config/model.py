@@ -137,6 +137,7 @@ class PipelineSettings:
     start_files: int = 1000  # ... or this many files wait ...
     start_bytes: int = 1024**3  # ... or this many bytes (Glue bills a minimum per job run: batch them)
     max_rejected_percent: int = 10  # quality gate: more rejected rows than this in a dataset batch is an error
+    single_job_bytes: int = 256 * 1024**2  # a run's batch up to this size runs whole in one Glue job (docs/etl.md)
 
 
 @dataclass(frozen=True)

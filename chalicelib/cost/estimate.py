@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, prices
+from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, job_dpu_hours, prices
 from chalicelib.errors import UsageError
 
 
@@ -29,13 +29,14 @@ class Usage:
     queries_per_day: float = 50.0
     gb_scanned_per_query: float = 0.5
     pipeline_runs_per_day: float = 24.0
-    glue_jobs_per_run: float = 7.0  # one per dataset and the master merge
-    glue_dpus: float = 2.0
-    glue_minutes_per_job: float = 1.5
+    datasets_per_run: float = 6.0  # datasets with files in a run (each gated; a job each in a big run)
+    single_job_share: float = 1.0  # runs within [pipeline] single_job_bytes: one Glue job runs all of it
+    glue_dpus: float = 2.0  # Spark's minimum: two G.1X workers
+    glue_minutes_per_job: float = 1.0
     crawls_per_month: float = 6.0  # crawlers run only when a dataset's raw layout changes (about monthly each)
     crawler_dpus: float = 2.0
     crawler_minutes: float = 1.0
-    transitions_per_run: float = 60.0
+    transitions_per_run: float = 12.0  # a small run that crawls nothing: 11 states (the demo's update run)
     lambda_invocations_per_day: float = 3000.0
     lambda_memory_mb: float = 512.0
     lambda_avg_ms: float = 400.0
@@ -56,9 +57,10 @@ class Usage:
     api_requests_per_day: float = 1000.0
 
     @property
-    def datasets_per_run(self) -> float:
-        """The datasets a run processes: its Glue jobs but the master merge (each is crawled, and gated, alone)."""
-        return max(0.0, self.glue_jobs_per_run - 1)
+    def glue_jobs_per_run(self) -> float:
+        """Glue job runs a run starts on average: one for a small run; for a big one, a job per dataset and the
+        master merge (docs/etl.md, "How a run is sized")."""
+        return self.single_job_share + (1 - self.single_job_share) * (self.datasets_per_run + 1)
 
 
 SCENARIOS: dict[str, Usage] = {
@@ -83,6 +85,8 @@ SCENARIOS: dict[str, Usage] = {
         queries_per_day=2000,
         gb_scanned_per_query=5,
         pipeline_runs_per_day=288,
+        single_job_share=0,  # 1.4 GB a run: past single_job_bytes, a job per dataset
+        transitions_per_run=60,  # a job per dataset in Maps, crawls
         glue_dpus=10,
         glue_minutes_per_job=6,
         lambda_invocations_per_day=100_000,
@@ -108,7 +112,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "queries_per_day": (0, 10_000_000),
     "gb_scanned_per_query": (0, 1_000_000),
     "pipeline_runs_per_day": (0, 1440),
-    "glue_jobs_per_run": (0, 1000),
+    "datasets_per_run": (0, 1000),
+    "single_job_share": (0, 1),
     "glue_dpus": (0, 1000),
     "glue_minutes_per_job": (0, 2880),
     "crawls_per_month": (0, 1_000_000),
@@ -138,21 +143,24 @@ LIMITS: dict[str, tuple[float, float]] = {
 
 
 def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
-    """The stage's own configuration in a usage: a run starts at most once per window and starts a Glue job for
-    each dataset with files in its batch (no more datasets than the run's files) and the master merge; a dataset is
-    crawled when its raw layout changes (taken as once a month each); the schedules invoke their Lambdas (the
-    batcher every minute, the nightly jobs once a day). Volumes come from `base` (medium)."""
+    """The stage's own configuration in a usage: a run starts at most once per window and processes each dataset
+    with files in its batch (no more datasets than the run's files); a run whose files fit `single_job_bytes` is one
+    Glue job, a bigger one a job per dataset and the master merge; a dataset is crawled when its raw layout changes
+    (taken as once a month each); the schedules invoke their Lambdas (the batcher every minute, the nightly jobs once
+    a day). Volumes come from `base` (medium)."""
     base = base or SCENARIOS["medium"]
     datasets = len(settings.datasets)
     runs = min(86400 / settings.pipeline.window_seconds, base.files_per_day)
     per_run = min(float(datasets), max(1.0, base.files_per_day / runs)) if runs else 0.0
+    run_bytes = base.files_per_day * base.avg_file_mb * 1024**2 / runs if runs else 0.0
     nightly = len(settings.schedules)
     lambdas = 1440 + nightly + base.files_per_day / 10 + runs * 4  # batcher, schedules, validator batches, steps
     return replace(
         base,
         region=settings.region,
         pipeline_runs_per_day=round(runs, 2),
-        glue_jobs_per_run=round(per_run + 1, 2),
+        datasets_per_run=round(per_run, 2),
+        single_job_share=1.0 if run_bytes <= settings.pipeline.single_job_bytes else 0.0,
         crawls_per_month=datasets,
         lambda_invocations_per_day=round(lambdas),
     )
@@ -168,7 +176,7 @@ def estimate_for(
     the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);
     what `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
     from chalicelib import QUERIES_DIR
-    from chalicelib.cost.savings import crawl_saving, lifecycle_saving, pruning_saving
+    from chalicelib.cost.savings import crawl_saving, flex_saving, lifecycle_saving, pruning_saving
 
     if scenario is not None and (not isinstance(scenario, str) or scenario not in SCENARIOS):
         raise UsageError("scenario", f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
@@ -179,6 +187,7 @@ def estimate_for(
         lifecycle_saving(usage, lake_rules, settings.zones, p),
         pruning_saving(usage, settings.datasets, QUERIES_DIR, p),
         crawl_saving(usage, p),
+        flex_saving(usage, p),
     ]
     return {**estimate(usage), "scenario": scenario or "this stage's configuration", "what_if": what_if}
 
@@ -262,7 +271,7 @@ def estimate(usage: Usage) -> dict[str, Any]:
         add("S3", f"storage {cls}", usage.stored_gb * share, "GB-month", p["s3_storage_gb_month"][cls])
     files = usage.files_per_day * DAYS
     runs = usage.pipeline_runs_per_day * DAYS
-    put_requests = files * 2 + runs * usage.glue_jobs_per_run * 10  # upload + archive copy; ~10 Delta writes a job
+    put_requests = files * 2 + runs * usage.datasets_per_run * 10  # upload + archive copy; ~10 Delta writes a dataset
     get_requests = files * 3 + usage.queries_per_day * DAYS * 100  # validate, ETL read, archive check; ~100 a query
     add("S3", "PUT, COPY, LIST requests", put_requests, "requests", p["s3_put_per_1000"], 1000)
     add("S3", "GET requests", get_requests, "requests", p["s3_get_per_1000"], 1000)
@@ -278,9 +287,10 @@ def estimate(usage: Usage) -> dict[str, Any]:
         p["step_functions_per_1000_transitions"],
         1000,
     )
-    job_seconds = max(usage.glue_minutes_per_job * 60, p["glue_job_minimum_seconds"])  # billed per run, 1 min at least
-    dpu_hours = runs * usage.glue_jobs_per_run * usage.glue_dpus * job_seconds / 3600
-    add("Glue", "ETL jobs (per-run minimum billed)", dpu_hours, "DPU-hours", p["glue_dpu_hour"])
+    dpu_hours = job_dpu_hours(usage, p)
+    add(
+        "Glue", "ETL jobs (per-run minimum billed; one job for a small run)", dpu_hours, "DPU-hours", p["glue_dpu_hour"]
+    )
     crawler_hours = usage.crawls_per_month * crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, p)
     add(
         "Glue",
@@ -310,12 +320,19 @@ def estimate(usage: Usage) -> dict[str, Any]:
     minimum_gb = p["athena_minimum_mb_per_query"] / 1024
     scanned_tb = usage.queries_per_day * DAYS * max(usage.gb_scanned_per_query, minimum_gb) / 1024
     add("Athena", "data scanned (10 MB minimum a query)", scanned_tb, "TB", p["athena_per_tb_scanned"])
-    # The quality gate: one query per dataset of a run, reading that dataset's batch (its rows and key columns).
+    # The quality gate of a big run: one Athena query per dataset, reading its batch (its rows and key columns). A
+    # small run's job audits on DuckDB, inside the minute it is billed anyway.
     datasets_per_run = usage.datasets_per_run
     batch_gb = usage.files_per_day * usage.avg_file_mb / 1024 / max(usage.pipeline_runs_per_day, 1e-9)
     gate_gb = max(batch_gb / datasets_per_run, minimum_gb) if datasets_per_run else 0.0
-    gate_tb = runs * datasets_per_run * gate_gb / 1024
-    add("Athena", "quality gate (the batch's rows; 10 MB minimum a query)", gate_tb, "TB", p["athena_per_tb_scanned"])
+    gate_tb = runs * (1 - usage.single_job_share) * datasets_per_run * gate_gb / 1024
+    add(
+        "Athena",
+        "quality gate of big runs (the batch's rows; 10 MB minimum a query)",
+        gate_tb,
+        "TB",
+        p["athena_per_tb_scanned"],
+    )
     add(
         "DynamoDB",
         "writes (on demand)",
@@ -371,10 +388,13 @@ def estimate(usage: Usage) -> dict[str, Any]:
         "assumptions": [
             f"a month is {DAYS} days",
             "each file: 2 PUT-class requests (upload, archive copy) and 3 GETs (validate, ETL read, archive check)",
-            "each Glue job run: about 10 PUT-class requests (Delta data files and log); each query: about 100 GETs",
-            "Glue jobs are billed per second with a 1-minute minimum per run; a crawler runs only when a dataset's raw "
-            "layout changes, billed at least 10 minutes a crawl",
-            "the quality gate reads each run's batch, not the whole tables: one Athena query per dataset of a run",
+            "each dataset of a run: about 10 PUT-class requests (Delta data files and log); each query: about 100 GETs",
+            "Glue jobs are billed per second with a 1-minute minimum per run, at least 2 DPUs (Spark's two workers); "
+            "a run within single_job_bytes is one job run (every dataset, the audit, curated/), a bigger one a job "
+            "per dataset and the master merge; a crawler runs only when a dataset's raw layout changes, billed at "
+            "least 10 minutes a crawl",
+            "the quality gate reads each run's batch, not the whole tables: in a small run's job on DuckDB, in a big "
+            "run one Athena query per dataset",
             "free tiers are applied only where they are permanent (Data Catalog, SNS); Lambda's is not counted",
             "gateway VPC endpoints (S3, DynamoDB) are free; interface endpoints are priced per AZ-hour",
         ],

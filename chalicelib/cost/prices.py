@@ -24,3 +24,9 @@ def prices() -> dict[str, Any]:
 def crawl_dpu_hours(dpus: float, minutes: float, p: Mapping[str, Any]) -> float:
     """The DPU-hours one crawler run is billed: 10 minutes at least."""
     return dpus * max(minutes * 60, p["glue_crawler_minimum_seconds"]) / 3600
+
+
+def job_dpu_hours(usage: Any, p: Mapping[str, Any]) -> float:
+    """The DPU-hours a month of Glue job runs is billed: each run of each job a minute at least."""
+    seconds = max(usage.glue_minutes_per_job * 60, p["glue_job_minimum_seconds"])
+    return usage.pipeline_runs_per_day * DAYS * usage.glue_jobs_per_run * usage.glue_dpus * seconds / 3600

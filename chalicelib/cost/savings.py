@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.cost.prices import DAYS as DAYS_PER_MONTH
-from chalicelib.cost.prices import crawl_dpu_hours
+from chalicelib.cost.prices import crawl_dpu_hours, job_dpu_hours
 
 HORIZON_DAYS = 365  # the lifecycle what-if looks at a lake after a year of steady inflow
 HISTORY_DAYS = 365  # the pruning what-if: tables hold a year of data ...
@@ -163,5 +163,21 @@ def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict:
             f"{usage.crawls_per_month:g} crawls a month when a dataset's raw layout changes, against a crawler per "
             f"dataset of each of {usage.pipeline_runs_per_day:g} runs a day (10 minutes of "
             f"{usage.crawler_dpus:g} DPUs at least, each)"
+        ),
+    }
+
+
+def flex_saving(usage: Any, p: Mapping[str, Any]) -> dict:
+    """The Glue job runs at the Flex execution class (spare capacity: a run may wait to start) against standard."""
+    hours = job_dpu_hours(usage, p)
+    standard, flex = hours * p["glue_dpu_hour"], hours * p["glue_flex_dpu_hour"]
+    return {
+        "name": "Glue Flex execution",
+        "monthly_saving": round(standard - flex, 2),
+        "standard": round(standard, 2),
+        "flex": round(flex, 2),
+        "detail": (
+            f"{hours:,.1f} DPU-hours of job runs a month at {p['glue_flex_dpu_hour']} instead of {p['glue_dpu_hour']}"
+            " a DPU-hour; Flex runs start when Glue has spare capacity, so only for runs that are not urgent"
         ),
     }

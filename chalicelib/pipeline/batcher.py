@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.ledger import FileRecord, Ledger, Run
-from chalicelib.names import crawler_name, process_job
+from chalicelib.names import crawler_name, process_job, run_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.steps import RunSteps
@@ -166,7 +166,8 @@ class Pipeline:
 
     def _plan(self, run: Run, *, crawl: bool = False) -> Run:
         """Open one batch per dataset with waiting files (or resume an open one) and record the plan: its batches
-        level by level, and which datasets are crawled and why (`chalicelib.pipeline.crawling`)."""
+        level by level, which datasets are crawled and why (`chalicelib.pipeline.crawling`), and how the run is
+        sized (`sizing`)."""
         levels: list[list[dict[str, Any]]] = []
         crawls: list[CrawlDecision] = []
         files, size = 0, 0
@@ -189,5 +190,16 @@ class Pipeline:
             "crawl_reasons": {c.dataset: c.reason for c in crawls},
             "layouts": {c.dataset: list(c.layouts) for c in crawls if c.crawl},
             "levels": levels,
+            **self.sizing(size),
         }
         return self.ledger.save_plan(run, plan, files, size)
+
+    def sizing(self, size: int) -> dict[str, str]:
+        """How a run of `size` bytes of files is run. Glue bills every job run a minute of at least two workers
+        (Spark's minimum; the ETL runs on the driver alone), so a small run is one job doing everything: every
+        dataset's batch, the audit and curated/ ('single'). A bigger one gets a job per dataset, those of a level
+        side by side, then the master merge ('per_dataset'). See docs/etl.md for the numbers."""
+        limit = self.settings.pipeline.single_job_bytes
+        if size <= limit:
+            return {"mode": "single", "job": run_job(self.stage), "sizing": f"{size:,} bytes <= {limit:,}: one job"}
+        return {"mode": "per_dataset", "sizing": f"{size:,} bytes > {limit:,} (single_job_bytes): a job per dataset"}

@@ -21,6 +21,8 @@ from chalicelib.quality.results import ERROR, PASSED, WARN, TableQuality
 
 log = logging.getLogger(__name__)
 
+FAILED_MARK = "DatasetJobFailed: "  # before the failed datasets in the error of a job that runs a run whole
+
 
 class RunSteps:
     """The state machine's Lambda steps: quality gate, catalog refresh, finishing or failing a run."""
@@ -70,35 +72,46 @@ class RunSteps:
             if not item or item["state"] != "CLOSED" or item.get("outcome"):
                 continue  # none, still open, or nothing of it left in the table (failed, rolled back)
             latest = self.ledger.quality_history(dataset, 1)
-            if latest and latest[0]["batch"] == int(item["number"]):
-                continue
+            if latest and latest[0]["batch"] == int(item["number"]) and latest[0]["run"] != run.name:
+                continue  # audited by an earlier run
             job = process_job(self.stage, dataset)
             out.append({"dataset": dataset, "batch": int(item["number"]), "job": job})
         return out
+
+    def _judged(self, name: str, batch: Mapping[str, Any]) -> TableQuality | None:
+        """The result this run's gate recorded for a batch already: the job that ran the run whole audited it, or
+        this is a retried step. A batch is judged once."""
+        latest = self.ledger.quality_history(batch["dataset"], 1)
+        if latest and latest[0]["run"] == name and latest[0]["batch"] == int(batch["batch"]):
+            return TableQuality.from_dict(latest[0])
+        return None
 
     def quality(
         self, name: str, engine: SqlEngine, now: datetime | None = None, timeout: float = 300.0
     ) -> dict[str, Any]:
         """The quality gate before curated/ is published (write-audit-publish). Per dataset of the run: the
         ETL's rejections, the contract's rules in one scan of the rows its batch wrote (`quality.BatchScope`),
-        and the volume against earlier loads. Results are kept in the ledger; the batches of
-        datasets with a failed `error` rule are listed under `rollback`, for the state machine to take back out."""
+        and the volume against earlier loads. Results are kept in the ledger (a batch judged already is not judged
+        again); the batches of datasets with a failed `error` rule are listed under `rollback`, for the state
+        machine to take back out."""
         run, now = self._run(name), now or datetime.now(UTC)
         batches = run.batches + self._unaudited(run)
-        tables = engine.tables()
-        contracts = [self.settings.datasets[b["dataset"]] for b in batches]
-        summaries, scopes = zip(*(self.audit_input(b) for b in batches), strict=True) if batches else ((), ())
+        judged = {b["dataset"]: q for b in batches if (q := self._judged(name, b))}
+        todo = [b for b in batches if b["dataset"] not in judged]
+        tables = engine.tables() if todo else set()
+        contracts = [self.settings.datasets[b["dataset"]] for b in todo]
+        summaries, scopes = zip(*(self.audit_input(b) for b in todo), strict=True) if todo else ((), ())
         with ThreadPoolExecutor(4) as pool:  # Athena runs the tables' scans side by side
             scans = list(pool.map(lambda c, b: quality.scan(engine, c, tables, now, timeout, b), contracts, scopes))
-        results = []
-        for batch, contract, etl, (rows, checks) in zip(batches, contracts, summaries, scans, strict=True):
+        for batch, contract, etl, (rows, checks) in zip(todo, contracts, summaries, scans, strict=True):
             checks.insert(0, quality.check_rejected(self.settings.pipeline.max_rejected_percent, etl))
             for rule in (r for r in contract.rules if r.check == "volume"):
                 earlier = [h for h in self.ledger.quality_history(contract.name, rule.history + 1) if h["run"] != name]
                 checks.append(quality.check_volume(rule, etl["rows_merged"], [h["rows_loaded"] for h in earlier]))
             result = TableQuality(contract.name, name, int(batch["batch"]), rows, etl["rows_merged"], checks, etl)
             self.ledger.save_quality(name, contract.name, result.as_dict())
-            results.append(result)
+            judged[contract.name] = result
+        results = [judged[b["dataset"]] for b in batches]
         statuses = {r.status for r in results}
         status = ERROR if ERROR in statuses else WARN if WARN in statuses else PASSED
         failing = {r.dataset for r in results if r.status == ERROR}
@@ -115,6 +128,7 @@ class RunSteps:
         did merge stay PROCESSED and, given `s3`, are archived (their data is in processed/); the run is
         closed."""
         run = self._run(name)
+        error, cause = _unwrap(error, cause)
         per_dataset = _dataset_errors(error, cause)
         failed, archived = 0, 0  # files of the run now FAILED; merged files archived
         for batch in run.batches:
@@ -222,6 +236,20 @@ def _message(cause: str) -> str:
     return cause
 
 
+def _unwrap(error: str, cause: str) -> tuple[str, str]:
+    """A job that ran a run whole failed the way a failed level does (`DatasetJobFailed` with the failed datasets):
+    its Task fails with the job run as cause, and the datasets are in the run's error message."""
+    message = _message(cause)
+    at = message.rfind(FAILED_MARK)
+    if error == "DatasetJobFailed" or at < 0:
+        return error, cause
+    try:
+        found, _ = json.JSONDecoder().raw_decode(message, at + len(FAILED_MARK))
+    except ValueError:
+        return error, cause
+    return ("DatasetJobFailed", json.dumps(found)) if isinstance(found, list) else (error, cause)
+
+
 def _dataset_errors(error: str, cause: str) -> dict[str, tuple[str, str]]:
     """dataset -> (error, message) from a DatasetJobFailed cause (the failed datasets of one level)."""
     if error != "DatasetJobFailed":
@@ -239,6 +267,7 @@ def _dataset_errors(error: str, cause: str) -> dict[str, tuple[str, str]]:
 
 def describe_error(error: str, cause: str) -> str:
     """One readable line for a run's error (its cause is often JSON nested in JSON)."""
+    error, cause = _unwrap(error, cause)
     per_dataset = _dataset_errors(error, cause)
     if per_dataset:
         return f"{error}: " + "; ".join(f"{d}: {e}: {m}" for d, (e, m) in per_dataset.items())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.config import Settings, Stage
-from chalicelib.names import PROCESS_SCRIPT, job_name, process_job
+from chalicelib.names import PROCESS_SCRIPT, RUN_SCRIPT, job_name, process_job
 
 NOTIFICATION_ID = "lakehouse-ingest"
 
@@ -116,9 +116,10 @@ class GlueJob:
 
 def glue_jobs(settings: Settings, stage: Stage) -> dict[str, GlueJob]:
     """Every Glue job of the stage by name: one per dataset, all running process_dataset.py with their
-    `--dataset`, then the master merge and housekeeping."""
+    `--dataset`, then the master merge, the job that runs a small run whole, and housekeeping."""
     jobs = {process_job(stage, d): GlueJob(PROCESS_SCRIPT, {"--dataset": d}) for d in settings.datasets}
-    return {**jobs, **{job_name(stage, s): GlueJob(s) for s in ("master_merge.py", "housekeeping.py")}}
+    scripts = ("master_merge.py", RUN_SCRIPT, "housekeeping.py")
+    return {**jobs, **{job_name(stage, s): GlueJob(s) for s in scripts}}
 
 
 def role_arn(role: str, account: str) -> str:

@@ -52,6 +52,17 @@ def process_dataset() -> None:
     main(work, required=["dataset"], optional=["batch", "rollback"])
 
 
+def whole_run() -> None:
+    """A small pipeline run whole (`--run NAME`): every dataset's batch, the quality gate, curated/."""
+    import os
+
+    from lakehouse_etl import whole_run
+
+    # The local stage's `lakehouse run --fail-job DATASET` for this job; nothing sets it on Glue.
+    fail = [d for d in os.environ.get("LAKEHOUSE_FAIL_DATASETS", "").split(",") if d]
+    main(lambda job, name: whole_run.run(job, name, fail), required=["run"])
+
+
 def main(work: Callable[..., Any], required: Sequence[str] = (), optional: Sequence[str] = ()) -> None:
     """Run `work(job, *required arguments, *optional arguments)` and print its JSON report as the last line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
