@@ -57,11 +57,15 @@ def load(job: processed.Job, folder: Path, manifest: dict, names: list[str], num
         path = folder / manifest["datasets"][name]["file"]
         fmt = "jsonl" if path.suffix == ".jsonl" else "csv"
         record = FileRecord(f"local/{path}#{number}", "local", str(path), None, name, format=fmt)
-        raw = sources.read_batch(Files(), [record], contract)
-        rows = transform.clean(raw, contract, processed.parent_keys(job, name), files=[record.file_id]).rows
-        uri = job.lake.processed(name)
-        merged = delta.merge_batch(uri, contract, rows, app_id=f"processed/{name}", version=number, storage_options={})
-        scopes[name] = gate.BatchScope([record.file_id], delta.partition_values(contract, rows), merged.table_rows)
+        with tempfile.TemporaryDirectory() as scratch:
+            raw = sources.stream_batch(Files(), [record], contract, Path(scratch))
+            with transform.clean(raw, contract, processed.parent_keys(job, name), [record.file_id]) as cleaned:
+                uri = job.lake.processed(name)
+                merged = delta.merge_batch(
+                    uri, contract, cleaned.rows, app_id=f"processed/{name}", version=number, storage_options={}
+                )
+                partitions = delta.partition_values(contract, cleaned.rows)
+        scopes[name] = gate.BatchScope([record.file_id], partitions, merged.table_rows)
     return scopes
 
 

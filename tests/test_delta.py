@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 from lakehouse_etl import delta
+from lakehouse_etl.duck import Rows
 from lakehouse_etl.transform import table_schema
 
 from chalicelib.config import Column
@@ -36,7 +37,7 @@ def batch(contract, ids, day=1, status="placed"):
 
 def test_the_merge_predicate_names_the_batch_partitions_as_typed_literals(contract):
     source = pa.concat_tables([batch(contract, ["a"], 2), batch(contract, ["b"], 1)])
-    assert delta.merge_predicate(contract, source) == (
+    assert delta.merge_predicate(contract, Rows.of(source)) == (
         't."order_id" = s."order_id" AND t."order_date" IN (DATE \'2025-03-01\', DATE \'2025-03-02\')'
     )
 
@@ -180,5 +181,17 @@ def test_a_key_whose_partition_value_changed_is_moved_not_duplicated(contract, t
     }
     assert moved.metrics["num_target_rows_updated"] == 1 and moved.metrics["num_target_rows_inserted"] == 1
     table = delta.open_table(uri, {})
-    assert delta.key_partitions(table, contract, batch(contract, ["y"], 9)) == {date(2025, 3, 5)}  # days 1-2: a..c
-    assert delta.key_partitions(table, contract, batch(contract, ["z"], 9)) == set()  # a new key reads nothing more
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["y"], 9))) == {date(2025, 3, 5)}
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["z"], 9))) == set()  # beyond every file
+
+
+def test_the_key_lookup_reads_keys_where_file_statistics_cannot_decide(contract, tmp_path):
+    """Day 1 holds keys a and c: its statistics (a..c) admit b, the key-only read finds b is not there."""
+    uri = str(tmp_path / "orders")
+    delta.merge_batch(uri, contract, batch(contract, ["a", "c"], 1), app_id="t", version=1, storage_options={})
+    delta.merge_batch(uri, contract, batch(contract, ["b"], 2), app_id="t", version=2, storage_options={})
+    table = delta.open_table(uri, {})
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3))) == {date(2025, 3, 2)}
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["c"], 3))) == {date(2025, 3, 1)}
+    found = delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3)), exclude={date(2025, 3, 2)})
+    assert found == set()

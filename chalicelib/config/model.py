@@ -124,7 +124,7 @@ class Limits:
     max_compression_ratio: int = 200
     max_line_bytes: int = 1024**2
     max_batch_files: int = 1000  # one ETL batch: at most this many files ...
-    max_batch_bytes: int = 2 * 1024**3  # ... and this many bytes (a batch is read into memory)
+    max_batch_bytes: int = 2 * 1024**3  # ... and this many bytes (streamed through etl_memory_bytes, docs/etl.md)
     athena_bytes_scanned_cutoff: int = 10 * 1024**3  # an Athena query reading more is cancelled (billed per byte)
     access_log_days: int = 90  # the lake bucket's S3 access logs are kept this long
 
@@ -138,6 +138,7 @@ class PipelineSettings:
     start_bytes: int = 1024**3  # ... or this many bytes (Glue bills a minimum per job run: batch them)
     max_rejected_percent: int = 10  # quality gate: more rejected rows than this in a dataset batch is an error
     single_job_bytes: int = 256 * 1024**2  # a run's batch up to this size runs whole in one Glue job (docs/etl.md)
+    etl_memory_bytes: int = 2 * 1024**3  # a batch's working memory in the ETL (DuckDB, MERGE); more spills to disk
 
 
 @dataclass(frozen=True)

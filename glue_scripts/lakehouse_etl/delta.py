@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from chalicelib.config import Contract
 from chalicelib.errors import TableError
+from lakehouse_etl.duck import Rows
 from lakehouse_etl.transform import table_schema
 
 log = logging.getLogger(__name__)
@@ -75,93 +76,133 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def merge_predicate(contract: Contract, source: pa.Table, table: Any = None) -> str:
-    """Key equality plus literal partition values: the batch's, and (given the table) those of the files that may
+def merge_predicate(contract: Contract, rows: Rows, table: Any = None) -> str:
+    """Key equality plus literal partition values: the batch's, and (given the table) those of the partitions that
     already hold one of its keys, so a key whose partition value changed is matched and moved, never duplicated
     (upsert by key means one row per key). Other partitions are not even read."""
     keys = " AND ".join(f't."{k}" = s."{k}"' for k in contract.primary_key)
     part = contract.partition_column
-    if not part or source.num_rows == 0:
+    if not part or rows.num_rows == 0:
         return keys
-    import pyarrow.compute as pc
-
-    values = {v for v in pc.unique(source.column(part)).to_pylist() if v is not None}
+    values = set(rows.distinct(part))
     if table is not None:
-        values |= key_partitions(table, contract, source)
+        values |= key_partitions(table, contract, rows, exclude=values)
     return f'{keys} AND t."{part}" IN ({", ".join(literal(v) for v in sorted(values))})'
 
 
-def partition_values(contract: Contract, rows: pa.Table) -> list[str] | None:
+def partition_values(contract: Contract, rows: Rows) -> list[str] | None:
     """The partition values of `rows` as text (ISO dates), sorted; None for an unpartitioned table."""
-    import pyarrow.compute as pc
-
     part = contract.partition_column
     if not part:
         return None
-    return sorted(str(v) for v in pc.unique(rows.column(part)).to_pylist() if v is not None)
+    return sorted(str(v) for v in rows.distinct(part))
 
 
-def key_partitions(table: Any, contract: Contract, source: pa.Table) -> set[Any]:
-    """The partition values of the files whose statistics (min and max of the first key column) admit one of the
-    batch's keys: where a key of the batch may already live, found from the table's log, no data read. A file
-    without statistics may hold any key."""
-    import bisect
-
+def key_partitions(table: Any, contract: Contract, rows: Rows, *, exclude: Collection[Any] = ()) -> set[Any]:
+    """The partitions outside `exclude` that hold one of the batch's keys, in two steps that read no more than keys:
+    the files whose statistics (min and max of the first key column, in the table's log) admit one of the batch's
+    keys (a file without statistics may hold any key), then a key-only read of those files' key column, joined to
+    the batch's keys. DuckDB streams the key column past the batch's keys: none of it is held whole."""
     key, part = contract.primary_key[0], contract.partition_column
-    keys = sorted(k for k in source.column(key).to_pylist() if k is not None)
-    files = pa.table(table.get_add_actions(flatten=True)).to_pydict()
-    lows, highs = files.get(f"min.{key}"), files.get(f"max.{key}")
-    found = set()
-    for i, value in enumerate(files.get(f"partition.{part}", [])):
-        low, high = (lows[i] if lows else None), (highs[i] if highs else None)
-        first = bisect.bisect_left(keys, low) if low is not None else 0
-        if value is not None and first < len(keys) and (high is None or keys[first] <= high):
-            found.add(value)
-    return found
+    files = pa.table(table.get_add_actions(flatten=True))
+    bounds = {
+        "p": files.column(f"partition.{part}"),
+        "lo": files.column(f"min.{key}") if f"min.{key}" in files.column_names else pa.nulls(files.num_rows),
+        "hi": files.column(f"max.{key}") if f"max.{key}" in files.column_names else pa.nulls(files.num_rows),
+    }
+    con, batch = rows.con, rows.name
+    con.register("_file_bounds", pa.table(bounds))
+    try:
+        candidates = [
+            v
+            for (v,) in con.execute(
+                f"SELECT DISTINCT p FROM _file_bounds f WHERE p IS NOT NULL AND EXISTS (SELECT 1 FROM {batch} s "
+                f'WHERE (f.lo IS NULL OR s."{key}" >= f.lo) AND (f.hi IS NULL OR s."{key}" <= f.hi))'
+            ).fetchall()
+            if v not in exclude
+        ]
+    finally:
+        con.unregister("_file_bounds")
+    if not candidates:
+        return set()
+    con.register("_target", table.to_pyarrow_dataset())
+    try:
+        return {
+            v
+            for (v,) in con.execute(
+                f'SELECT DISTINCT t."{part}" FROM _target t WHERE t."{part}" IN '
+                f"({', '.join(literal(v) for v in sorted(candidates))}) "
+                f'AND t."{key}" IN (SELECT "{key}" FROM {batch})'
+            ).fetchall()
+        }
+    finally:
+        con.unregister("_target")
 
 
 def merge_batch(
     uri: str,
     contract: Contract,
-    source: pa.Table,
+    source: pa.Table | Rows,
     *,
     app_id: str,
     version: int,
     storage_options: dict[str, str],
     attempts: int = 6,
+    memory_limit: int | None = None,
 ) -> MergeResult:
     """Upsert `source` by primary key as Delta app transaction (`app_id`, `version`).
 
     A re-run of a batch already committed is a no-op (the table remembers the transaction). A commit that
-    loses a race with another writer is retried on the fresh table: MERGE by key is safe to repeat.
+    loses a race with another writer is retried on the fresh table: MERGE by key is safe to repeat. The rows are
+    streamed in; past `memory_limit` bytes the MERGE spills to disk.
     """
+    schema = table_schema(contract)
+    rows = source if isinstance(source, Rows) else Rows.of(source, schema)
+    try:
+        return _merge(uri, contract, rows, app_id, version, storage_options, attempts, memory_limit)
+    finally:
+        if rows is not source:
+            rows.close()
+
+
+def _merge(
+    uri: str,
+    contract: Contract,
+    rows: Rows,
+    app_id: str,
+    version: int,
+    storage_options: dict[str, str],
+    attempts: int,
+    memory_limit: int | None,
+) -> MergeResult:
     from deltalake import CommitProperties, Transaction
     from deltalake.exceptions import CommitFailedError
 
     schema = table_schema(contract)
-    source = source.cast(schema)
     for attempt in range(1, attempts + 1):
         table = ensure_table(
             uri, schema, [contract.partition_column] if contract.partition_column else [], storage_options
         )
         if (table.transaction_version(app_id) or 0) >= version:
             return MergeResult(table.version(), True, {}, table.count())
-        if source.num_rows == 0:
+        if rows.num_rows == 0:
             return MergeResult(table.version(), False, {}, table.count())
         commit = CommitProperties(app_transactions=[Transaction(app_id, version)])
         try:
             if not table.file_uris():  # an empty table: nothing to match, an append is the same and 3x faster
                 from deltalake import write_deltalake
 
-                write_deltalake(table, source, mode="append", commit_properties=commit)
-                return MergeResult(table.version(), False, {"num_target_rows_inserted": source.num_rows}, table.count())
+                write_deltalake(table, rows.reader(), mode="append", commit_properties=commit)
+                return MergeResult(table.version(), False, {"num_target_rows_inserted": rows.num_rows}, table.count())
+            predicate = merge_predicate(contract, rows, table)  # before the stream: a query on its session ends it
             metrics = (
                 table.merge(
-                    source,
-                    merge_predicate(contract, source, table),
+                    rows.reader(),
+                    predicate,
                     source_alias="s",
                     target_alias="t",
                     merge_schema=True,
+                    max_spill_size=memory_limit,
                     commit_properties=commit,
                 )
                 .when_matched_update_all()

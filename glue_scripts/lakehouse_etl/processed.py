@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import logging
-from collections import Counter
+import tempfile
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -15,9 +15,10 @@ from chalicelib.errors import NotFoundError, TableError
 from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
 from chalicelib.pipeline.batching import BatchPolicy
 from lakehouse_etl import delta
+from lakehouse_etl.duck import Rows
 from lakehouse_etl.lake import Lake
-from lakehouse_etl.sources import read_batch
-from lakehouse_etl.transform import clean
+from lakehouse_etl.sources import stream_batch
+from lakehouse_etl.transform import Cleaned, clean
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +60,24 @@ class BatchReport:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def parent_keys(job: Job, dataset: str) -> dict[str, pa.Table]:
-    """For each foreign key of `dataset`: the parent table's existing keys, as a one-column table `k`."""
-    out = {}
+def parent_keys(job: Job, dataset: str) -> dict[str, tuple[Any, str]]:
+    """For each foreign key of `dataset`: the parent's processed table as something DuckDB scans (an Arrow dataset:
+    only its key column is read, streamed), and that key column; an empty table if the parent has none yet."""
+    out: dict[str, tuple[Any, str]] = {}
     for column, (parent, parent_column) in job.settings.datasets[dataset].foreign_keys.items():
-        uri = job.lake.processed(parent)
-        if delta.open_table(uri, job.lake.storage_options) is None:
-            out[column] = pa.table({"k": pa.array([], pa.string())})
+        table = delta.open_table(job.lake.processed(parent), job.lake.storage_options)
+        if table is None:
+            out[column] = (pa.table({parent_column: pa.array([], pa.string())}), parent_column)
         else:
-            keys = delta.read(uri, job.lake.storage_options, columns=[parent_column]).column(parent_column)
-            out[column] = pa.table({"k": keys.cast(pa.string())})
+            out[column] = (table.to_pyarrow_dataset(), parent_column)
     return out
 
 
-def _write_rejected(job: Job, dataset: str, batch: Batch, rejected: pa.Table) -> None:
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    pq.write_table(rejected, buffer)
+def _write_rejected(job: Job, dataset: str, batch: Batch, rejected: Rows, folder: Path) -> None:
+    path = folder / "rejected.parquet"
+    rejected.to_parquet(str(path))
     # Same key for the same batch: a re-run rewrites the same rows, it does not add a second copy.
-    job.s3.put_object(
-        Bucket=job.stage.bucket, Key=job.lake.rejected_rows(dataset, batch.number), Body=buffer.getvalue()
-    )
+    job.s3.upload_file(str(path), job.stage.bucket, job.lake.rejected_rows(dataset, batch.number))
 
 
 def _still_there(job: Job, record: FileRecord) -> bool:
@@ -104,12 +101,25 @@ def _still_there(job: Job, record: FileRecord) -> bool:
 
 
 def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
+    """Read, clean and MERGE one batch within `[pipeline] etl_memory_bytes` of working memory: the files are streamed
+    to a scratch folder, DuckDB and the MERGE spill there past the limit (docs/etl.md, "Memory")."""
     contract = job.settings.datasets[dataset]
     records = [r for r in sorted(job.ledger.get_many(batch.files), key=lambda r: r.received_at) if _still_there(job, r)]
-    raw = read_batch(job.s3, records, contract)
-    cleaned = clean(raw, contract, parent_keys(job, dataset), files=[r.file_id for r in records])
+    memory = job.settings.pipeline.etl_memory_bytes
+    with tempfile.TemporaryDirectory(prefix=f"lakehouse-{dataset}-") as scratch:
+        folder = Path(scratch)
+        raw = stream_batch(job.s3, records, contract, folder, memory_limit=memory)
+        files = [r.file_id for r in records]
+        with clean(raw, contract, parent_keys(job, dataset), files, memory_limit=memory, spill_dir=scratch) as cleaned:
+            return _merge_cleaned(job, dataset, batch, records, cleaned, folder)
+
+
+def _merge_cleaned(
+    job: Job, dataset: str, batch: Batch, records: list[FileRecord], cleaned: Cleaned, folder: Path
+) -> BatchReport:
+    contract = job.settings.datasets[dataset]
     if cleaned.rejected.num_rows:
-        _write_rejected(job, dataset, batch, cleaned.rejected)
+        _write_rejected(job, dataset, batch, cleaned.rejected, folder)
     result = delta.merge_batch(
         job.lake.processed(dataset),
         contract,
@@ -117,15 +127,15 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
         app_id=f"processed/{dataset}",
         version=batch.number,
         storage_options=job.lake.storage_options,
+        memory_limit=job.settings.pipeline.etl_memory_bytes,
     )
-    merged = Counter(cleaned.rows.column("_source_file").to_pylist())
-    rejected = Counter(cleaned.rejected.column("_source_file").to_pylist())
-    summary = {
-        "rows_read": raw.num_rows,
+    merged, rejected = cleaned.rows.counts("_source_file"), cleaned.rejected.counts("_source_file")
+    summary: dict[str, Any] = {
+        "rows_read": cleaned.rows.num_rows + cleaned.rejected.num_rows + cleaned.duplicates_dropped,
         "rows_merged": cleaned.rows.num_rows,
         "rows_rejected": cleaned.rejected.num_rows,
         "duplicates_dropped": cleaned.duplicates_dropped,
-        "rejected_by_reason": dict(Counter(cleaned.rejected.column("_reason_code").to_pylist())),
+        "rejected_by_reason": cleaned.rejected.counts("_reason_code"),
         # what the quality gate needs to read only this batch's rows, and the table's size from the Delta log
         "partitions": delta.partition_values(contract, cleaned.rows),
         "table_rows": result.table_rows,
@@ -133,7 +143,7 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
     job.ledger.close_batch(
         batch,
         result.version,
-        {r.file_id: FileResult(merged[r.file_id], rejected[r.file_id]) for r in records},
+        {r.file_id: FileResult(merged.get(r.file_id, 0), rejected.get(r.file_id, 0)) for r in records},
         summary,
     )
     return BatchReport(

@@ -19,21 +19,35 @@ Cleaning rules (documented in docs/etl.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
 from chalicelib.config import Column, Contract
 from chalicelib.errors import TableError
+from lakehouse_etl.duck import Rows
 
 _NUMBER_CLEAN = "regexp_replace(regexp_replace({x}, '[€$£¥[:space:]]', '', 'g'), ',([0-9]{{3}})', '\\1', 'g')"
 
 
 @dataclass(frozen=True)
 class Cleaned:
-    rows: pa.Table  # typed, one row per key, contract columns + _source_file
-    rejected: pa.Table  # raw strings + _reason_code, _reason, lineage
+    """The outcome of `clean`, held by its DuckDB session (spilled to disk past its memory limit): close it after."""
+
+    rows: Rows  # typed, one row per key, contract columns + _source_file
+    rejected: Rows  # raw strings + _reason_code, _reason, _source_file, _row
     duplicates_dropped: int
+
+    def close(self) -> None:
+        self.rows.close()
+
+    def __enter__(self) -> Cleaned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def arrow_type(column: Column) -> pa.DataType:
@@ -137,18 +151,31 @@ def clean_sql(contract: Contract, references: dict[str, str]) -> str:
 
 
 def clean(
-    batch: pa.Table, contract: Contract, parent_keys: dict[str, pa.Table] | None = None, files: list[str] | None = None
+    batch: pa.Table | pa.RecordBatchReader,
+    contract: Contract,
+    parents: Mapping[str, tuple[Any, str]] | None = None,
+    files: list[str] | None = None,
+    *,
+    memory_limit: int | None = None,
+    spill_dir: str | None = None,
 ) -> Cleaned:
-    """Type, check and de-duplicate `batch` (strings + lineage, from sources.read_batch).
+    """Type, check and de-duplicate `batch` (strings + lineage, from sources.stream_batch), in DuckDB within
+    `memory_limit` bytes, spilling to `spill_dir`.
 
-    `parent_keys[fk column]` is a one-column table `k` of the parent's existing keys; `files[_seq]` is the
-    file id each row came from.
+    `parents[fk column]` is (something DuckDB scans: an Arrow table or dataset, its key column) for the parent's
+    existing rows: only the keys the batch names are looked up there. `files[_seq]` is the file id each row came
+    from.
     """
     from lakehouse_etl.duck import session
 
-    con = session()
+    con = session(memory_limit=memory_limit, spill_dir=spill_dir)
     con.execute("SET preserve_insertion_order = false")  # row order carries no meaning here; lineage does
-    con.register("batch", batch)
+    if isinstance(batch, pa.RecordBatchReader):  # a stream is read once: keep it (it is scanned twice)
+        con.register("incoming", batch)
+        con.execute("CREATE TABLE batch AS SELECT * FROM incoming")
+        con.unregister("incoming")
+    else:
+        con.register("batch", batch)
     files = files or []
     con.register(
         "files",
@@ -156,32 +183,40 @@ def clean(
     )
     references = {}
     for i, fk_col in enumerate(sorted(contract.foreign_keys)):
-        keys = (parent_keys or {}).get(fk_col, pa.table({"k": pa.array([], pa.string())}))
-        con.register(f"parent_{i}", keys)
-        references[fk_col] = f"(SELECT DISTINCT CAST(k AS VARCHAR) AS k FROM parent_{i})"
+        parent, column = (parents or {}).get(fk_col, (pa.table({"k": pa.array([], pa.string())}), "k"))
+        con.register(f"parent_{i}", parent)
+        # a semi-join on the batch's values: the parent's key column is streamed past them, never held whole
+        references[fk_col] = (
+            f"(SELECT DISTINCT CAST(p.{_q(column)} AS VARCHAR) AS k FROM parent_{i} p "
+            f"WHERE CAST(p.{_q(column)} AS VARCHAR) IN (SELECT trim({_q(fk_col)}) FROM batch))"
+        )
     con.execute(f"CREATE TEMP TABLE checked AS {clean_sql(contract, references)}")
 
     names = [_q(c) for c in contract.column_names]
     raw = ", ".join(f"b.{c}" for c in names)
-    good, bad = con.execute("SELECT count(*) FILTER (WHERE _reason IS NULL), count(_reason) FROM checked").fetchone()
-    rejected = con.sql(  # the raw strings as delivered, with every reason
-        f"SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, f._source_file, b._row "
+    good = con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchone()[0]
+    con.execute(  # the raw strings as delivered, with every reason
+        f"CREATE TEMP TABLE rejected AS SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, "
+        "f._source_file, b._row "
         "FROM (SELECT * FROM checked WHERE _reason IS NOT NULL) c JOIN batch b ON b._seq = c._seq AND b._row = c._row "
-        "LEFT JOIN files f ON f._seq = c._seq "
-        "ORDER BY b._seq, b._row" + ("" if bad else " LIMIT 0")
-    ).to_arrow_table()
+        "LEFT JOIN files f ON f._seq = c._seq ORDER BY b._seq, b._row"
+    )
     key = ", ".join(_q(k) for k in contract.primary_key)
     # Only keys that occur more than once pay for the window that picks the last delivered row.
     con.execute(
         f"CREATE TEMP TABLE dup AS SELECT {key} FROM checked WHERE _reason IS NULL GROUP BY {key} HAVING count(*) > 1"
     )
     columns = f"{', '.join(names)}, _seq"
-    rows = con.sql(
-        f"SELECT {', '.join('w.' + n for n in names)}, f._source_file FROM ("
+    con.execute(
+        f"CREATE TEMP TABLE good AS SELECT {', '.join('w.' + n for n in names)}, f._source_file FROM ("
         f"SELECT {columns} FROM checked WHERE _reason IS NULL AND ({key}) NOT IN (SELECT ({key}) FROM dup) "
         f"UNION ALL SELECT {columns} FROM (SELECT * FROM checked WHERE _reason IS NULL AND ({key}) IN "
         f"(SELECT ({key}) FROM dup) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1)"
         ") w LEFT JOIN files f ON f._seq = w._seq"
-    ).to_arrow_table()
-    con.close()
-    return Cleaned(rows.cast(table_schema(contract)), rejected, good - rows.num_rows)
+    )
+    con.execute("DROP TABLE checked")  # what is left is `good` and `rejected`: free the rest before the MERGE
+    con.execute("DROP TABLE dup")
+    if isinstance(batch, pa.RecordBatchReader):
+        con.execute("DROP TABLE batch")
+    rows = Rows(con, "good", table_schema(contract))
+    return Cleaned(rows, Rows(con, "rejected"), good - rows.num_rows)
