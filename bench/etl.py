@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--batch", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3, help="runs per phase; the median is reported")
-    parser.add_argument("--memory-mb", type=int, default=MEMORY // 2**20, help="the ETL's etl_memory_bytes, in MiB")
+    parser.add_argument("--memory-mb", type=int, default=2048, help="the ETL's etl_memory_bytes, in MiB")
     args = parser.parse_args()
     global MEMORY
     MEMORY = args.memory_mb * 2**20

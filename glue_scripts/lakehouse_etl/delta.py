@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from chalicelib.config import Contract
 from chalicelib.errors import TableError
-from lakehouse_etl.duck import Rows
+from lakehouse_etl.duck import STREAM_ROWS, Rows
 from lakehouse_etl.transform import table_schema
 
 log = logging.getLogger(__name__)
@@ -125,18 +125,108 @@ def key_partitions(table: Any, contract: Contract, rows: Rows, *, exclude: Colle
         con.unregister("_file_bounds")
     if not candidates:
         return set()
-    con.register("_target", table.to_pyarrow_dataset())
+    # only the candidates' files: a dataset of every file of the table costs time that grows with the table
+    where = [(part, "in", [str(v) for v in candidates])]
+    con.register("_target", table.to_pyarrow_dataset(file_pruning_predicate=where))
     try:
         return {
             v
             for (v,) in con.execute(
-                f'SELECT DISTINCT t."{part}" FROM _target t WHERE t."{part}" IN '
-                f"({', '.join(literal(v) for v in sorted(candidates))}) "
-                f'AND t."{key}" IN (SELECT "{key}" FROM {batch})'
+                f'SELECT DISTINCT t."{part}" FROM _target t WHERE t."{key}" IN (SELECT "{key}" FROM {batch})'
             ).fetchall()
         }
     finally:
         con.unregister("_target")
+
+
+def append_files(table: Any, rows: Rows, contract: Contract, commit: Any, storage_options: dict[str, str]) -> None:
+    """Append `rows` to `table` in one commit, a partition at a time: the rows stream sorted by the partition column
+    into pyarrow's dataset writer, which closes each file once its partition is passed, and the written files are
+    committed as add actions (with their statistics) and `commit`'s app transaction. Written by hand because
+    delta-rs 1.6 keeps a writer open per partition until the end of a write, so a load that spans every day of a
+    year holds them all in memory at once; this keeps a few files open, whatever the number of partitions."""
+    import uuid
+
+    import pyarrow.dataset as ds
+
+    part = contract.partition_column
+    schema = table_schema(contract)
+    written: list[Any] = []
+    filesystem, root = arrow_filesystem(table.table_uri, storage_options)
+    ds.write_dataset(
+        rows.reader(order_by=part),
+        root,
+        filesystem=filesystem,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([schema.field(part)]), flavor="hive") if part else None,
+        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+        existing_data_behavior="overwrite_or_ignore",
+        max_open_files=4,  # rows come sorted by partition: a passed partition's file is closed
+        max_rows_per_group=STREAM_ROWS,
+        file_visitor=written.append,
+    )
+    actions = [_add_action(f.path.removeprefix(root).lstrip("/"), f.size, f.metadata, part) for f in written]
+    table.create_write_transaction(
+        actions, mode="append", schema=schema, partition_by=[part] if part else None, commit_properties=commit
+    )
+    table.update_incremental()  # the caller reads the new version from it
+
+
+def arrow_filesystem(uri: str, storage_options: dict[str, str]) -> tuple[Any, str]:
+    """pyarrow's own filesystem for a table location and the table's path in it: S3 with the lake's endpoint and
+    credentials (none given: the AWS default chain, as on Glue), or the local disk."""
+    import pyarrow.fs as pa_fs
+
+    if not uri.startswith("s3://"):
+        return pa_fs.LocalFileSystem(), uri.removeprefix("file://")
+    o = {k.upper(): v for k, v in storage_options.items()}
+    keys = {}
+    if o.get("AWS_ACCESS_KEY_ID"):
+        keys = {"access_key": o["AWS_ACCESS_KEY_ID"], "secret_key": o.get("AWS_SECRET_ACCESS_KEY")}
+        keys["session_token"] = o.get("AWS_SESSION_TOKEN")
+    endpoint = o.get("AWS_ENDPOINT_URL")
+    filesystem = pa_fs.S3FileSystem(region=o.get("AWS_REGION"), endpoint_override=endpoint, **keys)
+    return filesystem, uri.removeprefix("s3://").rstrip("/")
+
+
+def _add_action(path: str, size: int, metadata: Any, part: str | None) -> Any:
+    """The add action of a Parquet file written into the table: its partition value (from its hive folder) and the
+    statistics Delta readers prune by (rows, nulls, and min and max of string, integer and date columns; left out
+    for other types, which the protocol allows, rather than round a decimal or a timestamp the wrong way)."""
+    import json
+    from datetime import UTC, datetime
+
+    from deltalake.transaction import AddAction
+
+    values: dict[str, str | None] = {}
+    if part:
+        value = path.split("/")[0].removeprefix(f"{part}=")
+        values[part] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for i in range(metadata.num_columns):
+        name = metadata.schema.column(i).name
+        for g in range(metadata.num_row_groups):
+            stats = metadata.row_group(g).column(i).statistics
+            if stats is None:
+                nulls.pop(name, None)
+                low.pop(name, None), high.pop(name, None)
+                break
+            nulls[name] = nulls.get(name, 0) + stats.null_count
+            if not stats.has_min_max or not isinstance(stats.min, str | int | date) or isinstance(stats.min, bool):
+                continue
+            low[name] = min(low.get(name, stats.min), stats.min)
+            high[name] = max(high.get(name, stats.max), stats.max)
+    as_json = {k: v.isoformat() if isinstance(v, date) else v for k, v in low.items()}
+    stats_json = {
+        "numRecords": metadata.num_rows,
+        "minValues": as_json,
+        "maxValues": {k: v.isoformat() if isinstance(v, date) else v for k, v in high.items()},
+        "nullCount": nulls,
+    }
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    return AddAction(path, size, values, now, True, json.dumps(stats_json))
 
 
 def merge_batch(
@@ -190,9 +280,7 @@ def _merge(
         commit = CommitProperties(app_transactions=[Transaction(app_id, version)])
         try:
             if not table.file_uris():  # an empty table: nothing to match, an append is the same and 3x faster
-                from deltalake import write_deltalake
-
-                write_deltalake(table, rows.reader(), mode="append", commit_properties=commit)
+                append_files(table, rows, contract, commit, storage_options)
                 return MergeResult(table.version(), False, {"num_target_rows_inserted": rows.num_rows}, table.count())
             predicate = merge_predicate(contract, rows, table)  # before the stream: a query on its session ends it
             metrics = (

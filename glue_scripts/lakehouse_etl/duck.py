@@ -19,6 +19,7 @@ def session(*, memory_limit: int | None = None, spill_dir: str | None = None) ->
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # a long query would draw one on stdout: job logs, JSON reports
     if memory_limit:
         con.execute(f"SET memory_limit = '{max(1, memory_limit // 2**20)}MiB'")
     if spill_dir:
@@ -43,14 +44,10 @@ class Rows:
     _count: int | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, table: pa.Table | pa.RecordBatchReader, schema: pa.Schema | None = None) -> Rows:
-        """Rows of an Arrow table (registered, not copied) or of a stream (loaded into a session of its own)."""
+    def of(cls, table: pa.Table, schema: pa.Schema | None = None) -> Rows:
+        """Rows of an Arrow table, registered (not copied) in a session of their own."""
         con = session()
         con.register("source", table)
-        if isinstance(table, pa.RecordBatchReader):
-            con.execute("CREATE TABLE rows AS SELECT * FROM source")
-            con.unregister("source")
-            return cls(con, "rows", schema)
         return cls(con, "source", schema)
 
     @property
@@ -59,9 +56,11 @@ class Rows:
             self._count = int(self.con.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0])
         return self._count
 
-    def reader(self) -> pa.RecordBatchReader:
-        """A stream of the rows. It ends when its session runs another query: read it before asking anything else."""
-        stream = self.con.sql(f"SELECT * FROM {self.name}").to_arrow_reader(STREAM_ROWS)
+    def reader(self, *, order_by: str | None = None) -> pa.RecordBatchReader:
+        """A stream of the rows (sorted by column `order_by`: DuckDB sorts within its memory limit). It ends when its
+        session runs another query: read it before asking anything else."""
+        order = f' ORDER BY "{order_by}"' if order_by else ""
+        stream = self.con.sql(f"SELECT * FROM {self.name}{order}").to_arrow_reader(STREAM_ROWS)
         return stream.cast(self.schema) if self.schema is not None else stream
 
     def distinct(self, column: str) -> list[Any]:

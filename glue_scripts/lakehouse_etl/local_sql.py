@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from chalicelib.athena import QueryError, QueryResult, read_only
@@ -30,10 +31,14 @@ def sql_name(name: str) -> str:
     return name.replace("/", "_")
 
 
-def duckdb_connection(lake: Lake) -> Any:
-    """DuckDB with a view per existing table (`processed_orders`, `curated_customer_summary`, ...)."""
+def duckdb_connection(lake: Lake, sql: str | None = None) -> Any:
+    """DuckDB with a view per existing table (`processed_orders`, `curated_customer_summary`, ...); given `sql`, only
+    the tables it names (listing a table's files costs time that grows with them: a scan of one batch should not pay
+    it for every table of the lake)."""
     con = duck.session()
     for name, uri in tables(lake).items():
+        if sql is not None and not re.search(rf"\b{sql_name(name)}\b", sql):
+            continue
         table = delta.open_table(uri, lake.storage_options)
         if table is not None:
             con.register(sql_name(name), table.to_pyarrow_dataset())
@@ -56,7 +61,7 @@ class DuckDBEngine:
         import duckdb
 
         statement = read_only(sql)
-        con = duckdb_connection(self.lake)
+        con = duckdb_connection(self.lake, statement)
         try:
             cursor = con.execute(statement)
             rows = cursor.fetchall()

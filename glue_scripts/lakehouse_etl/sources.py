@@ -21,7 +21,7 @@ from chalicelib.config import Contract
 from chalicelib.ledger import FileRecord
 
 LINEAGE = ("_seq", "_row")  # the file's position in the batch, the row in the file
-BLOCK_BYTES = 16 * 1024**2  # CSV parsed this much at a time
+BLOCK_BYTES = 2 * 1024**2  # CSV parsed this much at a time: twice [limits] max_line_bytes (a row must fit a block)
 BATCH_ROWS = 128 * 1024  # JSON lines handed over this many rows at a time
 _CHUNK = 8 * 1024**2  # download and decompression buffer
 _GZIP = b"\x1f\x8b"

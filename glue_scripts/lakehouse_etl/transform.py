@@ -166,14 +166,41 @@ def clean(
     existing rows: only the keys the batch names are looked up there. `files[_seq]` is the file id each row came
     from.
     """
+    import duckdb
+
     from lakehouse_etl.duck import session
 
     con = session(memory_limit=memory_limit, spill_dir=spill_dir)
+    try:
+        return _clean(con, batch, contract, parents, files)
+    except duckdb.OutOfMemoryException as exc:
+        con.close()
+        raise TableError(
+            f"{contract.name}: the batch needs more working memory than [pipeline] etl_memory_bytes "
+            f"({(memory_limit or 0) // 2**20} MiB) allows, even spilling to disk: raise it ({str(exc).splitlines()[0]})"
+        ) from exc
+    except BaseException:
+        con.close()
+        raise
+
+
+def _clean(
+    con: Any,
+    batch: pa.Table | pa.RecordBatchReader,
+    contract: Contract,
+    parents: Mapping[str, tuple[Any, str]] | None,
+    files: list[str] | None,
+) -> Cleaned:
     con.execute("SET preserve_insertion_order = false")  # row order carries no meaning here; lineage does
     if isinstance(batch, pa.RecordBatchReader):  # a stream is read once: keep it (it is scanned twice)
-        con.register("incoming", batch)
-        con.execute("CREATE TABLE batch AS SELECT * FROM incoming")
-        con.unregister("incoming")
+        # Fed a block at a time from this thread: the stream is a Python generator, which DuckDB's own threads
+        # must not pull (an error half-way then crashed or hung the interpreter).
+        con.register("block", batch.schema.empty_table())
+        con.execute("CREATE TABLE batch AS SELECT * FROM block")
+        for block in batch:
+            con.register("block", block)
+            con.execute("INSERT INTO batch SELECT * FROM block")
+        con.unregister("block")
     else:
         con.register("batch", batch)
     files = files or []
