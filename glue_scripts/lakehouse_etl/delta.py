@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -194,7 +194,7 @@ def _add_action(path: str, size: int, metadata: Any, part: str | None) -> Any:
     statistics Delta readers prune by (rows, nulls, and min and max of string, integer and date columns; left out
     for other types, which the protocol allows, rather than round a decimal or a timestamp the wrong way)."""
     import json
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from deltalake.transaction import AddAction
 
@@ -207,26 +207,23 @@ def _add_action(path: str, size: int, metadata: Any, part: str | None) -> Any:
     nulls: dict[str, int] = {}
     for i in range(metadata.num_columns):
         name = metadata.schema.column(i).name
-        for g in range(metadata.num_row_groups):
-            stats = metadata.row_group(g).column(i).statistics
-            if stats is None:
-                nulls.pop(name, None)
-                low.pop(name, None), high.pop(name, None)
-                break
-            nulls[name] = nulls.get(name, 0) + stats.null_count
-            if not stats.has_min_max or not isinstance(stats.min, str | int | date) or isinstance(stats.min, bool):
-                continue
-            low[name] = min(low.get(name, stats.min), stats.min)
-            high[name] = max(high.get(name, stats.max), stats.max)
-    as_json = {k: v.isoformat() if isinstance(v, date) else v for k, v in low.items()}
-    stats_json = {
-        "numRecords": metadata.num_rows,
-        "minValues": as_json,
-        "maxValues": {k: v.isoformat() if isinstance(v, date) else v for k, v in high.items()},
-        "nullCount": nulls,
-    }
+        groups = [metadata.row_group(g).column(i).statistics for g in range(metadata.num_row_groups)]
+        if any(stats is None for stats in groups):
+            continue  # a column without statistics in some row group gets none: readers then read the file
+        nulls[name] = sum(stats.null_count for stats in groups)
+        if all(stats.has_min_max and _stat_value(stats.min) is not None for stats in groups) and groups:
+            low[name] = _stat_value(min(stats.min for stats in groups))
+            high[name] = _stat_value(max(stats.max for stats in groups))
+    stats_json = {"numRecords": metadata.num_rows, "minValues": low, "maxValues": high, "nullCount": nulls}
     now = int(datetime.now(UTC).timestamp() * 1000)
     return AddAction(path, size, values, now, True, json.dumps(stats_json))
+
+
+def _stat_value(value: Any) -> Any:
+    """A min or max as Delta's statistics write it, or None for a type left out (booleans, decimals, timestamps)."""
+    if isinstance(value, bool | datetime) or not isinstance(value, str | int | date):
+        return None
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def merge_batch(
