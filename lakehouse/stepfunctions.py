@@ -13,8 +13,10 @@ the subset the project's definitions use and refuses anything else before runnin
 - Choice rules: And, Or, Not, IsPresent, IsNull, StringEquals, StringMatches, NumericEquals,
   NumericLessThan(Equals), NumericGreaterThan(Equals), BooleanEquals, and the `...Path` forms.
 
-The execution history (state entered/exited, task failures, retries) is kept for the CLI. Timeouts (a
-Task's TimeoutSeconds/HeartbeatSeconds) are refused; the definition's overall TimeoutSeconds is not enforced.
+The execution history (state entered/exited, task failures, retries) is kept for the CLI. The definition's
+TimeoutSeconds is enforced as AWS does: past it the execution fails with States.Timeout, which no Catch takes; a
+state already running (a local Glue process) is not cut short, the next one does not start, and a Wait ends at the
+deadline. A Task's own TimeoutSeconds/HeartbeatSeconds are refused.
 """
 
 from __future__ import annotations
@@ -307,16 +309,20 @@ def reachable_states(definition: dict[str, Any]) -> set[str]:
     return seen
 
 
+# States.ALL catches neither: "The States.ALL error type can't catch the States.DataLimitExceeded terminal error type
+# and runtime error types" (Step Functions developer guide, "Handling errors in Step Functions workflows").
+_UNCATCHABLE = ("States.Runtime", "States.DataLimitExceeded")
+
+
 def _matches(errors: list[str], error: str) -> bool:
-    return (
-        "States.ALL" in errors
-        or error in errors
-        or ("States.TaskFailed" in errors and error not in ("States.Timeout", "States.Runtime"))
-    )
+    if error in _UNCATCHABLE:
+        return error in errors
+    return "States.ALL" in errors or error in errors or ("States.TaskFailed" in errors and error != "States.Timeout")
 
 
 class Executor:
-    """Runs one definition; `dispatch` performs Tasks, `sleep` waits (tests pass a fake one)."""
+    """Runs one definition, one execution at a time; `dispatch` performs Tasks, `sleep` waits and `clock` tells the
+    time for the execution's TimeoutSeconds (tests pass fake ones)."""
 
     def __init__(
         self,
@@ -324,11 +330,13 @@ class Executor:
         dispatch: Dispatch,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         parallel_threads: bool = True,
     ) -> None:
         validate_definition(definition)
-        self.definition, self.dispatch, self.sleep = definition, dispatch, sleep
+        self.definition, self.dispatch, self.sleep, self.clock = definition, dispatch, sleep, clock
         self.parallel_threads = parallel_threads
+        self.deadline: float | None = None
 
     def run(self, name: str, input_: Any) -> Execution:
         execution = Execution(name)
@@ -346,6 +354,8 @@ class Executor:
                     }
                 )
 
+        timeout = self.definition.get("TimeoutSeconds")
+        self.deadline = self.clock() + timeout if timeout else None
         try:
             execution.output = self._run_machine(self.definition, input_, context, record, "")
             execution.status = "SUCCEEDED"
@@ -360,6 +370,13 @@ class Executor:
         while True:
             state = machine["States"][name]
             label = prefix + name
+            if self.deadline is not None and self.clock() >= self.deadline:
+                record("ExecutionTimedOut", label)
+                raise _TimedOut(
+                    "States.Timeout",
+                    f"the execution ran past its TimeoutSeconds ({self.definition['TimeoutSeconds']})",
+                    label,
+                )
             record("StateEntered", label)
             kind = state["Type"]
             try:
@@ -402,6 +419,8 @@ class Executor:
             seconds = state.get("Seconds")
             if seconds is None:
                 seconds = get_path(effective, state["SecondsPath"])
+            if self.deadline is not None:  # the execution's timeout ends a Wait too
+                seconds = max(0.0, min(float(seconds), self.deadline - self.clock()))
             self.sleep(float(seconds))
             return self._output(state, effective)
         if "Parameters" in state and kind != "Map":
@@ -468,6 +487,9 @@ class Executor:
         else:
             for i in range(len(runs)):
                 run_one(i)
+        timed_out = next((e for e in errors if isinstance(e, _TimedOut)), None)
+        if timed_out is not None:  # the whole execution has timed out: no Catch of this state may take it
+            raise timed_out
         if errors:  # a failed branch or iteration fails the state with its error
             raise TaskError(errors[0].error, errors[0].cause)
         return results
@@ -521,13 +543,18 @@ class Executor:
         value = get_path(data, rule["Variable"], _ABSENT)
         if "IsPresent" in rule:
             return (value is not _ABSENT) == rule["IsPresent"]
+        if value is _ABSENT:  # AWS fails the execution here rather than take the Default: guard with IsPresent
+            raise TaskError(
+                "States.Runtime",
+                f"Invalid path {rule['Variable']!r}: the choice state's condition path references an invalid value",
+            )
         if "IsNull" in rule:
             return (value is None) == rule["IsNull"]
         for op, compare in _COMPARISONS.items():
             if op in rule:
-                return value is not _ABSENT and compare(value, rule[op])
+                return compare(value, rule[op])
             if op + "Path" in rule:
-                return value is not _ABSENT and compare(value, get_path(data, rule[op + "Path"]))
+                return compare(value, get_path(data, rule[op + "Path"]))
         raise UnsupportedDefinition(f"choice rule {rule} uses an unsupported operator")
 
 
@@ -535,3 +562,7 @@ class _Failed(LakehouseError):  # a Fail state or an uncaught error ends the exe
     def __init__(self, error: str, cause: str, state: str) -> None:
         super().__init__(error)
         self.error, self.cause, self.state = error, cause, state
+
+
+class _TimedOut(_Failed):  # the execution's TimeoutSeconds passed: it ends whatever Catch a state has
+    pass

@@ -267,3 +267,97 @@ def test_intrinsics_format_and_json_to_string():
     data = {"run": "r-1", "where": "a, b", "detail": {"k": [1]}, "n": 41}
     out = Executor(definition, Calls()).run("x", data).output
     assert out == {"msg": "run r-1 failed at a, b", "json": '{"k":[1]}', "next": 42}
+
+
+def test_a_choice_on_an_absent_path_fails_with_states_runtime_which_states_all_does_not_catch():
+    """AWS fails the execution rather than take the Default, and a Catch on States.ALL does not take
+    States.Runtime ("Handling errors in Step Functions workflows"): the local executor must not be kinder."""
+    choice = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.status.LastCrawl.Status", "StringEquals": "SUCCEEDED", "Next": "Done"}],
+        "Default": "Other",
+    }
+    branch = {"StartAt": "C", "States": {"C": choice, "Done": {"Type": "Succeed"}, "Other": {"Type": "Succeed"}}}
+    definition = machine(
+        {
+            "P": {
+                "Type": "Parallel",
+                "Branches": [branch],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
+                "End": True,
+            },
+            "Handled": {"Type": "Pass", "End": True},
+        }
+    )
+    run = Executor(definition, Calls()).run
+    failed = run("absent", {"status": {}})
+    assert (failed.status, failed.error) == ("FAILED", "States.Runtime") and "$.status.LastCrawl.Status" in failed.cause
+    assert run("present", {"status": {"LastCrawl": {"Status": "FAILED"}}}).status == "SUCCEEDED"  # the Default
+    guarded = dict(choice, Choices=[{"Variable": "$.x", "IsPresent": True, "Next": "Done"}])
+    assert (
+        Executor(machine({"C": guarded, "Done": {"Type": "Succeed"}, "Other": {"Type": "Succeed"}}), Calls())
+        .run("g", {})
+        .status
+        == "SUCCEEDED"
+    )
+
+
+def test_a_catch_that_names_states_runtime_takes_it():
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "InputPath": "$.missing",
+                "Catch": [{"ErrorEquals": ["States.Runtime"], "Next": "Handled"}],
+                "End": True,
+            },
+            "Handled": {"Type": "Pass", "Result": "handled", "End": True},
+        }
+    )
+    assert Executor(definition, Calls()).run("e", {}).output == "handled"
+
+
+class Clock:
+    """A fake clock that the fake sleep moves forward."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_the_execution_timeout_fails_it_with_states_timeout_which_no_catch_takes():
+    """AWS fails an execution past the definition's TimeoutSeconds with States.Timeout; a polling loop that never
+    ends must not run forever locally either."""
+    clock = Clock()
+    poll = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {"Type": "Wait", "Seconds": 30, "Next": "Again"},
+            "Again": {"Type": "Choice", "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "End"}],
+                      "Default": "Wait"},
+            "End": {"Type": "Succeed"},
+        },
+    }  # fmt: skip
+    definition = {
+        "StartAt": "P",
+        "TimeoutSeconds": 100,
+        "States": {
+            "P": {
+                "Type": "Parallel",
+                "Branches": [poll],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
+                "End": True,
+            },
+            "Handled": {"Type": "Pass", "End": True},
+        },
+    }
+    execution = Executor(definition, Calls(), sleep=clock.sleep, clock=clock).run("e", {"done": False})
+    assert (execution.status, execution.error) == ("FAILED", "States.Timeout")
+    assert clock.now == 100  # the last Wait ended at the deadline, not after it
+    assert Executor(definition, Calls(), sleep=clock.sleep, clock=clock).run("f", {"done": True}).status == "SUCCEEDED"
