@@ -337,6 +337,7 @@ class Executor:
         self.definition, self.dispatch, self.sleep, self.clock = definition, dispatch, sleep, clock
         self.parallel_threads = parallel_threads
         self.deadline: float | None = None
+        self._local = threading.local()  # per thread: the stop signals of the Parallel/Map states it runs inside
 
     def run(self, name: str, input_: Any) -> Execution:
         execution = Execution(name)
@@ -370,6 +371,8 @@ class Executor:
         while True:
             state = machine["States"][name]
             label = prefix + name
+            if any(s.is_set() for s in getattr(self._local, "stops", ())):
+                raise _Stopped("stopped", "a sibling branch failed", label)
             if self.deadline is not None and self.clock() >= self.deadline:
                 record("ExecutionTimedOut", label)
                 raise _TimedOut(
@@ -464,19 +467,29 @@ class Executor:
         return self._run_all(runs, 0, record)
 
     def _run_all(self, runs: list[tuple[dict, Any, Any, str]], max_concurrency: int, record: Callable) -> list[Any]:
-        """Run Parallel branches or Map iterations; the first failure fails the state and no new one starts
-        (the ones already running finish: a local process cannot be stopped half-way safely)."""
+        """Run Parallel branches or Map iterations. The first failure fails the state and stops the others, as AWS
+        does ("If any branch fails, ... the entire Parallel state fails and all its branches are stopped", Step
+        Functions guide, Parallel state): no new iteration starts and a running branch enters no further state. A
+        state already running finishes (a local process cannot be stopped half-way safely)."""
         results: list[Any] = [None] * len(runs)
         errors: list[_Failed] = []
+        stop = threading.Event()
+        outer = getattr(self._local, "stops", ())
 
         def run_one(i: int) -> None:
             if errors:
                 return
             machine, data, context, prefix = runs[i]
+            self._local.stops = (*outer, stop)
             try:
                 results[i] = self._run_machine(machine, data, context, record, prefix)
+            except _Stopped as stopped:
+                record("BranchStopped", stopped.state)
             except _Failed as failed:
                 errors.append(failed)
+                stop.set()
+            finally:
+                self._local.stops = outer
 
         workers = len(runs) if max_concurrency == 0 else max_concurrency
         if self.parallel_threads and workers > 1:
@@ -487,6 +500,8 @@ class Executor:
         else:
             for i in range(len(runs)):
                 run_one(i)
+        if any(s.is_set() for s in outer) and not errors:
+            raise _Stopped("stopped", "an enclosing Parallel or Map failed", "")
         timed_out = next((e for e in errors if isinstance(e, _TimedOut)), None)
         if timed_out is not None:  # the whole execution has timed out: no Catch of this state may take it
             raise timed_out
@@ -562,6 +577,10 @@ class _Failed(LakehouseError):  # a Fail state or an uncaught error ends the exe
     def __init__(self, error: str, cause: str, state: str) -> None:
         super().__init__(error)
         self.error, self.cause, self.state = error, cause, state
+
+
+class _Stopped(_Failed):  # a sibling of an enclosing Parallel branch or Map iteration failed: this one ends quietly
+    pass
 
 
 class _TimedOut(_Failed):  # the execution's TimeoutSeconds passed: it ends whatever Catch a state has

@@ -361,3 +361,34 @@ def test_the_execution_timeout_fails_it_with_states_timeout_which_no_catch_takes
     assert (execution.status, execution.error) == ("FAILED", "States.Timeout")
     assert clock.now == 100  # the last Wait ended at the deadline, not after it
     assert Executor(definition, Calls(), sleep=clock.sleep, clock=clock).run("f", {"done": True}).status == "SUCCEEDED"
+
+
+def test_a_failed_branch_stops_its_siblings_at_their_next_state():
+    """AWS stops every branch of a Parallel when one fails; the local executor lets a running state finish (a local
+    process is not killed half-way) but starts nothing after it."""
+    import time
+
+    def slow(params):
+        time.sleep(0.3)  # still running when the other branch fails
+        return {"merged": True}
+
+    other = {
+        "StartAt": "Merge",
+        "States": {
+            "Merge": {"Type": "Task", "Resource": "job", "Next": "Publish"},
+            "Publish": {"Type": "Task", "Resource": "publish", "End": True},
+        },
+    }
+    failing = {
+        "StartAt": "Poll",
+        "States": {
+            "Poll": {"Type": "Wait", "Seconds": 0.1, "Next": "Crawl"},  # fails while Merge runs
+            "Crawl": {"Type": "Fail", "Error": "CrawlerFailed", "Cause": "no"},
+        },
+    }
+    definition = machine({"P": {"Type": "Parallel", "Branches": [failing, other], "End": True}})
+    calls = Calls(job=[slow], publish=[{"published": True}])
+    execution = Executor(definition, calls).run("e", {})
+    assert (execution.status, execution.error) == ("FAILED", "CrawlerFailed")
+    assert [r for r, _ in calls.seen] == ["job"]  # the running Merge finished; Publish never started
+    assert any(e["event"] == "BranchStopped" and e["state"] == "P.1.Publish" for e in execution.history)
