@@ -115,8 +115,15 @@ def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
                 AttributeDefinitions=LEDGER_TABLE_SPEC["AttributeDefinitions"],
                 GlobalSecondaryIndexUpdates=[{"Create": index}],
             )
-    dynamodb.update_continuous_backups(
-        TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    # "ContinuousBackupsUnavailableException: Backups are being enabled for the table" answers a new table for a while
+    _while_settling(
+        lambda: dynamodb.update_continuous_backups(
+            TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        ),
+        "ContinuousBackupsUnavailableException",
+        why="point-in-time recovery cannot be turned on yet for the new table",
+        wait=10,
+        tries=30,
     )
     return f"ledger table {table}: {'created' if created else 'exists'}; point-in-time recovery on"
 
@@ -150,7 +157,11 @@ def ensure_queues(sqs: Any, stage: Stage) -> tuple[str, str]:
                 "Principal": {"Service": "s3.amazonaws.com"},
                 "Action": "sqs:SendMessage",
                 "Resource": ingest_name_arn,
-                "Condition": {"ArnLike": {"aws:SourceArn": bucket_arn}},
+                # both, as the S3 guide's queue policy example has them: a bucket name can move to another account
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": bucket_arn},
+                    "StringEquals": {"aws:SourceAccount": dlq_arn.split(":")[4]},
+                },
             }
         ],
     }
@@ -193,8 +204,16 @@ def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) 
     others = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != NOTIFICATION_ID]
     if [q for q in current.get("QueueConfigurations", []) if q.get("Id") == NOTIFICATION_ID] == [ours]:
         return f"bucket notification {NOTIFICATION_ID}: up to date"
-    s3.put_bucket_notification_configuration(
-        Bucket=stage.bucket, NotificationConfiguration={**current, "QueueConfigurations": [*others, ours]}
+    # S3 sends a test message to validate the queue, and refuses while the queue's new policy is not visible to it
+    _while_settling(
+        lambda: s3.put_bucket_notification_configuration(
+            Bucket=stage.bucket, NotificationConfiguration={**current, "QueueConfigurations": [*others, ours]}
+        ),
+        "InvalidArgument",
+        message="Unable to validate the following destination configurations",
+        why="S3 cannot validate the ingest queue yet",
+        wait=5,
+        tries=24,
     )
     return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
 
@@ -364,19 +383,34 @@ def state_machine_definition(stage: Stage, account: str, template: str | None = 
     return re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], text)
 
 
-def _while_role_is_new(call: Callable[[], Any], code: str, new_role: bool, wait: float = 5, tries: int = 12) -> Any:
-    """Call, retrying `code` for a minute when the role was created moments ago: IAM is eventually consistent and
-    a service may not be able to assume a new role yet. botocore's retry modes cannot tell this error from a real
-    denial, hence by hand."""
+def _while_settling(
+    call: Callable[[], Any],
+    code: str,
+    *,
+    why: str,
+    settling: bool = True,
+    message: str = "",
+    wait: float = 5,
+    tries: int = 12,
+) -> Any:
+    """Call, retrying error `code` (whose message holds `message`) for a bounded time while something made moments
+    ago settles: a new role is not assumable at once (IAM is eventually consistent), a new table's point-in-time
+    recovery is not available at once, S3 cannot validate a queue whose new policy it does not see yet. botocore's
+    retry modes cannot tell these from real errors, hence by hand; past `tries`, or when nothing is `settling`,
+    the error is raised."""
     for attempt in range(tries):
         try:
             return call()
         except Exception as exc:
-            if not new_role or error_code(exc) != code or attempt == tries - 1:
+            if not settling or error_code(exc) != code or message not in str(exc) or attempt == tries - 1:
                 raise
-            log.info("the new role is not assumable yet (%s); trying again in %g s", code, wait)
+            log.info("%s (%s); trying again in %g s", why, code, wait)
             time.sleep(wait)
     return None
+
+
+def _while_role_is_new(call: Callable[[], Any], code: str, new_role: bool) -> Any:
+    return _while_settling(call, code, why="the new role is not assumable yet", settling=new_role)
 
 
 def ensure_state_machine(sfn: Any, sts: Any, stage: Stage, new_role: bool = False) -> str:

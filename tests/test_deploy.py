@@ -39,7 +39,8 @@ def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, s
     stage = settings.stage(stage_name)
     for name, (trust, policy) in declared_roles.declared_roles(settings, stage, "111122223333").items():
         assert _wildcards(policy) == [], name
-        assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
+        guard = {"StringEquals": {"aws:SourceAccount": "111122223333"}}
+        assert trust["Statement"][0].get("Condition") == (None if name == stage.glue_role else guard), name
         for st in statements(policy):
             for resource in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
                 scoped = stage_name in resource or "/aws-glue/" in resource or resource.endswith(":catalog")
@@ -194,3 +195,69 @@ def test_teardown_stops_when_s3_refuses_to_delete_objects(provisioned, settings,
     with pytest.raises(DeploymentError, match=f"s3://{stage.bucket}: could not delete 1 objects: .*AccessDenied"):
         teardown(settings, stage, c, apply=True, delete_data=True)
     assert c.s3.head_bucket(Bucket=stage.bucket)  # the lake is still there, and a second run can finish
+
+
+def _client_error(code, message="", operation="Call"):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def test_point_in_time_recovery_is_retried_while_a_new_table_cannot_take_it_yet(monkeypatch):
+    """UpdateContinuousBackups often answers a new table ContinuousBackupsUnavailableException: wait, then on."""
+    monkeypatch.setattr(provision.time, "sleep", lambda _: None)
+
+    class Ddb:
+        calls = 0
+
+        def describe_table(self, TableName):
+            return {
+                "Table": {"GlobalSecondaryIndexes": [{"IndexName": i["IndexName"]} for i in provision.LEDGER_INDEXES]}
+            }
+
+        def get_waiter(self, name):
+            return type("W", (), {"wait": lambda *a, **k: None})()
+
+        def update_continuous_backups(self, **kwargs):
+            Ddb.calls += 1
+            if Ddb.calls < 3:
+                raise _client_error("ContinuousBackupsUnavailableException", "Backups are being enabled")
+
+    stage = type("S", (), {"ledger_table": "t"})()
+    assert "point-in-time recovery on" in provision.ensure_ledger_table(Ddb(), stage) and Ddb.calls == 3
+
+
+def test_the_bucket_notification_is_retried_while_s3_cannot_validate_the_queue(monkeypatch):
+    monkeypatch.setattr(provision.time, "sleep", lambda _: None)
+    stage = type("S", (), {"bucket": "b", "ingest_queue": "q"})()
+    answers = [_client_error("InvalidArgument", "Unable to validate the following destination configurations")] * 2
+
+    class S3:
+        puts = 0
+
+        def get_bucket_notification_configuration(self, Bucket):
+            return {}
+
+        def put_bucket_notification_configuration(self, **kwargs):
+            S3.puts += 1
+            if answers:
+                raise answers.pop()
+
+    assert "raw/ -> q" in provision.ensure_notification(S3(), stage, "raw/", "arn:q") and S3.puts == 3
+    answers.append(_client_error("InvalidArgument", "The ARN is not well formed"))  # a real error is not retried
+    with pytest.raises(Exception, match="not well formed"):
+        provision.ensure_notification(S3(), stage, "raw/", "arn:q")
+
+
+def test_trust_and_queue_policies_carry_only_the_condition_keys_the_services_send(provisioned, settings, stage):
+    clients = Clients.for_stage(stage)
+    account = clients.sts.get_caller_identity()["Account"]
+    roles = declared_roles.declared_roles(settings, stage, account)
+    glue_trust, _ = roles[stage.glue_role]
+    assert "Condition" not in glue_trust["Statement"][0]  # Glue documents no aws:SourceAccount when assuming
+    url = clients.sqs.get_queue_url(QueueName=stage.ingest_queue)["QueueUrl"]
+    policy = json.loads(
+        clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    condition = policy["Statement"][0]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": account} and "aws:SourceArn" in condition["ArnLike"]

@@ -285,3 +285,16 @@ def test_the_shipped_rules_really_delete_in_the_versioned_lake_bucket(settings):
     for prefix in (zones.processed, zones.curated, zones.rejected, zones.athena_results, zones.raw):
         assert prefix in noncurrent, f"{prefix} keeps its deleted versions for ever"
     assert min(noncurrent[zones.processed], noncurrent[zones.curated]) > RETENTION_DAYS
+
+
+def test_the_buckets_are_listed_without_the_list_buckets_paginator():
+    """Older Lambda runtimes' botocore has no list_buckets paginator: the sync follows ContinuationToken itself."""
+
+    class S3:  # no get_paginator at all
+        def list_buckets(self, **kwargs):
+            if "ContinuationToken" not in kwargs:
+                return {"Buckets": [{"Name": "a"}, {"Name": "b"}], "ContinuationToken": "t1"}
+            assert kwargs == {"ContinuationToken": "t1"}
+            return {"Buckets": [{"Name": "c"}]}
+
+    assert LifecycleSync(S3(), LAKE, "config/", "reports/").existing_buckets() == {"a", "b", "c"}

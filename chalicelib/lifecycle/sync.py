@@ -133,9 +133,17 @@ class LifecycleSync:
         return texts, versions
 
     def existing_buckets(self) -> set[str]:
-        """The account's buckets."""
-        pages = self.s3.get_paginator("list_buckets").paginate()
-        return {b["Name"] for page in pages for b in page.get("Buckets", [])}
+        """The account's buckets. No paginator: the list_buckets paginator is missing from the botocore of older
+        Lambda runtimes. A newer botocore hands out a ContinuationToken, which is followed; an older one lists them
+        all in one answer."""
+        names: set[str] = set()
+        token = None
+        while True:
+            page = self.s3.list_buckets(**({"ContinuationToken": token} if token else {}))
+            names |= {b["Name"] for b in page.get("Buckets", [])}
+            token = page.get("ContinuationToken")
+            if not token:
+                return names
 
     def run(self, *, dry_run: bool = True, who: str = "lakehouse") -> SyncReport:
         """Read the definitions and make the buckets follow them: a dry run (nothing written) unless `dry_run=False`."""

@@ -17,19 +17,14 @@ from chalicelib.names import crawler_name, job_name, process_job
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
 
 
-def trust(service: str, account: str) -> dict[str, Any]:
-    """Only `service`, acting for this account (the confused-deputy guard AWS recommends)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": service},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-            }
-        ],
-    }
+def trust(service: str, account: str, *, source_account: bool = True) -> dict[str, Any]:
+    """Only `service` may assume the role; with `source_account`, only when acting for this account (the
+    confused-deputy guard), for services that document sending `aws:SourceAccount` when they assume a role (Step
+    Functions does). Glue documents no such key, and a condition on a key that is not sent denies: not for Glue."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if source_account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
@@ -151,7 +146,10 @@ def declared_roles(settings: Settings, stage: Stage, account: str) -> dict[str, 
     """Role name -> (trust policy, inline policy), for the roles the stage names rather than brings (a role given
     as an ARN is managed elsewhere)."""
     roles = {
-        stage.glue_role: (trust("glue.amazonaws.com", account), glue_policy(settings, stage, account)),
+        stage.glue_role: (
+            trust("glue.amazonaws.com", account, source_account=False),
+            glue_policy(settings, stage, account),
+        ),
         stage.pipeline_role: (
             trust("states.amazonaws.com", account),
             pipeline_policy(settings, stage, account),
