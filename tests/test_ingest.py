@@ -287,10 +287,14 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     scripts = provisioned.s3.list_objects_v2(Bucket=stage.bucket, Prefix="glue/scripts/")["Contents"]
     uploaded = sorted(o["Key"].rsplit("/", 1)[1] for o in scripts)
     assert uploaded == ["housekeeping.py", "master_merge.py", "process_dataset.py", "run_batch.py"]
-    # The versions Glue installs are the versions the tests run with.
+    # The versions Glue installs are the versions the tests run with (pins travel), every library the ETL imports.
+    from importlib.metadata import version
+
     pinned = (CONFIG.parent / "requirements-dev.txt").read_text() + (CONFIG.parent / "requirements.txt").read_text()
-    for pin in GLUE_PYTHON_MODULES.split(","):
-        assert pin in pinned
+    glue = dict(pin.split("==") for pin in GLUE_PYTHON_MODULES.split(","))
+    assert {"pyarrow", "deltalake", "duckdb", "msgspec"} <= set(glue)
+    for name, wanted in glue.items():
+        assert f"{name}=={wanted}" in pinned and version(name) == wanted, name
 
 
 def test_provisioning_declares_the_athena_workgroup_with_its_guards(provisioned, settings, stage):

@@ -25,7 +25,9 @@ LOG_PREFIX = "lake/"  # the lake bucket's access logs, in the log bucket
 GLUE_VERSION = "5.0"
 
 
-GLUE_PYTHON_MODULES = "deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
+# pyarrow too: deltalake asks for pyarrow>=21 only under its `pyarrow` extra, so Glue 5.0's older pyarrow would stay,
+# and DeltaTable.create fails with it ("Expected an object with dunder __arrow_c_schema__").
+GLUE_PYTHON_MODULES = "pyarrow==26.0.1,deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
 
 
 GLUE_PREFIX = "glue/"
