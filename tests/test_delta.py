@@ -195,3 +195,16 @@ def test_the_key_lookup_reads_keys_where_file_statistics_cannot_decide(contract,
     assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["c"], 3))) == {date(2025, 3, 1)}
     found = delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3)), exclude={date(2025, 3, 2)})
     assert found == set()
+
+
+def test_on_aws_delta_rs_gets_the_job_role_s_credentials_explicitly(settings, monkeypatch):
+    """delta-rs's own credential chain has failed on Glue (delta-rs issue 3188): the lake hands it boto3's."""
+    from lakehouse_etl.lake import Lake
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAROLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token")
+    options = Lake.for_stage(settings, settings.stage("prod")).storage_options
+    assert options["AWS_ACCESS_KEY_ID"] == "AKIAROLE" and options["AWS_SESSION_TOKEN"] == "token"
+    assert "AWS_ENDPOINT_URL" not in options and options["AWS_REGION"] == settings.stage("prod").region

@@ -8,6 +8,22 @@ from dataclasses import dataclass, field
 from chalicelib.config import Settings, Stage
 
 
+def session_credentials() -> dict[str, str]:
+    """The job role's credentials as boto3 resolves them, for delta-rs: its own default chain has failed on Glue
+    (delta-rs issue 3188), so they are handed over explicitly. They are the session's at the job's start: a job
+    outliving them (Glue's role sessions last an hour or more) would need them again."""
+    import boto3
+
+    found = boto3.Session().get_credentials()
+    if found is None:
+        return {}
+    frozen = found.get_frozen_credentials()
+    options = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        options["AWS_SESSION_TOKEN"] = frozen.token
+    return options
+
+
 @dataclass(frozen=True)
 class Lake:
     """Table locations under one root: `s3://<bucket>` on a stage, a directory in some tests."""
@@ -25,6 +41,8 @@ class Lake:
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
                 if os.environ.get(name):
                     options[name] = os.environ[name]
+        else:
+            options.update(session_credentials())
         return cls(f"s3://{stage.bucket}", settings, options)
 
     def processed(self, dataset: str) -> str:
