@@ -162,3 +162,14 @@ def test_query_command_checks_its_arguments_before_touching_a_stage():
     assert unknown.exit_code == 2 and "no example 'nope'" in unknown.output
     listed = runner.invoke(main, ["query", "--list"])
     assert listed.exit_code == 0 and "conversion_funnel: Conversion funnel" in listed.output
+
+
+def test_a_local_query_is_stopped_at_athena_s_timeout(settings, tmp_path):
+    """Athena stops a query past its timeout; DuckDB on the local stage must not run on for ever instead."""
+    from lakehouse_etl.lake import Lake
+    from lakehouse_etl.local_sql import DuckDBEngine
+
+    engine = DuckDBEngine(Lake(str(tmp_path), settings))
+    with pytest.raises(QueryError, match="ran past its 0.5 s timeout"):
+        engine.run("SELECT count(*) FROM range(1000000000000) a", timeout=0.5)
+    assert engine.run("SELECT 42 AS answer", timeout=5).rows == [(42,)]

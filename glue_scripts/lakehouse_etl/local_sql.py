@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from chalicelib.athena import QueryError, QueryResult, read_only
@@ -37,7 +38,7 @@ def duckdb_connection(lake: Lake, sql: str | None = None) -> Any:
     it for every table of the lake)."""
     con = duck.session()
     for name, uri in tables(lake).items():
-        if sql is not None and not re.search(rf"\b{sql_name(name)}\b", sql):
+        if sql is not None and not re.search(rf"\b{sql_name(name)}\b", sql, re.IGNORECASE):
             continue
         table = delta.open_table(uri, lake.storage_options)
         if table is not None:
@@ -57,17 +58,23 @@ class DuckDBEngine:
         return {sql_name(n) for n, uri in tables(self.lake).items() if delta.open_table(uri, self.lake.storage_options)}
 
     def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
-        """Run one read-only statement. `timeout` is Athena's; a local query is not cut short."""
+        """Run one read-only statement, cut short after `timeout` seconds as Athena's poller would (the local stage
+        is no kinder than AWS: a query too slow there is too slow here)."""
         import duckdb
 
         statement = read_only(sql)
         con = duckdb_connection(self.lake, statement)
+        timer = threading.Timer(timeout, con.interrupt)  # DuckDB stops the running query with InterruptException
+        timer.start()
         try:
             cursor = con.execute(statement)
             rows = cursor.fetchall()
             columns = [d[0] for d in cursor.description or []]
+        except duckdb.InterruptException as exc:
+            raise QueryError(f"DuckDB: the query ran past its {timeout:g} s timeout and was stopped") from exc
         except duckdb.Error as exc:
             raise QueryError(f"DuckDB: {exc}") from exc
         finally:
+            timer.cancel()
             con.close()
         return QueryResult(columns, rows, self.name)
