@@ -170,6 +170,6 @@ def test_a_local_query_is_stopped_at_athena_s_timeout(settings, tmp_path):
     from lakehouse_etl.local_sql import DuckDBEngine
 
     engine = DuckDBEngine(Lake(str(tmp_path), settings))
-    with pytest.raises(QueryError, match="ran past its 0.5 s timeout"):
+    with pytest.raises(QueryError, match=r"ran past its 0\.5 s timeout"):
         engine.run("SELECT count(*) FROM range(1000000000000) a", timeout=0.5)
     assert engine.run("SELECT 42 AS answer", timeout=5).rows == [(42,)]
