@@ -31,6 +31,7 @@ from chalicelib.stage.declared import (
     NOTIFICATION_ID,
     PUBLIC_ACCESS_BLOCK,
     access_logging,
+    comparable_crawler,
     config_fingerprint,
     crawler_definition,
     glue_jobs,
@@ -270,6 +271,7 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_ro
             DatabaseInput={"Name": stage.glue_database, "Description": f"{stage.project} {stage.name}"}
         )
     account = account_id(sts)
+    busy: list[str] = []  # crawlers that differ but are crawling: updated by the next deploy
     for dataset in settings.datasets:
         definition = crawler_definition(settings, stage, dataset, account)
         name = crawler_name(stage, dataset)
@@ -281,12 +283,17 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_ro
             )
             _while_role_is_new(create, "InvalidInputException", new_role)
             continue
-        if any(current.get(key) != value for key, value in definition.items()):
-            glue.update_crawler(Name=name, **definition)
+        if comparable_crawler(current) == comparable_crawler(definition):
+            continue
+        if current.get("State", "READY") != "READY":  # UpdateCrawler fails with CrawlerRunningException meanwhile
+            busy.append(name)
+            continue
+        glue.update_crawler(Name=name, **definition)
     from chalicelib.stage.catalog import refresh
 
     raw = refresh(settings, stage, None, glue, zones=("raw",))  # declared by the contracts: no data needed
-    return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables"
+    later = f"; not updated while crawling (deploy again): {', '.join(busy)}" if busy else ""
+    return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables{later}"
 
 
 def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:

@@ -261,3 +261,56 @@ def test_trust_and_queue_policies_carry_only_the_condition_keys_the_services_sen
     )
     condition = policy["Statement"][0]["Condition"]
     assert condition["StringEquals"] == {"aws:SourceAccount": account} and "aws:SourceArn" in condition["ArnLike"]
+
+
+def test_a_crawler_as_getcrawler_tells_it_is_not_updated_and_a_running_one_is_left_for_later(
+    provisioned, settings, stage
+):
+    """GetCrawler adds empty target lists and exclusions and compacts the configuration JSON: that is no
+    difference. A real difference on a crawler that is crawling is left for the next deploy (UpdateCrawler would
+    fail with CrawlerRunningException)."""
+    clients = Clients.for_stage(stage)
+    account = clients.sts.get_caller_identity()["Account"]
+    from chalicelib.stage.declared import crawler_definition
+
+    def as_aws_tells(dataset, state="READY", **changes):
+        declared = crawler_definition(settings, stage, dataset, account)
+        path = declared["Targets"]["S3Targets"][0]["Path"]
+        return {
+            **declared,
+            **changes,
+            "Name": names.crawler_name(stage, dataset),
+            "State": state,
+            "Role": stage.glue_role,  # without the ARN
+            "Targets": {"S3Targets": [{"Path": path, "Exclusions": []}], "JdbcTargets": [], "CatalogTargets": []},
+            "Configuration": json.dumps(json.loads(declared["Configuration"]), separators=(",", ":")),
+        }
+
+    class Glue:
+        exceptions = clients.glue.exceptions
+
+        def __init__(self, crawlers):
+            self.crawlers, self.updated = crawlers, []
+
+        def get_database(self, Name):
+            return {}
+
+        def get_crawler(self, Name):
+            return {"Crawler": next(c for c in self.crawlers if c["Name"] == Name)}
+
+        def update_crawler(self, Name, **definition):
+            self.updated.append(Name)
+
+        def __getattr__(self, name):  # the raw tables' refresh goes to moto
+            return getattr(clients.glue, name)
+
+    same = Glue([as_aws_tells(d) for d in settings.datasets])
+    provision.ensure_catalog(same, clients.sts, settings, stage)
+    assert same.updated == []
+    busy = Glue(
+        [as_aws_tells(d, "RUNNING" if d == "orders" else "READY", TablePrefix="old_") for d in settings.datasets]
+    )
+    said = provision.ensure_catalog(busy, clients.sts, settings, stage)
+    orders = names.crawler_name(stage, "orders")
+    assert orders not in busy.updated and len(busy.updated) == len(settings.datasets) - 1
+    assert f"not updated while crawling (deploy again): {orders}" in said

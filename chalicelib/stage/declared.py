@@ -171,6 +171,26 @@ def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: 
     }
 
 
+def comparable_crawler(crawler: Mapping[str, Any]) -> dict[str, Any]:
+    """A crawler's declared fields in a form where GetCrawler's answer and the declaration compare equal: GetCrawler
+    adds empty target lists and S3 exclusions, may name the role without its ARN, and hands the configuration back as
+    JSON in its own layout. Counting those as differences made every deploy update every crawler."""
+    targets = crawler.get("Targets") or {}
+    configuration = crawler.get("Configuration")
+    return {
+        "Role": str(crawler.get("Role", "")).rsplit("/", 1)[-1],
+        "DatabaseName": crawler.get("DatabaseName"),
+        "Targets": {
+            "S3Targets": sorted(t["Path"] for t in targets.get("S3Targets", [])),
+            **{kind: found for kind, found in targets.items() if found and kind != "S3Targets"},
+        },
+        "TablePrefix": crawler.get("TablePrefix"),
+        "SchemaChangePolicy": crawler.get("SchemaChangePolicy"),
+        "RecrawlPolicy": crawler.get("RecrawlPolicy"),
+        "Configuration": json.loads(configuration) if configuration else None,
+    }
+
+
 def workgroup_configuration(settings: Settings, stage: Stage) -> dict[str, Any]:
     """The stage's Athena workgroup: result location and encryption, metrics, the bytes-scanned cutoff."""
     return {

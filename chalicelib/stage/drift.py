@@ -338,12 +338,10 @@ class DriftCheck:
             if crawler is None:
                 self.differs(f"glue crawler {name}", "exists", True, False)
                 continue
-            for key, value in declared.crawler_definition(self.settings, self.stage, dataset, account).items():
-                if key == "Targets":
-                    have = {"S3Targets": [{"Path": t["Path"]} for t in crawler.get("Targets", {}).get("S3Targets", [])]}
-                    self.differs(f"glue crawler {name}", key, value, have)
-                else:
-                    self.differs(f"glue crawler {name}", key, value, crawler.get(key))
+            want = declared.comparable_crawler(declared.crawler_definition(self.settings, self.stage, dataset, account))
+            have = declared.comparable_crawler(crawler)
+            for key, value in want.items():
+                self.differs(f"glue crawler {name}", key, value, have[key])
         for table in declared_tables(self.settings, self.stage, self.c.s3):
             resource = f"glue table {db}.{table['Name']}"
             self.checked.append(resource)
