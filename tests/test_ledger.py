@@ -214,3 +214,29 @@ def test_a_limited_listing_reads_only_that_many_items_from_dynamodb(provisioned,
     )
     assert [r.key for r in ledger.files(limit=5)] == [f"raw/orders/{i:02}.csv" for i in range(11, 6, -1)]
     assert counts == [5]
+
+
+def test_unprocessed_keys_are_asked_again_with_backoff_and_a_table_that_stays_throttled_is_an_error(monkeypatch):
+    """BatchGetItem hands throttled keys back in a 200 (botocore does not retry those): the ledger backs off and
+    asks again, a bounded number of times."""
+    from chalicelib.errors import LedgerError
+    from chalicelib.ledger import dynamodb
+
+    pauses = []
+    monkeypatch.setattr(dynamodb.time, "sleep", pauses.append)
+
+    class Ddb:
+        def __init__(self, throttled):
+            self.throttled = throttled
+
+        def batch_get_item(self, RequestItems):
+            keys = RequestItems["t"]["Keys"]
+            if self.throttled:
+                self.throttled -= 1
+                return {"Responses": {"t": []}, "UnprocessedKeys": {"t": {"Keys": keys}}}
+            return {"Responses": {"t": [{"pk": k["pk"]} for k in keys]}}
+
+    assert len(DynamoDBLedger(Ddb(2), "t")._get_many(["a", "b"])) == 2
+    assert len(pauses) == 2 and pauses[1] > pauses[0] * 0.3  # it waited, longer the second time (with jitter)
+    with pytest.raises(LedgerError, match="2 keys still unprocessed after 10 BatchGetItem attempts"):
+        DynamoDBLedger(Ddb(99), "t")._get_many(["a", "b"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 from chalicelib.errors import LedgerError
@@ -9,6 +11,9 @@ from chalicelib.ledger.base import Ledger
 
 BY_TIME_INDEX = "by_received_at"
 PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for their processed/ job
+
+
+UNPROCESSED_ATTEMPTS = 10  # BatchGetItem calls for one chunk of keys before a throttled table is an error
 
 
 class DynamoDBLedger(Ledger):
@@ -98,13 +103,23 @@ class DynamoDBLedger(Ledger):
     def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for start in range(0, len(pks), 100):  # BatchGetItem takes 100 keys
-            request = {
+            request: dict[str, Any] = {
                 self.table: {"Keys": [{"pk": {"S": pk}} for pk in pks[start : start + 100]], "ConsistentRead": True}
             }
-            while request:
+            for attempt in range(UNPROCESSED_ATTEMPTS):
                 page = self._call_batch_get(request)
                 out.extend(self._from_ddb(i) for i in page.get("Responses", {}).get(self.table, []))
-                request = page.get("UnprocessedKeys") or {}  # throttled keys come back here; botocore backs off
+                request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                # Throttled keys come back inside a 200, where botocore's retry modes do not look: back off by hand,
+                # with jitter, as the DynamoDB guide asks for BatchGetItem's UnprocessedKeys.
+                time.sleep(min(5.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+            else:
+                raise LedgerError(
+                    f"ledger table {self.table}: {len(request[self.table]['Keys'])} keys still unprocessed after "
+                    f"{UNPROCESSED_ATTEMPTS} BatchGetItem attempts (throttled)"
+                )
         return out
 
     def _call_batch_get(self, request: dict[str, Any]) -> dict[str, Any]:
