@@ -314,3 +314,15 @@ def test_a_crawler_as_getcrawler_tells_it_is_not_updated_and_a_running_one_is_le
     orders = names.crawler_name(stage, "orders")
     assert orders not in busy.updated and len(busy.updated) == len(settings.datasets) - 1
     assert f"not updated while crawling (deploy again): {orders}" in said
+
+
+def test_deploy_refuses_a_python_or_a_region_the_layer_and_the_stage_do_not_share(settings):
+    from deploy.chalice_project import layer_arns, preflight
+
+    region = settings.stage("prod").region
+    assert layer_arns("prod") and preflight("prod", region, python=(3, 11), cli_region=region) == []
+    assert preflight("prod", region, python=(3, 11), cli_region=None) == []  # no profile region: boto3 uses the stage's
+    (python,) = preflight("prod", region, python=(3, 12), cli_region=region)
+    assert "python3.12 runtime" in python and "Python 3.11 build" in python
+    layer, profile = preflight("prod", "eu-west-1", python=(3, 11), cli_region=region)
+    assert f"is in {region}, stage prod in eu-west-1" in layer and "set AWS_REGION=eu-west-1" in profile

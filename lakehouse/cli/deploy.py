@@ -20,7 +20,13 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     """Create or update everything of an AWS stage that `chalice deploy` does not make (IAM roles, buckets,
     ledger, queues, topics, Glue, Athena, the state machine, an API key where used); idempotent, and a run
     that failed half-way is completed by the next. Then: chalice deploy --stage STAGE."""
+    import sys
+
+    import boto3
+
     from chalicelib.aws import Clients
+    from chalicelib.errors import DeploymentError
+    from deploy.chalice_project import preflight
     from deploy.plan import plan
     from deploy.provision import provision
 
@@ -28,6 +34,9 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     stage = settings.stage(stage_name)
     if stage_name == localstage.STAGE:
         raise click.UsageError("the local stage is deployed by `lakehouse up`")
+    problems = preflight(stage_name, stage.region, python=sys.version_info[:2], cli_region=boto3.Session().region_name)
+    if problems:
+        raise DeploymentError(f"stage {stage_name} cannot be deployed as it is:\n  " + "\n  ".join(problems))
     clients = Clients.for_stage(stage)
     if plan_only:
         with console.status(f"reading stage {stage_name}"):
