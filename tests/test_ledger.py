@@ -240,3 +240,32 @@ def test_unprocessed_keys_are_asked_again_with_backoff_and_a_table_that_stays_th
     assert len(pauses) == 2 and pauses[1] > pauses[0] * 0.3  # it waited, longer the second time (with jitter)
     with pytest.raises(LedgerError, match="2 keys still unprocessed after 10 BatchGetItem attempts"):
         DynamoDBLedger(Ddb(99), "t")._get_many(["a", "b"])
+
+
+class LaggingIndex(InMemoryLedger):
+    """A ledger whose pending index lags behind its items, as a DynamoDB GSI may: it still lists what it listed
+    before the latest writes."""
+
+    def __init__(self):
+        super().__init__(lease_seconds=60)
+        self.stale: list[dict] = []
+
+    def _pending(self, dataset, limit):
+        fresh = super()._pending(dataset, limit)
+        listed = {i["pk"] for i in fresh}
+        merged = sorted(fresh + [i for i in self.stale if i["pk"] not in listed], key=lambda i: i["received_at"])
+        return merged[:limit] if limit else merged
+
+
+def test_a_file_the_lagging_index_still_lists_as_pending_is_not_batched_again():
+    from chalicelib.ledger import FileResult
+
+    ledger = LaggingIndex()
+    a, b = valid(ledger, "raw/orders/a.csv", 1), valid(ledger, "raw/orders/b.csv", 2)
+    ledger.stale = ledger._pending("orders", None)  # the index as it was before the first batch closed
+    first = ledger.open_batch("orders", limit=1)
+    ledger.close_batch(first, delta_version=1, results={a.file_id: FileResult(1, 0)})
+    assert {i["pk"] for i in ledger._pending("orders", None)} >= {i["pk"] for i in ledger.stale}  # a still listed
+    second = ledger.open_batch("orders")
+    assert second.files == (b.file_id,)  # a, closed moments ago, is read again and left out
+    assert [r.file_id for r in ledger.pending_files("orders")] == [b.file_id]

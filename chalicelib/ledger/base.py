@@ -119,8 +119,14 @@ class Ledger(ABC):
 
     # -- the processed/ jobs' bookmark --------------------------------------------------------------
     def pending_files(self, dataset: str, limit: int | None = None) -> list[FileRecord]:
-        """VALID files of `dataset` not yet merged, oldest first."""
-        return [FileRecord.from_item(i) for i in self._pending(dataset, limit)]
+        """VALID files of `dataset` not yet merged, oldest first. The index that lists them is eventually consistent
+        (a DynamoDB GSI: "reads from a global secondary index are eventually consistent"), so a file closed moments ago
+        can still be listed: each is read again, consistently, and kept only if it is still pending."""
+        listed = self._pending(dataset, limit)
+        fresh = {i["pk"]: i for i in self._get_many([i["pk"] for i in listed])} if listed else {}
+        return [
+            FileRecord.from_item(fresh[i["pk"]]) for i in listed if fresh.get(i["pk"], {}).get("pending") == dataset
+        ]
 
     def open_batch(
         self,
