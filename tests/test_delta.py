@@ -1,7 +1,6 @@
 """Delta operations on local-directory tables: pruning, conflicts, evolution, housekeeping, time travel."""
 
 import threading
-import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -132,14 +131,14 @@ def test_housekeeping_compacts_and_keeps_30_days_of_time_travel(contract, tmp_pa
 def test_time_travel_by_version_and_by_timestamp(contract, tmp_path):
     uri = str(tmp_path / "orders")
     delta.merge_batch(uri, contract, batch(contract, ["a"]), app_id="job", version=1, storage_options={})
-    # A moment between the two commits. Not the first commit's own timestamp: delta-rs resolves a time by the log
-    # file's modification time, which can trail the commit's recorded timestamp by a few ms on a busy machine.
-    time.sleep(0.05)
-    as_of = datetime.now(UTC).isoformat()
-    time.sleep(0.05)
+    history = delta.open_table(uri, {}).history()
+    moment = history[0]["timestamp"]  # a time as `lakehouse table history` shows it: the commit's own
     delta.merge_batch(uri, contract, batch(contract, ["b"]), app_id="job", version=2, storage_options={})
     assert delta.read(uri, {}, version=1).column("order_id").to_pylist() == ["a"]
+    as_of = datetime.fromtimestamp(moment / 1000, UTC).isoformat()
     assert delta.read(uri, {}, as_of=as_of).column("order_id").to_pylist() == ["a"]
+    with pytest.raises(TableError, match="no version at or before 2020-01-01T00:00:00Z; the table's first commit"):
+        delta.read(uri, {}, as_of="2020-01-01T00:00:00Z")
     assert sorted(delta.read(uri, {}).column("order_id").to_pylist()) == ["a", "b"]
 
 

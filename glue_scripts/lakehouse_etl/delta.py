@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -426,5 +426,22 @@ def read(
 
     table = DeltaTable(uri, storage_options=storage_options, version=version)
     if as_of is not None:
-        table.load_as_version(as_of)
+        table.load_as_version(version_at(table, as_of, uri))
     return table.to_pyarrow_table(columns=columns)
+
+
+def version_at(table: Any, as_of: str, uri: str = "") -> int:
+    """The newest version committed at or before `as_of` (ISO 8601), by the commits' recorded timestamps, the ones
+    `history()` shows: delta-rs's own lookup goes by the log files' modification times, which can trail them, so a
+    time copied from the history could open the version before."""
+    when = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    ms = when.timestamp() * 1000
+    history = table.history()
+    versions = [int(h["version"]) for h in history if h["timestamp"] <= ms]
+    if not versions:
+        first = min(history, key=lambda h: h["version"])
+        created = datetime.fromtimestamp(first["timestamp"] / 1000, UTC).isoformat(timespec="seconds")
+        raise TableError(f"{uri}: no version at or before {as_of}; the table's first commit is from {created}")
+    return max(versions)
