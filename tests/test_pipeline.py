@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chalicelib.errors import PipelineError
 from chalicelib.ledger import FileRecord, InMemoryLedger, Status
 from chalicelib.pipeline.batcher import Pipeline, StepFunctions
 from chalicelib.pipeline.steps import RunSteps, describe_error
@@ -379,6 +380,9 @@ def test_step_functions_start_is_idempotent_by_name(aws_env):
     orchestrator.start("run-000001", {"run": "run-000001"})
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
     assert orchestrator.status("run-000001") in ("RUNNING", "SUCCEEDED")
+    # a recreated ledger's run-000001 is another run: its execution cannot start, and it says why
+    with pytest.raises(PipelineError, match="execution name run-000001 was used by another run"):
+        orchestrator.start("run-000001", {"run": "run-000001", "levels": []})
 
 
 def test_on_aws_a_stopped_execution_fails_its_run_and_alerts_the_topic(provisioned, settings, stage):

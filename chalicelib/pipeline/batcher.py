@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
+from chalicelib.errors import PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run
 from chalicelib.names import crawler_name, process_job, run_job
 from chalicelib.pipeline.batching import BatchPolicy
@@ -59,12 +60,22 @@ class StepFunctions:
         return self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
     def start(self, name: str, input_: dict[str, Any]) -> None:
-        """Start execution `name`; one that exists already was this run's (idempotent)."""
+        """Start execution `name`; one that exists already with the same input was this run's (idempotent). One with
+        another input is an earlier ledger's run of the same name (Step Functions keeps a name for 90 days after its
+        execution ends, a ledger recreated numbers its runs from 1 again): a clear error, not a run that never
+        starts."""
         try:
             self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=json.dumps(input_))
         except Exception as exc:
-            if error_code(exc) != "ExecutionAlreadyExists":  # same name: this run was started already
+            if error_code(exc) != "ExecutionAlreadyExists":
                 raise
+            earlier = self.sfn.describe_execution(executionArn=self.execution_arn(name))
+            if json.loads(earlier.get("input") or "null") != input_:
+                raise PipelineError(
+                    f"execution name {name} was used by another run (started {earlier.get('startDate')}): Step "
+                    "Functions keeps execution names for 90 days, and a recreated ledger numbers its runs from 1 "
+                    "again; the run stays planned, not started"
+                ) from exc
             log.info("execution %s exists already", name)
 
     def status(self, name: str) -> str | None:
