@@ -6,7 +6,6 @@ SQL that Trino and DuckDB share (the examples in `chalicelib/queries/`) runs unc
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,16 @@ def on_duckdb(settings: Settings, stage: Stage, sql: str) -> QueryResult:
     datasets, so `bytes_scanned` is the size of the tables the query names: an upper bound."""
     from lakehouse_etl import delta
     from lakehouse_etl.lake import Lake
-    from lakehouse_etl.local_sql import DuckDBEngine, sql_name, tables
+    from lakehouse_etl.local_sql import DuckDBEngine, sql_name, tables_in
 
     lake = Lake.for_stage(settings, stage)
     result = DuckDBEngine(lake).run(sql)
     named, size = [], 0
-    for name, uri in tables(lake).items():
-        if re.search(rf"\b{sql_name(name)}\b", sql, re.IGNORECASE):
-            table = delta.open_table(uri, lake.storage_options)
-            if table is not None:
-                named.append(sql_name(name))
-                size += sum(table.get_add_actions(flatten=True).column("size_bytes").to_pylist())
+    for name, uri in tables_in(lake, sql).items():
+        table = delta.open_table(uri, lake.storage_options)
+        if table is not None:
+            named.append(sql_name(name))
+            size += sum(table.get_add_actions(flatten=True).column("size_bytes").to_pylist())
     return replace(result, bytes_scanned=size, details={"tables": named, "bytes": "size of the tables named"})
 
 

@@ -32,14 +32,17 @@ def sql_name(name: str) -> str:
     return name.replace("/", "_")
 
 
+def tables_in(lake: Lake, sql: str) -> dict[str, str]:
+    """The tables (name -> URI) whose SQL names `sql` mentions, matched case-blind as SQL matches them."""
+    return {name: uri for name, uri in tables(lake).items() if re.search(rf"\b{sql_name(name)}\b", sql, re.IGNORECASE)}
+
+
 def duckdb_connection(lake: Lake, sql: str | None = None) -> Any:
     """DuckDB with a view per existing table (`processed_orders`, `curated_customer_summary`, ...); given `sql`, only
     the tables it names (listing a table's files costs time that grows with them: a scan of one batch should not pay
     it for every table of the lake)."""
     con = duck.session()
-    for name, uri in tables(lake).items():
-        if sql is not None and not re.search(rf"\b{sql_name(name)}\b", sql, re.IGNORECASE):
-            continue
+    for name, uri in (tables(lake) if sql is None else tables_in(lake, sql)).items():
         table = delta.open_table(uri, lake.storage_options)
         if table is not None:
             con.register(sql_name(name), table.to_pyarrow_dataset())
