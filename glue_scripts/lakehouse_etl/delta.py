@@ -243,8 +243,7 @@ def merge_batch(
     loses a race with another writer is retried on the fresh table: MERGE by key is safe to repeat. The rows are
     streamed in; past `memory_limit` bytes the MERGE spills to disk.
     """
-    schema = table_schema(contract)
-    rows = source if isinstance(source, Rows) else Rows.of(source, schema)
+    rows = source if isinstance(source, Rows) else Rows.of(source, table_schema(contract))
     try:
         return _merge(uri, contract, rows, app_id, version, storage_options, attempts, memory_limit)
     finally:

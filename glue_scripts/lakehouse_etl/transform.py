@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from chalicelib.config import Column, Contract
 from chalicelib.errors import TableError
-from lakehouse_etl.duck import Rows
+from lakehouse_etl.duck import Rows, session
 
 _NUMBER_CLEAN = "regexp_replace(regexp_replace({x}, '[€$£¥[:space:]]', '', 'g'), ',([0-9]{{3}})', '\\1', 'g')"
 
@@ -167,8 +167,6 @@ def clean(
     from.
     """
     import duckdb
-
-    from lakehouse_etl.duck import session
 
     con = session(memory_limit=memory_limit, spill_dir=spill_dir)
     try:
