@@ -11,7 +11,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 
-from chalicelib import APP_NAME, runtime
+from chalicelib import APP_NAME, METRICS_NAMESPACE, runtime
 from chalicelib.errors import BatchFailed, ConfigError, InvalidEvent, LakehouseError
 from chalicelib.ingest.events import refs_from_notification
 
@@ -20,8 +20,23 @@ logger = Logger(service="lakehouse")
 logging.getLogger("chalicelib")
 copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})  # JSON logs, same correlation id
 
-METRICS_NAMESPACE = "ServerlessLakehouse"
-INGEST_QUEUE = os.environ.get("LAKEHOUSE_INGEST_QUEUE", "lakehouse-local-ingest")
+
+def _ingest_queue() -> str:
+    """The validator's trigger. `lakehouse deploy --stage S` writes it into .chalice/config.json (from config/, with
+    the bucket's name): a `chalice deploy` before it would deploy Lambdas that find no configuration."""
+    stage = os.environ.get("LAKEHOUSE_STAGE", "local")
+    queue = os.environ.get("LAKEHOUSE_INGEST_QUEUE")
+    if queue is None and stage != "local":
+        raise ConfigError(
+            ".chalice/config.json",
+            f"stages.{stage}.environment_variables.LAKEHOUSE_INGEST_QUEUE",
+            None,
+            f"not written yet: run `lakehouse deploy --stage {stage}` before `chalice deploy --stage {stage}`",
+        )
+    return queue or "lakehouse-local-ingest"
+
+
+INGEST_QUEUE = _ingest_queue()
 
 
 def count(name: str, value: float, **dimensions: str) -> None:

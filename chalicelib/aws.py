@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config.model import Stage
+from chalicelib.errors import ConfigError
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured by boto3 and the AWS CLI as well
 
@@ -36,6 +37,13 @@ class ClientSettings:
     @classmethod
     def for_stage(cls, stage: Any) -> ClientSettings:
         """The region and retry policy a stage declares (endpoint and credentials still from the environment)."""
+        if stage.needs_account:  # a default bucket name still says "{account}": a wiring error, caught before AWS
+            raise ConfigError(
+                "lakehouse.toml",
+                f"stages.{stage.name}.bucket",
+                stage.bucket,
+                "needs the AWS account: Settings.for_account",
+            )
         return cls.from_env(stage.region, stage.retry_mode, stage.max_attempts)
 
 

@@ -1,7 +1,7 @@
 """What a Lambda needs at run time, built once per container from its environment.
 
-The stage's environment (`.chalice/config.json`) names the stage and the lake bucket; everything else is
-read from the configuration that provisioning published under the bucket's `config/` prefix, re-read at
+The stage's environment (`.chalice/config.json`) names the stage, the lake bucket and the account; everything
+else is read from the configuration that provisioning published under the bucket's `config/` prefix, re-read at
 most every `CONFIG_TTL_SECONDS` so a pushed contract takes effect without a redeploy.
 """
 
@@ -53,6 +53,8 @@ def _runtime() -> Runtime:
     bucket = os.environ["LAKEHOUSE_BUCKET"]
     prefix = os.environ.get("LAKEHOUSE_CONFIG_PREFIX", "config/")
     settings = load_settings_from_s3(client("s3"), bucket, prefix)
+    if account := os.environ.get("LAKEHOUSE_ACCOUNT"):  # completes default bucket names (lakehouse deploy sets it)
+        settings = settings.for_account(account)
     stage = settings.stage(os.environ["LAKEHOUSE_STAGE"])
     return Runtime(settings, stage, ledger_for(stage))
 

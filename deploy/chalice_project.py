@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chalicelib.config import Settings, Stage
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +28,20 @@ def chalice_stage_env(stage: str) -> dict[str, str]:
         **config.get("environment_variables", {}),
         **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
     }
+
+
+def deployed_api_id(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:
+    """The REST API `chalice deploy --stage STAGE` made, from Chalice's record of it (`.chalice/deployed/`); None
+    before the first deploy. Every stage's API has the app's name, so a lookup by name could find another stage's."""
+    from chalice.config import DeployedResources
+
+    record = project_dir / ".chalice" / "deployed" / f"{stage}.json"
+    if not record.is_file():
+        return None
+    resources = DeployedResources(json.loads(record.read_text()))
+    if "rest_api" not in resources.resource_names():
+        return None
+    return resources.resource_values("rest_api")["rest_api_id"]
 
 
 LAYER_PYTHON = (3, 11)  # the AWS SDK for pandas layer in .chalice/config.json is its Python 3.11 build
@@ -57,3 +73,58 @@ def preflight(stage: str, region: str, *, python: tuple[int, int], cli_region: s
             f"set AWS_REGION={region} for chalice deploy"
         )
     return problems
+
+
+def stage_environment(stage: Stage, account: str) -> dict[str, str]:
+    """What a stage's Lambdas learn from their environment and the configuration can change: the lake bucket
+    (where the rest of the configuration is), the ingest queue (the validator's trigger) and the account (the
+    default bucket names carry it)."""
+    return {
+        "LAKEHOUSE_BUCKET": stage.bucket,
+        "LAKEHOUSE_INGEST_QUEUE": stage.ingest_queue,
+        "LAKEHOUSE_ACCOUNT": account,
+    }
+
+
+def write_stage(settings: Settings, stage: Stage, account: str, project_dir: Path = PROJECT_DIR) -> list[str]:
+    """Write what `chalice deploy --stage STAGE` needs from config/ into the Chalice project, so that no name the
+    configuration can change is written by hand twice: the stage's Lambda environment in `.chalice/config.json`
+    (the rest of that file is ours to edit) and the Lambdas' policy in `.chalice/policy-<stage>.json`. Returns the
+    files it changed (none when they already say the same)."""
+    from chalicelib.stage.roles import lambda_policy
+
+    config = _with_environment(stage, account, project_dir)
+    chalice_stage = config["stages"][stage.name]
+    chalice_stage.setdefault("autogen_policy", False)
+    policy_file = chalice_stage.setdefault("iam_policy_file", f"policy-{stage.name}.json")
+    policy = lambda_policy(settings, stage, account)
+    return _write(project_dir, {CONFIG_FILE: config, f".chalice/{policy_file}": policy})
+
+
+def write_environment(stage: Stage, account: str, project_dir: Path = PROJECT_DIR) -> list[str]:
+    """Only the stage's Lambda environment (the local stage's Lambdas run in-process, with no role of their own)."""
+    return _write(project_dir, {CONFIG_FILE: _with_environment(stage, account, project_dir)})
+
+
+CONFIG_FILE = ".chalice/config.json"
+
+
+def _with_environment(stage: Stage, account: str, project_dir: Path) -> dict[str, Any]:
+    config = json.loads((project_dir / CONFIG_FILE).read_text())
+    chalice_stage = config["stages"].setdefault(stage.name, {})
+    chalice_stage["environment_variables"] = {
+        **chalice_stage.get("environment_variables", {}),
+        **stage_environment(stage, account),
+    }
+    return config
+
+
+def _write(project_dir: Path, documents: dict[str, Any]) -> list[str]:
+    """Write each JSON document whose file says something else; the files written."""
+    changed = []
+    for name, document in documents.items():
+        path, text = project_dir / name, json.dumps(document, indent=2) + "\n"
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(name)
+    return changed

@@ -43,30 +43,47 @@ from chalicelib.stage.declared import (
     tls_only_policy,
     workgroup_configuration,
 )
-from deploy.chalice_project import PROJECT_DIR, chalice_stage_env
+from deploy.chalice_project import PROJECT_DIR, chalice_stage_env, deployed_api_id
 from deploy.glue_bundle import glue_files
 
 log = logging.getLogger(__name__)
 
 
-def _create_bucket(s3: Any, bucket: str, region: str) -> bool:
-    """Create the bucket unless it exists; whether it was created now."""
+def _create_bucket(s3: Any, stage: Stage, key: str, account: str) -> bool:
+    """Create the bucket unless it exists; whether it was created now. Bucket names are global: one that exists in
+    another account answers HeadBucket with 403 (ExpectedBucketOwner makes that so even for a bucket its owner lets
+    everyone read) and CreateBucket with BucketAlreadyExists (S3 API Reference, HeadBucket and CreateBucket), said
+    here as "taken", with the setting (`key`) that picks another name."""
+    bucket, region = getattr(stage, key), stage.region
+    taken = DeploymentError(
+        f"bucket name {bucket} is taken (it exists in another AWS account, or your credentials may not read it): "
+        f'set {key} = "<a name of your own>" under [stages.{stage.name}] in config/lakehouse.toml'
+    )
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
         return False
     except Exception as exc:
+        if error_code(exc) in ("403", "AccessDenied", "Forbidden"):
+            raise taken from None
         if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(**kwargs)
+    try:
+        s3.create_bucket(**kwargs)
+    except Exception as exc:
+        if error_code(exc) == "BucketAlreadyOwnedByYou":  # made between our HEAD and CREATE, by us
+            return False
+        if error_code(exc) == "BucketAlreadyExists":  # taken between our HEAD and CREATE
+            raise taken from None
+        raise
     return True
 
 
-def ensure_bucket(s3: Any, stage: Stage) -> str:
+def ensure_bucket(s3: Any, stage: Stage, account: str) -> str:
     bucket = stage.bucket
-    created = _create_bucket(s3, bucket, stage.region)
+    created = _create_bucket(s3, stage, "bucket", account)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
@@ -80,7 +97,7 @@ def ensure_bucket(s3: Any, stage: Stage) -> str:
 def ensure_access_logging(s3: Any, sts: Any, settings: Settings, stage: Stage) -> str:
     """The log bucket (SSE-S3: the only encryption S3 log delivery writes to; private; logs expire) and the lake
     bucket's server access logging into it."""
-    created = _create_bucket(s3, stage.log_bucket, stage.region)
+    created = _create_bucket(s3, stage, "log_bucket", account_id(sts))
     s3.put_bucket_encryption(Bucket=stage.log_bucket, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
     s3.put_public_access_block(Bucket=stage.log_bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
     s3.put_bucket_policy(Bucket=stage.log_bucket, Policy=json.dumps(log_bucket_policy(stage, account_id(sts))))
@@ -502,7 +519,7 @@ def _provision(
 
     roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)
-    step(ensure_bucket(clients.s3, stage))
+    step(ensure_bucket(clients.s3, stage, account_id(clients.sts)))
     step(ensure_access_logging(clients.s3, clients.sts, settings, stage))
     step(ensure_ledger_table(clients.dynamodb, stage))
     ingest_arn, _ = ensure_queues(clients.sqs, stage)
@@ -521,20 +538,25 @@ def _provision(
 API_STAGE = "api"  # Chalice's default API Gateway stage
 
 
-def rest_api_id(apigateway: Any, name: str) -> str | None:
-    pages = apigateway.get_paginator("get_rest_apis").paginate()
-    return next((a["id"] for page in pages for a in page.get("items", []) if a["name"] == name), None)
-
-
-def ensure_api_key(apigateway: Any, stage: Stage) -> str:
+def ensure_api_key(apigateway: Any, stage: Stage, project_dir: Path = PROJECT_DIR) -> str:
     """For a stage whose API wants an API key (LAKEHOUSE_API_AUTH = api_key): a key and a usage plan (throttled)
-    bound to the deployed API. `chalice deploy` makes the API, so on a first deployment this waits for the next."""
+    bound to the stage's deployed API, as Chalice recorded it. `chalice deploy` makes the API, so on a first
+    deployment this waits for the next."""
     auth = chalice_stage_env(stage.name).get("LAKEHOUSE_API_AUTH", "iam")
     if auth != "api_key":
         return f"api key: not used (LAKEHOUSE_API_AUTH = {auth})"
-    api = rest_api_id(apigateway, APP_NAME)
+    api = deployed_api_id(stage.name, project_dir)
     if api is None:
         return f"api key: no API yet; after `chalice deploy --stage {stage.name}`, run this again"
+    try:
+        apigateway.get_rest_api(restApiId=api)
+    except Exception as exc:
+        if error_code(exc) != "NotFoundException":
+            raise
+        raise DeploymentError(
+            f".chalice/deployed/{stage.name}.json records API {api}, which this account and region do not have "
+            f"(deleted, or deployed with other credentials): chalice deploy --stage {stage.name}, then this again"
+        ) from None
     name = api_key_name(stage)
     keys = apigateway.get_api_keys(nameQuery=name, includeValues=False)["items"]
     key = next((k for k in keys if k["name"] == name), None) or apigateway.create_api_key(

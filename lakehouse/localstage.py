@@ -39,6 +39,7 @@ STATE_FILE = STATE_DIR / "local.json"
 LOG_FILE = STATE_DIR / "local.log"
 EXECUTIONS_DIR = STATE_DIR / "executions"  # the local state machine's executions (lakehouse/orchestration.py)
 STAGE = "local"
+ACCOUNT = "123456789012"  # moto's account, whatever the (dummy) credentials say
 BATCHER_ENV = "LAKEHOUSE_BATCHER_SECONDS"  # how often the local stage plays the batcher schedule; 0: never
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chalicelib.config import Settings, config_files, load_settings
+from chalicelib.config import Settings, Stage, config_files, load_settings
 from chalicelib.errors import LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
@@ -26,31 +26,49 @@ def project_settings() -> Settings:
     return load_settings(CONFIG_DIR)
 
 
-def connect(stage_name: str) -> tuple[Settings, Any]:
-    """Settings and the stage; the local stage must be running, an AWS stage uses your AWS credentials."""
+def stage_settings(stage_name: str) -> tuple[Settings, Stage]:
+    """Settings and one stage, its default bucket names completed with the account: moto's on the local stage, the
+    one your AWS credentials are in otherwise (asking STS, so those credentials must work)."""
     settings = project_settings()
     stage = settings.stage(stage_name)
     if stage_name == localstage.STAGE:
+        account = localstage.ACCOUNT
+    else:
+        from chalicelib.aws import ClientSettings, account_id, client
+
+        account = account_id(client("sts", ClientSettings.from_env(stage.region)))
+    settings = settings.for_account(account)
+    return settings, settings.stage(stage_name)
+
+
+def connect(stage_name: str) -> tuple[Settings, Stage]:
+    """Settings and the stage; the local stage must be running, an AWS stage uses your AWS credentials."""
+    if stage_name == localstage.STAGE:
         localstage.use(localstage.require())
-    return settings, stage
+    return stage_settings(stage_name)
 
 
 def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
     """Start the local stage if needed and provision it with the code an AWS stage uses."""
     from chalicelib.aws import Clients
+    from deploy.chalice_project import write_environment
     from deploy.provision import provision
 
+    settings = settings.for_account(localstage.ACCOUNT)
     stage = settings.stage(localstage.STAGE)
-    return localstage.up(
-        stage.region,
-        lambda: provision(
+
+    def deploy() -> list[str]:
+        done = provision(
             settings,
             stage,
             Clients.for_stage(stage),
             config_files(CONFIG_DIR),
             progress=lambda m: console.print(f"  {m}"),
-        ),
-    )
+        )
+        write_environment(stage, localstage.ACCOUNT)  # the local Lambdas' environment, as `lakehouse deploy` does
+        return done
+
+    return localstage.up(stage.region, deploy)
 
 
 def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:

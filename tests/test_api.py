@@ -144,3 +144,14 @@ def test_schemathesis_finds_no_server_error(case, api_url):
     # Every default check but one: a schema-valid request may still be refused, as storage_split's shares must add
     # up to 1, which JSON Schema cannot say.
     case.call_and_validate(base_url=api_url, excluded_checks=[positive_data_acceptance])
+
+
+def test_an_aws_stage_whose_names_lakehouse_deploy_has_not_written_is_refused_at_chalice_deploy(monkeypatch):
+    """`chalice deploy` imports app.py with the stage's environment: without what `lakehouse deploy` writes there,
+    it would deploy a validator on no queue and Lambdas that find no configuration."""
+    monkeypatch.setenv("LAKEHOUSE_STAGE", "prod")
+    monkeypatch.delenv("LAKEHOUSE_INGEST_QUEUE", raising=False)
+    with pytest.raises(ConfigError, match=r"run `lakehouse deploy --stage prod` before `chalice deploy --stage prod`"):
+        app._ingest_queue()
+    monkeypatch.setenv("LAKEHOUSE_INGEST_QUEUE", "acme-prod-in")
+    assert app._ingest_queue() == "acme-prod-in"

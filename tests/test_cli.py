@@ -164,7 +164,7 @@ def test_an_aws_error_is_one_line_not_a_traceback(monkeypatch):
         TaskError("States.TaskFailed", "the job failed"),
     ],
 )
-def test_any_lakehouse_error_is_one_line_and_exit_1_not_a_traceback(monkeypatch, error):
+def test_any_lakehouse_error_is_one_line_and_exit_1_not_a_traceback(aws_env, monkeypatch, error):
     from deploy import provision
 
     def fails(*args, **kwargs):

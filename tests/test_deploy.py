@@ -4,19 +4,18 @@ stage, and `--plan`, which changes nothing and lists exactly what a deployment w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import CONFIG, ROOT
 
 from chalicelib import names
 from chalicelib.aws import Clients
-from chalicelib.config import config_files
-from chalicelib.errors import DeploymentError
+from chalicelib.config import config_files, parse_settings
+from chalicelib.errors import ConfigError, DeploymentError
 from chalicelib.stage import roles as declared_roles
 from deploy import provision
 from deploy.plan import plan
-
-POLICY_FILES = sorted((ROOT / ".chalice").glob("policy-*.json"))
 
 
 def statements(policy):
@@ -47,12 +46,15 @@ def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, s
                 assert scoped or (resource == "*" and "Condition" in st), (name, st["Sid"], resource)
     pipeline = declared_roles.pipeline_policy(settings, stage, "111122223333")
     jobs = next(st for st in statements(pipeline) if st["Sid"] == "GlueJobsSync")["Resource"]
-    assert len(jobs) == len(settings.datasets) + 1  # each processing job and the master merge, by name
-
-
-@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
-def test_the_lambda_policies_have_no_service_wide_wildcards(path):
-    assert _wildcards(json.loads(path.read_text())) == []
+    # each processing job, the master merge and the job that runs a small run whole, by name
+    assert sorted(jobs) == sorted(
+        f"arn:aws:glue:{stage.region}:111122223333:job/{n}"
+        for n in [
+            *(names.process_job(stage, d) for d in settings.datasets),
+            names.job_name(stage, "master_merge.py"),
+            names.run_job(stage),
+        ]
+    )
 
 
 def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_nothing(provisioned, settings, stage):
@@ -101,6 +103,7 @@ def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned
 
 
 def test_on_an_empty_account_the_plan_lists_every_resource_and_creates_none(aws_env, settings):
+    settings = settings.for_account("123456789012")
     stage = settings.stage("dev")
     c = Clients.for_stage(stage)
     found = {(f.resource, f.property) for f in plan(settings, stage, c, config_files(CONFIG))}
@@ -119,23 +122,133 @@ def test_on_an_empty_account_the_plan_lists_every_resource_and_creates_none(aws_
     assert c.s3.list_buckets()["Buckets"] == [] and c.iam.list_roles()["Roles"] == []
 
 
-def test_an_api_key_stage_gets_a_key_bound_to_the_deployed_api(aws_env, settings):
-    stage = settings.stage("dev")  # LAKEHOUSE_API_AUTH = api_key in .chalice/config.json
+def _rest_api(apigateway) -> str:
+    """An API with the app's name, deployed to Chalice's `api` stage, as `chalice deploy` makes one per stage."""
+    api = apigateway.create_rest_api(name="serverless-lakehouse")["id"]
+    root = apigateway.get_resources(restApiId=api)["items"][0]["id"]
+    apigateway.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    apigateway.create_deployment(restApiId=api, stageName="api")
+    return api
+
+
+def _chalice_record(project: Path, stage: str, api: str) -> None:
+    """`.chalice/deployed/<stage>.json` as Chalice writes it after a deploy (its resources, the API among them)."""
+    (project / ".chalice" / "deployed").mkdir(parents=True, exist_ok=True)
+    resources = [
+        {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": "arn:aws:lambda:..."},
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": api, "rest_api_url": f"https://{api}/api/"},
+    ]
+    record = {"resources": resources, "schema_version": "2.0", "backend": "api"}
+    (project / ".chalice" / "deployed" / f"{stage}.json").write_text(json.dumps(record))
+
+
+def test_an_api_key_stage_gets_a_key_bound_to_its_own_deployed_api(aws_env, settings, tmp_path):
+    stage = settings.for_account("123456789012").stage("dev")  # LAKEHOUSE_API_AUTH = api_key
     c = Clients.for_stage(stage)
-    assert "no API yet" in provision.ensure_api_key(c.apigateway, stage)
-    api = c.apigateway.create_rest_api(name="serverless-lakehouse")["id"]
-    root = c.apigateway.get_resources(restApiId=api)["items"][0]["id"]
-    c.apigateway.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
-    c.apigateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
-    c.apigateway.create_deployment(restApiId=api, stageName="api")
-    said = provision.ensure_api_key(c.apigateway, stage)
-    assert said == provision.ensure_api_key(c.apigateway, stage)  # a second run makes nothing new
+    assert "no API yet" in provision.ensure_api_key(c.apigateway, stage, tmp_path)
+    # prod's API, made first and named as dev's: only Chalice's record of dev's deploy tells them apart
+    prod_api, dev_api = _rest_api(c.apigateway), _rest_api(c.apigateway)
+    _chalice_record(tmp_path, "prod", prod_api)
+    assert "no API yet" in provision.ensure_api_key(c.apigateway, stage, tmp_path)
+    _chalice_record(tmp_path, "dev", dev_api)
+    said = provision.ensure_api_key(c.apigateway, stage, tmp_path)
+    assert said == provision.ensure_api_key(c.apigateway, stage, tmp_path)  # a second run makes nothing new
     (key,) = c.apigateway.get_api_keys()["items"]
     (usage_plan,) = c.apigateway.get_usage_plans()["items"]
-    assert usage_plan["apiStages"] == [{"apiId": api, "stage": "api"}]
+    assert usage_plan["apiStages"] == [{"apiId": dev_api, "stage": "api"}]
     assert [k["id"] for k in c.apigateway.get_usage_plan_keys(usagePlanId=usage_plan["id"])["items"]] == [key["id"]]
     assert f"--api-key {key['id']} --include-value" in said
     assert "not used (LAKEHOUSE_API_AUTH = iam)" in provision.ensure_api_key(c.apigateway, settings.stage("prod"))
+
+
+def test_an_api_key_is_not_bound_to_an_api_the_account_does_not_have(aws_env, settings, tmp_path):
+    stage = settings.for_account("123456789012").stage("dev")
+    _chalice_record(tmp_path, "dev", "abc123gone")  # a record left from a deploy with other credentials
+    with pytest.raises(DeploymentError, match="records API abc123gone, which this account and region do not have"):
+        provision.ensure_api_key(Clients.for_stage(stage).apigateway, stage, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("head", "create"),
+    [
+        ("403", None),  # another account's bucket (or one whose owner is not ExpectedBucketOwner)
+        ("404", "BucketAlreadyExists"),  # made elsewhere between our HeadBucket and CreateBucket
+    ],
+)
+def test_a_bucket_name_taken_by_another_account_says_which_setting_picks_another(aws_env, settings, head, create):
+    from botocore.stub import Stubber
+
+    stage = settings.for_account("123456789012").stage("dev")
+    s3 = Clients.for_stage(stage).s3
+    with Stubber(s3) as stub:
+        stub.add_client_error(
+            "head_bucket",
+            service_error_code=head,
+            http_status_code=int(head),
+            expected_params={"Bucket": stage.bucket, "ExpectedBucketOwner": "123456789012"},
+        )
+        if create:
+            stub.add_client_error("create_bucket", service_error_code=create, http_status_code=409)
+        with pytest.raises(DeploymentError) as raised:
+            provision.ensure_bucket(s3, stage, "123456789012")
+    assert f"bucket name {stage.bucket} is taken" in str(raised.value)
+    assert 'set bucket = "<a name of your own>" under [stages.dev] in config/lakehouse.toml' in str(raised.value)
+
+
+def test_default_bucket_names_carry_the_account_and_region_and_must_fit_s3s_limit(settings):
+    with pytest.raises(ConfigError, match=r"stages.dev.bucket .*needs the AWS account"):
+        Clients.for_stage(settings.stage("dev"))  # never sent to AWS with "{account}" in it
+    dev = settings.for_account("111122223333").stage("dev")
+    assert (dev.bucket, dev.log_bucket) == (
+        "lakehouse-dev-lake-111122223333-us-east-1",
+        "lakehouse-dev-access-logs-111122223333-us-east-1",
+    )
+    assert settings.for_account("111122223333").stage("local").bucket == "lakehouse-local-lake"  # declared
+    long = parse_settings({**config_files(CONFIG), "lakehouse.toml": LONG_PROJECT})
+    with pytest.raises(ConfigError, match=r"stages.dev.bucket = .*longer than S3's 63 characters: set bucket"):
+        long.for_account("111122223333")
+
+
+LONG_PROJECT = '[project]\nname = "a-much-longer-project-name-here"\nregion = "ap-southeast-2"\n[stages.dev]\n'
+
+
+def test_deploy_writes_the_stages_names_and_lambda_policy_into_the_chalice_project(settings, tmp_path):
+    """`chalice deploy` reads .chalice/: what it needs from config/ is written there, never by hand."""
+    import shutil
+
+    from deploy.chalice_project import write_stage
+
+    shutil.copytree(ROOT / ".chalice", tmp_path / ".chalice", ignore=shutil.ignore_patterns("deployed", "policy-*"))
+    renamed = parse_settings(
+        {
+            **config_files(CONFIG),
+            "lakehouse.toml": (CONFIG / "lakehouse.toml").read_text()
+            + '\n[stages.qa]\nbucket = "acme-qa-lake"\ningest_queue = "acme-qa-in"\nledger_table = "acme-qa-files"\n',
+        }
+    ).for_account("111122223333")
+    for name in ("dev", "qa"):
+        stage = renamed.stage(name)
+        assert write_stage(renamed, stage, "111122223333", tmp_path) == [
+            ".chalice/config.json",
+            f".chalice/policy-{name}.json",
+        ]
+        assert write_stage(renamed, stage, "111122223333", tmp_path) == []  # the same again: nothing to write
+        chalice = json.loads((tmp_path / ".chalice" / "config.json").read_text())["stages"][name]
+        env = chalice["environment_variables"]
+        assert {k: env[k] for k in ("LAKEHOUSE_BUCKET", "LAKEHOUSE_INGEST_QUEUE", "LAKEHOUSE_ACCOUNT")} == {
+            "LAKEHOUSE_BUCKET": stage.bucket,
+            "LAKEHOUSE_INGEST_QUEUE": stage.ingest_queue,
+            "LAKEHOUSE_ACCOUNT": "111122223333",
+        }
+        policy = (tmp_path / ".chalice" / chalice["iam_policy_file"]).read_text()
+        for resource in (f":::{stage.bucket}", f":{stage.ingest_queue}", f"table/{stage.ledger_table}"):
+            assert resource in policy, (name, resource)
+        assert _wildcards(json.loads(policy)) == []
+    assert (
+        json.loads((tmp_path / ".chalice" / "config.json").read_text())["stages"]["prod"]
+        == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+    )  # other stages untouched
 
 
 def test_a_new_role_is_waited_for_but_a_real_denial_is_not(monkeypatch):

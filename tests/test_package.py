@@ -4,6 +4,7 @@ layer, the template passes cfn-lint, and the API is protected as the stage says.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,11 +25,20 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def package(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"package-{request.param}")
+    """`chalice package` of the Chalice project as `lakehouse deploy` leaves it (its stage's names and policy
+    written from config/), in a copy: the repository's own .chalice/ stays as committed."""
+    from chalicelib.config import load_settings
+    from deploy.chalice_project import write_stage
+
+    project, out = tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp(f"package-{request.param}")
+    skip = (".venv", ".git", ".lakehouse", "*cache*", "deployed", "policy-*.json", "*.egg-info", ".hypothesis")
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(*skip), dirs_exist_ok=True)
+    settings = load_settings(ROOT / "config").for_account("111122223333")
+    write_stage(settings, settings.stage(request.param), "111122223333", project)
     env = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": str(BIN), "HOME": str(out)}
     done = subprocess.run(
         [str(BIN / "chalice"), "package", "--stage", request.param, str(out)],
-        cwd=ROOT,
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config.model import (
+    ACCOUNT,
     DATASETS_DIR,
     FORMATS,
     RETRY_MODES,
@@ -145,12 +146,14 @@ def _parse_stage(file: str, project: str, region: str, defaults: Any, raw: Any, 
     def named(key: str, suffix: str) -> str:
         return getattr(doc, key) or f"{project}-{name}-{suffix}"
 
+    region = doc.region or region
     return Stage(
         name=name,
         project=project,
-        region=doc.region or region,
-        bucket=doc.bucket or f"{project}-{name}-lake",
-        log_bucket=doc.log_bucket or f"{project}-{name}-access-logs",
+        region=region,
+        # bucket names are global: a default one carries the account (known once deployed) and the region
+        bucket=doc.bucket or f"{project}-{name}-lake-{ACCOUNT}-{region}",
+        log_bucket=doc.log_bucket or f"{project}-{name}-access-logs-{ACCOUNT}-{region}",
         ledger_table=named("ledger_table", "ledger"),
         ingest_queue=named("ingest_queue", "ingest"),
         ingest_dlq=named("ingest_dlq", "ingest-dlq"),

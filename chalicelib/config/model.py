@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 from chalicelib.errors import ConfigError
@@ -18,6 +18,9 @@ FORMATS = ("csv", "jsonl")
 
 
 BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"  # S3 bucket naming rules (the common, DNS-safe part)
+# A default bucket name holds this until the AWS account is known (Stage.for_account): bucket names are global
+# across every account, so `lakehouse-dev-lake` alone is likely someone else's (S3 User Guide, "Bucket naming").
+ACCOUNT = "{account}"
 RetryMode = Literal["standard", "adaptive", "legacy"]  # botocore's retry modes
 RETRY_MODES: tuple[RetryMode, ...] = get_args(RetryMode)
 
@@ -168,6 +171,21 @@ class Stage:
     athena_workgroup: str = ""
     log_bucket: str = ""  # where S3 writes the lake bucket's server access logs
 
+    @property
+    def needs_account(self) -> bool:
+        """A default bucket name still waits for the account it is deployed in."""
+        return ACCOUNT in self.bucket + self.log_bucket
+
+    def for_account(self, account: str) -> Stage:
+        """The stage with its default bucket names completed with `account`: `lakehouse-dev-lake-<account>-<region>`."""
+        names = {k: getattr(self, k).replace(ACCOUNT, account) for k in ("bucket", "log_bucket")}
+        for key, name in names.items():
+            if len(name) > 63:  # S3's longest bucket name
+                raise ConfigError(
+                    SETTINGS_FILE, f"stages.{self.name}.{key}", name, f"longer than S3's 63 characters: set {key} = ..."
+                )
+        return replace(self, **names)
+
     def state_machine_arn(self, account: str) -> str:
         """The ARN of the stage's pipeline state machine in `account`."""
         return f"arn:aws:states:{self.region}:{account}:stateMachine:{self.state_machine}"
@@ -187,6 +205,10 @@ class Settings:
     datasets: Mapping[str, Contract]
     schedules: Mapping[str, str] = field(default_factory=dict)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    def for_account(self, account: str) -> Settings:
+        """The settings with every stage's default bucket names completed with the AWS account (Stage.for_account)."""
+        return replace(self, stages={name: stage.for_account(account) for name, stage in self.stages.items()})
 
     def stage(self, name: str) -> Stage:
         """A stage by name; an unknown one is a ConfigError listing the known ones."""

@@ -149,6 +149,7 @@ def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
             "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
             "--stage": stage.name,
             "--bucket": stage.bucket,
+            "--account": account,  # completes the stage's default bucket names
             "--enable-metrics": "true",
             "--enable-continuous-cloudwatch-log": "true",
             **job.arguments,

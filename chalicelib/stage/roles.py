@@ -9,10 +9,11 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from chalicelib import APP_NAME
+from chalicelib import APP_NAME, METRICS_NAMESPACE
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.names import crawler_name, job_name, process_job
+from chalicelib.names import crawler_name, job_name, process_job, run_job
+from chalicelib.stage.declared import glue_jobs, role_arn
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
 
@@ -107,7 +108,10 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str,
     to the two topics."""
     region = stage.region
     glue = f"arn:aws:glue:{region}:{account}"
-    jobs = sorted([*(process_job(stage, d) for d in settings.datasets), job_name(stage, "master_merge.py")])
+    # a small run is one run_batch job; a bigger one a job per dataset, then the master merge (pipeline.batcher)
+    jobs = sorted(
+        [*(process_job(stage, d) for d in settings.datasets), job_name(stage, "master_merge.py"), run_job(stage)]
+    )
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -137,6 +141,159 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str,
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
                 "Resource": [stage.topic_arn(t, account) for t in (stage.alerts_topic, stage.notifications_topic)],
+            },
+        ],
+    }
+
+
+def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
+    """The Lambdas' role (Chalice's, from `.chalice/policy-<stage>.json`, which `lakehouse deploy` writes from this):
+    the validator, the pipeline's steps and batcher, the nightly lifecycle sync and drift report, and the API."""
+    z, region = settings.zones, stage.region
+    lake, arn = f"arn:aws:s3:::{stage.bucket}", f"{region}:{account}"
+    table = f"arn:aws:dynamodb:{arn}:table/{stage.ledger_table}"
+    queues = [f"arn:aws:sqs:{arn}:{q}" for q in (stage.ingest_queue, stage.accepted_queue)]
+    topics = [stage.topic_arn(t, account) for t in (stage.alerts_topic, stage.notifications_topic)]
+    machine = stage.state_machine_arn(account)
+    catalog = f"arn:aws:glue:{arn}"
+    workgroup = f"arn:aws:athena:{arn}:workgroup/{stage.athena_workgroup}"
+    functions = f"arn:aws:logs:{arn}:log-group:/aws/lambda/{APP_NAME}-{stage.name}-*"
+
+    def allow(sid: str, actions: list[str], resources: list[str] | str) -> dict[str, Any]:
+        return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            allow(
+                "Logs",
+                ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                [functions, f"{functions}:*"],
+            ),
+            allow(
+                "ReadRawAndConfig",
+                ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"],
+                [lake, f"{lake}/{z.raw}*", f"{lake}/{z.config}*"],
+            ),
+            allow("WriteRejected", ["s3:PutObject"], [f"{lake}/{z.rejected}*"]),
+            allow(
+                "Ledger",
+                [
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:Query",
+                ],
+                [table, f"{table}/index/*"],
+            ),
+            allow(
+                "Queues",
+                [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                    "sqs:SendMessage",
+                ],
+                queues,
+            ),
+            allow("PipelineArchive", ["s3:PutObject", "s3:GetObject"], [f"{lake}/{z.archive}*"]),
+            allow(
+                "PipelineHideArchivedRawAndStaleRejectedRows",
+                ["s3:DeleteObject"],
+                [f"{lake}/{z.raw}*", f"{lake}/{z.rejected}*"],
+            ),
+            allow("PipelineReadTables", ["s3:GetObject"], [f"{lake}/{z.processed}*", f"{lake}/{z.curated}*"]),
+            allow(
+                "PipelineExecutions",
+                ["states:StartExecution", "states:DescribeExecution"],
+                [machine, machine.replace(":stateMachine:", ":execution:") + ":*"],
+            ),
+            allow(
+                "PipelineCatalog",
+                [
+                    "glue:GetDatabase",
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:GetPartitions",
+                    "glue:CreateTable",
+                    "glue:UpdateTable",
+                ],
+                [
+                    f"{catalog}:catalog",
+                    f"{catalog}:database/{stage.glue_database}",
+                    f"{catalog}:table/{stage.glue_database}/*",
+                ],
+            ),
+            allow(
+                "QualityQueriesOnAthena",
+                [
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                ],
+                [workgroup],
+            ),
+            allow(
+                "QualityQueryResults",
+                ["s3:GetObject", "s3:PutObject", "s3:GetBucketLocation", "s3:AbortMultipartUpload"],
+                [lake, f"{lake}/{z.athena_results}*"],
+            ),
+            allow("PipelineAlerts", ["sns:Publish"], topics),
+            allow("LifecycleListBuckets", ["s3:ListAllMyBuckets"], "*"),  # no resource type: the whole account's list
+            allow(
+                "LifecycleRulesOfDefinedBuckets",
+                ["s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"],
+                "arn:aws:s3:::*",
+            ),
+            allow("LifecycleHistory", ["s3:GetObject", "s3:PutObject"], [f"{lake}/{z.reports}*"]),
+            allow(
+                "DriftReadLakeBucket",
+                [
+                    "s3:GetBucketVersioning",
+                    "s3:GetEncryptionConfiguration",
+                    "s3:GetBucketPublicAccessBlock",
+                    "s3:GetBucketPolicy",
+                    "s3:GetBucketTagging",
+                    "s3:GetBucketNotification",
+                    "s3:GetBucketLogging",
+                ],
+                [lake],
+            ),
+            allow(
+                "DriftReadStageResources",
+                [
+                    "dynamodb:DescribeTable",
+                    "dynamodb:DescribeContinuousBackups",
+                    "dynamodb:DescribeTimeToLive",
+                    "sns:GetTopicAttributes",
+                    "glue:GetCrawler",
+                    "glue:GetJob",
+                    "athena:GetWorkGroup",
+                    "states:DescribeStateMachine",
+                    "iam:GetRole",
+                    "iam:GetRolePolicy",
+                    "sqs:GetQueueUrl",
+                    "sqs:GetQueueAttributes",
+                ],
+                [
+                    table,
+                    *topics,
+                    *(f"{catalog}:crawler/{crawler_name(stage, d)}" for d in sorted(settings.datasets)),
+                    *(f"{catalog}:job/{j}" for j in sorted(glue_jobs(settings, stage))),
+                    workgroup,
+                    machine,
+                    *(role_arn(r, account) for r in (stage.glue_role, stage.pipeline_role)),
+                    *queues,
+                    f"arn:aws:sqs:{arn}:{stage.ingest_dlq}",
+                ],
+            ),
+            allow("DriftListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
+            {  # PutMetricData has no resource type; the namespace condition is what narrows it
+                **allow("Metrics", ["cloudwatch:PutMetricData"], "*"),
+                "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
             },
         ],
     }

@@ -36,6 +36,8 @@ def job_from_arguments(args: dict[str, str | None]) -> Any:
     from lakehouse_etl.processed import Job
 
     settings = load_settings_from_s3(client("s3"), str(args["bucket"]), "config/")
+    if args.get("account"):  # the stage's default bucket names carry it (job_definition passes it)
+        settings = settings.for_account(str(args["account"]))
     return Job.for_stage(settings, str(args["stage"]))
 
 
@@ -66,7 +68,7 @@ def whole_run() -> None:
 def main(work: Callable[..., Any], required: Sequence[str] = (), optional: Sequence[str] = ()) -> None:
     """Run `work(job, *required arguments, *optional arguments)` and print its JSON report as the last line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = arguments(["stage", "bucket", *required], optional)
+    args = arguments(["stage", "bucket", *required], [*optional, "account"])
     result = work(job_from_arguments(args), *(args[name] for name in [*required, *optional]))
     items = result if isinstance(result, list) else [result]
     print(json.dumps([asdict(r) if is_dataclass(r) and not isinstance(r, type) else r for r in items], default=str))

@@ -9,7 +9,7 @@ import click
 
 from chalicelib.config import config_files
 from lakehouse import localstage
-from lakehouse.ops import CONFIG_DIR, connect, project_settings
+from lakehouse.ops import CONFIG_DIR, connect, project_settings, stage_settings
 from lakehouse.output import console, out, print_changes, print_drift
 
 
@@ -24,19 +24,19 @@ def deploy(stage_name: str, plan_only: bool) -> None:
 
     import boto3
 
-    from chalicelib.aws import Clients
+    from chalicelib.aws import Clients, account_id
     from chalicelib.errors import DeploymentError
-    from deploy.chalice_project import preflight
+    from deploy.chalice_project import preflight, write_stage
     from deploy.plan import plan
     from deploy.provision import provision
 
-    settings = project_settings()
-    stage = settings.stage(stage_name)
     if stage_name == localstage.STAGE:
         raise click.UsageError("the local stage is deployed by `lakehouse up`")
+    stage = project_settings().stage(stage_name)
     problems = preflight(stage_name, stage.region, python=sys.version_info[:2], cli_region=boto3.Session().region_name)
     if problems:
         raise DeploymentError(f"stage {stage_name} cannot be deployed as it is:\n  " + "\n  ".join(problems))
+    settings, stage = stage_settings(stage_name)
     clients = Clients.for_stage(stage)
     if plan_only:
         with console.status(f"reading stage {stage_name}"):
@@ -44,6 +44,8 @@ def deploy(stage_name: str, plan_only: bool) -> None:
         print_changes(changes, f"lakehouse deploy --stage {stage_name} would change (--plan: nothing changed)")
         return
     provision(settings, stage, clients, config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
+    written = write_stage(settings, stage, account_id(clients.sts))
+    console.print(f"  chalice project: {', '.join(written) or 'up to date'} (the stage's names and Lambda policy)")
     console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)
 
 
@@ -57,10 +59,9 @@ def teardown(stage_name: str, apply: bool, delete_data: bool) -> None:
     from chalicelib.aws import Clients
     from deploy.teardown import teardown as run
 
-    settings = project_settings()
-    stage = settings.stage(stage_name)
     if stage_name == localstage.STAGE:
         raise click.UsageError("the local stage goes with `lakehouse down`")
+    settings, stage = stage_settings(stage_name)
     deleted, kept = run(
         settings,
         stage,
