@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.errors import FileInProgressError
+from chalicelib.errors import FileInProgressError, LedgerError
 from chalicelib.ledger import DynamoDBLedger, FileRecord, InMemoryLedger, Status
 from chalicelib.pipeline.batching import BatchPolicy
 
@@ -149,7 +149,24 @@ def test_a_batch_stops_at_its_byte_budget_but_takes_at_least_one_file(ledger):
     assert ledger2.open_batch("orders", take=BatchPolicy(max_bytes=100).take).files == (big.file_id,)
 
 
+def test_a_batch_of_long_file_ids_fits_dynamodbs_item_limit_and_the_rest_wait(ledger):
+    """1,000 files of 1 KB keys would make a 1 MB batch item, which DynamoDB (and moto, and the twin) refuses."""
+    long = "x" * 1000
+    for i in range(300):
+        record = ledger.claim(rec(f"raw/orders/{long}{i:04}.csv"), now=datetime(2026, 1, 1, tzinfo=UTC)).record
+        ledger.finish(record, Status.VALID, md5=str(i))
+    first = ledger.open_batch("orders", take=BatchPolicy(max_files=1000).take)
+    assert 150 <= len(first.files) < 250  # 200 KB of ids: the oldest that fit
+    assert len(ledger.batch_state("orders")["files"]) == len(first.files)
+    ledger.close_batch(first, 1, {})
+    second = ledger.open_batch("orders", take=BatchPolicy(max_files=1000).take)
+    assert len(second.files) == 300 - len(first.files) and not set(first.files) & set(second.files)
+    with pytest.raises(LedgerError, match="Item size has exceeded the maximum allowed size"):
+        ledger._put_if_absent({"pk": "batch#too-big", "kind": "batch", "files": [long] * 420})
+
+
 def test_one_active_run_at_a_time_and_runs_are_listed_newest_first(ledger):
+    epoch = ledger.epoch()  # the batcher asks for it first (StepFunctions names executions with it)
     first = ledger.begin_run()
     assert first.name == "run-000001" and ledger.begin_run() is None  # one run in flight
     plan = {"run": first.name, "levels": [[{"dataset": "orders", "batch": 1, "job": "j"}]], "crawlers": []}
@@ -164,6 +181,7 @@ def test_one_active_run_at_a_time_and_runs_are_listed_newest_first(ledger):
         ("run-000002", "PLANNING", None),
         ("run-000001", "FAILED", "Boom"),
     ]
+    assert ledger.epoch() == epoch and len(epoch) == 8
 
 
 def test_a_failed_batch_fails_its_unprocessed_files_and_requeue_brings_them_back(ledger):

@@ -380,9 +380,32 @@ def test_step_functions_start_is_idempotent_by_name(aws_env):
     orchestrator.start("run-000001", {"run": "run-000001"})
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
     assert orchestrator.status("run-000001") in ("RUNNING", "SUCCEEDED")
-    # a recreated ledger's run-000001 is another run: its execution cannot start, and it says why
+    # a ledger from before epochs, recreated: its run-000001 is another run, which cannot start, and says why
     with pytest.raises(PipelineError, match="execution name run-000001 was used by another run"):
         orchestrator.start("run-000001", {"run": "run-000001", "levels": []})
+
+
+def test_a_recreated_ledger_names_its_executions_apart_from_the_old_ledgers(aws_env):
+    """Step Functions keeps execution names for 90 days; a new ledger numbers its runs from run-000001 again."""
+    import boto3
+
+    from chalicelib.ledger import InMemoryLedger
+
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="p",
+        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    old, new = InMemoryLedger(), InMemoryLedger()
+    assert old.epoch() == old.epoch() != new.epoch()  # made once per ledger, kept
+    for ledger in (old, new):
+        run = ledger.begin_run()
+        assert run.name == "run-000001"
+        StepFunctions(sfn, arn, ledger.epoch()).start(run.name, {"run": run.name, "levels": [[id(ledger)]]})
+    names = sorted(e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"])
+    assert names == sorted(f"run-000001-{ledger.epoch()}" for ledger in (old, new))
+    assert StepFunctions(sfn, arn, new.epoch()).status("run-000001") in ("RUNNING", "SUCCEEDED")
 
 
 def test_on_aws_a_stopped_execution_fails_its_run_and_alerts_the_topic(provisioned, settings, stage):

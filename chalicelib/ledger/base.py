@@ -143,7 +143,7 @@ class Ledger(ABC):
             if item and item["state"] == "OPEN":
                 return Batch(dataset, int(item["number"]), tuple(item["files"]), resumed=True)
             pending = self.pending_files(dataset, limit)
-            files = tuple(take(pending) if take else (r.file_id for r in pending))
+            files = fitting_one_item(tuple(take(pending) if take else (r.file_id for r in pending)))
             if not files:
                 return None
             number = int(item["number"]) + 1 if item else 1
@@ -288,6 +288,16 @@ class Ledger(ABC):
         existing = self._put_if_absent(item)
         return run if existing is None else Run.from_item(existing)
 
+    def epoch(self) -> str:
+        """This ledger's own id, made once with its first pipeline item: Step Functions keeps an execution's name
+        for 90 days, so a ledger made again (its runs numbered from 1 again) names its executions apart with it. A
+        ledger from before the id existed has none ("") and keeps its names."""
+        item = self._get("pipeline")
+        if item is None:
+            made = {"pk": "pipeline", "kind": "pipeline", "next": 1, "epoch": uuid.uuid4().hex[:8]}
+            item = self._put_if_absent(made) or made
+        return str(item.get("epoch", ""))
+
     def begin_run(self) -> Run | None:
         """Make a new run the active one; None if a run is already active (one run in flight at a time)."""
         item = self._get("pipeline")
@@ -411,3 +421,33 @@ class Ledger(ABC):
     @abstractmethod
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         """File items with `pending == dataset`, oldest first."""
+
+
+ITEM_BYTES = 400 * 1024  # DynamoDB's largest item, names and values in UTF-8 ("Service, account, and table quotas")
+# A batch item's file list: half an item, leaving room for its outcome and job summary, and for moto, which counts
+# the old list and the new one together while an update replaces it. Ids of 80 bytes: 2,500 files.
+BATCH_FILES_BYTES = 200 * 1024
+
+
+def item_bytes(value: Any) -> int:
+    """About what DynamoDB counts for a value: UTF-8 lengths, numbers as up to 21 bytes, and 3 bytes plus one per
+    element for lists and maps ("Item sizes and formats", DynamoDB Developer Guide). Written by hand: boto3 has no
+    item sizer."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, dict):
+        return 3 + sum(len(str(k).encode()) + item_bytes(v) + 1 for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(item_bytes(v) + 1 for v in value)
+    return 21 if isinstance(value, int | float) else 1
+
+
+def fitting_one_item(files: tuple[str, ...]) -> tuple[str, ...]:
+    """The first of `files` (oldest first) whose ids fit a batch item (at least one): 1,000 ids of up to 1 KB each
+    would pass DynamoDB's 400 KB, and the rest simply wait for the next batch."""
+    total = 3
+    for count, file_id in enumerate(files):
+        total += item_bytes(file_id) + 1
+        if total > BATCH_FILES_BYTES:
+            return files[: max(count, 1)]
+    return files

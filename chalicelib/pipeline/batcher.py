@@ -43,21 +43,26 @@ class Orchestrator(Protocol):
 
 
 class StepFunctions:
-    """The stage's state machine on AWS."""
+    """The stage's state machine on AWS. A run's execution is named `<run>-<ledger epoch>` (Ledger.epoch): Step
+    Functions keeps a name for 90 days after its execution ends, and a ledger made again numbers runs from 1."""
 
-    def __init__(self, sfn: Any, state_machine_arn: str) -> None:
-        self.sfn, self.arn = sfn, state_machine_arn
+    def __init__(self, sfn: Any, state_machine_arn: str, epoch: str = "") -> None:
+        self.sfn, self.arn, self.epoch = sfn, state_machine_arn, epoch
 
     @classmethod
-    def for_stage(cls, stage: Stage) -> StepFunctions:
+    def for_stage(cls, stage: Stage, epoch: str = "") -> StepFunctions:
         from chalicelib.aws import ClientSettings, account_id, client
 
         clients = ClientSettings.for_stage(stage)
-        return cls(client("stepfunctions", clients), stage.state_machine_arn(account_id(client("sts", clients))))
+        arn = stage.state_machine_arn(account_id(client("sts", clients)))
+        return cls(client("stepfunctions", clients), arn, epoch)
 
     def execution_arn(self, name: str) -> str:
-        """The ARN of execution `name` of this state machine."""
-        return self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        """The ARN of run `name`'s execution of this state machine."""
+        return self.arn.replace(":stateMachine:", ":execution:") + f":{self.execution_name(name)}"
+
+    def execution_name(self, name: str) -> str:
+        return f"{name}-{self.epoch}" if self.epoch else name
 
     def start(self, name: str, input_: dict[str, Any]) -> None:
         """Start execution `name`; one that exists already with the same input was this run's (idempotent). One with
@@ -65,16 +70,16 @@ class StepFunctions:
         execution ends, a ledger recreated numbers its runs from 1 again): a clear error, not a run that never
         starts."""
         try:
-            self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=json.dumps(input_))
+            self.sfn.start_execution(stateMachineArn=self.arn, name=self.execution_name(name), input=json.dumps(input_))
         except Exception as exc:
             if error_code(exc) != "ExecutionAlreadyExists":
                 raise
             earlier = self.sfn.describe_execution(executionArn=self.execution_arn(name))
             if json.loads(earlier.get("input") or "null") != input_:
                 raise PipelineError(
-                    f"execution name {name} was used by another run (started {earlier.get('startDate')}): Step "
-                    "Functions keeps execution names for 90 days, and a recreated ledger numbers its runs from 1 "
-                    "again; the run stays planned, not started"
+                    f"execution name {self.execution_name(name)} was used by another run (started "
+                    f"{earlier.get('startDate')}): Step Functions keeps execution names for 90 days; the run stays "
+                    "planned, not started"
                 ) from exc
             log.info("execution %s exists already", name)
 
@@ -127,7 +132,7 @@ class Pipeline:
         def alert(subject: str, message: str) -> None:
             client("sns", clients).publish(TopicArn=topic, Subject=subject[:100], Message=message)
 
-        return cls(settings, stage, ledger, StepFunctions.for_stage(stage), alert)
+        return cls(settings, stage, ledger, StepFunctions.for_stage(stage, ledger.epoch()), alert)
 
     # -- the batcher -------------------------------------------------------------------------------------
     def waiting(self) -> dict[str, list[FileRecord]]:

@@ -56,7 +56,8 @@ def executions(name: str | None, stage_name: str, as_json: bool, logs: bool) -> 
     else:
         records = aws_executions(connect(stage_name)[1])
     if name:
-        records = [r for r in records if r["name"] == name]
+        # on AWS a run's execution is `<run>-<ledger epoch>` (StepFunctions); earlier ledgers' runs of that name too
+        records = [r for r in records if r["name"] == name or r["name"].startswith(f"{name}-")]
         if not records:
             raise click.BadParameter(f"no execution named {name}", param_hint="NAME")
     if as_json:
