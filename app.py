@@ -46,7 +46,13 @@ def count(name: str, value: float, **dimensions: str) -> None:
             metric.add_dimension(name=key, value=dimension)
 
 
-@app.on_sqs_message(queue=INGEST_QUEUE, batch_size=10, name="validate")
+# One file per invocation: a file may be 20 GiB after gunzip, and it gets the validator's whole 15 minutes (a batch
+# of files shares one timeout, and a timed-out batch comes back whole). The queue's event source runs at most
+# VALIDATE_CONCURRENCY validators at once, whatever the burst: the ledger and the account's concurrency are shared.
+VALIDATE_CONCURRENCY = 20
+
+
+@app.on_sqs_message(queue=INGEST_QUEUE, batch_size=1, name="validate", maximum_concurrency=VALIDATE_CONCURRENCY)
 def validate(event):
     """S3 ObjectCreated notifications (through the ingest queue) -> validated, de-duplicated ledger entries."""
     from aws_lambda_powertools.utilities.data_classes import SQSEvent

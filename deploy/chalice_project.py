@@ -53,24 +53,60 @@ def layer_arns(stage: str) -> list[str]:
     return [arn for f in functions.values() for arn in f.get("layers", [])]
 
 
-def preflight(stage: str, region: str, *, python: tuple[int, int], cli_region: str | None) -> list[str]:
+def preflight(settings: Settings, stage: Stage, *, python: tuple[int, int], cli_region: str | None) -> list[str]:
     """What would make `chalice deploy --stage STAGE` deploy something broken, each as one line (none: go ahead):
     - Chalice sets the Lambda runtime from the Python that runs it, and the layer is the 3.11 build;
     - the region lives in three places (lakehouse.toml, the layers' ARNs, the profile `chalice deploy` uses), and a
-      layer from another region or a deploy into another region fails, or deploys apart from the stage's resources."""
+      layer from another region or a deploy into another region fails, or deploys apart from the stage's resources;
+    - the validator's timeout, the file size limits, the queue's visibility and the ledger's lease must agree."""
     problems = []
+    region = stage.region
     if python != LAYER_PYTHON:
         problems.append(
             f"Python {python[0]}.{python[1]} would make Chalice deploy a python{python[0]}.{python[1]} runtime, "
             f"but the SDK for pandas layer is the Python {LAYER_PYTHON[0]}.{LAYER_PYTHON[1]} build: deploy from 3.11"
         )
-    for arn in layer_arns(stage):
+    for arn in layer_arns(stage.name):
         if arn.split(":")[3] != region:
-            problems.append(f"layer {arn} is in {arn.split(':')[3]}, stage {stage} in {region}: use the {region} ARN")
+            problems.append(
+                f"layer {arn} is in {arn.split(':')[3]}, stage {stage.name} in {region}: use the {region} ARN"
+            )
     if cli_region and cli_region != region:
         problems.append(
-            f"the AWS profile's region is {cli_region}, stage {stage} is in {region} (lakehouse.toml): "
+            f"the AWS profile's region is {cli_region}, stage {stage.name} is in {region} (lakehouse.toml): "
             f"set AWS_REGION={region} for chalice deploy"
+        )
+    return problems + validator_sizing(settings, stage)
+
+
+# What the validator streams a second, at the least, on its 1,769 MB (one vCPU, Lambda developer guide, "memory and
+# computing power"): bench/validate.py measures 176 MB/s of plain CSV on one core here; gunzip and reading from S3
+# cost more, so the sizing plans on a quarter of it.
+VALIDATOR_BYTES_PER_SECOND = 40 * 1024**2
+
+
+def validator_sizing(settings: Settings, stage: Stage) -> list[str]:
+    """Every file the limits allow must be validated within the validator's timeout (else it times out, comes back
+    and ends in the dead-letter queue); the queue hides a message six times that long (the Lambda developer guide's
+    advice for SQS event sources), and the ledger's lease outlasts a validation."""
+    timeout = int(chalice_config()["lambda_functions"]["validate"]["lambda_timeout"])
+    largest = settings.limits.max_decompressed_bytes
+    problems = []
+    if largest / VALIDATOR_BYTES_PER_SECOND > 0.8 * timeout:
+        problems.append(
+            f"[limits] max_decompressed_bytes = {largest:,} takes about {largest / VALIDATOR_BYTES_PER_SECOND:.0f} s "
+            f"to validate at {VALIDATOR_BYTES_PER_SECOND / 1024**2:.0f} MiB/s, past 80% of the validator's {timeout} s "
+            "timeout: lower it"
+        )
+    if stage.queue_visibility_seconds < 6 * timeout:
+        problems.append(
+            f"queue_visibility_seconds = {stage.queue_visibility_seconds} (stage {stage.name}): make it at least six "
+            f"times the validator's timeout, {6 * timeout}"
+        )
+    if stage.lease_seconds <= timeout:
+        problems.append(
+            f"lease_seconds = {stage.lease_seconds} (stage {stage.name}): make it longer than the validator's "
+            f"timeout ({timeout} s), or a redelivery takes over a file still being validated"
         )
     return problems
 

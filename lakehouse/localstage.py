@@ -227,6 +227,7 @@ def _sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> d
 
 def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
     """Play Lambda's SQS event source mapping for the `validate` function, with `workers` concurrency."""
+    from chalice.app import SQSEventConfig
     from chalice.test import Client
 
     import app as lakehouse_app
@@ -234,6 +235,8 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
 
     sqs = client("sqs")
     queue_name = os.environ["LAKEHOUSE_INGEST_QUEUE"]
+    # its batch size, as on AWS
+    (source,) = [s for s in lakehouse_app.app.event_sources if isinstance(s, SQSEventConfig) and s.name == "validate"]
 
     def worker(invoke: Callable[[str, dict[str, Any]], Any]) -> None:
         url: str | None = None
@@ -244,7 +247,7 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
                     url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
                     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
                 messages = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+                    QueueUrl=url, MaxNumberOfMessages=source.batch_size, WaitTimeSeconds=1, AttributeNames=["All"]
                 ).get("Messages", [])
                 if not messages:
                     continue

@@ -4,11 +4,13 @@ stage, and `--plan`, which changes nothing and lists exactly what a deployment w
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import CONFIG, ROOT
 
+import app
 from chalicelib import names
 from chalicelib.aws import Clients
 from chalicelib.config import config_files, parse_settings
@@ -432,10 +434,36 @@ def test_a_crawler_as_getcrawler_tells_it_is_not_updated_and_a_running_one_is_le
 def test_deploy_refuses_a_python_or_a_region_the_layer_and_the_stage_do_not_share(settings):
     from deploy.chalice_project import layer_arns, preflight
 
-    region = settings.stage("prod").region
-    assert layer_arns("prod") and preflight("prod", region, python=(3, 11), cli_region=region) == []
-    assert preflight("prod", region, python=(3, 11), cli_region=None) == []  # no profile region: boto3 uses the stage's
-    (python,) = preflight("prod", region, python=(3, 12), cli_region=region)
+    prod = settings.stage("prod")
+    region = prod.region
+    assert layer_arns("prod") and preflight(settings, prod, python=(3, 11), cli_region=region) == []
+    assert preflight(settings, prod, python=(3, 11), cli_region=None) == []  # no profile region: boto3 uses the stage's
+    (python,) = preflight(settings, prod, python=(3, 12), cli_region=region)
     assert "python3.12 runtime" in python and "Python 3.11 build" in python
-    layer, profile = preflight("prod", "eu-west-1", python=(3, 11), cli_region=region)
+    elsewhere = replace(prod, region="eu-west-1")
+    layer, profile = preflight(settings, elsewhere, python=(3, 11), cli_region=region)
     assert f"is in {region}, stage prod in eu-west-1" in layer and "set AWS_REGION=eu-west-1" in profile
+
+
+def test_every_file_the_limits_allow_is_validated_within_the_validators_timeout(settings):
+    """One file a validator invocation (a batch shares one timeout and comes back whole), 15 minutes, capped
+    concurrency; the limits, the queue's visibility and the lease are checked against that timeout before deploying."""
+    from deploy.chalice_project import VALIDATOR_BYTES_PER_SECOND, chalice_config, validator_sizing
+
+    validate = chalice_config()["lambda_functions"]["validate"]
+    assert (validate["lambda_timeout"], validate["lambda_memory_size"]) == (900, 1769)  # Lambda's longest; one vCPU
+    assert settings.limits.max_decompressed_bytes / VALIDATOR_BYTES_PER_SECOND < 0.8 * 900
+    (route,) = [h for h in app.app.event_sources if h.name == "validate"]
+    assert (route.batch_size, route.maximum_concurrency) == (1, app.VALIDATE_CONCURRENCY)
+    for name in ("dev", "prod"):
+        assert validator_sizing(settings, settings.stage(name)) == []
+    prod = settings.stage("prod")
+    bigger = replace(settings, limits=replace(settings.limits, max_decompressed_bytes=100 * 1024**3))
+    (limit,) = validator_sizing(bigger, prod)
+    assert "max_decompressed_bytes = 107,374,182,400 takes about 2560 s to validate" in limit
+    hidden, lease = validator_sizing(settings, replace(prod, queue_visibility_seconds=1800, lease_seconds=600))
+    assert (
+        "queue_visibility_seconds = 1800 (stage prod): make it at least six times the validator's timeout, 5400"
+        in hidden
+    )
+    assert "lease_seconds = 600 (stage prod): make it longer than the validator's timeout (900 s)" in lease

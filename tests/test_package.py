@@ -101,6 +101,8 @@ def test_the_validator_has_its_queue_trigger_and_the_steps_their_handlers(packag
     resources = json.loads((out / "sam.json").read_text())["Resources"]
     (event,) = resources["Validate"]["Properties"]["Events"].values()
     assert event["Type"] == "SQS" and f"lakehouse-{stage}-ingest" in event["Properties"]["Queue"]["Fn::Sub"]
+    assert event["Properties"]["BatchSize"] == 1  # a file per invocation: each gets the whole timeout
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}  # app.VALIDATE_CONCURRENCY
     (schedule,) = resources["Batcher"]["Properties"]["Events"].values()
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(1 minute)"
     for step in ("QualityCheck", "RefreshTables", "FinishRun", "FailRun"):

@@ -32,8 +32,10 @@ def deploy(stage_name: str, plan_only: bool) -> None:
 
     if stage_name == localstage.STAGE:
         raise click.UsageError("the local stage is deployed by `lakehouse up`")
-    stage = project_settings().stage(stage_name)
-    problems = preflight(stage_name, stage.region, python=sys.version_info[:2], cli_region=boto3.Session().region_name)
+    settings = project_settings()
+    problems = preflight(
+        settings, settings.stage(stage_name), python=sys.version_info[:2], cli_region=boto3.Session().region_name
+    )
     if problems:
         raise DeploymentError(f"stage {stage_name} cannot be deployed as it is:\n  " + "\n  ".join(problems))
     settings, stage = stage_settings(stage_name)
