@@ -222,16 +222,36 @@ def test_get_many_reads_a_batch_of_records_in_order(ledger):
 
 
 def test_a_limited_listing_reads_only_that_many_items_from_dynamodb(provisioned, stage):
-    """The status API lists the newest files and runs: DynamoDB must not read (and bill) the whole kind."""
+    """The status API lists the newest files and runs: DynamoDB must not read (and bill) the whole kind. The files
+    are spread over FILE_SHARDS keys of the time index; each shard gives at most its newest `limit`."""
+    from chalicelib.ledger.dynamodb import FILE_SHARDS
+
     ledger = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table)
-    for i in range(12):
-        ledger.claim(rec(key=f"raw/orders/{i:02}.csv"), now=datetime.now(UTC) + timedelta(seconds=i))
+    for i in range(200):
+        ledger.claim(rec(key=f"raw/orders/{i:03}.csv"), now=datetime.now(UTC) + timedelta(seconds=i))
     counts = []
     provisioned.dynamodb.meta.events.register(
         "after-call.dynamodb.Query", lambda parsed, **_: counts.append(parsed["ScannedCount"])
     )
-    assert [r.key for r in ledger.files(limit=5)] == [f"raw/orders/{i:02}.csv" for i in range(11, 6, -1)]
-    assert counts == [5]
+    assert [r.key for r in ledger.files(limit=5)] == [f"raw/orders/{i:03}.csv" for i in range(199, 194, -1)]
+    assert len(counts) == FILE_SHARDS and max(counts) == 5 and sum(counts) <= FILE_SHARDS * 5 < 200
+
+
+def test_the_time_index_spreads_files_over_shards_and_projects_only_keys_and_status(provisioned, stage):
+    """A burst of files must not land on one partition of the index; the index holds what its queries read."""
+    from chalicelib.ledger.dynamodb import BY_TIME_INDEX, FILE_SHARDS
+
+    ledger = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table)
+    for i in range(64):
+        ledger.claim(rec(key=f"raw/orders/{i:03}.csv"))
+    items = provisioned.dynamodb.scan(TableName=stage.ledger_table)["Items"]
+    shards = {i["time_key"]["S"] for i in items if i["kind"]["S"] == "file"}
+    assert len(shards) > FILE_SHARDS // 2 and all(s.startswith("file#") for s in shards)
+    table = provisioned.dynamodb.describe_table(TableName=stage.ledger_table)["Table"]
+    (index,) = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == BY_TIME_INDEX]
+    assert index["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]}
+    assert ledger.file_counts("2000-01-01") == {"RECEIVED": 64}  # read from the index alone, over every shard
+    assert len(ledger.files()) == 64
 
 
 def test_unprocessed_keys_are_asked_again_with_backoff_and_a_table_that_stays_throttled_is_an_error(monkeypatch):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
+import zlib
 from typing import Any
 
 from chalicelib.errors import LedgerError
@@ -11,13 +13,29 @@ from chalicelib.ledger.base import Ledger
 
 BY_TIME_INDEX = "by_received_at"
 PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for their processed/ job
+# The time index's partition key is `<kind>#<shard>`: every file under one key would send a burst to one partition
+# of the index, throttle it and, through it, the table's writes ("Using write sharding to distribute workloads
+# evenly", DynamoDB Developer Guide). Runs and quality results are few: one shard each.
+FILE_SHARDS = 16
+
+
+def time_key(kind: str, pk: str) -> str:
+    """The time index's partition key of an item: a file's shard follows from its key (stable, spread evenly)."""
+    shards = FILE_SHARDS if kind == "file" else 1
+    return f"{kind}#{zlib.crc32(pk.encode()) % shards}"
+
+
+def time_keys(kind: str) -> list[str]:
+    return [f"{kind}#{shard}" for shard in range(FILE_SHARDS if kind == "file" else 1)]
 
 
 UNPROCESSED_ATTEMPTS = 10  # BatchGetItem calls for one chunk of keys before a throttled table is an error
 
 
 class DynamoDBLedger(Ledger):
-    """The ledger in one DynamoDB table (`pk` string key; GSI `by_received_at` on kind + received_at)."""
+    """The ledger in one DynamoDB table (`pk` string key; GSI `by_received_at` on the sharded kind + received_at,
+    GSI `pending_by_dataset` on pending + received_at; both project keys (and `status`) only: reads of whole items
+    go to the table, consistently, by key)."""
 
     def __init__(self, dynamodb: Any, table: str, lease_seconds: int = 960) -> None:
         super().__init__(lease_seconds)
@@ -47,6 +65,8 @@ class DynamoDBLedger(Ledger):
     def _put_if_absent(self, item: dict[str, Any]) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
+        if "received_at" in item:  # listed by time: file, run, quality result
+            item = {**item, "time_key": time_key(item["kind"], item["pk"])}
         try:
             self._call(
                 "put_item",
@@ -131,26 +151,34 @@ class DynamoDBLedger(Ledger):
             raise LedgerError(f"Failed to batch_get_item on ledger table {self.table}: {exc}") from exc
 
     def _newest(self, kind: str, limit: int | None) -> list[dict[str, Any]]:
-        return self._query(BY_TIME_INDEX, "kind", kind, newest_first=True, limit=limit)
+        """The newest keys of each shard, merged newest first; then the items themselves from the table."""
+        shards = [
+            self._query(BY_TIME_INDEX, "time_key", key, newest_first=True, limit=limit) for key in time_keys(kind)
+        ]
+        newest = list(heapq.merge(*shards, key=lambda i: i["received_at"], reverse=True))[:limit]
+        items = {i["pk"]: i for i in self._get_many([i["pk"] for i in newest])}
+        return [items[i["pk"]] for i in newest if i["pk"] in items]
 
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         return self._query(PENDING_INDEX, "pending", dataset, newest_first=False, limit=limit)
 
     def _statuses_since(self, kind: str, since: str) -> list[str]:
-        kwargs: dict[str, Any] = {
-            "IndexName": BY_TIME_INDEX,
-            "KeyConditionExpression": "#k = :v AND received_at >= :since",
-            "ProjectionExpression": "#s",
-            "ExpressionAttributeNames": {"#k": "kind", "#s": "status"},
-            "ExpressionAttributeValues": {":v": {"S": kind}, ":since": {"S": since}},
-        }
         out = []
-        while True:
-            page = self._call("query", **kwargs)
-            out += [i["status"]["S"] for i in page.get("Items", []) if "status" in i]
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for key in time_keys(kind):
+            kwargs: dict[str, Any] = {
+                "IndexName": BY_TIME_INDEX,
+                "KeyConditionExpression": "#k = :v AND received_at >= :since",
+                "ProjectionExpression": "#s",
+                "ExpressionAttributeNames": {"#k": "time_key", "#s": "status"},
+                "ExpressionAttributeValues": {":v": {"S": key}, ":since": {"S": since}},
+            }
+            while True:
+                page = self._call("query", **kwargs)
+                out += [i["status"]["S"] for i in page.get("Items", []) if "status" in i]
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out
 
     def _query(
         self, index: str, key: str, value: str, *, newest_first: bool, limit: int | None
@@ -184,10 +212,11 @@ LEDGER_INDEXES: list[dict[str, Any]] = [
     {
         "IndexName": BY_TIME_INDEX,
         "KeySchema": [
-            {"AttributeName": "kind", "KeyType": "HASH"},
+            {"AttributeName": "time_key", "KeyType": "HASH"},
             {"AttributeName": "received_at", "KeyType": "RANGE"},
         ],
-        "Projection": {"ProjectionType": "ALL"},
+        # what the index queries read: keys (to fetch the items) and the status (file counts on the dashboard)
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]},
     },
     {
         "IndexName": PENDING_INDEX,
@@ -195,13 +224,13 @@ LEDGER_INDEXES: list[dict[str, Any]] = [
             {"AttributeName": "pending", "KeyType": "HASH"},
             {"AttributeName": "received_at", "KeyType": "RANGE"},
         ],
-        "Projection": {"ProjectionType": "ALL"},
+        "Projection": {"ProjectionType": "KEYS_ONLY"},  # pending_files reads each item again, consistently
     },
 ]
 LEDGER_TABLE_SPEC: dict[str, Any] = {
     "AttributeDefinitions": [
         {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "kind", "AttributeType": "S"},
+        {"AttributeName": "time_key", "AttributeType": "S"},
         {"AttributeName": "received_at", "AttributeType": "S"},
         {"AttributeName": "pending", "AttributeType": "S"},
     ],
