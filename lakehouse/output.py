@@ -50,6 +50,8 @@ def print_records(records: list[FileRecord]) -> None:
         reason = f"{r.reason_code}: {r.reason}" if r.reason_code else ""
         if r.line:
             reason += f" [line {r.line}]"
+        if r.raw_table is False:  # valid, but Athena's positional raw_ table reads its columns wrong
+            reason = f"raw_{r.dataset} reads it wrong (header not in contract order); processed/ is right"
         merged = (
             "" if r.delta_version is None else f"v{r.delta_version}: {r.rows_merged} merged, {r.rows_rejected} rejected"
         )

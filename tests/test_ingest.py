@@ -58,6 +58,26 @@ def test_a_valid_file_is_recorded_and_announced_once(ingestor):
     assert len(ingestor.ledger.files()) == 1
 
 
+def test_the_ledger_says_which_valid_csv_files_the_positional_raw_table_reads_wrong(ingestor, settings):
+    """Athena's raw_<dataset> maps CSV fields by position in contract order: a valid file whose header orders the
+    columns otherwise is right in processed/ (the ETL maps by name) but wrong there, and its record says so."""
+    from chalicelib.stage.catalog import raw_table, raw_table_shows
+
+    names = H.decode().strip().split(",")
+    table = raw_table(settings, ingestor.stage, settings.datasets["orders"])
+    assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == names  # contract order, by position
+    in_order = ingestor.ingest(put(ingestor, "raw/orders/a.csv", H + R))
+    swapped_header = ",".join([names[1], names[0], *names[2:]]) + "\n"
+    swapped_row = b"C1,O2" + R[R.index(b",", 3) :]
+    reordered = ingestor.ingest(put(ingestor, "raw/orders/b.csv", swapped_header.encode() + swapped_row))
+    assert (in_order.status, in_order.raw_table) == (Status.VALID, True)
+    assert (reordered.status, reordered.raw_table) == (Status.VALID, False)
+    assert ingestor.ledger.get(reordered.file_id).raw_table is False  # kept, and shown by `lakehouse ledger`
+    orders = settings.datasets["orders"]
+    assert raw_table_shows(replace(orders, formats=("jsonl",)), "jsonl", tuple(reversed(names))) is True  # by name
+    assert raw_table_shows(replace(orders, formats=("csv", "jsonl")), "csv", tuple(names)) is None  # no raw_ table
+
+
 def test_same_content_under_another_key_is_a_duplicate_known_from_head_alone(ingestor):
     original = ingestor.ingest(put(ingestor, "raw/orders/a.csv", H + R))
     gets = count_calls(ingestor.s3, "GetObject")

@@ -21,6 +21,7 @@ from chalicelib.ingest.events import ObjectRef
 from chalicelib.ingest.layout import file_layout
 from chalicelib.ingest.validation import Verdict, validate_stream
 from chalicelib.ledger import FileRecord, Ledger, Status, now_iso
+from chalicelib.stage.catalog import raw_table_shows
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class Ingestor:
             rows=verdict.rows,
             format=verdict.format,
             layout=file_layout(ref.key, prefix, verdict.format, verdict.columns),
+            raw_table=raw_table_shows(self.settings.datasets[dataset], verdict.format, verdict.columns),
         )
         return self._announce(valid)
 

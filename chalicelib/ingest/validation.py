@@ -40,7 +40,7 @@ class Verdict:
     format: str | None = None
     compressed: bool = False
     rows: int = 0
-    columns: tuple[str, ...] = ()  # the columns the file carries (CSV header; JSON lines: every field seen)
+    columns: tuple[str, ...] = ()  # the columns the file carries (CSV: the header's order; JSON lines: sorted)
     code: str | None = None  # None: accepted
     message: str | None = None
     line: int | None = None
@@ -229,7 +229,8 @@ def validate_stream(source: IO[bytes] | Any, *, key: str, contract: Contract, li
                 raise hashing.error from None  # S3 read failure: retried by the caller
             raise
         hashing.drain()  # a trailing gzip member or bytes the parser did not need
-        return Verdict(hashing.hexdigest(), hashing.size, fmt, compressed, rows, tuple(sorted(columns)))
+        ordered = tuple(columns) if fmt == "csv" else tuple(sorted(columns))
+        return Verdict(hashing.hexdigest(), hashing.size, fmt, compressed, rows, ordered)
 
 
 def _decode_line(raw: bytes, line: int) -> str:

@@ -46,6 +46,7 @@ class FileRecord:
     md5: str | None = None
     format: str | None = None
     layout: str | None = None  # what a crawler would see (chalicelib.ingest.layout); None: validated before it was kept
+    raw_table: bool | None = None  # False: raw_<dataset> in Athena reads this CSV's columns wrong (stage.catalog)
     rows: int | None = None
     reason_code: str | None = None
     reason: str | None = None

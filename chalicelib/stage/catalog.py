@@ -51,7 +51,10 @@ def raw_table(settings: Settings, stage: Stage, contract: Contract) -> dict[str,
     return {
         "Name": f"raw_{contract.name}",
         "TableType": "EXTERNAL_TABLE",
-        "Description": f"raw files of {contract.name} as they came (columns in contract order, all strings)",
+        "Description": (
+            f"raw files of {contract.name} as they came (columns by position in contract order, all strings; "
+            "the ledger's raw_table = false marks files whose header orders them otherwise)"
+        ),
         "PartitionKeys": [{"Name": RAW_PARTITION, "Type": "string"}],
         "Parameters": {
             "EXTERNAL": "TRUE",
@@ -72,6 +75,16 @@ def raw_table(settings: Settings, stage: Stage, contract: Contract) -> dict[str,
             "SerdeInfo": serde,
         },
     }
+
+
+def raw_table_shows(contract: Contract, fmt: str | None, columns: tuple[str, ...]) -> bool | None:
+    """Whether `raw_<dataset>` shows a valid file's rows right; None where the dataset has no such table. Its CSV
+    SerDe maps fields by position, in contract order (no Hive CSV SerDe reads the header), so a CSV whose header
+    orders the columns otherwise, or leaves an optional one out, reads into the wrong columns there (the ETL,
+    processed/ and curated/ map by name and are right). JSON lines map by name."""
+    if len(contract.formats) != 1:
+        return None
+    return fmt != "csv" or columns == contract.column_names
 
 
 def table_differences(declared: Any, live: Any, path: str = "") -> list[str]:
