@@ -33,15 +33,24 @@ def chalice_stage_env(stage: str) -> dict[str, str]:
 def deployed_api_id(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:
     """The REST API `chalice deploy --stage STAGE` made, from Chalice's record of it (`.chalice/deployed/`); None
     before the first deploy. Every stage's API has the app's name, so a lookup by name could find another stage's."""
+    api = _deployed_rest_api(stage, project_dir)
+    return None if api is None else str(api["rest_api_id"])
+
+
+def deployed_api_url(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:
+    """The stage's API URL as Chalice recorded it (`https://<id>.execute-api.<region>.amazonaws.com/api/`)."""
+    api = _deployed_rest_api(stage, project_dir)
+    return None if api is None else str(api["rest_api_url"])
+
+
+def _deployed_rest_api(stage: str, project_dir: Path) -> dict[str, Any] | None:
     from chalice.config import DeployedResources
 
     record = project_dir / ".chalice" / "deployed" / f"{stage}.json"
     if not record.is_file():
         return None
     resources = DeployedResources(json.loads(record.read_text()))
-    if "rest_api" not in resources.resource_names():
-        return None
-    return resources.resource_values("rest_api")["rest_api_id"]
+    return resources.resource_values("rest_api") if "rest_api" in resources.resource_names() else None
 
 
 LAYER_PYTHON = (3, 11)  # the AWS SDK for pandas layer in .chalice/config.json is its Python 3.11 build

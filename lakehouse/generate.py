@@ -130,9 +130,11 @@ def generate(
     seed: int = 7,
     days: int = 30,
     end: date | None = None,
+    prefix: str = "",
 ) -> dict:
     """Write the six datasets into `folder`; returns (and writes as manifest.json) what was planted. The orders
-    fall in the `days` days before `end` (default today, UTC)."""
+    fall in the `days` days before `end` (default today, UTC). Every id starts with `prefix` (`lakehouse smoke`
+    keeps its rows apart from a lake's own with it)."""
     rng = random.Random(seed)
     end = end or datetime.now(UTC).date()
     start = datetime(end.year, end.month, end.day, tzinfo=UTC) - timedelta(days=days)
@@ -145,7 +147,7 @@ def generate(
     for i in range(1, n_customers + 1):
         customers.add(
             {
-                "customer_id": f"C{i:06d}",
+                "customer_id": f"{prefix}C{i:06d}",
                 "email": f"c{i}@example.com",
                 "full_name": f"Customer, No. {i}",
                 "country": rng.choice(["DE", "FR", "US", "JP", "BR"]),
@@ -161,7 +163,7 @@ def generate(
     products = _Writer(rng, anomaly_rate, ("null_required", "negative_amount"), "products.jsonl")
     prices = {}
     for i in range(1, n_products + 1):
-        pid, price = f"P{i:05d}", round(rng.uniform(2, 400), 2)
+        pid, price = f"{prefix}P{i:05d}", round(rng.uniform(2, 400), 2)
         kept = products.add(
             {
                 "product_id": pid,
@@ -187,7 +189,7 @@ def generate(
     reviews = _Writer(rng, anomaly_rate, ("null_required", "unknown_product"), "reviews.csv")
     event_id = review_id = 0
     for i in range(1, orders + 1):
-        order_id, customer = f"O{i:08d}", f"C{rng.randint(1, n_customers):06d}"
+        order_id, customer = f"{prefix}O{i:08d}", f"{prefix}C{rng.randint(1, n_customers):06d}"
         moment = start + timedelta(days=rng.randrange(days), seconds=rng.randrange(86400))
         lines = [(pid, rng.randint(1, 4)) for pid in rng.sample(sorted(prices), rng.randint(1, 4))]
         total = sum(prices[p] * q for p, q in lines)
@@ -222,7 +224,7 @@ def generate(
                     {
                         "null_required": blank("product_id"),
                         "negative_amount": lambda r: {**r, "unit_price": "-1.00"},
-                        "orphan": lambda r: {**r, "order_id": "O" + r["order_id"][1:] + "X"},
+                        "orphan": lambda r: {**r, "order_id": r["order_id"] + "X"},
                     },
                 )
         for step, kind in enumerate(("view", "view", "add_to_cart", "purchase")[: rng.randint(1, 4)]):
@@ -230,7 +232,7 @@ def generate(
             at = moment - timedelta(minutes=20 * (4 - step))
             clicks.add(
                 {
-                    "event_id": f"E{event_id:09d}",
+                    "event_id": f"{prefix}E{event_id:09d}",
                     "customer_id": customer,
                     "session_id": None,
                     "event_type": kind,
@@ -248,7 +250,7 @@ def generate(
             at = moment + timedelta(days=3)
             reviews.add(
                 {
-                    "review_id": f"R{review_id:08d}",
+                    "review_id": f"{prefix}R{review_id:08d}",
                     "product_id": lines[0][0],
                     "customer_id": customer,
                     "rating": rng.randint(1, 5),

@@ -47,8 +47,9 @@ def run_script(
     script: str, stage: Stage, arguments: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """Run one Glue entry point as a process (as the local stage's Glue); returns its JSON report."""
+    where = ["--stage", stage.name, "--bucket", stage.bucket, *(["--account", stage.account] if stage.account else [])]
     result = subprocess.run(
-        [sys.executable, str(GLUE_SCRIPTS / script), "--stage", stage.name, "--bucket", stage.bucket, *arguments],
+        [sys.executable, str(GLUE_SCRIPTS / script), *where, *arguments],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {}), "PYTHONPATH": str(GLUE_SCRIPTS)},

@@ -165,6 +165,19 @@ def test_a_batch_of_long_file_ids_fits_dynamodbs_item_limit_and_the_rest_wait(le
         ledger._put_if_absent({"pk": "batch#too-big", "kind": "batch", "files": [long] * 420})
 
 
+def test_a_finished_file_can_be_forgotten_with_its_content_claim_but_not_one_waiting_for_a_run(ledger):
+    waiting = valid(ledger, "raw/orders/a.csv", 1)
+    assert ledger.claim_content(waiting.md5, waiting) is None  # its bytes are claimed: a copy is a DUPLICATE
+    assert ledger.claim_content(waiting.md5, rec("raw/orders/copy.csv")) == waiting.file_id
+    with pytest.raises(LedgerError, match="waiting for a run: it cannot be forgotten now"):
+        ledger.forget(waiting.file_id)
+    batch = ledger.open_batch("orders")
+    ledger.close_batch(batch, 3, {})
+    assert ledger.forget(waiting.file_id) is True and ledger.get(waiting.file_id) is None
+    assert ledger.forget(waiting.file_id) is False  # gone already
+    assert ledger.claim_content(waiting.md5, rec("raw/orders/again.csv")) is None  # the same bytes: new again
+
+
 def test_one_active_run_at_a_time_and_runs_are_listed_newest_first(ledger):
     epoch = ledger.epoch()  # the batcher asks for it first (StepFunctions names executions with it)
     first = ledger.begin_run()

@@ -170,6 +170,7 @@ class Stage:
     glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)
     athena_workgroup: str = ""
     log_bucket: str = ""  # where S3 writes the lake bucket's server access logs
+    account: str = ""  # the AWS account, once known (for_account): the default bucket names carry it
 
     @property
     def needs_account(self) -> bool:
@@ -184,7 +185,7 @@ class Stage:
                 raise ConfigError(
                     SETTINGS_FILE, f"stages.{self.name}.{key}", name, f"longer than S3's 63 characters: set {key} = ..."
                 )
-        return replace(self, **names)
+        return replace(self, **names, account=account)
 
     def state_machine_arn(self, account: str) -> str:
         """The ARN of the stage's pipeline state machine in `account`."""

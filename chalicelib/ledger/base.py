@@ -237,6 +237,18 @@ class Ledger(ABC):
         self._update_if(f"batch#{dataset}", {"outcome": "ROLLED_BACK", "rolled_back_at": when}, {"number": number})
         return failed
 
+    def forget(self, file_id: str) -> bool:
+        """Delete a file's record and its content claim (if the claim is this file's), as if it had never come:
+        `lakehouse smoke` takes back what it added. Only a final status that is not waiting for a run can go."""
+        record = self.get(file_id)
+        if record is None:
+            return False
+        if record.status not in FINAL or record.pending:
+            raise LedgerError(f"{file_id} is {record.status} and waiting for a run: it cannot be forgotten now")
+        if record.md5:
+            self._delete_if(content_pk(record.md5), {"file_id": file_id})
+        return self._delete_if(file_pk(file_id), {"status": str(record.status)})
+
     def requeue(self, file_id: str) -> bool:
         """FAILED -> VALID and pending again, for the next run (after the cause was fixed)."""
         record = self.get(file_id)
@@ -405,6 +417,10 @@ class Ledger(ABC):
 
     @abstractmethod
     def _get(self, pk: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def _delete_if(self, pk: str, expect: dict[str, Any]) -> bool:
+        """Delete the item if every `expect` attribute equals its value; False if not (or if it is gone)."""
 
     def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
         """The items that exist of these keys, in any order (storages with a batch read override this)."""

@@ -116,6 +116,21 @@ class DynamoDBLedger(Ledger):
         except ClientError:
             return False
 
+    def _delete_if(self, pk: str, expect: dict[str, Any]) -> bool:
+        from botocore.exceptions import ClientError
+
+        names = {f"#c{i}": k for i, k in enumerate(expect)}
+        values = {f":c{i}": self._ser.serialize(v) for i, v in enumerate(expect.values())}
+        condition = " AND ".join(["attribute_exists(pk)", *(f"#c{i} = :c{i}" for i in range(len(expect)))])
+        kwargs: dict[str, Any] = {"Key": {"pk": {"S": pk}}, "ConditionExpression": condition}
+        if expect:
+            kwargs.update(ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        try:
+            self._call("delete_item", **kwargs)
+            return True
+        except ClientError:
+            return False
+
     def _get(self, pk: str) -> dict[str, Any] | None:
         item = self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
         return self._from_ddb(item) if item else None

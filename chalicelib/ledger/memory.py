@@ -40,6 +40,14 @@ class InMemoryLedger(Ledger):
             self.items[pk] = _fits(updated)
             return True
 
+    def _delete_if(self, pk: str, expect: dict[str, Any]) -> bool:
+        with self._lock:
+            item = self.items.get(pk)
+            if item is None or any(item.get(k) != v for k, v in expect.items()):
+                return False
+            del self.items[pk]
+            return True
+
     def _get(self, pk: str) -> dict[str, Any] | None:
         with self._lock:
             item = self.items.get(pk)

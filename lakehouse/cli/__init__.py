@@ -50,6 +50,8 @@ for command in (
     deploy.teardown,
     deploy.provision,
     deploy.drift,
+    deploy.doctor,
+    deploy.smoke,
     etl.etl,
     etl.curated,
     etl.table,

@@ -112,3 +112,52 @@ def drift(stage_name: str, as_json: bool) -> None:
         )
     console.print(f"written: {', '.join(f's3://{stage.bucket}/{k}' for k in report.keys)}", highlight=False)
     sys.exit(1 if report.drifted else 0)
+
+
+@click.command()
+@click.option("--stage", "stage_name", default="dev", show_default=True)
+def doctor(stage_name: str) -> None:
+    """What can be checked before deploying STAGE (credentials and account, regions, the Python Chalice deploys
+    with, bucket names free or ours, Lambda concurrency, the Glue module pins): a line each, OK or what to do.
+    Exit 1 if any is not OK."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.aws import Clients, ClientSettings, client
+    from lakehouse.doctor import run_checks
+
+    try:
+        settings, stage = connect(stage_name)
+    except (BotoCoreError, ClientError) as exc:  # the first check, and every other one needs it
+        console.print(f"[red]FIX[/red] credentials: {exc} (aws configure, or AWS_PROFILE)", highlight=False)
+        sys.exit(1)
+    checks = run_checks(
+        settings,
+        stage,
+        Clients.for_stage(stage),
+        client("lambda", ClientSettings.for_stage(stage)),
+        python=(sys.version_info[0], sys.version_info[1]),
+        cli_region=boto3.Session().region_name,
+    )
+    for check in checks:
+        mark = "[green]OK [/green]" if check.ok else "[red]FIX[/red]"
+        out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+    sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+@click.command()
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
+def smoke(stage_name: str) -> None:
+    """After deploying: drop a small generated set, wait for its run, check the ledger, the Delta tables, one SQL
+    query and the API's /status, then take back what it added. Each step with its time; exit 1 naming the step
+    that failed."""
+    from lakehouse.smoke import Smoke, Step
+
+    settings, stage = connect(stage_name)
+
+    def report(step: Step) -> None:
+        mark = "[green]ok  [/green]" if step.ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {step.name:<9} {step.seconds:7.1f} s  {step.detail}", highlight=False)
+
+    steps = Smoke(settings, stage, report=report).run()
+    out.print(f"smoke passed on stage {stage_name} in {sum(s.seconds for s in steps):.0f} s", highlight=False)

@@ -1,0 +1,289 @@
+"""`lakehouse smoke --stage S`: prove a stage works end to end with a small generated set, then take it back.
+
+Each step is timed; the first that fails stops the steps after it (cleanup always runs) and names itself. The set's
+ids all start with a fresh tag (`SMOKE1A2B3C-`), so its rows never meet a lake's own: MERGE keys cannot collide,
+and the cleanup deletes exactly them. What the cleanup leaves: the run in the pipeline's history (its record and
+execution), and the deleted rows in the Delta tables' earlier versions until VACUUM (30 days of time travel).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib.config import Settings, Stage, dataset_order
+from chalicelib.errors import LakehouseError
+from chalicelib.ledger import Status, ledger_for
+from lakehouse import localstage
+
+RUN_TIMEOUT = 3600.0  # a first run on AWS waits for Glue's cold start and the crawlers
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    seconds: float
+    ok: bool
+    detail: str
+
+
+class SmokeFailed(LakehouseError):
+    """A smoke step failed: its name and why."""
+
+
+class Smoke:
+    """The steps of `lakehouse smoke` on one stage (the local one, or a deployed one with your credentials)."""
+
+    def __init__(
+        self, settings: Settings, stage: Stage, *, report: Callable[[Step], None] = lambda _: None, orders: int = 20
+    ) -> None:
+        self.settings, self.stage, self.report, self.orders = settings, stage, report, orders
+        self.local = stage.name == localstage.STAGE
+        self.tag = f"SMOKE{uuid.uuid4().hex[:6].upper()}-"
+        self.ledger = ledger_for(stage)
+        self.steps: list[Step] = []
+        self.files: list[str] = []  # ledger file ids of what was dropped
+        self.expected: dict[str, int] = {}  # dataset -> rows the set brings
+        self.run_name = ""
+
+    def run(self) -> list[Step]:
+        """Every step in order; raises SmokeFailed naming the first that failed (after cleaning up)."""
+        try:
+            for name, step in (
+                ("drop", self.drop),
+                ("verdicts", self.verdicts),
+                ("run", self.pipeline),
+                ("ledger", self.processed),
+                ("tables", self.tables),
+                ("query", self.query),
+                ("api", self.api),
+            ):
+                self._step(name, step)
+        finally:
+            self._step("cleanup", self.cleanup, after_failure=any(not s.ok for s in self.steps))
+        return self.steps
+
+    def _step(self, name: str, step: Callable[[], str], *, after_failure: bool = False) -> None:
+        start = time.monotonic()
+        try:
+            detail, ok = step(), True
+        except Exception as exc:  # every failure is reported as the step's, with its reason
+            detail, ok = f"{type(exc).__name__}: {exc}" if not isinstance(exc, LakehouseError) else str(exc), False
+        self.steps.append(Step(name, time.monotonic() - start, ok, detail))
+        self.report(self.steps[-1])
+        if not ok and not after_failure:
+            raise SmokeFailed(f"smoke step {name} failed: {detail}")
+
+    # -- the steps --------------------------------------------------------------------------------
+    def drop(self) -> str:
+        from lakehouse.generate import generate
+        from lakehouse.ops import drop_files
+
+        folder = Path(tempfile.mkdtemp(prefix="lakehouse-smoke-"))
+        manifest = generate(folder, orders=self.orders, anomaly_rate=0, seed=7, prefix=self.tag)
+        datasets = manifest["datasets"]
+        self.expected = {name: d["clean_rows"] for name, d in datasets.items()}
+        self.files = drop_files(self.settings, self.stage, [(folder / d["file"], n) for n, d in datasets.items()])
+        return f"{len(self.files)} files, {sum(self.expected.values())} rows, ids starting {self.tag}"
+
+    def verdicts(self) -> str:
+        from lakehouse.ops import wait_for
+
+        done = wait_for(self.ledger, self.files, timeout=300)
+        wrong = {r.key: f"{r.status} {r.reason or ''}".strip() for r in done.values() if r.status != Status.VALID}
+        if wrong:
+            raise LakehouseError(f"not VALID: {wrong}")
+        return f"{len(done)} VALID"
+
+    def pipeline(self) -> str:
+        if self.local:
+            from lakehouse.ops import run_pipeline
+
+            executions = run_pipeline(self.settings, self.stage)
+            if not executions or executions[-1]["status"] != "SUCCEEDED":
+                last = executions[-1] if executions else {}
+                raise LakehouseError(f"execution {last.get('name')} {last.get('status')}: {last.get('error')}")
+            self.run_name = executions[-1]["name"]
+            return f"{len(executions)} execution(s), the last {self.run_name} SUCCEEDED"
+        return self._aws_run()
+
+    def _aws_run(self) -> str:
+        from chalicelib.pipeline.batcher import Pipeline
+
+        pipeline = Pipeline.on_aws(self.settings, self.stage, self.ledger)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < deadline:
+            if not any(r.status == Status.VALID for r in self.ledger.get_many(self.files)):
+                break  # every smoke file was taken by a run that ended
+            tick = pipeline.tick(force=True)
+            if tick.action == "started":
+                self.run_name = tick.run or ""
+            time.sleep(10)
+        else:
+            raise LakehouseError(f"the smoke files were not processed within {RUN_TIMEOUT:.0f} s")
+        runs = {r.run for r in self.ledger.get_many(self.files)}
+        for name in runs:
+            run = self.ledger.get_run(name or "")
+            while run is not None and run.status in ("PLANNING", "RUNNING") and time.monotonic() < deadline:
+                time.sleep(10)
+                run = self.ledger.get_run(run.name)
+            if run is None or run.status != "SUCCEEDED":
+                why = "not recorded" if run is None else f"{run.status} {run.error or ''}"
+                raise LakehouseError(f"run {name}: {why}")
+            self.run_name = run.name
+        return f"run(s) {', '.join(sorted(r or '' for r in runs))} SUCCEEDED"
+
+    def processed(self) -> str:
+        records = self.ledger.get_many(self.files)
+        left = {r.key: str(r.status) for r in records if r.status != Status.PROCESSED}
+        if left or len(records) != len(self.files):
+            raise LakehouseError(f"not PROCESSED: {left or 'records missing'}")
+        return f"{len(records)} PROCESSED, archived: {sum(bool(r.archived_key) for r in records)}"
+
+    def _count(self, sql_of: Callable[[str, str], str], run: Callable[[str], Any]) -> dict[str, int]:
+        """Rows with the tag per processed table, by `run(sql)` of each dataset's counting query."""
+        counts = {}
+        for dataset in dataset_order(self.settings):
+            key = self.settings.datasets[dataset].primary_key[0]
+            counts[dataset] = int(run(sql_of(dataset, key)))
+        return counts
+
+    def tables(self) -> str:
+        """Each processed/ Delta table holds the set's rows (read from the Delta log by DuckDB, not through SQL
+        tables the catalog serves)."""
+        from lakehouse_etl.lake import Lake
+        from lakehouse_etl.local_sql import duckdb_connection
+
+        con = duckdb_connection(Lake.for_stage(self.settings, self.stage))
+        counts = self._count(
+            lambda d, key: f"SELECT count(*) FROM processed_{d} WHERE {key} LIKE '{self.tag}%'",
+            lambda sql: con.execute(sql).fetchone()[0],  # type: ignore[index]
+        )
+        if counts != self.expected:
+            raise LakehouseError(f"rows by table {counts}, expected {self.expected}")
+        return ", ".join(f"{d} {n}" for d, n in counts.items())
+
+    def query(self) -> str:
+        """One query through the stage's SQL engine (Athena on AWS, DuckDB here), as `lakehouse query` runs it."""
+        from lakehouse.query import on_athena, on_duckdb
+
+        sql = f"SELECT count(*) AS n FROM processed_orders WHERE order_id LIKE '{self.tag}%'"
+        result = (
+            on_duckdb(self.settings, self.stage, sql) if self.local else on_athena(self.settings, self.stage, sql, 300)
+        )
+        rows = int(result.rows[0][0])
+        if rows != self.expected["orders"]:
+            raise LakehouseError(f"{sql}: {rows}, expected {self.expected['orders']}")
+        return f"processed_orders: {rows} rows, {result.bytes_scanned:,} bytes scanned"
+
+    def api(self) -> str:
+        """GET /status answers, and shows the smoke run."""
+        status, body = self._get_status()
+        if status != 200:
+            raise LakehouseError(f"GET /status answered {status}: {body[:300]}")
+        runs = {r["run"]: r["status"] for r in json.loads(body)["runs"]}
+        if runs.get(self.run_name) != "SUCCEEDED":
+            raise LakehouseError(f"GET /status does not show {self.run_name} SUCCEEDED: {runs}")
+        return f"200, {self.run_name} SUCCEEDED"
+
+    def _get_status(self) -> tuple[int, str]:
+        if self.local:
+            from chalice.test import Client
+
+            import app
+            from chalicelib import runtime
+
+            runtime.reset()
+            with (
+                warnings.catch_warnings(),  # Chalice warns that it cannot check IAM locally: the local stage uses none
+                Client(app.app, stage_name=self.stage.name, project_dir=str(localstage.PROJECT_DIR)) as client,
+            ):
+                warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
+                response = client.http.get("/status")
+                return response.status_code, response.body.decode()
+        return deployed_get(self.stage, "/status")
+
+    def cleanup(self) -> str:
+        """Delete the set's rows from processed/ and rebuild curated/ from what is left, the dropped files (every
+        version, in raw/ and archive/) and their ledger records."""
+        from lakehouse.jobs import run_script
+
+        if not self.files:
+            return "nothing was dropped"
+        deleted = self._delete_rows()
+        if self.run_name:  # a run merged the set: curated/ was published with it
+            run_script("master_merge.py", self.stage, ["--rebuild", "yes"])
+        records = self.ledger.get_many(self.files)
+        keys = [r.key for r in records] + [r.archived_key for r in records if r.archived_key]
+        objects = self._delete_objects(keys)
+        forgotten = sum(self.ledger.forget(r.file_id) for r in records if r.status != Status.VALID)
+        return f"{deleted} rows, {objects} object versions, {forgotten} ledger records; curated/ rebuilt"
+
+    def _delete_rows(self) -> int:
+        from lakehouse_etl import delta
+        from lakehouse_etl.lake import Lake
+
+        lake, deleted = Lake.for_stage(self.settings, self.stage), 0
+        for dataset in reversed(dataset_order(self.settings)):  # children first
+            table = delta.open_table(lake.processed(dataset), lake.storage_options)
+            if table is not None:
+                key = self.settings.datasets[dataset].primary_key[0]
+                deleted += int(table.delete(f"{key} LIKE '{self.tag}%'").get("num_deleted_rows", 0))
+        return deleted
+
+    def _delete_objects(self, keys: list[str]) -> int:
+        from chalicelib.aws import ClientSettings, client
+
+        s3, count = client("s3", ClientSettings.for_stage(self.stage)), 0
+        for key in keys:
+            versions = s3.list_object_versions(Bucket=self.stage.bucket, Prefix=key)
+            doomed = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])
+                if v["Key"] == key
+            ]
+            if doomed:
+                s3.delete_objects(Bucket=self.stage.bucket, Delete={"Objects": doomed, "Quiet": True})
+                count += len(doomed)
+        return count
+
+
+def deployed_get(stage: Stage, path: str) -> tuple[int, str]:
+    """GET `path` of the stage's deployed API (its URL from Chalice's record), signed as the stage's
+    LAKEHOUSE_API_AUTH asks: SigV4 for iam, the API key for api_key."""
+    import urllib.error
+    import urllib.request
+
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from chalicelib.names import api_key_name
+    from deploy.chalice_project import chalice_stage_env, deployed_api_url
+
+    url = deployed_api_url(stage.name)
+    if url is None:
+        raise LakehouseError(f"no API deployed for stage {stage.name}: chalice deploy --stage {stage.name}")
+    url = url.rstrip("/") + path
+    headers: dict[str, str] = {}
+    auth = chalice_stage_env(stage.name).get("LAKEHOUSE_API_AUTH", "iam")
+    session = boto3.Session(region_name=stage.region)
+    if auth == "iam":
+        request = AWSRequest(method="GET", url=url)
+        SigV4Auth(session.get_credentials(), "execute-api", stage.region).add_auth(request)
+        headers = dict(request.headers)
+    elif auth == "api_key":
+        keys = session.client("apigateway").get_api_keys(nameQuery=api_key_name(stage), includeValues=True)
+        headers = {"x-api-key": keys["items"][0]["value"]}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -1,0 +1,83 @@
+"""`lakehouse doctor` and `lakehouse smoke`: on the local stage both pass (smoke takes back what it added); on an
+AWS stage doctor says what to fix, and a failed smoke step names itself and still cleans up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_local_stage import lakehouse
+
+from chalicelib.aws import Clients
+from chalicelib.errors import LakehouseError
+from lakehouse.doctor import run_checks
+from lakehouse.smoke import Smoke, SmokeFailed
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("lakehouse-home")
+    lakehouse(home, "up")
+    yield home
+    lakehouse(home, "down")
+
+
+@pytest.mark.e2e
+def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behind(home):
+    doctor = lakehouse(home, "doctor", "--stage", "local")
+    assert doctor.stdout.count("OK ") == 6 and "FIX" not in doctor.stdout, doctor.stdout
+    smoke = lakehouse(home, "smoke", "--stage", "local")
+    for step in ("drop", "verdicts", "run", "ledger", "tables", "query", "api", "cleanup"):
+        assert f"ok   {step}" in smoke.stdout, (step, smoke.stdout)
+    assert "smoke passed on stage local" in smoke.stdout
+    assert json.loads(lakehouse(home, "ledger", "--json").stdout) == []  # its files and records are gone
+    left = lakehouse(home, "query", "--format", "json", "SELECT count(*) AS n FROM processed_orders").stdout
+    assert json.loads(left) == [{"n": 0}]  # its rows are gone from processed/
+
+
+def test_doctor_on_an_aws_stage_says_what_to_fix(aws_env, settings):
+    import boto3
+    from botocore.stub import Stubber
+
+    settings = settings.for_account("123456789012")
+    stage = settings.stage("dev")
+    clients = Clients.for_stage(stage)
+    clients.s3.create_bucket(Bucket=stage.bucket)  # ours already: fine
+    lam = boto3.client("lambda", region_name=stage.region)
+    with Stubber(clients.s3) as s3, Stubber(lam) as lam_stub:
+        s3.add_response("head_bucket", {}, {"Bucket": stage.bucket, "ExpectedBucketOwner": "123456789012"})
+        s3.add_client_error("head_bucket", service_error_code="403", http_status_code=403)
+        lam_stub.add_response("get_account_settings", {"AccountLimit": {"ConcurrentExecutions": 10}})
+        checks = {c.name: c for c in run_checks(settings, stage, clients, lam, python=(3, 12), cli_region="eu-west-1")}
+    assert checks["credentials"].ok and "account 123456789012" in checks["credentials"].detail
+    assert not checks["deploy preflight"].ok and "python3.12 runtime" in checks["deploy preflight"].detail
+    assert "set AWS_REGION=us-east-1" in checks["deploy preflight"].detail
+    assert checks["lake bucket"].ok and "exists, ours" in checks["lake bucket"].detail
+    assert (
+        not checks["log bucket"].ok
+        and 'taken by another account: set log_bucket = "..."' in checks["log bucket"].detail
+    )
+    assert (
+        not checks["lambda concurrency"].ok
+        and "10 concurrent executions: ask for at least 100" in checks["lambda concurrency"].detail
+    )
+    assert checks["glue module pins"].ok
+
+
+def test_a_failed_smoke_step_names_itself_and_the_cleanup_still_runs(settings):
+    class Broken(Smoke):
+        def drop(self):
+            self.files = ["lake/raw/orders/x.csv#v1"]
+            return "1 file"
+
+        def verdicts(self):
+            raise LakehouseError("not VALID: {'raw/orders/x.csv': 'REJECTED bad header'}")
+
+        def cleanup(self):
+            return "cleaned"
+
+    reported = []
+    smoke = Broken(settings, settings.stage("local"), report=reported.append)
+    with pytest.raises(SmokeFailed, match=r"smoke step verdicts failed: not VALID: \{'raw/orders/x.csv'"):
+        smoke.run()
+    assert [(s.name, s.ok) for s in reported] == [("drop", True), ("verdicts", False), ("cleanup", True)]
