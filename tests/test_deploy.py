@@ -467,3 +467,59 @@ def test_every_file_the_limits_allow_is_validated_within_the_validators_timeout(
         in hidden
     )
     assert "lease_seconds = 600 (stage prod): make it longer than the validator's timeout (900 s)" in lease
+
+
+# The IAM action of an API call where it is not `<service>:<operation>` (the Service Authorization Reference).
+IAM_ACTION = {
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjectVersions": "s3:ListBucketVersions",
+    "s3:ListBuckets": "s3:ListAllMyBuckets",
+    "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "s3:PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "s3:PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "s3:GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "s3:PutBucketNotificationConfiguration": "s3:PutBucketNotification",
+}
+SERVICE_PREFIX = {"sfn": "states", "api-gateway": "apigateway"}
+API_GATEWAY_VERB = {"Get": "GET", "Create": "POST", "Update": "PATCH", "Delete": "DELETE", "Put": "PUT"}
+
+
+def _iam_action(service: str, operation: str) -> str:
+    prefix = SERVICE_PREFIX.get(service, service)
+    if prefix == "apigateway":  # API Gateway's management API is authorized by HTTP verb
+        return f"apigateway:{next(v for k, v in API_GATEWAY_VERB.items() if operation.startswith(k))}"
+    return IAM_ACTION.get(f"{prefix}:{operation}", f"{prefix}:{operation}")
+
+
+def test_the_deployer_policy_in_the_repository_allows_every_call_deploy_drift_and_teardown_make(aws_env, settings):
+    """deploy/deployer-policy.json is what the README asks the deploying user to have: every AWS call that
+    `lakehouse deploy` (with --plan), `drift` and `teardown` make on an empty account is among its actions."""
+    import fnmatch
+
+    from chalicelib.stage.drift import DriftCheck
+    from deploy.teardown import teardown
+
+    settings = settings.for_account("123456789012")
+    stage = replace(settings.stage("dev"), enforce_tls=False)  # moto denies its own TLS-only policy over mock HTTPS
+    clients, calls = Clients.for_stage(stage), set()
+    for service_client in vars(clients).values():
+        service_client.meta.events.register(
+            "before-call", lambda model, event_name, **_: calls.add((event_name.split(".")[1], model.name))
+        )
+    files = config_files(CONFIG)
+    plan(settings, stage, clients, files)
+    provision.provision(settings, stage, clients, files, progress=lambda _: None)
+    provision.provision(settings, stage, clients, files, progress=lambda _: None)
+    DriftCheck.for_stage(settings, stage).run(None)
+    teardown(settings, stage, clients, apply=True, delete_data=True, progress=lambda _: None)
+    policy = json.loads((ROOT / "deploy" / "deployer-policy.json").read_text())
+    allowed = [a for st in statements(policy) for a in st["Action"]]
+    needed = {_iam_action(s, o) for s, o in calls} - {"sts:GetCallerIdentity"}  # needs no permission
+    assert len(needed) > 50
+    assert sorted(a for a in needed if not any(fnmatch.fnmatch(a, p) for p in allowed)) == []
