@@ -365,7 +365,8 @@ def test_quality_gate_errors_on_too_many_rejected_rows(settings, stage, ledger):
     assert again == result and len(ledger.quality_history("products")) == 1
 
 
-def test_step_functions_start_is_idempotent_by_name(aws_env):
+def _one_state_machine():
+    """A state machine of one Succeed state, in moto: its client and ARN."""
     import boto3
 
     sfn = boto3.client("stepfunctions")
@@ -374,6 +375,11 @@ def test_step_functions_start_is_idempotent_by_name(aws_env):
         definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
         roleArn="arn:aws:iam::123456789012:role/r",
     )["stateMachineArn"]
+    return sfn, arn
+
+
+def test_step_functions_start_is_idempotent_by_name(aws_env):
+    sfn, arn = _one_state_machine()
     orchestrator = StepFunctions(sfn, arn)
     assert orchestrator.status("run-000001") is None
     orchestrator.start("run-000001", {"run": "run-000001"})
@@ -387,16 +393,9 @@ def test_step_functions_start_is_idempotent_by_name(aws_env):
 
 def test_a_recreated_ledger_names_its_executions_apart_from_the_old_ledgers(aws_env):
     """Step Functions keeps execution names for 90 days; a new ledger numbers its runs from run-000001 again."""
-    import boto3
-
     from chalicelib.ledger import InMemoryLedger
 
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
-        name="p",
-        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
-        roleArn="arn:aws:iam::123456789012:role/r",
-    )["stateMachineArn"]
+    sfn, arn = _one_state_machine()
     old, new = InMemoryLedger(), InMemoryLedger()
     assert old.epoch() == old.epoch() != new.epoch()  # made once per ledger, kept
     for ledger in (old, new):
