@@ -26,6 +26,7 @@ def time_key(kind: str, pk: str) -> str:
 
 
 def time_keys(kind: str) -> list[str]:
+    """Every partition key of `kind` in the time index (one per shard)."""
     return [f"{kind}#{shard}" for shard in range(FILE_SHARDS if kind == "file" else 1)]
 
 

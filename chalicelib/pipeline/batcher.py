@@ -62,6 +62,7 @@ class StepFunctions:
         return self.arn.replace(":stateMachine:", ":execution:") + f":{self.execution_name(name)}"
 
     def execution_name(self, name: str) -> str:
+        """Run `name`'s execution name: `<run>-<epoch>`, or the run's own name for a ledger from before epochs."""
         return f"{name}-{self.epoch}" if self.epoch else name
 
     def start(self, name: str, input_: dict[str, Any]) -> None:
