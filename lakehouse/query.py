@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import QUERIES_DIR as EXAMPLES_DIR
-from chalicelib.athena import Athena, QueryResult
+from chalicelib.athena import Athena, QueryResult, read_only
 from chalicelib.config import Settings, Stage
 
 
@@ -61,3 +61,53 @@ def on_athena(settings: Settings, stage: Stage, sql: str, timeout: float) -> Que
 
 def as_text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def athena_frames(stage: Stage, sql: str, *, chunked: bool = False) -> Any:
+    """A read-only statement on Athena through the AWS SDK for pandas: one DataFrame, or an iterator of them
+    (`chunked`, for results bigger than memory). Columns keep their types (pyarrow-backed)."""
+    import awswrangler as wr
+    import boto3
+
+    return wr.athena.read_sql_query(
+        read_only(sql),
+        database=stage.glue_database,
+        workgroup=stage.athena_workgroup,
+        ctas_approach=False,  # no CTAS tables: the workgroup's guards and result location apply as for `query`
+        chunksize=chunked or None,
+        dtype_backend="pyarrow",
+        boto3_session=boto3.Session(region_name=stage.region),
+    )
+
+
+def export(settings: Settings, stage: Stage, sql: str, path: Path, fmt: str, timeout: float, *, local: bool) -> int:
+    """Write a query's result to `path` (parquet, csv, or json: an array of objects), streamed: DuckDB's COPY on
+    the local stage, Athena's result read chunk by chunk on AWS. Returns the rows written."""
+    if local:
+        from lakehouse_etl.lake import Lake
+        from lakehouse_etl.local_sql import DuckDBEngine
+
+        return DuckDBEngine(Lake.for_stage(settings, stage)).export(sql, str(path), fmt, timeout)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, writer = 0, None
+    with path.open("wb") as file:
+        if fmt == "json":
+            file.write(b"[")
+        for chunk in athena_frames(stage, sql, chunked=True):
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if fmt == "parquet":
+                writer = writer or pq.ParquetWriter(file, table.schema)
+                writer.write_table(table)
+            elif fmt == "csv":
+                file.write(chunk.to_csv(index=False, header=rows == 0).encode())
+            else:
+                records = chunk.to_json(orient="records", date_format="iso")[1:-1]
+                file.write((b"," if rows and records else b"") + records.encode())
+            rows += len(chunk)
+        if writer is not None:
+            writer.close()
+        if fmt == "json":
+            file.write(b"]")
+    return rows

@@ -27,7 +27,7 @@ GLUE_VERSION = "5.0"
 
 # pyarrow too: deltalake asks for pyarrow>=21 only under its `pyarrow` extra, so Glue 5.0's older pyarrow would stay,
 # and DeltaTable.create fails with it ("Expected an object with dunder __arrow_c_schema__").
-GLUE_PYTHON_MODULES = "pyarrow==26.0.1,deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
+GLUE_PYTHON_MODULES = "pyarrow==24.0.0,deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
 
 
 GLUE_PREFIX = "glue/"

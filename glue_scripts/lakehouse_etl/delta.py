@@ -419,14 +419,24 @@ def read(
     version: int | None = None,
     as_of: str | None = None,
     columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
 ) -> pa.Table:
-    """A table as Arrow, optionally as it was at a version or a time (ISO 8601)."""
+    """A table as Arrow, optionally as it was at a version or a time (ISO 8601). `columns` and `filters` (ANDed
+    `(column, op, value)` triples) are pushed down: delta-rs skips the partitions and files whose values and
+    statistics cannot match, and reads only the columns asked for."""
     from deltalake import DeltaTable
 
-    table = DeltaTable(uri, storage_options=storage_options, version=version)
+    table = open_table(uri, storage_options)
+    if table is None:
+        raise TableError(f"{uri}: no Delta table there")
+    latest = table.version()
+    if version is not None:
+        if not 0 <= version <= latest:
+            raise TableError(f"{uri}: no version {version}; the table has versions 0 to {latest}")
+        table = DeltaTable(uri, storage_options=storage_options, version=version)
     if as_of is not None:
         table.load_as_version(version_at(table, as_of, uri))
-    return table.to_pyarrow_table(columns=columns)
+    return table.to_pyarrow_table(columns=columns, filters=filters or None)
 
 
 def version_at(table: Any, as_of: str, uri: str = "") -> int:

@@ -113,7 +113,9 @@ def with_lineage(block: pa.RecordBatch, seq: int, first_row: int = 0) -> pa.Reco
 
     n = block.num_rows
     block = block.append_column("_seq", pa.repeat(pa.scalar(seq, pa.int32()), n))
-    return block.append_column("_row", pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first_row))
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)  # call_function: pyarrow 24's stubs lack the generated names
+    rows = pc.call_function("cumulative_sum", [ones], pc.CumulativeOptions(start=first_row))
+    return block.append_column("_row", rows)
 
 
 def empty_batch(contract: Contract) -> pa.Table:

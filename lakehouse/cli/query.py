@@ -20,7 +20,15 @@ from lakehouse.output import console, out
 @click.option("--list", "list_examples", is_flag=True, help="List the shipped example queries.")
 @click.option("--file", "sql_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result here (csv, json or parquet), streamed: for results too big for the terminal.",
+)
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds before an Athena query is stopped.")
 def query(
     sql: str | None,
@@ -29,6 +37,7 @@ def query(
     sql_file: Path | None,
     stage_name: str,
     fmt: str,
+    output: Path | None,
     timeout: float,
 ) -> None:
     """Run read-only SQL over the lake: DuckDB on the local stage, Athena on a deployed one."""
@@ -46,7 +55,19 @@ def query(
     if example is not None and example not in shipped:
         raise click.BadParameter(f"no example {example!r}; known: {', '.join(shipped)}", param_hint="--example")
     text = sql or (shipped[example] if example else Path(str(sql_file))).read_text()
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("--format parquet writes a file: give --output FILE")
+    if output is not None and fmt == "table":
+        raise click.UsageError("--output takes --format csv, json or parquet")
     settings, stage = connect(stage_name)
+    if output is not None:
+        from lakehouse.query import export
+
+        local = stage_name == localstage.STAGE
+        with console.status(f"query on {'DuckDB' if local else 'Athena'} into {output}"):
+            rows = export(settings, stage, text, output, fmt, timeout, local=local)
+        console.print(f"{rows} rows written to {output} ({fmt}, {output.stat().st_size:,} bytes)", highlight=False)
+        return
     with console.status(f"query on {'DuckDB' if stage_name == localstage.STAGE else 'Athena'}"):
         if stage_name == localstage.STAGE:
             result = on_duckdb(settings, stage, text)
