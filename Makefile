@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/sql.py
 
 clean:
 	-$(BIN)/lakehouse down

@@ -71,7 +71,7 @@ class DuckDBEngine:
 
     def arrow(self, sql: str, timeout: float = 300.0) -> Any:
         """The same, the result as an Arrow table (its types kept: decimals, dates, timestamps with time zone)."""
-        return self._execute(sql, timeout, lambda cursor: cursor.fetch_arrow_table())
+        return self._execute(sql, timeout, lambda cursor: cursor.to_arrow_table())
 
     def export(self, sql: str, path: str, fmt: str, timeout: float = 300.0) -> int:
         """Write the result to `path` (parquet, csv or json: an array of objects) as DuckDB's COPY streams it, never
