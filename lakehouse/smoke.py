@@ -114,31 +114,30 @@ class Smoke:
             return f"{len(executions)} execution(s), the last {self.run_name} SUCCEEDED"
         return self._aws_run()
 
-    def _aws_run(self) -> str:
+    def _aws_run(self, pipeline: Any = None, poll: float = 10.0) -> str:
+        """Start runs (as `lakehouse run` does) until no smoke file waits and no run is in flight, then judge the
+        runs that started since: a processed file records its batch, not its run."""
+        from chalicelib.ledger import now_iso
         from chalicelib.pipeline.batcher import Pipeline
 
-        pipeline = Pipeline.on_aws(self.settings, self.stage, self.ledger)
-        deadline = time.monotonic() + RUN_TIMEOUT
+        pipeline = pipeline or Pipeline.on_aws(self.settings, self.stage, self.ledger)
+        since, deadline = now_iso(), time.monotonic() + RUN_TIMEOUT
         while time.monotonic() < deadline:
-            if not any(r.status == Status.VALID for r in self.ledger.get_many(self.files)):
-                break  # every smoke file was taken by a run that ended
-            tick = pipeline.tick(force=True)
-            if tick.action == "started":
-                self.run_name = tick.run or ""
-            time.sleep(10)
+            waiting = [r for r in self.ledger.get_many(self.files) if r.status == Status.VALID]
+            if not waiting and self.ledger.active_run() is None:
+                break
+            pipeline.tick(force=True)  # starts a run when none is in flight; else reports the one that is
+            time.sleep(poll)
         else:
             raise LakehouseError(f"the smoke files were not processed within {RUN_TIMEOUT:.0f} s")
-        runs = {r.run for r in self.ledger.get_many(self.files)}
-        for name in runs:
-            run = self.ledger.get_run(name or "")
-            while run is not None and run.status in ("PLANNING", "RUNNING") and time.monotonic() < deadline:
-                time.sleep(10)
-                run = self.ledger.get_run(run.name)
-            if run is None or run.status != "SUCCEEDED":
-                why = "not recorded" if run is None else f"{run.status} {run.error or ''}"
-                raise LakehouseError(f"run {name}: {why}")
-            self.run_name = run.name
-        return f"run(s) {', '.join(sorted(r or '' for r in runs))} SUCCEEDED"
+        runs = [r for r in self.ledger.runs(20) if r.started_at >= since]
+        if not runs:
+            raise LakehouseError("no run took the smoke files")
+        for run in runs:
+            if run.status != "SUCCEEDED":
+                raise LakehouseError(f"run {run.name} {run.status}: {run.error or ''} {run.cause or ''}".strip())
+        self.run_name = runs[0].name  # the newest
+        return f"run(s) {', '.join(r.name for r in reversed(runs))} SUCCEEDED"
 
     def processed(self) -> str:
         records = self.ledger.get_many(self.files)

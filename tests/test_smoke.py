@@ -81,3 +81,37 @@ def test_a_failed_smoke_step_names_itself_and_the_cleanup_still_runs(settings):
     with pytest.raises(SmokeFailed, match=r"smoke step verdicts failed: not VALID: \{'raw/orders/x.csv'"):
         smoke.run()
     assert [(s.name, s.ok) for s in reported] == [("drop", True), ("verdicts", False), ("cleanup", True)]
+
+
+def test_on_aws_smoke_starts_runs_until_its_files_are_processed_and_judges_the_runs_since(settings):
+    """The deployed path of the run step, with a pipeline that processes one batch a tick (Step Functions cannot
+    run in moto): it ticks until no file waits and no run is in flight, then every run since must have succeeded."""
+    from chalicelib.ledger import FileRecord, InMemoryLedger, Status
+
+    ledger = InMemoryLedger()
+    for i in range(2):
+        record = ledger.claim(FileRecord(f"lake/raw/orders/{i}.csv#v", "lake", f"raw/orders/{i}.csv", "v", "orders"))
+        ledger.finish(record.record, Status.VALID, md5=str(i))
+
+    class OneBatchATick:  # a run per tick: the oldest waiting file, processed; the run ends as `outcome`
+        def __init__(self, outcome):
+            self.outcome, self.ticks = outcome, 0
+
+        def tick(self, force):
+            self.ticks += 1
+            batch = ledger.open_batch("orders", take=lambda pending: [pending[0].file_id] if pending else [])
+            if batch:
+                run = ledger.begin_run()
+                ledger.close_batch(batch, self.ticks, {})
+                ledger.end_run(run.name, self.outcome, "Boom" if self.outcome == "FAILED" else None)
+
+    smoke = Smoke(settings, settings.stage("local"))
+    smoke.ledger, smoke.files = ledger, [f"lake/raw/orders/{i}.csv#v" for i in range(2)]
+    assert smoke._aws_run(OneBatchATick("SUCCEEDED"), poll=0) == "run(s) run-000001, run-000002 SUCCEEDED"
+    assert smoke.run_name == "run-000002"
+    again = Smoke(settings, settings.stage("local"))
+    record = ledger.claim(FileRecord("lake/raw/orders/x.csv#v", "lake", "raw/orders/x.csv", "v", "orders"))
+    ledger.finish(record.record, Status.VALID, md5="x")
+    again.ledger, again.files = ledger, ["lake/raw/orders/x.csv#v"]
+    with pytest.raises(LakehouseError, match="run run-000003 FAILED: Boom"):
+        again._aws_run(OneBatchATick("FAILED"), poll=0)
