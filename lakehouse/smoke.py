@@ -220,10 +220,12 @@ class Smoke:
         if self.run_name:  # a run merged the set: curated/ was published with it
             run_script("master_merge.py", self.stage, ["--rebuild", "yes"])
         records = self.ledger.get_many(self.files)
-        keys = [r.key for r in records] + [r.archived_key for r in records if r.archived_key]
+        done = [r for r in records if r.status != Status.VALID]  # one still waiting for a run keeps its object
+        keys = [r.key for r in done] + [r.archived_key for r in done if r.archived_key]
         objects = self._delete_objects(keys)
-        forgotten = sum(self.ledger.forget(r.file_id) for r in records if r.status != Status.VALID)
-        return f"{deleted} rows, {objects} object versions, {forgotten} ledger records; curated/ rebuilt"
+        forgotten = sum(self.ledger.forget(r.file_id) for r in done)
+        left = f"; {len(records) - len(done)} files still wait for a run (kept)" if len(done) < len(records) else ""
+        return f"{deleted} rows, {objects} object versions, {forgotten} ledger records; curated/ rebuilt{left}"
 
     def _delete_rows(self) -> int:
         from lakehouse_etl import delta
