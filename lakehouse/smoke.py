@@ -225,7 +225,8 @@ class Smoke:
         objects = self._delete_objects(keys)
         forgotten = sum(self.ledger.forget(r.file_id) for r in done)
         left = f"; {len(records) - len(done)} files still wait for a run (kept)" if len(done) < len(records) else ""
-        return f"{deleted} rows, {objects} object versions, {forgotten} ledger records; curated/ rebuilt{left}"
+        rebuilt = "; curated/ rebuilt" if self.run_name else ""
+        return f"{deleted} rows, {objects} object versions, {forgotten} ledger records{rebuilt}{left}"
 
     def _delete_rows(self) -> int:
         from lakehouse_etl import delta
