@@ -49,24 +49,39 @@ from deploy.glue_bundle import glue_files
 log = logging.getLogger(__name__)
 
 
-def _create_bucket(s3: Any, stage: Stage, key: str, account: str) -> bool:
-    """Create the bucket unless it exists; whether it was created now. Bucket names are global: one that exists in
-    another account answers HeadBucket with 403 (ExpectedBucketOwner makes that so even for a bucket its owner lets
-    everyone read) and CreateBucket with BucketAlreadyExists (S3 API Reference, HeadBucket and CreateBucket), said
-    here as "taken", with the setting (`key`) that picks another name."""
-    bucket, region = getattr(stage, key), stage.region
-    taken = DeploymentError(
-        f"bucket name {bucket} is taken (it exists in another AWS account, or your credentials may not read it): "
-        f'set {key} = "<a name of your own>" under [stages.{stage.name}] in config/lakehouse.toml'
-    )
+def bucket_state(s3: Any, bucket: str, account: str) -> str:
+    """ "ours", "free" or "taken". Bucket names are global: one that exists in another account answers HeadBucket
+    with 403, and ExpectedBucketOwner makes that so even for a bucket its owner lets everyone read (S3 API
+    Reference, HeadBucket). A 403 can also be our own bucket that these credentials may not read: "taken" says
+    both."""
     try:
         s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
-        return False
+        return "ours"
     except Exception as exc:
         if error_code(exc) in ("403", "AccessDenied", "Forbidden"):
-            raise taken from None
-        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-            raise
+            return "taken"
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return "free"
+        raise
+
+
+def bucket_taken(stage: Stage, key: str) -> str:
+    """What to do about a taken bucket name (`key`: the setting that names it)."""
+    return (
+        f"bucket name {getattr(stage, key)} is taken (it exists in another AWS account, or your credentials may not "
+        f'read it): set {key} = "<a name of your own>" under [stages.{stage.name}] in config/lakehouse.toml'
+    )
+
+
+def _create_bucket(s3: Any, stage: Stage, key: str, account: str) -> bool:
+    """Create the bucket unless it exists; whether it was created now. A name taken in another account is said so,
+    with the setting (`key`) that picks another; CreateBucket answers BucketAlreadyExists for one taken since."""
+    bucket, region = getattr(stage, key), stage.region
+    state = bucket_state(s3, bucket, account)
+    if state == "ours":
+        return False
+    if state == "taken":
+        raise DeploymentError(bucket_taken(stage, key))
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -76,7 +91,7 @@ def _create_bucket(s3: Any, stage: Stage, key: str, account: str) -> bool:
         if error_code(exc) == "BucketAlreadyOwnedByYou":  # made between our HEAD and CREATE, by us
             return False
         if error_code(exc) == "BucketAlreadyExists":  # taken between our HEAD and CREATE
-            raise taken from None
+            raise DeploymentError(bucket_taken(stage, key)) from None
         raise
     return True
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from lakehouse import localstage
 
@@ -79,17 +78,13 @@ def _preflight(settings: Settings, stage: Stage, python: tuple[int, int], cli_re
 
 def _bucket(clients: Any, stage: Stage, key: str) -> Callable[[], tuple[bool, str]]:
     def check() -> tuple[bool, str]:
+        from deploy.provision import bucket_state, bucket_taken
+
         name = getattr(stage, key)
-        try:
-            clients.s3.head_bucket(Bucket=name, ExpectedBucketOwner=stage.account)
-            return True, f"{name}: exists, ours"
-        except Exception as exc:
-            code = error_code(exc)
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                return True, f"{name}: free (deploy creates it)"
-            if code in ("403", "AccessDenied", "Forbidden"):
-                return False, f'{name}: taken by another account: set {key} = "..." under [stages.{stage.name}]'
-            raise
+        state = bucket_state(clients.s3, name, stage.account)
+        if state == "taken":
+            return False, bucket_taken(stage, key)
+        return True, f"{name}: " + ("exists, ours" if state == "ours" else "free (deploy creates it)")
 
     return check
 

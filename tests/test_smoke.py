@@ -55,7 +55,7 @@ def test_doctor_on_an_aws_stage_says_what_to_fix(aws_env, settings):
     assert checks["lake bucket"].ok and "exists, ours" in checks["lake bucket"].detail
     assert (
         not checks["log bucket"].ok
-        and 'taken by another account: set log_bucket = "..."' in checks["log bucket"].detail
+        and 'set log_bucket = "<a name of your own>" under [stages.dev]' in checks["log bucket"].detail
     )
     assert (
         not checks["lambda concurrency"].ok
