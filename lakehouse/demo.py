@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -237,8 +238,16 @@ def _cost_estimate(settings) -> None:
 def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
     settings = project_settings()
     stage = settings.stage(localstage.STAGE)
-    localstage.down()
+    aside = localstage.set_aside(
+        f"before-demo-{time.strftime('%Y%m%dT%H%M%S')}"
+    )  # the demo's checks need an empty stage; yours is kept
     console.rule("1. start the local stage and provision it")
+    if aside:
+        console.print(
+            f"  your local stage's data is kept in {aside}: to bring it back, `lakehouse down --discard`, then move "
+            f"its snapshot/ and executions/ back into {localstage.STATE_DIR}",
+            highlight=False,
+        )
     start_local_stage(settings)
     try:
         samples = write_ingest_samples(localstage.STATE_DIR / "demo")
@@ -309,4 +318,4 @@ def run_demo(keep_running: bool = False, fail_job: str | None = None) -> int:
         return 0 if ok else 1
     finally:
         if not keep_running:
-            localstage.down()
+            localstage.down(discard=True)  # the demo's data is not yours to keep

@@ -38,6 +38,9 @@ STATE_DIR = Path(os.environ.get("LAKEHOUSE_HOME", PROJECT_DIR / ".lakehouse"))
 STATE_FILE = STATE_DIR / "local.json"
 LOG_FILE = STATE_DIR / "local.log"
 EXECUTIONS_DIR = STATE_DIR / "executions"  # the local state machine's executions (lakehouse/orchestration.py)
+SNAPSHOT_DIR = STATE_DIR / "snapshot"  # the stage's data between `down` and `up` (lakehouse/snapshot.py)
+RESTORE_FILE = STATE_DIR / "restore.json"  # what the stage process restored on start, or why it could not
+SNAPSHOT_ENV = "LAKEHOUSE_SNAPSHOT_SECONDS"  # how often a changed stage is snapshotted (what a kill can lose)
 STAGE = "local"
 ACCOUNT = "123456789012"  # moto's account, whatever the (dummy) credentials say
 BATCHER_ENV = "LAKEHOUSE_BATCHER_SECONDS"  # how often the local stage plays the batcher schedule; 0: never
@@ -107,8 +110,11 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
     started = stage is None
     if stage is None:
         STATE_DIR.mkdir(exist_ok=True)
-        # A new local stage starts empty (moto keeps everything in memory): so do its executions.
-        shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
+        if not (SNAPSHOT_DIR / "manifest.json").exists():  # a stage with nothing kept starts empty: so do its runs
+            shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
+        else:  # restoring reads the whole snapshot before the endpoint answers
+            timeout = max(timeout, 600.0)
+        RESTORE_FILE.unlink(missing_ok=True)
         port = _free_port()
         with LOG_FILE.open("ab") as log:
             proc = subprocess.Popen(
@@ -124,7 +130,8 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
         while not _answers(stage.endpoint):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise LocalStageError(f"the local stage did not start; see {LOG_FILE}")
+                why = (last_restore() or {}).get("error")
+                raise LocalStageError(why or f"the local stage did not start; see {LOG_FILE}")
             time.sleep(0.1)
         STATE_FILE.write_text(json.dumps({"pid": stage.pid, "port": stage.port, "region": region}))
     use(stage)
@@ -132,8 +139,21 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
     return stage, started
 
 
-def down(timeout: float = 10.0) -> bool:
-    """Stop the local stage; True if one was running. Safe to call when nothing runs."""
+def last_restore() -> dict[str, Any] | None:
+    """What the stage process restored when it started (`manifest`, `unclean`), or why it could not (`error`)."""
+    return json.loads(RESTORE_FILE.read_text()) if RESTORE_FILE.exists() else None
+
+
+def down(timeout: float = 600.0, *, discard: bool = False) -> bool:
+    """Stop the local stage, which snapshots its data first (`discard`: and forget that data); True if one was
+    running. Safe to call when nothing runs."""
+    from lakehouse import snapshot
+
+    if discard:
+        was = down(timeout)
+        snapshot.discard(SNAPSHOT_DIR)
+        shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
+        return was
     if not STATE_FILE.exists():
         return False
     state = json.loads(STATE_FILE.read_text())
@@ -147,6 +167,21 @@ def down(timeout: float = 10.0) -> bool:
             os.killpg(pid, signal.SIGKILL)
     STATE_FILE.unlink(missing_ok=True)
     return was_running
+
+
+def set_aside(name: str) -> Path | None:
+    """Stop the stage and move its kept data (snapshot and runs) to `.lakehouse/<name>/`, replacing what was
+    there; the folder, or None if nothing was kept. `lakehouse demo` starts from nothing without losing yours."""
+    down()
+    if not (SNAPSHOT_DIR / "manifest.json").exists():
+        return None
+    target = STATE_DIR / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for folder in (SNAPSHOT_DIR, EXECUTIONS_DIR):
+        if folder.exists():
+            shutil.move(str(folder), str(target / folder.name))
+    return target
 
 
 def s3_notification(bucket: str, key: str, version_id: str | None = None) -> str:
@@ -175,29 +210,36 @@ def wait_until_idle(sqs: Any, queue_name: str, timeout: float = 60.0) -> None:
 
 
 # -- inside the daemon --------------------------------------------------------------------------------
-def _serialised(app: Any) -> Any:
+def _serialised(app: Any, gate: Any) -> Any:
     """moto handles requests concurrently without making a DynamoDB conditional write atomic (its
     werkzeug_app only locks backend lookup); DynamoDB makes it atomic. Serialising DynamoDB requests gives the
-    local stage DynamoDB's guarantee. Other services stay concurrent (an SQS long poll must not block S3)."""
+    local stage DynamoDB's guarantee. Other services stay concurrent (an SQS long poll must not block S3). The
+    services a snapshot keeps pass the snapshot's gate: a snapshot sees no request half done."""
+    from lakehouse.snapshot import SERVICES, request_service
+
     lock = threading.Lock()
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        service, changes = request_service(environ)
+        if service not in SERVICES:
             return app(environ, start_response)
-        with lock:
-            return list(app(environ, start_response))
+        with gate.shared(changes):
+            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+                return list(app(environ, start_response))
+            with lock:
+                return list(app(environ, start_response))
 
     return wsgi
 
 
-def serve_moto(port: int) -> Any:
+def serve_moto(port: int, gate: Any) -> Any:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     server = make_server(
         "127.0.0.1",
         port,
-        _serialised(DomainDispatcherApplication(create_backend_app)),
+        _serialised(DomainDispatcherApplication(create_backend_app), gate),
         threaded=True,
         request_handler=MotoRequestHandler,
     )
@@ -292,11 +334,25 @@ def serve(port: int, region: str) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     from deploy.chalice_project import chalice_stage_env
+    from lakehouse import snapshot
 
     os.environ.update({**chalice_stage_env(STAGE), **LocalStage(os.getpid(), port, region).environment()})
-    server = serve_moto(port)
+    try:  # before the endpoint answers: nothing sees the stage half restored
+        manifest = snapshot.load(SNAPSHOT_DIR)
+    except LocalStageError as exc:
+        RESTORE_FILE.write_text(json.dumps({"error": str(exc)}))
+        raise SystemExit(3) from None
+    unclean = manifest is not None and not manifest["clean"]
+    RESTORE_FILE.write_text(json.dumps({"manifest": manifest, "unclean": unclean}))
+    gate = snapshot.Gate()
+    server = serve_moto(port, gate)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(
+        target=snapshot.keep_saving,
+        args=(SNAPSHOT_DIR, gate, stop, float(os.environ.get(SNAPSHOT_ENV, "10"))),
+        daemon=True,
+    ).start()
     every = float(os.environ.get(BATCHER_ENV, "60"))
     if every > 0:
         threading.Thread(target=schedule_forever, args=(stop, every), daemon=True).start()
@@ -304,6 +360,8 @@ def serve(port: int, region: str) -> None:
     try:
         poll_forever(stop, region)
     finally:
+        manifest = snapshot.save(SNAPSHOT_DIR, gate, clean=True)  # what `up` brings back
+        print(f"snapshot: {manifest['counts']} in {manifest['bytes']:,} bytes", flush=True)
         server.shutdown()
 
 

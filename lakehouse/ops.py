@@ -66,6 +66,8 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
             progress=lambda m: console.print(f"  {m}"),
         )
         write_environment(stage, localstage.ACCOUNT)  # the local Lambdas' environment, as `lakehouse deploy` does
+        if (localstage.last_restore() or {}).get("manifest"):
+            console.print(f"  raw files re-announced to the validator: {announce_unknown_raw_files(settings, stage)}")
         return done
 
     return localstage.up(stage.region, deploy)
@@ -73,6 +75,25 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
 
 def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:
     return f"{settings.zones.raw}{dataset}/ingest_date={today or datetime.now(UTC).date().isoformat()}/{path.name}"
+
+
+def announce_unknown_raw_files(settings: Settings, stage: Stage) -> int:
+    """Send the validator the S3 notification of every raw file the ledger has no record of: a restored stage's
+    queue messages were in memory (lakehouse/snapshot.py), so a file uploaded but not yet validated would wait
+    for ever. A file the ledger knows is left alone (the validator would acknowledge it anyway)."""
+    from chalicelib.aws import ClientSettings, client
+    from chalicelib.ledger import ledger_for
+
+    s3, sqs = client("s3", ClientSettings.for_stage(stage)), client("sqs", ClientSettings.for_stage(stage))
+    ledger, url, sent = ledger_for(stage), None, 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=stage.bucket, Prefix=settings.zones.raw):
+        for version in page.get("Versions", []):
+            if version["IsLatest"] and ledger.get(f"{stage.bucket}/{version['Key']}#{version['VersionId']}") is None:
+                url = url or sqs.get_queue_url(QueueName=stage.ingest_queue)["QueueUrl"]
+                body = localstage.s3_notification(stage.bucket, version["Key"], version["VersionId"])
+                sqs.send_message(QueueUrl=url, MessageBody=body)
+                sent += 1
+    return sent
 
 
 def guess_dataset(settings: Settings, path: Path) -> str:

@@ -18,16 +18,31 @@ from lakehouse.output import console, out, print_records
 
 @click.command()
 def up() -> None:
-    """Start the embedded local stage (moto server + validator) and provision it. Idempotent."""
+    """Start the embedded local stage (moto server + validator) and provision it, with the data it had at `down`.
+    Idempotent."""
     with console.status("starting the local stage"):
         local, started = start_local_stage(project_settings())
     console.print(f"local stage {'started' if started else 'already running'} at {local.endpoint} (pid {local.pid})")
+    restored = (localstage.last_restore() or {}) if started else {}
+    if manifest := restored.get("manifest"):
+        console.print(f"restored its data as of {manifest['taken_at']}: {manifest['counts']}", highlight=False)
+        if restored["unclean"]:
+            console.print(
+                "[yellow]the local stage had stopped without `lakehouse down` (killed?): what changed after that "
+                "snapshot is lost[/yellow]",
+                highlight=False,
+            )
 
 
 @click.command()
-def down() -> None:
-    """Stop the local stage (its data is in memory and goes with it). Idempotent."""
-    console.print("local stage stopped" if localstage.down() else "local stage was not running")
+@click.option("--discard", is_flag=True, help="Forget the stage's data instead of keeping it for the next `up`.")
+def down(discard: bool) -> None:
+    """Stop the local stage. Its data (the lake with every object version, the ledger, the catalog, the runs) is
+    kept under .lakehouse/ for the next `lakehouse up`, unless --discard. Idempotent."""
+    with console.status("stopping the local stage" + ("" if discard else " and saving its data")):
+        was = localstage.down(discard=discard)
+    kept = "; its data forgotten" if discard else f"; its data kept in {localstage.SNAPSHOT_DIR}"
+    console.print(("local stage stopped" if was else "local stage was not running") + kept, highlight=False)
 
 
 @click.command()
