@@ -13,6 +13,7 @@ provisions the stage with the very code a real stage uses. Inside that process:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -149,21 +150,35 @@ def down(timeout: float = 600.0, *, discard: bool = False) -> bool:
     running. Safe to call when nothing runs."""
     from lakehouse import snapshot
 
+    if not STATE_FILE.exists():
+        was_running = False
+    else:
+        was_running = _stop(
+            json.loads(STATE_FILE.read_text())["pid"], signal.SIGUSR1 if discard else signal.SIGTERM, timeout
+        )
     if discard:
-        was = down(timeout)
         snapshot.discard(SNAPSHOT_DIR)
         shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
-        return was
-    if not STATE_FILE.exists():
-        return False
-    state = json.loads(STATE_FILE.read_text())
-    pid, was_running = state["pid"], alive(state["pid"])
+    return was_running
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: a stage this process started (`lakehouse demo`) is its child, and stays a zombie
+    until reaped here."""
+    with contextlib.suppress(ChildProcessError):  # another process's child: nothing to reap
+        os.waitpid(pid, os.WNOHANG)
+    return alive(pid)
+
+
+def _stop(pid: int, how: signal.Signals, timeout: float) -> bool:
+    """Signal the stage process (SIGTERM: snapshot, then exit; SIGUSR1: exit) and wait; True if it was running."""
+    was_running = alive(pid)
     if was_running:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, how)
         deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
+        while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if alive(pid):
+        if _running(pid):
             os.killpg(pid, signal.SIGKILL)
     STATE_FILE.unlink(missing_ok=True)
     return was_running
@@ -346,8 +361,14 @@ def serve(port: int, region: str) -> None:
     RESTORE_FILE.write_text(json.dumps({"manifest": manifest, "unclean": unclean}))
     gate = snapshot.Gate()
     server = serve_moto(port, gate)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop, forget = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `down`: keep the data
+
+    def discard(*_: Any) -> None:  # `down --discard`: no snapshot to take
+        forget.set()
+        stop.set()
+
+    signal.signal(signal.SIGUSR1, discard)
     threading.Thread(
         target=snapshot.keep_saving,
         args=(SNAPSHOT_DIR, gate, stop, float(os.environ.get(SNAPSHOT_ENV, "10"))),
@@ -360,9 +381,17 @@ def serve(port: int, region: str) -> None:
     try:
         poll_forever(stop, region)
     finally:
-        manifest = snapshot.save(SNAPSHOT_DIR, gate, clean=True)  # what `up` brings back
-        print(f"snapshot: {manifest['counts']} in {manifest['bytes']:,} bytes", flush=True)
+        code = 0
+        if not forget.is_set():
+            try:
+                manifest = snapshot.save(SNAPSHOT_DIR, gate, clean=True)  # what `up` brings back
+                print(f"snapshot: {manifest['counts']} in {manifest['bytes']:,} bytes", flush=True)
+            except Exception as exc:  # the last periodic snapshot stays; `up` will say it is not a clean one
+                print(f"snapshot: {type(exc).__name__}: {exc}", flush=True)
+                code = 1
         server.shutdown()
+        # Its data is on disk: threads a run in flight left behind must not keep a stopped stage alive.
+        os._exit(code)
 
 
 if __name__ == "__main__":
