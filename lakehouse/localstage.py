@@ -247,14 +247,17 @@ def _serialised(app: Any, gate: Any) -> Any:
     return wsgi
 
 
-def serve_moto(port: int, gate: Any) -> Any:
+def serve_moto(port: int, gate: Any = None) -> Any:
+    """moto on a loopback port, in this process; `gate`: the snapshot's (lakehouse/snapshot.py), when one is taken."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
+
+    from lakehouse.snapshot import Gate
 
     server = make_server(
         "127.0.0.1",
         port,
-        _serialised(DomainDispatcherApplication(create_backend_app), gate),
+        _serialised(DomainDispatcherApplication(create_backend_app), gate or Gate()),
         threaded=True,
         request_handler=MotoRequestHandler,
     )
