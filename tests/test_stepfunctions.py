@@ -9,6 +9,21 @@ def machine(states, start=None):
     return {"StartAt": start or next(iter(states)), "States": states}
 
 
+def caught_parallel(branch):
+    """A machine of one Parallel state running `branch`, whose failure States.ALL catches into `Handled`."""
+    return machine(
+        {
+            "P": {
+                "Type": "Parallel",
+                "Branches": [branch],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
+                "End": True,
+            },
+            "Handled": {"Type": "Pass", "End": True},
+        }
+    )
+
+
 class Calls:
     """A dispatcher that answers from a script: a value, or an exception to raise, per call."""
 
@@ -278,18 +293,7 @@ def test_a_choice_on_an_absent_path_fails_with_states_runtime_which_states_all_d
         "Default": "Other",
     }
     branch = {"StartAt": "C", "States": {"C": choice, "Done": {"Type": "Succeed"}, "Other": {"Type": "Succeed"}}}
-    definition = machine(
-        {
-            "P": {
-                "Type": "Parallel",
-                "Branches": [branch],
-                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
-                "End": True,
-            },
-            "Handled": {"Type": "Pass", "End": True},
-        }
-    )
-    run = Executor(definition, Calls()).run
+    run = Executor(caught_parallel(branch), Calls()).run
     failed = run("absent", {"status": {}})
     assert (failed.status, failed.error) == ("FAILED", "States.Runtime") and "$.status.LastCrawl.Status" in failed.cause
     assert run("present", {"status": {"LastCrawl": {"Status": "FAILED"}}}).status == "SUCCEEDED"  # the Default
@@ -344,19 +348,7 @@ def test_the_execution_timeout_fails_it_with_states_timeout_which_no_catch_takes
             "End": {"Type": "Succeed"},
         },
     }  # fmt: skip
-    definition = {
-        "StartAt": "P",
-        "TimeoutSeconds": 100,
-        "States": {
-            "P": {
-                "Type": "Parallel",
-                "Branches": [poll],
-                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
-                "End": True,
-            },
-            "Handled": {"Type": "Pass", "End": True},
-        },
-    }
+    definition = {**caught_parallel(poll), "TimeoutSeconds": 100}
     execution = Executor(definition, Calls(), sleep=clock.sleep, clock=clock).run("e", {"done": False})
     assert (execution.status, execution.error) == ("FAILED", "States.Timeout")
     assert clock.now == 100  # the last Wait ended at the deadline, not after it
