@@ -14,7 +14,8 @@ from chalicelib.config import Settings, Stage
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-CHALICE_CONFIG = PROJECT_DIR / ".chalice" / "config.json"
+CONFIG_FILE = ".chalice/config.json"  # relative to a Chalice project
+CHALICE_CONFIG = PROJECT_DIR / CONFIG_FILE
 
 
 def chalice_config() -> dict[str, Any]:
@@ -149,9 +150,6 @@ def write_stage(settings: Settings, stage: Stage, account: str, project_dir: Pat
 def write_environment(stage: Stage, account: str, project_dir: Path = PROJECT_DIR) -> list[str]:
     """Only the stage's Lambda environment (the local stage's Lambdas run in-process, with no role of their own)."""
     return _write(project_dir, {CONFIG_FILE: _with_environment(stage, account, project_dir)})
-
-
-CONFIG_FILE = ".chalice/config.json"
 
 
 def _with_environment(stage: Stage, account: str, project_dir: Path) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import threading
-import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,7 +243,3 @@ def _write_atomically(path: Path, text: str) -> None:
     finally:
         os.close(descriptor)
 
-
-def age(manifest: dict[str, Any]) -> float:
-    """Seconds since the snapshot was taken."""
-    return time.time() - datetime.fromisoformat(manifest["taken_at"]).timestamp()
