@@ -19,15 +19,15 @@ PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for the
 FILE_SHARDS = 16
 
 
-def time_key(kind: str, pk: str) -> str:
-    """The time index's partition key of an item: a file's shard follows from its key (stable, spread evenly)."""
-    shards = FILE_SHARDS if kind == "file" else 1
-    return f"{kind}#{zlib.crc32(pk.encode()) % shards}"
-
-
 def time_keys(kind: str) -> list[str]:
     """Every partition key of `kind` in the time index (one per shard)."""
     return [f"{kind}#{shard}" for shard in range(FILE_SHARDS if kind == "file" else 1)]
+
+
+def time_key(kind: str, pk: str) -> str:
+    """The time index's partition key of an item: a file's shard follows from its key (stable, spread evenly)."""
+    keys = time_keys(kind)
+    return keys[zlib.crc32(pk.encode()) % len(keys)]
 
 
 UNPROCESSED_ATTEMPTS = 10  # BatchGetItem calls for one chunk of keys before a throttled table is an error
@@ -81,9 +81,7 @@ class DynamoDBLedger(Ledger):
             return self._from_ddb(old) if old else self._get(item["pk"])
 
     def _update_if(self, pk: str, updates: dict[str, Any], expect: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        names, values, sets, removes, conds = {}, {}, [], [], ["attribute_exists(pk)"]
+        names, values, sets, removes = {}, {}, [], []
         for i, (k, v) in enumerate(updates.items()):
             names[f"#u{i}"] = k
             if v is None:
@@ -91,6 +89,24 @@ class DynamoDBLedger(Ledger):
             else:
                 values[f":u{i}"] = self._ser.serialize(v)
                 sets.append(f"#u{i} = :u{i}")
+        expression = " ".join(
+            part
+            for part in ("SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "")
+            if part
+        )
+        return self._write_if("update_item", pk, expect, names, values, UpdateExpression=expression)
+
+    def _delete_if(self, pk: str, expect: dict[str, Any]) -> bool:
+        return self._write_if("delete_item", pk, expect, {}, {})
+
+    def _write_if(
+        self, op: str, pk: str, expect: dict[str, Any], names: dict[str, str], values: dict[str, Any], **more: Any
+    ) -> bool:
+        """One conditional write of item `pk`: it must exist and every `expect` attribute equal its value (None:
+        be absent); False when it does not."""
+        from botocore.exceptions import ClientError
+
+        conds = ["attribute_exists(pk)"]
         for i, (k, v) in enumerate(expect.items()):
             names[f"#c{i}"] = k
             if v is None:
@@ -98,36 +114,13 @@ class DynamoDBLedger(Ledger):
             else:
                 values[f":c{i}"] = self._ser.serialize(v)
                 conds.append(f"#c{i} = :c{i}")
-        expression = " ".join(
-            part
-            for part in ("SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "")
-            if part
-        )
-        kwargs: dict[str, Any] = {
-            "Key": {"pk": {"S": pk}},
-            "UpdateExpression": expression,
-            "ConditionExpression": " AND ".join(conds),
-            "ExpressionAttributeNames": names,
-        }
+        kwargs: dict[str, Any] = {"Key": {"pk": {"S": pk}}, "ConditionExpression": " AND ".join(conds), **more}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
-            self._call("update_item", **kwargs)
-            return True
-        except ClientError:
-            return False
-
-    def _delete_if(self, pk: str, expect: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        names = {f"#c{i}": k for i, k in enumerate(expect)}
-        values = {f":c{i}": self._ser.serialize(v) for i, v in enumerate(expect.values())}
-        condition = " AND ".join(["attribute_exists(pk)", *(f"#c{i} = :c{i}" for i in range(len(expect)))])
-        kwargs: dict[str, Any] = {"Key": {"pk": {"S": pk}}, "ConditionExpression": condition}
-        if expect:
-            kwargs.update(ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-        try:
-            self._call("delete_item", **kwargs)
+            self._call(op, **kwargs)
             return True
         except ClientError:
             return False
