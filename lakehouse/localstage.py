@@ -111,7 +111,9 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
     started = stage is None
     if stage is None:
         STATE_DIR.mkdir(exist_ok=True)
-        if not (SNAPSHOT_DIR / "manifest.json").exists():  # a stage with nothing kept starts empty: so do its runs
+        from lakehouse import snapshot
+
+        if not snapshot.kept(SNAPSHOT_DIR):  # a stage with nothing kept starts empty: so do its runs
             shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
         else:  # restoring reads the whole snapshot before the endpoint answers
             timeout = max(timeout, 600.0)
@@ -172,7 +174,7 @@ def _running(pid: int) -> bool:
 
 def _stop(pid: int, how: signal.Signals, timeout: float) -> bool:
     """Signal the stage process (SIGTERM: snapshot, then exit; SIGUSR1: exit) and wait; True if it was running."""
-    was_running = alive(pid)
+    was_running = _running(pid)
     if was_running:
         os.killpg(pid, how)
         deadline = time.monotonic() + timeout
@@ -187,8 +189,10 @@ def _stop(pid: int, how: signal.Signals, timeout: float) -> bool:
 def set_aside(name: str) -> Path | None:
     """Stop the stage and move its kept data (snapshot and runs) to `.lakehouse/<name>/`, replacing what was
     there; the folder, or None if nothing was kept. `lakehouse demo` starts from nothing without losing yours."""
+    from lakehouse import snapshot
+
     down()
-    if not (SNAPSHOT_DIR / "manifest.json").exists():
+    if not snapshot.kept(SNAPSHOT_DIR):
         return None
     target = STATE_DIR / name
     shutil.rmtree(target, ignore_errors=True)

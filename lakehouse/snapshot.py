@@ -188,9 +188,14 @@ def load(folder: Path) -> dict[str, Any] | None:
     return dict(manifest)
 
 
+def kept(folder: Path) -> bool:
+    """Whether `folder` holds a snapshot (good or not: `load` judges it)."""
+    return (folder / MANIFEST).exists()
+
+
 def discard(folder: Path) -> bool:
     """Forget the snapshot; whether there was one."""
-    found = (folder / MANIFEST).exists()
+    found = kept(folder)
     for path in [*folder.glob("state*"), folder / MANIFEST]:
         path.unlink(missing_ok=True)
     return found
@@ -242,4 +247,3 @@ def _write_atomically(path: Path, text: str) -> None:
         os.fsync(descriptor)  # the rename itself survives a power loss
     finally:
         os.close(descriptor)
-
