@@ -42,6 +42,7 @@ class Connection:
         self.local = stage.name == localstage.STAGE
         self.lake = Lake.for_stage(settings, stage)
         self.ledger = ledger_for(stage)
+        self._duckdb: Any = None
 
     @classmethod
     def open(cls, stage: str = localstage.STAGE) -> Connection:
@@ -59,9 +60,11 @@ class Connection:
         the same names on both engines (`processed_orders`, `curated_daily_sales_by_category`)."""
         statement = read_only(sql)
         if self.local:
-            from lakehouse_etl.local_sql import DuckDBEngine
+            from lakehouse.query import sql_engine
 
-            return _frame(DuckDBEngine(self.lake).arrow(statement, timeout))
+            if self._duckdb is None:  # kept: its session and views serve the next statement too
+                self._duckdb = sql_engine(self.settings, self.stage, local=True)
+            return _frame(self._duckdb.arrow(statement, timeout))
         from lakehouse.query import athena_frames
 
         return athena_frames(self.stage, statement)

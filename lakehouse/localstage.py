@@ -14,6 +14,7 @@ provisions the stage with the very code a real stage uses. Inside that process:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -32,10 +33,9 @@ from urllib.parse import quote_plus
 
 from chalicelib.errors import LocalStageError
 from lakehouse.orchestration import alive
+from lakehouse.paths import CACHE_DIR, PROJECT_DIR, STATE_DIR
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Where the running stage is recorded; tests point it elsewhere so they never touch yours.
-STATE_DIR = Path(os.environ.get("LAKEHOUSE_HOME", PROJECT_DIR / ".lakehouse"))
 STATE_FILE = STATE_DIR / "local.json"
 LOG_FILE = STATE_DIR / "local.log"
 EXECUTIONS_DIR = STATE_DIR / "executions"  # the local state machine's executions (lakehouse/orchestration.py)
@@ -160,7 +160,8 @@ def down(timeout: float = 600.0, *, discard: bool = False) -> bool:
         )
     if discard:
         snapshot.discard(SNAPSHOT_DIR)
-        shutil.rmtree(EXECUTIONS_DIR, ignore_errors=True)
+        for folder in (EXECUTIONS_DIR, CACHE_DIR):
+            shutil.rmtree(folder, ignore_errors=True)
     return was_running
 
 
@@ -253,10 +254,16 @@ def _serialised(app: Any, gate: Any) -> Any:
 
 def serve_moto(port: int, gate: Any = None) -> Any:
     """moto on a loopback port, in this process; `gate`: the snapshot's (lakehouse/snapshot.py), when one is taken."""
+    from moto import backends
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     from lakehouse.snapshot import Gate
+
+    # moto's dispatcher lists its own package folder on disk for every request (a third of a request's time,
+    # moto/backends.py `list_of_moto_modules`); the folder does not change while the server runs.
+    if not hasattr(backends.list_of_moto_modules, "cache_info"):
+        backends.list_of_moto_modules = functools.cache(lambda listed=backends.list_of_moto_modules: tuple(listed()))
 
     server = make_server(
         "127.0.0.1",

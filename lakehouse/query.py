@@ -23,11 +23,10 @@ def on_duckdb(settings: Settings, stage: Stage, sql: str) -> QueryResult:
     """Run on DuckDB over the stage's Delta tables. DuckDB does not count the bytes it reads from Arrow
     datasets, so `bytes_scanned` is the size of the tables the query names: an upper bound."""
     from lakehouse_etl import delta
-    from lakehouse_etl.lake import Lake
-    from lakehouse_etl.local_sql import DuckDBEngine, sql_name, tables_in
+    from lakehouse_etl.local_sql import sql_name, tables_in
 
-    lake = Lake.for_stage(settings, stage)
-    result = DuckDBEngine(lake).run(sql)
+    engine = sql_engine(settings, stage, local=True)
+    lake, result = engine.lake, engine.run(sql)
     named, size = [], 0
     for name, uri in tables_in(lake, sql).items():
         table = delta.open_table(uri, lake.storage_options)
@@ -40,10 +39,13 @@ def on_duckdb(settings: Settings, stage: Stage, sql: str) -> QueryResult:
 def sql_engine(settings: Settings, stage: Stage, *, local: bool) -> Any:
     """Where a stage's SQL runs: DuckDB over the local stage's Delta tables, Athena elsewhere."""
     if local:
+        from lakehouse_etl.file_cache import FileCache
         from lakehouse_etl.lake import Lake
         from lakehouse_etl.local_sql import DuckDBEngine
 
-        return DuckDBEngine(Lake.for_stage(settings, stage))
+        from lakehouse.paths import CACHE_DIR
+
+        return DuckDBEngine(Lake.for_stage(settings, stage), cache=FileCache.at(CACHE_DIR))
     return Athena.for_stage(settings, stage)
 
 

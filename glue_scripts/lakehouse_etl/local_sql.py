@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import threading
 from typing import Any
+from urllib.parse import unquote
 
 from chalicelib.athena import QueryError, QueryResult, read_only
 from chalicelib.errors import NotFoundError
 from lakehouse_etl import delta, duck
 from lakehouse_etl.curated import CURATED_SQL
+from lakehouse_etl.delta import arrow_filesystem, literal
+from lakehouse_etl.file_cache import FileCache
 from lakehouse_etl.lake import Lake
 
 
@@ -37,16 +40,59 @@ def tables_in(lake: Lake, sql: str) -> dict[str, str]:
     return {name: uri for name, uri in tables(lake).items() if re.search(rf"\b{sql_name(name)}\b", sql, re.IGNORECASE)}
 
 
-def duckdb_connection(lake: Lake, sql: str | None = None) -> Any:
+def duckdb_connection(lake: Lake, sql: str | None = None, *, cache: FileCache | None = None) -> Any:
     """DuckDB with a view per existing table (`processed_orders`, `curated_customer_summary`, ...); given `sql`, only
     the tables it names (listing a table's files costs time that grows with them: a scan of one batch should not pay
-    it for every table of the lake)."""
+    it for every table of the lake). `cache` holds local copies of S3 files for DuckDB's own reader."""
     con = duck.session()
     for name, uri in (tables(lake) if sql is None else tables_in(lake, sql)).items():
         table = delta.open_table(uri, lake.storage_options)
         if table is not None:
-            con.register(sql_name(name), table.to_pyarrow_dataset())
+            register(con, sql_name(name), table, lake.storage_options, cache)
     return con
+
+
+def register(con: Any, name: str, table: Any, storage_options: dict[str, str], cache: FileCache | None) -> None:
+    """`name`: a view of `table`'s current version. DuckDB's own Parquet reader over the version's file list when
+    the files are on this disk (or copied there by `cache`): several times faster than DuckDB's scan of the Arrow
+    dataset delta-rs builds (bench/sql.py), which serves everything else: S3 without a cache (the Glue jobs), an
+    empty table, and what only delta-rs reads right (reader features such as deletion vectors or column mapping,
+    partition values not spelled in the files' paths)."""
+    import duckdb
+    import pyarrow as pa
+
+    parts = table.metadata().partition_columns
+    actions = pa.table(table.get_add_actions(flatten=True))
+    paths = [unquote(p) for p in actions.column("path").to_pylist()]
+    plain = not table.protocol().reader_features and all(f"{c}=" in p for p in paths for c in parts)
+    root = table.table_uri.removeprefix("file://").rstrip("/")
+    if plain and paths and root.startswith("s3://") and cache is not None:
+        sizes = actions.column("size_bytes").to_pylist()
+        files = cache.paths(zip([f"{root}/{p}" for p in paths], sizes, strict=True), storage_options)
+    elif plain and paths and not root.startswith("s3://"):
+        files = [f"{root}/{p}" for p in paths]
+    else:
+        con.register(name, table.to_pyarrow_dataset())
+        return
+    schema = pa.schema(table.schema().to_arrow())
+    types = dict(zip(schema.names, (str(t) for t in duckdb.from_arrow(schema.empty_table()).types), strict=True))
+    hive = ", ".join(f"{literal(c)}: {literal(types[c])}" for c in parts)
+    columns = ", ".join(f'"{c}"' for c in schema.names)
+    listed = ", ".join(literal(f) for f in files)
+    options = f"hive_partitioning = true, hive_types = {{{hive}}}" if parts else "hive_partitioning = false"
+    # Files written before a column was added lack it (NULL there, as Delta reads it): DuckDB reads such a mix by
+    # name, at the price of reading every file's footer whenever the view is bound (each query), so only then.
+    data = ", ".join(literal(c) for c in schema.names if c not in parts)
+    uneven = con.execute(
+        f"SELECT count(*) FROM (SELECT list(name) AS names FROM parquet_schema([{listed}]) GROUP BY file_name) "
+        f"WHERE NOT list_has_all(names, [{data}])"
+    ).fetchone()[0]
+    if uneven:
+        options += ", union_by_name = true"
+    try:
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM read_parquet([{listed}], {options})')
+    except duckdb.BinderException:  # a column of the table's schema in none of its files yet
+        con.register(name, table.to_pyarrow_dataset())
 
 
 class DuckDBEngine:
@@ -54,8 +100,15 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, lake: Lake) -> None:
-        self.lake = lake
+    def __init__(self, lake: Lake, cache: FileCache | None = None) -> None:
+        self.lake, self.cache = lake, cache
+        # One DuckDB session for the engine's life, its views made again only when their table has a new version:
+        # opening a session and binding a table's file list cost more than a small query (bench/sql.py).
+        self._con: Any = None
+        self._versions: dict[str, int | None] = {}
+        self._tables: dict[str, Any] = {}  # view -> its DeltaTable, brought up to date before each statement
+        self._filesystems: dict[str, tuple[Any, str]] = {}  # table URI -> pyarrow filesystem and path
+        self._lock = threading.Lock()  # one statement at a time on the session
 
     def tables(self) -> set[str]:
         return {sql_name(n) for n, uri in tables(self.lake).items() if delta.open_table(uri, self.lake.storage_options)}
@@ -88,15 +141,51 @@ class DuckDBEngine:
         import duckdb
 
         statement = read_only(sql)
-        con = duckdb_connection(self.lake, statement)
-        timer = threading.Timer(timeout, con.interrupt)  # DuckDB stops the running query with InterruptException
-        timer.start()
-        try:
-            return fetch(con.execute(around(statement)))
-        except duckdb.InterruptException as exc:
-            raise QueryError(f"DuckDB: the query ran past its {timeout:g} s timeout and was stopped") from exc
-        except duckdb.Error as exc:
-            raise QueryError(f"DuckDB: {exc}") from exc
-        finally:
-            timer.cancel()
-            con.close()
+        with self._lock:
+            con = self._session(statement)
+            timer = threading.Timer(timeout, con.interrupt)  # DuckDB stops the running query with InterruptException
+            timer.start()
+            try:
+                return fetch(con.execute(around(statement)))
+            except duckdb.InterruptException as exc:
+                raise QueryError(f"DuckDB: the query ran past its {timeout:g} s timeout and was stopped") from exc
+            except duckdb.Error as exc:
+                raise QueryError(f"DuckDB: {exc}") from exc
+            finally:
+                timer.cancel()
+
+    def _session(self, statement: str) -> Any:
+        """The session, its views of the tables `statement` names at their tables' current versions."""
+        if self._con is None:
+            self._con = duck.session()
+        for name, uri in tables_in(self.lake, statement).items():
+            view = sql_name(name)
+            table = self._tables[view] = self._current(self._tables.get(view), uri)
+            version = None if table is None else table.version()
+            if view in self._versions and self._versions[view] == version:
+                continue
+            self._con.execute(f'DROP VIEW IF EXISTS "{view}"')
+            if table is not None:
+                register(self._con, view, table, self.lake.storage_options, self.cache)
+            self._versions[view] = version
+        return self._con
+
+    def _current(self, table: Any, uri: str) -> Any:
+        """`table` with the log's new commits read, or opened if need be. A commit is the log's next JSON file
+        appearing (the Delta protocol; S3 is strongly consistent), so one look for that file tells whether
+        anything changed: a HEAD on S3, where delta-rs's `update_incremental` lists the log and reads its
+        checkpoint pointer (two round trips, each a moto request on the local stage)."""
+        from deltalake.exceptions import DeltaError
+        from pyarrow.fs import FileType
+
+        if table is not None:
+            filesystem, root = self._filesystems.setdefault(uri, arrow_filesystem(uri, self.lake.storage_options))
+            commit = f"{root.rstrip('/')}/_delta_log/{table.version() + 1:020d}.json"
+            if filesystem.get_file_info(commit).type == FileType.NotFound:
+                return table
+            try:
+                table.update_incremental()
+                return table
+            except DeltaError:  # gone, or made again under the same path: open it afresh below
+                pass
+        return delta.open_table(uri, self.lake.storage_options)
