@@ -187,6 +187,13 @@ def _stop(pid: int, how: signal.Signals, timeout: float) -> bool:
     return was_running
 
 
+def in_use() -> bool:
+    """Whether the local stage holds data: it runs, or `lakehouse down` kept its data to bring back."""
+    from lakehouse import snapshot
+
+    return running() is not None or snapshot.kept(SNAPSHOT_DIR)
+
+
 def set_aside(name: str) -> Path | None:
     """Stop the stage and move its kept data (snapshot and runs) to `.lakehouse/<name>/`, replacing what was
     there; the folder, or None if nothing was kept. `lakehouse demo` starts from nothing without losing yours."""

@@ -38,9 +38,10 @@ def _csv(header: str, rows: list[str], newline: str = "\n") -> bytes:
     return (newline.join([header, *rows]) + newline).encode()
 
 
-def write_ingest_samples(folder: Path, seed: int = 7) -> list[Sample]:
-    """Write the sample files into `folder` and return them in drop order."""
-    rng = random.Random(seed)
+def write_ingest_samples(folder: Path, seed: int = 7, run: int = 0) -> list[Sample]:
+    """Write the sample files into `folder` and return them in drop order. Another `run` writes the same files
+    with other contents (the same keys), so they are new to a lake that holds an earlier run's."""
+    rng = random.Random(seed + 1000 * run)
     folder.mkdir(parents=True, exist_ok=True)
     samples: list[Sample] = []
 
@@ -91,13 +92,14 @@ def write_ingest_samples(folder: Path, seed: int = 7) -> list[Sample]:
     ]
     add("clickstream_2025-03-01.jsonl", ("\n".join(clicks) + "\n").encode(), "clickstream", "VALID")
     review_header = "review_id,product_id,customer_id,rating,review_text,review_ts,review_date"
+    salt = f" (run {run})" if run else ""
     add(
         "reviews_bom_crlf.csv",
         b"\xef\xbb\xbf"
         + _csv(
             review_header,
             [
-                'R1,P0001,C00001,5,"Great, really great",2025-03-01T08:00:00Z,2025-03-01',
+                f'R1,P0001,C00001,5,"Great, really great{salt}",2025-03-01T08:00:00Z,2025-03-01',
                 'R2,P0002,C00002,2,"Broke after\na week",2025-03-01T09:00:00Z,2025-03-01',
             ],
             newline="\r\n",
@@ -111,13 +113,13 @@ def write_ingest_samples(folder: Path, seed: int = 7) -> list[Sample]:
     add("orders_2025-03-01_resent.csv", orders, "orders", "DUPLICATE", "DUPLICATE_CONTENT")
     add(
         "orders_copy.csv.gz",
-        gzip.compress(_csv(ORDERS_HEADER, _orders(random.Random(1), 5)), mtime=0),
+        gzip.compress(_csv(ORDERS_HEADER, _orders(random.Random(1 + run), 5)), mtime=0),
         "orders",
         "VALID",
     )
     add(
         "orders_copy_again.csv.gz",
-        gzip.compress(_csv(ORDERS_HEADER, _orders(random.Random(1), 5)), mtime=0),
+        gzip.compress(_csv(ORDERS_HEADER, _orders(random.Random(1 + run), 5)), mtime=0),
         "orders",
         "DUPLICATE",
         "DUPLICATE_CONTENT",

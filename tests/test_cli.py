@@ -77,6 +77,33 @@ def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recov
     assert "run-000002: SUCCEEDED" in result.stdout and "demo passed" in result.stderr
 
 
+@pytest.mark.e2e
+def test_a_demo_on_a_stage_in_use_adds_to_it_and_fresh_sets_it_aside(tmp_path):
+    """`make demo` on a local stage that holds data runs on it (its files new to the lake, judged alone) and keeps
+    it; `--fresh` runs on an empty stage with that data set aside, not lost."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["LAKEHOUSE_HOME"] = str(tmp_path)
+
+    def demo(*options: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "lakehouse.cli", "demo", *options]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0 and "demo passed" in result.stderr, result.stdout + result.stderr
+        return result
+
+    first = demo("--keep-running")
+    assert "run-000002: SUCCEEDED" in first.stdout and (tmp_path / "local.json").exists()
+    again = demo()  # the running stage, with the first demo's data
+    assert "the local stage holds data: the demo adds its files to it" in " ".join(again.stderr.split())
+    assert "summary: 2 duplicate, 12 rejected, 9 valid" in again.stdout  # its own files: new, not duplicates
+    assert "run-000003: SUCCEEDED" in again.stdout and "run-000004: SUCCEEDED" in again.stdout  # the history goes on
+    assert not (tmp_path / "local.json").exists() and (tmp_path / "snapshot" / "manifest.json").exists()  # kept
+    fresh = demo("--fresh")
+    assert "run-000001: SUCCEEDED" in fresh.stdout and "holds data" not in fresh.stderr
+    (aside,) = tmp_path.glob("before-demo-*")
+    assert (aside / "snapshot" / "manifest.json").exists() and (aside / "executions").is_dir()
+    assert not (tmp_path / "snapshot" / "manifest.json").exists()  # the fresh demo's own data went with it
+
+
 def test_executions_of_an_aws_stage_name_the_state_that_failed():
     from lakehouse.cli.pipeline import failed_step
 

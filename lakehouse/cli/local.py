@@ -171,10 +171,16 @@ def serve(stage_name: str, host: str, port: int) -> None:
     metavar="DATASET",
     help="First run the pipeline with this dataset's Glue job failing, to see the alert and FAILED files.",
 )
-def demo(keep_running: bool, fail_job: str | None) -> None:
-    """Start a fresh local stage, drop sample files, run the pipeline over them, check the result, stop."""
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Run on an empty stage: the local stage's data is set aside under .lakehouse/before-demo-<time>/.",
+)
+def demo(keep_running: bool, fail_job: str | None, fresh: bool) -> None:
+    """Drop sample files into the local stage, run the pipeline over them, check the result, stop. A stage that
+    holds data (running, or kept by `lakehouse down`) is used as it is: the demo adds its files and judges those."""
     from lakehouse.demo import run_demo
 
     if fail_job is not None and fail_job not in project_settings().datasets:
         raise click.BadParameter(f"not a dataset: {fail_job}", param_hint="--fail-job")
-    sys.exit(run_demo(keep_running=keep_running, fail_job=fail_job))
+    sys.exit(run_demo(keep_running=keep_running, fail_job=fail_job, fresh=fresh))
