@@ -86,7 +86,6 @@ def _quality_report(settings, ledger, manifest, in_use: bool) -> bool:
     """Step 8: the quality gate's latest results; the rule failures must be exactly the planted ones. On a stage in
     use, the checks judged from earlier loads (volume) are left out: those loads are not the demo's."""
     from chalicelib.quality.checks import CHECKS
-
     from lakehouse.quality_report import level, print_report
 
     console.rule("8. the quality gate's report (lakehouse quality report): rules of the contracts, one scan per table")

@@ -41,7 +41,7 @@ LOG_FILE = STATE_DIR / "local.log"
 EXECUTIONS_DIR = STATE_DIR / "executions"  # the local state machine's executions (lakehouse/orchestration.py)
 SNAPSHOT_DIR = STATE_DIR / "snapshot"  # the stage's data between `down` and `up` (lakehouse/snapshot.py)
 RESTORE_FILE = STATE_DIR / "restore.json"  # what the stage process restored on start, or why it could not
-SNAPSHOT_ENV = "LAKEHOUSE_SNAPSHOT_SECONDS"  # how often a changed stage is snapshotted (what a kill can lose)
+SNAPSHOT_ENV = "LAKEHOUSE_SNAPSHOT_SECONDS"  # how often a changed stage is snapshotted (the journal goes with it)
 STAGE = "local"
 ACCOUNT = "123456789012"  # moto's account, whatever the (dummy) credentials say
 BATCHER_ENV = "LAKEHOUSE_BATCHER_SECONDS"  # how often the local stage plays the batcher schedule; 0: never
@@ -143,7 +143,8 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
 
 
 def last_restore() -> dict[str, Any] | None:
-    """What the stage process restored when it started (`manifest`, `unclean`), or why it could not (`error`)."""
+    """What the stage process restored when it started (the snapshot's `manifest`, the journal's changes `replayed`
+    and those that `failed`, `unclean`), or why it could not (`error`)."""
     return json.loads(RESTORE_FILE.read_text()) if RESTORE_FILE.exists() else None
 
 
@@ -237,14 +238,21 @@ def wait_until_idle(sqs: Any, queue_name: str, timeout: float = 60.0) -> None:
 
 
 # -- inside the daemon --------------------------------------------------------------------------------
-def _serialised(app: Any, gate: Any) -> Any:
+def _serialised(app: Any, gate: Any, journal: Any) -> Any:
     """moto handles requests concurrently without making a DynamoDB conditional write atomic (its
     werkzeug_app only locks backend lookup); DynamoDB makes it atomic. Serialising DynamoDB requests gives the
     local stage DynamoDB's guarantee. Other services stay concurrent (an SQS long poll must not block S3). The
-    services a snapshot keeps pass the snapshot's gate: a snapshot sees no request half done."""
+    services a snapshot keeps pass the snapshot's gate (a snapshot sees no request half done), and each change
+    to them is journaled before it is answered (lakehouse/journal.py), when there is a journal."""
+    from lakehouse.journal import journaled
     from lakehouse.snapshot import SERVICES, request_service
 
     lock = threading.Lock()
+
+    def handle(environ: dict[str, Any], start_response: Any, changes: bool) -> Any:
+        if changes and journal is not None:
+            return journaled(app, journal, environ, start_response)
+        return list(app(environ, start_response))
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
         service, changes = request_service(environ)
@@ -252,30 +260,37 @@ def _serialised(app: Any, gate: Any) -> Any:
             return app(environ, start_response)
         with gate.shared(changes):
             if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
-                return list(app(environ, start_response))
+                return handle(environ, start_response, changes)
             with lock:
-                return list(app(environ, start_response))
+                return handle(environ, start_response, changes)
 
     return wsgi
 
 
-def serve_moto(port: int, gate: Any = None) -> Any:
-    """moto on a loopback port, in this process; `gate`: the snapshot's (lakehouse/snapshot.py), when one is taken."""
+def moto_app() -> Any:
+    """moto's WSGI application (every service), as its own server builds it."""
     from moto import backends
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
-
-    from lakehouse.snapshot import Gate
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     # moto's dispatcher lists its own package folder on disk for every request (a third of a request's time,
     # moto/backends.py `list_of_moto_modules`); the folder does not change while the server runs.
     if not hasattr(backends.list_of_moto_modules, "cache_info"):
         backends.list_of_moto_modules = functools.cache(lambda listed=backends.list_of_moto_modules: tuple(listed()))
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None) -> Any:
+    """moto on a loopback port, in this process; `gate` and `journal`: the snapshot's and the journal's
+    (lakehouse/snapshot.py, lakehouse/journal.py), when the stage keeps its data."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    from lakehouse.snapshot import Gate
 
     server = make_server(
         "127.0.0.1",
         port,
-        _serialised(DomainDispatcherApplication(create_backend_app), gate or Gate()),
+        _serialised(app or moto_app(), gate or Gate(), journal),
         threaded=True,
         request_handler=MotoRequestHandler,
     )
@@ -371,17 +386,21 @@ def serve(port: int, region: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     from deploy.chalice_project import chalice_stage_env
     from lakehouse import snapshot
+    from lakehouse.journal import Journal
 
     os.environ.update({**chalice_stage_env(STAGE), **LocalStage(os.getpid(), port, region).environment()})
+    app = moto_app()
     try:  # before the endpoint answers: nothing sees the stage half restored
-        manifest = snapshot.load(SNAPSHOT_DIR)
+        restored = snapshot.restore(SNAPSHOT_DIR, app)
     except LocalStageError as exc:
         RESTORE_FILE.write_text(json.dumps({"error": str(exc)}))
         raise SystemExit(3) from None
-    unclean = manifest is not None and not manifest["clean"]
-    RESTORE_FILE.write_text(json.dumps({"manifest": manifest, "unclean": unclean}))
-    gate = snapshot.Gate()
-    server = serve_moto(port, gate)
+    manifest = restored["manifest"]
+    unclean = bool(restored["replayed"] or restored["failed"]) or (manifest is not None and not manifest["clean"])
+    RESTORE_FILE.write_text(json.dumps({**restored, "unclean": unclean}))
+    gate, journal = snapshot.Gate(), Journal(SNAPSHOT_DIR, restored["next_journal"])
+    gate.changes = restored["replayed"]  # the next snapshot takes them in, and the journal files go
+    server = serve_moto(port, gate, app, journal)
     stop, forget = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `down`: keep the data
 
@@ -392,7 +411,7 @@ def serve(port: int, region: str) -> None:
     signal.signal(signal.SIGUSR1, discard)
     threading.Thread(
         target=snapshot.keep_saving,
-        args=(SNAPSHOT_DIR, gate, stop, float(os.environ.get(SNAPSHOT_ENV, "10"))),
+        args=(SNAPSHOT_DIR, gate, stop, float(os.environ.get(SNAPSHOT_ENV, "10")), journal),
         daemon=True,
     ).start()
     every = float(os.environ.get(BATCHER_ENV, "60"))
@@ -405,7 +424,7 @@ def serve(port: int, region: str) -> None:
         code = 0
         if not forget.is_set():
             try:
-                manifest = snapshot.save(SNAPSHOT_DIR, gate, clean=True)  # what `up` brings back
+                manifest = snapshot.save(SNAPSHOT_DIR, gate, clean=True, journal=journal)  # what `up` brings back
                 print(f"snapshot: {manifest['counts']} in {manifest['bytes']:,} bytes", flush=True)
             except Exception as exc:  # the last periodic snapshot stays; `up` will say it is not a clean one
                 print(f"snapshot: {type(exc).__name__}: {exc}", flush=True)

@@ -66,7 +66,8 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
             progress=lambda m: console.print(f"  {m}"),
         )
         write_environment(stage, localstage.ACCOUNT)  # the local Lambdas' environment, as `lakehouse deploy` does
-        if (localstage.last_restore() or {}).get("manifest"):
+        restored = localstage.last_restore() or {}
+        if restored.get("manifest") or restored.get("replayed"):
             console.print(f"  raw files re-announced to the validator: {announce_unknown_raw_files(settings, stage)}")
         return done
 

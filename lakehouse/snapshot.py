@@ -1,4 +1,4 @@
-"""The local stage's data, kept on disk across `lakehouse down` and `up` (and, up to its last snapshot, a kill).
+"""The local stage's data, kept on disk across `lakehouse down` and `up`, and across a kill.
 
 moto keeps every service in memory and has no persistence of its own (getmoto/moto#9755), so this is written by
 hand, as the moto maintainers suggest (getmoto/moto#1069): the stage process pickles moto's backends of the
@@ -9,9 +9,11 @@ the local state machine are files already.
 
 A snapshot is taken by `down` (a clean one) and every LAKEHOUSE_SNAPSHOT_SECONDS while something changed, with
 the services' requests held for the moment it takes. Its pickle is written under its own checksum and the manifest
-naming it is replaced atomically after, so a kill at any point leaves the previous snapshot whole. A stage killed
-without `down` comes back as its last snapshot and says what it lost; a snapshot from another format or moto
-version, or one whose checksum fails, is refused with what to do and left as it is.
+naming it is replaced atomically after, so a kill at any point leaves the previous snapshot whole. Every change
+acknowledged after it is in the journal (lakehouse/journal.py): a stage killed without `down` comes back as its
+last snapshot with the journal replayed on top, and says so, naming any change it could not apply again. A
+snapshot from another format or moto version, or one whose checksum fails, is refused with what to do and left as
+it is.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import LocalStageError
+from lakehouse.journal import PREFIX, Journal, generations, records, replay
 
 FORMAT = 1  # of the files below; a snapshot of another format is refused, never half-read
 SERVICES = ("s3", "dynamodb", "glue")  # the backends that hold data; the rest is provisioned again by `up`
@@ -121,13 +124,14 @@ def request_service(environ: dict[str, Any]) -> tuple[str, bool]:
 _saving = threading.Lock()  # one snapshot at a time (the periodic one and `down`'s)
 
 
-def save(folder: Path, gate: Gate, *, clean: bool) -> dict[str, Any]:
-    """Write a snapshot of the services' backends; returns its manifest."""
+def save(folder: Path, gate: Gate, *, clean: bool, journal: Journal | None = None) -> dict[str, Any]:
+    """Write a snapshot of the services' backends; returns its manifest. The journal starts a new file with it,
+    and the files before are deleted once the snapshot holds what they held."""
     with _saving:
-        return _save(folder, gate, clean=clean)
+        return _save(folder, gate, clean=clean, journal=journal)
 
 
-def _save(folder: Path, gate: Gate, *, clean: bool) -> dict[str, Any]:
+def _save(folder: Path, gate: Gate, *, clean: bool, journal: Journal | None) -> dict[str, Any]:
     _register_picklers()
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / "state.partial"
@@ -139,6 +143,7 @@ def _save(folder: Path, gate: Gate, *, clean: bool) -> dict[str, Any]:
             os.fsync(file.fileno())
         counts = _counts()
         gate.changes -= changes
+        generation = journal.rotate() if journal else None  # changes from here on go to the new file
     digest = _sha256(partial)
     state = folder / f"state-{digest[:16]}.pickle"
     os.replace(partial, state)
@@ -151,11 +156,14 @@ def _save(folder: Path, gate: Gate, *, clean: bool) -> dict[str, Any]:
         "sha256": digest,
         "bytes": state.stat().st_size,
         "counts": counts,
+        "journal": generation,  # replayed from this generation on
     }
     _write_atomically(folder / MANIFEST, json.dumps(manifest, indent=2))
     for old in folder.glob("state-*.pickle"):
         if old != state:
             old.unlink()
+    if journal and generation is not None:
+        journal.drop_before(generation)
     return manifest
 
 
@@ -188,25 +196,41 @@ def load(folder: Path) -> dict[str, Any] | None:
     return dict(manifest)
 
 
+def restore(folder: Path, app: Any) -> dict[str, Any]:
+    """The last snapshot put in place (`load`), then the journal's changes since replayed through moto's `app`.
+    Returns the manifest (None: no snapshot), how many changes were replayed, what could not be, and the journal
+    generation to write next (a new file: one a kill cut short is never appended to)."""
+    manifest = load(folder)
+    since = int((manifest or {}).get("journal") or 0)
+    found = records(folder, since)
+    failed = replay(app, found)
+    return {
+        "manifest": manifest,
+        "replayed": len(found),
+        "failed": failed,
+        "next_journal": max([since - 1, *generations(folder)]) + 1,
+    }
+
+
 def kept(folder: Path) -> bool:
-    """Whether `folder` holds a snapshot (good or not: `load` judges it)."""
-    return (folder / MANIFEST).exists()
+    """Whether `folder` holds a snapshot or a journal (good or not: `restore` judges them)."""
+    return (folder / MANIFEST).exists() or bool(generations(folder))
 
 
 def discard(folder: Path) -> bool:
-    """Forget the snapshot; whether there was one."""
+    """Forget the snapshot and the journal; whether there was either."""
     found = kept(folder)
-    for path in [*folder.glob("state*"), folder / MANIFEST]:
+    for path in [*folder.glob("state*"), *folder.glob(f"{PREFIX}*"), folder / MANIFEST]:
         path.unlink(missing_ok=True)
     return found
 
 
-def keep_saving(folder: Path, gate: Gate, stop: threading.Event, every: float) -> None:
-    """Snapshot every `every` seconds while something changed: what a kill can lose is at most that long."""
+def keep_saving(folder: Path, gate: Gate, stop: threading.Event, every: float, journal: Journal | None) -> None:
+    """Snapshot every `every` seconds while something changed: the journal a restore replays stays that short."""
     while not stop.wait(every):
         if gate.changes:
             try:
-                save(folder, gate, clean=False)
+                save(folder, gate, clean=False, journal=journal)
             except Exception as exc:  # the next round tries again; a clean `down` says if it still fails
                 print(f"snapshot: {type(exc).__name__}: {exc}", flush=True)
 

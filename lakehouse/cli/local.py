@@ -26,12 +26,15 @@ def up() -> None:
     restored = (localstage.last_restore() or {}) if started else {}
     if manifest := restored.get("manifest"):
         console.print(f"restored its data as of {manifest['taken_at']}: {manifest['counts']}", highlight=False)
-        if restored["unclean"]:
-            console.print(
-                "[yellow]the local stage had stopped without `lakehouse down` (killed?): what changed after that "
-                "snapshot is lost[/yellow]",
-                highlight=False,
-            )
+    if restored.get("unclean"):
+        console.print(
+            "[yellow]the local stage had stopped without `lakehouse down` (killed?): the "
+            f"{restored['replayed']} changes it acknowledged after its last snapshot were applied again from its "
+            "journal[/yellow]",
+            highlight=False,
+        )
+    for line in restored.get("failed", []):
+        console.print(f"[red]not restored:[/red] {line}", highlight=False)
 
 
 @click.command()
