@@ -78,6 +78,7 @@ def test_the_demo_with_a_failing_job_shows_the_alert_and_failed_files_then_recov
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)  # three demos
 def test_a_demo_on_a_stage_in_use_adds_to_it_and_fresh_sets_it_aside(tmp_path):
     """`make demo` on a local stage that holds data runs on it (its files new to the lake, judged alone) and keeps
     it; `--fresh` runs on an empty stage with that data set aside, not lost."""
