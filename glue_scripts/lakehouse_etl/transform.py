@@ -150,6 +150,41 @@ def clean_sql(contract: Contract, references: dict[str, str]) -> str:
     )
 
 
+def step_sql(contract: Contract, parent_columns: Mapping[str, str]) -> dict[str, str]:
+    """The batch step as SQL, one statement per table it makes (`checked`, `rejected`, `dup`, `good`, in that
+    order), over tables `batch` (strings and lineage), `files` (`_seq`, `_source_file`) and `parent_<i>` (the i-th
+    foreign key's parent rows, key column `parent_columns[fk]`, "k" if absent). Written once in DuckDB's dialect:
+    the Spark engine runs the same statements rendered as Spark SQL (lakehouse_etl/spark.py)."""
+    references = {}
+    for i, fk_col in enumerate(sorted(contract.foreign_keys)):
+        column = _q(parent_columns.get(fk_col, "k"))
+        # a semi-join on the batch's values: the parent's key column is streamed past them, never held whole
+        references[fk_col] = (
+            f"(SELECT DISTINCT CAST(p.{column} AS VARCHAR) AS k FROM parent_{i} p "
+            f"WHERE CAST(p.{column} AS VARCHAR) IN (SELECT trim({_q(fk_col)}) FROM batch))"
+        )
+    names = [_q(c) for c in contract.column_names]
+    raw = ", ".join(f"b.{c}" for c in names)
+    keys = [_q(k) for k in contract.primary_key]
+    key = ", ".join(keys)
+    in_dup = f"EXISTS (SELECT 1 FROM dup d WHERE {' AND '.join(f'd.{k} = c.{k}' for k in keys)})"
+    columns = ", ".join(f"c.{n}" for n in [*names, "_seq"])
+    return {
+        "checked": clean_sql(contract, references),
+        # the raw strings as delivered, with every reason
+        "rejected": f"SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, f._source_file, b._row "
+        "FROM (SELECT * FROM checked WHERE _reason IS NOT NULL) c JOIN batch b ON b._seq = c._seq AND b._row = c._row "
+        "LEFT JOIN files f ON f._seq = c._seq ORDER BY b._seq, b._row",
+        # Only keys that occur more than once pay for the window that picks the last delivered row.
+        "dup": f"SELECT {key} FROM checked WHERE _reason IS NULL GROUP BY {key} HAVING count(*) > 1",
+        "good": f"SELECT {', '.join('w.' + n for n in names)}, f._source_file FROM ("
+        f"SELECT {columns} FROM checked c WHERE c._reason IS NULL AND NOT {in_dup} "
+        f"UNION ALL SELECT {', '.join(names)}, _seq FROM (SELECT * FROM checked c WHERE c._reason IS NULL AND {in_dup} "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1)"
+        ") w LEFT JOIN files f ON f._seq = w._seq",
+    }
+
+
 def clean(
     batch: pa.Table | pa.RecordBatchReader,
     contract: Contract,
@@ -206,39 +241,15 @@ def _clean(
         "files",
         pa.table({"_seq": pa.array(range(len(files)), pa.int32()), "_source_file": pa.array(files, pa.string())}),
     )
-    references = {}
     for i, fk_col in enumerate(sorted(contract.foreign_keys)):
-        parent, column = (parents or {}).get(fk_col, (pa.table({"k": pa.array([], pa.string())}), "k"))
+        parent, _ = (parents or {}).get(fk_col, (pa.table({"k": pa.array([], pa.string())}), "k"))
         con.register(f"parent_{i}", parent)
-        # a semi-join on the batch's values: the parent's key column is streamed past them, never held whole
-        references[fk_col] = (
-            f"(SELECT DISTINCT CAST(p.{_q(column)} AS VARCHAR) AS k FROM parent_{i} p "
-            f"WHERE CAST(p.{_q(column)} AS VARCHAR) IN (SELECT trim({_q(fk_col)}) FROM batch))"
-        )
-    con.execute(f"CREATE TEMP TABLE checked AS {clean_sql(contract, references)}")
-
-    names = [_q(c) for c in contract.column_names]
-    raw = ", ".join(f"b.{c}" for c in names)
+    steps = step_sql(contract, {fk: column for fk, (_, column) in (parents or {}).items()})
+    con.execute(f"CREATE TEMP TABLE checked AS {steps['checked']}")
     good = con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchone()[0]
-    con.execute(  # the raw strings as delivered, with every reason
-        f"CREATE TEMP TABLE rejected AS SELECT {raw}, split_part(c._reason, ':', 1) AS _reason_code, c._reason, "
-        "f._source_file, b._row "
-        "FROM (SELECT * FROM checked WHERE _reason IS NOT NULL) c JOIN batch b ON b._seq = c._seq AND b._row = c._row "
-        "LEFT JOIN files f ON f._seq = c._seq ORDER BY b._seq, b._row"
-    )
-    key = ", ".join(_q(k) for k in contract.primary_key)
-    # Only keys that occur more than once pay for the window that picks the last delivered row.
-    con.execute(
-        f"CREATE TEMP TABLE dup AS SELECT {key} FROM checked WHERE _reason IS NULL GROUP BY {key} HAVING count(*) > 1"
-    )
-    columns = f"{', '.join(names)}, _seq"
-    con.execute(
-        f"CREATE TEMP TABLE good AS SELECT {', '.join('w.' + n for n in names)}, f._source_file FROM ("
-        f"SELECT {columns} FROM checked WHERE _reason IS NULL AND ({key}) NOT IN (SELECT ({key}) FROM dup) "
-        f"UNION ALL SELECT {columns} FROM (SELECT * FROM checked WHERE _reason IS NULL AND ({key}) IN "
-        f"(SELECT ({key}) FROM dup) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _seq DESC, _row DESC) = 1)"
-        ") w LEFT JOIN files f ON f._seq = w._seq"
-    )
+    con.execute(f"CREATE TEMP TABLE rejected AS {steps['rejected']}")
+    con.execute(f"CREATE TEMP TABLE dup AS {steps['dup']}")
+    con.execute(f"CREATE TEMP TABLE good AS {steps['good']}")
     con.execute("DROP TABLE checked")  # what is left is `good` and `rejected`: free the rest before the MERGE
     con.execute("DROP TABLE dup")
     if isinstance(batch, pa.RecordBatchReader):

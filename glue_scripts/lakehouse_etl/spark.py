@@ -1,0 +1,192 @@
+"""The Spark engine: the batch step of lakehouse_etl/transform.py and the upsert of lakehouse_etl/delta.py, for
+batches past one node, with the same contracts. Glue runs it as classic PySpark 3.5 with Delta Lake
+(`--datalake-formats delta`); the local stage and the tests run it on Sail (`pysail`, a Spark Connect server).
+
+Nothing here writes the rules again: the batch step's SQL is `transform.step_sql`, written in DuckDB's dialect and
+rendered as Spark SQL by sqlglot (`to_spark`), with the few rewrites its Spark generator does not make. The code
+keeps to what both classic PySpark 3.5 and Spark Connect run: DataFrames and Spark SQL, no `delta.tables` API.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.config import Contract
+from lakehouse_etl.delta import literal
+from lakehouse_etl.transform import step_sql
+
+_local: dict[str, Any] = {}  # the Sail server of this process, started once
+_starting = threading.Lock()
+
+
+def to_spark(sql: str) -> str:
+    """DuckDB SQL as Spark SQL. sqlglot's Spark generator does most of it (QUALIFY becomes a subquery, VARCHAR a
+    STRING); by hand: a whole-string regular expression match becomes an anchored RLIKE, POSIX classes and `\\1`
+    back-references become Java's, and epoch seconds become a timestamp with `timestamp_seconds`."""
+    import sqlglot
+    from sqlglot import exp
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.RegexpFullMatch):
+            return exp.RegexpLike(this=node.this, expression=exp.Literal.string(f"^(?:{node.expression.this})$"))
+        if isinstance(node, exp.RegexpReplace):
+            pattern = node.expression.this.replace("[:space:]", "\\s")
+            replacement = node.args["replacement"].this.replace("\\1", "$1")
+            return exp.RegexpReplace(
+                this=node.this,
+                expression=exp.Literal.string(pattern),
+                replacement=exp.Literal.string(replacement),
+            )
+        if isinstance(node, exp.UnixToTime):
+            return exp.Anonymous(this="timestamp_seconds", expressions=[node.this])
+        return node
+
+    return sqlglot.parse_one(sql, read="duckdb").transform(rewrite).sql(dialect="spark")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Spark session and what its Delta writer can do."""
+
+    spark: Any
+    # Delta Lake on Spark (Glue 5.0) writes the change data feed curated/ reads; Sail 0.7.2 refuses to write a
+    # table that has it ("Table features must be specified, please specify: ChangeDataFeed"), so on Sail the
+    # commit itself is handed to delta-rs (`merge`).
+    writes_change_feed: bool
+
+
+def local_session() -> Engine:
+    """Spark on a Sail server in this process (started on first use). Sail reads S3 as the lake's other readers
+    do, from the environment (the local stage's endpoint and credentials)."""
+    from pyspark.sql import SparkSession
+
+    with _starting:
+        if "port" not in _local:
+            from pysail.spark import SparkConnectServer
+
+            server = SparkConnectServer(ip="127.0.0.1", port=0)
+            server.start(background=True)
+            _local.update(server=server, port=server.listening_address[1])
+    spark = SparkSession.builder.remote(f"sc://127.0.0.1:{_local['port']}").getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # as DuckDB's session: timestamps are UTC
+    return Engine(spark, writes_change_feed=False)
+
+
+@dataclass(frozen=True)
+class SparkCleaned:
+    """`transform.Cleaned` on Spark: temp views `good` and `rejected` of the session, and the duplicates dropped."""
+
+    spark: Any
+    rows: Any  # DataFrame: typed, one row per key, contract columns + _source_file
+    rejected: Any  # DataFrame: raw strings + _reason_code, _reason, _source_file, _row
+    duplicates_dropped: int
+
+
+def clean(
+    engine: Engine,
+    batch: Any,
+    contract: Contract,
+    parents: Mapping[str, tuple[Any, str]] | None = None,
+    files: list[str] | None = None,
+) -> SparkCleaned:
+    """Type, check and de-duplicate `batch` (a DataFrame of strings + lineage, as sources.stream_batch gives) with
+    the statements DuckDB runs; `parents[fk column]` is (a DataFrame of the parent's rows, its key column)."""
+    spark = engine.spark
+    batch.createOrReplaceTempView("batch")
+    names = spark.createDataFrame([(i, f) for i, f in enumerate(files or [])], "_seq INT, _source_file STRING")
+    names.createOrReplaceTempView("files")
+    for i, fk_col in enumerate(sorted(contract.foreign_keys)):
+        parent = (parents or {}).get(fk_col, (spark.createDataFrame([], "k STRING"), "k"))[0]
+        parent.createOrReplaceTempView(f"parent_{i}")
+    steps = step_sql(contract, {fk: column for fk, (_, column) in (parents or {}).items()})
+    # cached: each is read by the steps after it, and counted
+    checked = spark.sql(to_spark(steps["checked"])).cache()
+    checked.createOrReplaceTempView("checked")
+    valid = checked.where("_reason IS NULL").count()
+    rejected = spark.sql(to_spark(steps["rejected"])).cache()
+    rejected.createOrReplaceTempView("rejected")
+    spark.sql(to_spark(steps["dup"])).cache().createOrReplaceTempView("dup")
+    good = spark.sql(to_spark(steps["good"])).cache()
+    good.createOrReplaceTempView("good")
+    return SparkCleaned(spark, good, rejected, valid - good.count())
+
+
+def merge(
+    engine: Engine,
+    uri: str,
+    contract: Contract,
+    rows: Any,
+    *,
+    app_id: str,
+    version: int,
+    storage_options: dict[str, str],
+    scratch: str,
+) -> bool:
+    """Upsert `rows` into the processed table at `uri` by primary key, as batch `version` of `app_id`; returns
+    False when that batch is already in the table (a re-run changes nothing).
+
+    The table is made as the single-node engine makes it (`delta.ensure_table`: schema, properties, change data
+    feed), so either engine can write it next. The partition rule is `delta.merge_predicate`'s: the batch's partition
+    values, and those of the partitions already holding one of its keys, as literals (other partitions are not read;
+    a key whose partition changed is moved, not doubled). The batch is named in the commit twice: as a Delta app
+    transaction where the writer keeps them, and in the MERGE predicate the Delta log records (Sail keeps no app
+    transactions). A writer that cannot write the table's change data feed (Sail) stages the rows as Parquet under
+    `scratch` and delta-rs commits them."""
+    from lakehouse_etl import delta
+    from lakehouse_etl.transform import table_schema
+
+    spark, marker = engine.spark, f"{app_id}#{version}"
+    part = contract.partition_column
+    table = delta.open_table(uri, storage_options) or delta.ensure_table(
+        uri, table_schema(contract), [part] if part else [], storage_options
+    )
+    if (table.transaction_version(app_id) or 0) >= version or committed(table, marker):
+        return False
+    change_feed = table.metadata().configuration.get("delta.enableChangeDataFeed") == "true"
+    if change_feed and not engine.writes_change_feed:
+        source = staged(rows, scratch, table_schema(contract))
+        try:
+            result = delta.merge_batch(
+                uri, contract, source, app_id=app_id, version=version, storage_options=storage_options
+            )
+        finally:
+            source.close()
+        return not result.skipped
+    rows.createOrReplaceTempView("source")
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in contract.primary_key)
+    if part:
+        values = {r[0] for r in spark.sql(f"SELECT DISTINCT `{part}` FROM source").collect()}
+        key = contract.primary_key[0]
+        other = f"t.`{part}` NOT IN ({', '.join(literal(v) for v in sorted(values))})" if values else "true"
+        moved = spark.sql(  # the partitions that hold one of the keys: only the key and partition columns are read
+            f"SELECT DISTINCT t.`{part}` FROM delta.`{uri}` t JOIN source s ON t.`{key}` = s.`{key}` WHERE {other}"
+        ).collect()
+        values |= {r[0] for r in moved}
+        if values:
+            on += f" AND t.`{part}` IN ({', '.join(literal(v) for v in sorted(values))})"
+    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
+    spark.sql(
+        f"MERGE INTO delta.`{uri}` t USING source s ON {on} AND {literal(marker)} = {literal(marker)} "
+        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+    ).collect()
+    return True
+
+
+def staged(rows: Any, scratch: str, schema: Any) -> Any:
+    """`rows` written as Parquet under `scratch` (a local folder) by Spark, read back as a stream (never whole)."""
+    import pyarrow.dataset as ds
+
+    from lakehouse_etl.duck import Rows
+
+    path = f"{scratch.rstrip('/')}/staged"
+    rows.write.mode("overwrite").parquet(path)
+    return Rows.of(ds.dataset(path, format="parquet", schema=schema), schema)  # type: ignore[arg-type]
+
+
+def committed(table: Any, marker: str) -> bool:
+    """Whether a commit of the batch `marker` is in the table's recent history (Spark's MERGE predicate holds it)."""
+    return any(marker in str(h.get("operationParameters", {})) for h in table.history(50))
