@@ -25,6 +25,14 @@ def process_job(stage: Stage, dataset: str) -> str:
     return job_name(stage, f"process_{dataset}")
 
 
+SPARK_SCRIPT = "spark_dataset.py"  # the Spark engine's entry point of every dataset's Spark job
+
+
+def spark_job(stage: Stage, dataset: str) -> str:
+    """The Glue Spark job that merges a dataset's batches too big for one node (lakehouse_etl/spark.py)."""
+    return job_name(stage, f"spark_{dataset}")
+
+
 RUN_SCRIPT = "run_batch.py"  # the Glue entry point that runs a small pipeline run whole (`--run <name>`)
 
 

@@ -53,6 +53,7 @@ def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, s
         f"arn:aws:glue:{stage.region}:111122223333:job/{n}"
         for n in [
             *(names.process_job(stage, d) for d in settings.datasets),
+            *(names.spark_job(stage, d) for d in settings.datasets),
             names.job_name(stage, "master_merge.py"),
             names.run_job(stage),
         ]

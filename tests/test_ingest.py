@@ -283,11 +283,11 @@ class _Raw:
 
 
 def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned, settings, stage):
-    from chalicelib.stage.declared import GLUE_PYTHON_MODULES, glue_jobs
+    from chalicelib.stage.declared import GLUE_PYTHON_MODULES, SPARK_PYTHON_MODULES, glue_jobs
 
     glue = provisioned.glue
     names = glue_jobs(settings, stage)
-    assert len(names) == 9 and "lakehouse-local-process-order-items" in names
+    assert len(names) == 15 and "lakehouse-local-process-order-items" in names
     # the job that runs a small run whole: Spark's minimum (two G.1X workers; the ETL runs on the driver)
     whole = glue.get_job(JobName="lakehouse-local-run-batch")["Job"]
     assert (whole["WorkerType"], whole["NumberOfWorkers"]) == ("G.1X", 2) and "--dataset" not in whole[
@@ -306,12 +306,19 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     assert b"entry.process_dataset()" in script
     scripts = provisioned.s3.list_objects_v2(Bucket=stage.bucket, Prefix="glue/scripts/")["Contents"]
     uploaded = sorted(o["Key"].rsplit("/", 1)[1] for o in scripts)
-    assert uploaded == ["housekeeping.py", "master_merge.py", "process_dataset.py", "run_batch.py"]
+    assert uploaded == ["housekeeping.py", "master_merge.py", "process_dataset.py", "run_batch.py", "spark_dataset.py"]
+    # each dataset's Spark job: Glue's own Delta Lake with its SQL extension and catalog, sqlglot for the rendering
+    spark = glue.get_job(JobName="lakehouse-local-spark-orders")["Job"]
+    args = spark["DefaultArguments"]
+    assert spark["Command"]["ScriptLocation"].endswith("/spark_dataset.py") and args["--dataset"] == "orders"
+    assert args["--datalake-formats"] == "delta" and args["--additional-python-modules"] == SPARK_PYTHON_MODULES
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args["--conf"]
+    assert "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog" in args["--conf"]
     # The versions Glue installs are the versions the tests run with (pins travel), every library the ETL imports.
     from importlib.metadata import version
 
     pinned = (CONFIG.parent / "requirements-dev.txt").read_text() + (CONFIG.parent / "requirements.txt").read_text()
-    glue = dict(pin.split("==") for pin in GLUE_PYTHON_MODULES.split(","))
+    glue = dict(pin.split("==") for pin in SPARK_PYTHON_MODULES.split(","))  # the single-node jobs' and sqlglot
     assert {"pyarrow", "deltalake", "duckdb", "msgspec"} <= set(glue)
     for name, wanted in glue.items():
         assert f"{name}=={wanted}" in pinned and version(name) == wanted, name

@@ -112,9 +112,49 @@ def test_a_table_written_by_one_engine_is_merged_by_the_other_and_read_by_both(s
         if not change_feed:  # Spark's own MERGE wrote it: Spark reads it too, and the batch is named in the log
             read = session.spark.sql(f"SELECT order_id, order_date FROM delta.`{uri}`").collect()
             assert {r["order_id"]: r["order_date"] for r in read} == {k: v[0] for k, v in expected.items()}
-            assert spark.committed(DeltaTable(uri), "processed/orders#2")
+            assert spark.committed(DeltaTable(uri), "processed/orders#2", {})
         # and back: delta-rs merges what Spark wrote
         later = _orders(["O4"], [date(2026, 11, 1)], "5.00")
         delta.merge_batch(uri, contract, later, app_id="processed/orders", version=3, storage_options={})
         final = {r["order_id"]: (r["order_date"], str(r["total_amount"])) for r in delta.read(uri, {}).to_pylist()}
         assert final == {**expected, "O4": (date(2026, 11, 1), "5.00")}, name
+
+
+def test_the_spark_engine_processes_the_sample_set_on_the_local_stage(lake_job, session, tmp_path):
+    """The whole dataset job on Spark (Sail) against the local stage: every planted anomaly rejected with its
+    reason and count, the rejected rows where the single-node engine puts them (same columns), the clean rows in
+    processed/, the ledger's files PROCESSED; a re-run of the batch merges nothing."""
+    from lakehouse_etl import processed
+    from test_etl import ingest
+
+    from chalicelib.config import dataset_order
+
+    manifest = generate(tmp_path, orders=300, anomaly_rate=0.06, seed=11)
+    for dataset, planted in manifest["datasets"].items():
+        ingest(lake_job, dataset, planted["file"], (tmp_path / planted["file"]).read_bytes())
+    for dataset in dataset_order(lake_job.settings):
+        planted = manifest["datasets"][dataset]
+        (report,) = processed.run(lake_job, dataset, engine=session)
+        assert report.rejected_by_reason == planted["rejected_by_reason"], dataset
+        assert (report.rows_read, report.rows_merged) == (planted["rows_written"], planted["clean_rows"]), dataset
+        assert report.duplicates_dropped == planted["duplicates"], dataset
+        table = delta.read(lake_job.lake.processed(dataset), lake_job.lake.storage_options)
+        assert table.num_rows == planted["clean_rows"] and table.schema.names[-1] == "_source_file", dataset
+        if planted["rejected_by_reason"]:
+            key = lake_job.lake.rejected_rows(dataset, report.batch)
+            body = lake_job.s3.get_object(Bucket=lake_job.stage.bucket, Key=key)["Body"].read()
+            import io
+
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(io.BytesIO(body)).names
+            assert columns == [
+                *lake_job.settings.datasets[dataset].column_names,
+                "_reason_code",
+                "_reason",
+                "_source_file",
+                "_row",
+            ], dataset
+        assert processed.run_batch(lake_job, dataset, report.batch, engine=session) == []  # closed: nothing to do
+    statuses = {r.status for r in lake_job.ledger.files()}
+    assert statuses == {"PROCESSED"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.config import Settings, Stage
-from chalicelib.names import PROCESS_SCRIPT, RUN_SCRIPT, job_name, process_job
+from chalicelib.names import PROCESS_SCRIPT, RUN_SCRIPT, SPARK_SCRIPT, job_name, process_job, spark_job
 
 NOTIFICATION_ID = "lakehouse-ingest"
 
@@ -28,6 +28,14 @@ GLUE_VERSION = "5.0"
 # pyarrow too: deltalake asks for pyarrow>=21 only under its `pyarrow` extra, so Glue 5.0's older pyarrow would stay,
 # and DeltaTable.create fails with it ("Expected an object with dunder __arrow_c_schema__").
 GLUE_PYTHON_MODULES = "pyarrow==24.0.0,deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
+# The Spark jobs render the batch step's SQL for Spark with sqlglot (lakehouse_etl/spark.py).
+SPARK_PYTHON_MODULES = f"{GLUE_PYTHON_MODULES},sqlglot==30.30.0"
+# Glue 5.0's own Delta Lake, with its SQL extension and catalog (AWS Glue docs, "Using the Delta Lake framework").
+SPARK_DELTA = {
+    "--datalake-formats": "delta",
+    "--conf": "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension "
+    "--conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
 
 
 GLUE_PREFIX = "glue/"
@@ -114,12 +122,15 @@ class GlueJob:
 
     script: str
     arguments: Mapping[str, str] = field(default_factory=dict)
+    spark: bool = False  # runs Spark with Delta Lake (lakehouse_etl/spark.py), not on the driver alone
 
 
 def glue_jobs(settings: Settings, stage: Stage) -> dict[str, GlueJob]:
-    """Every Glue job of the stage by name: one per dataset, all running process_dataset.py with their
-    `--dataset`, then the master merge, the job that runs a small run whole, and housekeeping."""
+    """Every Glue job of the stage by name: two per dataset with their `--dataset` (process_dataset.py on the driver
+    alone; spark_dataset.py on Spark, for batches past one node), then the master merge, the job that runs a small
+    run whole, and housekeeping."""
     jobs = {process_job(stage, d): GlueJob(PROCESS_SCRIPT, {"--dataset": d}) for d in settings.datasets}
+    jobs.update({spark_job(stage, d): GlueJob(SPARK_SCRIPT, {"--dataset": d}, spark=True) for d in settings.datasets})
     scripts = ("master_merge.py", RUN_SCRIPT, "housekeeping.py")
     return {**jobs, **{job_name(stage, s): GlueJob(s) for s in scripts}}
 
@@ -145,7 +156,8 @@ def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
         "MaxRetries": 0,
         "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
         "DefaultArguments": {
-            "--additional-python-modules": GLUE_PYTHON_MODULES,
+            "--additional-python-modules": SPARK_PYTHON_MODULES if job.spark else GLUE_PYTHON_MODULES,
+            **(SPARK_DELTA if job.spark else {}),
             "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
             "--stage": stage.name,
             "--bucket": stage.bucket,

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from chalicelib import APP_NAME, METRICS_NAMESPACE
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.names import crawler_name, job_name, process_job, run_job
+from chalicelib.names import crawler_name, job_name, process_job, run_job, spark_job
 from chalicelib.stage.declared import glue_jobs, role_arn
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
@@ -110,7 +110,12 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str,
     glue = f"arn:aws:glue:{region}:{account}"
     # a small run is one run_batch job; a bigger one a job per dataset, then the master merge (pipeline.batcher)
     jobs = sorted(
-        [*(process_job(stage, d) for d in settings.datasets), job_name(stage, "master_merge.py"), run_job(stage)]
+        [
+            *(process_job(stage, d) for d in settings.datasets),
+            *(spark_job(stage, d) for d in settings.datasets),
+            job_name(stage, "master_merge.py"),
+            run_job(stage),
+        ]
     )
     return {
         "Version": "2012-10-17",

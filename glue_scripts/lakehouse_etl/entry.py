@@ -54,6 +54,22 @@ def process_dataset() -> None:
     main(work, required=["dataset"], optional=["batch", "rollback"])
 
 
+def spark_dataset() -> None:
+    """A dataset's processed/ job on Spark (`--dataset NAME`), with the arguments of `process_dataset`: Glue's Spark
+    inside Glue, Sail on the local stage (lakehouse_etl/spark.py). Taking a batch back out is the same on both."""
+    from lakehouse_etl import processed, spark
+
+    def work(job: Any, dataset: str, batch: str | None, rollback: str | None) -> Any:
+        if rollback is not None:
+            return processed.roll_back_batch(job, dataset, int(rollback))
+        engine = spark.session()
+        if batch is None:
+            return processed.run(job, dataset, engine=engine)
+        return processed.run_batch(job, dataset, int(batch), engine=engine)
+
+    main(work, required=["dataset"], optional=["batch", "rollback"])
+
+
 def whole_run() -> None:
     """A small pipeline run whole (`--run NAME`): every dataset's batch, the quality gate, curated/."""
     import os

@@ -15,7 +15,6 @@ from chalicelib.errors import NotFoundError, TableError
 from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
 from chalicelib.pipeline.batching import BatchPolicy
 from lakehouse_etl import delta
-from lakehouse_etl.duck import Rows
 from lakehouse_etl.lake import Lake
 from lakehouse_etl.sources import stream_batch
 from lakehouse_etl.transform import Cleaned, clean
@@ -73,9 +72,8 @@ def parent_keys(job: Job, dataset: str) -> dict[str, tuple[Any, str]]:
     return out
 
 
-def _write_rejected(job: Job, dataset: str, batch: Batch, rejected: Rows, folder: Path) -> None:
-    path = folder / "rejected.parquet"
-    rejected.to_parquet(str(path))
+def write_rejected(job: Job, dataset: str, batch: Batch, path: Path) -> None:
+    """Upload the batch's rejected rows (a Parquet file at `path`) under rejected/<dataset>/rows/."""
     # Same key for the same batch: a re-run rewrites the same rows, it does not add a second copy.
     job.s3.upload_file(str(path), job.stage.bucket, job.lake.rejected_rows(dataset, batch.number))
 
@@ -100,9 +98,10 @@ def _still_there(job: Job, record: FileRecord) -> bool:
     return False
 
 
-def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
+def process_batch(job: Job, dataset: str, batch: Batch, *, engine: Any = None) -> BatchReport:
     """Read, clean and MERGE one batch within `[pipeline] etl_memory_bytes` of working memory: the files are streamed
-    to a scratch folder, DuckDB and the MERGE spill there past the limit (docs/etl.md, "Memory")."""
+    to a scratch folder, DuckDB and the MERGE spill there past the limit (docs/etl.md, "Memory"). Given a Spark
+    `engine` (lakehouse_etl/spark.py), Spark cleans and merges the rows instead."""
     contract = job.settings.datasets[dataset]
     records = [r for r in sorted(job.ledger.get_many(batch.files), key=lambda r: r.received_at) if _still_there(job, r)]
     memory = job.settings.pipeline.etl_memory_bytes
@@ -110,8 +109,70 @@ def process_batch(job: Job, dataset: str, batch: Batch) -> BatchReport:
         folder = Path(scratch)
         raw = stream_batch(job.s3, records, contract, folder, memory_limit=memory)
         files = [r.file_id for r in records]
+        if engine is not None:
+            return _on_spark(job, engine, dataset, batch, records, raw, folder)
         with clean(raw, contract, parent_keys(job, dataset), files, memory_limit=memory, spill_dir=scratch) as cleaned:
             return _merge_cleaned(job, dataset, batch, records, cleaned, folder)
+
+
+def _on_spark(
+    job: Job, engine: Any, dataset: str, batch: Batch, records: list[FileRecord], raw: Any, folder: Path
+) -> BatchReport:
+    """process_batch on Spark (lakehouse_etl/spark.py): the batch's rows (`raw`, as the single-node reader parsed
+    them, staged as Parquet in `folder`) cleaned by Spark, the rejected rows written where the single-node engine
+    writes them, the rest merged by Spark, the batch closed in the ledger with the same counts."""
+    import pyarrow.parquet as pq
+
+    from lakehouse_etl.spark import clean as clean_on_spark
+    from lakehouse_etl.spark import merge as merge_on_spark
+
+    spark, contract = engine.spark, job.settings.datasets[dataset]
+    staged_batch = folder / "batch.parquet"
+    with pq.ParquetWriter(str(staged_batch), raw.schema) as writer:
+        for block in raw:
+            writer.write_batch(block)
+    parents = {}  # only the key column of each parent's table, read by delta-rs (docs/etl.md: Sail cannot yet)
+    for column, (keys, key) in parent_keys(job, dataset).items():
+        table = keys.select([key]) if isinstance(keys, pa.Table) else keys.to_table(columns=[key])
+        parents[column] = (spark.createDataFrame(table), key)
+    files = [r.file_id for r in records]
+    cleaned = clean_on_spark(engine, spark.read.parquet(str(staged_batch)), contract, parents, files)
+    rejected = cleaned.rejected.toArrow()
+    if rejected.num_rows:
+        pq.write_table(rejected, str(folder / "rejected.parquet"))
+        write_rejected(job, dataset, batch, folder / "rejected.parquet")
+    uri = job.lake.processed(dataset)
+    merged = merge_on_spark(
+        engine,
+        uri,
+        contract,
+        cleaned.rows,
+        app_id=f"processed/{dataset}",
+        version=batch.number,
+        storage_options=job.lake.storage_options,
+        scratch=str(folder),
+    )
+    table = delta.open_table(uri, job.lake.storage_options)
+    assert table is not None  # `merge` made it
+    counts = {r[0]: r[1] for r in cleaned.rows.groupBy("_source_file").count().collect()}
+    part = contract.partition_column
+    return close(
+        job,
+        batch,
+        records,
+        delta.MergeResult(table.version(), not merged, {}, table.count()),
+        merged=counts,
+        rejected=_counts(rejected.column("_source_file").to_pylist()),
+        by_reason=_counts(rejected.column("_reason_code").to_pylist()),
+        duplicates=cleaned.duplicates_dropped,
+        partitions=sorted(str(r[0]) for r in cleaned.rows.select(part).distinct().collect()) if part else None,
+    )
+
+
+def _counts(values: list[Any]) -> dict[Any, int]:
+    from collections import Counter
+
+    return dict(Counter(values))
 
 
 def _merge_cleaned(
@@ -119,7 +180,8 @@ def _merge_cleaned(
 ) -> BatchReport:
     contract = job.settings.datasets[dataset]
     if cleaned.rejected.num_rows:
-        _write_rejected(job, dataset, batch, cleaned.rejected, folder)
+        cleaned.rejected.to_parquet(str(folder / "rejected.parquet"))
+        write_rejected(job, dataset, batch, folder / "rejected.parquet")
     result = delta.merge_batch(
         job.lake.processed(dataset),
         contract,
@@ -129,15 +191,42 @@ def _merge_cleaned(
         storage_options=job.lake.storage_options,
         memory_limit=job.settings.pipeline.etl_memory_bytes,
     )
-    merged, rejected = cleaned.rows.counts("_source_file"), cleaned.rejected.counts("_source_file")
+    return close(
+        job,
+        batch,
+        records,
+        result,
+        merged=cleaned.rows.counts("_source_file"),
+        rejected=cleaned.rejected.counts("_source_file"),
+        by_reason=cleaned.rejected.counts("_reason_code"),
+        duplicates=cleaned.duplicates_dropped,
+        partitions=delta.partition_values(contract, cleaned.rows),
+    )
+
+
+def close(
+    job: Job,
+    batch: Batch,
+    records: list[FileRecord],
+    result: delta.MergeResult,
+    *,
+    merged: dict[Any, int],
+    rejected: dict[Any, int],
+    by_reason: dict[Any, int],
+    duplicates: int,
+    partitions: list[str] | None,
+) -> BatchReport:
+    """Close the batch in the ledger with each file's counts and the batch's summary (either engine's), and report
+    it. `merged` and `rejected` count rows by file id."""
+    rows_merged, rows_rejected = sum(merged.values()), sum(rejected.values())
     summary: dict[str, Any] = {
-        "rows_read": cleaned.rows.num_rows + cleaned.rejected.num_rows + cleaned.duplicates_dropped,
-        "rows_merged": cleaned.rows.num_rows,
-        "rows_rejected": cleaned.rejected.num_rows,
-        "duplicates_dropped": cleaned.duplicates_dropped,
-        "rejected_by_reason": cleaned.rejected.counts("_reason_code"),
+        "rows_read": rows_merged + rows_rejected + duplicates,
+        "rows_merged": rows_merged,
+        "rows_rejected": rows_rejected,
+        "duplicates_dropped": duplicates,
+        "rejected_by_reason": by_reason,
         # what the quality gate needs to read only this batch's rows, and the table's size from the Delta log
-        "partitions": delta.partition_values(contract, cleaned.rows),
+        "partitions": partitions,
         "table_rows": result.table_rows,
     }
     job.ledger.close_batch(
@@ -147,7 +236,7 @@ def _merge_cleaned(
         summary,
     )
     return BatchReport(
-        dataset=dataset,
+        dataset=batch.dataset,
         batch=batch.number,
         files=len(records),
         delta_version=result.version,
@@ -166,7 +255,7 @@ def _merge_cleaned(
     )
 
 
-def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchReport]:
+def run(job: Job, dataset: str, max_files: int | None = None, *, engine: Any = None) -> list[BatchReport]:
     """Merge every pending file of `dataset`, a batch at a time; an interrupted batch is finished first."""
     if dataset not in job.settings.datasets:
         raise NotFoundError(f"no contract for dataset {dataset!r}")
@@ -182,7 +271,7 @@ def run(job: Job, dataset: str, max_files: int | None = None) -> list[BatchRepor
             len(batch.files),
             " (resumed)" if batch.resumed else "",
         )
-        reports.append(process_batch(job, dataset, batch))
+        reports.append(process_batch(job, dataset, batch, engine=engine))
     return reports
 
 
@@ -207,7 +296,7 @@ def roll_back_batch(job: Job, dataset: str, number: int) -> dict[str, Any]:
     return {"dataset": dataset, "batch": number, "rolled_back": done, "files_failed": failed}
 
 
-def run_batch(job: Job, dataset: str, number: int) -> list[BatchReport]:
+def run_batch(job: Job, dataset: str, number: int, *, engine: Any = None) -> list[BatchReport]:
     """Merge exactly batch `number` of `dataset`, as a pipeline run planned it. Safe to repeat: a batch that
     is already closed is reported as skipped, so a retried or restarted run does not merge anything twice."""
     if dataset not in job.settings.datasets:
@@ -220,4 +309,4 @@ def run_batch(job: Job, dataset: str, number: int) -> list[BatchReport]:
             "dataset %s: batch %d is already closed (%s); nothing to do", dataset, number, item.get("outcome", "done")
         )
         return []
-    return [process_batch(job, dataset, Batch(dataset, number, tuple(item["files"]), resumed=True))]
+    return [process_batch(job, dataset, Batch(dataset, number, tuple(item["files"]), resumed=True), engine=engine)]

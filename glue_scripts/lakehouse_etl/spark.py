@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Contract
+from chalicelib.errors import TableError
 from lakehouse_etl.delta import literal
 from lakehouse_etl.transform import step_sql
 
@@ -58,21 +59,61 @@ class Engine:
     writes_change_feed: bool
 
 
+def session() -> Engine:
+    """Spark as this process has it: Glue's Spark session inside a Glue job (Delta Lake set up by the job's
+    `--datalake-formats delta` and `--conf`), Sail anywhere else."""
+    try:
+        from awsglue.context import GlueContext  # present only inside a Glue job
+    except ImportError:
+        return local_session()
+    from pyspark.context import SparkContext
+
+    spark = GlueContext(SparkContext.getOrCreate()).spark_session
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return Engine(spark, writes_change_feed=True)
+
+
 def local_session() -> Engine:
-    """Spark on a Sail server in this process (started on first use). Sail reads S3 as the lake's other readers
-    do, from the environment (the local stage's endpoint and credentials)."""
+    """Spark on a Sail server (`python -m pysail spark server`) started by this process on first use and stopped
+    when it exits. Its own process: Sail's threads then never wait on this interpreter's lock, which a moto server
+    in the same process (the tests) needs to answer delta-rs. Sail reads S3 as the lake's other readers do, from
+    the environment (the local stage's endpoint and credentials)."""
+    import atexit
+    import socket
+    import subprocess
+    import sys
+    import time
+
     from pyspark.sql import SparkSession
 
     with _starting:
         if "port" not in _local:
-            from pysail.spark import SparkConnectServer
-
-            server = SparkConnectServer(ip="127.0.0.1", port=0)
-            server.start(background=True)
-            _local.update(server=server, port=server.listening_address[1])
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            server = subprocess.Popen(
+                [sys.executable, "-m", "pysail", "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            atexit.register(server.terminate)
+            deadline = time.monotonic() + 60
+            while not _answers(port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise TableError(f"the Sail server did not start (exit {server.poll()})")
+                time.sleep(0.1)
+            _local.update(server=server, port=port)
     spark = SparkSession.builder.remote(f"sc://127.0.0.1:{_local['port']}").getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # as DuckDB's session: timestamps are UTC
     return Engine(spark, writes_change_feed=False)
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass(frozen=True)
@@ -143,7 +184,7 @@ def merge(
     table = delta.open_table(uri, storage_options) or delta.ensure_table(
         uri, table_schema(contract), [part] if part else [], storage_options
     )
-    if (table.transaction_version(app_id) or 0) >= version or committed(table, marker):
+    if (table.transaction_version(app_id) or 0) >= version or committed(table, marker, storage_options):
         return False
     change_feed = table.metadata().configuration.get("delta.enableChangeDataFeed") == "true"
     if change_feed and not engine.writes_change_feed:
@@ -187,6 +228,17 @@ def staged(rows: Any, scratch: str, schema: Any) -> Any:
     return Rows.of(ds.dataset(path, format="parquet", schema=schema), schema)  # type: ignore[arg-type]
 
 
-def committed(table: Any, marker: str) -> bool:
-    """Whether a commit of the batch `marker` is in the table's recent history (Spark's MERGE predicate holds it)."""
-    return any(marker in str(h.get("operationParameters", {})) for h in table.history(50))
+def committed(table: Any, marker: str, storage_options: dict[str, str], versions: int = 50) -> bool:
+    """Whether one of the table's last `versions` commits is batch `marker`'s (Spark's MERGE predicate, which the
+    commit's commitInfo records, holds it). Read from the commit files themselves: delta-rs's `history()` holds
+    Python's interpreter lock while it waits on S3, so against a moto server in the same process (the tests) it
+    waits until it times out."""
+    from lakehouse_etl.delta import arrow_filesystem
+
+    filesystem, root = arrow_filesystem(table.table_uri, storage_options)
+    latest = table.version()
+    for version in range(latest, max(-1, latest - versions), -1):
+        with filesystem.open_input_stream(f"{root.rstrip('/')}/_delta_log/{version:020d}.json") as commit:
+            if marker.encode() in commit.read():
+                return True
+    return False
