@@ -165,10 +165,15 @@ BUSY_WAIT_SECONDS = 3600  # `lakehouse run` waits this long for a run the local 
 
 
 def run_pipeline(
-    settings: Settings, stage: Any, fail_jobs: dict[str, int] | None = None, *, crawl: bool = False
+    settings: Settings,
+    stage: Any,
+    fail_jobs: dict[str, int] | None = None,
+    *,
+    crawl: bool = False,
+    engine: str | None = None,
 ) -> list[dict[str, Any]]:
     """Start runs until nothing waits (a run takes at most one batch per dataset); returns the executions.
-    `crawl`: every run crawls all its datasets, layout changed or not."""
+    `crawl`: every run crawls all its datasets, layout changed or not; `engine`: every batch on it ("spark")."""
     import logging
 
     import app  # noqa: F401  (its loggers exist from here on)
@@ -180,7 +185,7 @@ def run_pipeline(
     with local_pipeline(settings, stage, localstage.EXECUTIONS_DIR, fail_jobs) as (pipeline, orchestrator):
         while True:
             with console.status("pipeline: running"):
-                tick = pipeline.tick(force=True, crawl=crawl)
+                tick = pipeline.tick(force=True, crawl=crawl, engine=engine)
             if tick.action == "busy":  # the local stage's own batcher schedule is running one: wait for it
                 if waited_since is None:
                     console.print(f"pipeline: waiting for {tick.run or 'a run'} in flight in the local stage")

@@ -124,6 +124,8 @@ def print_execution(record: dict[str, Any], details: bool = False) -> None:
         out.print(f"   sizing {plan['sizing']}", highlight=False)
     for dataset, reason in plan.get("crawl_reasons", {}).items():
         out.print(f"   crawl  {dataset}: {reason}", highlight=False)
+    for dataset, why in plan.get("engines", {}).items():
+        out.print(f"   engine {dataset}: {why}", highlight=False)
     for event in record.get("history", []):
         label, kind = event["state"], event["event"]
         if kind == "StateExited" and not details and label.count(".") > 2:

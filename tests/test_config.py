@@ -135,6 +135,11 @@ def test_toml_syntax_error_names_the_line():
             "columns.id.unique",
             True,
         ),
+        (
+            'primary_key = ["id"]\nengine = "flink"\n[columns]\nid = { type = "string", nullable = false }\n',
+            "engine",
+            "flink",
+        ),
         ('primary_key = ["id"]\n', "columns", {}),
         ('primary_key = ["id"]\n[columns]\nId = { type = "string", nullable = false }\n', "columns.Id", "Id"),
     ],

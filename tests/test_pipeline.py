@@ -100,6 +100,38 @@ def test_a_run_past_single_job_bytes_gets_a_job_per_dataset(settings, stage, led
     ]
 
 
+def test_a_batch_runs_on_spark_past_spark_bytes_or_when_its_contract_or_the_run_says_so(settings, stage, ledger):
+    """The engine is chosen per dataset batch: by size ([pipeline] spark_bytes), by contract (engine), or for the
+    whole run (`lakehouse run --engine`); a run with a Spark batch gives every dataset its own job."""
+    contracts = dict(settings.datasets, products=replace(settings.datasets["products"], engine="spark"))
+    tuned = replace(settings, datasets=contracts, pipeline=replace(settings.pipeline, spark_bytes=150))
+    accept(ledger, "orders", "o.csv", T0, size=200)
+    accept(ledger, "products", "p.jsonl", T0, size=10)
+    accept(ledger, "customers", "c.csv", T0, size=10)
+    orchestrator = Orchestrator()
+    pipeline_at(tuned, stage, ledger, orchestrator, T0).tick(force=True)
+    ((_, plan),) = orchestrator.started
+    jobs = {b["dataset"]: b["job"] for level in plan["levels"] for b in level}
+    assert jobs == {
+        "orders": "lakehouse-local-spark-orders",  # 200 bytes >= 150
+        "products": "lakehouse-local-spark-products",  # its contract
+        "customers": "lakehouse-local-process-customers",
+    }
+    assert plan["engines"]["orders"] == "spark (200 bytes >= spark_bytes 150)"
+    assert plan["engines"]["products"] == "spark (its contract's engine = 'spark')"
+    assert plan["engines"]["customers"] == "single (10 bytes < spark_bytes 150)"
+    assert plan["mode"] == "per_dataset" and "a dataset on Spark" in plan["sizing"]
+
+
+def test_lakehouse_run_engine_puts_every_batch_on_that_engine(settings, stage, ledger):
+    accept(ledger, "orders", "o.csv", T0, size=200)
+    orchestrator = Orchestrator()
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True, engine="spark")
+    ((_, plan),) = orchestrator.started
+    assert plan["levels"] == [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-spark-orders"}]]
+    assert plan["engines"] == {"orders": "spark (lakehouse run --engine)"}
+
+
 class ArchiveS3:
     """Just what FinishRun's archive copy calls: every copy lands whole."""
 

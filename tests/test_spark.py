@@ -4,6 +4,7 @@ merged by the other and read by both."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, date, datetime
 
@@ -158,3 +159,26 @@ def test_the_spark_engine_processes_the_sample_set_on_the_local_stage(lake_job, 
         assert processed.run_batch(lake_job, dataset, report.batch, engine=session) == []  # closed: nothing to do
     statuses = {r.status for r in lake_job.ledger.files()}
     assert statuses == {"PROCESSED"}
+
+
+@pytest.mark.e2e
+def test_lakehouse_run_engine_spark_runs_the_batch_on_spark_on_the_local_stage(tmp_path):
+    """`lakehouse run --engine spark`: the plan names each dataset's Spark job, the local stage runs it on Sail,
+    and the rows are in processed/ for SQL, as after a single-node run."""
+    from test_local_stage import H, R, lakehouse
+
+    home = tmp_path / "home"
+    lakehouse(home, "up")
+    try:
+        for name, row in (("a.csv", R), ("b.csv", R.replace(b"O1", b"O2"))):
+            (tmp_path / name).write_bytes(H + row)
+            lakehouse(home, "drop", str(tmp_path / name), "--dataset", "orders")
+        ran = lakehouse(home, "run", "--engine", "spark")
+        assert "engine orders: spark (lakehouse run --engine)" in ran.stdout and "SUCCEEDED" in ran.stdout, ran.stdout
+        (execution,) = json.loads(lakehouse(home, "executions", "run-000001", "--json").stdout)
+        jobs = [r["JobName"] for r in execution["glue_runs"]]
+        assert jobs == ["lakehouse-local-spark-orders", "lakehouse-local-master-merge"], jobs
+        counted = lakehouse(home, "query", "SELECT count(*) AS n FROM processed_orders", "--format", "json")
+        assert json.loads(counted.stdout) == [{"n": 2}]
+    finally:
+        lakehouse(home, "down", "--discard")

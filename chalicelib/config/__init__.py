@@ -128,6 +128,7 @@ def parse_contract(file: str, text: str) -> Contract:
         description=doc.description,
         foreign_keys=foreign_keys,
         rules=parse_rules(file, doc.rules, by_name),
+        engine=doc.engine,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from chalicelib.config.model import BUCKET_NAME, Limits, PipelineSettings, RetryMode, Zones
+from chalicelib.config.model import BUCKET_NAME, Engine, Limits, PipelineSettings, RetryMode, Zones
 
 Bucket = Annotated[str, Meta(pattern=f"^{BUCKET_NAME}$")]
 Region = Annotated[str, Meta(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -108,6 +108,7 @@ class ContractDoc(Document, kw_only=True):
     formats: list[str] = msgspec.field(default_factory=lambda: ["csv"])
     delimiter: str = ","
     partition_column: str | None = None
+    engine: Engine = "auto"  # auto: Spark for a batch of [pipeline] spark_bytes or more
     columns: dict[str, Any] = {}  # each read as ColumnDoc under its own key
     foreign_keys: dict[str, Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")]] = {}
     rules: list[dict[str, Any]] = []  # each read by its check type (chalicelib.quality.checks)

@@ -26,6 +26,7 @@ RETRY_MODES: tuple[RetryMode, ...] = get_args(RetryMode)
 
 
 Format = Literal["csv", "jsonl"]
+Engine = Literal["auto", "spark", "single"]  # a dataset's ETL engine: Spark past [pipeline] spark_bytes, always, never
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Contract:
     description: str = ""
     foreign_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # column -> (dataset, column)
     rules: tuple[Rule, ...] = ()
+    engine: Engine = "auto"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -142,6 +144,7 @@ class PipelineSettings:
     max_rejected_percent: int = 10  # quality gate: more rejected rows than this in a dataset batch is an error
     single_job_bytes: int = 256 * 1024**2  # a run's batch up to this size runs whole in one Glue job (docs/etl.md)
     etl_memory_bytes: int = 2 * 1024**3  # a batch's working memory in the ETL (DuckDB, MERGE); more spills to disk
+    spark_bytes: int = 8 * 1024**3  # a dataset batch this big or bigger runs on Spark (docs/etl.md, "The Spark engine")
 
 
 @dataclass(frozen=True)

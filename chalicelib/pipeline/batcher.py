@@ -22,7 +22,7 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.errors import PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run
-from chalicelib.names import crawler_name, process_job, run_job
+from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.steps import RunSteps
@@ -144,11 +144,12 @@ class Pipeline:
         """Why a run should start now, or None while the window is still open."""
         return self.policy.due([f for records in waiting.values() for f in records], self.now())
 
-    def tick(self, *, force: bool = False, crawl: bool = False) -> Tick:
+    def tick(self, *, force: bool = False, crawl: bool = False, engine: str | None = None) -> Tick:
         """Look at the ledger once: resume or recover the active run, or start a new one when it is due.
 
         The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window),
-        and with `crawl` to crawl every dataset of the run whatever its layouts (`lakehouse run --crawl`).
+        and with `crawl` to crawl every dataset of the run whatever its layouts (`lakehouse run --crawl`), and with
+        `engine` to run every dataset's batch on that engine ("spark", "single"; `lakehouse run --engine`).
         """
         active = self.ledger.active_run()
         if active is not None:
@@ -173,7 +174,7 @@ class Pipeline:
         run = self.ledger.begin_run()
         if run is None:
             return Tick("busy", detail="another batcher started a run first")
-        run = self._plan(run, crawl=crawl)
+        run = self._plan(run, crawl=crawl, engine=engine)
         if not run.batches:  # the files went away between the look and the plan
             self.ledger.end_run(run.name, "SUCCEEDED", cause="nothing left to process")
             return Tick("idle", run.name, "nothing left to process")
@@ -181,12 +182,13 @@ class Pipeline:
         log.info("run %s started: %s files (%s)", run.name, run.files, reason)
         return Tick("started", run.name, reason)
 
-    def _plan(self, run: Run, *, crawl: bool = False) -> Run:
+    def _plan(self, run: Run, *, crawl: bool = False, engine: str | None = None) -> Run:
         """Open one batch per dataset with waiting files (or resume an open one) and record the plan: its batches
         level by level, which datasets are crawled and why (`chalicelib.pipeline.crawling`), and how the run is
         sized (`sizing`)."""
         levels: list[list[dict[str, Any]]] = []
         crawls: list[CrawlDecision] = []
+        engines: dict[str, str] = {}
         files, size = 0, 0
         for level in dataset_levels(self.settings):
             batches: list[dict[str, Any]] = []
@@ -197,8 +199,11 @@ class Pipeline:
                 records = self.ledger.get_many(batch.files)
                 crawls.append(decide(dataset, records, self.ledger.crawled_layouts(dataset), force=crawl))
                 files += len(records)
-                size += sum(r.size or 0 for r in records)
-                batches.append({"dataset": dataset, "batch": batch.number, "job": process_job(self.stage, dataset)})
+                batch_bytes = sum(r.size or 0 for r in records)
+                size += batch_bytes
+                on_spark, engines[dataset] = self.engine(dataset, batch_bytes, engine)
+                job = spark_job(self.stage, dataset) if on_spark else process_job(self.stage, dataset)
+                batches.append({"dataset": dataset, "batch": batch.number, "job": job})
             if batches:
                 levels.append(batches)
         plan = {
@@ -207,16 +212,31 @@ class Pipeline:
             "crawl_reasons": {c.dataset: c.reason for c in crawls},
             "layouts": {c.dataset: list(c.layouts) for c in crawls if c.crawl},
             "levels": levels,
-            **self.sizing(size),
+            "engines": engines,
+            **self.sizing(size, spark=any(v.startswith("spark") for v in engines.values())),
         }
         return self.ledger.save_plan(run, plan, files, size)
 
-    def sizing(self, size: int) -> dict[str, str]:
+    def engine(self, dataset: str, size: int, forced: str | None) -> tuple[bool, str]:
+        """Whether a dataset's batch of `size` bytes runs on Spark, and why, in words: the run says so (`lakehouse
+        run --engine`), its contract does (`engine`), or its size passes `[pipeline] spark_bytes` (docs/etl.md)."""
+        choice = forced or self.settings.datasets[dataset].engine
+        if choice != "auto":
+            why = "lakehouse run --engine" if forced else f"its contract's engine = {choice!r}"
+            return choice == "spark", f"{choice} ({why})"
+        limit = self.settings.pipeline.spark_bytes
+        if size >= limit:
+            return True, f"spark ({size:,} bytes >= spark_bytes {limit:,})"
+        return False, f"single ({size:,} bytes < spark_bytes {limit:,})"
+
+    def sizing(self, size: int, *, spark: bool = False) -> dict[str, str]:
         """How a run of `size` bytes of files is run. Glue bills every job run a minute of at least two workers
         (Spark's minimum; the ETL runs on the driver alone), so a small run is one job doing everything: every
         dataset's batch, the audit and curated/ ('single'). A bigger one gets a job per dataset, those of a level
         side by side, then the master merge ('per_dataset'). See docs/etl.md for the numbers."""
         limit = self.settings.pipeline.single_job_bytes
+        if spark:  # a Spark batch is its own job: the others of the run get theirs
+            return {"mode": "per_dataset", "sizing": f"{size:,} bytes, a dataset on Spark: a job per dataset"}
         if size <= limit:
             return {"mode": "single", "job": run_job(self.stage), "sizing": f"{size:,} bytes <= {limit:,}: one job"}
         return {"mode": "per_dataset", "sizing": f"{size:,} bytes > {limit:,} (single_job_bytes): a job per dataset"}

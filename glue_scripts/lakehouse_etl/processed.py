@@ -127,17 +127,29 @@ def _on_spark(
     from lakehouse_etl.spark import merge as merge_on_spark
 
     spark, contract = engine.spark, job.settings.datasets[dataset]
-    staged_batch = folder / "batch.parquet"
-    with pq.ParquetWriter(str(staged_batch), raw.schema) as writer:
+    # where Spark reads the batch: the scratch folder here, S3 when its executors are elsewhere (Glue)
+    where = f"{job.lake.root}/tmp/spark/{dataset}/batch={batch.number:06d}" if engine.cluster else str(folder)
+    filesystem, path = delta.arrow_filesystem(f"{where}/batch.parquet", job.lake.storage_options)
+    with filesystem.open_output_stream(path) as sink, pq.ParquetWriter(sink, raw.schema) as writer:
         for block in raw:
             writer.write_batch(block)
-    parents = {}  # only the key column of each parent's table, read by delta-rs (docs/etl.md: Sail cannot yet)
-    for column, (keys, key) in parent_keys(job, dataset).items():
-        table = keys.select([key]) if isinstance(keys, pa.Table) else keys.to_table(columns=[key])
-        parents[column] = (spark.createDataFrame(table), key)
+    parents, local = {}, parent_keys(job, dataset)  # each foreign key's parent table, its key column only
+    for column, (parent, key) in contract.foreign_keys.items():
+        uri = job.lake.processed(parent)
+        if engine.cluster and delta.open_table(uri, job.lake.storage_options) is not None:
+            parents[column] = (spark.read.format("delta").load(uri).select(key), key)
+            continue
+        # Sail cannot read what delta-rs merged (docs/etl.md): delta-rs reads the keys and hands them over
+        keys = local[column][0]
+        values = keys.column(key) if isinstance(keys, pa.Table) else keys.to_table(columns=[key]).column(key)
+        rows = [(None if v is None else str(v),) for v in values.to_pylist()]  # compared as text (step_sql)
+        parents[column] = (spark.createDataFrame(rows, f"`{key}` STRING"), key)
     files = [r.file_id for r in records]
-    cleaned = clean_on_spark(engine, spark.read.parquet(str(staged_batch)), contract, parents, files)
-    rejected = cleaned.rejected.toArrow()
+    cleaned = clean_on_spark(engine, spark.read.parquet(f"{where}/batch.parquet"), contract, parents, files)
+    strings = [pa.field(c, pa.string()) for c in [*contract.column_names, "_reason_code", "_reason", "_source_file"]]
+    rejected = pa.Table.from_pylist(  # few (the gate caps them), and typed as the single-node engine types them
+        [r.asDict() for r in cleaned.rejected.collect()], pa.schema([*strings, pa.field("_row", pa.int64())])
+    )
     if rejected.num_rows:
         pq.write_table(rejected, str(folder / "rejected.parquet"))
         write_rejected(job, dataset, batch, folder / "rejected.parquet")
@@ -152,6 +164,8 @@ def _on_spark(
         storage_options=job.lake.storage_options,
         scratch=str(folder),
     )
+    if engine.cluster:
+        filesystem.delete_file(path)  # the staged batch (the table and rejected/ hold its rows now)
     table = delta.open_table(uri, job.lake.storage_options)
     assert table is not None  # `merge` made it
     counts = {r[0]: r[1] for r in cleaned.rows.groupBy("_source_file").count().collect()}

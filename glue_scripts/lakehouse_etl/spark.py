@@ -57,6 +57,8 @@ class Engine:
     # table that has it ("Table features must be specified, please specify: ChangeDataFeed"), so on Sail the
     # commit itself is handed to delta-rs (`merge`).
     writes_change_feed: bool
+    # Glue's executors run on other machines: what Spark reads is staged in S3, not on the driver's disk.
+    cluster: bool = False
 
 
 def session() -> Engine:
@@ -70,7 +72,7 @@ def session() -> Engine:
 
     spark = GlueContext(SparkContext.getOrCreate()).spark_session
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    return Engine(spark, writes_change_feed=True)
+    return Engine(spark, writes_change_feed=True, cluster=True)
 
 
 def local_session() -> Engine:

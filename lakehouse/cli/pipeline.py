@@ -25,19 +25,28 @@ from lakehouse.output import console, out, print_execution
     help="Local stage: make a dataset's (or master_merge's) Glue job fail N times (default: every time).",
 )
 @click.option("--crawl", is_flag=True, help="Crawl every dataset of the run, even if no file brings a new layout.")
-def run_command(stage_name: str, fail_job: tuple[str, ...], crawl: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "spark", "single"]),
+    default="auto",
+    show_default=True,
+    help="Where each dataset's batch runs: by its size and contract (auto), on Spark, or on one node.",
+)
+def run_command(stage_name: str, fail_job: tuple[str, ...], crawl: bool, engine: str) -> None:
     """Run the pipeline over every accepted file now, without waiting for the batching window. Crawlers run
-    only for datasets whose files bring a raw layout not crawled before, unless --crawl."""
+    only for datasets whose files bring a raw layout not crawled before, unless --crawl. A dataset's batch runs on
+    Spark past [pipeline] spark_bytes or when its contract says so, unless --engine says otherwise."""
+    forced = None if engine == "auto" else engine
     settings, stage = connect(stage_name)
     if stage_name != localstage.STAGE:
         from chalicelib.pipeline.batcher import Pipeline
 
         if fail_job:
             raise click.UsageError("--fail-job is for the local stage")
-        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True, crawl=crawl)
+        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True, crawl=crawl, engine=forced)
         console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
         return
-    executions = run_pipeline(settings, stage, fail_jobs(stage, fail_job), crawl=crawl)
+    executions = run_pipeline(settings, stage, fail_jobs(stage, fail_job), crawl=crawl, engine=forced)
     if any(e["status"] != "SUCCEEDED" for e in executions):
         sys.exit(1)
 
