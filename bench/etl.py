@@ -112,11 +112,14 @@ def median_of(runs: int, name: str, work: Path) -> dict:
 
 
 def phase(name: str, work: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", PHASE, name, str(work), str(ROOT), str(MEMORY)], capture_output=True, text=True
-    )
+    return run_phase(PHASE, name, str(work), str(ROOT), str(MEMORY))
+
+
+def run_phase(code: str, *args: str) -> dict:
+    """Run a phase's code in a fresh process; its JSON report (its last line)."""
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     if out.returncode:
-        raise SystemExit(f"phase {name} failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"phase {' '.join(args[:2])} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -163,6 +163,7 @@ def _on_spark(
         version=batch.number,
         storage_options=job.lake.storage_options,
         scratch=str(folder),
+        memory_limit=job.settings.pipeline.etl_memory_bytes,
     )
     if engine.cluster:
         filesystem.delete_file(path)  # the staged batch (the table and rejected/ hold its rows now)

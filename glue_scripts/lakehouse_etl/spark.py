@@ -167,6 +167,7 @@ def merge(
     version: int,
     storage_options: dict[str, str],
     scratch: str,
+    memory_limit: int | None = None,
 ) -> bool:
     """Upsert `rows` into the processed table at `uri` by primary key, as batch `version` of `app_id`; returns
     False when that batch is already in the table (a re-run changes nothing).
@@ -177,7 +178,7 @@ def merge(
     a key whose partition changed is moved, not doubled). The batch is named in the commit twice: as a Delta app
     transaction where the writer keeps them, and in the MERGE predicate the Delta log records (Sail keeps no app
     transactions). A writer that cannot write the table's change data feed (Sail) stages the rows as Parquet under
-    `scratch` and delta-rs commits them."""
+    `scratch` and delta-rs commits them within `memory_limit` bytes ([pipeline] etl_memory_bytes), spilling."""
     from lakehouse_etl import delta
     from lakehouse_etl.transform import table_schema
 
@@ -190,10 +191,16 @@ def merge(
         return False
     change_feed = table.metadata().configuration.get("delta.enableChangeDataFeed") == "true"
     if change_feed and not engine.writes_change_feed:
-        source = staged(rows, scratch, table_schema(contract))
+        source = staged(rows, scratch, table_schema(contract), memory_limit)
         try:
             result = delta.merge_batch(
-                uri, contract, source, app_id=app_id, version=version, storage_options=storage_options
+                uri,
+                contract,
+                source,
+                app_id=app_id,
+                version=version,
+                storage_options=storage_options,
+                memory_limit=memory_limit,
             )
         finally:
             source.close()
@@ -219,15 +226,18 @@ def merge(
     return True
 
 
-def staged(rows: Any, scratch: str, schema: Any) -> Any:
-    """`rows` written as Parquet under `scratch` (a local folder) by Spark, read back as a stream (never whole)."""
+def staged(rows: Any, scratch: str, schema: Any, memory_limit: int | None = None) -> Any:
+    """`rows` written as Parquet under `scratch` (a local folder) by Spark, read back as a stream (never whole) by a
+    DuckDB session kept within `memory_limit` bytes, spilling to `scratch`, as the single-node engine's rows are."""
     import pyarrow.dataset as ds
 
-    from lakehouse_etl.duck import Rows
+    from lakehouse_etl.duck import Rows, session
 
     path = f"{scratch.rstrip('/')}/staged"
     rows.write.mode("overwrite").parquet(path)
-    return Rows.of(ds.dataset(path, format="parquet", schema=schema), schema)  # type: ignore[arg-type]
+    con = session(memory_limit=memory_limit, spill_dir=scratch)
+    con.register("staged", ds.dataset(path, format="parquet", schema=schema))
+    return Rows(con, "staged", schema)
 
 
 def committed(table: Any, marker: str, storage_options: dict[str, str], versions: int = 50) -> bool:

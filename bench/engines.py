@@ -1,0 +1,107 @@
+"""The two engines on bench/etl.py's data: the initial load of ~5 M orders rows, then the 1 M-row MERGE, on one node
+(DuckDB + delta-rs) and on Spark (Sail in local mode, as the local stage runs it), in one run on this machine.
+
+    python bench/engines.py [--rows 5000000] [--batch 1000000] [--engines single,spark,spark-merge]
+
+Each phase runs in a fresh process. Spark is measured two ways: as the local stage runs it (a processed/ table
+keeps a change data feed, which Sail cannot write, so Sail cleans and delta-rs commits: "spark"), and with
+Sail's own MERGE on a table without the feed, the path Glue's Delta Lake runs ("spark-merge"). Peak memory is
+the phase process's growth in resident memory, plus the Sail server's peak (its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from etl import MEMORY, generate, run_phase  # noqa: E402  (bench/etl.py: the same data)
+
+PHASE = r"""
+import json, resource, sys, time
+sys.path[:0] = [sys.argv[4], sys.argv[4] + "/glue_scripts"]
+engine_name, phase, work = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def rss_kb(pid="self"):
+    with open(f"/proc/{pid}/status") as f:
+        return {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "VmHWM"))}
+
+import pathlib, tempfile
+from chalicelib.config import load_settings
+from chalicelib.ledger import FileRecord
+from lakehouse_etl import delta, sources, spark, transform
+from lakehouse_etl.transform import table_schema
+contract = load_settings(sys.argv[4] + "/config").datasets["orders"]
+memory = int(sys.argv[5])
+engine = spark.local_session() if engine_name != "single" else None
+before, start, out = rss_kb()["VmRSS"], time.perf_counter(), {}
+csv = work + ("/orders.csv" if phase == "load" else "/batch.csv")
+class Files:  # just the S3 call the reader makes, over a local file
+    def get_object(self, Bucket, Key, **kwargs):
+        return {"Body": open(Key, "rb")}
+record = FileRecord("bench", "local", csv, None, "orders", format="csv")
+uri = work + "/processed_orders"
+version = 1 if phase == "load" else 2
+with tempfile.TemporaryDirectory(dir=work) as scratch:
+    raw = sources.stream_batch(Files(), [record], contract, pathlib.Path(scratch), memory_limit=memory)
+    if engine is None:
+        with transform.clean(raw, contract, files=["bench"], memory_limit=memory, spill_dir=scratch) as cleaned:
+            rows = cleaned.rows.num_rows
+            delta.merge_batch(uri, contract, cleaned.rows, app_id="bench", version=version, storage_options={},
+                              memory_limit=memory)
+    else:
+        import pyarrow.parquet as pq
+        with pq.ParquetWriter(scratch + "/batch.parquet", raw.schema) as writer:
+            for block in raw:
+                writer.write_batch(block)
+        cleaned = spark.clean(engine, engine.spark.read.parquet(scratch + "/batch.parquet"), contract, None, ["bench"])
+        rows = cleaned.rows.count()
+        if engine_name == "spark-merge" and delta.open_table(uri, {}) is None:  # a table without the feed
+            delta.ensure_table(uri, table_schema(contract), [contract.partition_column], {})
+            delta.open_table(uri, {}).alter.set_table_properties({"delta.enableChangeDataFeed": "false"})
+        spark.merge(engine, uri, contract, cleaned.rows, app_id="bench", version=version, storage_options={},
+                    scratch=scratch, memory_limit=memory)
+out["seconds"] = time.perf_counter() - start
+out["rows"] = rows
+out["growth_mb"] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+if engine is not None:
+    out["sail_peak_mb"] = rss_kb(spark._local["server"].pid)["VmHWM"] / 1024
+print(json.dumps(out))
+"""
+
+
+def phase(engine: str, name: str, work: Path) -> dict:
+    return run_phase(PHASE, engine, name, str(work), str(ROOT), str(MEMORY))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--batch", type=int, default=1_000_000)
+    parser.add_argument("--engines", default="single,spark,spark-merge", help="which of single, spark, spark-merge")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
+    generate(work, args.rows, args.batch)
+    csv_mb = (work / "orders.csv").stat().st_size / 2**20
+    print(f"{args.rows:,} orders ({csv_mb:.0f} MiB of CSV), then a {args.batch:,}-row batch; one run each")
+    for engine in args.engines.split(","):
+        table = work / "processed_orders"
+        if table.exists():
+            import shutil
+
+            shutil.rmtree(table)
+        for name in ("load", "merge"):
+            r = phase(engine, name, work)
+            sail = f" + Sail server peak {r['sail_peak_mb']:.0f} MiB" if "sail_peak_mb" in r else ""
+            print(
+                f"  {engine:11} {name:5} {r['rows']:>10,} rows  {r['seconds']:7.1f} s  "
+                f"peak memory: +{r['growth_mb']:.0f} MiB{sail}"
+            )
+
+
+if __name__ == "__main__":
+    main()
