@@ -122,7 +122,6 @@ def _answers(port: int) -> bool:
 class SparkCleaned:
     """`transform.Cleaned` on Spark: temp views `good` and `rejected` of the session, and the duplicates dropped."""
 
-    spark: Any
     rows: Any  # DataFrame: typed, one row per key, contract columns + _source_file
     rejected: Any  # DataFrame: raw strings + _reason_code, _reason, _source_file, _row
     duplicates_dropped: int
@@ -154,7 +153,7 @@ def clean(
     spark.sql(to_spark(steps["dup"])).cache().createOrReplaceTempView("dup")
     good = spark.sql(to_spark(steps["good"])).cache()
     good.createOrReplaceTempView("good")
-    return SparkCleaned(spark, good, rejected, valid - good.count())
+    return SparkCleaned(good, rejected, valid - good.count())
 
 
 def merge(
@@ -248,9 +247,9 @@ def committed(table: Any, marker: str, storage_options: dict[str, str], versions
     from lakehouse_etl.delta import arrow_filesystem
 
     filesystem, root = arrow_filesystem(table.table_uri, storage_options)
-    latest = table.version()
+    latest, quoted = table.version(), literal(marker).encode()  # quoted: batch 2's marker is not in batch 21's
     for version in range(latest, max(-1, latest - versions), -1):
         with filesystem.open_input_stream(f"{root.rstrip('/')}/_delta_log/{version:020d}.json") as commit:
-            if marker.encode() in commit.read():
+            if quoted in commit.read():
                 return True
     return False
