@@ -20,8 +20,8 @@ def examples() -> dict[str, Path]:
 
 
 def on_duckdb(settings: Settings, stage: Stage, sql: str) -> QueryResult:
-    """Run on DuckDB over the stage's Delta tables. DuckDB does not count the bytes it reads from Arrow
-    datasets, so `bytes_scanned` is the size of the tables the query names: an upper bound."""
+    """Run on DuckDB over the stage's Delta tables. DuckDB does not report the bytes a query reads, so
+    `bytes_scanned` is the size of the tables the query names: an upper bound."""
     from lakehouse_etl import delta
     from lakehouse_etl.local_sql import sql_name, tables_in
 

@@ -80,15 +80,25 @@ class DynamoDBLedger(Ledger):
             old = exc.response.get("Item")
             return self._from_ddb(old) if old else self._get(item["pk"])
 
+    def _bind(
+        self, prefix: str, attributes: dict[str, Any], names: dict[str, str], values: dict[str, Any]
+    ) -> list[tuple[str, str | None]]:
+        """Placeholders for `attributes` in an expression: (name placeholder, value placeholder or None for a None
+        value), the names and values added to `names` and `values`."""
+        bound: list[tuple[str, str | None]] = []
+        for i, (k, v) in enumerate(attributes.items()):
+            names[f"#{prefix}{i}"] = k
+            if v is not None:
+                values[f":{prefix}{i}"] = self._ser.serialize(v)
+            bound.append((f"#{prefix}{i}", None if v is None else f":{prefix}{i}"))
+        return bound
+
     def _update_if(self, pk: str, updates: dict[str, Any], expect: dict[str, Any]) -> bool:
-        names, values, sets, removes = {}, {}, [], []
-        for i, (k, v) in enumerate(updates.items()):
-            names[f"#u{i}"] = k
-            if v is None:
-                removes.append(f"#u{i}")
-            else:
-                values[f":u{i}"] = self._ser.serialize(v)
-                sets.append(f"#u{i} = :u{i}")
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        bound = self._bind("u", updates, names, values)
+        sets = [f"{name} = {value}" for name, value in bound if value]
+        removes = [name for name, value in bound if value is None]
         expression = " ".join(
             part
             for part in ("SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "")
@@ -107,13 +117,8 @@ class DynamoDBLedger(Ledger):
         from botocore.exceptions import ClientError
 
         conds = ["attribute_exists(pk)"]
-        for i, (k, v) in enumerate(expect.items()):
-            names[f"#c{i}"] = k
-            if v is None:
-                conds.append(f"attribute_not_exists(#c{i})")
-            else:
-                values[f":c{i}"] = self._ser.serialize(v)
-                conds.append(f"#c{i} = :c{i}")
+        for name, value in self._bind("c", expect, names, values):
+            conds.append(f"attribute_not_exists({name})" if value is None else f"{name} = {value}")
         kwargs: dict[str, Any] = {"Key": {"pk": {"S": pk}}, "ConditionExpression": " AND ".join(conds), **more}
         if names:
             kwargs["ExpressionAttributeNames"] = names

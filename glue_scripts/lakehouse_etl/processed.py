@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -133,16 +134,16 @@ def _on_spark(
     with filesystem.open_output_stream(path) as sink, pq.ParquetWriter(sink, raw.schema) as writer:
         for block in raw:
             writer.write_batch(block)
-    parents, local = {}, parent_keys(job, dataset)  # each foreign key's parent table, its key column only
+    parents = {}  # each foreign key's parent table, its key column only
     for column, (parent, key) in contract.foreign_keys.items():
         uri = job.lake.processed(parent)
-        if engine.cluster and delta.open_table(uri, job.lake.storage_options) is not None:
+        table = delta.open_table(uri, job.lake.storage_options)
+        if engine.cluster and table is not None:
             parents[column] = (spark.read.format("delta").load(uri).select(key), key)
             continue
         # Sail cannot read what delta-rs merged (docs/etl.md): delta-rs reads the keys and hands them over
-        keys = local[column][0]
-        values = keys.column(key) if isinstance(keys, pa.Table) else keys.to_table(columns=[key]).column(key)
-        rows = [(None if v is None else str(v),) for v in values.to_pylist()]  # compared as text (step_sql)
+        values = [] if table is None else table.to_pyarrow_dataset().to_table(columns=[key]).column(key).to_pylist()
+        rows = [(None if v is None else str(v),) for v in values]  # compared as text (step_sql)
         parents[column] = (spark.createDataFrame(rows, f"`{key}` STRING"), key)
     files = [r.file_id for r in records]
     cleaned = clean_on_spark(engine, spark.read.parquet(f"{where}/batch.parquet"), contract, parents, files)
@@ -177,17 +178,11 @@ def _on_spark(
         records,
         delta.MergeResult(table.version(), not merged, {}, table.count()),
         merged=counts,
-        rejected=_counts(rejected.column("_source_file").to_pylist()),
-        by_reason=_counts(rejected.column("_reason_code").to_pylist()),
+        rejected=dict(Counter(rejected.column("_source_file").to_pylist())),
+        by_reason=dict(Counter(rejected.column("_reason_code").to_pylist())),
         duplicates=cleaned.duplicates_dropped,
         partitions=sorted(str(r[0]) for r in cleaned.rows.select(part).distinct().collect()) if part else None,
     )
-
-
-def _counts(values: list[Any]) -> dict[Any, int]:
-    from collections import Counter
-
-    return dict(Counter(values))
 
 
 def _merge_cleaned(
