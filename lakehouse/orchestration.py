@@ -52,6 +52,24 @@ def _aws_error(service: str, exc: Exception) -> TaskError:
     return TaskError(f"{service}.{code}" if code else type(exc).__name__, str(exc))
 
 
+def _checked_workers(sized: dict[str, Any]) -> dict[str, Any]:
+    """A job run's WorkerType and NumberOfWorkers, refused as Glue refuses them: one without the other, a type the
+    project does not declare, a count outside the type's range (chalicelib/pipeline/engines.py cites the limits)."""
+    from chalicelib.pipeline.engines import WORKER_LIMITS
+
+    if not sized:
+        return {}
+    kind, count = sized.get("WorkerType"), sized.get("NumberOfWorkers")
+    if kind is None or count is None:
+        raise TaskError("Glue.InvalidInputException", "WorkerType and NumberOfWorkers are set together")
+    if kind not in WORKER_LIMITS:
+        raise TaskError("Glue.InvalidInputException", f"WorkerType {kind!r}: the local stage runs {[*WORKER_LIMITS]}")
+    low, high = WORKER_LIMITS[kind]
+    if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= high:
+        raise TaskError("Glue.InvalidInputException", f"NumberOfWorkers for {kind} is {low}-{high}, not {count!r}")
+    return {"WorkerType": kind, "NumberOfWorkers": count}
+
+
 @dataclass
 class LocalServices:
     """Performs the Tasks of the pipeline on the local stage. `fail_jobs` makes a Glue job's next runs
@@ -73,7 +91,8 @@ class LocalServices:
         if resource == LAMBDA_INVOKE:
             return self.invoke_lambda(params["FunctionName"], params.get("Payload", {}))
         if resource == GLUE_JOB_SYNC:
-            return self.run_job(params["JobName"], params.get("Arguments", {}))
+            sized = {k: params[k] for k in ("WorkerType", "NumberOfWorkers") if k in params}
+            return self.run_job(params["JobName"], params.get("Arguments", {}), **sized)
         if resource == START_CRAWLER:
             return self.start_crawler(params["Name"])
         if resource == GET_CRAWLER:
@@ -99,13 +118,20 @@ class LocalServices:
                 self.lambda_logs.extend(line for line in output.getvalue().splitlines() if line)
         return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": result}
 
-    def run_job(self, job: str, arguments: dict[str, str]) -> dict[str, Any]:
+    def run_job(self, job: str, arguments: dict[str, str], **sized: Any) -> dict[str, Any]:
+        """StartJobRun and wait for it, as `.sync` does; `sized` is the run's WorkerType and NumberOfWorkers, refused
+        as Glue refuses them (one without the other, a type or count Glue does not run)."""
         from lakehouse.jobs import run_script
 
         glue_job = glue_jobs(self.settings, self.stage).get(job)
         if glue_job is None:
             raise TaskError("Glue.EntityNotFoundException", f"no Glue job named {job}")
-        run: dict[str, Any] = {"Id": f"jr_{uuid.uuid4().hex}", "JobName": job, "Arguments": arguments}
+        run: dict[str, Any] = {
+            "Id": f"jr_{uuid.uuid4().hex}",
+            "JobName": job,
+            "Arguments": arguments,
+            **_checked_workers(sized),
+        }
         run["StartedOn"] = time.time()
         with self._lock:
             self.glue_runs.append(run)

@@ -113,7 +113,8 @@ def test_batcher_schedule_starts_a_run_on_the_stage_state_machine(client, provis
     epoch = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table).epoch()  # the ledger's, made once
     assert execution["name"] == f"run-000001-{epoch}"  # Step Functions keeps names 90 days: a new ledger's differ
     plan = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
-    assert plan["levels"] == [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}]]
+    (entry,) = plan["levels"][0]
+    assert entry == {**entry, "dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders", "workers": 2}
     assert client.lambda_.invoke("batcher", tick).payload["action"] == "busy"  # moto never ends an execution
 
 

@@ -84,6 +84,17 @@ def test_chalice_stage_environment_matches_lakehouse_toml(settings):
             "data/",
         ),
         ('[project]\nname = "lakehouse"\nregion = "us-east-1"\n', "stages", {}),
+        (  # Glue runs a G.1X Spark job on 2-299 workers
+            '[project]\nname = "lakehouse"\nregion = "us-east-1"\n'
+            "[pipeline]\nspark_max_workers = 300\n[stages.local]\n",
+            "pipeline.spark_max_workers",
+            300,
+        ),
+        (
+            '[project]\nname = "lakehouse"\nregion = "us-east-1"\n[pipeline]\nspark_max_workers = 1\n[stages.local]\n',
+            "pipeline.spark_max_workers",
+            1,
+        ),
         (
             '[project]\nname = "lakehouse"\nregion = "us-east-1"\n[stages.local]\nbucket = "Not_A_Bucket"\n',
             "stages.local.bucket",

@@ -155,3 +155,50 @@ def test_bad_requests_get_a_400_naming_the_parameter(client, method, path, body,
     response = getattr(client.http, method)(path, **kwargs)
     assert response.status_code == 400, response.body
     assert message in json.loads(response.body)["Message"]
+
+
+def test_a_spark_batch_is_priced_as_its_workers_times_its_minutes_and_makes_the_run_a_job_per_dataset(settings):
+    """Batches past [pipeline] spark_bytes (or of a contract that says spark) are priced as engines.spark_run
+    prices them: the driver and an executor per spark_worker_bytes, auto scaled; such a run is a job per dataset."""
+    from chalicelib.pipeline.engines import spark_run
+
+    small = cost.usage_for_stage(settings)
+    assert (small.spark_share, small.spark_jobs_per_run) == (0.0, 0.0)
+    assert not [k for k in lines(cost.estimate(small)) if k[1].startswith("Spark")]
+    # 100 files a day of 10 GB over the stage's runs: each dataset's batch is past 8 GiB
+    big = cost.usage_for_stage(settings, replace(cost.SCENARIOS["medium"], files_per_day=100, avg_file_mb=10_000))
+    batch = 100 * 10_000 * 2**20 / big.pipeline_runs_per_day / big.datasets_per_run
+    assert batch >= settings.pipeline.spark_bytes and big.spark_share == 1.0
+    assert big.spark_dpu_minutes_per_job == pytest.approx(spark_run(batch, settings.pipeline).dpu_hours * 60, rel=1e-3)
+    assert big.glue_jobs_per_run == big.datasets_per_run + 1 and big.spark_jobs_per_run == big.datasets_per_run
+    got = lines(cost.estimate(big))
+    spark = got[("Glue", "Spark batch jobs (workers x minutes, auto scaled)")]
+    runs = big.pipeline_runs_per_day * cost.DAYS
+    assert spark["quantity"] == pytest.approx(
+        runs * big.datasets_per_run * big.spark_dpu_minutes_per_job / 60, rel=1e-3
+    )
+    single = got[("Glue", "ETL jobs (per-run minimum billed; one job for a small run)")]
+    assert single["quantity"] == pytest.approx(runs * 1 * 2 * 60 / 3600, rel=1e-3)  # only the master merge is left
+    # a contract that always runs on Spark: its share of the batches, whatever their size
+    contracts = dict(settings.datasets, orders=replace(settings.datasets["orders"], engine="spark"))
+    one = cost.usage_for_stage(replace(settings, datasets=contracts))
+    assert one.spark_share == pytest.approx(1 / len(settings.datasets), abs=1e-4) and one.per_dataset_share == 1.0
+
+
+def test_the_engines_table_shows_where_spark_bytes_sits_and_what_each_engine_costs(settings):
+    engines = cost.estimate_for(settings, None, {}, None)["engines"]
+    gib = 2**30
+    rows = {row["bytes"] // gib if row["bytes"] >= gib else row["bytes"] / gib: row for row in engines["rows"]}
+    assert sorted(rows) == [0.25, 2, 8, 32, 128] and engines["spark_bytes"] == 8 * gib
+    assert [rows[k]["chosen"] for k in sorted(rows)] == ["single", "single", "spark", "spark", "spark"]
+    # an executor per 2 GiB and a driver, at most 20; one node moves to G.2X past 10 GiB
+    assert [rows[k]["spark"]["workers"] for k in (2, 8, 32, 128)] == ["2 G.1X", "5 G.1X", "17 G.1X", "20 G.1X"]
+    assert [rows[k]["single"]["workers"] for k in (8, 32)] == ["2 G.1X", "2 G.2X"]
+    for row in engines["rows"]:
+        for engine in ("single", "spark"):
+            assert row[engine]["price"] == pytest.approx(row[engine]["dpu_hours"] * 0.44, abs=0.01)
+            assert row[engine]["dpu_hours"] >= round(2 / 60, 3)  # a minute of two workers at least
+    # past the threshold Spark finishes sooner; it never costs more than 1.05x one node there
+    for k in (8, 32, 128):
+        assert rows[k]["spark"]["minutes"] < rows[k]["single"]["minutes"]
+        assert rows[k]["spark"]["price"] <= rows[k]["single"]["price"] * 1.05

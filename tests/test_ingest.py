@@ -312,6 +312,8 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     args = spark["DefaultArguments"]
     assert spark["Command"]["ScriptLocation"].endswith("/spark_dataset.py") and args["--dataset"] == "orders"
     assert args["--datalake-formats"] == "delta" and args["--additional-python-modules"] == SPARK_PYTHON_MODULES
+    # started on the workers the plan sizes from the batch: a ceiling that auto scaling stays under while idle
+    assert args["--enable-auto-scaling"] == "true" and "--enable-auto-scaling" not in job["DefaultArguments"]
     assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args["--conf"]
     assert "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog" in args["--conf"]
     # The versions Glue installs are the versions the tests run with (pins travel), every library the ETL imports.

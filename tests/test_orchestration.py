@@ -20,7 +20,7 @@ from chalicelib.ledger import Status
 from chalicelib.names import RUN_SCRIPT, job_name, run_job
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
-from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, local_pipeline
+from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, LocalServices, local_pipeline
 from lakehouse.stepfunctions import TaskError
 
 pytestmark = pytest.mark.e2e
@@ -116,6 +116,10 @@ def test_a_run_processes_catalogues_archives_and_notifies(lake, sample, mode):
         assert sorted(r["JobName"] for r in record["glue_runs"]) == sorted(
             [job_name(job.stage, f"process_{d}.py") for d in DATASETS] + [job_name(job.stage, "master_merge.py")]
         )
+        sized = {
+            (r.get("WorkerType"), r.get("NumberOfWorkers")) for r in record["glue_runs"] if "--batch" in r["Arguments"]
+        }
+        assert sized == {("G.1X", 2)}  # each dataset's job started on the workers its plan entry names
     for name in ("daily_sales_by_category", "customer_summary"):
         assert delta.open_table(job.lake.curated(name), job.lake.storage_options) is not None
     for dataset, f in files(job).items():
@@ -332,6 +336,28 @@ def test_throttling_is_absorbed_by_botocore_and_then_by_the_state_machine_retry(
     assert record["status"] == "SUCCEEDED"
     assert left["n"] == 0 and asl_throttles["n"] == 0
     assert [e["error"] for e in record["history"] if e["event"] == "TaskRetry"] == ["Glue.ThrottlingException"]
+
+
+@pytest.mark.parametrize(
+    ("sized", "refused"),
+    [
+        ({"WorkerType": "G.1X"}, "set together"),
+        ({"NumberOfWorkers": 4}, "set together"),
+        ({"WorkerType": "G.1X", "NumberOfWorkers": 1}, "2-299, not 1"),
+        ({"WorkerType": "G.1X", "NumberOfWorkers": 300}, "2-299, not 300"),
+        ({"WorkerType": "G.2X", "NumberOfWorkers": 150}, "2-149, not 150"),
+        ({"WorkerType": "G.1X", "NumberOfWorkers": "4"}, "not '4'"),
+        ({"WorkerType": "Z.9X", "NumberOfWorkers": 2}, "WorkerType 'Z.9X'"),
+    ],
+)
+def test_a_job_run_on_workers_glue_would_refuse_fails_as_on_glue(lake, sized, refused):
+    """StartJobRun's WorkerType and NumberOfWorkers go together, within the type's range (299 G.1X, 149 G.2X):
+    the local stage refuses what Glue refuses, before the job runs."""
+    job, _ = lake
+    services = LocalServices(job.settings, job.stage, clients=None, invoke=None, app_name="lakehouse")
+    with pytest.raises(TaskError, match=refused) as caught:
+        services(GLUE_JOB_SYNC, {"JobName": job_name(job.stage, RUN_SCRIPT), **sized})
+    assert caught.value.error == "Glue.InvalidInputException" and services.glue_runs == []
 
 
 def test_the_same_run_started_twice_runs_once(lake):

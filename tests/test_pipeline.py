@@ -72,7 +72,13 @@ def test_files_wait_for_the_window_then_go_into_one_run(settings, stage, ledger)
     assert name == "run-000001" and plan["run"] == name
     # foreign-key parents in an earlier level than their children; one batch (and Glue job run) per dataset
     assert [[b["dataset"] for b in level] for level in plan["levels"]] == [["orders", "products"], ["order_items"]]
-    assert plan["levels"][0][0] == {"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}
+    assert plan["levels"][0][0] == {
+        "dataset": "orders",
+        "batch": 1,
+        "job": "lakehouse-local-process-orders",
+        "worker_type": "G.1X",
+        "workers": 2,  # the job's own two: a single-node batch does not scale out
+    }
     assert plan["crawlers"] == [
         "lakehouse-local-raw-orders",
         "lakehouse-local-raw-products",
@@ -117,8 +123,8 @@ def test_a_batch_runs_on_spark_past_spark_bytes_or_when_its_contract_or_the_run_
         "products": "lakehouse-local-spark-products",  # its contract
         "customers": "lakehouse-local-process-customers",
     }
-    assert plan["engines"]["orders"] == "spark (200 bytes >= spark_bytes 150)"
-    assert plan["engines"]["products"] == "spark (its contract's engine = 'spark')"
+    assert plan["engines"]["orders"] == "spark (200 bytes >= spark_bytes 150), up to 2 G.1X workers"
+    assert plan["engines"]["products"] == "spark (its contract's engine = 'spark'), up to 2 G.1X workers"
     assert plan["engines"]["customers"] == "single (10 bytes < spark_bytes 150)"
     assert plan["mode"] == "per_dataset" and "a dataset on Spark" in plan["sizing"]
 
@@ -128,8 +134,37 @@ def test_lakehouse_run_engine_puts_every_batch_on_that_engine(settings, stage, l
     orchestrator = Orchestrator()
     pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True, engine="spark")
     ((_, plan),) = orchestrator.started
-    assert plan["levels"] == [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-spark-orders"}]]
-    assert plan["engines"] == {"orders": "spark (lakehouse run --engine)"}
+    assert plan["levels"] == [
+        [{"dataset": "orders", "batch": 1, "job": "lakehouse-local-spark-orders", "worker_type": "G.1X", "workers": 2}]
+    ]
+    assert plan["engines"] == {"orders": "spark (lakehouse run --engine), up to 2 G.1X workers"}
+
+
+@pytest.mark.parametrize(
+    ("size", "workers"),
+    [
+        (10, 2),  # a driver and one executor: Glue's least for G.1X
+        (1000, 2),  # one executor's share (spark_worker_bytes = 1000)
+        (1001, 3),
+        (3500, 5),  # the driver and ceil(3.5) executors
+        (10**9, 6),  # the ceiling: spark_max_workers
+    ],
+)
+def test_a_spark_batch_gets_a_worker_per_spark_worker_bytes_up_to_spark_max_workers(
+    settings, stage, ledger, size, workers
+):
+    """The state machine starts each dataset's job with the plan's NumberOfWorkers: a single-node job its two
+    workers, a Spark job an executor per [pipeline] spark_worker_bytes of its batch and a driver."""
+    tuned = replace(settings, pipeline=replace(settings.pipeline, spark_worker_bytes=1000, spark_max_workers=6))
+    accept(ledger, "orders", "o.csv", T0, size=size)
+    accept(ledger, "customers", "c.csv", T0, size=size)
+    orchestrator = Orchestrator()
+    contracts = dict(tuned.datasets, orders=replace(tuned.datasets["orders"], engine="spark"))
+    pipeline_at(replace(tuned, datasets=contracts), stage, ledger, orchestrator, T0).tick(force=True)
+    ((_, plan),) = orchestrator.started
+    sized = {b["dataset"]: (b["worker_type"], b["workers"]) for level in plan["levels"] for b in level}
+    assert sized == {"orders": ("G.1X", workers), "customers": ("G.1X", 2)}
+    assert plan["engines"]["orders"].endswith(f"up to {workers} G.1X workers")
 
 
 class ArchiveS3:
@@ -459,3 +494,18 @@ def test_on_aws_a_stopped_execution_fails_its_run_and_alerts_the_topic(provision
     assert ledger.get_run(run).status == "FAILED" and "ended ABORTED" in ledger.get_run(run).cause
     (message,) = provisioned.sqs.receive_message(QueueUrl=inbox).get("Messages", [])
     assert f"run {run} FAILED" in json.loads(message["Body"])["Subject"]
+
+
+def test_a_batch_past_one_g1x_s_disk_runs_on_g2x_workers_on_one_node(settings):
+    """Scratch space grows with a batch (docs/etl.md, "Memory"): a single-node batch past 10 GiB gets a G.2X."""
+    from chalicelib.pipeline.engines import choose
+
+    single = replace(
+        settings, datasets=dict(settings.datasets, orders=replace(settings.datasets["orders"], engine="single"))
+    )
+    assert (choose(single, "orders", 10 * 2**30).worker_type, choose(single, "orders", 10 * 2**30 + 1).worker_type) == (
+        "G.1X",
+        "G.2X",
+    )
+    assert choose(single, "orders", 11 * 2**30).why == "single (its contract's engine = 'single'), on G.2X workers"
+    assert choose(single, "orders", 11 * 2**30).workers == 2

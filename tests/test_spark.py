@@ -178,6 +178,7 @@ def test_lakehouse_run_engine_spark_runs_the_batch_on_spark_on_the_local_stage(t
         (execution,) = json.loads(lakehouse(home, "executions", "run-000001", "--json").stdout)
         jobs = [r["JobName"] for r in execution["glue_runs"]]
         assert jobs == ["lakehouse-local-spark-orders", "lakehouse-local-master-merge"], jobs
+        assert (execution["glue_runs"][0]["WorkerType"], execution["glue_runs"][0]["NumberOfWorkers"]) == ("G.1X", 2)
         counted = lakehouse(home, "query", "SELECT count(*) AS n FROM processed_orders", "--format", "json")
         assert json.loads(counted.stdout) == [{"n": 2}]
     finally:

@@ -63,6 +63,20 @@ ESTIMATE = {
                 },
             },
         },
+        "engines": {
+            "type": "object",
+            "description": "A dataset batch by size on each engine (workers, minutes, price) and the one picked",
+            "required": ["spark_bytes", "max_batch_bytes", "rows", "assumptions"],
+            "properties": {
+                "spark_bytes": {"type": "integer"},
+                "max_batch_bytes": {"type": "integer"},
+                "rows": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["bytes", "chosen", "single", "spark"]},
+                },
+                "assumptions": {"type": "array", "items": {"type": "string"}},
+            },
+        },
     },
 }
 STATUS = {

@@ -178,6 +178,7 @@ def _parse_stage(file: str, project: str, region: str, defaults: Any, raw: Any, 
 def parse_settings(files: Mapping[str, str]) -> Settings:
     """Build Settings from file texts keyed by relative path (`lakehouse.toml`, `datasets/orders.toml`)."""
     from chalicelib.config.documents import SettingsDoc
+    from chalicelib.pipeline.engines import WORKER_LIMITS, WORKER_TYPE
 
     if SETTINGS_FILE not in files:
         raise ConfigError(SETTINGS_FILE, "(file)", None, "missing")
@@ -196,6 +197,11 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
     if pipeline.max_rejected_percent > 100:
         raise Where(file, "pipeline").fail(
             "max_rejected_percent", pipeline.max_rejected_percent, "is a percentage (1-100)"
+        )
+    low, high = WORKER_LIMITS[WORKER_TYPE]
+    if not low <= pipeline.spark_max_workers <= high:
+        raise Where(file, "pipeline").fail(
+            "spark_max_workers", pipeline.spark_max_workers, f"Glue runs a {WORKER_TYPE} job on {low}-{high} workers"
         )
 
     if not doc.stages:

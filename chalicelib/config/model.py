@@ -145,6 +145,8 @@ class PipelineSettings:
     single_job_bytes: int = 256 * 1024**2  # a run's batch up to this size runs whole in one Glue job (docs/etl.md)
     etl_memory_bytes: int = 2 * 1024**3  # a batch's working memory in the ETL (DuckDB, MERGE); more spills to disk
     spark_bytes: int = 8 * 1024**3  # a dataset batch this big or bigger runs on Spark (docs/etl.md, "The Spark engine")
+    spark_worker_bytes: int = 2 * 1024**3  # a Spark job gets an executor (a G.1X worker) per this many bytes ...
+    spark_max_workers: int = 20  # ... and at most this many workers (2-299), a ceiling with Glue's auto scaling on
 
 
 @dataclass(frozen=True)

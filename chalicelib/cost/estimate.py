@@ -15,6 +15,13 @@ from typing import Any
 
 from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, job_dpu_hours, prices
 from chalicelib.errors import UsageError
+from chalicelib.pipeline.engines import (
+    SINGLE_NODE_MIB_PER_SECOND,
+    STAGING_MIB_PER_SECOND,
+    choose,
+    single_node_run,
+    spark_run,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Usage:
     single_job_share: float = 1.0  # runs within [pipeline] single_job_bytes: one Glue job runs all of it
     glue_dpus: float = 2.0  # Spark's minimum: two G.1X workers
     glue_minutes_per_job: float = 1.0
+    spark_share: float = 0.0  # dataset batches on Spark ([pipeline] spark_bytes or their contract): a job each
+    spark_dpu_minutes_per_job: float = 2.0  # what one is billed (chalicelib/pipeline/engines.py: spark_run)
     crawls_per_month: float = 6.0  # crawlers run only when a dataset's raw layout changes (about monthly each)
     crawler_dpus: float = 2.0
     crawler_minutes: float = 1.0
@@ -57,10 +66,20 @@ class Usage:
     api_requests_per_day: float = 1000.0
 
     @property
+    def per_dataset_share(self) -> float:
+        """Runs that start a job per dataset: those past single_job_bytes, and every run with a Spark batch."""
+        return 1.0 if self.spark_share else 1 - self.single_job_share
+
+    @property
     def glue_jobs_per_run(self) -> float:
         """Glue job runs a run starts on average: one for a small run; for a big one, a job per dataset and the
-        master merge (docs/etl.md, "How a run is sized")."""
-        return self.single_job_share + (1 - self.single_job_share) * (self.datasets_per_run + 1)
+        master merge (docs/etl.md, "How a run is sized"). Spark batch jobs included."""
+        return 1 - self.per_dataset_share + self.per_dataset_share * (self.datasets_per_run + 1)
+
+    @property
+    def spark_jobs_per_run(self) -> float:
+        """Of those, the Spark jobs: one per dataset batch on Spark."""
+        return self.per_dataset_share * self.datasets_per_run * self.spark_share
 
 
 SCENARIOS: dict[str, Usage] = {
@@ -116,6 +135,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "single_job_share": (0, 1),
     "glue_dpus": (0, 1000),
     "glue_minutes_per_job": (0, 2880),
+    "spark_share": (0, 1),
+    "spark_dpu_minutes_per_job": (0, 299 * 2880),
     "crawls_per_month": (0, 1_000_000),
     "crawler_dpus": (0, 1000),
     "crawler_minutes": (0, 1440),
@@ -153,6 +174,8 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
     runs = min(86400 / settings.pipeline.window_seconds, base.files_per_day)
     per_run = min(float(datasets), max(1.0, base.files_per_day / runs)) if runs else 0.0
     run_bytes = base.files_per_day * base.avg_file_mb * 1024**2 / runs if runs else 0.0
+    batch_bytes = run_bytes / per_run if per_run else 0.0  # one dataset's batch in a run
+    on_spark = [d for d in settings.datasets if choose(settings, d, int(batch_bytes)).spark]
     nightly = len(settings.schedules)
     lambdas = 1440 + nightly + base.files_per_day / 10 + runs * 4  # batcher, schedules, validator batches, steps
     return replace(
@@ -161,6 +184,8 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
         pipeline_runs_per_day=round(runs, 2),
         datasets_per_run=round(per_run, 2),
         single_job_share=1.0 if run_bytes <= settings.pipeline.single_job_bytes else 0.0,
+        spark_share=round(len(on_spark) / datasets, 4) if datasets else 0.0,
+        spark_dpu_minutes_per_job=round(spark_run(batch_bytes, settings.pipeline).dpu_hours * 60, 4),
         crawls_per_month=datasets,
         lambda_invocations_per_day=round(lambdas),
     )
@@ -174,7 +199,8 @@ def estimate_for(
 ) -> dict[str, Any]:
     """The estimate for a scenario (default: the stage's own configuration) with the caller's parameters, and
     the what-ifs (the lake bucket's lifecycle rules `lake_rules`, partition pruning of the example queries);
-    what `GET /cost`, `POST /cost` and `lakehouse cost` answer."""
+    what `GET /cost`, `POST /cost` and `lakehouse cost` answer, with a dataset batch's price on each engine by its
+    size (`engines`)."""
     from chalicelib import QUERIES_DIR
     from chalicelib.cost.savings import crawl_saving, flex_saving, lifecycle_saving, pruning_saving
 
@@ -189,7 +215,51 @@ def estimate_for(
         crawl_saving(usage, p),
         flex_saving(usage, p),
     ]
-    return {**estimate(usage), "scenario": scenario or "this stage's configuration", "what_if": what_if}
+    return {
+        **estimate(usage),
+        "scenario": scenario or "this stage's configuration",
+        "what_if": what_if,
+        "engines": engines_by_size(settings, p),
+    }
+
+
+def engines_by_size(settings: Any, p: Mapping[str, Any]) -> dict[str, Any]:
+    """A dataset batch of each of a few sizes on each engine, estimated (chalicelib/pipeline/engines.py): its
+    workers, minutes and price, and the engine the stage picks for it (`[pipeline] spark_bytes`)."""
+    pipeline = settings.pipeline
+    sizes = {256 * 2**20, settings.limits.max_batch_bytes, pipeline.spark_bytes, 4 * pipeline.spark_bytes}
+    rows = []
+    for size in sorted({*sizes, 16 * pipeline.spark_bytes}):
+        runs = [single_node_run(size), spark_run(size, pipeline)]
+        rows.append(
+            {
+                "bytes": size,
+                "chosen": "spark" if size >= pipeline.spark_bytes else "single",
+                **{
+                    run.engine: {
+                        "workers": f"{run.workers} {run.worker_type}",
+                        "minutes": round(run.seconds / 60, 1),
+                        "dpu_hours": round(run.dpu_hours, 3),
+                        "price": round(run.dpu_hours * p["glue_dpu_hour"], 2),
+                    }
+                    for run in runs
+                },
+            }
+        )
+    return {
+        "spark_bytes": pipeline.spark_bytes,
+        "max_batch_bytes": settings.limits.max_batch_bytes,
+        "rows": rows,
+        "assumptions": [
+            f"one node types and merges {SINGLE_NODE_MIB_PER_SECOND:g} MiB of CSV a second (bench/etl.py); on Spark "
+            f"the driver first stages the rows at {STAGING_MIB_PER_SECOND:g} MiB/s (bench/engines.py), then each "
+            "executor merges its share at one node's rate: measured on 2 cores here, to be confirmed on Glue",
+            f"a Spark job gets a G.1X executor per spark_worker_bytes ({pipeline.spark_worker_bytes:,}) and a driver, "
+            f"at most spark_max_workers ({pipeline.spark_max_workers}); with auto scaling only the driver and one "
+            "executor are billed while the driver stages",
+            "a job's start and its modules' install are left out on both engines; a minute is billed at least",
+        ],
+    }
 
 
 def parse_usage(params: Mapping[str, Any], base: Usage) -> Usage:
@@ -291,6 +361,9 @@ def estimate(usage: Usage) -> dict[str, Any]:
     add(
         "Glue", "ETL jobs (per-run minimum billed; one job for a small run)", dpu_hours, "DPU-hours", p["glue_dpu_hour"]
     )
+    if usage.spark_share:
+        spark_hours = runs * usage.spark_jobs_per_run * usage.spark_dpu_minutes_per_job / 60
+        add("Glue", "Spark batch jobs (workers x minutes, auto scaled)", spark_hours, "DPU-hours", p["glue_dpu_hour"])
     crawler_hours = usage.crawls_per_month * crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, p)
     add(
         "Glue",

@@ -27,6 +27,8 @@ def crawl_dpu_hours(dpus: float, minutes: float, p: Mapping[str, Any]) -> float:
 
 
 def job_dpu_hours(usage: Any, p: Mapping[str, Any]) -> float:
-    """The DPU-hours a month of Glue job runs is billed: each run of each job a minute at least."""
+    """The DPU-hours a month of single-node Glue job runs is billed: each run of each job a minute at least (the Spark
+    batch jobs are priced on their own line)."""
     seconds = max(usage.glue_minutes_per_job * 60, p["glue_job_minimum_seconds"])
-    return usage.pipeline_runs_per_day * DAYS * usage.glue_jobs_per_run * usage.glue_dpus * seconds / 3600
+    jobs = usage.glue_jobs_per_run - usage.spark_jobs_per_run
+    return usage.pipeline_runs_per_day * DAYS * jobs * usage.glue_dpus * seconds / 3600

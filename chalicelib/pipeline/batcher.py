@@ -25,6 +25,7 @@ from chalicelib.ledger import FileRecord, Ledger, Run
 from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
+from chalicelib.pipeline.engines import choose
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -201,9 +202,18 @@ class Pipeline:
                 files += len(records)
                 batch_bytes = sum(r.size or 0 for r in records)
                 size += batch_bytes
-                on_spark, engines[dataset] = self.engine(dataset, batch_bytes, engine)
-                job = spark_job(self.stage, dataset) if on_spark else process_job(self.stage, dataset)
-                batches.append({"dataset": dataset, "batch": batch.number, "job": job})
+                chosen = choose(self.settings, dataset, batch_bytes, engine)
+                engines[dataset] = chosen.why
+                job = spark_job(self.stage, dataset) if chosen.spark else process_job(self.stage, dataset)
+                batches.append(
+                    {
+                        "dataset": dataset,
+                        "batch": batch.number,
+                        "job": job,
+                        "worker_type": chosen.worker_type,
+                        "workers": chosen.workers,
+                    }
+                )
             if batches:
                 levels.append(batches)
         plan = {
@@ -216,18 +226,6 @@ class Pipeline:
             **self.sizing(size, spark=any(v.startswith("spark") for v in engines.values())),
         }
         return self.ledger.save_plan(run, plan, files, size)
-
-    def engine(self, dataset: str, size: int, forced: str | None) -> tuple[bool, str]:
-        """Whether a dataset's batch of `size` bytes runs on Spark, and why, in words: the run says so (`lakehouse
-        run --engine`), its contract does (`engine`), or its size passes `[pipeline] spark_bytes` (docs/etl.md)."""
-        choice = forced or self.settings.datasets[dataset].engine
-        if choice != "auto":
-            why = "lakehouse run --engine" if forced else f"its contract's engine = {choice!r}"
-            return choice == "spark", f"{choice} ({why})"
-        limit = self.settings.pipeline.spark_bytes
-        if size >= limit:
-            return True, f"spark ({size:,} bytes >= spark_bytes {limit:,})"
-        return False, f"single ({size:,} bytes < spark_bytes {limit:,})"
 
     def sizing(self, size: int, *, spark: bool = False) -> dict[str, str]:
         """How a run of `size` bytes of files is run. Glue bills every job run a minute of at least two workers

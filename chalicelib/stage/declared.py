@@ -30,8 +30,12 @@ GLUE_VERSION = "5.0"
 GLUE_PYTHON_MODULES = "pyarrow==24.0.0,deltalake==1.6.6,duckdb==1.5.6,pytz==2025.2,msgspec==0.23.0"
 # The Spark jobs render the batch step's SQL for Spark with sqlglot (lakehouse_etl/spark.py).
 SPARK_PYTHON_MODULES = f"{GLUE_PYTHON_MODULES},sqlglot==30.30.0"
-# Glue 5.0's own Delta Lake, with its SQL extension and catalog (AWS Glue docs, "Using the Delta Lake framework").
-SPARK_DELTA = {
+# The Spark jobs' own arguments: Glue 5.0's Delta Lake, with its SQL extension and catalog (AWS Glue docs, "Using the
+# Delta Lake framework"), and auto scaling.
+SPARK_ARGUMENTS = {
+    # NumberOfWorkers (sized per batch by the plan) is then a ceiling: Glue adds executors as Spark asks for them and
+    # releases idle ones, billing what it held (Glue docs, "Using auto scaling for AWS Glue"; Glue 3.0 and later)
+    "--enable-auto-scaling": "true",
     "--datalake-formats": "delta",
     "--conf": "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension "
     "--conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -157,7 +161,7 @@ def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
         "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
         "DefaultArguments": {
             "--additional-python-modules": SPARK_PYTHON_MODULES if job.spark else GLUE_PYTHON_MODULES,
-            **(SPARK_DELTA if job.spark else {}),
+            **(SPARK_ARGUMENTS if job.spark else {}),
             "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
             "--stage": stage.name,
             "--bucket": stage.bucket,

@@ -51,3 +51,23 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
     for assumption in estimate["assumptions"]:
         out.print(f"  - {assumption}", highlight=False)
     print_what_if(estimate)
+    print_engines(estimate["engines"], estimate["currency"])
+
+
+def print_engines(engines: dict, currency: str) -> None:
+    """A dataset batch by size on each engine, and which the stage picks: where `[pipeline] spark_bytes` sits."""
+    gib = 2**30
+    table = Table("dataset batch", "picked", "single node", "", "Spark", "", title_justify="left")
+    table.title = (
+        f"a dataset batch on each engine: Spark from spark_bytes = {engines['spark_bytes'] / gib:g} GiB "
+        f"(batches are cut at max_batch_bytes = {engines['max_batch_bytes'] / gib:g} GiB)"
+    )
+    for row in engines["rows"]:
+        cells = [row["bytes"] / gib, row["chosen"]]
+        for engine in ("single", "spark"):
+            run = row[engine]
+            cells += [f"{run['workers']}, {run['minutes']:,.1f} min", f"{run['price']:,.2f} {currency}"]
+        table.add_row(f"{cells[0]:g} GiB", *cells[1:])
+    out.print(table)
+    for assumption in engines["assumptions"]:
+        out.print(f"  - {assumption}", highlight=False)

@@ -1,0 +1,89 @@
+"""Which engine runs a dataset's batch, and how big a Glue job it gets (docs/etl.md, "The Spark engine").
+
+The batcher asks for each dataset batch of a run (the run's plan records the answer and why) and the cost estimate
+prices both engines with the same figures, so what `lakehouse cost` says is what the pipeline does. The rates are
+measured here on 2 cores by the benches named below; what a Glue worker does per second only an AWS run can say.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+WORKER_TYPE = "G.1X"  # 1 DPU: 4 vCPUs, 16 GB (Glue docs, "AWS Glue worker types")
+# StartJobRun's NumberOfWorkers: "The maximum number of workers you can define are 299 for G.1X, and 149 for G.2X";
+# G.1X and G.2X need at least 2 (a driver and an executor; terraform-provider-aws issue 23372 shows Glue refusing 1).
+WORKER_LIMITS = {"G.1X": (2, 299), "G.2X": (2, 149)}
+SINGLE_NODE_MIB_PER_SECOND = 20.0  # bench/etl.py: 323 MiB of CSV read, typed and merged in 14-16 s on one node
+SINGLE_NODE_G1X_BYTES = 10 * 1024**3  # past this a batch on one node wants a G.2X's disk (docs/etl.md, "Memory")
+DPUS = {"G.1X": 1, "G.2X": 2}
+MINIMUM_SECONDS = 60  # Glue bills a job run a minute at least (Glue 2.0 and later)
+STAGING_MIB_PER_SECOND = 55.0  # bench/engines.py: the driver read 323 MiB of CSV and staged it as Parquet in 5.8 s
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """One dataset batch's engine: on Spark or not, why (for the plan), and the Glue workers its job is started
+    with (on Spark the most it may hold: with auto scaling, Glue bills the workers it holds)."""
+
+    spark: bool
+    why: str
+    worker_type: str
+    workers: int
+
+
+def choose(settings: Any, dataset: str, size: int, forced: str | None = None) -> EngineChoice:
+    """The engine of a dataset batch of `size` bytes: the run says which (`lakehouse run --engine`), its contract
+    does (`engine`), or its size passes `[pipeline] spark_bytes`."""
+    pipeline = settings.pipeline
+    choice = forced or settings.datasets[dataset].engine
+    if choice != "auto":
+        why = "lakehouse run --engine" if forced else f"its contract's engine = {choice!r}"
+        spark, why = choice == "spark", f"{choice} ({why})"
+    elif size >= pipeline.spark_bytes:
+        spark, why = True, f"spark ({size:,} bytes >= spark_bytes {pipeline.spark_bytes:,})"
+    else:
+        spark, why = False, f"single ({size:,} bytes < spark_bytes {pipeline.spark_bytes:,})"
+    if not spark:  # the ETL runs on the driver: two workers, Glue's least, bigger past one G.1X's disk
+        kind = single_node_run(size).worker_type
+        return EngineChoice(False, why if kind == WORKER_TYPE else f"{why}, on {kind} workers", kind, 2)
+    workers = spark_workers(size, pipeline)
+    return EngineChoice(True, f"{why}, up to {workers} {WORKER_TYPE} workers", WORKER_TYPE, workers)
+
+
+def spark_workers(size: int, pipeline: Any) -> int:
+    """A Spark job's workers for `size` bytes: the driver and an executor per `[pipeline] spark_worker_bytes`
+    (each executor's share is then what one node does in under two minutes), at most `spark_max_workers`."""
+    low, _ = WORKER_LIMITS[WORKER_TYPE]
+    return max(low, min(pipeline.spark_max_workers, 1 + math.ceil(size / pipeline.spark_worker_bytes)))
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """What a batch of `size` bytes costs on one engine, estimated: its job's workers, run time and DPU-hours."""
+
+    engine: str
+    size: float
+    worker_type: str
+    workers: int
+    seconds: float
+    dpu_hours: float
+
+
+def single_node_run(size: float) -> BatchRun:
+    """A batch on one node: the job's two workers (the ETL runs on the driver alone) at the measured rate, a minute
+    billed at least; past one G.1X's disk, a G.2X (docs/etl.md, "Memory")."""
+    kind = WORKER_TYPE if size <= SINGLE_NODE_G1X_BYTES else "G.2X"
+    seconds = size / 2**20 / SINGLE_NODE_MIB_PER_SECOND
+    return BatchRun("single", size, kind, 2, seconds, 2 * DPUS[kind] * max(seconds, MINIMUM_SECONDS) / 3600)
+
+
+def spark_run(size: float, pipeline: Any) -> BatchRun:
+    """A batch on Spark: the driver stages the rows (auto scaling holds only the driver and one executor meanwhile),
+    then every executor merges its share at one node's rate; a minute of two workers billed at least."""
+    workers = spark_workers(int(size), pipeline)
+    staging = size / 2**20 / STAGING_MIB_PER_SECOND
+    spread = size / 2**20 / (SINGLE_NODE_MIB_PER_SECOND * (workers - 1))
+    worker_seconds = max(2 * staging + workers * spread, 2 * MINIMUM_SECONDS)
+    return BatchRun("spark", size, WORKER_TYPE, workers, staging + spread, DPUS[WORKER_TYPE] * worker_seconds / 3600)
