@@ -42,9 +42,16 @@ class Smoke:
     """The steps of `lakehouse smoke` on one stage (the local one, or a deployed one with your credentials)."""
 
     def __init__(
-        self, settings: Settings, stage: Stage, *, report: Callable[[Step], None] = lambda _: None, orders: int = 20
+        self,
+        settings: Settings,
+        stage: Stage,
+        *,
+        report: Callable[[Step], None] = lambda _: None,
+        orders: int = 20,
+        engine: str | None = None,
     ) -> None:
         self.settings, self.stage, self.report, self.orders = settings, stage, report, orders
+        self.engine = engine  # every batch of the smoke's runs on this engine ("spark", "single"), as `run --engine`
         self.local = stage.name == localstage.STAGE
         self.tag = f"SMOKE{uuid.uuid4().hex[:6].upper()}-"
         self.ledger = ledger_for(stage)
@@ -103,16 +110,31 @@ class Smoke:
         return f"{len(done)} VALID"
 
     def pipeline(self) -> str:
+        from chalicelib.ledger import now_iso
+
+        since = now_iso()
         if self.local:
             from lakehouse.ops import run_pipeline
 
-            executions = run_pipeline(self.settings, self.stage)
+            executions = run_pipeline(self.settings, self.stage, engine=self.engine)
             if not executions or executions[-1]["status"] != "SUCCEEDED":
                 last = executions[-1] if executions else {}
                 raise LakehouseError(f"execution {last.get('name')} {last.get('status')}: {last.get('error')}")
             self.run_name = executions[-1]["name"]
-            return f"{len(executions)} execution(s), the last {self.run_name} SUCCEEDED"
-        return self._aws_run()
+            ran = f"{len(executions)} execution(s), the last {self.run_name} SUCCEEDED"
+        else:
+            ran = self._aws_run()
+        return f"{ran}; {self._engines(since)}"
+
+    def _engines(self, since: str) -> str:
+        """The engine each dataset's batch ran on, from the plans of the runs since `since`; with an engine given,
+        a batch on another fails the step (the plan says why it went there)."""
+        plans = [run.plan or {} for run in self.ledger.runs(20) if run.started_at >= since]
+        engines = {dataset: why for plan in plans for dataset, why in plan.get("engines", {}).items()}
+        wrong = {d: why for d, why in engines.items() if self.engine and not why.startswith(self.engine)}
+        if wrong:
+            raise LakehouseError(f"asked for every batch on {self.engine}, but the plan put {wrong}")
+        return "engines: " + (", ".join(f"{d} {why.split(' ', 1)[0]}" for d, why in sorted(engines.items())) or "-")
 
     def _aws_run(self, pipeline: Any = None, poll: float = 10.0) -> str:
         """Start runs (as `lakehouse run` does) until no smoke file waits and no run is in flight, then judge the
@@ -126,7 +148,7 @@ class Smoke:
             waiting = [r for r in self.ledger.get_many(self.files) if r.status == Status.VALID]
             if not waiting and self.ledger.active_run() is None:
                 break
-            pipeline.tick(force=True)  # starts a run when none is in flight; else reports the one that is
+            pipeline.tick(force=True, engine=self.engine)  # starts a run when none is in flight; else reports it
             time.sleep(poll)
         else:
             raise LakehouseError(f"the smoke files were not processed within {RUN_TIMEOUT:.0f} s")

@@ -30,6 +30,14 @@ def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behin
     for step in ("drop", "verdicts", "run", "ledger", "tables", "query", "api", "cleanup"):
         assert f"ok   {step}" in smoke.stdout, (step, smoke.stdout)
     assert "smoke passed on stage local" in smoke.stdout
+    assert "engines: clickstream single, customers single" in " ".join(smoke.stdout.split()), smoke.stdout
+    # the Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)
+    spark = lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
+    assert "smoke passed on stage local" in spark.stdout, spark.stdout
+    engines = ", ".join(
+        f"{d} spark" for d in ("clickstream", "customers", "order_items", "orders", "products", "reviews")
+    )
+    assert f"engines: {engines}" in " ".join(spark.stdout.split()), spark.stdout
     assert json.loads(lakehouse(home, "ledger", "--json").stdout) == []  # its files and records are gone
     left = lakehouse(home, "query", "--format", "json", "SELECT count(*) AS n FROM processed_orders").stdout
     assert json.loads(left) == [{"n": 0}]  # its rows are gone from processed/
@@ -97,17 +105,19 @@ def test_on_aws_smoke_starts_runs_until_its_files_are_processed_and_judges_the_r
         def __init__(self, outcome):
             self.outcome, self.ticks = outcome, 0
 
-        def tick(self, force):
-            self.ticks += 1
+        def tick(self, force, engine=None):
+            self.ticks, self.engine = self.ticks + 1, engine
             batch = ledger.open_batch("orders", take=lambda pending: [pending[0].file_id] if pending else [])
             if batch:
                 run = ledger.begin_run()
                 ledger.close_batch(batch, self.ticks, {})
                 ledger.end_run(run.name, self.outcome, "Boom" if self.outcome == "FAILED" else None)
 
-    smoke = Smoke(settings, settings.stage("local"))
+    smoke = Smoke(settings, settings.stage("local"), engine="spark")
     smoke.ledger, smoke.files = ledger, [f"lake/raw/orders/{i}.csv#v" for i in range(2)]
-    assert smoke._aws_run(OneBatchATick("SUCCEEDED"), poll=0) == "run(s) run-000001, run-000002 SUCCEEDED"
+    pipeline = OneBatchATick("SUCCEEDED")
+    assert smoke._aws_run(pipeline, poll=0) == "run(s) run-000001, run-000002 SUCCEEDED"
+    assert pipeline.engine == "spark"  # `lakehouse smoke --engine spark`: the runs are started as `run --engine`
     assert smoke.run_name == "run-000002"
     again = Smoke(settings, settings.stage("local"))
     record = ledger.claim(FileRecord("lake/raw/orders/x.csv#v", "lake", "raw/orders/x.csv", "v", "orders"))
@@ -115,3 +125,20 @@ def test_on_aws_smoke_starts_runs_until_its_files_are_processed_and_judges_the_r
     again.ledger, again.files = ledger, ["lake/raw/orders/x.csv#v"]
     with pytest.raises(LakehouseError, match="run run-000003 FAILED: Boom"):
         again._aws_run(OneBatchATick("FAILED"), poll=0)
+
+
+def test_smoke_with_an_engine_fails_its_run_step_when_a_plan_put_a_batch_on_the_other_one(settings):
+    """`lakehouse smoke --engine spark` judges the plans of the runs it started: a batch the plan put on one node
+    (written so here) fails the step, naming the batch and why it went there."""
+    from chalicelib.ledger import InMemoryLedger, now_iso
+
+    ledger, since = InMemoryLedger(), now_iso()
+    run = ledger.begin_run()
+    plan = {"engines": {"orders": "spark (lakehouse run --engine), up to 2 G.1X workers", "customers": "single (x)"}}
+    ledger.save_plan(run, plan, 2, 20)
+    smoke = Smoke(settings, settings.stage("local"), engine="spark")
+    smoke.ledger = ledger
+    with pytest.raises(LakehouseError, match=r"every batch on spark, but the plan put \{'customers': 'single \(x\)'\}"):
+        smoke._engines(since)
+    smoke.engine = None  # no engine asked: the step says where each batch ran
+    assert smoke._engines(since) == "engines: customers single, orders spark"
