@@ -13,11 +13,11 @@ import pytest
 from lakehouse_etl import delta
 
 from chalicelib import runtime
-from chalicelib.aws import client
+from chalicelib.aws import Clients, client
 from chalicelib.ingest.events import ObjectRef
 from chalicelib.ingest.ingestor import Ingestor
 from chalicelib.ledger import Status
-from chalicelib.names import RUN_SCRIPT, job_name, run_job
+from chalicelib.names import RUN_SCRIPT, job_name, run_job, spark_job
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
 from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, LocalServices, local_pipeline
@@ -37,16 +37,20 @@ def sample(tmp_path_factory):
 def lake(lake_job, sample, tmp_path):
     """A provisioned stage with the sample's orders, order_items and products accepted by the validator."""
     runtime.reset()
+    accept_sample(lake_job, sample)
+    yield lake_job, tmp_path
+    runtime.reset()
+
+
+def accept_sample(job, sample):
     folder, manifest = sample
-    ingestor = Ingestor(lake_job.settings, lake_job.stage, lake_job.s3, client("sqs"), lake_job.ledger)
+    ingestor = Ingestor(job.settings, job.stage, job.s3, client("sqs"), job.ledger)
     for dataset in DATASETS:
         name = manifest["datasets"][dataset]["file"]
         key = f"raw/{dataset}/day=1/{name}"
-        version = lake_job.s3.put_object(Bucket=lake_job.stage.bucket, Key=key, Body=(folder / name).read_bytes())
-        record = ingestor.ingest(ObjectRef(lake_job.stage.bucket, key, version["VersionId"]))
+        version = job.s3.put_object(Bucket=job.stage.bucket, Key=key, Body=(folder / name).read_bytes())
+        record = ingestor.ingest(ObjectRef(job.stage.bucket, key, version["VersionId"]))
         assert record.status == Status.VALID, record
-    yield lake_job, tmp_path
-    runtime.reset()
 
 
 def per_dataset(job):
@@ -474,3 +478,59 @@ def test_lakehouse_run_waits_for_a_run_in_flight_then_gives_up_clearly(lake, mon
     monkeypatch.setattr(ops.time, "sleep", lambda s: None)
     with pytest.raises(LakehouseError, match=f"{run.name} has been running for over 0 minutes"):
         ops.run_pipeline(job.settings, job.stage)
+
+
+def test_both_engines_give_the_same_quality_results_and_the_same_processed_and_curated_tables(
+    lake, sample, moto_endpoint
+):
+    """The sample set with its planted anomalies, run once on one node and once on a fresh stage with every batch on
+    Spark (Sail): the same quality results check by check (the gate judged inside the whole-run job on one, by its
+    own Lambda step on the other), the same processed rows and the same curated tables."""
+    import urllib.request
+
+    from conftest import CONFIG
+
+    from chalicelib.config import config_files
+    from deploy.provision import provision
+
+    job, tmp = lake
+    outcomes = {}
+    for engine in ("single", "spark"):
+        if engine == "spark":  # the same files on an empty stage
+            urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
+            provision(
+                job.settings, job.stage, Clients.for_stage(job.stage), config_files(CONFIG), progress=lambda _: None
+            )
+            accept_sample(job, sample)
+        with local_pipeline(job.settings, job.stage, tmp / engine) as (pipeline, orchestrator):
+            pipeline.tick(force=True, engine=engine)
+        (record,) = orchestrator.finished
+        assert record["status"] == "SUCCEEDED", record.get("cause")
+        ran = {r["JobName"] for r in record["glue_runs"]}
+        assert ran == (
+            {spark_job(job.stage, d) for d in DATASETS} | {job_name(job.stage, "master_merge.py")}
+            if engine == "spark"
+            else {run_job(job.stage)}
+        ), ran
+        outcomes[engine] = _outcome(job)
+    assert outcomes["spark"] == outcomes["single"]
+
+
+def _outcome(job):
+    """What a run left, without what differs by nature (file ids, versions, times): each dataset's quality result,
+    check by check, its processed rows, and every curated table."""
+    from lakehouse_etl.curated import CURATED
+
+    def rows(uri):
+        table = delta.read(uri, job.lake.storage_options)
+        kept = [c for c in table.column_names if c != "_source_file"]
+        return sorted(table.select(kept).to_pylist(), key=repr)
+
+    quality = {}
+    for dataset in DATASETS:
+        (result,) = job.ledger.quality_history(dataset, 1)
+        checks = [(c["rule"], c["passed"], c["observed"], sorted(c["sample"])) for c in result["checks"]]
+        quality[dataset] = (result["status"], result["rows"], result["rows_loaded"], checks)
+    processed = {d: rows(job.lake.processed(d)) for d in DATASETS}
+    curated = {name: rows(job.lake.curated(name)) for name in CURATED}
+    return quality, processed, curated

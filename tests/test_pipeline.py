@@ -100,6 +100,12 @@ def test_a_run_past_single_job_bytes_gets_a_job_per_dataset(settings, stage, led
     ((_, plan),) = orchestrator.started
     assert plan["mode"] == "per_dataset" and "job" not in plan
     assert plan["sizing"] == "300 bytes > 250 (single_job_bytes): a job per dataset"
+    assert plan["master_merge"] == {"worker_type": "G.1X", "workers": 2}  # what the state machine starts it on
+    # the master merge reads what a run changed on one node: past one G.1X's disk, a G.2X, as a batch
+    assert pipeline_at(small, stage, ledger, Orchestrator(), T0).sizing(11 * 2**30)["master_merge"] == {
+        "worker_type": "G.2X",
+        "workers": 2,
+    }
     assert [b["job"] for b in plan["levels"][0]] == [
         "lakehouse-local-process-orders",
         "lakehouse-local-process-products",

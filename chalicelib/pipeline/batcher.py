@@ -25,7 +25,7 @@ from chalicelib.ledger import FileRecord, Ledger, Run
 from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
-from chalicelib.pipeline.engines import choose
+from chalicelib.pipeline.engines import choose, single_node_run
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -227,14 +227,19 @@ class Pipeline:
         }
         return self.ledger.save_plan(run, plan, files, size)
 
-    def sizing(self, size: int, *, spark: bool = False) -> dict[str, str]:
+    def sizing(self, size: int, *, spark: bool = False) -> dict[str, Any]:
         """How a run of `size` bytes of files is run. Glue bills every job run a minute of at least two workers
         (Spark's minimum; the ETL runs on the driver alone), so a small run is one job doing everything: every
         dataset's batch, the audit and curated/ ('single'). A bigger one gets a job per dataset, those of a level
-        side by side, then the master merge ('per_dataset'). See docs/etl.md for the numbers."""
+        side by side, then the master merge ('per_dataset'), on workers sized from the run's bytes. See docs/etl.md
+        for the numbers."""
         limit = self.settings.pipeline.single_job_bytes
-        if spark:  # a Spark batch is its own job: the others of the run get theirs
-            return {"mode": "per_dataset", "sizing": f"{size:,} bytes, a dataset on Spark: a job per dataset"}
-        if size <= limit:
+        if size <= limit and not spark:
             return {"mode": "single", "job": run_job(self.stage), "sizing": f"{size:,} bytes <= {limit:,}: one job"}
-        return {"mode": "per_dataset", "sizing": f"{size:,} bytes > {limit:,} (single_job_bytes): a job per dataset"}
+        # the master merge reads what the run changed, on one node: sized from the run's bytes as a batch is
+        merge = {"worker_type": single_node_run(size).worker_type, "workers": 2}
+        if spark:  # a Spark batch is its own job: the others of the run get theirs
+            sizing = f"{size:,} bytes, a dataset on Spark: a job per dataset"
+            return {"mode": "per_dataset", "master_merge": merge, "sizing": sizing}
+        sizing = f"{size:,} bytes > {limit:,} (single_job_bytes): a job per dataset"
+        return {"mode": "per_dataset", "master_merge": merge, "sizing": sizing}
