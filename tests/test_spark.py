@@ -183,3 +183,47 @@ def test_lakehouse_run_engine_spark_runs_the_batch_on_spark_on_the_local_stage(t
         assert json.loads(counted.stdout) == [{"n": 2}]
     finally:
         lakehouse(home, "down", "--discard")
+
+
+class Killed(BaseException):
+    """The job's process dying: nothing after it runs, not even `except Exception`."""
+
+
+@pytest.mark.parametrize("kill", ["before the commit", "after the commit, before the ledger"])
+def test_a_spark_job_killed_half_way_and_run_again_ends_with_the_same_rows(lake_job, session, monkeypatch, kill):
+    """A Spark batch job dies at either side of its Delta commit; Glue's retry (the batch is still OPEN in the
+    ledger) finishes it: the same rows as one clean run, the commit made once, the files PROCESSED with their
+    counts."""
+    from lakehouse_etl import processed
+    from test_etl import ingest
+
+    from chalicelib.ledger import Status
+
+    body = b"order_id,customer_id,order_ts,status,total_amount,currency,order_date\n" + b"".join(
+        f"O{i},C1,2026-11-0{1 + i % 3}T09:00:00Z,placed,{i}.50,EUR,2026-11-0{1 + i % 3}\n".encode() for i in range(30)
+    )
+    ingest(lake_job, "orders", "o.csv", body)
+    uri, options = lake_job.lake.processed("orders"), lake_job.lake.storage_options
+    where = (spark, "merge") if kill == "before the commit" else (processed, "close")
+    real = getattr(*where)
+
+    def dies(*args, **kwargs):  # after the commit: merge has run, the ledger is never told
+        raise Killed(kill)
+
+    monkeypatch.setattr(*where, dies)
+    with pytest.raises(Killed):
+        processed.run(lake_job, "orders", engine=session)
+    committed = None
+    if kill != "before the commit":  # the rows are in the table; the ledger's batch is still OPEN
+        committed = DeltaTable(uri, storage_options=options).version()
+        assert delta.read(uri, options).num_rows == 30
+    assert lake_job.ledger.batch_state("orders")["state"] == "OPEN"
+    monkeypatch.setattr(*where, real)
+    (report,) = processed.run(lake_job, "orders", engine=session)  # the retry resumes the OPEN batch
+    assert report.batch == 1 and report.rows_merged == 30
+    table = delta.read(uri, options)
+    assert sorted(table.column("order_id").to_pylist()) == sorted(f"O{i}" for i in range(30))
+    if committed is not None:  # the batch was in the table: the retry found it and did not merge it again
+        assert DeltaTable(uri, storage_options=options).version() == committed
+    (record,) = lake_job.ledger.files()
+    assert (record.status, record.rows_merged) == (Status.PROCESSED, 30)
