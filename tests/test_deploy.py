@@ -35,6 +35,28 @@ def _wildcards(policy) -> list[str]:
     return bad
 
 
+def test_the_glue_role_may_write_every_object_its_jobs_write(settings):
+    """moto does not enforce IAM, so the keys the jobs write are held against the Glue role's policy here: a Spark
+    job stages its batch under the scratch zone, and a single-node job writes tables and rejected rows."""
+    from fnmatch import fnmatchcase
+
+    stage = settings.stage("dev")
+    policy = declared_roles.glue_policy(settings, stage, "111122223333")
+    zones, lake = settings.zones, f"arn:aws:s3:::{stage.bucket}"
+    written = [
+        zones.spark_batch("orders", 7),
+        zones.rejected_rows("orders", 7),
+        f"{zones.processed}orders/_delta_log/00000000000000000001.json",
+        f"{zones.curated}customer_summary/part-0.parquet",
+    ]
+    for key in written:
+        for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+            resources = [r for st in statements(policy) if action in st["Action"] for r in st["Resource"]]
+            assert any(fnmatchcase(f"{lake}/{key}", r) for r in resources), (action, key)
+    puts = [r for st in statements(policy) if "s3:PutObject" in st["Action"] for r in st["Resource"]]
+    assert not any(fnmatchcase(f"{lake}/{zones.archive}x", r) for r in puts)  # archive/ is the archiver's
+
+
 @pytest.mark.parametrize("stage_name", ["dev", "prod"])
 def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, stage_name):
     stage = settings.stage(stage_name)

@@ -282,7 +282,7 @@ def test_the_shipped_rules_really_delete_in_the_versioned_lake_bucket(settings):
         if "NoncurrentVersionExpiration" in r
     }
     zones = settings.zones
-    for prefix in (zones.processed, zones.curated, zones.rejected, zones.athena_results, zones.raw):
+    for prefix in (zones.processed, zones.curated, zones.rejected, zones.athena_results, zones.raw, zones.scratch):
         assert prefix in noncurrent, f"{prefix} keeps its deleted versions for ever"
     assert min(noncurrent[zones.processed], noncurrent[zones.curated]) > RETENTION_DAYS
 

@@ -116,10 +116,15 @@ class Zones:
     athena_results: str = "athena-results/"
     reports: str = "reports/"
     config: str = "config/"
+    scratch: str = "tmp/"  # what a job stages for another engine to read (a Spark batch); expires in days
 
     def rejected_rows(self, dataset: str, batch: int) -> str:
         """The key of a batch's rejected rows (Parquet, one object per batch: a re-run rewrites it)."""
         return f"{self.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"
+
+    def spark_batch(self, dataset: str, batch: int) -> str:
+        """Where a Spark job on Glue stages its batch's rows for the executors (deleted once merged)."""
+        return f"{self.scratch}spark/{dataset}/batch={batch:06d}/batch.parquet"
 
 
 @dataclass(frozen=True)

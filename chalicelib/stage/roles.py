@@ -29,7 +29,8 @@ def trust(service: str, account: str, *, source_account: bool = True) -> dict[st
 
 
 def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
-    """The Glue jobs (read raw/, write processed/, curated/, rejected/; the ledger) and the crawlers (read raw/,
+    """The Glue jobs (read raw/, write processed/, curated/, rejected/ and their scratch zone; the ledger) and the
+    crawlers (read raw/,
     write the stage's catalog)."""
     z, lake, region = settings.zones, f"arn:aws:s3:::{stage.bucket}", stage.region
     catalog = f"arn:aws:glue:{region}:{account}"
@@ -47,7 +48,7 @@ def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any
                 "Sid": "WriteTables",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [f"{lake}/{p}*" for p in (z.processed, z.curated, z.rejected)],
+                "Resource": [f"{lake}/{p}*" for p in (z.processed, z.curated, z.rejected, z.scratch)],
             },
             {
                 "Sid": "Ledger",

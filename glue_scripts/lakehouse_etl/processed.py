@@ -129,8 +129,9 @@ def _on_spark(
 
     spark, contract = engine.spark, job.settings.datasets[dataset]
     # where Spark reads the batch: the scratch folder here, S3 when its executors are elsewhere (Glue)
-    where = f"{job.lake.root}/tmp/spark/{dataset}/batch={batch.number:06d}" if engine.cluster else str(folder)
-    filesystem, path = delta.arrow_filesystem(f"{where}/batch.parquet", job.lake.storage_options)
+    on_s3 = f"{job.lake.root}/{job.settings.zones.spark_batch(dataset, batch.number)}"
+    staged = on_s3 if engine.cluster else str(folder / "batch.parquet")
+    filesystem, path = delta.arrow_filesystem(staged, job.lake.storage_options)
     with filesystem.open_output_stream(path) as sink, pq.ParquetWriter(sink, raw.schema) as writer:
         for block in raw:
             writer.write_batch(block)
@@ -146,7 +147,7 @@ def _on_spark(
         rows = [(None if v is None else str(v),) for v in values]  # compared as text (step_sql)
         parents[column] = (spark.createDataFrame(rows, f"`{key}` STRING"), key)
     files = [r.file_id for r in records]
-    cleaned = clean_on_spark(engine, spark.read.parquet(f"{where}/batch.parquet"), contract, parents, files)
+    cleaned = clean_on_spark(engine, spark.read.parquet(staged), contract, parents, files)
     strings = [pa.field(c, pa.string()) for c in [*contract.column_names, "_reason_code", "_reason", "_source_file"]]
     rejected = pa.Table.from_pylist(  # few (the gate caps them), and typed as the single-node engine types them
         [r.asDict() for r in cleaned.rejected.collect()], pa.schema([*strings, pa.field("_row", pa.int64())])
