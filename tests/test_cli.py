@@ -169,7 +169,7 @@ def test_cost_prints_the_estimate_and_its_what_ifs():
     assert "what if:" in result.output and "lifecycle rules:" in result.output and "partition pruning:" in result.output
     # where the engine threshold sits: a batch by size on each engine, and the one the stage picks
     assert "Spark from spark_bytes = 8 GiB" in result.output
-    assert re.search(r"8 GiB\s+│ spark\s+│ 2 G\.1X, 6\.8 min\s+│ [\d.]+ USD │ 5 G\.1X, 4\.2 min", result.output)
+    assert re.search(r"8 GiB\s+│ spark\s+│ 2 G\.1X, 6\.8 min\s+│ [\d.]+ USD │ 5 G\.1X, 3\.8 min", result.output)
     bad = CliRunner().invoke(main, ["cost", "--set", "glue_dpus=-1"])
     assert bad.exit_code == 2 and "glue_dpus: must be between 0 and 1000" in bad.output
 

@@ -198,7 +198,8 @@ def test_the_engines_table_shows_where_spark_bytes_sits_and_what_each_engine_cos
         for engine in ("single", "spark"):
             assert row[engine]["price"] == pytest.approx(row[engine]["dpu_hours"] * 0.44, abs=0.01)
             assert row[engine]["dpu_hours"] >= round(2 / 60, 3)  # a minute of two workers at least
-    # past the threshold Spark finishes sooner; it never costs more than 1.05x one node there
+    # from the threshold Spark finishes sooner; where one node needs a G.2X it is cheaper too
     for k in (8, 32, 128):
-        assert rows[k]["spark"]["minutes"] < rows[k]["single"]["minutes"]
-        assert rows[k]["spark"]["price"] <= rows[k]["single"]["price"] * 1.05
+        assert rows[k]["spark"]["minutes"] < rows[k]["single"]["minutes"] / 1.5
+    for k in (32, 128):
+        assert rows[k]["spark"]["price"] < rows[k]["single"]["price"]

@@ -44,7 +44,7 @@ def test_the_glue_role_may_write_every_object_its_jobs_write(settings):
     policy = declared_roles.glue_policy(settings, stage, "111122223333")
     zones, lake = settings.zones, f"arn:aws:s3:::{stage.bucket}"
     written = [
-        zones.spark_batch("orders", 7),
+        f"{zones.spark_batch('orders', 7)}/part-00000.snappy.parquet",
         zones.rejected_rows("orders", 7),
         f"{zones.processed}orders/_delta_log/00000000000000000001.json",
         f"{zones.curated}customer_summary/part-0.parquet",

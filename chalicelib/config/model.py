@@ -123,8 +123,8 @@ class Zones:
         return f"{self.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"
 
     def spark_batch(self, dataset: str, batch: int) -> str:
-        """Where a Spark job on Glue stages its batch's rows for the executors (deleted once merged)."""
-        return f"{self.scratch}spark/{dataset}/batch={batch:06d}/batch.parquet"
+        """The folder where a Spark job on Glue stages its batch's rows as Parquet (deleted once merged)."""
+        return f"{self.scratch}spark/{dataset}/batch={batch:06d}"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, job_dpu_hours, 
 from chalicelib.errors import UsageError
 from chalicelib.pipeline.engines import (
     SINGLE_NODE_MIB_PER_SECOND,
+    SPARK_SHARE_OF_ONE_NODE,
     STAGING_MIB_PER_SECOND,
     choose,
     single_node_run,
@@ -252,11 +253,12 @@ def engines_by_size(settings: Any, p: Mapping[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "assumptions": [
             f"one node types and merges {SINGLE_NODE_MIB_PER_SECOND:g} MiB of CSV a second (bench/etl.py); on Spark "
-            f"the driver first stages the rows at {STAGING_MIB_PER_SECOND:g} MiB/s (bench/engines.py), then each "
-            "executor merges its share at one node's rate: measured on 2 cores here, to be confirmed on Glue",
+            f"each executor reads and stages its files at {STAGING_MIB_PER_SECOND:g} MiB/s, then merges its share at "
+            f"{SPARK_SHARE_OF_ONE_NODE:g} of one node's rate (bench/engines.py): measured on 2 cores here, to be "
+            "confirmed on Glue",
             f"a Spark job gets a G.1X executor per spark_worker_bytes ({pipeline.spark_worker_bytes:,}) and a driver, "
-            f"at most spark_max_workers ({pipeline.spark_max_workers}); with auto scaling only the driver and one "
-            "executor are billed while the driver stages",
+            f"at most spark_max_workers ({pipeline.spark_max_workers}), each billed while the job runs (auto scaling "
+            "may bill less)",
             "a job's start and its modules' install are left out on both engines; a minute is billed at least",
         ],
     }

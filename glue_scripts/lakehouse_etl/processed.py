@@ -108,33 +108,33 @@ def process_batch(job: Job, dataset: str, batch: Batch, *, engine: Any = None) -
     memory = job.settings.pipeline.etl_memory_bytes
     with tempfile.TemporaryDirectory(prefix=f"lakehouse-{dataset}-") as scratch:
         folder = Path(scratch)
+        if engine is not None:
+            return _on_spark(job, engine, dataset, batch, records, folder)
         raw = stream_batch(job.s3, records, contract, folder, memory_limit=memory)
         files = [r.file_id for r in records]
-        if engine is not None:
-            return _on_spark(job, engine, dataset, batch, records, raw, folder)
         with clean(raw, contract, parent_keys(job, dataset), files, memory_limit=memory, spill_dir=scratch) as cleaned:
             return _merge_cleaned(job, dataset, batch, records, cleaned, folder)
 
 
 def _on_spark(
-    job: Job, engine: Any, dataset: str, batch: Batch, records: list[FileRecord], raw: Any, folder: Path
+    job: Job, engine: Any, dataset: str, batch: Batch, records: list[FileRecord], folder: Path
 ) -> BatchReport:
-    """process_batch on Spark (lakehouse_etl/spark.py): the batch's rows (`raw`, as the single-node reader parsed
-    them, staged as Parquet in `folder`) cleaned by Spark, the rejected rows written where the single-node engine
-    writes them, the rest merged by Spark, the batch closed in the ledger with the same counts."""
+    """process_batch on Spark (lakehouse_etl/spark.py): the batch's files read by Spark's tasks with the single-node
+    reader and staged as Parquet (in `folder`; in S3 on Glue, whose executors are other machines), cleaned by Spark,
+    the rejected rows written where the single-node engine writes them, the rest merged by Spark, the batch closed
+    in the ledger with the same counts."""
     import pyarrow.parquet as pq
 
+    from chalicelib.aws import ClientSettings
     from lakehouse_etl.spark import clean as clean_on_spark
     from lakehouse_etl.spark import merge as merge_on_spark
+    from lakehouse_etl.spark import read_batch
 
     spark, contract = engine.spark, job.settings.datasets[dataset]
-    # where Spark reads the batch: the scratch folder here, S3 when its executors are elsewhere (Glue)
     on_s3 = f"{job.lake.root}/{job.settings.zones.spark_batch(dataset, batch.number)}"
-    staged = on_s3 if engine.cluster else str(folder / "batch.parquet")
-    filesystem, path = delta.arrow_filesystem(staged, job.lake.storage_options)
-    with filesystem.open_output_stream(path) as sink, pq.ParquetWriter(sink, raw.schema) as writer:
-        for block in raw:
-            writer.write_batch(block)
+    staged = on_s3 if engine.cluster else str(folder / "batch")
+    s3_settings = ClientSettings.for_stage(job.stage)
+    raw = read_batch(engine, records, contract, staged, s3_settings, job.settings.pipeline.etl_memory_bytes)
     parents = {}  # each foreign key's parent table, its key column only
     for column, (parent, key) in contract.foreign_keys.items():
         uri = job.lake.processed(parent)
@@ -147,7 +147,7 @@ def _on_spark(
         rows = [(None if v is None else str(v),) for v in values]  # compared as text (step_sql)
         parents[column] = (spark.createDataFrame(rows, f"`{key}` STRING"), key)
     files = [r.file_id for r in records]
-    cleaned = clean_on_spark(engine, spark.read.parquet(staged), contract, parents, files)
+    cleaned = clean_on_spark(engine, raw, contract, parents, files)
     strings = [pa.field(c, pa.string()) for c in [*contract.column_names, "_reason_code", "_reason", "_source_file"]]
     rejected = pa.Table.from_pylist(  # few (the gate caps them), and typed as the single-node engine types them
         [r.asDict() for r in cleaned.rejected.collect()], pa.schema([*strings, pa.field("_row", pa.int64())])
@@ -167,8 +167,9 @@ def _on_spark(
         scratch=str(folder),
         memory_limit=job.settings.pipeline.etl_memory_bytes,
     )
-    if engine.cluster:
-        filesystem.delete_file(path)  # the staged batch (the table and rejected/ hold its rows now)
+    if engine.cluster and records:  # the staged batch (the table and rejected/ hold its rows now)
+        filesystem, path = delta.arrow_filesystem(staged, job.lake.storage_options)
+        filesystem.delete_dir(path)
     table = delta.open_table(uri, job.lake.storage_options)
     assert table is not None  # `merge` made it
     counts = {r[0]: r[1] for r in cleaned.rows.groupBy("_source_file").count().collect()}

@@ -82,18 +82,22 @@ def stream_batch(
     time; `_seq` is the record's index in `records`. Each file is fetched when the stream reaches it, into
     `folder`, and deleted once read."""
     schema = empty_batch(contract).schema
+    batches = (b for seq, r in enumerate(records) for b in read_file(s3, r, contract, folder, seq, memory_limit))
+    return pa.RecordBatchReader.from_batches(schema, batches)
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for seq, record in enumerate(records):
-            path = local_copy(s3, record, folder, seq)
-            rows = 0
-            parsed = _jsonl(path, contract, memory_limit) if record.format == "jsonl" else _csv(path, contract)
-            for block in parsed:
-                yield with_lineage(conform(block, contract), seq, rows)
-                rows += block.num_rows
-            path.unlink()
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+def read_file(
+    s3: Any, record: FileRecord, contract: Contract, folder: Path, seq: int, memory_limit: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """One file of a batch (the `seq`th) as `stream_batch` reads it, a block at a time: fetched into `folder` when
+    first asked for, deleted once read. The Spark engine's tasks read a file each with it (`spark.read_batch`)."""
+    path = local_copy(s3, record, folder, seq)
+    rows = 0
+    parsed = _jsonl(path, contract, memory_limit) if record.format == "jsonl" else _csv(path, contract)
+    for block in parsed:
+        yield with_lineage(conform(block, contract), seq, rows)
+        rows += block.num_rows
+    path.unlink()
 
 
 def conform(block: pa.RecordBatch, contract: Contract) -> pa.RecordBatch:

@@ -81,6 +81,7 @@ def local_session() -> Engine:
     in the same process (the tests) needs to answer delta-rs. Sail reads S3 as the lake's other readers do, from
     the environment (the local stage's endpoint and credentials)."""
     import atexit
+    import os
     import socket
     import subprocess
     import sys
@@ -97,6 +98,8 @@ def local_session() -> Engine:
                 [sys.executable, "-m", "pysail", "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # Sail runs Python tasks (read_batch) in its own interpreter: it imports what this process does
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))},
             )
             atexit.register(server.terminate)
             deadline = time.monotonic() + 60
@@ -116,6 +119,51 @@ def _answers(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def read_batch(
+    engine: Engine,
+    records: list[Any],
+    contract: Contract,
+    where: str,
+    s3_settings: Any,
+    memory_limit: int | None = None,
+) -> Any:
+    """The batch's raw files as a DataFrame of strings + lineage, as `sources.stream_batch` gives them: Spark's
+    tasks read a file each with the single-node reader (`sources.read_file`: decompression, byte order marks, JSON
+    numbers as text, lineage), so the parsing is the same by construction, and write the rows as Parquet at `where`
+    (a folder; on Glue, S3) for the steps after to read. No row passes through the driver. `s3_settings` is the
+    stage's `ClientSettings` (region, retries), which the tasks build their S3 client from."""
+    from functools import partial
+
+    from lakehouse_etl.sources import empty_batch
+
+    schema = empty_batch(contract).schema
+    kinds = {"_seq": "INT", "_row": "BIGINT"}  # the lineage; every column of the file is read as a string
+    ddl = ", ".join(f"`{f.name}` {kinds.get(f.name, 'STRING')}" for f in schema)
+    if not records:  # every file of the batch went away: nothing to read, nothing to stage
+        return engine.spark.createDataFrame([], ddl)
+    files = engine.spark.createDataFrame([(seq,) for seq in range(len(records))], "seq INT")
+    read = partial(_read_files, records=records, contract=contract, settings=s3_settings, memory_limit=memory_limit)
+    files.repartition(len(records)).mapInArrow(read, ddl).write.mode("overwrite").parquet(where)
+    return engine.spark.read.schema(ddl).parquet(where)
+
+
+def _read_files(
+    batches: Any, *, records: list[Any], contract: Contract, settings: Any, memory_limit: int | None
+) -> Any:
+    """A Spark task of `read_batch`: the files whose positions it is given, read into a local scratch folder."""
+    import tempfile
+    from pathlib import Path
+
+    from chalicelib.aws import client
+    from lakehouse_etl.sources import read_file
+
+    s3 = client("s3", settings)
+    for batch in batches:
+        for seq in batch.column(0).to_pylist():
+            with tempfile.TemporaryDirectory(prefix="lakehouse-read-") as folder:
+                yield from read_file(s3, records[seq], contract, Path(folder), seq, memory_limit)
 
 
 @dataclass(frozen=True)
