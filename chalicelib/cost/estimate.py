@@ -228,9 +228,9 @@ def engines_by_size(settings: Any, p: Mapping[str, Any]) -> dict[str, Any]:
     """A dataset batch of each of a few sizes on each engine, estimated (chalicelib/pipeline/engines.py): its
     workers, minutes and price, and the engine the stage picks for it (`[pipeline] spark_bytes`)."""
     pipeline = settings.pipeline
-    sizes = {256 * 2**20, settings.limits.max_batch_bytes, pipeline.spark_bytes, 4 * pipeline.spark_bytes}
+    threshold = pipeline.spark_bytes
     rows = []
-    for size in sorted({*sizes, 16 * pipeline.spark_bytes}):
+    for size in sorted({256 * 2**20, settings.limits.max_batch_bytes, threshold, 4 * threshold, 16 * threshold}):
         runs = [single_node_run(size), spark_run(size, pipeline)]
         rows.append(
             {

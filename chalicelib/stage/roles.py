@@ -30,8 +30,7 @@ def trust(service: str, account: str, *, source_account: bool = True) -> dict[st
 
 def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
     """The Glue jobs (read raw/, write processed/, curated/, rejected/ and their scratch zone; the ledger) and the
-    crawlers (read raw/,
-    write the stage's catalog)."""
+    crawlers (read raw/, write the stage's catalog)."""
     z, lake, region = settings.zones, f"arn:aws:s3:::{stage.bucket}", stage.region
     catalog = f"arn:aws:glue:{region}:{account}"
     return {

@@ -9,6 +9,7 @@ import click
 
 from chalicelib.config import config_files
 from lakehouse import localstage
+from lakehouse.cli.pipeline import engine_option
 from lakehouse.ops import CONFIG_DIR, connect, project_settings, stage_settings
 from lakehouse.output import console, out, print_changes, print_drift
 
@@ -147,14 +148,8 @@ def doctor(stage_name: str) -> None:
 
 @click.command()
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "spark", "single"]),
-    default="auto",
-    show_default=True,
-    help="Run every batch of the smoke on this engine: spark exercises the Glue Spark jobs.",
-)
-def smoke(stage_name: str, engine: str) -> None:
+@engine_option("Run every batch of the smoke on this engine: spark exercises the Glue Spark jobs.")
+def smoke(stage_name: str, engine: str | None) -> None:
     """After deploying: drop a small generated set, wait for its run, check the ledger, the Delta tables, one SQL
     query and the API's /status, then take back what it added. Each step with its time; exit 1 naming the step
     that failed."""
@@ -166,5 +161,5 @@ def smoke(stage_name: str, engine: str) -> None:
         mark = "[green]ok  [/green]" if step.ok else "[red]FAIL[/red]"
         out.print(f"{mark} {step.name:<9} {step.seconds:7.1f} s  {step.detail}", highlight=False)
 
-    steps = Smoke(settings, stage, report=report, engine=None if engine == "auto" else engine).run()
+    steps = Smoke(settings, stage, report=report, engine=engine).run()
     out.print(f"smoke passed on stage {stage_name} in {sum(s.seconds for s in steps):.0f} s", highlight=False)

@@ -15,6 +15,19 @@ from lakehouse.ops import connect, fail_jobs, run_pipeline
 from lakehouse.output import console, out, print_execution
 
 
+def engine_option(help: str) -> Any:
+    """`--engine auto|spark|single`, given to the command as None (auto: each batch by its size and contract) or
+    the engine every batch runs on (`Pipeline.tick(engine=...)`)."""
+    return click.option(
+        "--engine",
+        type=click.Choice(["auto", "spark", "single"]),
+        default="auto",
+        show_default=True,
+        callback=lambda _ctx, _param, value: None if value == "auto" else value,
+        help=help,
+    )
+
+
 @click.command("run")
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 @click.option(
@@ -25,28 +38,21 @@ from lakehouse.output import console, out, print_execution
     help="Local stage: make a dataset's (or master_merge's) Glue job fail N times (default: every time).",
 )
 @click.option("--crawl", is_flag=True, help="Crawl every dataset of the run, even if no file brings a new layout.")
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "spark", "single"]),
-    default="auto",
-    show_default=True,
-    help="Where each dataset's batch runs: by its size and contract (auto), on Spark, or on one node.",
-)
-def run_command(stage_name: str, fail_job: tuple[str, ...], crawl: bool, engine: str) -> None:
+@engine_option("Where each dataset's batch runs: by its size and contract (auto), on Spark, or on one node.")
+def run_command(stage_name: str, fail_job: tuple[str, ...], crawl: bool, engine: str | None) -> None:
     """Run the pipeline over every accepted file now, without waiting for the batching window. Crawlers run
     only for datasets whose files bring a raw layout not crawled before, unless --crawl. A dataset's batch runs on
     Spark past [pipeline] spark_bytes or when its contract says so, unless --engine says otherwise."""
-    forced = None if engine == "auto" else engine
     settings, stage = connect(stage_name)
     if stage_name != localstage.STAGE:
         from chalicelib.pipeline.batcher import Pipeline
 
         if fail_job:
             raise click.UsageError("--fail-job is for the local stage")
-        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True, crawl=crawl, engine=forced)
+        tick = Pipeline.on_aws(settings, stage, ledger_for(stage)).tick(force=True, crawl=crawl, engine=engine)
         console.print(f"pipeline: {tick.action} {tick.run or ''} {tick.detail}", highlight=False)
         return
-    executions = run_pipeline(settings, stage, fail_jobs(stage, fail_job), crawl=crawl, engine=forced)
+    executions = run_pipeline(settings, stage, fail_jobs(stage, fail_job), crawl=crawl, engine=engine)
     if any(e["status"] != "SUCCEEDED" for e in executions):
         sys.exit(1)
 
