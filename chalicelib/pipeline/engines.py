@@ -57,7 +57,8 @@ def choose(settings: Any, dataset: str, size: int, forced: str | None = None) ->
 
 def spark_workers(size: int, pipeline: Any) -> int:
     """A Spark job's workers for `size` bytes: the driver and an executor per `[pipeline] spark_worker_bytes`
-    (each executor's share is then what one node does in under two minutes), at most `spark_max_workers`."""
+    (what one node does in under two minutes; an executor, at half that rate, in about four), at most
+    `spark_max_workers`."""
     low, _ = WORKER_LIMITS[WORKER_TYPE]
     return max(low, min(pipeline.spark_max_workers, 1 + math.ceil(size / pipeline.spark_worker_bytes)))
 
