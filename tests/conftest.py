@@ -122,14 +122,19 @@ def moto_endpoint():
     server.shutdown()
 
 
+def fresh_stage(moto_endpoint, settings, stage):
+    """Empty the moto server and provision the stage on it again (the environment points at it already)."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
+    provision(settings, stage, Clients.for_stage(stage), config_files(CONFIG), progress=lambda _: None)
+
+
 @pytest.fixture
 def lake_job(moto_endpoint, monkeypatch, settings, stage):
     """A freshly provisioned local stage on the moto server, and an ETL Job on it."""
-    import urllib.request
-
     from lakehouse_etl.processed import Job
 
-    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -139,7 +144,7 @@ def lake_job(moto_endpoint, monkeypatch, settings, stage):
     }.items():
         monkeypatch.setenv(name, value)
     aws.clear_cache()
-    provision(settings, stage, Clients.for_stage(stage), config_files(CONFIG), progress=lambda _: None)
+    fresh_stage(moto_endpoint, settings, stage)
     yield Job.for_stage(settings, "local")
     aws.clear_cache()
 

@@ -312,7 +312,6 @@ def _throttling(times):
 
 
 def test_throttling_is_absorbed_by_botocore_and_then_by_the_state_machine_retry(lake):
-    from chalicelib.aws import Clients
 
     job, _ = lake
 
@@ -406,7 +405,6 @@ def test_an_interrupted_run_started_again_gives_the_same_result(lake, sample):
 
 
 def test_a_crawl_that_fails_fails_the_run_with_the_crawler_s_error(lake):
-    from chalicelib.aws import Clients
 
     job, _ = lake
     glue = Clients.for_stage(job.stage).glue
@@ -484,21 +482,13 @@ def test_both_engines_give_the_same_quality_results_and_the_same_processed_and_c
     """The sample set with its planted anomalies, run once on one node and once on a fresh stage with every batch on
     Spark (Sail): the same quality results check by check (the gate judged inside the whole-run job on one, by its
     own Lambda step on the other), the same processed rows and the same curated tables."""
-    import urllib.request
-
-    from conftest import CONFIG
-
-    from chalicelib.config import config_files
-    from deploy.provision import provision
+    from conftest import fresh_stage
 
     job, tmp = lake
     outcomes = {}
     for engine in ("single", "spark"):
         if engine == "spark":  # the same files on an empty stage
-            urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
-            provision(
-                job.settings, job.stage, Clients.for_stage(job.stage), config_files(CONFIG), progress=lambda _: None
-            )
+            fresh_stage(moto_endpoint, job.settings, job.stage)
             accept_sample(job, sample)
         with local_pipeline(job.settings, job.stage, tmp / engine) as (pipeline, orchestrator):
             pipeline.tick(force=True, engine=engine)

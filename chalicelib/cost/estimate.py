@@ -21,6 +21,7 @@ from chalicelib.pipeline.engines import (
     STAGING_MIB_PER_SECOND,
     choose,
     single_node_run,
+    spark_by_size,
     spark_run,
 )
 
@@ -227,15 +228,14 @@ def estimate_for(
 def engines_by_size(settings: Any, p: Mapping[str, Any]) -> dict[str, Any]:
     """A dataset batch of each of a few sizes on each engine, estimated (chalicelib/pipeline/engines.py): its
     workers, minutes and price, and the engine the stage picks for it (`[pipeline] spark_bytes`)."""
-    pipeline = settings.pipeline
-    threshold = pipeline.spark_bytes
+    pipeline, threshold = settings.pipeline, settings.pipeline.spark_bytes
     rows = []
     for size in sorted({256 * 2**20, settings.limits.max_batch_bytes, threshold, 4 * threshold, 16 * threshold}):
         runs = [single_node_run(size), spark_run(size, pipeline)]
         rows.append(
             {
                 "bytes": size,
-                "chosen": "spark" if size >= pipeline.spark_bytes else "single",
+                "chosen": "spark" if spark_by_size(size, pipeline) else "single",
                 **{
                     run.engine: {
                         "workers": f"{run.workers} {run.worker_type}",

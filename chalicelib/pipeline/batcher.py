@@ -25,7 +25,7 @@ from chalicelib.ledger import FileRecord, Ledger, Run
 from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
-from chalicelib.pipeline.engines import choose, single_node_run
+from chalicelib.pipeline.engines import choose, single_node_worker_type
 from chalicelib.pipeline.steps import RunSteps
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class Pipeline:
         if size <= limit and not spark:
             return {"mode": "single", "job": run_job(self.stage), "sizing": f"{size:,} bytes <= {limit:,}: one job"}
         # the master merge reads what the run changed, on one node: sized from the run's bytes as a batch is
-        merge = {"worker_type": single_node_run(size).worker_type, "workers": 2}
+        merge = {"worker_type": single_node_worker_type(size), "workers": 2}
         if spark:  # a Spark batch is its own job: the others of the run get theirs
             sizing = f"{size:,} bytes, a dataset on Spark: a job per dataset"
             return {"mode": "per_dataset", "master_merge": merge, "sizing": sizing}

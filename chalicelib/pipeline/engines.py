@@ -44,15 +44,25 @@ def choose(settings: Any, dataset: str, size: int, forced: str | None = None) ->
     if choice != "auto":
         why = "lakehouse run --engine" if forced else f"its contract's engine = {choice!r}"
         spark, why = choice == "spark", f"{choice} ({why})"
-    elif size >= pipeline.spark_bytes:
+    elif spark_by_size(size, pipeline):
         spark, why = True, f"spark ({size:,} bytes >= spark_bytes {pipeline.spark_bytes:,})"
     else:
         spark, why = False, f"single ({size:,} bytes < spark_bytes {pipeline.spark_bytes:,})"
     if not spark:  # the ETL runs on the driver: two workers, Glue's least, bigger past one G.1X's disk
-        kind = single_node_run(size).worker_type
+        kind = single_node_worker_type(size)
         return EngineChoice(False, why if kind == WORKER_TYPE else f"{why}, on {kind} workers", kind, 2)
     workers = spark_workers(size, pipeline)
     return EngineChoice(True, f"{why}, up to {workers} {WORKER_TYPE} workers", WORKER_TYPE, workers)
+
+
+def spark_by_size(size: float, pipeline: Any) -> bool:
+    """The automatic rule: a batch of `[pipeline] spark_bytes` or more runs on Spark."""
+    return size >= pipeline.spark_bytes
+
+
+def single_node_worker_type(size: float) -> str:
+    """The worker a batch on one node needs: a G.2X past one G.1X's disk (docs/etl.md, "Memory")."""
+    return WORKER_TYPE if size <= SINGLE_NODE_G1X_BYTES else "G.2X"
 
 
 def spark_workers(size: int, pipeline: Any) -> int:
@@ -78,7 +88,7 @@ class BatchRun:
 def single_node_run(size: float) -> BatchRun:
     """A batch on one node: the job's two workers (the ETL runs on the driver alone) at the measured rate, a minute
     billed at least; past one G.1X's disk, a G.2X (docs/etl.md, "Memory")."""
-    kind = WORKER_TYPE if size <= SINGLE_NODE_G1X_BYTES else "G.2X"
+    kind = single_node_worker_type(size)
     seconds = size / 2**20 / SINGLE_NODE_MIB_PER_SECOND
     return BatchRun("single", size, kind, 2, seconds, 2 * DPUS[kind] * max(seconds, MINIMUM_SECONDS) / 3600)
 
