@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -14,6 +16,14 @@ from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 from chalicelib import APP_NAME, METRICS_NAMESPACE, runtime
 from chalicelib.errors import BatchFailed, ConfigError, InvalidEvent, LakehouseError
 from chalicelib.ingest.events import refs_from_notification
+
+if TYPE_CHECKING:
+    from chalice.app import CloudWatchEvent, Request, SQSEvent
+
+    from chalicelib.api.openapi import Route
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = Chalice(app_name=APP_NAME)
 logger = Logger(service="lakehouse")
@@ -53,12 +63,12 @@ VALIDATE_CONCURRENCY = 20
 
 
 @app.on_sqs_message(queue=INGEST_QUEUE, batch_size=1, name="validate", maximum_concurrency=VALIDATE_CONCURRENCY)
-def validate(event):
+def validate(event: SQSEvent) -> dict[str, int]:
     """S3 ObjectCreated notifications (through the ingest queue) -> validated, de-duplicated ledger entries."""
     from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
     ingestor = runtime.ingestor()
-    failures = []
+    failures: list[str] = []
     for message in SQSEvent(event.to_dict()).records:
         logger.set_correlation_id(message.message_id)
         try:
@@ -79,14 +89,14 @@ def validate(event):
 
 # -- the pipeline (statemachine/pipeline.asl.json) --------------------------------------------------------
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="batcher")
-def batcher(event):
+def batcher(event: CloudWatchEvent) -> dict[str, str | None]:
     """Start a pipeline run when accepted files have waited long enough (or enough of them wait)."""
     tick = runtime.pipeline().tick()
     logger.info("batcher", extra={"action": tick.action, "run": tick.run, "detail": tick.detail})
     return {"action": tick.action, "run": tick.run, "detail": tick.detail}
 
 
-def _run_name(event) -> str:
+def _run_name(event: object) -> str:
     """The run a state machine step is for; a step invoked without one is a wiring error, said plainly."""
     name = event.get("run") if isinstance(event, dict) else None
     if not isinstance(name, str) or not name:
@@ -96,7 +106,7 @@ def _run_name(event) -> str:
 
 
 @app.schedule("cron(0 2 * * ? *)", name="lifecycle_sync")  # [schedules] lifecycle_sync in lakehouse.toml
-def lifecycle_sync(event):
+def lifecycle_sync(event: CloudWatchEvent) -> dict[str, Any]:
     """Nightly: the lake's lifecycle definitions applied to their buckets; problems go to the alerts topic."""
     from chalicelib.lifecycle.sync import LifecycleSync
 
@@ -111,7 +121,7 @@ def lifecycle_sync(event):
 
 
 @app.schedule("cron(30 2 * * ? *)", name="drift_report")  # [schedules] drift_report in lakehouse.toml
-def drift_report(event):
+def drift_report(event: CloudWatchEvent) -> dict[str, Any]:
     """Nightly: the declared setup against the live account; the report goes to reports/drift/, and a summary to
     the alerts topic when something drifted."""
     from chalicelib.stage.drift import run_report
@@ -125,7 +135,7 @@ def drift_report(event):
 
 
 # -- the HTTP API (its OpenAPI document: GET /openapi.json, chalicelib/openapi.py) ---------------------------
-def _api_auth(mode: str) -> dict:
+def _api_auth(mode: str) -> dict[str, Any]:
     """How a stage's API routes are protected (`LAKEHOUSE_API_AUTH` in .chalice/config.json, read when `chalice
     deploy` or `chalice package` loads this file): IAM (SigV4-signed requests), an API key, or none (the local
     stage, on loopback)."""
@@ -146,7 +156,14 @@ class ServiceUnavailableError(ChaliceViewError):
     STATUS_CODE = 503
 
 
-def _aws_errors(view):
+def _request() -> Request:
+    """The request a route's view is answering (Chalice sets it before calling the view)."""
+    if app.current_request is None:
+        raise RuntimeError("no current request: only a route's view can read it")
+    return app.current_request
+
+
+def _aws_errors(view: Callable[P, R]) -> Callable[P, R]:
     """Every error behind a route answers with a status and a JSON body, never Chalice's bare 500: the project's
     own errors with their `http_status` (a parameter the caller can fix is a 4xx; a ledger that cannot be read, a
     failed query, a broken published configuration a 503 naming it), and an AWS error (a missing permission,
@@ -154,7 +171,7 @@ def _aws_errors(view):
     from functools import wraps
 
     @wraps(view)
-    def answer(*args, **kwargs):
+    def answer(*args: P.args, **kwargs: P.kwargs) -> R:
         from botocore.exceptions import BotoCoreError, ClientError
         from chalice import BadRequestError, NotFoundError
 
@@ -164,10 +181,10 @@ def _aws_errors(view):
             if exc.http_status < 500:
                 answer_with = {404: NotFoundError}.get(exc.http_status, BadRequestError)
                 raise answer_with(str(exc)) from None
-            logger.exception("%s behind %s", type(exc).__name__, app.current_request.path)
+            logger.exception("%s behind %s", type(exc).__name__, _request().path)
             raise ServiceUnavailableError(f"{type(exc).__name__}: {exc}") from None
         except (BotoCoreError, ClientError) as exc:
-            logger.exception("AWS error behind %s", app.current_request.path)
+            logger.exception("AWS error behind %s", _request().path)
             raise ServiceUnavailableError(f"AWS: {exc}") from None
 
     return answer
@@ -176,17 +193,19 @@ def _aws_errors(view):
 _DATA_VIEWS: set[str] = set()
 
 
-def data_route(path: str, method: str):
+def data_route(path: str, method: str) -> Callable[[Callable[[], R]], Callable[[], R]]:
     """A route that answers with data: the stage's authorization (API_AUTH), and every error as a 4xx or 503."""
 
-    def register(view):
+    def register(view: Callable[[], R]) -> Callable[[], R]:
         _DATA_VIEWS.add(view.__name__)
-        return app.route(path, methods=[method], **API_AUTH)(_aws_errors(view))
+        guarded = _aws_errors(view)
+        app.route(path, methods=[method], **API_AUTH)(guarded)  # registers it (Chalice hands a view back as it is)
+        return guarded
 
     return register
 
 
-def openapi_routes() -> list:
+def openapi_routes() -> list[Route]:
     """Every route of the app, for its OpenAPI document: the document is generated from these."""
     from chalicelib.api.openapi import Route
 
@@ -198,7 +217,7 @@ def openapi_routes() -> list:
 
 
 @app.route("/", methods=["GET"])
-def dashboard():
+def dashboard() -> Response:
     """The dashboard page for people: static, its data comes from /status and /cost (which are protected)."""
     from pathlib import Path
 
@@ -207,14 +226,14 @@ def dashboard():
 
 
 @app.route("/openapi.json", methods=["GET"])
-def openapi():
+def openapi() -> dict[str, Any]:
     """The API's OpenAPI document, built from the app's routes and the code they call."""
     from chalicelib.api.openapi import document
 
     return document(API_AUTH_MODE, openapi_routes())
 
 
-def _cost(params: dict) -> dict:
+def _cost(params: Mapping[str, Any]) -> dict[str, Any]:
     from chalicelib.cost import estimate as cost
 
     params = dict(params or {})
@@ -222,18 +241,18 @@ def _cost(params: dict) -> dict:
 
 
 @data_route("/cost", "GET")
-def cost_get():
+def cost_get() -> dict[str, Any]:
     """Monthly cost estimate; query parameters: `scenario` (light, medium, heavy) and any usage figure."""
-    return _cost(app.current_request.query_params or {})
+    return _cost(_request().query_params or {})
 
 
 @data_route("/cost", "POST")
-def cost_post():
+def cost_post() -> dict[str, Any]:
     """The same, with a JSON object body (`storage_split` as an object)."""
     from chalice import BadRequestError
 
     try:
-        body = app.current_request.json_body
+        body = _request().json_body
     except BadRequestError:
         raise BadRequestError("body: not valid JSON") from None
     if body is not None and not isinstance(body, dict):
@@ -242,7 +261,7 @@ def cost_post():
 
 
 @data_route("/status", "GET")
-def status_get():
+def status_get() -> dict[str, Any]:
     """The pipeline at a glance, from summaries only; `files` (1-200, default 20) recent files."""
     from datetime import UTC, datetime
 
@@ -250,7 +269,8 @@ def status_get():
 
     from chalicelib.api.status import status
 
-    raw = (app.current_request.query_params or {}).get("files", "20")
+    params: Mapping[str, str] = _request().query_params or {}
+    raw = params.get("files", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:  # "²".isdigit() is True
         raise BadRequestError(f"files: must be a whole number from 1 to 200, not {raw!r}")
     rt = runtime.current()
@@ -258,7 +278,7 @@ def status_get():
 
 
 @app.lambda_function(name="quality_check")
-def quality_check(event, context):
+def quality_check(event: dict[str, Any], context: object) -> dict[str, Any]:
     """The quality gate. Its answer (status, readable summary, batches to roll back) drives the state
     machine's QualityGate; an error-level failure is alerted by the run's failure path with this summary,
     warnings alone are alerted here."""
@@ -283,14 +303,14 @@ def quality_check(event, context):
 
 
 @app.lambda_function(name="refresh_tables")
-def refresh_tables(event, context):
+def refresh_tables(event: dict[str, Any], context: object) -> dict[str, list[str]]:
     _run_name(event)
     rt = runtime.current()
     return runtime.steps().refresh_tables(rt.client("s3"), rt.client("glue"))
 
 
 @app.lambda_function(name="finish_run")
-def finish_run(event, context):
+def finish_run(event: dict[str, Any], context: object) -> dict[str, Any]:
     summary = runtime.steps().finish(_run_name(event), runtime.current().client("s3"))
     count("PipelineRunsSucceeded", 1)
     count("FilesArchived", summary["archived"])
@@ -298,7 +318,7 @@ def finish_run(event, context):
 
 
 @app.lambda_function(name="fail_run")
-def fail_run(event, context):
+def fail_run(event: dict[str, Any], context: object) -> dict[str, Any]:
     name = _run_name(event)
     error = event.get("error") or {}
     cause = str(error.get("Cause", ""))

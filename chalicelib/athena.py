@@ -11,9 +11,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.errors import QueryError
+from chalicelib.errors import QueryError as QueryError  # re-exported: the SQL engines' callers catch it here
+
+if TYPE_CHECKING:
+    from types_boto3_athena import AthenaClient
+    from types_boto3_glue import GlueClient
+
+    from chalicelib.config import Settings, Stage
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES", "TABLE")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
@@ -60,12 +66,12 @@ class Athena:
 
     def __init__(
         self,
-        athena: Any,
+        athena: AthenaClient,
         database: str,
         workgroup: str,
         output: str,
         *,
-        glue: Any = None,
+        glue: GlueClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -73,7 +79,7 @@ class Athena:
         self.glue, self.sleep, self.clock = glue, sleep, clock
 
     @classmethod
-    def for_stage(cls, settings: Any, stage: Any) -> Athena:
+    def for_stage(cls, settings: Settings, stage: Stage) -> Athena:
         from chalicelib.aws import ClientSettings, client
 
         config = ClientSettings.for_stage(stage)
@@ -84,6 +90,8 @@ class Athena:
 
     def tables(self) -> set[str]:
         """The tables of the stage's Glue database (what Athena can query)."""
+        if self.glue is None:
+            raise QueryError("this Athena engine was built without a Glue client: it cannot list tables")
         pages = self.glue.get_paginator("get_tables").paginate(DatabaseName=self.database)
         return {t["Name"] for page in pages for t in page["TableList"]}
 

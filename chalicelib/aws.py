@@ -10,10 +10,26 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
-from chalicelib.config.model import Stage
+from chalicelib.config.model import RETRY_MODES, RetryMode, Stage
 from chalicelib.errors import ConfigError
+
+if TYPE_CHECKING:  # the types-boto3 stubs: types only, nothing of them is imported at run time
+    from botocore.client import BaseClient
+    from botocore.loaders import Loader
+    from botocore.session import Session
+    from types_boto3_apigateway import APIGatewayClient
+    from types_boto3_athena import AthenaClient
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_glue import GlueClient
+    from types_boto3_iam import IAMClient
+    from types_boto3_lambda import LambdaClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_sns import SNSClient
+    from types_boto3_sqs import SQSClient
+    from types_boto3_stepfunctions import SFNClient
+    from types_boto3_sts import STSClient
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured by boto3 and the AWS CLI as well
 
@@ -21,21 +37,23 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured by boto3 and the AWS CLI as well
 @dataclass(frozen=True)
 class ClientSettings:
     region: str
-    retry_mode: str = "standard"
+    retry_mode: RetryMode = "standard"
     max_attempts: int = 5
     endpoint_url: str | None = None
 
     @classmethod
-    def from_env(cls, region: str | None = None, retry_mode: str = "standard", max_attempts: int = 5) -> ClientSettings:
+    def from_env(
+        cls, region: str | None = None, retry_mode: RetryMode = "standard", max_attempts: int = 5
+    ) -> ClientSettings:
         return cls(
             region=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            retry_mode=os.environ.get("LAKEHOUSE_RETRY_MODE", retry_mode),
+            retry_mode=_retry_mode(os.environ.get("LAKEHOUSE_RETRY_MODE", retry_mode)),
             max_attempts=int(os.environ.get("LAKEHOUSE_MAX_ATTEMPTS", max_attempts)),
             endpoint_url=os.environ.get(ENDPOINT_ENV) or None,
         )
 
     @classmethod
-    def for_stage(cls, stage: Any) -> ClientSettings:
+    def for_stage(cls, stage: Stage) -> ClientSettings:
         """The region and retry policy a stage declares (endpoint and credentials still from the environment)."""
         if stage.needs_account:  # a default bucket name still says "{account}": a wiring error, caught before AWS
             raise ConfigError(
@@ -47,13 +65,44 @@ class ClientSettings:
         return cls.from_env(stage.region, stage.retry_mode, stage.max_attempts)
 
 
+def _retry_mode(value: str) -> RetryMode:
+    """LAKEHOUSE_RETRY_MODE checked here: botocore would only refuse it at the first client."""
+    for mode in RETRY_MODES:
+        if mode == value:
+            return mode
+    raise ConfigError("environment", "LAKEHOUSE_RETRY_MODE", value, f"must be one of {', '.join(RETRY_MODES)}")
+
+
 _lock = threading.Lock()
-_cache: dict[tuple[str, ClientSettings], Any] = {}
-_session: Any = None  # one boto3 session while the cache lives: it resolves credentials once
-_loader: Any = None  # botocore's service models, read from disk once per process and shared by every session
+_cache: dict[tuple[str, ClientSettings], BaseClient] = {}
+_session: Session | None = None  # one session while the cache lives: it resolves credentials once
+_loader: Loader | None = None  # botocore's service models, read from disk once per process and shared by every session
 
 
-def client(service: str, settings: ClientSettings | None = None) -> Any:
+# The typed accessors: one overload per service the project calls, so `client("s3")` is an S3Client to the checker.
+@overload
+def client(service: Literal["s3"], settings: ClientSettings | None = None) -> S3Client: ...
+@overload
+def client(service: Literal["dynamodb"], settings: ClientSettings | None = None) -> DynamoDBClient: ...
+@overload
+def client(service: Literal["sqs"], settings: ClientSettings | None = None) -> SQSClient: ...
+@overload
+def client(service: Literal["sns"], settings: ClientSettings | None = None) -> SNSClient: ...
+@overload
+def client(service: Literal["glue"], settings: ClientSettings | None = None) -> GlueClient: ...
+@overload
+def client(service: Literal["sts"], settings: ClientSettings | None = None) -> STSClient: ...
+@overload
+def client(service: Literal["stepfunctions"], settings: ClientSettings | None = None) -> SFNClient: ...
+@overload
+def client(service: Literal["athena"], settings: ClientSettings | None = None) -> AthenaClient: ...
+@overload
+def client(service: Literal["iam"], settings: ClientSettings | None = None) -> IAMClient: ...
+@overload
+def client(service: Literal["apigateway"], settings: ClientSettings | None = None) -> APIGatewayClient: ...
+@overload
+def client(service: Literal["lambda"], settings: ClientSettings | None = None) -> LambdaClient: ...
+def client(service: str, settings: ClientSettings | None = None) -> BaseClient:
     """A cached boto3 client for `service` (clients are thread-safe; sessions are not, hence the lock)."""
     settings = settings or ClientSettings.from_env()
     key = (service, settings)
@@ -68,13 +117,18 @@ def client(service: str, settings: ClientSettings | None = None) -> Any:
                 read_timeout=60,
                 max_pool_connections=32,
             )
-            _cache[key] = _boto3_session().client(service, config=config, endpoint_url=settings.endpoint_url)
+            _cache[key] = _session_for_clients().create_client(
+                service, config=config, endpoint_url=settings.endpoint_url
+            )
         return _cache[key]
 
 
-def _boto3_session() -> Any:
+def _session_for_clients() -> Session:
     """The session clients are made from (under the lock: sessions are not thread-safe). A new botocore session
-    would read every service model from disk again; its `data_loader` component is the shared, caching loader."""
+    would read every service model from disk again; its `data_loader` component is the shared, caching loader.
+    boto3's Session registers its handlers (S3's upload_file ...) and user agent on it; clients are then made
+    with the botocore session's `create_client`, which boto3's `client()` calls with the same arguments and which
+    the stubs type for any service name (boto3's is typed per literal name)."""
     global _session, _loader
     if _session is None:
         import boto3
@@ -84,7 +138,8 @@ def _boto3_session() -> Any:
         _loader = _loader or botocore.loaders.create_loader()
         core = botocore.session.Session()
         core.register_component("data_loader", _loader)
-        _session = boto3.session.Session(botocore_session=core)
+        boto3.session.Session(botocore_session=core)
+        _session = core
     return _session
 
 
@@ -105,7 +160,7 @@ def error_code(exc: BaseException) -> str:
 _accounts: dict[int, str] = {}
 
 
-def account_id(sts: Any) -> str:
+def account_id(sts: STSClient) -> str:
     """The caller's AWS account (asked once per client)."""
     if id(sts) not in _accounts:
         _accounts[id(sts)] = sts.get_caller_identity()["Account"]
@@ -114,21 +169,29 @@ def account_id(sts: Any) -> str:
 
 @dataclass(frozen=True)
 class Clients:
-    s3: Any
-    dynamodb: Any
-    sqs: Any
-    sns: Any
-    glue: Any
-    sts: Any
-    stepfunctions: Any
-    athena: Any
-    iam: Any
-    apigateway: Any
+    s3: S3Client
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    sns: SNSClient
+    glue: GlueClient
+    sts: STSClient
+    stepfunctions: SFNClient
+    athena: AthenaClient
+    iam: IAMClient
+    apigateway: APIGatewayClient
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
-        from chalicelib.aws import ClientSettings, client
-
         settings = ClientSettings.for_stage(stage)
-        names = ("s3", "dynamodb", "sqs", "sns", "glue", "sts", "stepfunctions", "athena", "iam", "apigateway")
-        return cls(*(client(name, settings) for name in names))
+        return cls(
+            s3=client("s3", settings),
+            dynamodb=client("dynamodb", settings),
+            sqs=client("sqs", settings),
+            sns=client("sns", settings),
+            glue=client("glue", settings),
+            sts=client("sts", settings),
+            stepfunctions=client("stepfunctions", settings),
+            athena=client("athena", settings),
+            iam=client("iam", settings),
+            apigateway=client("apigateway", settings),
+        )

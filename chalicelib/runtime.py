@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from chalicelib.aws import ClientSettings, client
 from chalicelib.config import Settings, Stage, load_settings_from_s3
@@ -20,6 +20,18 @@ from chalicelib.errors import LakehouseError
 from chalicelib.ingest.ingestor import Ingestor
 from chalicelib.ledger import Ledger, ledger_for
 
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_sns import SNSClient
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sts import STSClient
+
+    from chalicelib.pipeline.batcher import Pipeline
+    from chalicelib.pipeline.steps import RunSteps
+    from chalicelib.quality.gate import SqlEngine
+
+T = TypeVar("T")
 CONFIG_TTL_SECONDS = float(os.environ.get("LAKEHOUSE_CONFIG_TTL_SECONDS", "60"))
 
 
@@ -31,7 +43,18 @@ class Runtime:
     stage: Stage
     ledger: Ledger
 
-    def client(self, service: str) -> Any:
+    # typed per service, as `chalicelib.aws.client` is, for the services the Lambdas call
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["glue"]) -> GlueClient: ...
+    @overload
+    def client(self, service: Literal["sts"]) -> STSClient: ...
+    def client(self, service: Literal["s3", "sqs", "sns", "glue", "sts"]) -> Any:
         """A cached client for `service`, with the stage's region and retry policy."""
         return client(service, ClientSettings.for_stage(self.stage))
 
@@ -40,13 +63,13 @@ _lock = threading.RLock()  # re-entrant: building one cached value may read anot
 _cache: dict[str, tuple[float, Any]] = {}
 
 
-def _fresh(name: str, build: Any) -> Any:
+def _fresh(name: str, build: Callable[[], T]) -> T:
     """`build()`, kept for CONFIG_TTL_SECONDS per container."""
     with _lock:
         hit = _cache.get(name)
         if hit is None or time.monotonic() - hit[0] > CONFIG_TTL_SECONDS:
             hit = _cache[name] = (time.monotonic(), build())
-        return hit[1]
+        return cast("T", hit[1])  # each name is only ever built by its one `build`
 
 
 def _runtime() -> Runtime:
@@ -70,7 +93,7 @@ def ingestor() -> Ingestor:
     return Ingestor(rt.settings, rt.stage, rt.client("s3"), rt.client("sqs"), rt.ledger)
 
 
-def pipeline() -> Any:
+def pipeline() -> Pipeline:
     """The stage's pipeline, starting executions of its Step Functions state machine."""
     from chalicelib.pipeline.batcher import Pipeline
 
@@ -78,7 +101,7 @@ def pipeline() -> Any:
     return Pipeline.on_aws(rt.settings, rt.stage, rt.ledger)
 
 
-def steps() -> Any:
+def steps() -> RunSteps:
     """The state machine's Lambda steps for the stage."""
     from chalicelib.pipeline.steps import RunSteps
 
@@ -89,10 +112,10 @@ def steps() -> Any:
 # Where a stage's SQL runs, by `LAKEHOUSE_SQL_ENGINE` (.chalice/config.json): Athena on AWS. The local stage's
 # Lambdas run in the `lakehouse` process, which adds "duckdb" (DuckDB over the Delta tables, in lakehouse_etl)
 # before it invokes them: the Lambda core never imports the Glue core.
-SQL_ENGINES: dict[str, Callable[[Settings, Stage], Any]] = {}
+SQL_ENGINES: dict[str, Callable[[Settings, Stage], SqlEngine]] = {}
 
 
-def sql_engine() -> Any:
+def sql_engine() -> SqlEngine:
     """The stage's SQL engine (the quality gate's scans run on it)."""
     from chalicelib.athena import Athena
 

@@ -19,7 +19,8 @@ CHALICE_CONFIG = PROJECT_DIR / CONFIG_FILE
 
 
 def chalice_config() -> dict[str, Any]:
-    return json.loads(CHALICE_CONFIG.read_text())
+    config: dict[str, Any] = json.loads(CHALICE_CONFIG.read_text())
+    return config
 
 
 def chalice_stage_env(stage: str) -> dict[str, str]:
@@ -153,7 +154,7 @@ def write_environment(stage: Stage, account: str, project_dir: Path = PROJECT_DI
 
 
 def _with_environment(stage: Stage, account: str, project_dir: Path) -> dict[str, Any]:
-    config = json.loads((project_dir / CONFIG_FILE).read_text())
+    config: dict[str, Any] = json.loads((project_dir / CONFIG_FILE).read_text())
     chalice_stage = config["stages"].setdefault(stage.name, {})
     chalice_stage["environment_variables"] = {
         **chalice_stage.get("environment_variables", {}),

@@ -6,13 +6,16 @@ resources (the Lambdas' role is Chalice's, from `.chalice/policy-<stage>.json`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib.config import Settings, Stage
 from chalicelib.stage.roles import POLICY_NAME, declared_roles, live_role
 
+if TYPE_CHECKING:
+    from types_boto3_iam import IAMClient
 
-def ensure_roles(iam: Any, settings: Settings, stage: Stage, account: str) -> tuple[str, bool]:
+
+def ensure_roles(iam: IAMClient, settings: Settings, stage: Stage, account: str) -> tuple[str, bool]:
     """Create the roles or bring their trust and inline policy in line; returns what it did and whether a role
     was created now (IAM is eventually consistent: a new role may not be assumable for some seconds)."""
     said, created = [], False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib.aws import account_id
 from chalicelib.config import Settings, Stage
@@ -11,8 +11,11 @@ from chalicelib.stage.drift import DriftCheck, Finding
 from deploy import provision
 from deploy.glue_bundle import glue_files
 
+if TYPE_CHECKING:
+    from chalicelib.aws import Clients
 
-def plan(settings: Settings, stage: Stage, clients: Any, config_files: dict[str, str]) -> list[Finding]:
+
+def plan(settings: Settings, stage: Stage, clients: Clients, config_files: dict[str, str]) -> list[Finding]:
     """What `lakehouse deploy` would change, changing nothing: the drift checks against this checkout (its state
     machine definition, not the last deployment's), and the files it would upload. Lifecycle rules are
     `lakehouse lifecycle sync --dry-run`'s to plan."""

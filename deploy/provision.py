@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import APP_NAME, QUERIES_DIR
 from chalicelib.aws import Clients, account_id, error_code
@@ -38,6 +38,7 @@ from chalicelib.stage.declared import (
     job_definition,
     log_bucket_policy,
     log_retention,
+    notification_with_queues,
     role_arn,
     tags,
     tls_only_policy,
@@ -46,10 +47,24 @@ from chalicelib.stage.declared import (
 from deploy.chalice_project import PROJECT_DIR, chalice_stage_env, deployed_api_id
 from deploy.glue_bundle import glue_files
 
+if TYPE_CHECKING:
+    from types_boto3_apigateway import APIGatewayClient
+    from types_boto3_athena import AthenaClient
+    from types_boto3_athena.type_defs import ListNamedQueriesInputTypeDef, ListWorkGroupsInputTypeDef, NamedQueryTypeDef
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import QueueConfigurationTypeDef
+    from types_boto3_sns import SNSClient
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.literals import QueueAttributeNameType
+    from types_boto3_stepfunctions import SFNClient
+    from types_boto3_sts import STSClient
+
 log = logging.getLogger(__name__)
 
 
-def bucket_state(s3: Any, bucket: str, account: str) -> str:
+def bucket_state(s3: S3Client, bucket: str, account: str) -> str:
     """ "ours", "free" or "taken". Bucket names are global: one that exists in another account answers HeadBucket
     with 403, and ExpectedBucketOwner makes that so even for a bucket its owner lets everyone read (S3 API
     Reference, HeadBucket). A 403 can also be our own bucket that these credentials may not read: "taken" says
@@ -73,7 +88,7 @@ def bucket_taken(stage: Stage, key: str) -> str:
     )
 
 
-def _create_bucket(s3: Any, stage: Stage, key: str, account: str) -> bool:
+def _create_bucket(s3: S3Client, stage: Stage, key: str, account: str) -> bool:
     """Create the bucket unless it exists; whether it was created now. A name taken in another account is said so,
     with the setting (`key`) that picks another; CreateBucket answers BucketAlreadyExists for one taken since."""
     bucket, region = getattr(stage, key), stage.region
@@ -96,7 +111,7 @@ def _create_bucket(s3: Any, stage: Stage, key: str, account: str) -> bool:
     return True
 
 
-def ensure_bucket(s3: Any, stage: Stage, account: str) -> str:
+def ensure_bucket(s3: S3Client, stage: Stage, account: str) -> str:
     bucket = stage.bucket
     created = _create_bucket(s3, stage, "bucket", account)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -109,7 +124,7 @@ def ensure_bucket(s3: Any, stage: Stage, account: str) -> str:
     return f"bucket {bucket}: {'created' if created else 'exists'}; versioning, encryption, public access block{tls}"
 
 
-def ensure_access_logging(s3: Any, sts: Any, settings: Settings, stage: Stage) -> str:
+def ensure_access_logging(s3: S3Client, sts: STSClient, settings: Settings, stage: Stage) -> str:
     """The log bucket (SSE-S3: the only encryption S3 log delivery writes to; private; logs expire) and the lake
     bucket's server access logging into it."""
     created = _create_bucket(s3, stage, "log_bucket", account_id(sts))
@@ -125,7 +140,7 @@ def ensure_access_logging(s3: Any, sts: Any, settings: Settings, stage: Stage) -
     return f"access logs of {stage.bucket}: {where}, kept {settings.limits.access_log_days} days"
 
 
-def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
+def ensure_ledger_table(dynamodb: DynamoDBClient, stage: Stage) -> str:
     table, created = stage.ledger_table, False
     try:
         dynamodb.describe_table(TableName=table)
@@ -161,11 +176,13 @@ def ensure_ledger_table(dynamodb: Any, stage: Stage) -> str:
     return f"ledger table {table}: {'created' if created else 'exists'}; point-in-time recovery on"
 
 
-def ensure_queue(sqs: Any, name: str, attributes: Mapping[str, str]) -> str:
+def ensure_queue(sqs: SQSClient, name: str, attributes: Mapping[QueueAttributeNameType, str]) -> str:
     """Create the queue or bring its attributes in line; returns the queue ARN."""
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        settable = {k: v for k, v in attributes.items() if k != "FifoQueue"}  # FifoQueue is fixed at creation
+        settable: dict[QueueAttributeNameType, str] = {
+            k: v for k, v in attributes.items() if k != "FifoQueue"
+        }  # FifoQueue is fixed at creation
         sqs.set_queue_attributes(QueueUrl=url, Attributes=settable)
     except Exception as exc:
         if error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
@@ -174,7 +191,7 @@ def ensure_queue(sqs: Any, name: str, attributes: Mapping[str, str]) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def ensure_queues(sqs: Any, stage: Stage) -> tuple[str, str]:
+def ensure_queues(sqs: SQSClient, stage: Stage) -> tuple[str, str]:
     """The ingest queue (with its dead-letter queue, and S3 allowed to send) and the accepted-files queue."""
     dlq_arn = ensure_queue(
         sqs, stage.ingest_dlq, {"MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"}
@@ -218,17 +235,16 @@ def ensure_queues(sqs: Any, stage: Stage) -> tuple[str, str]:
     return ingest_arn, accepted_arn
 
 
-def ensure_topics(sns: Any, stage: Stage) -> str:
+def ensure_topics(sns: SNSClient, stage: Stage) -> str:
     for name in (stage.alerts_topic, stage.notifications_topic):
         sns.create_topic(Name=name, Tags=[{"Key": "project", "Value": stage.project}])  # idempotent by name
     return f"topics {stage.alerts_topic}, {stage.notifications_topic}"
 
 
-def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) -> str:
+def ensure_notification(s3: S3Client, stage: Stage, raw_prefix: str, queue_arn: str) -> str:
     """Route `ObjectCreated` under raw/ to the ingest queue, keeping every other notification of the bucket."""
     current = s3.get_bucket_notification_configuration(Bucket=stage.bucket)
-    current.pop("ResponseMetadata", None)
-    ours = {
+    ours: QueueConfigurationTypeDef = {
         "Id": NOTIFICATION_ID,
         "QueueArn": queue_arn,
         "Events": ["s3:ObjectCreated:*"],
@@ -240,7 +256,7 @@ def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) 
     # S3 sends a test message to validate the queue, and refuses while the queue's new policy is not visible to it
     _while_settling(
         lambda: s3.put_bucket_notification_configuration(
-            Bucket=stage.bucket, NotificationConfiguration={**current, "QueueConfigurations": [*others, ours]}
+            Bucket=stage.bucket, NotificationConfiguration=notification_with_queues(current, [*others, ours])
         ),
         "InvalidArgument",
         message="Unable to validate the following destination configurations",
@@ -251,7 +267,7 @@ def ensure_notification(s3: Any, stage: Stage, raw_prefix: str, queue_arn: str) 
     return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
 
 
-def holds(s3: Any, bucket: str, key: str, body: bytes) -> bool | None:
+def holds(s3: S3Client, bucket: str, key: str, body: bytes) -> bool | None:
     """Whether the object holds these bytes (its single-part ETag is their MD5); None if there is no object."""
     try:
         etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
@@ -262,7 +278,7 @@ def holds(s3: Any, bucket: str, key: str, body: bytes) -> bool | None:
     return etag == hashlib.md5(body).hexdigest()
 
 
-def put_if_changed(s3: Any, bucket: str, key: str, body: bytes) -> bool:
+def put_if_changed(s3: S3Client, bucket: str, key: str, body: bytes) -> bool:
     """Write an object unless it already holds these bytes."""
     if holds(s3, bucket, key, body):
         return False
@@ -270,14 +286,16 @@ def put_if_changed(s3: Any, bucket: str, key: str, body: bytes) -> bool:
     return True
 
 
-def upload_config(s3: Any, bucket: str, prefix: str, files: Mapping[str, str | bytes]) -> str:
+def upload_config(s3: S3Client, bucket: str, prefix: str, files: Mapping[str, str | bytes]) -> str:
     """Publish the validated configuration where the Lambdas read it; unchanged files are not rewritten."""
     bodies = {rel: text.encode("utf-8") if isinstance(text, str) else text for rel, text in files.items()}
     written = sum(put_if_changed(s3, bucket, f"{prefix}{rel}", body) for rel, body in bodies.items())
     return f"config: {written} of {len(files)} files uploaded to s3://{bucket}/{prefix}"
 
 
-def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: Stage, project_dir: Path) -> str:
+def ensure_glue_jobs(
+    glue: GlueClient, s3: S3Client, sts: STSClient, settings: Settings, stage: Stage, project_dir: Path
+) -> str:
     """Upload the entry points and the library zip, then create or update one Glue job per entry point."""
     for key, body in glue_files(settings, stage, project_dir).items():
         put_if_changed(s3, stage.bucket, key, body)
@@ -294,7 +312,7 @@ def ensure_glue_jobs(glue: Any, s3: Any, sts: Any, settings: Settings, stage: St
     return f"glue jobs: {len(glue_jobs(settings, stage))} (Glue {GLUE_VERSION}, scripts under s3://{stage.bucket}/{GLUE_PREFIX})"
 
 
-def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_role: bool = False) -> str:
+def ensure_catalog(glue: GlueClient, sts: STSClient, settings: Settings, stage: Stage, new_role: bool = False) -> str:
     """The stage's Glue database and one crawler per dataset over its raw/ folder (tables `raw_<dataset>`)."""
     try:
         glue.get_database(Name=stage.glue_database)
@@ -328,12 +346,12 @@ def ensure_catalog(glue: Any, sts: Any, settings: Settings, stage: Stage, new_ro
     return f"glue database {stage.glue_database}, {len(settings.datasets)} raw crawlers, {len(raw)} raw tables{later}"
 
 
-def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
+def ensure_workgroup(athena: AthenaClient, settings: Settings, stage: Stage) -> str:
     """The stage's Athena workgroup, enforcing its result location, encryption and a bytes-scanned cutoff
     (`lakehouse query` and the quality checks run in it)."""
     configuration = workgroup_configuration(settings, stage)
     names: set[str] = set()
-    kwargs: dict[str, str] = {}
+    kwargs: ListWorkGroupsInputTypeDef = {}
     while True:  # botocore has no paginator for ListWorkGroups
         page = athena.list_work_groups(**kwargs)
         names |= {w["Name"] for w in page["WorkGroups"]}
@@ -344,7 +362,7 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
         athena.create_work_group(
             Name=stage.athena_workgroup,
             Configuration=configuration,
-            Tags=tags(stage),
+            Tags=[{"Key": t["Key"], "Value": t["Value"]} for t in tags(stage)],
         )
         return f"athena workgroup {stage.athena_workgroup}: created"
     current = athena.get_work_group(WorkGroup=stage.athena_workgroup)["WorkGroup"]["Configuration"]
@@ -365,9 +383,10 @@ def ensure_workgroup(athena: Any, settings: Settings, stage: Stage) -> str:
     return f"athena workgroup {stage.athena_workgroup}: updated"
 
 
-def ensure_named_queries(athena: Any, stage: Stage, queries_dir: Path = QUERIES_DIR) -> str:
+def ensure_named_queries(athena: AthenaClient, stage: Stage, queries_dir: Path = QUERIES_DIR) -> str:
     """The example analyses of queries/ as Athena named queries in the stage's workgroup (by name)."""
-    existing, kwargs = {}, {"WorkGroup": stage.athena_workgroup}
+    existing: dict[str, NamedQueryTypeDef] = {}
+    kwargs: ListNamedQueriesInputTypeDef = {"WorkGroup": stage.athena_workgroup}
     while True:  # botocore has no paginator for ListNamedQueries either
         page = athena.list_named_queries(**kwargs)
         for query_id in page.get("NamedQueryIds", []):
@@ -452,7 +471,7 @@ def _while_role_is_new(call: Callable[[], Any], code: str, new_role: bool) -> An
     return _while_settling(call, code, why="the new role is not assumable yet", settling=new_role)
 
 
-def ensure_state_machine(sfn: Any, sts: Any, stage: Stage, new_role: bool = False) -> str:
+def ensure_state_machine(sfn: SFNClient, sts: STSClient, stage: Stage, new_role: bool = False) -> str:
     """Create the pipeline state machine, or update it when its definition or role changed."""
     account = account_id(sts)
     definition = state_machine_definition(stage, account)
@@ -553,7 +572,7 @@ def _provision(
 API_STAGE = "api"  # Chalice's default API Gateway stage
 
 
-def ensure_api_key(apigateway: Any, stage: Stage, project_dir: Path = PROJECT_DIR) -> str:
+def ensure_api_key(apigateway: APIGatewayClient, stage: Stage, project_dir: Path = PROJECT_DIR) -> str:
     """For a stage whose API wants an API key (LAKEHOUSE_API_AUTH = api_key): a key and a usage plan (throttled)
     bound to the stage's deployed API, as Chalice recorded it. `chalice deploy` makes the API, so on a first
     deployment this waits for the next."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import names
 from chalicelib.aws import account_id, error_code
@@ -16,6 +16,15 @@ from chalicelib.config import Settings, Stage
 from chalicelib.errors import DeploymentError
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared, roles
+
+if TYPE_CHECKING:
+    from types_boto3_apigateway import APIGatewayClient
+    from types_boto3_apigateway.type_defs import PatchOperationTypeDef
+    from types_boto3_iam import IAMClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+    from chalicelib.aws import Clients
 
 log = logging.getLogger(__name__)
 MISSING = (
@@ -43,10 +52,12 @@ def _exists(call: Callable[[], Any]) -> Any:
         raise
 
 
-def _empty_bucket(s3: Any, bucket: str) -> None:
+def _empty_bucket(s3: S3Client, bucket: str) -> None:
     """Every version and delete marker, 1,000 per request (a versioned bucket is not empty until then)."""
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        objects = [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", [])]
+        objects: list[ObjectIdentifierTypeDef] = [
+            {"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", [])
+        ]
         objects += [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("DeleteMarkers", [])]
         for start in range(0, len(objects), 1000):
             done = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
@@ -57,26 +68,25 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
-def _remove_notification(s3: Any, bucket: str) -> None:
+def _remove_notification(s3: S3Client, bucket: str) -> None:
     current = s3.get_bucket_notification_configuration(Bucket=bucket)
-    current.pop("ResponseMetadata", None)
     queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != declared.NOTIFICATION_ID]
     s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration={**current, "QueueConfigurations": queues}
+        Bucket=bucket, NotificationConfiguration=declared.notification_with_queues(current, list(queues))
     )
 
 
-def _delete_role(client: Any, name: str) -> None:
+def _delete_role(client: IAMClient, name: str) -> None:
     if _exists(lambda: client.get_role_policy(RoleName=name, PolicyName=roles.POLICY_NAME)):
         client.delete_role_policy(RoleName=name, PolicyName=roles.POLICY_NAME)
     client.delete_role(RoleName=name)
 
 
-def _delete_api_key(apigateway: Any, name: str) -> None:
+def _delete_api_key(apigateway: APIGatewayClient, name: str) -> None:
     for plan in [p for p in apigateway.get_usage_plans()["items"] if p["name"] == name]:
         stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages", [])]
         if stages:  # a usage plan with API stages cannot be deleted
-            ops = [{"op": "remove", "path": "/apiStages", "value": s} for s in stages]
+            ops: list[PatchOperationTypeDef] = [{"op": "remove", "path": "/apiStages", "value": s} for s in stages]
             apigateway.update_usage_plan(usagePlanId=plan["id"], patchOperations=ops)
         apigateway.delete_usage_plan(usagePlanId=plan["id"])
     for key in [k for k in apigateway.get_api_keys(nameQuery=name)["items"] if k["name"] == name]:
@@ -86,7 +96,7 @@ def _delete_api_key(apigateway: Any, name: str) -> None:
 def teardown(
     settings: Settings,
     stage: Stage,
-    clients: Any,
+    clients: Clients,
     *,
     apply: bool = False,
     delete_data: bool = False,

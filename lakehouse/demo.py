@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any
 
 from chalicelib.aws import client
-from chalicelib.ledger import Status, ledger_for
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import DynamoDBLedger, Status, ledger_for
 from lakehouse import localstage
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
@@ -24,7 +25,9 @@ from lakehouse.output import console, out, print_records, print_what_if
 from lakehouse.samples import write_ingest_samples
 
 
-def _pipeline(settings, stage, ledger, fail_job: str | None, run: int, dropped: list[str]) -> bool:
+def _pipeline(
+    settings: Settings, stage: Stage, ledger: DynamoDBLedger, fail_job: str | None, run: int, dropped: list[str]
+) -> bool:
     """Steps 5-7: a generated sample set with planted anomalies, the pipeline, the Delta tables. `dropped`: the
     files this demo run dropped so far (on a stage in use, the others are not the demo's to judge)."""
     from lakehouse_etl.lake import Lake
@@ -82,7 +85,7 @@ def _pipeline(settings, stage, ledger, fail_job: str | None, run: int, dropped: 
     return len(views) == 10 and not missed and pipeline_ok and failure_ok and not waiting and quality_ok and queries_ok
 
 
-def _quality_report(settings, ledger, manifest, in_use: bool) -> bool:
+def _quality_report(settings: Settings, ledger: DynamoDBLedger, manifest: dict[str, Any], in_use: bool) -> bool:
     """Step 8: the quality gate's latest results; the rule failures must be exactly the planted ones. On a stage in
     use, the checks judged from earlier loads (volume) are left out: those loads are not the demo's."""
     from chalicelib.quality.checks import CHECKS
@@ -105,7 +108,7 @@ def _quality_report(settings, ledger, manifest, in_use: bool) -> bool:
     return ok and len(results) == len(settings.datasets)
 
 
-def _example_queries(settings, stage) -> bool:
+def _example_queries(settings: Settings, stage: Stage) -> bool:
     """Step 8: the shipped example queries (the same SQL runs on Athena for a deployed stage)."""
     from rich.table import Table
 
@@ -124,7 +127,7 @@ def _example_queries(settings, stage) -> bool:
     return ok
 
 
-def _update_batch(settings, stage, ledger, run: int) -> bool:
+def _update_batch(settings: Settings, stage: Stage, ledger: DynamoDBLedger, run: int) -> bool:
     """Step 9b: a second, small delivery as a day brings it: orders the lake holds already, now on other dates (and
     their items and clicks). The run skips the crawlers (no new raw layout), moves each changed order to its new
     date (one row per key), and merges only the touched groups into curated/."""
@@ -179,7 +182,7 @@ def _update_batch(settings, stage, ledger, run: int) -> bool:
     )
 
 
-def _lifecycle_and_drift(settings, stage) -> bool:
+def _lifecycle_and_drift(settings: Settings, stage: Stage) -> bool:
     """Steps 10-11: the nightly jobs by hand: lifecycle rules from config/lifecycle/ (a dry run, then applied),
     and the drift report, after two planted changes made outside the lakehouse."""
     from chalicelib.lifecycle.rules import parse_definitions
@@ -226,7 +229,7 @@ def _lifecycle_and_drift(settings, stage) -> bool:
     )
 
 
-def _cost_estimate(settings) -> None:
+def _cost_estimate(settings: Settings) -> None:
     """Step 12: what this configuration would cost on AWS a month (lakehouse cost; GET /cost)."""
     from chalicelib.cost import estimate as cost
 
@@ -244,7 +247,7 @@ def _cost_estimate(settings) -> None:
     print_what_if(estimate)
 
 
-def _announcements(stage) -> int:
+def _announcements(stage: Stage) -> int:
     """Messages on the accepted-files queue: one per file accepted (announced once, however often S3 redelivers)."""
     sqs = client("sqs")
     url = sqs.get_queue_url(QueueName=stage.accepted_queue)["QueueUrl"]

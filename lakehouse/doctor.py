@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib.config import Settings, Stage
 from lakehouse import localstage
+
+if TYPE_CHECKING:
+    from types_boto3_lambda import LambdaClient
+
+    from chalicelib.aws import Clients
 
 # Lambda's concurrency: a new account may have 10, and the validator alone may run 20 at once (app.py): AWS's
 # default is 1,000, raised on request (Lambda developer guide, "Lambda quotas").
@@ -29,8 +34,8 @@ class Check:
 def run_checks(
     settings: Settings,
     stage: Stage,
-    clients: Any,
-    lambda_client: Any,
+    clients: Clients,
+    lambda_client: LambdaClient,
     *,
     python: tuple[int, int],
     cli_region: str | None,
@@ -62,7 +67,7 @@ def run_checks(
     return out
 
 
-def _credentials(clients: Any) -> tuple[bool, str]:
+def _credentials(clients: Clients) -> tuple[bool, str]:
     who = clients.sts.get_caller_identity()
     return True, f"account {who['Account']} as {who['Arn']}"
 
@@ -76,7 +81,7 @@ def _preflight(settings: Settings, stage: Stage, python: tuple[int, int], cli_re
     return True, f"Python {python[0]}.{python[1]}, region {stage.region}, validator sized for the limits"
 
 
-def _bucket(clients: Any, stage: Stage, key: str) -> Callable[[], tuple[bool, str]]:
+def _bucket(clients: Clients, stage: Stage, key: str) -> Callable[[], tuple[bool, str]]:
     def check() -> tuple[bool, str]:
         from deploy.provision import bucket_state, bucket_taken
 
@@ -89,7 +94,7 @@ def _bucket(clients: Any, stage: Stage, key: str) -> Callable[[], tuple[bool, st
     return check
 
 
-def _lambda_concurrency(lambda_client: Any) -> tuple[bool, str]:
+def _lambda_concurrency(lambda_client: LambdaClient) -> tuple[bool, str]:
     limit = int(lambda_client.get_account_settings()["AccountLimit"]["ConcurrentExecutions"])
     if limit < LAMBDA_CONCURRENCY_NEEDED:
         return False, (

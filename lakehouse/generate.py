@@ -18,9 +18,14 @@ import csv
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+Spoiler = Callable[[Row], Row]  # turns a clean row into one with an anomaly
 
 REASON = {
     "null_required": "REQUIRED",
@@ -44,9 +49,9 @@ class Planted:
     rows_written: int = 0
     clean_rows: int = 0  # rows the ETL keeps: clean ones and those with an anomaly only a quality rule catches
     duplicates: int = 0
-    anomalies: Counter = field(default_factory=Counter)
+    anomalies: Counter[str] = field(default_factory=Counter)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "rows_written": self.rows_written,
@@ -88,10 +93,10 @@ class _Writer:
 
     def __init__(self, rng: random.Random, rate: float, kinds: tuple[str, ...], name: str) -> None:
         self.rng, self.rate, self.kinds = rng, rate, kinds
-        self.rows: list[dict] = []
+        self.rows: list[Row] = []
         self.planted = Planted(name)
 
-    def add(self, row: dict, spoil: dict | None = None) -> bool:
+    def add(self, row: Row, spoil: dict[str, Spoiler] | None = None) -> bool:
         """Add a clean row, or (at the rate) a spoiled one; `spoil[kind](row)` spoils it. True if the ETL keeps
         the row (clean, or spoiled in a way only a quality rule catches)."""
         if spoil and self.rng.random() < self.rate:
@@ -131,7 +136,7 @@ def generate(
     days: int = 30,
     end: date | None = None,
     prefix: str = "",
-) -> dict:
+) -> dict[str, Any]:
     """Write the six datasets into `folder`; returns (and writes as manifest.json) what was planted. The orders
     fall in the `days` days before `end` (default today, UTC). Every id starts with `prefix` (`lakehouse smoke`
     keeps its rows apart from a lake's own with it)."""
@@ -140,8 +145,11 @@ def generate(
     start = datetime(end.year, end.month, end.day, tzinfo=UTC) - timedelta(days=days)
     folder.mkdir(parents=True, exist_ok=True)
     n_customers, n_products = max(10, orders // 4), max(10, min(500, orders // 10))
-    blank = lambda col: lambda r: {**r, col: ""}  # noqa: E731
-    manifest = {}
+
+    def blank(col: str) -> Spoiler:
+        return lambda r: {**r, col: ""}
+
+    manifest: dict[str, Any] = {}
 
     customers = _Writer(rng, anomaly_rate, ("null_required", "bad_email"), "customers.csv")
     for i in range(1, n_customers + 1):

@@ -9,30 +9,33 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import Settings, Stage, dataset_order
 from chalicelib.errors import LakehouseError
 from chalicelib.names import PROCESS_SCRIPT
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
 GLUE_SCRIPTS = Path(__file__).resolve().parent.parent / "glue_scripts"
 
 
-def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter:
+def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter[str]:
     """Rows rejected by reason code over the batch reports of one dataset."""
-    total: Counter = Counter()
+    total: Counter[str] = Counter()
     for batch in batches:
         total.update(batch["rejected_by_reason"])
     return total
 
 
-def rejected_rows_by_reason(s3: Any, settings: Settings, stage: Stage) -> dict[str, Counter]:
+def rejected_rows_by_reason(s3: S3Client, settings: Settings, stage: Stage) -> dict[str, Counter[str]]:
     """Rows rejected by reason code, per dataset, from every batch's rejected.parquet under rejected/."""
     import io
 
     import pyarrow.parquet as pq
 
-    out: dict[str, Counter] = {}
+    out: dict[str, Counter[str]] = {}
     for dataset in settings.datasets:
         prefix = f"{settings.zones.rejected}{dataset}/rows/"
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix):
@@ -57,7 +60,8 @@ def run_script(
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise LakehouseError(f"{script} failed (exit {result.returncode}):\n{tail}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    report: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
 
 
 def run_etl(

@@ -25,15 +25,20 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from chalicelib.errors import LocalStageError
 from lakehouse.orchestration import alive
-from lakehouse.paths import CACHE_DIR, PROJECT_DIR, STATE_DIR
+from lakehouse.paths import CACHE_DIR
+from lakehouse.paths import PROJECT_DIR as PROJECT_DIR  # re-exported: callers say localstage.PROJECT_DIR
+from lakehouse.paths import STATE_DIR as STATE_DIR
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
 
 # Where the running stage is recorded; tests point it elsewhere so they never touch yours.
 STATE_FILE = STATE_DIR / "local.json"
@@ -94,7 +99,8 @@ def require() -> LocalStage:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def use(stage: LocalStage) -> None:
@@ -224,7 +230,7 @@ def s3_notification(bucket: str, key: str, version_id: str | None = None) -> str
     return json.dumps({"Records": [record]})
 
 
-def wait_until_idle(sqs: Any, queue_name: str, timeout: float = 60.0) -> None:
+def wait_until_idle(sqs: SQSClient, queue_name: str, timeout: float = 60.0) -> None:
     """Wait until a queue holds no message, visible or in flight (the validator has finished with all)."""
     url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     deadline = time.monotonic() + timeout
@@ -298,7 +304,7 @@ def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None
     return server
 
 
-def _sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+def _sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
     """The event Lambda's SQS event source mapping hands a function."""
     return {
         "Records": [

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
@@ -38,6 +38,13 @@ from chalicelib.errors import LakehouseError
 from chalicelib.names import process_job, run_job
 from chalicelib.stage.declared import glue_jobs
 from lakehouse.stepfunctions import Execution, Executor, TaskError
+
+if TYPE_CHECKING:
+    from types_boto3_glue.type_defs import CrawlerTypeDef, TableInputTypeDef
+    from types_boto3_stepfunctions import SFNClient
+    from types_boto3_sts import STSClient
+
+    from chalicelib.aws import Clients
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 GLUE_JOB_SYNC = "arn:aws:states:::glue:startJobRun.sync"
@@ -77,7 +84,7 @@ class LocalServices:
 
     settings: Settings
     stage: Stage
-    clients: Any  # deploy.provision.Clients
+    clients: Clients  # deploy.provision.Clients
     invoke: Any  # chalice.test.Client().lambda_.invoke
     app_name: str
     fail_jobs: dict[str, int] = field(default_factory=dict)
@@ -195,7 +202,7 @@ class LocalServices:
         }
         return {"Crawler": {**out, **({"LastCrawl": last} if last else {})}}
 
-    def _crawl(self, crawler: dict[str, Any], path: str) -> str | None:
+    def _crawl(self, crawler: CrawlerTypeDef, path: str) -> str | None:
         """Register one S3 folder as a table, its columns from the first file's header (CSV) or first line
         (JSON lines), all strings: what a crawler infers for raw text files, without sampling every file."""
         bucket, _, prefix = path.removeprefix("s3://").partition("/")
@@ -211,7 +218,7 @@ class LocalServices:
         line = body.decode("utf-8", "replace").lstrip("\ufeff").splitlines()[0]
         is_json = ".json" in first["Key"]
         names = list(json.loads(line)) if is_json else [c.strip().strip('"') for c in line.split(",")]
-        table = {
+        table: TableInputTypeDef = {
             "Name": crawler.get("TablePrefix", "") + prefix.rstrip("/").rsplit("/", 1)[-1],
             "TableType": "EXTERNAL_TABLE",
             "Parameters": {"classification": "json" if is_json else "csv", "crawler": crawler["Name"]},
@@ -269,9 +276,10 @@ def failed_state(history: list[dict[str, Any]]) -> str | None:
     quality gate)."""
     for i, event in enumerate(history):
         if event["event"] in ("StateCaught", "StateFailed"):
-            return event["state"]
+            state: str = event["state"]
+            return state
         if event["event"] == "StateEntered" and event["state"] == "HandleFailure":
-            choices = [e["state"] for e in history[:i] if e["event"] == "StateExited" and "next" in e]
+            choices: list[str] = [e["state"] for e in history[:i] if e["event"] == "StateExited" and "next" in e]
             return choices[-1] if choices else None
     return None
 
@@ -291,7 +299,8 @@ class LocalOrchestrator:
             return None
         if record["status"] == "RUNNING" and not alive(record["pid"]):
             return None  # its process died: not running anywhere, so `start` runs it again
-        return record["status"]
+        status: str = record["status"]
+        return status
 
     def start(self, name: str, input_: dict[str, Any]) -> None:
         earlier = self.store.get(name)
@@ -321,11 +330,12 @@ class LocalOrchestrator:
         self.finished.append(record)
 
 
-def deployed_definition(sfn: Any, sts: Any, stage: Stage) -> dict[str, Any]:
+def deployed_definition(sfn: SFNClient, sts: STSClient, stage: Stage) -> dict[str, Any]:
     """The state machine definition as provisioned on the stage."""
     arn = stage.state_machine_arn(account_id(sts))
     try:
-        return json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+        definition: dict[str, Any] = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+        return definition
     except Exception as exc:
         raise LakehouseError(f"state machine {stage.state_machine} is not provisioned: {exc}") from exc
 

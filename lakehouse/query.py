@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from chalicelib import QUERIES_DIR as EXAMPLES_DIR
 from chalicelib.athena import Athena, QueryResult, read_only
 from chalicelib.config import Settings, Stage
+
+if TYPE_CHECKING:
+    from lakehouse_etl.local_sql import DuckDBEngine
 
 
 def examples() -> dict[str, Path]:
@@ -36,7 +39,11 @@ def on_duckdb(settings: Settings, stage: Stage, sql: str) -> QueryResult:
     return replace(result, bytes_scanned=size, details={"tables": named, "bytes": "size of the tables named"})
 
 
-def sql_engine(settings: Settings, stage: Stage, *, local: bool) -> Any:
+@overload
+def sql_engine(settings: Settings, stage: Stage, *, local: Literal[True]) -> DuckDBEngine: ...
+@overload
+def sql_engine(settings: Settings, stage: Stage, *, local: bool) -> DuckDBEngine | Athena: ...
+def sql_engine(settings: Settings, stage: Stage, *, local: bool) -> DuckDBEngine | Athena:
     """Where a stage's SQL runs: DuckDB over the local stage's Delta tables, Athena elsewhere."""
     if local:
         from lakehouse_etl.file_cache import FileCache

@@ -16,12 +16,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import Settings, Stage, dataset_order
 from chalicelib.errors import LakehouseError
 from chalicelib.ledger import Status, ledger_for
 from lakehouse import localstage
+
+if TYPE_CHECKING:
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 RUN_TIMEOUT = 3600.0  # a first run on AWS waits for Glue's cold start and the crawlers
 
@@ -185,7 +188,7 @@ class Smoke:
         con = duckdb_connection(Lake.for_stage(self.settings, self.stage))
         counts = self._count(
             lambda d, key: f"SELECT count(*) FROM processed_{d} WHERE {key} LIKE '{self.tag}%'",
-            lambda sql: con.execute(sql).fetchone()[0],  # type: ignore[index]
+            lambda sql: con.execute(sql).fetchone()[0],
         )
         if counts != self.expected:
             raise LakehouseError(f"rows by table {counts}, expected {self.expected}")
@@ -268,7 +271,7 @@ class Smoke:
         s3, count = client("s3", ClientSettings.for_stage(self.stage)), 0
         for key in keys:
             versions = s3.list_object_versions(Bucket=self.stage.bucket, Prefix=key)
-            doomed = [
+            doomed: list[ObjectIdentifierTypeDef] = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])
                 if v["Key"] == key
@@ -301,7 +304,10 @@ def deployed_get(stage: Stage, path: str) -> tuple[int, str]:
     session = boto3.Session(region_name=stage.region)
     if auth == "iam":
         request = AWSRequest(method="GET", url=url)
-        SigV4Auth(session.get_credentials(), "execute-api", stage.region).add_auth(request)
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise LakehouseError(f"no AWS credentials to sign the request to {url} with (the stage's API uses IAM)")
+        SigV4Auth(credentials, "execute-api", stage.region).add_auth(request)
         headers = dict(request.headers)
     elif auth == "api_key":
         keys = session.client("apigateway").get_api_keys(nameQuery=api_key_name(stage), includeValues=True)

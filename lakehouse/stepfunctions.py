@@ -35,6 +35,7 @@ from typing import Any
 from chalicelib.errors import LakehouseError
 
 Dispatch = Callable[[str, Any], Any]  # (resource ARN, parameters) -> result; raises TaskError
+Record = Callable[..., None]  # (event, state label, **details): one history event
 
 _STATE_FIELDS = {
     "Pass": {"Result", "ResultPath", "Parameters"},
@@ -56,7 +57,7 @@ _STATE_FIELDS = {
     "Fail": {"Error", "Cause", "ErrorPath", "CausePath"},
 }
 _COMMON = {"Type", "Comment", "Next", "End", "InputPath", "OutputPath"}
-_COMPARISONS = {
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "StringEquals": lambda a, b: isinstance(a, str) and a == b,
     "StringMatches": lambda a, b: isinstance(a, str) and fnmatch.fnmatchcase(a, b),
     "NumericEquals": lambda a, b: _number(a) and a == b,
@@ -366,7 +367,7 @@ class Executor:
         execution.stopped_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         return execution
 
-    def _run_machine(self, machine: dict[str, Any], data: Any, context: Any, record: Callable, prefix: str) -> Any:
+    def _run_machine(self, machine: dict[str, Any], data: Any, context: Any, record: Record, prefix: str) -> Any:
         name = machine["StartAt"]
         while True:
             state = machine["States"][name]
@@ -413,7 +414,7 @@ class Executor:
                 return data
             name = state["Next"]
 
-    def _execute(self, state: dict[str, Any], data: Any, context: Any, record: Callable, label: str) -> Any:
+    def _execute(self, state: dict[str, Any], data: Any, context: Any, record: Record, label: str) -> Any:
         kind = state["Type"]
         effective = self._input(state, data)
         if kind == "Succeed":
@@ -440,7 +441,7 @@ class Executor:
         combined = data if result_path is None else set_path(data, result_path, result)
         return self._output(state, combined)
 
-    def _work(self, state: dict[str, Any], effective: Any, context: Any, record: Callable, label: str) -> Any:
+    def _work(self, state: dict[str, Any], effective: Any, context: Any, record: Record, label: str) -> Any:
         if state["Type"] == "Task":
             try:
                 return self.dispatch(state["Resource"], effective)
@@ -466,7 +467,9 @@ class Executor:
         runs = [(branch, effective, context, f"{label}.{i}.") for i, branch in enumerate(state["Branches"])]
         return self._run_all(runs, 0, record)
 
-    def _run_all(self, runs: list[tuple[dict, Any, Any, str]], max_concurrency: int, record: Callable) -> list[Any]:
+    def _run_all(
+        self, runs: list[tuple[dict[str, Any], Any, Any, str]], max_concurrency: int, record: Record
+    ) -> list[Any]:
         """Run Parallel branches or Map iterations. The first failure fails the state and stops the others, as AWS
         does ("If any branch fails, ... the entire Parallel state fails and all its branches are stopped", Step
         Functions guide, Parallel state): no new iteration starts and a running branch enters no further state. A
@@ -509,7 +512,7 @@ class Executor:
             raise TaskError(errors[0].error, errors[0].cause)
         return results
 
-    def _with_retry(self, state: dict[str, Any], label: str, record: Callable, work: Callable[[], Any]) -> Any:
+    def _with_retry(self, state: dict[str, Any], label: str, record: Record, work: Callable[[], Any]) -> Any:
         attempts: dict[int, int] = {}
         while True:
             try:
@@ -543,9 +546,11 @@ class Executor:
     def _choose(self, state: dict[str, Any], data: Any, label: str) -> str:
         for rule in state["Choices"]:
             if self._rule(rule, data):
-                return rule["Next"]
+                chosen: str = rule["Next"]
+                return chosen
         if "Default" in state:
-            return state["Default"]
+            default: str = state["Default"]
+            return default
         raise TaskError("States.NoChoiceMatched", f"{label}: no choice rule matched and there is no Default")
 
     def _rule(self, rule: dict[str, Any], data: Any) -> bool:
@@ -557,14 +562,14 @@ class Executor:
             return not self._rule(rule["Not"], data)
         value = get_path(data, rule["Variable"], _ABSENT)
         if "IsPresent" in rule:
-            return (value is not _ABSENT) == rule["IsPresent"]
+            return bool((value is not _ABSENT) == rule["IsPresent"])
         if value is _ABSENT:  # AWS fails the execution here rather than take the Default: guard with IsPresent
             raise TaskError(
                 "States.Runtime",
                 f"Invalid path {rule['Variable']!r}: the choice state's condition path references an invalid value",
             )
         if "IsNull" in rule:
-            return (value is None) == rule["IsNull"]
+            return bool((value is None) == rule["IsNull"])
         for op, compare in _COMPARISONS.items():
             if op in rule:
                 return compare(value, rule[op])

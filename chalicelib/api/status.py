@@ -5,27 +5,33 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.ledger import Ledger, now_iso
 from chalicelib.pipeline.steps import describe_error
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
 RUNS = 20  # recent runs shown, and searched for each dataset's last success
 TREND = 10  # quality results per dataset, for the dashboard's trend
 
 
-def _latest(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def _latest(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
     try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        report: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return report
     except Exception as exc:
         if error_code(exc) in ("NoSuchKey", "404"):
             return None
         raise
 
 
-def status(settings: Settings, stage: Stage, ledger: Ledger, s3: Any, now: datetime, files: int = 20) -> dict[str, Any]:
+def status(
+    settings: Settings, stage: Stage, ledger: Ledger, s3: S3Client, now: datetime, files: int = 20
+) -> dict[str, Any]:
     """The pipeline at a glance (GET /status), from ledger summaries and the reports' latest documents only."""
     runs = ledger.runs(RUNS)
     last_success: dict[str, str] = {}

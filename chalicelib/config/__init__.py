@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config.model import (
     ACCOUNT,
@@ -30,6 +30,9 @@ from chalicelib.config.model import (
 )
 from chalicelib.config.reader import Where, parse_toml, read, text_of
 from chalicelib.errors import ConfigError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 __all__ = [
     "DATASETS_DIR",
@@ -258,7 +261,7 @@ def load_settings(root: Path | str) -> Settings:
     return parse_settings(config_files(Path(root)))
 
 
-def load_settings_from_s3(s3: Any, bucket: str, prefix: str) -> Settings:
+def load_settings_from_s3(s3: S3Client, bucket: str, prefix: str) -> Settings:
     """Load and validate the configuration that provisioning uploaded to `s3://bucket/prefix`."""
     files = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, job_dpu_hours, prices
-from chalicelib.errors import UsageError
+from chalicelib.cost.prices import DAYS, HOURS, crawl_dpu_hours, job_dpu_hours
+from chalicelib.cost.prices import prices as prices  # re-exported with UsageError: the API and CLI use them from here
+from chalicelib.errors import UsageError as UsageError
 from chalicelib.pipeline.engines import (
     SINGLE_NODE_MIB_PER_SECOND,
     SPARK_SHARE_OF_ONE_NODE,

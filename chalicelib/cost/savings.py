@@ -60,7 +60,9 @@ def _gb_months(steps: list[tuple[int, str | None]], gb_per_day: float) -> dict[s
     return held
 
 
-def lifecycle_saving(usage: Any, rules: Sequence[Mapping[str, Any]] | None, zones: Any, p: Mapping[str, Any]) -> dict:
+def lifecycle_saving(
+    usage: Any, rules: Sequence[Mapping[str, Any]] | None, zones: Any, p: Mapping[str, Any]
+) -> dict[str, Any]:
     """The lake after a year: every accepted file is kept in archive/ (current versions) and its validated raw/
     version stays behind a delete marker (noncurrent). Without rules all of it stays STANDARD; with them it
     moves down the classes and expires as the rules say."""
@@ -113,7 +115,7 @@ def _date_partitioned(table: str, datasets: Mapping[str, Any]) -> bool:
     return column.type in DATE_TYPES
 
 
-def pruning_saving(usage: Any, datasets: Mapping[str, Any], queries_dir: Path, p: Mapping[str, Any]) -> dict:
+def pruning_saving(usage: Any, datasets: Mapping[str, Any], queries_dir: Path, p: Mapping[str, Any]) -> dict[str, Any]:
     """The example queries restricted to the last WINDOW_DAYS of a table partitioned by a date: Athena reads only
     those partitions. The day's queries are taken to be the examples in equal shares, each reading
     `gb_scanned_per_query` split evenly over the tables it names."""
@@ -149,7 +151,7 @@ def pruning_saving(usage: Any, datasets: Mapping[str, Any], queries_dir: Path, p
     }
 
 
-def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict:
+def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict[str, Any]:
     """Crawling only on a raw layout change (the pipeline's way) against crawling every dataset of every run."""
     per_crawl = crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, p) * p["glue_crawler_dpu_hour"]
     every_run = usage.pipeline_runs_per_day * DAYS_PER_MONTH * usage.datasets_per_run * per_crawl
@@ -167,7 +169,7 @@ def crawl_saving(usage: Any, p: Mapping[str, Any]) -> dict:
     }
 
 
-def flex_saving(usage: Any, p: Mapping[str, Any]) -> dict:
+def flex_saving(usage: Any, p: Mapping[str, Any]) -> dict[str, Any]:
     """The Glue job runs at the Flex execution class (spare capacity: a run may wait to start) against standard."""
     hours = job_dpu_hours(usage, p)
     standard, flex = hours * p["glue_dpu_hour"], hours * p["glue_flex_dpu_hour"]

@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
@@ -22,6 +23,11 @@ from chalicelib.ingest.layout import file_layout
 from chalicelib.ingest.validation import Verdict, validate_stream
 from chalicelib.ledger import FileRecord, Ledger, Status, now_iso
 from chalicelib.stage.catalog import raw_table_shows
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import CopySourceTypeDef, HeadObjectOutputTypeDef, HeadObjectRequestTypeDef
+    from types_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +42,8 @@ class Ingestor:
 
     settings: Settings
     stage: Stage
-    s3: Any
-    sqs: Any
+    s3: S3Client
+    sqs: SQSClient
     ledger: Ledger
 
     def dataset_of(self, key: str) -> str | None:
@@ -55,9 +61,10 @@ class Ingestor:
             log.info("ignored: not a file under %s", self.settings.zones.raw, extra={"key": ref.key})
             return None
         head = self._head(ref)
-        head_etag = (head or {}).get("ETag", "").strip('"') or None
+        seen: Mapping[str, Any] = head or {}
+        head_etag = seen.get("ETag", "").strip('"') or None
         overwritten = head is not None and not ref.version_id and bool(ref.etag) and ref.etag != head_etag
-        s3_version = ref.version_id or (None if overwritten else (head or {}).get("VersionId"))
+        s3_version = ref.version_id or (None if overwritten else seen.get("VersionId"))
         s3_version = None if s3_version == "null" else s3_version
         # Identity of the delivery: S3's version id; in an unversioned bucket the event's sequencer or ETag.
         identity = s3_version or ref.sequencer or ref.etag or head_etag or "unversioned"
@@ -67,7 +74,7 @@ class Ingestor:
             key=ref.key,
             version_id=s3_version,
             dataset=dataset,
-            size=ref.size if overwritten else (head or {}).get("ContentLength", ref.size),
+            size=ref.size if overwritten else seen.get("ContentLength", ref.size),
             etag=ref.etag if overwritten else head_etag or ref.etag,
         )
         claim = self.ledger.claim(record)
@@ -136,8 +143,8 @@ class Ingestor:
         return self._announce(valid)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
-        kwargs = {"Bucket": ref.bucket, "Key": ref.key}
+    def _head(self, ref: ObjectRef) -> HeadObjectOutputTypeDef | None:
+        kwargs: HeadObjectRequestTypeDef = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version_id:
             kwargs["VersionId"] = ref.version_id
         try:
@@ -148,12 +155,12 @@ class Ingestor:
             raise
 
     @staticmethod
-    def _md5_from_etag(head: dict[str, Any]) -> bool:
+    def _md5_from_etag(head: Mapping[str, Any]) -> bool:
         """The ETag is the MD5 only for single-part uploads without SSE-KMS (S3 docs, 'Checking object integrity')."""
         etag = head.get("ETag", "").strip('"')
         return bool(_PLAIN_MD5.fullmatch(etag)) and head.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
 
-    def _get(self, record: FileRecord, head: dict[str, Any]) -> Any:
+    def _get(self, record: FileRecord, head: Mapping[str, Any]) -> Any:
         kwargs: dict[str, Any] = {"Bucket": record.bucket, "Key": record.key}
         if head.get("VersionId") not in (None, "null"):
             kwargs["VersionId"] = head["VersionId"]
@@ -182,11 +189,11 @@ class Ingestor:
             **extra,
         )
 
-    def _reject(self, record: FileRecord, head: dict[str, Any], verdict: Verdict) -> FileRecord:
+    def _reject(self, record: FileRecord, head: Mapping[str, Any], verdict: Verdict) -> FileRecord:
         zones = self.settings.zones
         rest = record.key[len(zones.raw) :]
         target = f"{zones.rejected}{rest if record.dataset else '_no_dataset/' + rest}"
-        source = {"Bucket": record.bucket, "Key": record.key}
+        source: CopySourceTypeDef = {"Bucket": record.bucket, "Key": record.key}
         if head.get("VersionId") not in (None, "null"):
             source["VersionId"] = head["VersionId"]
         # Copy first, reason second; raw/ is never touched, so no step here can lose the file.

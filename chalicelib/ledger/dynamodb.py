@@ -6,10 +6,16 @@ import heapq
 import random
 import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import LedgerError
 from chalicelib.ledger.base import Ledger
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import BatchGetItemOutputTypeDef, GlobalSecondaryIndexTypeDef
+
+    from chalicelib.config import Stage
 
 BY_TIME_INDEX = "by_received_at"
 PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for their processed/ job
@@ -38,7 +44,7 @@ class DynamoDBLedger(Ledger):
     GSI `pending_by_dataset` on pending + received_at; both project keys (and `status`) only: reads of whole items
     go to the table, consistently, by key)."""
 
-    def __init__(self, dynamodb: Any, table: str, lease_seconds: int = 960) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, lease_seconds: int = 960) -> None:
         super().__init__(lease_seconds)
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -78,7 +84,7 @@ class DynamoDBLedger(Ledger):
             return None
         except ClientError as exc:  # only ConditionalCheckFailed reaches here; it carries the old item
             old = exc.response.get("Item")
-            return self._from_ddb(old) if old else self._get(item["pk"])
+            return self._from_ddb(old) if isinstance(old, dict) and old else self._get(item["pk"])
 
     def _bind(
         self, prefix: str, attributes: dict[str, Any], names: dict[str, str], values: dict[str, Any]
@@ -156,7 +162,7 @@ class DynamoDBLedger(Ledger):
                 )
         return out
 
-    def _call_batch_get(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _call_batch_get(self, request: dict[str, Any]) -> BatchGetItemOutputTypeDef:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -215,14 +221,14 @@ class DynamoDBLedger(Ledger):
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def ledger_for(stage: Any) -> DynamoDBLedger:
+def ledger_for(stage: Stage) -> DynamoDBLedger:
     """The stage's ledger, through the client factory."""
     from chalicelib.aws import ClientSettings, client
 
     return DynamoDBLedger(client("dynamodb", ClientSettings.for_stage(stage)), stage.ledger_table, stage.lease_seconds)
 
 
-LEDGER_INDEXES: list[dict[str, Any]] = [
+LEDGER_INDEXES: list[GlobalSecondaryIndexTypeDef] = [
     {
         "IndexName": BY_TIME_INDEX,
         "KeySchema": [

@@ -18,11 +18,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from chalicelib.aws import error_code
 from chalicelib.errors import NotFoundError
 from chalicelib.lifecycle.rules import Definitions, definition_text, fingerprint, normalise, parse_definitions
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import LifecycleRuleTypeDef, ListBucketsRequestTypeDef
 
 log = logging.getLogger(__name__)
 DEFINITIONS = "lifecycle/"  # under the config zone
@@ -64,7 +68,7 @@ class SyncReport:
         return [c for c in self.changes if c.action == "failed"]
 
 
-def live_rules(s3: Any, bucket: str) -> list[dict[str, Any]]:
+def live_rules(s3: S3Client, bucket: str) -> list[dict[str, Any]]:
     """A bucket's lifecycle rules now ([] when it has none)."""
     try:
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
@@ -83,10 +87,12 @@ def diff(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> tuple[lis
     return added, removed
 
 
-def write(s3: Any, bucket: str, rules: list[dict[str, Any]]) -> BucketAction:
+def write(s3: S3Client, bucket: str, rules: list[dict[str, Any]]) -> BucketAction:
     """One write of the bucket's whole configuration; no rules at all is a delete."""
     if rules:
-        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+        # rules.normalise() builds S3's rule shape key by key from the definitions: typed at this one boundary
+        typed = cast("list[LifecycleRuleTypeDef]", rules)
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": typed})
         return "put"
     s3.delete_bucket_lifecycle(Bucket=bucket)
     return "delete"
@@ -97,7 +103,7 @@ class LifecycleSync:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         lake_bucket: str,
         config_prefix: str,
         reports_prefix: str,
@@ -139,7 +145,8 @@ class LifecycleSync:
         names: set[str] = set()
         token = None
         while True:
-            page = self.s3.list_buckets(**({"ContinuationToken": token} if token else {}))
+            request: ListBucketsRequestTypeDef = {"ContinuationToken": token} if token else {}
+            page = self.s3.list_buckets(**request)
             names |= {b["Name"] for b in page.get("Buckets", [])}
             token = page.get("ContinuationToken")
             if not token:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
@@ -27,6 +27,9 @@ from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.engines import choose, single_node_worker_type
 from chalicelib.pipeline.steps import RunSteps
+
+if TYPE_CHECKING:
+    from types_boto3_stepfunctions import SFNClient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class StepFunctions:
     """The stage's state machine on AWS. A run's execution is named `<run>-<ledger epoch>` (Ledger.epoch): Step
     Functions keeps a name for 90 days after its execution ends, and a ledger made again numbers runs from 1."""
 
-    def __init__(self, sfn: Any, state_machine_arn: str, epoch: str = "") -> None:
+    def __init__(self, sfn: SFNClient, state_machine_arn: str, epoch: str = "") -> None:
         self.sfn, self.arn, self.epoch = sfn, state_machine_arn, epoch
 
     @classmethod

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.config.model import PipelineSettings, Settings
 
 WORKER_TYPE = "G.1X"  # 1 DPU: 4 vCPUs, 16 GB (Glue docs, "AWS Glue worker types")
 # StartJobRun's NumberOfWorkers: "The maximum number of workers you can define are 299 for G.1X, and 149 for G.2X";
@@ -36,7 +39,7 @@ class EngineChoice:
     workers: int
 
 
-def choose(settings: Any, dataset: str, size: int, forced: str | None = None) -> EngineChoice:
+def choose(settings: Settings, dataset: str, size: int, forced: str | None = None) -> EngineChoice:
     """The engine of a dataset batch of `size` bytes: the run says which (`lakehouse run --engine`), its contract
     does (`engine`), or its size passes `[pipeline] spark_bytes`."""
     pipeline = settings.pipeline
@@ -55,7 +58,7 @@ def choose(settings: Any, dataset: str, size: int, forced: str | None = None) ->
     return EngineChoice(True, f"{why}, up to {workers} {WORKER_TYPE} workers", WORKER_TYPE, workers)
 
 
-def spark_by_size(size: float, pipeline: Any) -> bool:
+def spark_by_size(size: float, pipeline: PipelineSettings) -> bool:
     """The automatic rule: a batch of `[pipeline] spark_bytes` or more runs on Spark."""
     return size >= pipeline.spark_bytes
 
@@ -65,7 +68,7 @@ def single_node_worker_type(size: float) -> str:
     return WORKER_TYPE if size <= SINGLE_NODE_G1X_BYTES else "G.2X"
 
 
-def spark_workers(size: int, pipeline: Any) -> int:
+def spark_workers(size: int, pipeline: PipelineSettings) -> int:
     """A Spark job's workers for `size` bytes: the driver and an executor per `[pipeline] spark_worker_bytes`
     (what one node does in under two minutes; an executor, at half that rate, in about four), at most
     `spark_max_workers`."""
@@ -93,7 +96,7 @@ def single_node_run(size: float) -> BatchRun:
     return BatchRun("single", size, kind, 2, seconds, 2 * DPUS[kind] * max(seconds, MINIMUM_SECONDS) / 3600)
 
 
-def spark_run(size: float, pipeline: Any) -> BatchRun:
+def spark_run(size: float, pipeline: PipelineSettings) -> BatchRun:
     """A batch on Spark: the executors (workers - 1) read and stage their share of the files, then type and merge it
     at half one node's rate (as measured); every worker billed while the job runs, a minute at least (an upper
     bound: auto scaling releases executors that have nothing left to do)."""

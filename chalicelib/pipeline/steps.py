@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
@@ -18,6 +18,11 @@ from chalicelib.names import process_job
 from chalicelib.quality import gate as quality
 from chalicelib.quality.gate import SqlEngine
 from chalicelib.quality.results import ERROR, PASSED, WARN, TableQuality
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import CopySourceTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +128,7 @@ class RunSteps:
             "results": [r.as_dict() for r in results],
         }
 
-    def fail(self, name: str, error: str, cause: str, s3: Any = None) -> dict[str, Any]:
+    def fail(self, name: str, error: str, cause: str, s3: S3Client | None = None) -> dict[str, Any]:
         """The failure step: the run's unmerged files become FAILED with their dataset's cause; files a job
         did merge stay PROCESSED and, given `s3`, are archived (their data is in processed/); the run is
         closed."""
@@ -157,7 +162,7 @@ class RunSteps:
         log.error("run %s failed: %s: %s (%d files FAILED, %d archived)", name, error, cause, failed, archived)
         return {"run": name, "files_failed": failed, "archived": archived}
 
-    def finish(self, name: str, s3: Any) -> dict[str, Any]:
+    def finish(self, name: str, s3: S3Client) -> dict[str, Any]:
         """The success step: remember the layouts the run's crawlers saw, archive the run's raw files, then close
         the run. Safe to repeat."""
         summary: dict[str, Any] = {"run": name, "datasets": {}, "files": 0, "archived": 0}
@@ -177,7 +182,7 @@ class RunSteps:
         self.ledger.end_run(name, "SUCCEEDED")
         return summary
 
-    def _archive_all(self, s3: Any, records: list[FileRecord]) -> int:
+    def _archive_all(self, s3: S3Client, records: list[FileRecord]) -> int:
         """Archive files 16 at a time (server-side copies); versions of one key one after the other, so each
         copy is checked against its own source."""
         by_key: dict[str, list[FileRecord]] = {}
@@ -187,14 +192,14 @@ class RunSteps:
             done = pool.map(lambda group: sum(self._archive(s3, r) for r in group), by_key.values())
             return sum(done)
 
-    def _archive(self, s3: Any, record: FileRecord) -> int:
+    def _archive(self, s3: S3Client, record: FileRecord) -> int:
         """Copy a processed raw file to archive/ and check the copy; only then hide it from raw/ with a delete
         marker (the version stays, so nothing is lost). A newer upload under the same key is left alone."""
         if record.archived_key:
             return 0
         zones = self.settings.zones
         key = zones.archive + record.key.removeprefix(zones.raw)
-        source = {"Bucket": record.bucket, "Key": record.key}
+        source: CopySourceTypeDef = {"Bucket": record.bucket, "Key": record.key}
         if record.version_id:
             source["VersionId"] = record.version_id
         s3.copy(source, self.stage.bucket, key)  # managed copy: multipart above 5 GB
@@ -217,7 +222,7 @@ class RunSteps:
         return 1
 
     def refresh_tables(
-        self, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
+        self, s3: S3Client, glue: GlueClient, zones: tuple[str, ...] = ("raw", "processed", "curated")
     ) -> dict[str, Any]:
         """Register the stage's tables in its Glue database for Athena (see `chalicelib.catalog`)."""
         from chalicelib.stage.catalog import refresh

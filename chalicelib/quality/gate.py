@@ -20,12 +20,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.api.openapi import ERROR
 from chalicelib.athena import QueryError, QueryResult
 from chalicelib.config import Contract, Rule
 from chalicelib.names import table_name
 from chalicelib.quality.checks import VOLUME, Rows, check_of, listed, literal, quote, scanned
-from chalicelib.quality.results import CheckResult, TableQuality
+from chalicelib.quality.results import ERROR, CheckResult, TableQuality
 
 
 class SqlEngine(Protocol):

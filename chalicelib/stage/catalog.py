@@ -12,16 +12,21 @@ before it queries) registers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import error_code
 from chalicelib.config import Contract, Settings, Stage
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
+    from types_boto3_glue.type_defs import SerDeInfoTypeDef, TableInputTypeDef
+    from types_boto3_s3 import S3Client
 
 RAW_PARTITION = "ingest_date"
 RAW_DAYS = "NOW-1YEARS,NOW"  # raw files are archived once processed: a year back covers what still waits there
 
 
-def delta_table(name: str, location: str) -> dict[str, Any]:
+def delta_table(name: str, location: str) -> TableInputTypeDef:
     """A Glue table that Athena reads as a native Delta table."""
     return {
         "Name": name,
@@ -31,11 +36,12 @@ def delta_table(name: str, location: str) -> dict[str, Any]:
     }
 
 
-def raw_table(settings: Settings, stage: Stage, contract: Contract) -> dict[str, Any] | None:
+def raw_table(settings: Settings, stage: Stage, contract: Contract) -> TableInputTypeDef | None:
     """The raw zone's table of a single-format dataset, with partition projection on `ingest_date`."""
     if len(contract.formats) != 1:
         return None
     location = f"s3://{stage.bucket}/{settings.zones.raw}{contract.name}/"
+    serde: SerDeInfoTypeDef
     if contract.formats[0] == "csv":
         serde = {
             "SerializationLibrary": "org.apache.hadoop.hive.serde2.OpenCSVSerde",
@@ -104,7 +110,7 @@ def table_differences(declared: Any, live: Any, path: str = "") -> list[str]:
     return [] if declared == live else [path]
 
 
-def put_table(glue: Any, database: str, table: dict[str, Any]) -> str:
+def put_table(glue: GlueClient, database: str, table: TableInputTypeDef) -> str:
     """Create the table, update it when it differs from its declaration, or leave it: "created", "updated" or
     "unchanged". Every UpdateTable archives a table version unless told not to, and Glue refuses updates once a
     table has too many (AWS Glue API, UpdateTable `SkipArchive`; Glue service quotas, table versions per table):
@@ -123,16 +129,18 @@ def put_table(glue: Any, database: str, table: dict[str, Any]) -> str:
 
 
 def declared_tables(
-    settings: Settings, stage: Stage, s3: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
-) -> list[dict[str, Any]]:
+    settings: Settings, stage: Stage, s3: S3Client | None, zones: tuple[str, ...] = ("raw", "processed", "curated")
+) -> list[TableInputTypeDef]:
     """The tables the stage should have in its Glue database: the raw tables its contracts declare, and a
     Delta table for each processed/curated table in S3 (once it has a log)."""
-    tables = []
+    tables: list[TableInputTypeDef] = []
     if "raw" in zones:
         tables += [t for c in settings.datasets.values() if (t := raw_table(settings, stage, c)) is not None]
     for label in ("processed", "curated"):
         if label not in zones:
             continue
+        if s3 is None:
+            raise ValueError(f"the {label} tables are found by listing the bucket: an S3 client is needed")
         zone = getattr(settings.zones, label)
         listing = s3.list_objects_v2(Bucket=stage.bucket, Prefix=zone, Delimiter="/")
         for prefix in (p["Prefix"] for p in listing.get("CommonPrefixes", [])):
@@ -143,7 +151,11 @@ def declared_tables(
 
 
 def refresh(
-    settings: Settings, stage: Stage, s3: Any, glue: Any, zones: tuple[str, ...] = ("raw", "processed", "curated")
+    settings: Settings,
+    stage: Stage,
+    s3: S3Client | None,
+    glue: GlueClient,
+    zones: tuple[str, ...] = ("raw", "processed", "curated"),
 ) -> list[str]:
     """Register the stage's declared tables (`declared_tables`); returns their names."""
     tables = declared_tables(settings, stage, s3, zones)

@@ -9,10 +9,23 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chalicelib.config import Settings, Stage
 from chalicelib.names import PROCESS_SCRIPT, RUN_SCRIPT, SPARK_SCRIPT, job_name, process_job, spark_job
+
+if TYPE_CHECKING:
+    from types_boto3_athena.type_defs import WorkGroupConfigurationTypeDef
+    from types_boto3_glue.type_defs import JobUpdateTypeDef
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import (
+        BucketLoggingStatusTypeDef,
+        LifecycleRuleTypeDef,
+        NotificationConfigurationTypeDef,
+        PublicAccessBlockConfigurationTypeDef,
+        ServerSideEncryptionConfigurationTypeDef,
+        TagTypeDef,
+    )
 
 NOTIFICATION_ID = "lakehouse-ingest"
 
@@ -46,12 +59,12 @@ GLUE_PREFIX = "glue/"
 
 
 # What provisioning declares, in the APIs' own shapes: `ensure_*` writes it and the drift report reads it back.
-BUCKET_ENCRYPTION = {
+BUCKET_ENCRYPTION: ServerSideEncryptionConfigurationTypeDef = {
     "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
 }
 
 
-PUBLIC_ACCESS_BLOCK = {
+PUBLIC_ACCESS_BLOCK: PublicAccessBlockConfigurationTypeDef = {
     "BlockPublicAcls": True,
     "IgnorePublicAcls": True,
     "BlockPublicPolicy": True,
@@ -59,9 +72,19 @@ PUBLIC_ACCESS_BLOCK = {
 }
 
 
-def tags(stage: Stage) -> list[dict[str, str]]:
+def tags(stage: Stage) -> list[TagTypeDef]:
     """The tags every resource of the stage carries."""
     return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}]
+
+
+def notification_with_queues(
+    current: Mapping[str, Any], queues: list[Mapping[str, Any]]
+) -> NotificationConfigurationTypeDef:
+    """The bucket's notification configuration as S3 answered it with its queue configurations replaced: S3
+    replaces the document whole, so every other key comes back as it was, known to the SDK's stubs or not (which
+    is why it is typed here, once, rather than rebuilt key by key)."""
+    document = {k: v for k, v in current.items() if k != "ResponseMetadata"}
+    return cast("NotificationConfigurationTypeDef", {**document, "QueueConfigurations": queues})
 
 
 def tls_only_policy(bucket: str) -> dict[str, Any]:
@@ -101,12 +124,12 @@ def log_bucket_policy(stage: Stage, account: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def access_logging(stage: Stage) -> dict[str, Any]:
+def access_logging(stage: Stage) -> BucketLoggingStatusTypeDef:
     """The lake bucket's S3 server access logging, into the log bucket."""
     return {"LoggingEnabled": {"TargetBucket": stage.log_bucket, "TargetPrefix": LOG_PREFIX}}
 
 
-def log_retention(settings: Settings) -> list[dict[str, Any]]:
+def log_retention(settings: Settings) -> list[LifecycleRuleTypeDef]:
     """The log bucket's one lifecycle rule: logs expire. Deploy owns it (the definitions of config/lifecycle/ name
     buckets, and this one's name is per stage)."""
     return [
@@ -144,7 +167,7 @@ def role_arn(role: str, account: str) -> str:
     return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
 
 
-def job_definition(stage: Stage, job: GlueJob, account: str) -> dict[str, Any]:
+def job_definition(stage: Stage, job: GlueJob, account: str) -> JobUpdateTypeDef:
     """One Glue job as CreateJob and GetJob say it."""
     return {
         "Role": role_arn(stage.glue_role, account),
@@ -208,7 +231,7 @@ def comparable_crawler(crawler: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def workgroup_configuration(settings: Settings, stage: Stage) -> dict[str, Any]:
+def workgroup_configuration(settings: Settings, stage: Stage) -> WorkGroupConfigurationTypeDef:
     """The stage's Athena workgroup: result location and encryption, metrics, the bytes-scanned cutoff."""
     return {
         "ResultConfiguration": {
@@ -229,7 +252,7 @@ def config_fingerprint(config_files: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(config_files.items()))).encode()).hexdigest()
 
 
-def deployments(s3: Any, settings: Settings, stage: Stage) -> list[dict[str, Any]]:
+def deployments(s3: S3Client, settings: Settings, stage: Stage) -> list[dict[str, Any]]:
     """Recorded deployments, newest first."""
     prefix = f"{settings.zones.reports}{DEPLOYMENTS}"
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix)

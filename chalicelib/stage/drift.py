@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
@@ -24,6 +24,12 @@ from chalicelib.lifecycle.rules import fingerprint, normalise
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared
 from chalicelib.stage.catalog import declared_tables
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_sqs import SQSClient
+
+    from chalicelib.aws import Clients
 
 log = logging.getLogger(__name__)
 REPORTS = "drift/"  # under the reports zone
@@ -105,7 +111,7 @@ def _md(value: Any) -> str:
 class DriftCheck:
     """Reads a stage's resources back and compares them with what it declares."""
 
-    def __init__(self, settings: Settings, stage: Stage, clients: Any, sync: Any, sqs: Any) -> None:
+    def __init__(self, settings: Settings, stage: Stage, clients: Clients, sync: Any, sqs: SQSClient) -> None:
         self.settings, self.stage, self.c, self.sync, self.sqs = settings, stage, clients, sync, sqs
         self.findings: list[Finding] = []
         self.checked: list[str] = []
@@ -400,7 +406,7 @@ class DriftCheck:
                 self.differs(resource, "definition (states that differ)", changed, "changed outside a deployment")
 
 
-def latest_deployment(s3: Any, settings: Settings, stage: Stage) -> dict[str, Any] | None:
+def latest_deployment(s3: S3Client, settings: Settings, stage: Stage) -> dict[str, Any] | None:
     """The newest deployment that succeeded, or None."""
     return next((d for d in declared.deployments(s3, settings, stage) if d["result"] == "succeeded"), None)
 

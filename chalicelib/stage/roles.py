@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from chalicelib import APP_NAME, METRICS_NAMESPACE
@@ -14,6 +14,9 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.names import crawler_name, job_name, process_job, run_job, spark_job
 from chalicelib.stage.declared import glue_jobs, role_arn
+
+if TYPE_CHECKING:
+    from types_boto3_iam import IAMClient
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
 
@@ -304,7 +307,7 @@ def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, A
     }
 
 
-def declared_roles(settings: Settings, stage: Stage, account: str) -> dict[str, tuple[dict, dict]]:
+def declared_roles(settings: Settings, stage: Stage, account: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """Role name -> (trust policy, inline policy), for the roles the stage names rather than brings (a role given
     as an ARN is managed elsewhere)."""
     roles = {
@@ -325,7 +328,7 @@ def document(value: Any) -> Any:
     return json.loads(unquote(value)) if isinstance(value, str) else value
 
 
-def live_role(iam: Any, name: str) -> tuple[dict | None, dict | None]:
+def live_role(iam: IAMClient, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(trust policy, inline policy) of a role as it is; None for what does not exist."""
     try:
         role = iam.get_role(RoleName=name)["Role"]

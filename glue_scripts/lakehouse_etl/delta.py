@@ -8,7 +8,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -16,6 +16,9 @@ from chalicelib.config import Contract
 from chalicelib.errors import TableError
 from lakehouse_etl.duck import STREAM_ROWS, Rows
 from lakehouse_etl.transform import table_schema
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class MergeResult:
     table_rows: int  # the table's rows at that version, from its log's per-file record counts
 
 
-def open_table(uri: str, storage_options: dict[str, str]) -> Any | None:
+def open_table(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
@@ -349,10 +352,10 @@ def overwrite(
         storage_options=storage_options,
         commit_properties=_app_transactions(transactions or {}),
     )
-    table = open_table(uri, storage_options)
-    if table is None:  # it was written just now
+    written = open_table(uri, storage_options)
+    if written is None:  # it was written just now
         raise TableError(f"{uri}: not a Delta table after it was written")
-    return table.version()
+    return written.version()
 
 
 def merge_groups(

@@ -15,9 +15,9 @@ def session_credentials() -> dict[str, str]:
     import boto3
 
     found = boto3.Session().get_credentials()
-    if found is None:
+    frozen = found.get_frozen_credentials() if found is not None else None
+    if frozen is None or frozen.access_key is None or frozen.secret_key is None:
         return {}
-    frozen = found.get_frozen_credentials()
     options = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
     if frozen.token:
         options["AWS_SESSION_TOKEN"] = frozen.token

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from chalicelib.athena import QueryError, QueryResult, read_only
@@ -14,6 +15,11 @@ from lakehouse_etl.curated import CURATED_SQL
 from lakehouse_etl.delta import arrow_filesystem, literal
 from lakehouse_etl.file_cache import FileCache
 from lakehouse_etl.lake import Lake
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
+
+T = TypeVar("T")
 
 
 def tables(lake: Lake) -> dict[str, str]:
@@ -135,9 +141,19 @@ class DuckDBEngine:
         def copy(statement: str) -> str:  # around the statement the guard let through
             return f"COPY ({statement}) TO '{target}' ({options})"
 
-        return int(self._execute(sql, timeout, lambda cursor: cursor.fetchone()[0], around=copy))
+        def written(cursor: DuckDBPyConnection) -> int:  # COPY answers one row: the rows written
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
 
-    def _execute(self, sql: str, timeout: float, fetch: Any, around: Any = lambda statement: statement) -> Any:
+        return self._execute(sql, timeout, written, around=copy)
+
+    def _execute(
+        self,
+        sql: str,
+        timeout: float,
+        fetch: Callable[[DuckDBPyConnection], T],
+        around: Callable[[str], str] = lambda statement: statement,
+    ) -> T:
         import duckdb
 
         statement = read_only(sql)

@@ -7,7 +7,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -20,6 +20,10 @@ from lakehouse_etl.lake import Lake
 from lakehouse_etl.sources import stream_batch
 from lakehouse_etl.transform import Cleaned, clean
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import HeadObjectRequestTypeDef
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +33,7 @@ class Job:
 
     settings: Settings
     stage: Stage
-    s3: Any
+    s3: S3Client
     ledger: Ledger
     lake: Lake
 
@@ -83,11 +87,9 @@ def _still_there(job: Job, record: FileRecord) -> bool:
     """False (and the file marked GONE) if its validated version was deleted since: a batch must not stall."""
     from chalicelib.aws import error_code
 
-    kwargs = {
-        "Bucket": record.bucket,
-        "Key": record.key,
-        **({"VersionId": record.version_id} if record.version_id else {}),
-    }
+    kwargs: HeadObjectRequestTypeDef = {"Bucket": record.bucket, "Key": record.key}
+    if record.version_id:
+        kwargs["VersionId"] = record.version_id
     try:
         job.s3.head_object(**kwargs)
         return True

@@ -12,13 +12,17 @@ import gzip
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from chalicelib.config import Contract
 from chalicelib.ledger import FileRecord
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import GetObjectRequestTypeDef
 
 LINEAGE = ("_seq", "_row")  # the file's position in the batch, the row in the file
 BLOCK_BYTES = 2 * 1024**2  # CSV parsed this much at a time: twice [limits] max_line_bytes (a row must fit a block)
@@ -27,11 +31,11 @@ _CHUNK = 8 * 1024**2  # download and decompression buffer
 _GZIP = b"\x1f\x8b"
 
 
-def local_copy(s3: Any, record: FileRecord, folder: Path, seq: int) -> Path:
+def local_copy(s3: S3Client, record: FileRecord, folder: Path, seq: int) -> Path:
     """The validated version of `record`'s object as a plain local file: streamed to disk, gunzipped (several
     members too, as the validator reads them) and without a UTF-8 byte order mark (DuckDB's JSON reader refuses
     one)."""
-    kwargs = {"Bucket": record.bucket, "Key": record.key}
+    kwargs: GetObjectRequestTypeDef = {"Bucket": record.bucket, "Key": record.key}
     if record.version_id:  # exactly the version that was validated
         kwargs["VersionId"] = record.version_id
     raw = folder / f"{seq}.raw"
@@ -76,7 +80,7 @@ def _jsonl(path: Path, contract: Contract, memory_limit: int | None) -> Iterator
 
 
 def stream_batch(
-    s3: Any, records: list[FileRecord], contract: Contract, folder: Path, *, memory_limit: int | None = None
+    s3: S3Client, records: list[FileRecord], contract: Contract, folder: Path, *, memory_limit: int | None = None
 ) -> pa.RecordBatchReader:
     """All rows of `records` (already validated, in delivery order) as strings plus lineage columns, a block at a
     time; `_seq` is the record's index in `records`. Each file is fetched when the stream reaches it, into
@@ -87,7 +91,7 @@ def stream_batch(
 
 
 def read_file(
-    s3: Any, record: FileRecord, contract: Contract, folder: Path, seq: int, memory_limit: int | None = None
+    s3: S3Client, record: FileRecord, contract: Contract, folder: Path, seq: int, memory_limit: int | None = None
 ) -> Iterator[pa.RecordBatch]:
     """One file of a batch (the `seq`th) as `stream_batch` reads it, a block at a time: fetched into `folder` when
     first asked for, deleted once read. The Spark engine's tasks read a file each with it (`spark.read_batch`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.table import Table
@@ -54,7 +55,7 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
     print_engines(estimate["engines"], estimate["currency"])
 
 
-def print_engines(engines: dict, currency: str) -> None:
+def print_engines(engines: dict[str, Any], currency: str) -> None:
     """A dataset batch by size on each engine, and which the stage picks: where `[pipeline] spark_bytes` sits."""
     gib = 2**30
     table = Table("dataset batch", "picked", "single node", "", "Spark", "", title_justify="left")

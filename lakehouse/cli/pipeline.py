@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -14,8 +15,12 @@ from lakehouse import localstage
 from lakehouse.ops import connect, fail_jobs, run_pipeline
 from lakehouse.output import console, out, print_execution
 
+if TYPE_CHECKING:
+    from click.decorators import FC
+    from types_boto3_stepfunctions import SFNClient
 
-def engine_option(help: str) -> Any:
+
+def engine_option(help: str) -> Callable[[FC], FC]:
     """`--engine auto|spark|single`, given to the command as None (auto: each batch by its size and contract) or
     the engine every batch runs on (`Pipeline.tick(engine=...)`)."""
     return click.option(
@@ -116,7 +121,7 @@ def aws_executions(stage: Any, limit: int = 50) -> list[dict[str, Any]]:
     return records
 
 
-def failed_step(sfn: Any, execution_arn: str) -> dict[str, str]:
+def failed_step(sfn: SFNClient, execution_arn: str) -> dict[str, str]:
     """The first state that failed in an execution's history (the pipeline catches it and fails later)."""
     state = None
     pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
@@ -124,6 +129,6 @@ def failed_step(sfn: Any, execution_arn: str) -> dict[str, str]:
         if "stateEnteredEventDetails" in event:
             state = event["stateEnteredEventDetails"]["name"]
         for key, details in event.items():
-            if key.endswith("FailedEventDetails") and "error" in details:
-                return {"failed_state": state or "", "error": details["error"]}
+            if key.endswith("FailedEventDetails") and isinstance(details, dict) and "error" in details:
+                return {"failed_state": state or "", "error": str(details["error"])}
     return {}
