@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from chalice.app import CloudWatchEvent, Request, SQSEvent
 
     from chalicelib.api.openapi import Route
+    from chalicelib.pipeline.reports import RunFailed, RunFinished, TablesRefreshed
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -299,18 +300,23 @@ def quality_check(event: dict[str, Any], context: object) -> dict[str, Any]:
     logger.info("quality of run %s: %s", name, report["status"], extra={"datasets": report["datasets"]})
     if report["status"] == "WARN":
         runtime.alert(f"lakehouse: run {name} passed with quality warnings", report["summary"])
-    return {k: report[k] for k in ("status", "summary", "rollback", "datasets")}
+    return {
+        "status": report["status"],
+        "summary": report["summary"],
+        "rollback": report["rollback"],
+        "datasets": report["datasets"],
+    }
 
 
 @app.lambda_function(name="refresh_tables")
-def refresh_tables(event: dict[str, Any], context: object) -> dict[str, list[str]]:
+def refresh_tables(event: dict[str, Any], context: object) -> TablesRefreshed:
     _run_name(event)
     rt = runtime.current()
     return runtime.steps().refresh_tables(rt.client("s3"), rt.client("glue"))
 
 
 @app.lambda_function(name="finish_run")
-def finish_run(event: dict[str, Any], context: object) -> dict[str, Any]:
+def finish_run(event: dict[str, Any], context: object) -> RunFinished:
     summary = runtime.steps().finish(_run_name(event), runtime.current().client("s3"))
     count("PipelineRunsSucceeded", 1)
     count("FilesArchived", summary["archived"])
@@ -318,7 +324,7 @@ def finish_run(event: dict[str, Any], context: object) -> dict[str, Any]:
 
 
 @app.lambda_function(name="fail_run")
-def fail_run(event: dict[str, Any], context: object) -> dict[str, Any]:
+def fail_run(event: dict[str, Any], context: object) -> RunFailed:
     name = _run_name(event)
     error = event.get("error") or {}
     cause = str(error.get("Cause", ""))

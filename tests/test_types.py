@@ -67,3 +67,42 @@ def test_a_signed_request_without_aws_credentials_says_so(monkeypatch, settings)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(LakehouseError, match="no AWS credentials to sign the request"):
         deployed_get(settings.stage("local"), "/status")
+
+
+def _states(machine):
+    for name, state in machine["States"].items():
+        yield name, state
+        for inner in [state.get("ItemProcessor") or state.get("Iterator") or {}, *state.get("Branches", [])]:
+            if inner:
+                yield from _states(inner)
+
+
+def test_the_state_machine_reads_only_what_the_steps_answer():
+    """Each `$.Payload.<key>` a step's ResultSelector reads is a key of the TypedDict its Lambda returns, and
+    the roll-back Map reads only keys of a planned batch: the types and the definition cannot drift apart."""
+    import json
+    import re
+    from pathlib import Path
+    from typing import get_type_hints
+
+    from chalicelib.ledger.records import PlannedBatch
+    from chalicelib.pipeline import reports
+
+    answers = {
+        "${QualityCheckFunctionArn}": reports.QualityReport,
+        "${RefreshTablesFunctionArn}": reports.TablesRefreshed,
+        "${FinishRunFunctionArn}": reports.RunFinished,
+        "${FailRunFunctionArn}": reports.RunFailed,
+    }
+    machine = json.loads((Path(__file__).parent.parent / "statemachine" / "pipeline.asl.json").read_text())
+    seen = set()
+    for name, state in _states(machine):
+        function = state.get("Parameters", {}).get("FunctionName")
+        if function in answers:
+            seen.add(function)
+            read = {m for v in state.get("ResultSelector", {}).values() for m in re.findall(r"\$\.Payload\.(\w+)", v)}
+            assert read <= set(get_type_hints(answers[function])), name
+        if name == "RollBackBatch":
+            read = set(re.findall(r"(?<!\$)\$\.(\w+)", json.dumps(state["Parameters"])))
+            assert read == {"job", "batch"} and read <= set(get_type_hints(PlannedBatch)), read
+    assert seen == set(answers)

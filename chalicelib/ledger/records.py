@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class Status(StrEnum):
@@ -101,6 +101,16 @@ class Batch:
 RunStatus = Literal["PLANNING", "RUNNING", "SUCCEEDED", "FAILED"]  # PLANNING -> RUNNING -> SUCCEEDED | FAILED
 
 
+class PlannedBatch(TypedDict):
+    """One dataset batch of a run's plan (the execution input's `levels`), and what the Glue job runs on."""
+
+    dataset: str
+    batch: int
+    job: str
+    worker_type: NotRequired[str]  # not on a batch audited outside its own run (`RunSteps._unaudited`)
+    workers: NotRequired[int]
+
+
 @dataclass(frozen=True)
 class Run:
     """One pipeline run: the dataset batches it processes and how it ended."""
@@ -130,7 +140,7 @@ class Run:
         )
 
     @property
-    def batches(self) -> list[dict[str, Any]]:
+    def batches(self) -> list[PlannedBatch]:
         """The plan's dataset batches ({dataset, batch, job}), level by level."""
         return [b for level in (self.plan or {}).get("levels", []) for b in level]
 

@@ -22,6 +22,7 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.errors import PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run
+from chalicelib.ledger.records import PlannedBatch
 from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
@@ -190,12 +191,12 @@ class Pipeline:
         """Open one batch per dataset with waiting files (or resume an open one) and record the plan: its batches
         level by level, which datasets are crawled and why (`chalicelib.pipeline.crawling`), and how the run is
         sized (`sizing`)."""
-        levels: list[list[dict[str, Any]]] = []
+        levels: list[list[PlannedBatch]] = []
         crawls: list[CrawlDecision] = []
         engines: dict[str, str] = {}
         files, size = 0, 0
         for level in dataset_levels(self.settings):
-            batches: list[dict[str, Any]] = []
+            batches: list[PlannedBatch] = []
             for dataset in level:
                 batch = self.ledger.open_batch(dataset, take=self.policy.take, limit=self.policy.max_files)
                 if batch is None:

@@ -14,7 +14,9 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import NotFoundError, PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run, Status
+from chalicelib.ledger.records import PlannedBatch
 from chalicelib.names import process_job
+from chalicelib.pipeline.reports import QualityReport, RunFailed, RunFinished, TablesRefreshed
 from chalicelib.quality import gate as quality
 from chalicelib.quality.gate import SqlEngine
 from chalicelib.quality.results import ERROR, PASSED, WARN, TableQuality
@@ -66,12 +68,12 @@ class RunSteps:
         etl = self._etl_summary(batch)
         return etl, quality.BatchScope(etl.pop("file_ids"), etl.get("partitions"), etl.get("table_rows"))
 
-    def _unaudited(self, run: Run) -> list[dict[str, Any]]:
+    def _unaudited(self, run: Run) -> list[PlannedBatch]:
         """Merged batches of datasets outside this run that no quality check has seen (a run that failed
         before its gate, a manual `lakehouse etl`): they are audited now, so nothing reaches curated/ unaudited,
         and rolled back like the run's own if they fail."""
 
-        planned, out = {b["dataset"] for b in run.batches}, []
+        planned, out = {b["dataset"] for b in run.batches}, list[PlannedBatch]()
         for dataset in sorted(set(self.settings.datasets) - planned):
             item = self.ledger.batch_state(dataset)
             if not item or item["state"] != "CLOSED" or item.get("outcome"):
@@ -93,7 +95,7 @@ class RunSteps:
 
     def quality(
         self, name: str, engine: SqlEngine, now: datetime | None = None, timeout: float = 300.0
-    ) -> dict[str, Any]:
+    ) -> QualityReport:
         """The quality gate before curated/ is published (write-audit-publish). Per dataset of the run: the
         ETL's rejections, the contract's rules in one scan of the rows its batch wrote (`quality.BatchScope`),
         and the volume against earlier loads. Results are kept in the ledger (a batch judged already is not judged
@@ -128,7 +130,7 @@ class RunSteps:
             "results": [r.as_dict() for r in results],
         }
 
-    def fail(self, name: str, error: str, cause: str, s3: S3Client | None = None) -> dict[str, Any]:
+    def fail(self, name: str, error: str, cause: str, s3: S3Client | None = None) -> RunFailed:
         """The failure step: the run's unmerged files become FAILED with their dataset's cause; files a job
         did merge stay PROCESSED and, given `s3`, are archived (their data is in processed/); the run is
         closed."""
@@ -162,10 +164,10 @@ class RunSteps:
         log.error("run %s failed: %s: %s (%d files FAILED, %d archived)", name, error, cause, failed, archived)
         return {"run": name, "files_failed": failed, "archived": archived}
 
-    def finish(self, name: str, s3: S3Client) -> dict[str, Any]:
+    def finish(self, name: str, s3: S3Client) -> RunFinished:
         """The success step: remember the layouts the run's crawlers saw, archive the run's raw files, then close
         the run. Safe to repeat."""
-        summary: dict[str, Any] = {"run": name, "datasets": {}, "files": 0, "archived": 0}
+        summary: RunFinished = {"run": name, "datasets": {}, "files": 0, "archived": 0}
         run = self._run(name)
         for dataset, layouts in (run.plan or {}).get("layouts", {}).items():
             self.ledger.record_crawl(dataset, layouts, name)
@@ -223,7 +225,7 @@ class RunSteps:
 
     def refresh_tables(
         self, s3: S3Client, glue: GlueClient, zones: tuple[str, ...] = ("raw", "processed", "curated")
-    ) -> dict[str, Any]:
+    ) -> TablesRefreshed:
         """Register the stage's tables in its Glue database for Athena (see `chalicelib.catalog`)."""
         from chalicelib.stage.catalog import refresh
 

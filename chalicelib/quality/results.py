@@ -44,7 +44,7 @@ class TableQuality:
     etl: dict[str, Any] = field(default_factory=dict)  # rows rejected by reason, duplicates dropped
 
     @property
-    def status(self) -> str:
+    def status(self) -> Level:
         """The worst level of its checks."""
         levels = {c.level for c in self.checks}
         return ERROR if ERROR in levels else WARN if WARN in levels else PASSED
