@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -302,7 +302,7 @@ class LocalOrchestrator:
         status: str = record["status"]
         return status
 
-    def start(self, name: str, input_: dict[str, Any]) -> None:
+    def start(self, name: str, input_: Mapping[str, Any]) -> None:
         earlier = self.store.get(name)
         if earlier is not None and self.status(name) is not None:
             return  # started already (running elsewhere, or finished): same name, same execution

@@ -132,7 +132,7 @@ class Smoke:
     def _engines(self, since: str) -> str:
         """The engine each dataset's batch ran on, from the plans of the runs since `since`; with an engine given,
         a batch on another fails the step (the plan says why it went there)."""
-        plans = [run.plan or {} for run in self.ledger.runs(20) if run.started_at >= since]
+        plans = [run.plan for run in self.ledger.runs(20) if run.plan and run.started_at >= since]
         engines = {dataset: why for plan in plans for dataset, why in plan.get("engines", {}).items()}
         wrong = {d: why for d, why in engines.items() if self.engine and not why.startswith(self.engine)}
         if wrong:

@@ -36,6 +36,7 @@ from chalicelib.ledger.records import (
     FileRecord,
     FileResult,
     Run,
+    RunPlan,
     Status,
     content_pk,
     file_pk,
@@ -325,7 +326,7 @@ class Ledger(ABC):
             began = self._update_if("pipeline", {"active": name, "next": number + 1}, {"active": None, "next": number})
         return self._new_run(name) if began else None
 
-    def save_plan(self, run: Run, plan: dict[str, Any], files: int, bytes_: int) -> Run:
+    def save_plan(self, run: Run, plan: RunPlan, files: int, bytes_: int) -> Run:
         """Keep a run's plan (the execution input) and mark it RUNNING."""
         self._update_if(
             f"run#{run.name}",

@@ -111,6 +111,33 @@ class PlannedBatch(TypedDict):
     workers: NotRequired[int]
 
 
+class MasterMerge(TypedDict):
+    """The workers of a per-dataset run's master merge."""
+
+    worker_type: str
+    workers: int
+
+
+class RunSizing(TypedDict):
+    """How a run is run (`Pipeline.sizing`): one job doing everything, or a job per dataset then the merge."""
+
+    mode: Literal["single", "per_dataset"]
+    sizing: str  # why, in words
+    job: NotRequired[str]  # single: the job that runs the run whole
+    master_merge: NotRequired[MasterMerge]  # per_dataset
+
+
+class RunPlan(RunSizing):
+    """A run's plan, kept in the ledger and given to its execution as input (`Pipeline._plan`)."""
+
+    run: str
+    crawlers: list[str]
+    crawl_reasons: dict[str, str]  # dataset -> why it is crawled or not
+    layouts: dict[str, list[str]]  # of the crawled datasets, recorded once the run succeeds
+    levels: list[list[PlannedBatch]]  # dataset batches, level by level (a level after those it depends on)
+    engines: dict[str, str]  # dataset -> the engine its batch runs on, and why
+
+
 @dataclass(frozen=True)
 class Run:
     """One pipeline run: the dataset batches it processes and how it ended."""
@@ -119,7 +146,7 @@ class Run:
     status: RunStatus = "PLANNING"
     started_at: str = ""
     ended_at: str | None = None
-    plan: dict[str, Any] | None = None  # the execution input
+    plan: RunPlan | None = None  # the execution input
     files: int = 0
     bytes: int = 0
     error: str | None = None
@@ -142,7 +169,7 @@ class Run:
     @property
     def batches(self) -> list[PlannedBatch]:
         """The plan's dataset batches ({dataset, batch, job}), level by level."""
-        return [b for level in (self.plan or {}).get("levels", []) for b in level]
+        return [b for level in (self.plan.get("levels", []) if self.plan else []) for b in level]
 
 
 @dataclass(frozen=True)

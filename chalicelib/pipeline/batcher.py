@@ -22,7 +22,7 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage, dataset_levels
 from chalicelib.errors import PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run
-from chalicelib.ledger.records import PlannedBatch
+from chalicelib.ledger.records import MasterMerge, PlannedBatch, RunPlan, RunSizing
 from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
@@ -40,7 +40,7 @@ RUNNING = "RUNNING"
 class Orchestrator(Protocol):
     """What runs a pipeline execution: Step Functions on AWS, the local executor on the local stage."""
 
-    def start(self, name: str, input_: dict[str, Any]) -> None:
+    def start(self, name: str, input_: Mapping[str, Any]) -> None:
         """Start execution `name`; starting one that exists already is not an error (idempotent)."""
 
     def status(self, name: str) -> str | None:
@@ -70,7 +70,7 @@ class StepFunctions:
         """Run `name`'s execution name: `<run>-<epoch>`, or the run's own name for a ledger from before epochs."""
         return f"{name}-{self.epoch}" if self.epoch else name
 
-    def start(self, name: str, input_: dict[str, Any]) -> None:
+    def start(self, name: str, input_: Mapping[str, Any]) -> None:
         """Start execution `name`; one that exists already with the same input was this run's (idempotent). One with
         another input is an earlier ledger's run of the same name (Step Functions keeps a name for 90 days after its
         execution ends, a ledger recreated numbers its runs from 1 again): a clear error, not a run that never
@@ -220,7 +220,7 @@ class Pipeline:
                 )
             if batches:
                 levels.append(batches)
-        plan = {
+        plan: RunPlan = {
             "run": run.name,
             "crawlers": [crawler_name(self.stage, c.dataset) for c in crawls if c.crawl],
             "crawl_reasons": {c.dataset: c.reason for c in crawls},
@@ -231,7 +231,7 @@ class Pipeline:
         }
         return self.ledger.save_plan(run, plan, files, size)
 
-    def sizing(self, size: int, *, spark: bool = False) -> dict[str, Any]:
+    def sizing(self, size: int, *, spark: bool = False) -> RunSizing:
         """How a run of `size` bytes of files is run. Glue bills every job run a minute of at least two workers
         (Spark's minimum; the ETL runs on the driver alone), so a small run is one job doing everything: every
         dataset's batch, the audit and curated/ ('single'). A bigger one gets a job per dataset, those of a level
@@ -241,7 +241,7 @@ class Pipeline:
         if size <= limit and not spark:
             return {"mode": "single", "job": run_job(self.stage), "sizing": f"{size:,} bytes <= {limit:,}: one job"}
         # the master merge reads what the run changed, on one node: sized from the run's bytes as a batch is
-        merge = {"worker_type": single_node_worker_type(size), "workers": 2}
+        merge: MasterMerge = {"worker_type": single_node_worker_type(size), "workers": 2}
         if spark:  # a Spark batch is its own job: the others of the run get theirs
             sizing = f"{size:,} bytes, a dataset on Spark: a job per dataset"
             return {"mode": "per_dataset", "master_merge": merge, "sizing": sizing}

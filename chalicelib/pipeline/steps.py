@@ -169,7 +169,7 @@ class RunSteps:
         the run. Safe to repeat."""
         summary: RunFinished = {"run": name, "datasets": {}, "files": 0, "archived": 0}
         run = self._run(name)
-        for dataset, layouts in (run.plan or {}).get("layouts", {}).items():
+        for dataset, layouts in (run.plan.get("layouts", {}) if run.plan else {}).items():
             self.ledger.record_crawl(dataset, layouts, name)
         for batch in run.batches:
             records = [r for r in self._batch_files(batch) if r.status == Status.PROCESSED]
