@@ -205,10 +205,8 @@ def test_unsupported_constructs_are_refused_before_running():
     distributed = {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, **machine({"X": {"Type": "Succeed"}})}
     with pytest.raises(UnsupportedDefinition, match="Map mode 'DISTRIBUTED' is not supported"):
         Executor(machine({"M": {"Type": "Map", "ItemProcessor": distributed, "End": True}}), Calls())
-    with pytest.raises(UnsupportedDefinition, match=r'intrinsic function "States\.Hash'):
-        Executor(
-            machine({"P": {"Type": "Pass", "Parameters": {"h.$": "States.Hash($.a, 'MD5')"}, "End": True}}), Calls()
-        ).run("x", {"a": "b"})
+    with pytest.raises(UnsupportedDefinition, match=r"P\.Parameters\.h\.\$: intrinsic function States\.UUID"):
+        Executor(machine({"P": {"Type": "Pass", "Parameters": {"h.$": "States.UUID()"}, "End": True}}), Calls())
     with pytest.raises(UnsupportedDefinition, match=r"field\(s\) \['Credentials'\] not supported for Task"):
         Executor(machine({"T": {"Type": "Task", "Resource": "x", "Credentials": {}, "End": True}}), Calls())
     with pytest.raises(UnsupportedDefinition, match="transition to unknown state 'Nowhere'"):
@@ -374,13 +372,13 @@ def test_a_failed_branch_stops_its_siblings_at_their_next_state():
     failing = {
         "StartAt": "Poll",
         "States": {
-            "Poll": {"Type": "Wait", "Seconds": 0.1, "Next": "Crawl"},  # fails while Merge runs
+            "Poll": {"Type": "Wait", "Seconds": 1, "Next": "Crawl"},  # fails while Merge runs (a tenth of a second)
             "Crawl": {"Type": "Fail", "Error": "CrawlerFailed", "Cause": "no"},
         },
     }
     definition = machine({"P": {"Type": "Parallel", "Branches": [failing, other], "End": True}})
     calls = Calls(job=[slow], publish=[{"published": True}])
-    execution = Executor(definition, calls).run("e", {})
+    execution = Executor(definition, calls, sleep=lambda seconds: time.sleep(seconds / 10)).run("e", {})
     assert (execution.status, execution.error) == ("FAILED", "CrawlerFailed")
     assert [r for r, _ in calls.seen] == ["job"]  # the running Merge finished; Publish never started
     assert any(e["event"] == "BranchStopped" and e["state"] == "P.1.Publish" for e in execution.history)
