@@ -261,15 +261,17 @@ class Executor:
         if kind == "Wait":
             self._wait(state, effective)
             return self._output(state, effective, label)
-        if "Parameters" in state and kind != "Map":
-            effective = build_parameters(state["Parameters"], effective, context)
-            # "When, after Parameters processing, the input of a state is larger than the payload size quota"
-            _check_size(effective, "the state's input after Parameters", label)
         if kind == "Pass":
-            result = state.get("Result", effective)
-        else:
+            result = state.get("Result", self._parameters(state, effective, context, label))
+        else:  # each attempt evaluates Parameters anew: $$.State.RetryCount counts the retries
             result = self._with_retry(
-                state, label, record, context, lambda retried: self._work(state, effective, retried, record, label)
+                state,
+                label,
+                record,
+                context,
+                lambda retried: self._work(
+                    state, self._parameters(state, effective, retried, label), retried, record, label
+                ),
             )
             _check_size(result, "the state's result", label)
             if "ResultSelector" in state:
@@ -278,14 +280,23 @@ class Executor:
         combined = data if result_path is None else set_path(data, result_path, result)
         return self._output(state, combined, label)
 
+    @staticmethod
+    def _parameters(state: dict[str, Any], effective: Any, context: Any, label: str) -> Any:
+        if "Parameters" not in state or state["Type"] == "Map":
+            return effective
+        effective = build_parameters(state["Parameters"], effective, context)
+        # "When, after Parameters processing, the input of a state is larger than the payload size quota"
+        _check_size(effective, "the state's input after Parameters", label)
+        return effective
+
     def _wait(self, state: dict[str, Any], effective: Any) -> None:
         seconds = state.get("Seconds")
         if seconds is None:  # SecondsPath must select a non-negative integer, else the execution fails (state-wait)
             seconds = get_path(effective, state["SecondsPath"])
             if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
                 raise TaskError(
-                    "States.Runtime", f"SecondsPath {state['SecondsPath']!r} must select a non-negative integer, "
-                    f"not {seconds!r}",
+                    "States.Runtime",
+                    f"SecondsPath {state['SecondsPath']!r} must select a non-negative integer, not {seconds!r}",
                 )
         delay = float(seconds)
         if self.deadline is not None:  # the execution's timeout ends a Wait too
