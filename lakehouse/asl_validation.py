@@ -25,7 +25,7 @@ STATE_FIELDS = {
     "Wait": {"Seconds", "SecondsPath"},
     "Parallel": {"Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
     "Map": {"ItemsPath", "ItemSelector", "ItemProcessor", "MaxConcurrency", "ResultSelector", "ResultPath", "Retry",
-            "Catch"},
+            "Catch", "Iterator", "Parameters"},
     "Succeed": set(),
     "Fail": {"Error", "Cause", "ErrorPath", "CausePath"},
 }  # fmt: skip
@@ -118,24 +118,21 @@ def _target(target: Any, at: str, states: dict[str, Any]) -> None:
         raise _refuse(at, f"transition to unknown state {target!r}")
 
 
-def _path(path: Any, at: str) -> None:
-    """A JSONPath into the state's data ($...): context paths ($$) are read only where Parameters-like fields are."""
+def _path(path: Any, at: str, context: bool = True) -> None:
+    """A JSONPath into the state's data ($...) or, where AWS reads it, the context object ($$...): InputPath,
+    OutputPath, ItemsPath and Choice rules (input-output-contextobject.html), not ResultPath or SecondsPath."""
     if not isinstance(path, str):
         raise _refuse(at, f"a path must be a string, not {path!r}")
-    if path.startswith("$$"):
-        raise _refuse(
-            at,
-            f"context object path {path!r} is supported only in Parameters, ResultSelector, ItemSelector, "
-            "ErrorPath and CausePath",
-        )
+    if path.startswith("$$") and not context:
+        raise _refuse(at, f"context object path {path!r} is not supported here")
     try:
-        tokens(path)
+        tokens("$" + path[2:] if path.startswith("$$") else path)
     except UnsupportedDefinition as exc:
         raise _refuse(at, str(exc)) from None
 
 
 def _result_path(path: Any, at: str) -> None:
-    _path(path, at)
+    _path(path, at, context=False)
     try:
         check_reference_path(path)
     except UnsupportedDefinition as exc:
@@ -256,7 +253,7 @@ def _wait(state: dict[str, Any], at: str, states: dict[str, Any]) -> None:
     if ("Seconds" in state) == ("SecondsPath" in state):
         raise _refuse(at, "a Wait needs exactly one of Seconds and SecondsPath (Timestamp is not supported)")
     if "SecondsPath" in state:
-        _path(state["SecondsPath"], f"{at}.SecondsPath")
+        _path(state["SecondsPath"], f"{at}.SecondsPath", context=False)
         return
     seconds = state["Seconds"]
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= _WAIT_MAX:
@@ -279,14 +276,19 @@ def _map(state: dict[str, Any], at: str, states: dict[str, Any]) -> None:
     concurrency = state.get("MaxConcurrency", 0)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 0:
         raise _refuse(f"{at}.MaxConcurrency", f"must be a non-negative integer, not {concurrency!r}")
-    processor = state.get("ItemProcessor")
+    # Iterator and Parameters are the older names of ItemProcessor and ItemSelector (state-map-inline.html)
+    for new, old in (("ItemProcessor", "Iterator"), ("ItemSelector", "Parameters")):
+        if new in state and old in state:
+            raise _refuse(at, f"{new} and {old} exclude each other")
+    field = "ItemProcessor" if "ItemProcessor" in state else "Iterator"
+    processor = state.get(field)
     if not isinstance(processor, dict):
-        raise _refuse(at, "a Map needs an ItemProcessor (the older Iterator is not supported)")
+        raise _refuse(at, "a Map needs an ItemProcessor")
     config = processor.get("ProcessorConfig", {})
     if set(config) - {"Mode"} or config.get("Mode", "INLINE") != "INLINE":
         mode = config.get("Mode")
-        raise _refuse(f"{at}.ItemProcessor.ProcessorConfig", f"Map mode {mode!r} is not supported (only INLINE)")
-    _machine(processor, f"{at}.ItemProcessor.", _MACHINE | {"ProcessorConfig"})
+        raise _refuse(f"{at}.{field}.ProcessorConfig", f"Map mode {mode!r} is not supported (only INLINE)")
+    _machine(processor, f"{at}.{field}.", _MACHINE | {"ProcessorConfig"})
 
 
 def _parallel(state: dict[str, Any], at: str, states: dict[str, Any]) -> None:

@@ -115,8 +115,9 @@ def reachable_states(definition: dict[str, Any]) -> set[str]:
         todo += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
         for i, branch in enumerate(state.get("Branches", [])):
             seen |= {f"{name}.{i}.{s}" for s in reachable_states(branch)}
-        if "ItemProcessor" in state:
-            seen |= {f"{name}.item.{s}" for s in reachable_states(state["ItemProcessor"])}
+        processor = state.get("ItemProcessor", state.get("Iterator"))
+        if processor is not None:
+            seen |= {f"{name}.item.{s}" for s in reachable_states(processor)}
     return seen
 
 
@@ -213,10 +214,10 @@ class Executor:
                     record("StateFailed", label, error=error, cause=cause)
                     raise _Failed(error, cause, label)
                 if kind == "Choice":
-                    effective = self._input(state, data)
-                    name = self._choose(state, effective, label)
+                    effective = self._input(state, data, state_context)
+                    name = self._choose(state, effective, state_context, label)
                     record("StateExited", label, next=name)
-                    data = self._output(state, effective, label)
+                    data = self._output(state, effective, state_context, label)
                     continue
                 data = self._execute(state, data, state_context, record, label)
             except TaskError as exc:
@@ -255,12 +256,12 @@ class Executor:
 
     def _execute(self, state: dict[str, Any], data: Any, context: Any, record: Record, label: str) -> Any:
         kind = state["Type"]
-        effective = self._input(state, data)
+        effective = self._input(state, data, context)
         if kind == "Succeed":
-            return self._output(state, effective, label)
+            return self._output(state, effective, context, label)
         if kind == "Wait":
             self._wait(state, effective)
-            return self._output(state, effective, label)
+            return self._output(state, effective, context, label)
         if kind == "Pass":
             result = state.get("Result", self._parameters(state, effective, context, label))
         else:  # each attempt evaluates Parameters anew: $$.State.RetryCount counts the retries
@@ -278,7 +279,7 @@ class Executor:
                 result = build_parameters(state["ResultSelector"], result, context)
         result_path = state.get("ResultPath", "$")
         combined = data if result_path is None else set_path(data, result_path, result)
-        return self._output(state, combined, label)
+        return self._output(state, combined, context, label)
 
     @staticmethod
     def _parameters(state: dict[str, Any], effective: Any, context: Any, label: str) -> Any:
@@ -312,19 +313,18 @@ class Executor:
             except Exception as exc:  # an unexpected failure of the dispatcher is a task failure, with its cause
                 raise TaskError(type(exc).__name__, str(exc)) from exc
         if state["Type"] == "Map":
-            items = get_path(effective, state.get("ItemsPath", "$"))
+            items = _select(state.get("ItemsPath", "$"), effective, context)
             if not isinstance(items, list):
                 raise TaskError("States.Runtime", f"{label}: ItemsPath did not select an array")
-            machine = state["ItemProcessor"]
+            # Iterator and Parameters are the older names of ItemProcessor and ItemSelector (state-map-inline.html)
+            machine = state.get("ItemProcessor", state.get("Iterator"))
+            selector = state.get("ItemSelector", state.get("Parameters"))
             runs = []
             for index, item in enumerate(items):
                 item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
-                item_input = (
-                    build_parameters(state["ItemSelector"], effective, item_context)
-                    if "ItemSelector" in state
-                    else item
-                )
-                runs.append((machine, item_input, item_context, f"{label}.{index}."))
+                item_input = item if selector is None else build_parameters(selector, effective, item_context)
+                # $$.Map is for the selector only: "not within the states included in the Iterator section"
+                runs.append((machine, item_input, context, f"{label}.{index}."))
             return self._run_all(runs, state.get("MaxConcurrency", 0), record)
         runs = [(branch, effective, context, f"{label}.{i}.") for i, branch in enumerate(state["Branches"])]
         return self._run_all(runs, 0, record)
@@ -404,38 +404,38 @@ class Executor:
                 retried = {**context, "State": {**context["State"], "RetryCount": count}}
 
     @staticmethod
-    def _input(state: dict[str, Any], data: Any) -> Any:
+    def _input(state: dict[str, Any], data: Any, context: Any) -> Any:
         input_path = state.get("InputPath", "$")
-        return {} if input_path is None else get_path(data, input_path)
+        return {} if input_path is None else _select(input_path, data, context)
 
     @staticmethod
-    def _output(state: dict[str, Any], data: Any, label: str) -> Any:
+    def _output(state: dict[str, Any], data: Any, context: Any, label: str) -> Any:
         """The state's output. A path error here fails the execution whatever the state's Catch says: the state has
         already completed when OutputPath is applied (as AWS was observed to do), so no Catch takes it."""
         output_path = state.get("OutputPath", "$")
         try:
-            output = {} if output_path is None else get_path(data, output_path)
+            output = {} if output_path is None else _select(output_path, data, context)
         except TaskError as exc:
             raise _Terminal(exc.error, exc.cause, label) from None
         _check_size(output, "the state's output", label)
         return output
 
-    def _choose(self, state: dict[str, Any], data: Any, label: str) -> str:
+    def _choose(self, state: dict[str, Any], data: Any, context: Any, label: str) -> str:
         for rule in state["Choices"]:
-            if self._rule(rule, data):
+            if self._rule(rule, data, context):
                 return str(rule["Next"])
         if "Default" in state:
             return str(state["Default"])
         raise TaskError("States.NoChoiceMatched", f"{label}: no choice rule matched and there is no Default")
 
-    def _rule(self, rule: dict[str, Any], data: Any) -> bool:
+    def _rule(self, rule: dict[str, Any], data: Any, context: Any) -> bool:
         if "And" in rule:
-            return all(self._rule(r, data) for r in rule["And"])
+            return all(self._rule(r, data, context) for r in rule["And"])
         if "Or" in rule:
-            return any(self._rule(r, data) for r in rule["Or"])
+            return any(self._rule(r, data, context) for r in rule["Or"])
         if "Not" in rule:
-            return not self._rule(rule["Not"], data)
-        value = get_path(data, rule["Variable"], _ABSENT)
+            return not self._rule(rule["Not"], data, context)
+        value = _select(rule["Variable"], data, context, _ABSENT)
         if "IsPresent" in rule:
             return bool((value is not _ABSENT) == rule["IsPresent"])
         if value is _ABSENT:  # AWS fails the execution here rather than take the Default: guard with IsPresent
@@ -450,11 +450,19 @@ class Executor:
             if op in rule:
                 return compare(value, rule[op])
             if op + "Path" in rule:
-                return compare(value, get_path(data, rule[op + "Path"]))
+                return compare(value, _select(rule[op + "Path"], data, context))
         raise UnsupportedDefinition(f"choice rule {rule}: unsupported operator")  # validate_definition refused it
 
 
 _ABSENT = object()  # a Choice variable that is not in the input
+_REQUIRED = object()
+
+
+def _select(path: str, data: Any, context: Any, default: Any = _REQUIRED) -> Any:
+    """A path's value: `$$...` reads the context object, as InputPath, OutputPath, ItemsPath and Choice rules may
+    (input-output-contextobject.html)."""
+    source, path = (context, "$" + path[2:]) if path.startswith("$$") else (data, path)
+    return get_path(source, path) if default is _REQUIRED else get_path(source, path, default)
 
 
 def _check_size(value: Any, what: str, label: str) -> None:

@@ -592,8 +592,8 @@ def _choice(rule):
             r"P\.Parameters\.x\.\$: unsupported path",
         ),
         (
-            machine({"P": {"Type": "Pass", "OutputPath": "$$.Execution.Input", "End": True}}),
-            r"P\.OutputPath: context object path '\$\$\.Execution\.Input' is supported only in Parameters",
+            machine({"W": {"Type": "Wait", "SecondsPath": "$$.Execution.Input.s", "End": True}}),
+            r"W\.SecondsPath: context object path '\$\$\.Execution\.Input\.s' is not supported here",
         ),
         (
             machine({"P": {"Type": "Pass", "Parameters": {"x.$": "States.Format('{}', States.UUID())"}, "End": True}}),
@@ -639,7 +639,7 @@ def _choice(rule):
                     }
                 }
             ),
-            r"T\.Catch\[0\]\.ResultPath: context object path",
+            r"T\.Catch\[0\]\.ResultPath: context object path '\$\$\.x' is not supported here",
         ),
         (
             machine(
@@ -657,3 +657,26 @@ def _choice(rule):
 )
 def test_what_the_executor_does_not_implement_is_refused_before_running(definition, match):
     _refused(definition, match)
+
+
+def test_input_output_items_and_choice_paths_read_the_context_object():
+    """input-output-contextobject.html: InputPath, OutputPath, ItemsPath and Choice rules may read `$$`."""
+    definition = machine(
+        {
+            "C": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$$.Execution.Input.go", "BooleanEquals": True, "Next": "M"}],
+                "Default": "Stop",
+            },
+            "M": {
+                "Type": "Map",
+                "InputPath": "$$.Execution.Input",
+                "ItemsPath": "$$.Execution.Input.items",
+                "ItemProcessor": machine({"P": {"Type": "Pass", "OutputPath": "$.i", "End": True}}),
+                "ItemSelector": {"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
+                "End": True,
+            },
+            "Stop": {"Type": "Succeed"},
+        }
+    )
+    assert Executor(definition, Calls()).run("e", {"go": True, "items": ["a", "b"]}).output == [0, 1]
