@@ -317,7 +317,7 @@ class Executor:
             if not isinstance(items, list):
                 raise TaskError("States.Runtime", f"{label}: ItemsPath did not select an array")
             # Iterator and Parameters are the older names of ItemProcessor and ItemSelector (state-map-inline.html)
-            machine = state.get("ItemProcessor", state.get("Iterator"))
+            machine: dict[str, Any] = state["ItemProcessor"] if "ItemProcessor" in state else state["Iterator"]
             selector = state.get("ItemSelector", state.get("Parameters"))
             runs = []
             for index, item in enumerate(items):
