@@ -1,18 +1,21 @@
 """A local executor for Amazon States Language: runs the very statemachine/ JSON on the local stage.
 
 moto's Step Functions cannot run `glue:startJobRun.sync`, so the local stage interprets the definition
-itself and hands each Task to a dispatcher (Lambda handlers, local Glue processes, SNS, ...). It supports
-the subset the project's definitions use and refuses anything else before running, naming the field:
+itself and hands each Task to a dispatcher (Lambda handlers, local Glue processes, SNS, ...). It implements
+this subset of the JSONPath States Language as AWS does, and `validate_definition` (lakehouse/asl_validation.py)
+refuses anything else before running, naming the state and the field:
 
-- states: Pass, Task, Choice, Wait, Parallel, Map (inline: ItemsPath, ItemSelector, ItemProcessor,
-  MaxConcurrency), Succeed, Fail;
-- InputPath, Parameters (with `.$` paths, `[*]` wildcards, `$$` context paths and the intrinsics
-  `States.Format`, `States.ArrayContains`, `States.JsonToString`, `States.MathAdd`), ResultSelector,
-  ResultPath, OutputPath;
-- Retry (ErrorEquals, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds) and Catch;
-- Choice rules: And, Or, Not, IsPresent, IsNull, StringEquals, StringMatches, NumericEquals,
-  NumericLessThan(Equals), NumericGreaterThan(Equals), BooleanEquals, and the `...Path` forms.
+- states: Pass, Task, Choice, Wait (Seconds, SecondsPath), Parallel, Map (inline: ItemsPath, ItemSelector,
+  ItemProcessor, MaxConcurrency, and the older Iterator/Parameters), Succeed, Fail;
+- InputPath, Parameters, ResultSelector, ResultPath, OutputPath; paths of `.name`, `[n]`, `['name']` and `[*]`
+  steps (no slices, filters or `..`); the context object (`$$.Execution`, `$$.StateMachine`, `$$.State`,
+  `$$.Map.Item`) where AWS reads it; every intrinsic but States.MathRandom and States.UUID (lakehouse/asl.py);
+- Retry (ErrorEquals, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds, JitterStrategy) and Catch;
+- Choice rules: And, Or, Not, IsPresent, IsNull, IsString, IsNumeric, IsBoolean, the String* and Numeric*
+  comparisons, StringMatches, BooleanEquals, and the `...Path` forms (no Timestamp* operators);
+- the 256 KiB payload quota (States.DataLimitExceeded); JSONata (`"QueryLanguage": "JSONata"`) is refused.
 
+tests/sfn_conformance holds the worked examples of the AWS developer guide this is checked against.
 The execution history (state entered/exited, task failures, retries) is kept for the CLI. The definition's
 TimeoutSeconds is enforced as AWS does: past it the execution fails with States.Timeout, which no Catch takes; a
 state already running (a local Glue process) is not cut short, the next one does not start, and a Wait ends at the
