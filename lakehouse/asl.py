@@ -413,8 +413,8 @@ def _string_to_json(value: Any) -> Any:
 
 
 def _string_split(text: Any, delimiter: Any) -> list[str]:
-    # each character of the second argument is a delimiter: the States Language specification's example splits
-    # "This.is+a,test=string" on ".+,=" into five words; empty pieces are left out
+    # each character of the second argument is a delimiter and empty pieces are left out, as LocalStack's emulator
+    # does (the AWS page's example has one delimiter and no empty piece, so it does not settle either point)
     chars = _string(delimiter, "the delimiter")
     pieces = re.split("[" + re.escape(chars) + "]", _string(text, "the first argument")) if chars else [text]
     return [p for p in pieces if p]

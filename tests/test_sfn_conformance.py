@@ -1,9 +1,9 @@
 """The local Step Functions executor against the worked examples of the AWS Step Functions developer guide.
 
-Each tests/sfn_conformance/*.json holds one page's examples as the page gives them (its URL, section, input,
-definition or state, the task's result and the expected output). `compare` lists the only paths checked where the
-page gives part of the output or has a slip, `refused` marks what the executor refuses before running, and `skip`
-says why an example the page gets wrong is not checked; each such example says why in its `note` or `skip`.
+Each tests/sfn_conformance/*.json holds one page's examples as the page gives them: its URL, section, input,
+definition or state, the task's result, and the expected output or the state a Choice goes to. `compare` lists
+the only paths checked where the page gives part of the output or has a slip, `refused` marks what the executor
+refuses before running, and `skip` says why an example the page gets wrong is not checked.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def test_every_page_names_its_source_and_every_example_is_complete():
         page = json.loads(path.read_text())
         assert page["page"].startswith("https://docs.aws.amazon.com/step-functions/latest/dg/"), path
         for example in page["examples"]:
-            assert {"section", "input", "expected"} <= set(example), (path, example)
+            assert {"section", "input"} <= set(example), (path, example)
+            assert "expected" in example or "expected_transition" in example, (path, example["section"])
             assert ("definition" in example) != ("state" in example), (path, example["section"])
             assert "compare" not in example or "note" in example, "a partial comparison says why"
 
@@ -53,7 +54,7 @@ def test_the_executor_gives_the_documented_output(page, example):
         seen.append(params)
         if "task_error" in example:
             raise TaskError(example["task_error"]["Error"], example["task_error"].get("Cause", ""))
-        return example["task_result"]
+        return example.get("task_result")
 
     if "refused" in example:
         with pytest.raises(UnsupportedDefinition, match=example["refused"]):
@@ -63,7 +64,10 @@ def test_the_executor_gives_the_documented_output(page, example):
         example.get("execution_name", "example"), example["input"]
     )
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
-    if "compare" in example:
+    if "expected_transition" in example:
+        taken = {e["state"]: e["next"] for e in execution.history if e["event"] == "StateExited" and "next" in e}
+        assert taken == example["expected_transition"]
+    elif "compare" in example:
         for path in example["compare"]:
             assert get_path(execution.output, path) == get_path(example["expected"], path), path
     else:
