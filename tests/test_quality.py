@@ -106,7 +106,11 @@ def test_rules_must_be_an_array_of_tables():
             "unknown key of a volume rule; expected one of ['history', 'max_change_percent', 'min_history', 'name', "
             "'severity']",
         ),
-        ('[[rules]]\ncheck = "row_count"\nmin = 1.5', "rules[0].min", "must be a whole number"),
+        (
+            '[[rules]]\ncheck = "volume"\nmax_change_percent = 5\nmin_history = "3"',
+            "rules[0].min_history",
+            "must be a whole number, at least 1",
+        ),
         ('[[rules]]\ncheck = "volume"\nmax_change_percent = 5\nhistory = 0', "rules[0].history", "at least 1"),
         ('[[rules]]\ncheck = "accepted_values"\ncolumn = "status"\nvalues = [1]', "rules[0].values[0]", "string"),
     ],

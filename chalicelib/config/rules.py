@@ -146,8 +146,8 @@ class FreshnessRule(ColumnRule, frozen=True, kw_only=True, tag="freshness"):
 class RowCountRule(Rule, frozen=True, kw_only=True, tag="row_count"):
     """`row_count`: `min` and/or `max` rows in the table."""
 
-    min: int | None = None
-    max: int | None = None
+    min: int | float | None = None
+    max: int | float | None = None
 
     def validate(self, t: Where, columns: Mapping[str, Column]) -> None:
         _check_bounds(t, self.check, self.min, self.max)
