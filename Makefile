@@ -31,11 +31,13 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-test-fast: $(STAMP)  # the fast loop: lint, types and every test but the end-to-end ones (under a minute)
+test-fast: $(STAMP)  # the fast loop: lint, layers, types and every test but the end-to-end ones (under a minute)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -m "not e2e"
 
@@ -49,4 +51,4 @@ bench: $(STAMP)
 
 clean:
 	-$(BIN)/lakehouse down
-	rm -rf $(VENV) .lakehouse .pytest_cache .ruff_cache
+	rm -rf $(VENV) .lakehouse .pytest_cache .ruff_cache .import_linter_cache

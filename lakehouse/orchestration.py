@@ -62,7 +62,7 @@ def _aws_error(service: str, exc: Exception) -> TaskError:
 def _checked_workers(sized: dict[str, Any]) -> dict[str, Any]:
     """A job run's WorkerType and NumberOfWorkers, refused as Glue refuses them: one without the other, a type the
     project does not declare, a count outside the type's range (chalicelib/pipeline/engines.py cites the limits)."""
-    from chalicelib.pipeline.engines import WORKER_LIMITS
+    from chalicelib.config.model import WORKER_LIMITS
 
     if not sized:
         return {}

@@ -1,16 +1,20 @@
-"""The house rules of the layout (docs/architecture.md): every import points down, no import circle, the
-deployment code stays out of what ships to Lambda and Glue, and packaging lists every package."""
+"""The house rules of the layout (docs/architecture.md): every import points down and no import circle (the
+import-linter contracts in pyproject.toml, run here and by `make test`), the deployment code stays out of what ships
+to Lambda and Glue, and packaging lists every package."""
 
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
-# Layers, top to bottom: a module may import its own layer and the ones below, never one above.
-LAYERS = {"lakehouse": 3, "deploy": 2, "lakehouse_etl": 2, "app": 1, "chalicelib": 0}
 SOURCES = {"chalicelib": ROOT, "deploy": ROOT, "lakehouse": ROOT, "lakehouse_etl": ROOT / "glue_scripts"}
 
 
@@ -23,63 +27,46 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
-    """The project modules `name` imports, at its top or inside a function: `from a.b import c` is a.b.c when
-    that is a module, else a.b."""
-    out = set()
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], base]).strip(".")
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
-        else:
-            continue
-        out |= {t for t in targets if t in modules and t != name}
-    return out
+def lint_imports(root: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """import-linter's verdict on the contracts of `root`'s pyproject.toml, with `root`'s packages imported."""
+    command = [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "glue_scripts")])}
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = _modules()
-    return {name: _imports(path, name, modules) for name, path in modules.items()}
+def test_every_import_points_down_and_no_package_has_an_import_circle():
+    result = lint_imports()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
-def _layer(module: str) -> int:
-    return LAYERS[module.split(".")[0]]
+def test_app_py_imports_only_the_lambda_core():
+    """app.py is a module, not a package: import-linter sees only the imports of it, so its own are read here."""
+    nodes = list(ast.walk(ast.parse((ROOT / "app.py").read_text())))
+    imported = {n.module or "" for n in nodes if isinstance(n, ast.ImportFrom) and not n.level}
+    imported |= {alias.name for n in nodes if isinstance(n, ast.Import) for alias in n.names}
+    assert {m.split(".")[0] for m in imported} & {*SOURCES, "app"} == {"chalicelib"}
 
 
-def test_every_import_points_down():
-    upward = [
-        f"{module} -> {target}"
-        for module, targets in _graph().items()
-        for target in targets
-        if _layer(target) > _layer(module) or (module == "app" and target.split(".")[0] != "chalicelib")
-    ]
-    assert upward == []
-
-
-def test_the_glue_core_and_deployment_do_not_import_each_other():
-    pairs = {(m.split(".")[0], t.split(".")[0]) for m, targets in _graph().items() for t in targets}
-    assert not pairs & {("deploy", "lakehouse_etl"), ("lakehouse_etl", "deploy")}
-
-
-def test_no_import_circle():
-    graph = _graph()
-    circles = []
-    for start in graph:
-        stack, seen = [(start, (start,))], set()
-        while stack:
-            module, path = stack.pop()
-            for target in graph[module]:
-                if target == start:
-                    circles.append(" -> ".join((*path, start)))
-                elif target not in seen:
-                    seen.add(target)
-                    stack.append((target, (*path, target)))
-    assert circles == []
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        # inside a function, to dodge the import circle, is still an upward arrow
+        ("chalicelib/config/__init__.py", "def f():\n    from chalicelib.quality import checks\n", "chalicelib.config"),
+        ("chalicelib/errors.py", "def f():\n    import chalicelib.aws\n", "chalicelib.errors -> chalicelib.aws"),
+        ("chalicelib/quality/gate.py", "from chalicelib.api.openapi import ERROR\n", "chalicelib.quality.gate ->"),
+        ("glue_scripts/lakehouse_etl/lake.py", "def f():\n    import deploy\n", "lakehouse_etl.lake -> deploy"),
+        ("deploy/plan.py", "def f():\n    import app\n", "deploy.plan -> app"),
+        ("chalicelib/ledger/records.py", "def f():\n    import chalicelib.ledger.base\n", "chalicelib.ledger"),
+    ],
+)
+def test_an_upward_import_or_a_circle_breaks_a_contract(tmp_path, module, line, broken):
+    for part in ("app.py", "pyproject.toml", "chalicelib", "deploy", "lakehouse", "glue_scripts"):
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
+        copy(ROOT / part, tmp_path / part)
+    (tmp_path / module).write_text((tmp_path / module).read_text() + "\n\n" + line)
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1 and "0 broken" not in result.stdout and broken in result.stdout, result.stdout
 
 
 def test_the_package_list_names_every_package():
@@ -104,7 +91,7 @@ def test_no_module_imports_another_modules_private_names():
     private = []
     for name, path in _modules().items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LAYERS:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {*SOURCES, "app"}:
                 private += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert private == []
 

@@ -205,10 +205,8 @@ def test_unsupported_constructs_are_refused_before_running():
     distributed = {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, **machine({"X": {"Type": "Succeed"}})}
     with pytest.raises(UnsupportedDefinition, match="Map mode 'DISTRIBUTED' is not supported"):
         Executor(machine({"M": {"Type": "Map", "ItemProcessor": distributed, "End": True}}), Calls())
-    with pytest.raises(UnsupportedDefinition, match=r'intrinsic function "States\.Hash'):
-        Executor(
-            machine({"P": {"Type": "Pass", "Parameters": {"h.$": "States.Hash($.a, 'MD5')"}, "End": True}}), Calls()
-        ).run("x", {"a": "b"})
+    with pytest.raises(UnsupportedDefinition, match=r"P\.Parameters\.h\.\$: intrinsic function States\.UUID"):
+        Executor(machine({"P": {"Type": "Pass", "Parameters": {"h.$": "States.UUID()"}, "End": True}}), Calls())
     with pytest.raises(UnsupportedDefinition, match=r"field\(s\) \['Credentials'\] not supported for Task"):
         Executor(machine({"T": {"Type": "Task", "Resource": "x", "Credentials": {}, "End": True}}), Calls())
     with pytest.raises(UnsupportedDefinition, match="transition to unknown state 'Nowhere'"):
@@ -374,13 +372,311 @@ def test_a_failed_branch_stops_its_siblings_at_their_next_state():
     failing = {
         "StartAt": "Poll",
         "States": {
-            "Poll": {"Type": "Wait", "Seconds": 0.1, "Next": "Crawl"},  # fails while Merge runs
+            "Poll": {"Type": "Wait", "Seconds": 1, "Next": "Crawl"},  # fails while Merge runs (a tenth of a second)
             "Crawl": {"Type": "Fail", "Error": "CrawlerFailed", "Cause": "no"},
         },
     }
     definition = machine({"P": {"Type": "Parallel", "Branches": [failing, other], "End": True}})
     calls = Calls(job=[slow], publish=[{"published": True}])
-    execution = Executor(definition, calls).run("e", {})
+    execution = Executor(definition, calls, sleep=lambda seconds: time.sleep(seconds / 10)).run("e", {})
     assert (execution.status, execution.error) == ("FAILED", "CrawlerFailed")
     assert [r for r, _ in calls.seen] == ["job"]  # the running Merge finished; Publish never started
     assert any(e["event"] == "BranchStopped" and e["state"] == "P.1.Publish" for e in execution.history)
+
+
+# -- as AWS does (issue 26: differences a replay of executions recorded on AWS found) ---------------------------------
+def test_a_fail_state_without_error_records_no_error_name():
+    """AWS records no error (and no cause) for a Fail state that gives none (state-fail.html: both are optional)."""
+    execution = Executor(machine({"F": {"Type": "Fail"}}), Calls()).run("e", {})
+    assert (execution.status, execution.error, execution.cause) == ("FAILED", None, None)
+    caught = Executor(caught_parallel(machine({"F": {"Type": "Fail", "Cause": "why"}})), Calls()).run("c", {})
+    assert caught.status == "SUCCEEDED" and caught.output == {"Cause": "why"}  # no made-up Error in the error output
+
+
+def test_the_context_object_has_the_execution_state_machine_and_state():
+    """$$.Execution.Id, $$.StateMachine.*, $$.State.* as input-output-contextobject.html lists them."""
+    arn = "arn:aws:states:eu-west-1:111122223333:stateMachine:pipeline"
+    calls = Calls(job=[TaskError("Flaky"), lambda params: params])
+    definition = machine(
+        {
+            "Work": {
+                "Type": "Task",
+                "Resource": "job",
+                "Parameters": {
+                    "id.$": "$$.Execution.Id",
+                    "role.$": "$$.Execution.RoleArn",
+                    "machine.$": "$$.StateMachine",
+                    "state.$": "$$.State.Name",
+                    "retries.$": "$$.State.RetryCount",
+                },
+                "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 1}],
+                "End": True,
+            }
+        }
+    )
+    execution = Executor(definition, calls, sleep=lambda s: None, state_machine_arn=arn, role_arn="arn:role").run(
+        "run-1", {}
+    )
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output == {
+        "id": "arn:aws:states:eu-west-1:111122223333:execution:pipeline:run-1",
+        "role": "arn:role",
+        "machine": {"Id": arn, "Name": "pipeline"},
+        "state": "Work",
+        "retries": 1,  # the second attempt sees one retry
+    }
+    assert calls.seen[0][1]["retries"] == 0
+
+
+def test_a_wildcard_on_a_missing_value_or_a_non_list_gives_an_empty_list():
+    definition = machine(
+        {
+            "P": {
+                "Type": "Pass",
+                "Parameters": {"missing.$": "$.nope[*].x", "scalar.$": "$.n[*]", "flat.$": "$.grid[*][*]"},
+                "End": True,
+            }
+        }
+    )
+    out = Executor(definition, Calls()).run("e", {"n": 3, "grid": [[1, 2], [3]]}).output
+    assert out == {"missing": [], "scalar": [], "flat": [1, 2, 3]}  # `[*][*]` flattens, as Jayway JsonPath
+
+
+@pytest.mark.parametrize("seconds", [-1, 1.5, "5", True])
+def test_a_wait_seconds_path_that_is_not_a_non_negative_integer_fails_with_states_runtime(seconds):
+    definition = machine({"W": {"Type": "Wait", "SecondsPath": "$.s", "End": True}})
+    waits = []
+    execution = Executor(definition, Calls(), sleep=waits.append).run("e", {"s": seconds})
+    assert (execution.status, execution.error, waits) == ("FAILED", "States.Runtime", [])
+    assert "SecondsPath '$.s' must select a non-negative integer" in execution.cause
+
+
+def test_math_add_rounds_half_up_and_format_renders_objects_as_aws_does():
+    definition = machine(
+        {
+            "P": {
+                "Type": "Pass",
+                "Parameters": {
+                    "sum.$": "States.MathAdd($.a, $.b)",
+                    "negative.$": "States.MathAdd(-2.5, 0)",
+                    "text.$": "States.Format('got {} and {}', $.obj, $.list)",
+                    "braces.$": "States.Format('\\{\\} {}', $.a)",
+                },
+                "End": True,
+            }
+        }
+    )
+    data = {"a": 1.5, "b": 2.4, "obj": {"Arg1": 1, "Arg2": []}, "list": ["x", None, True]}
+    out = Executor(definition, Calls()).run("e", data).output
+    assert out == {"sum": 4, "negative": -2, "text": "got {Arg1=1, Arg2=[]} and [x, null, true]", "braces": "{} 1.5"}
+
+
+def test_a_states_runtime_error_from_a_task_s_output_path_fails_the_execution_whatever_its_catch():
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "OutputPath": "$.missing",
+                "Catch": [{"ErrorEquals": ["States.Runtime", "States.ALL"], "Next": "Handled"}],
+                "End": True,
+            },
+            "Handled": {"Type": "Pass", "End": True},
+        }
+    )
+    execution = Executor(definition, Calls(job=[{"ok": 1}])).run("e", {})
+    assert (execution.status, execution.error, execution.failed_state) == ("FAILED", "States.Runtime", "T")
+    assert "$.missing" in execution.cause
+
+
+def test_payloads_past_256_kib_fail_with_states_data_limit_exceeded_which_no_catch_takes():
+    big = "x" * (256 * 1024)
+    too_big = Executor(machine({"P": {"Type": "Pass", "End": True}}), Calls()).run("e", {"s": big})
+    assert (too_big.status, too_big.error, too_big.history) == ("FAILED", "States.DataLimitExceeded", [])
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "Catch": [{"ErrorEquals": ["States.ALL", "States.DataLimitExceeded"], "Next": "Handled"}],
+                "End": True,
+            },
+            "Handled": {"Type": "Pass", "End": True},
+        }
+    )
+    execution = Executor(definition, Calls(job=[{"s": big}])).run("e", {})
+    assert (execution.status, execution.error, execution.failed_state) == ("FAILED", "States.DataLimitExceeded", "T")
+    assert "over the 262144-byte (256 KiB) quota" in execution.cause
+    just_under = "x" * (256 * 1024 - len('{"s":""}'))
+    assert Executor(definition, Calls(job=[{"s": just_under}])).run("f", {}).status == "SUCCEEDED"
+
+
+def test_full_jitter_draws_each_retry_delay_up_to_the_computed_one():
+    delays, drawn = [], []
+
+    def jitter(delay):
+        drawn.append(delay)
+        return delay / 2
+
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "job",
+                "Retry": [{"ErrorEquals": ["E"], "IntervalSeconds": 2, "BackoffRate": 3, "JitterStrategy": "FULL"}],
+                "End": True,
+            }
+        }
+    )
+    calls = Calls(job=[TaskError("E"), TaskError("E"), {"ok": 1}])
+    assert Executor(definition, calls, sleep=delays.append, jitter=jitter).run("e", {}).status == "SUCCEEDED"
+    assert (drawn, delays) == ([2, 6], [1, 3])
+
+
+def test_string_matches_has_only_the_star_wildcard():
+    choice = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.s", "StringMatches": "log-?-\\*-*.txt", "Next": "Yes"}],
+        "Default": "No",
+    }
+    definition = machine(
+        {
+            "C": choice,
+            "Yes": {"Type": "Pass", "Result": 1, "End": True},
+            "No": {"Type": "Pass", "Result": 0, "End": True},
+        }
+    )
+    run = Executor(definition, Calls()).run
+    assert run("a", {"s": "log-?-*-2024.txt"}).output == 1
+    assert run("b", {"s": "log-a-*-2024.txt"}).output == 0  # `?` is literal, as on AWS
+    assert run("c", {"s": "log-?-x-2024.txt"}).output == 0  # `\\*` is a literal star
+
+
+# -- or refuses up front, naming the state and the field -----------------------------------------------------------
+def _refused(definition, match):
+    with pytest.raises(UnsupportedDefinition, match=match):
+        Executor(definition, Calls())
+
+
+def _choice(rule):
+    return machine(
+        {"C": {"Type": "Choice", "Choices": [{**rule, "Next": "D"}], "Default": "D"}, "D": {"Type": "Succeed"}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("definition", "match"),
+    [
+        (
+            _choice({"Variable": "$.t", "TimestampEquals": "2024-01-01T00:00:00Z"}),
+            r"C\.Choices\[0\]\.TimestampEquals: Choice operator 'TimestampEquals' is not supported",
+        ),
+        (
+            _choice({"And": [{"Variable": "$.a", "StringEquals": 1}]}),
+            r"C\.Choices\[0\]\.And\[0\]\.StringEquals: 1 is not a valid operand",
+        ),
+        (
+            {**machine({"P": {"Type": "Pass", "End": True}}), "QueryLanguage": "JSONata"},
+            r"definition\.QueryLanguage: 'JSONata' is not supported \(only JSONPath\)",
+        ),
+        (
+            machine({"P": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input %}", "End": True}}),
+            r"P: field\(s\) \['Output'\] not supported for Pass",
+        ),
+        (
+            machine({"P": {"Type": "Pass", "InputPath": "$.a[0:2]", "End": True}}),
+            r"P\.InputPath: unsupported path '\$\.a\[0:2\]'",
+        ),
+        (
+            machine({"P": {"Type": "Pass", "Parameters": {"x.$": "$.a[?(@.b > 1)]"}, "End": True}}),
+            r"P\.Parameters\.x\.\$: unsupported path",
+        ),
+        (
+            machine({"W": {"Type": "Wait", "SecondsPath": "$$.Execution.Input.s", "End": True}}),
+            r"W\.SecondsPath: context object path '\$\$\.Execution\.Input\.s' is not supported here",
+        ),
+        (
+            machine({"P": {"Type": "Pass", "Parameters": {"x.$": "States.Format('{}', States.UUID())"}, "End": True}}),
+            r"P\.Parameters\.x\.\$: intrinsic function States\.UUID",
+        ),
+        (
+            machine({"P": {"Type": "Pass", "Parameters": {"x.$": "States.MathAdd($.a)"}, "End": True}}),
+            r"P\.Parameters\.x\.\$: States\.MathAdd .* takes 2\.\.2 arguments, not 1",
+        ),
+        (
+            machine({"P": {"Type": "Pass", "Parameters": {"x.$": "States.Format('a\\q')"}, "End": True}}),
+            r"P\.Parameters\.x\.\$: .*open escape backslash",
+        ),
+        (
+            machine(
+                {
+                    "T": {
+                        "Type": "Task",
+                        "Resource": "r",
+                        "Retry": [{"ErrorEquals": ["E"], "JitterStrategy": "X"}],
+                        "End": True,
+                    }
+                }
+            ),
+            r"T\.Retry\[0\]\.JitterStrategy: must be FULL or NONE",
+        ),
+        (
+            machine({"W": {"Type": "Wait", "Seconds": "ten", "End": True}}),
+            r"W\.Seconds: must be an integer from 0 to 99999999, not 'ten'",
+        ),
+        (
+            machine({"T": {"Type": "Task", "Resource": "r", "ResultPath": "$.a[0]", "End": True}}),
+            r"T\.ResultPath: ResultPath '\$\.a\[0\]': only \.name steps can be written",
+        ),
+        (
+            machine(
+                {
+                    "T": {
+                        "Type": "Task",
+                        "Resource": "r",
+                        "Catch": [{"ErrorEquals": ["E"], "Next": "T", "ResultPath": "$$.x"}],
+                        "End": True,
+                    }
+                }
+            ),
+            r"T\.Catch\[0\]\.ResultPath: context object path '\$\$\.x' is not supported here",
+        ),
+        (
+            machine(
+                {
+                    "M": {
+                        "Type": "Map",
+                        "ItemProcessor": machine({"W": {"Type": "Wait", "SecondsPath": "$[-1]", "End": True}}),
+                        "End": True,
+                    }
+                }
+            ),
+            r"M\.ItemProcessor\.W\.SecondsPath: unsupported path",
+        ),
+    ],
+)
+def test_what_the_executor_does_not_implement_is_refused_before_running(definition, match):
+    _refused(definition, match)
+
+
+def test_input_output_items_and_choice_paths_read_the_context_object():
+    """input-output-contextobject.html: InputPath, OutputPath, ItemsPath and Choice rules may read `$$`."""
+    definition = machine(
+        {
+            "C": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$$.Execution.Input.go", "BooleanEquals": True, "Next": "M"}],
+                "Default": "Stop",
+            },
+            "M": {
+                "Type": "Map",
+                "InputPath": "$$.Execution.Input",
+                "ItemsPath": "$$.Execution.Input.items",
+                "ItemProcessor": machine({"P": {"Type": "Pass", "OutputPath": "$.i", "End": True}}),
+                "ItemSelector": {"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
+                "End": True,
+            },
+            "Stop": {"Type": "Succeed"},
+        }
+    )
+    assert Executor(definition, Calls()).run("e", {"go": True, "items": ["a", "b"]}).output == [0, 1]

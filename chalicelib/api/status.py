@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
+from chalicelib.config.rules import FreshnessRule
 from chalicelib.ledger import Ledger, now_iso
 from chalicelib.pipeline.steps import describe_error
 
@@ -41,7 +42,7 @@ def status(
                 last_success.setdefault(batch["dataset"], run.ended_at)
     datasets = {}
     for name, contract in sorted(settings.datasets.items()):
-        target = next((r.max_age_hours for r in contract.rules if r.check == "freshness"), None)
+        target = next((r.max_age_hours for r in contract.rules if isinstance(r, FreshnessRule)), None)
         loaded = last_success.get(name)
         age = round((now - datetime.fromisoformat(loaded)).total_seconds() / 3600, 1) if loaded else None
         quality = ledger.quality_history(name, TREND)

@@ -12,18 +12,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.config.columns import Column
 from chalicelib.config.model import (
     ACCOUNT,
     DATASETS_DIR,
     FORMATS,
     RETRY_MODES,
     SETTINGS_FILE,
-    Column,
+    WORKER_LIMITS,
+    WORKER_TYPE,
     Contract,
     Format,
     Limits,
     PipelineSettings,
-    Rule,
     Settings,
     Stage,
     Zones,
@@ -44,7 +45,6 @@ __all__ = [
     "Format",
     "Limits",
     "PipelineSettings",
-    "Rule",
     "Settings",
     "Stage",
     "Zones",
@@ -77,7 +77,7 @@ def _check_type(where: Where, name: str, type_: str) -> str:
 def parse_contract(file: str, text: str) -> Contract:
     """Parse one dataset contract; the dataset is named after its file (`orders.toml` -> orders)."""
     from chalicelib.config.documents import ColumnDoc, ContractDoc
-    from chalicelib.quality.checks import parse_rules  # each check type reads its own keys
+    from chalicelib.config.rules import parse_rules  # each check type reads its own keys
 
     name = Path(file).stem
     if not _NAME.fullmatch(name):
@@ -181,7 +181,7 @@ def _parse_stage(file: str, project: str, region: str, defaults: Any, raw: Any, 
 def parse_settings(files: Mapping[str, str]) -> Settings:
     """Build Settings from file texts keyed by relative path (`lakehouse.toml`, `datasets/orders.toml`)."""
     from chalicelib.config.documents import SettingsDoc
-    from chalicelib.pipeline.engines import WORKER_LIMITS, WORKER_TYPE
+    from chalicelib.config.rules import ReferencesRule
 
     if SETTINGS_FILE not in files:
         raise ConfigError(SETTINGS_FILE, "(file)", None, "missing")
@@ -230,7 +230,8 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         raise ConfigError(f"{DATASETS_DIR}/", "(files)", None, "no dataset contracts (*.toml) found")
     for contract in datasets.values():  # foreign keys and `references` rules name another contract's column
         targets = [(f"foreign_keys.{c}", t) for c, t in contract.foreign_keys.items()]
-        targets += [(f"rules[{i}].to", r.references) for i, r in enumerate(contract.rules) if r.references]
+        rules = enumerate(contract.rules)
+        targets += [(f"rules[{i}].to", r.references) for i, r in rules if isinstance(r, ReferencesRule)]
         for key, (dataset, column) in targets:
             if dataset not in datasets or column not in datasets[dataset].column_names:
                 raise ConfigError(

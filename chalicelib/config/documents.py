@@ -111,4 +111,4 @@ class ContractDoc(Document, kw_only=True):
     engine: Engine = "auto"  # auto: Spark for a batch of [pipeline] spark_bytes or more
     columns: dict[str, Any] = {}  # each read as ColumnDoc under its own key
     foreign_keys: dict[str, Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")]] = {}
-    rules: list[dict[str, Any]] = []  # each read by its check type (chalicelib.quality.checks)
+    rules: list[dict[str, Any]] = []  # each read as the Struct of its check type (config/rules.py)

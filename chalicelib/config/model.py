@@ -1,12 +1,17 @@
-"""The configuration as frozen dataclasses: settings, stages, zones, limits, dataset contracts and their rules."""
+"""The configuration as frozen dataclasses: settings, stages, zones, limits and dataset contracts (their rules are
+Structs of `config/rules.py`, one per check type)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
+from chalicelib.config.columns import Column
 from chalicelib.errors import ConfigError
+
+if TYPE_CHECKING:  # msgspec Structs, loaded only when a contract is parsed (`import app` does not load msgspec)
+    from chalicelib.config.rules import Rule
 
 SETTINGS_FILE = "lakehouse.toml"
 
@@ -25,52 +30,14 @@ RetryMode = Literal["standard", "adaptive", "legacy"]  # botocore's retry modes
 RETRY_MODES: tuple[RetryMode, ...] = get_args(RetryMode)
 
 
+WORKER_TYPE = "G.1X"  # 1 DPU: 4 vCPUs, 16 GB (Glue docs, "AWS Glue worker types")
+# StartJobRun's NumberOfWorkers: "The maximum number of workers you can define are 299 for G.1X, and 149 for G.2X";
+# G.1X and G.2X need at least 2 (a driver and an executor; terraform-provider-aws issue 23372 shows Glue refusing 1).
+WORKER_LIMITS = {"G.1X": (2, 299), "G.2X": (2, 149)}
+
+
 Format = Literal["csv", "jsonl"]
 Engine = Literal["auto", "spark", "single"]  # a dataset's ETL engine: Spark past [pipeline] spark_bytes, always, never
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str
-    nullable: bool = True
-    min: float | None = None  # numeric columns: rows outside [min, max] are rejected by the ETL
-    max: float | None = None
-
-    @property
-    def numeric(self) -> bool:
-        """An integer, double or decimal column."""
-        return self.type in ("int32", "int64", "double") or self.type.startswith("decimal")
-
-
-Severity = Literal["warn", "error"]  # error: a failing rule stops the publish; warn: reported and alerted
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One quality rule of a contract (`[[rules]]`), checked on the processed table before curated/ is published.
-
-    An `error` that fails stops the publish (its dataset's batch is rolled back); a `warn` is reported and
-    alerted, and the run goes on."""
-
-    name: str  # unique in its contract; defaults to "<check>(<columns>)"
-    check: str
-    severity: Severity = "error"
-    columns: tuple[str, ...] = ()  # the column checked (unique: the key columns)
-    values: tuple[str, ...] = ()  # accepted_values
-    min: float | None = None  # range (column values), row_count (table rows)
-    max: float | None = None
-    pattern: str | None = None  # the whole value must match (regular expression, RE2/Java common subset)
-    references: tuple[str, str] | None = None  # (dataset, column) every non-null value must exist in
-    max_age_hours: float | None = None  # freshness: the newest value is at most this old
-    max_change_percent: float | None = None  # volume: rows loaded vs the median of earlier loads
-    history: int = 10  # volume: how many earlier loads the median is taken over ...
-    min_history: int = 3  # ... and how many it needs before it judges
-
-    @property
-    def column(self) -> str | None:
-        """The checked column (the first of `columns`), or None for table rules."""
-        return self.columns[0] if self.columns else None
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,15 @@ _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
-def read(file: str, data: Any, type_: type[T], *, at: str = "") -> T:
-    """`data` (a TOML table, or part of one at dotted key `at`) as `type_`; a mistake is a ConfigError."""
+def read(file: str, data: Any, type_: type[T], *, at: str = "", what: str = "") -> T:
+    """`data` (a TOML table, or part of one at dotted key `at`) as `type_`; a mistake is a ConfigError (an unknown
+    key's names `what` the table is, when given: "a range rule")."""
     import msgspec
 
     try:
         return msgspec.convert(data, type=type_, strict=True)
     except msgspec.ValidationError as exc:
-        raise _config_error(file, data, type_, str(exc), at) from None
+        raise _config_error(file, data, type_, str(exc), at, what) from None
 
 
 def join(at: str, key: str) -> str:
@@ -55,7 +56,7 @@ class Where:
         return tuple(names)
 
 
-def _config_error(file: str, data: Any, type_: Any, text: str, at: str) -> ConfigError:
+def _config_error(file: str, data: Any, type_: Any, text: str, at: str, what: str = "") -> ConfigError:
     import msgspec
 
     match = _AT.match(text)
@@ -84,7 +85,7 @@ def _config_error(file: str, data: Any, type_: Any, text: str, at: str) -> Confi
             file,
             join(at, join(key, field)),
             value.get(field) if isinstance(value, dict) else None,
-            f"unknown key; expected one of {fields}",
+            f"unknown key{' of ' + what if what and not key else ''}; expected one of {fields}",
         )
     if missing:
         return ConfigError(file, join(at, join(key, missing[1])), None, "is required")
@@ -110,8 +111,8 @@ def _inner(kind: Any, token: str | int) -> Any:
     kind = _bare(kind)
     if isinstance(kind, mi.StructType | mi.DataclassType):
         return next((f.type for f in kind.fields if f.encode_name == token), mi.AnyType())
-    if isinstance(kind, mi.ListType | mi.DictType):
-        return kind.item_type if isinstance(kind, mi.ListType) else kind.value_type
+    if isinstance(kind, mi.ListType | mi.VarTupleType | mi.DictType):
+        return kind.value_type if isinstance(kind, mi.DictType) else kind.item_type
     return mi.AnyType()
 
 
@@ -138,7 +139,7 @@ def _expected(kind: Any) -> str:
         if kind.pattern:
             return f"must match {kind.pattern.removeprefix('^').removesuffix('$')}"
         return "must be a string" + (f" of at least {kind.min_length} characters" if kind.min_length else "")
-    if isinstance(kind, mi.ListType):
+    if isinstance(kind, mi.ListType | mi.VarTupleType):  # a TOML array, decoded as a list or a tuple
         item = _bare(kind.item_type)
         if isinstance(item, mi.StructType | mi.DictType):
             return "must be a list of tables (an array of tables: [[...]], or [{ ... }, { ... }])"

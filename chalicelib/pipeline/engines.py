@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chalicelib.config.model import PipelineSettings, Settings
 
-WORKER_TYPE = "G.1X"  # 1 DPU: 4 vCPUs, 16 GB (Glue docs, "AWS Glue worker types")
-# StartJobRun's NumberOfWorkers: "The maximum number of workers you can define are 299 for G.1X, and 149 for G.2X";
-# G.1X and G.2X need at least 2 (a driver and an executor; terraform-provider-aws issue 23372 shows Glue refusing 1).
-WORKER_LIMITS = {"G.1X": (2, 299), "G.2X": (2, 149)}
+from chalicelib.config.model import WORKER_LIMITS, WORKER_TYPE  # beside spark_max_workers, which they bound
+
 SINGLE_NODE_MIB_PER_SECOND = 20.0  # bench/etl.py: 323 MiB of CSV read, typed and merged in 14-16 s on one node
 SINGLE_NODE_G1X_BYTES = 10 * 1024**3  # past this a batch on one node wants a G.2X's disk (docs/etl.md, "Memory")
 DPUS = {"G.1X": 1, "G.2X": 2}

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import error_code
-from chalicelib.config import Settings, Stage
+from chalicelib.config import Contract, Settings, Stage
 from chalicelib.errors import NotFoundError, PipelineError
 from chalicelib.ledger import FileRecord, Ledger, Run, Status
 from chalicelib.ledger.records import PlannedBatch
 from chalicelib.names import process_job
 from chalicelib.pipeline.reports import QualityReport, RunFailed, RunFinished, TablesRefreshed
 from chalicelib.quality import gate as quality
-from chalicelib.quality.gate import SqlEngine
+from chalicelib.quality.gate import Loads, SqlEngine
 from chalicelib.quality.results import ERROR, PASSED, WARN, TableQuality
 
 if TYPE_CHECKING:
@@ -108,13 +108,15 @@ class RunSteps:
         tables = engine.tables() if todo else set()
         contracts = [self.settings.datasets[b["dataset"]] for b in todo]
         summaries, scopes = zip(*(self.audit_input(b) for b in todo), strict=True) if todo else ((), ())
+        loads = [self._loads(name, c, etl["rows_merged"]) for c, etl in zip(contracts, summaries, strict=True)]
         with ThreadPoolExecutor(4) as pool:  # Athena runs the tables' scans side by side
-            scans = list(pool.map(lambda c, b: quality.scan(engine, c, tables, now, timeout, b), contracts, scopes))
+            scans = list(
+                pool.map(
+                    lambda c, b, n: quality.scan(engine, c, tables, now, timeout, b, n), contracts, scopes, loads
+                )
+            )
         for batch, contract, etl, (rows, checks) in zip(todo, contracts, summaries, scans, strict=True):
             checks.insert(0, quality.check_rejected(self.settings.pipeline.max_rejected_percent, etl))
-            for rule in (r for r in contract.rules if r.check == "volume"):
-                earlier = [h for h in self.ledger.quality_history(contract.name, rule.history + 1) if h["run"] != name]
-                checks.append(quality.check_volume(rule, etl["rows_merged"], [h["rows_loaded"] for h in earlier]))
             result = TableQuality(contract.name, name, int(batch["batch"]), rows, etl["rows_merged"], checks, etl)
             self.ledger.save_quality(name, contract.name, result.as_dict())
             judged[contract.name] = result
@@ -129,6 +131,13 @@ class RunSteps:
             "datasets": {r.dataset: r.status for r in results},
             "results": [r.as_dict() for r in results],
         }
+
+    def _loads(self, name: str, contract: Contract, loaded: int) -> Loads:
+        """The rows run `name` loaded into a dataset's table, with the loads of the earlier runs its rules compare
+        them with (from the ledger's quality history, newest first)."""
+        need = quality.earlier_loads(contract)
+        history = self.ledger.quality_history(contract.name, need + 1) if need else []
+        return Loads(loaded, [h["rows_loaded"] for h in history if h["run"] != name][:need])
 
     def fail(self, name: str, error: str, cause: str, s3: S3Client | None = None) -> RunFailed:
         """The failure step: the run's unmerged files become FAILED with their dataset's cause; files a job

@@ -21,9 +21,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.athena import QueryError, QueryResult
-from chalicelib.config import Contract, Rule
+from chalicelib.config import Contract
+from chalicelib.config.rules import Rule
 from chalicelib.names import table_name
-from chalicelib.quality.checks import VOLUME, Rows, check_of, listed, literal, quote, scanned
+from chalicelib.quality.checks import Evidence, Rows, check_of, judge, listed, literal, quote, scanned
 from chalicelib.quality.results import ERROR, CheckResult, TableQuality
 
 
@@ -99,23 +100,38 @@ def rule_sql(contract: Contract, rule: Rule, tables: Iterable[str]) -> str:
     return scan_sql(replace(contract, rules=(rule,)), tables)
 
 
+@dataclass(frozen=True)
+class Loads:
+    """The rows a run loaded into a table, and what the earlier runs loaded, newest first (the `volume` rule's
+    history: `earlier_loads` says how many are needed)."""
+
+    loaded: int
+    earlier: Sequence[int] = ()
+
+
+def earlier_loads(contract: Contract) -> int:
+    """How many earlier loads the contract's rules are judged against (0: none looks at them)."""
+    return max((check_of(r).earlier_loads(r) for r in contract.rules), default=0)
+
+
 def evaluate(
-    contract: Contract, row: Mapping[str, Any] | None, now: datetime, table_rows: int | None = None
+    contract: Contract,
+    row: Mapping[str, Any] | None,
+    now: datetime,
+    table_rows: int | None = None,
+    loads: Loads | None = None,
 ) -> tuple[int, list[CheckResult]]:
-    """The scanned rules' outcomes from the scan's one result row (None: the table does not exist, so no rows),
-    and the table's rows: `table_rows` where the scan read only a batch, else the rows it counted."""
+    """Every rule's outcome, in the contract's order: the scanned ones from the scan's one result row (None: the
+    table does not exist, so no rows), the others from the `loads` (not judged without them); and the table's
+    rows: `table_rows` where the scan read only a batch, else the rows it counted."""
     rows = int(row["row_count"]) if row else 0
     if row is not None and table_rows is not None:
         row = {**row, "table_rows": table_rows}
-    judged = [(i, r) for i, r in enumerate(contract.rules) if check_of(r).scanned]
-    return rows if table_rows is None else table_rows, [
-        check_of(rule).judge(rule, i, row, rows, now) for i, rule in judged
-    ]
+    return rows if table_rows is None else table_rows, judge(contract.rules, _evidence(row, rows, now, loads))
 
 
-def check_volume(rule: Rule, loaded: int, history: list[int]) -> CheckResult:
-    """Rows loaded now against the median of the earlier loads (newest first in `history`)."""
-    return VOLUME.judge_loads(rule, loaded, history)
+def _evidence(row: Mapping[str, Any] | None, rows: int, now: datetime, loads: Loads | None) -> Evidence:
+    return Evidence(row, rows, now, loads.loaded if loads else 0, loads.earlier if loads else None)
 
 
 def check_rejected(percent_limit: int, etl: Mapping[str, Any]) -> CheckResult:
@@ -143,20 +159,22 @@ def scan(
     now: datetime,
     timeout: float,
     batch: BatchScope | None = None,
+    loads: Loads | None = None,
 ) -> tuple[int, list[CheckResult]]:
-    """Run the one scan over the batch's rows (None: the whole table) and judge the rules; returns the table's
-    rows and the results. A failed or timed-out query is an error of its own (the batch cannot be audited, so it
-    is not published)."""
-    if not scanned(contract.rules):
-        return (batch.table_rows or 0) if batch else 0, []
+    """Run the one scan over the batch's rows (None: the whole table) and judge the rules (those that compare
+    loads against `loads`); returns the table's rows and the results. A failed or timed-out query is an error of
+    its own (the batch cannot be audited, so it is not published)."""
+    table_rows = batch.table_rows if batch else None
+    if not scanned(contract.rules):  # nothing to scan: the rules (if any) compare loads
+        return table_rows or 0, judge(contract.rules, _evidence(None, table_rows or 0, now, loads))
     if table_name(contract.name) not in tables:
-        return evaluate(contract, None, now)
+        return evaluate(contract, None, now, loads=loads)
     try:
         result = engine.run(scan_sql(contract, tables, batch), timeout)
     except QueryError as exc:
-        return 0, [CheckResult("scan", "scan", "error", False, None, "the quality query succeeds", [], str(exc))]
-    table_rows = batch.table_rows if batch else None
-    return evaluate(contract, dict(zip(result.columns, result.rows[0], strict=True)), now, table_rows)
+        failed = CheckResult("scan", "scan", "error", False, None, "the quality query succeeds", [], str(exc))
+        return 0, [failed, *judge(contract.rules, _evidence(None, 0, now, loads), scanned=False)]
+    return evaluate(contract, dict(zip(result.columns, result.rows[0], strict=True)), now, table_rows, loads)
 
 
 def summary(run: str, results: list[TableQuality], limit: int = 6000) -> str:
