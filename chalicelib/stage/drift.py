@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
     from types_boto3_sqs import SQSClient
 
-    from chalicelib.aws import Clients
-
 log = logging.getLogger(__name__)
 REPORTS = "drift/"  # under the reports zone
 
