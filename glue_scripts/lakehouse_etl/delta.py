@@ -421,10 +421,16 @@ def read(
     columns: list[str] | None = None,
     filters: list[tuple[str, str, Any]] | None = None,
 ) -> pa.Table:
-    """A table as Arrow, optionally as it was at a version or a time (ISO 8601). `columns` and `filters` (ANDed
-    `(column, op, value)` triples) are pushed down: delta-rs skips the partitions and files whose values and
-    statistics cannot match, and reads only the columns asked for."""
-    from deltalake import DeltaTable
+    """A table as Arrow with the Delta schema's types, optionally as it was at a version or a time (ISO 8601).
+    `columns` and `filters` (ANDed `(column, op, value)` triples) are pushed down: delta-rs skips the partitions and
+    files whose values and statistics cannot match, and reads only the columns asked for.
+
+    Read by delta-rs's own SQL engine (DataFusion), not its pyarrow dataset: files delta-rs's MERGE writes carry
+    `string_view` columns, which pyarrow 24 can neither compare nor filter, and the dataset misreads a negative
+    decimal partition value. DataFusion takes partition values from the log and reads column-mapped tables and
+    other writers' files (INT96 timestamps) as the log's schema says; the result is cast to that schema, so plain
+    strings come out whatever a file holds (docs/etl.md, "Reading a Delta table")."""
+    from deltalake import DeltaTable, QueryBuilder
 
     table = open_table(uri, storage_options)
     if table is None:
@@ -436,7 +442,58 @@ def read(
         table = DeltaTable(uri, storage_options=storage_options, version=version)
     if as_of is not None:
         table.load_as_version(version_at(table, as_of, uri))
-    return table.to_pyarrow_table(columns=columns, filters=filters or None)
+    schema = pa.schema(table.schema().to_arrow())
+    names = schema.names
+    for column in [*(columns or []), *(f[0] for f in filters or [])]:
+        if column not in names:
+            raise TableError(f"{uri}: no column {column!r}; the table has {', '.join(names)}")
+    wanted = columns if columns is not None else names
+    select = ", ".join(_quoted(c) for c in wanted) or "1"
+    where = " AND ".join(_condition(uri, *f) for f in filters or [])
+    sql = f"SELECT {select} FROM t" + (f" WHERE {where}" if where else "")
+    result = pa.table(QueryBuilder().register("t", table).execute(sql).read_all())
+    if not wanted:
+        return result.select([])
+    return result.cast(pa.schema([schema.field(c) for c in wanted]))
+
+
+_OPS = {"=": "=", "==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "in": "IN", "not in": "NOT IN"}
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _condition(uri: str, column: str, op: str, value: Any) -> str:
+    """One `(column, op, value)` filter as DataFusion SQL, its value a typed literal."""
+    sql_op = _OPS.get(op.lower().strip()) if isinstance(op, str) else None
+    if sql_op is None:
+        raise TableError(f"{uri}: filter operator {op!r} is not one of {', '.join(_OPS)}")
+    if sql_op in ("IN", "NOT IN"):
+        if isinstance(value, str | bytes) or not isinstance(value, Collection) or not value:
+            raise TableError(f"{uri}: filter {column!r} {op} needs a non-empty list of values, not {value!r}")
+        return f"{_quoted(column)} {sql_op} ({', '.join(_sql_value(uri, column, v) for v in value)})"
+    return f"{_quoted(column)} {sql_op} {_sql_value(uri, column, value)}"
+
+
+def _sql_value(uri: str, column: str, value: Any) -> str:
+    """A Python value as a DataFusion literal: DataFusion coerces it to the column's type."""
+    from decimal import Decimal
+
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        when = value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+        return f"TIMESTAMP '{when.isoformat()}'"  # naive times are UTC, as the lake stores them
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TableError(f"{uri}: filter on {column!r}: cannot compare with a {type(value).__name__} ({value!r})")
 
 
 def version_at(table: Any, as_of: str, uri: str = "") -> int:
