@@ -38,13 +38,17 @@ class MergeResult:
 
 
 def open_table(uri: str, storage_options: dict[str, str]) -> Any | None:
+    """The Delta table at `uri`, or None if there is none; a log delta-rs cannot read is a TableError naming it (a
+    negative decimal partition value as Sail 0.7.2 writes it, `-1.-50`, say)."""
     from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
+    from deltalake.exceptions import DeltaError, TableNotFoundError
 
     try:
         return DeltaTable(uri, storage_options=storage_options)
     except TableNotFoundError:
         return None
+    except DeltaError as exc:
+        raise TableError(f"{uri}: its Delta log cannot be read: {exc}") from exc
 
 
 def ensure_table(uri: str, schema: pa.Schema, partition_by: list[str], storage_options: dict[str, str]) -> Any:
