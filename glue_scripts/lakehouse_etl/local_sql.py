@@ -87,8 +87,7 @@ def register(con: Any, name: str, table: Any, storage_options: dict[str, str], c
         dataset = table.to_pyarrow_dataset()
     except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
         raise TableError(f"{name}: a partition value cannot be read through Arrow: {exc}") from exc
-    con.register(f"{name}__arrow", dataset)
-    con.execute(f'CREATE VIEW "{name}" AS SELECT {_cast_columns(schema)} FROM "{name}__arrow"')
+    con.register(name, dataset)  # its schema is the log's, to which pyarrow casts each file's columns
 
 
 # reader features that change nothing for a reader of the log's files as they are listed
