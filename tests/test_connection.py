@@ -93,7 +93,7 @@ def test_answers_keep_their_types_and_pushdowns_and_time_travel_read_what_they_s
         assert set(lake.quality("orders")["run"]) == {"run-000002"}  # the update batch's run
         assert set(lake.quality("orders", runs=2)["run"]) == {"run-000001", "run-000002"}
         new = pathlib.Path(os.environ["HOME"]) / "late.csv"
-        new.write_text(HEADER + "O9999999,C1,2026-11-30T10:00:00Z,shipped,10.00,EUR,2026-11-30\n")
+        new.write_text(HEADER + "O9999999,C1,2026-11-30T10:00:00Z,shipped,10.00,EUR,2026-11-30\\n")
         (dropped,) = lake.drop(new, dataset="orders").to_dict("records")
         assert dropped["status"] == "VALID" and dropped["dataset"] == "orders", dropped
         """.replace("HEADER", repr(H.decode())),

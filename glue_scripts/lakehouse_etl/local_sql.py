@@ -143,7 +143,7 @@ def _parquet_source(
     )
 
     def read(group: list[str], extra: str = "", hive: str = "hive_partitioning = false") -> str:
-        present = set().union(*(held.get(f, []) for f in group))
+        present = {c for c in data if any(c in held.get(f, []) for f in group)}
         # Files that lack a column the others hold are read by name, at the price of reading every file's footer
         # whenever the view is bound (each query), so only then.
         uneven = any(not present.issubset(held.get(f, [])) for f in group)
