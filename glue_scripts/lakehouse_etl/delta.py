@@ -426,15 +426,14 @@ def read(
     filters: list[tuple[str, str, Any]] | None = None,
 ) -> pa.Table:
     """A table as Arrow with the Delta schema's types, optionally as it was at a version or a time (ISO 8601).
-    `columns` and `filters` (ANDed `(column, op, value)` triples) are pushed down: delta-rs skips the partitions and
-    files whose values and statistics cannot match, and reads only the columns asked for.
+    `columns` and `filters` (ANDed `(column, op, value)` triples) are pushed down to the log: delta-rs skips the
+    partitions and files whose values and statistics cannot match, and only the columns asked for are read.
 
-    Read by delta-rs's own SQL engine (DataFusion), not its pyarrow dataset: files delta-rs's MERGE writes carry
-    `string_view` columns, which pyarrow 24 can neither compare nor filter, and the dataset misreads a negative
-    decimal partition value. DataFusion takes partition values from the log and reads column-mapped tables and
-    other writers' files (INT96 timestamps) as the log's schema says; the result is cast to that schema, so plain
-    strings come out whatever a file holds (docs/etl.md, "Reading a Delta table")."""
-    from deltalake import DeltaTable, QueryBuilder
+    The rows are filtered after they are cast to the Delta schema, not by pyarrow's Parquet scan: files delta-rs's
+    MERGE writes carry `string_view` columns, for which pyarrow 24 has no compare or filter kernel (docs/etl.md,
+    "Reading a Delta table"). delta-rs's own SQL reader (QueryBuilder) would read them, but it holds the
+    interpreter's lock while it waits on S3, so a server in the same process (moto in the tests) never answers."""
+    from deltalake import DeltaTable
 
     table = open_table(uri, storage_options)
     if table is None:
@@ -446,58 +445,99 @@ def read(
         table = DeltaTable(uri, storage_options=storage_options, version=version)
     if as_of is not None:
         table.load_as_version(version_at(table, as_of, uri))
+    reason = unreadable(table)
+    if reason:
+        raise TableError(f"{uri}: {reason}")
     schema = pa.schema(table.schema().to_arrow())
-    names = schema.names
-    for column in [*(columns or []), *(f[0] for f in filters or [])]:
-        if column not in names:
-            raise TableError(f"{uri}: no column {column!r}; the table has {', '.join(names)}")
-    wanted = columns if columns is not None else names
-    select = ", ".join(_quoted(c) for c in wanted) or "1"
-    where = " AND ".join(_condition(uri, *f) for f in filters or [])
-    sql = f"SELECT {select} FROM t" + (f" WHERE {where}" if where else "")
-    result = pa.table(QueryBuilder().register("t", table).execute(sql).read_all())
-    if not wanted:
-        return result.select([])
-    return result.cast(pa.schema([schema.field(c) for c in wanted]))
+    wanted = list(schema.names) if columns is None else list(columns)
+    where = [_typed_filter(uri, schema, *f) for f in filters or []]
+    needed = list(dict.fromkeys([*wanted, *(f[0] for f in where)]))
+    try:
+        dataset = _pruned_dataset(table, filters or [])
+    except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
+        raise TableError(f"{uri}: a partition value delta-rs cannot give to Arrow: {exc}") from exc
+    data = dataset.to_table(columns=needed).cast(pa.schema([schema.field(c) for c in needed]))
+    if where:
+        data = data.filter(_expression(where))
+    return data.select(wanted)
 
 
-_OPS = {"=": "=", "==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "in": "IN", "not in": "NOT IN"}
+# reader features that change nothing for a reader of the log's files as they are listed
+READABLE_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
 
 
-def _quoted(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
+def unreadable(table: Any) -> str | None:
+    """Why the Arrow dataset delta-rs builds cannot read `table` right, or None. Column mapping (reader version 2, or
+    the feature in version 3) names the files' columns by physical names it does not map: every column would read
+    as NULL. Other reader features (deletion vectors, ...) it would ignore: rows would come back that are gone."""
+    mode = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    if mode != "none":
+        return f"the table uses column mapping (mode {mode}), which the lakehouse's readers cannot read"
+    features = set(table.protocol().reader_features or []) - READABLE_FEATURES
+    if features:
+        return f"the table needs reader features the lakehouse's readers lack: {', '.join(sorted(features))}"
+    return None
 
 
-def _condition(uri: str, column: str, op: str, value: Any) -> str:
-    """One `(column, op, value)` filter as DataFusion SQL, its value a typed literal."""
-    sql_op = _OPS.get(op.lower().strip()) if isinstance(op, str) else None
-    if sql_op is None:
+def _pruned_dataset(table: Any, filters: list[tuple[str, str, Any]]) -> Any:
+    """delta-rs's Arrow dataset of the files the log cannot rule out; all of them if delta-rs cannot encode a
+    filter's value (it refuses decimals, for one): the rows are filtered afterwards either way."""
+    from deltalake.exceptions import DeltaError
+
+    if filters:
+        try:
+            return table.to_pyarrow_dataset(file_pruning_predicate=filters)
+        except (DeltaError, pa.ArrowException, ValueError):
+            pass
+    return table.to_pyarrow_dataset()
+
+
+_OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")
+
+
+def _typed_filter(uri: str, schema: pa.Schema, column: str, op: str, value: Any) -> tuple[str, str, Any]:
+    """A `(column, op, value)` filter checked against the table, its value cast to the column's type (an int
+    against a decimal, a naive time against a UTC timestamp, read as UTC); a one-line TableError if it cannot be."""
+    if column not in schema.names:
+        raise TableError(f"{uri}: no column {column!r}; the table has {', '.join(schema.names)}")
+    if not isinstance(op, str) or op.lower().strip() not in _OPS:
         raise TableError(f"{uri}: filter operator {op!r} is not one of {', '.join(_OPS)}")
-    if sql_op in ("IN", "NOT IN"):
-        if isinstance(value, str | bytes) or not isinstance(value, Collection) or not value:
-            raise TableError(f"{uri}: filter {column!r} {op} needs a non-empty list of values, not {value!r}")
-        return f"{_quoted(column)} {sql_op} ({', '.join(_sql_value(uri, column, v) for v in value)})"
-    return f"{_quoted(column)} {sql_op} {_sql_value(uri, column, value)}"
+    op = op.lower().strip()
+    listed = op in ("in", "not in")
+    if listed and (isinstance(value, str | bytes) or not isinstance(value, Collection) or not value):
+        raise TableError(f"{uri}: filter {column!r} {op} needs a non-empty list of values, not {value!r}")
+    values = list(value) if listed else [value]
+    kind = schema.field(column).type
+    if pa.types.is_decimal(kind):  # an int64 does not fit a narrow decimal's precision; its exact value does
+        from decimal import Decimal
+
+        values = [Decimal(str(v)) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values]
+    try:
+        typed = pa.array(values).cast(kind)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise TableError(f"{uri}: filter on {column!r} ({kind}): cannot compare with {value!r}") from exc
+    return (column, op, typed if listed else typed[0])
 
 
-def _sql_value(uri: str, column: str, value: Any) -> str:
-    """A Python value as a DataFusion literal: DataFusion coerces it to the column's type."""
-    from decimal import Decimal
+def _expression(where: list[tuple[str, str, Any]]) -> Any:
+    import pyarrow.compute as pc
 
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, datetime):
-        when = value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-        return f"TIMESTAMP '{when.isoformat()}'"  # naive times are UTC, as the lake stores them
-    if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise TableError(f"{uri}: filter on {column!r}: cannot compare with a {type(value).__name__} ({value!r})")
+    tests = {
+        "=": lambda f, v: f == v,
+        "==": lambda f, v: f == v,
+        "!=": lambda f, v: f != v,
+        "<": lambda f, v: f < v,
+        "<=": lambda f, v: f <= v,
+        ">": lambda f, v: f > v,
+        ">=": lambda f, v: f >= v,
+        "in": lambda f, v: f.isin(v),
+        "not in": lambda f, v: ~f.isin(v),
+    }
+    expression = None
+    for column, op, value in where:
+        test = tests[op](pc.field(column), value)
+        expression = test if expression is None else expression & test
+    return expression
 
 
 def version_at(table: Any, as_of: str, uri: str = "") -> int:

@@ -58,11 +58,11 @@ def register(con: Any, name: str, table: Any, storage_options: dict[str, str], c
     and partition values as the log records them. DuckDB's own Parquet reader over the version's file list when the
     files are on this disk (or copied there by `cache`): several times faster than DuckDB's scan of the Arrow
     dataset delta-rs builds (bench/sql.py), which serves S3 without a cache (the Glue jobs) and an empty table.
-    What neither reads right is refused (`unreadable`)."""
+    What neither reads right is refused (`delta.unreadable`)."""
     import duckdb
     import pyarrow as pa
 
-    reason = unreadable(table)
+    reason = delta.unreadable(table)
     if reason:
         raise TableError(f"{name}: {reason}")
     schema = pa.schema(table.schema().to_arrow())
@@ -88,24 +88,6 @@ def register(con: Any, name: str, table: Any, storage_options: dict[str, str], c
     except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
         raise TableError(f"{name}: a partition value cannot be read through Arrow: {exc}") from exc
     con.register(name, dataset)  # its schema is the log's, to which pyarrow casts each file's columns
-
-
-# reader features that change nothing for a reader of the log's files as they are listed
-READABLE_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
-
-
-def unreadable(table: Any) -> str | None:
-    """Why the local engine cannot read `table` right, or None. Column mapping (reader version 2, or the feature in
-    version 3) names the files' columns by physical names the Arrow dataset does not map: every column would read as
-    NULL. Other reader features (deletion vectors, ...) would be ignored, so rows would come back that are gone."""
-    protocol = table.protocol()
-    mode = table.metadata().configuration.get("delta.columnMapping.mode", "none")
-    if mode != "none":
-        return f"the table uses column mapping (mode {mode}), which the local SQL engine cannot read"
-    features = set(protocol.reader_features or []) - READABLE_FEATURES
-    if features:
-        return f"the table needs reader features the local SQL engine lacks: {', '.join(sorted(features))}"
-    return None
 
 
 def _cast_columns(schema: Any) -> str:
