@@ -456,7 +456,9 @@ def read(
         dataset = _pruned_dataset(table, filters or [])
     except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
         raise TableError(f"{uri}: a partition value delta-rs cannot give to Arrow: {exc}") from exc
-    data = dataset.to_table(columns=needed).cast(pa.schema([schema.field(c) for c in needed]))
+    read = dataset.to_table(columns=needed)
+    fields = [schema.field(c) for c in needed]  # column by column: a reader does not enforce NOT NULL
+    data = pa.Table.from_arrays([read.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
     if where:
         data = data.filter(_expression(where))
     return data.select(wanted)
