@@ -460,7 +460,10 @@ def read(
     fields = [schema.field(c) for c in needed]  # column by column: a reader does not enforce NOT NULL
     data = pa.Table.from_arrays([read.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
     if where:
-        data = data.filter(_expression(where))
+        import pyarrow.parquet as pq
+
+        to_expression: Any = pq.filters_to_expression  # untyped in pyarrow 24
+        data = data.filter(to_expression(where))  # the triples pyarrow's readers take, values typed as the columns
     return data.select(wanted)
 
 
@@ -519,27 +522,6 @@ def _typed_filter(uri: str, schema: pa.Schema, column: str, op: str, value: Any)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise TableError(f"{uri}: filter on {column!r} ({kind}): cannot compare with {value!r}") from exc
     return (column, op, typed if listed else typed[0])
-
-
-def _expression(where: list[tuple[str, str, Any]]) -> Any:
-    import pyarrow.compute as pc
-
-    tests = {
-        "=": lambda f, v: f == v,
-        "==": lambda f, v: f == v,
-        "!=": lambda f, v: f != v,
-        "<": lambda f, v: f < v,
-        "<=": lambda f, v: f <= v,
-        ">": lambda f, v: f > v,
-        ">=": lambda f, v: f >= v,
-        "in": lambda f, v: f.isin(v),
-        "not in": lambda f, v: ~f.isin(v),
-    }
-    expression = None
-    for column, op, value in where:
-        test = tests[op](pc.field(column), value)
-        expression = test if expression is None else expression & test
-    return expression
 
 
 def version_at(table: Any, as_of: str, uri: str = "") -> int:
