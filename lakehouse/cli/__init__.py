@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from chalicelib.errors import LakehouseError
-from lakehouse.cli import cost, deploy, etl, lifecycle, local, pipeline, quality, query
+from lakehouse.cli import cost, deploy, etl, lifecycle, local, pipeline, quality, query, rejected
 from lakehouse.output import console
 
 
@@ -58,6 +58,7 @@ for command in (
     pipeline.run_command,
     pipeline.executions,
     pipeline.requeue,
+    rejected.rejected,
     query.query,
     quality.quality,
     lifecycle.lifecycle,

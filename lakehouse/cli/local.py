@@ -143,8 +143,10 @@ def generate(folder: Path, orders: int, anomaly_rate: float, seed: int, end: dat
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(stage_name: str, host: str, port: int) -> None:
     """Serve the HTTP API (/cost, /status) and the dashboard (/) until stopped: on the local stage's data, or
-    a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed)."""
-    from lakehouse.serve import api_server
+    a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed).
+    The local stage is started first if it is not running (as `lakehouse up`); stopped later, the dashboard says
+    so, and started again (`lakehouse up`, on a new port) it is followed."""
+    from lakehouse.serve import StageFollower, api_server, reap_when_it_stops
 
     settings = project_settings()
     if stage_name == localstage.STAGE:
@@ -152,12 +154,17 @@ def serve(stage_name: str, host: str, port: int) -> None:
         if local is None:
             with console.status("starting the local stage"):
                 local, _ = start_local_stage(settings)
-            console.print("local stage started, empty: `make demo` fills it with the demo's data")
+            reap_when_it_stops(local.pid)
+            console.print(
+                f"local stage started at {local.endpoint} (as `lakehouse up` does; `lakehouse down` stops it, "
+                "`make demo` adds the demo's data)"
+            )
         localstage.use(local)
     else:
         settings.stage(stage_name)  # an unknown stage is refused here, with the known ones
+    follow = StageFollower(local) if stage_name == localstage.STAGE else None
     try:
-        server = api_server(host, port, stage_name)
+        server = api_server(host, port, stage_name, follow)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror} (try --port)") from None
     console.print(f"dashboard: http://{host}:{port}/   API: /cost, /status, /openapi.json   (Ctrl-C stops)")
