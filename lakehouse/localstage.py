@@ -14,6 +14,7 @@ provisions the stage with the very code a real stage uses. Inside that process:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -53,6 +54,7 @@ class LocalStage:
     pid: int
     port: int
     region: str
+    batcher_seconds: float = 60.0  # how often it plays the batcher schedule (BATCHER_ENV when it started; 0: never)
 
     @property
     def endpoint(self) -> str:
@@ -128,7 +130,7 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the CLI command that started it
             )
-        stage = LocalStage(pid=proc.pid, port=port, region=region)
+        stage = LocalStage(pid=proc.pid, port=port, region=region, batcher_seconds=_batcher_seconds())
         deadline = time.monotonic() + timeout
         while not _answers(stage.endpoint):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -136,10 +138,51 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
                 why = (last_restore() or {}).get("error")
                 raise LocalStageError(why or f"the local stage did not start; see {LOG_FILE}")
             time.sleep(0.1)
-        STATE_FILE.write_text(json.dumps({"pid": stage.pid, "port": stage.port, "region": region}))
+        try:
+            wait_until_serving(lambda: _serves_aws(stage), deadline, f"the local stage at {stage.endpoint}")
+        except LocalStageError:
+            proc.kill()
+            raise
+        STATE_FILE.write_text(json.dumps(dataclasses.asdict(stage)))
     use(stage)
     provision()
     return stage, started
+
+
+def _batcher_seconds() -> float:
+    return float(os.environ.get(BATCHER_ENV, "60"))
+
+
+def _serves_aws(stage: LocalStage) -> None:
+    """One AWS request, `up`'s first (STS GetCallerIdentity), without retries: it raises until moto serves it."""
+    import boto3
+    from botocore.config import Config
+
+    sts = boto3.client(
+        "sts",
+        endpoint_url=stage.endpoint,
+        region_name=stage.region,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )
+    sts.get_caller_identity()
+
+
+def wait_until_serving(probe: Callable[[], None], deadline: float, what: str) -> None:
+    """Wait until `probe` passes: the stage's port answers before its process has imported what serves AWS requests
+    (moto imports a service's modules on its first request, and the stage process imports the Chalice app at the
+    same time), and `up` provisions only a stage that serves them; past `deadline`, a LocalStageError."""
+    while True:
+        try:
+            probe()
+            return
+        except Exception as exc:  # any answer but a good one: the stage is not ready yet
+            if time.monotonic() > deadline:
+                raise LocalStageError(
+                    f"{what} does not serve AWS requests yet ({' '.join(str(exc).split())}); see {LOG_FILE}"
+                ) from None
+        time.sleep(0.2)
 
 
 def last_restore() -> dict[str, Any] | None:
@@ -414,7 +457,7 @@ def serve(port: int, region: str) -> None:
         args=(SNAPSHOT_DIR, gate, stop, float(os.environ.get(SNAPSHOT_ENV, "10")), journal),
         daemon=True,
     ).start()
-    every = float(os.environ.get(BATCHER_ENV, "60"))
+    every = _batcher_seconds()
     if every > 0:
         threading.Thread(target=schedule_forever, args=(stop, every), daemon=True).start()
     print(f"local stage: moto on 127.0.0.1:{port}, validate poller, batcher every {every:g} s", flush=True)
