@@ -93,10 +93,14 @@ def require() -> LocalStage:
     return stage
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _listening_socket() -> socket.socket:
+    """A loopback socket on a free port, listening: the stage process serves on it as it inherits it. Naming a free
+    port for the process to bind would leave it free while the process imports moto (seconds, under load), for any
+    other process's bind to take; `up` would then provision whatever moto server answers there."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # requests wait in its backlog until the stage serves them
+    return sock
 
 
 def use(stage: LocalStage) -> None:
@@ -120,14 +124,16 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
         else:  # restoring reads the whole snapshot before the endpoint answers
             timeout = max(timeout, 600.0)
         RESTORE_FILE.unlink(missing_ok=True)
-        port = _free_port()
-        with LOG_FILE.open("ab") as log:
+        listening = _listening_socket()
+        port = listening.getsockname()[1]
+        with LOG_FILE.open("ab") as log, listening:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lakehouse.localstage", "serve", str(port), region],
+                [sys.executable, "-m", "lakehouse.localstage", "serve", str(port), region, str(listening.fileno())],
                 cwd=PROJECT_DIR,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                pass_fds=(listening.fileno(),),
                 start_new_session=True,  # outlives the CLI command that started it
             )
         stage = LocalStage(pid=proc.pid, port=port, region=region, batcher_seconds=_batcher_seconds())
@@ -322,9 +328,9 @@ def moto_app() -> Any:
     return DomainDispatcherApplication(create_backend_app)
 
 
-def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None) -> Any:
-    """moto on a loopback port, in this process; `gate` and `journal`: the snapshot's and the journal's
-    (lakehouse/snapshot.py, lakehouse/journal.py), when the stage keeps its data."""
+def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None, fd: int | None = None) -> Any:
+    """moto on a loopback port, in this process (on the listening socket `fd` if given); `gate` and `journal`: the
+    snapshot's and the journal's (lakehouse/snapshot.py, lakehouse/journal.py), when the stage keeps its data."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
@@ -336,6 +342,7 @@ def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None
         _serialised(app or moto_app(), gate or Gate(), journal),
         threaded=True,
         request_handler=MotoRequestHandler,
+        fd=fd,
     )
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
     return server
@@ -423,7 +430,7 @@ def schedule_forever(stop: threading.Event, every: float) -> None:
             print(f"batcher: {type(exc).__name__}: {exc}", flush=True)
 
 
-def serve(port: int, region: str) -> None:
+def serve(port: int, region: str, fd: int | None = None) -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
@@ -443,7 +450,7 @@ def serve(port: int, region: str) -> None:
     RESTORE_FILE.write_text(json.dumps({**restored, "unclean": unclean}))
     gate, journal = snapshot.Gate(), Journal(SNAPSHOT_DIR, restored["next_journal"])
     gate.changes = restored["replayed"]  # the next snapshot takes them in, and the journal files go
-    server = serve_moto(port, gate, app, journal)
+    server = serve_moto(port, gate, app, journal, fd)
     stop, forget = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `down`: keep the data
 
@@ -478,7 +485,7 @@ def serve(port: int, region: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "serve":
-        serve(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "serve":
+        serve(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else None)
     else:
-        sys.exit("usage: python -m lakehouse.localstage serve PORT REGION")
+        sys.exit("usage: python -m lakehouse.localstage serve PORT REGION [LISTENING_FD]")

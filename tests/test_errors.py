@@ -173,3 +173,22 @@ def test_a_dropped_file_says_when_its_run_starts_and_queries_name_the_lake_s_tab
         assert lakehouse(home, "query", "SHOW TABLES").returncode == 0
     finally:
         lakehouse(home, "down", "--discard")
+
+
+def test_the_stage_serves_on_the_socket_up_bound_so_no_other_process_can_take_its_port():
+    import socket
+    import urllib.request
+
+    from lakehouse.localstage import _listening_socket, serve_moto
+
+    listening = _listening_socket()
+    port = listening.getsockname()[1]
+    with socket.socket() as other, pytest.raises(OSError):  # taken from the start, not only once moto is imported
+        other.bind(("127.0.0.1", port))
+    server = serve_moto(port, fd=listening.fileno())
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        server.shutdown()
+        listening.close()
