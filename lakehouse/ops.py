@@ -83,6 +83,7 @@ def next_run(settings: Settings, stage: Stage, ledger: Any, now: datetime | None
     waiting = [f for dataset in settings.datasets for f in ledger.pending_files(dataset)]
     if not waiting:
         return None
+    files = f"{len(waiting)} accepted file waits" if len(waiting) == 1 else f"{len(waiting)} accepted files wait"
     option = "" if stage.name == localstage.STAGE else f" --stage {stage.name}"
     run_now = f"`lakehouse run{option}` starts one now"
     every = BATCHER_MINUTES * 60.0
@@ -91,7 +92,7 @@ def next_run(settings: Settings, stage: Stage, ledger: Any, now: datetime | None
         every = local.batcher_seconds if local is not None else every
         if every <= 0:
             return "", (
-                f"{len(waiting)} accepted files wait for a pipeline run; this local stage runs no batcher "
+                f"{files} for a pipeline run; this local stage runs no batcher "
                 f"({localstage.BATCHER_ENV}=0): {run_now}"
             )
     by, why = BatchPolicy.of(settings).starts_by(waiting, now or datetime.now(UTC), every)
@@ -99,7 +100,7 @@ def next_run(settings: Settings, stage: Stage, ledger: Any, now: datetime | None
     after = f", after {active.name} (in flight) ends" if active is not None else ""
     when = f"{by:%H:%M:%S} UTC"
     return when, (
-        f"{len(waiting)} accepted files wait for a pipeline run: it starts by {when}{after} ({why}); {run_now}"
+        f"{files} for a pipeline run: it starts by {when}{after} ({why}); {run_now}"
     )
 
 

@@ -164,7 +164,7 @@ def test_a_dropped_file_says_when_its_run_starts_and_queries_name_the_lake_s_tab
         dropped = lakehouse(home, "drop", str(sample))
         assert dropped.returncode == 0, dropped.stderr
         assert "waiting: run by" in dropped.stdout
-        assert "1 accepted files wait for a pipeline run: it starts by " in dropped.stderr
+        assert "1 accepted file waits for a pipeline run: it starts by " in dropped.stderr
         assert "the 300 s window closes at" in dropped.stderr and "`lakehouse run` starts one now" in dropped.stderr
         listed = lakehouse(home, "ledger")
         assert "waiting: run by" in listed.stdout and "`lakehouse run` starts one now" in listed.stderr
@@ -192,3 +192,37 @@ def test_the_stage_serves_on_the_socket_up_bound_so_no_other_process_can_take_it
     finally:
         server.shutdown()
         listening.close()
+
+
+def accepted(ledger: Any, at: datetime) -> Any:
+    from chalicelib.ledger import FileRecord, Status
+
+    record = FileRecord(
+        "lake/raw/orders/a.csv#v1", "lake", "raw/orders/a.csv", "v1", "orders", received_at=at.isoformat()
+    )
+    return ledger.finish(ledger.claim(record, now=at).record, Status.VALID)
+
+
+def test_the_waiting_note_names_the_stage_s_run_command_a_run_in_flight_and_a_stage_without_batcher(
+    settings, monkeypatch
+):
+    from chalicelib.ledger.memory import InMemoryLedger
+    from lakehouse import localstage
+    from lakehouse.ops import next_run
+
+    now = datetime(2026, 12, 7, 20, 0, 0, tzinfo=UTC)
+    ledger = InMemoryLedger()
+    assert next_run(settings, settings.stage("dev"), ledger, now) is None  # nothing waits
+    accepted(ledger, now)
+    ledger.begin_run()
+    when, line = next_run(settings, settings.stage("dev"), ledger, now)  # type: ignore[misc]
+    assert when == "20:06:00 UTC"  # the window closes at 20:05:00, the batcher looks every minute on AWS
+    assert line == (
+        "1 accepted file waits for a pipeline run: it starts by 20:06:00 UTC, after run-000001 (in flight) ends "
+        "(the 300 s window closes at 20:05:00 UTC; the batcher looks every 60 s); "
+        "`lakehouse run --stage dev` starts one now"
+    )
+    idle = localstage.LocalStage(pid=1, port=1, region="us-east-1", batcher_seconds=0)
+    monkeypatch.setattr(localstage, "running", lambda: idle)
+    when, line = next_run(settings, settings.stage("local"), ledger, now)  # type: ignore[misc]
+    assert when == "" and line.endswith("runs no batcher (LAKEHOUSE_BATCHER_SECONDS=0): `lakehouse run` starts one now")
