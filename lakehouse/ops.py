@@ -19,8 +19,9 @@ from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
 from lakehouse import localstage
 from lakehouse.output import console, print_execution
+from lakehouse.paths import PROJECT_DIR
 
-CONFIG_DIR = Path(os.environ.get("LAKEHOUSE_CONFIG", localstage.PROJECT_DIR / "config"))  # the configuration folder
+CONFIG_DIR = Path(os.environ.get("LAKEHOUSE_CONFIG", PROJECT_DIR / "config"))  # the configuration folder
 
 
 def project_settings() -> Settings:
