@@ -144,8 +144,14 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
                 why = (last_restore() or {}).get("error")
                 raise LocalStageError(why or f"the local stage did not start; see {LOG_FILE}")
             time.sleep(0.1)
+
+        def serves_aws() -> None:
+            if proc.poll() is not None:
+                raise LocalStageError(f"the local stage stopped while starting; see {LOG_FILE}")
+            _serves_aws(stage)
+
         try:
-            wait_until_serving(lambda: _serves_aws(stage), deadline, f"the local stage at {stage.endpoint}")
+            wait_until_serving(serves_aws, deadline, f"the local stage at {stage.endpoint}")
         except LocalStageError:
             proc.kill()
             raise
@@ -183,6 +189,8 @@ def wait_until_serving(probe: Callable[[], None], deadline: float, what: str) ->
         try:
             probe()
             return
+        except LocalStageError:  # the probe knows the stage will not serve
+            raise
         except Exception as exc:  # any answer but a good one: the stage is not ready yet
             if time.monotonic() > deadline:
                 raise LocalStageError(

@@ -152,6 +152,12 @@ def test_up_waits_until_the_stage_serves_aws_requests_or_says_so_in_one_line():
     with pytest.raises(LocalStageError) as never:
         wait_until_serving(lambda: (_ for _ in ()).throw(RuntimeError("500\nInternal")), 0, "the stage")
     assert str(never.value).startswith("the stage does not serve AWS requests yet (500 Internal); see ")
+    with pytest.raises(LocalStageError, match="stopped while starting"):  # no waiting for a stage that is gone
+
+        def gone() -> None:
+            raise LocalStageError("the local stage stopped while starting")
+
+        wait_until_serving(gone, float("inf"), "the stage")
 
 
 @pytest.mark.e2e
