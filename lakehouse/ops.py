@@ -4,6 +4,7 @@ waiting for their verdicts, a pipeline run, the lifecycle definitions.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +19,9 @@ from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
 from lakehouse import localstage
 from lakehouse.output import console, print_execution
+from lakehouse.paths import PROJECT_DIR
 
-CONFIG_DIR = localstage.PROJECT_DIR / "config"
+CONFIG_DIR = Path(os.environ.get("LAKEHOUSE_CONFIG", PROJECT_DIR / "config"))  # the configuration folder
 
 
 def project_settings() -> Settings:
@@ -72,6 +74,35 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
         return done
 
     return localstage.up(stage.region, deploy)
+
+
+def next_run(settings: Settings, stage: Stage, ledger: Any, now: datetime | None = None) -> tuple[str, str] | None:
+    """When the accepted files waiting in the ledger go through the pipeline: (the time, `HH:MM:SS UTC`, and one line
+    that says it, why, and that `lakehouse run` starts a run now); None if no file waits."""
+    from chalicelib.pipeline.batching import BATCHER_MINUTES, BatchPolicy
+
+    waiting = [f for dataset in settings.datasets for f in ledger.pending_files(dataset)]
+    if not waiting:
+        return None
+    files = f"{len(waiting)} accepted file waits" if len(waiting) == 1 else f"{len(waiting)} accepted files wait"
+    option = "" if stage.name == localstage.STAGE else f" --stage {stage.name}"
+    run_now = f"`lakehouse run{option}` starts one now"
+    every = BATCHER_MINUTES * 60.0
+    if stage.name == localstage.STAGE:
+        local = localstage.running()
+        every = local.batcher_seconds if local is not None else every
+        if every <= 0:
+            return "", (
+                f"{files} for a pipeline run; this local stage runs no batcher "
+                f"({localstage.BATCHER_ENV}=0): {run_now}"
+            )
+    by, why = BatchPolicy.of(settings).starts_by(waiting, now or datetime.now(UTC), every)
+    active = ledger.active_run()
+    after = f", after {active.name} (in flight) ends" if active is not None else ""
+    when = f"{by:%H:%M:%S} UTC"
+    return when, (
+        f"{files} for a pipeline run: it starts by {when}{after} ({why}); {run_now}"
+    )
 
 
 def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:

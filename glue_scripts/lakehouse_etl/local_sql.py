@@ -178,6 +178,25 @@ def _hive_spelled(root: str, parts: list[str], paths: list[str], values: list[tu
     return True
 
 
+_SHOW_TABLES = re.compile(r"\s*SHOW\s+(ALL\s+)?TABLES\b", re.IGNORECASE)
+
+
+def _place(lines: list[str], sent: str, statement: str) -> str:
+    """`line L, column C` of `statement` from DuckDB's message, which shows the line it read as `LINE n: ...` and
+    a caret under the place ('' if it shows none). `sent` is what DuckDB ran: `statement`, maybe inside a COPY."""
+    for number, line in enumerate(lines[:-1]):
+        shown = re.match(r"LINE (\d+): ", line)
+        caret = lines[number + 1].find("^")
+        if shown and caret >= len(shown[0]):
+            line_no, column = int(shown[1]), caret - len(shown[0]) + 1
+            if line_no == 1:
+                column -= sent.find(statement)  # the wrapping before it (a COPY's)
+            if not line[len(shown[0]) :].startswith("..."):  # DuckDB cut a long line short: the column is its own
+                return f"line {line_no}, column {column}"
+            return f"line {line_no}"
+    return ""
+
+
 class DuckDBEngine:
     """The local stage's Athena: read-only SQL over the lake's Delta tables, with the same table names."""
 
@@ -233,15 +252,33 @@ class DuckDBEngine:
             except duckdb.InterruptException as exc:
                 raise QueryError(f"DuckDB: the query ran past its {timeout:g} s timeout and was stopped") from exc
             except duckdb.Error as exc:
-                raise QueryError(f"DuckDB: {exc}") from exc
+                raise self._error(exc, around(statement), statement) from None
             finally:
                 timer.cancel()
+
+    def _error(self, exc: Exception, sent: str, statement: str) -> QueryError:
+        """DuckDB's error as one line: a syntax error with its place in `statement`, an unknown table with the lake's
+        tables (DuckDB would suggest its own catalog's, e.g. `pg_description`), anything else its first line."""
+        import duckdb
+
+        lines = str(exc).splitlines()
+        first = lines[0].split(": ", 1)[-1] if lines else type(exc).__name__
+        missing = re.match(r"Table with name (\S+) does not exist", first)
+        if isinstance(exc, duckdb.CatalogException) and missing:
+            known = ", ".join(sorted(self.tables())) or "none yet (a pipeline run makes them: `lakehouse run`)"
+            return QueryError(f"no table {missing[1]}; the lake has: {known}")
+        where = _place(lines, sent, statement)
+        if isinstance(exc, duckdb.ParserException):
+            return QueryError(f"syntax error{f' at {where}' if where else ''}: {first.removeprefix('syntax error ')}")
+        return QueryError(f"DuckDB: {first}{f' (at {where})' if where else ''}")
 
     def _session(self, statement: str) -> Any:
         """The session, its views of the tables `statement` names at their tables' current versions."""
         if self._con is None:
             self._con = duck.session()
-        for name, uri in tables_in(self.lake, statement).items():
+        # SHOW TABLES names no table, yet lists them all (as Athena lists the Glue database's): view them all
+        named = tables(self.lake) if _SHOW_TABLES.match(statement) else tables_in(self.lake, statement)
+        for name, uri in named.items():
             view = sql_name(name)
             table = self._tables[view] = self._current(self._tables.get(view), uri)
             version = None if table is None else table.version()

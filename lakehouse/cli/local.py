@@ -10,9 +10,18 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from chalicelib.ledger import Status, ledger_for
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import FileRecord, Status, ledger_for
 from lakehouse import localstage
-from lakehouse.ops import connect, drop_files, guess_dataset, project_settings, start_local_stage, wait_for
+from lakehouse.ops import (
+    connect,
+    drop_files,
+    guess_dataset,
+    next_run,
+    project_settings,
+    start_local_stage,
+    wait_for,
+)
 from lakehouse.output import console, out, print_records
 
 
@@ -73,7 +82,10 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
         out.print("\n".join(ids))
         return
     records = wait_for(ledger_for(stage), ids, timeout)
-    print_records([records[i] for i in ids])
+    waiting = _say_when_runs_start(settings, stage, [records[i] for i in ids])
+    print_records([records[i] for i in ids], waiting)
+    if waiting is not None:
+        console.print(waiting[1], highlight=False, soft_wrap=True)
     if any(r.status != Status.VALID for r in records.values()):
         sys.exit(2)
 
@@ -84,12 +96,22 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
 @click.option("--limit", default=50, show_default=True, help="Newest N files (0: all).")
 def ledger(stage_name: str, as_json: bool, limit: int) -> None:
     """List the file ledger, newest first."""
-    _, stage = connect(stage_name)
+    settings, stage = connect(stage_name)
     records = ledger_for(stage).files(limit or None)
     if as_json:
         out.print_json(json.dumps([r.public() for r in records]))
-    else:
-        print_records(records)
+        return
+    waiting = _say_when_runs_start(settings, stage, records)
+    print_records(records, waiting)
+    if waiting is not None:
+        console.print(waiting[1], highlight=False, soft_wrap=True)
+
+
+def _say_when_runs_start(settings: Settings, stage: Stage, records: list[FileRecord]) -> tuple[str, str] | None:
+    """When the run that takes the waiting files starts (see `ops.next_run`), if any of `records` waits for one."""
+    if not any(r.pending for r in records):
+        return None
+    return next_run(settings, stage, ledger_for(stage))
 
 
 @click.command()
