@@ -107,3 +107,24 @@ def test_lakehouse_config_points_the_commands_at_another_folder(tmp_path: Path) 
         f"error: {tmp_path / 'nowhere' / 'lakehouse.toml'}: (file) = None: missing; LAKEHOUSE_CONFIG names the "
         "configuration folder (by default the project's config/)"
     )
+
+
+def test_the_demo_judges_the_datasets_it_generated_not_every_contract(tmp_path: Path) -> None:
+    """`make demo` after a user adds a dataset (the documented change): the new one has no demo data, so no quality
+    result, and the demo still passes; a generated dataset left unjudged still fails it."""
+    from lakehouse.demo import _quality_report
+
+    mine = tmp_path / "my-config"
+    shutil.copytree(CONFIG, mine)
+    (mine / "datasets" / "returns.toml").write_text(RETURNS)
+    manifest = {"datasets": {name: {"rule_failures": {}} for name in SEED_DATASETS}}
+
+    class Ledger:
+        def __init__(self, judged: set[str]) -> None:
+            self.judged = judged
+
+        def quality_history(self, dataset: str, limit: int) -> list[dict[str, object]]:
+            return [{"dataset": dataset, "batch": 1, "checks": []}] if dataset in self.judged else []
+
+    assert _quality_report(load_settings(mine), Ledger(SEED_DATASETS), manifest, False)
+    assert not _quality_report(load_settings(mine), Ledger(SEED_DATASETS - {"reviews"}), manifest, False)
