@@ -4,7 +4,6 @@ waiting for their verdicts, a pipeline run, the lifecycle definitions.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,18 +12,21 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chalicelib.config import Settings, Stage, config_files, load_settings
-from chalicelib.errors import LakehouseError
+from chalicelib.config import SETTINGS_FILE, Settings, Stage, config_files, load_settings
+from chalicelib.errors import ConfigError, LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
-from lakehouse import localstage
+from lakehouse import localstage, paths
 from lakehouse.output import console, print_execution
-from lakehouse.paths import PROJECT_DIR
 
-CONFIG_DIR = Path(os.environ.get("LAKEHOUSE_CONFIG", PROJECT_DIR / "config"))  # the configuration folder
+CONFIG_DIR = paths.CONFIG_DIR
 
 
 def project_settings() -> Settings:
+    """The configuration the commands work from: `LAKEHOUSE_CONFIG`, by default the project's `config/`."""
+    if not (CONFIG_DIR / SETTINGS_FILE).is_file():  # else the parser's "lakehouse.toml: missing" names no folder
+        where = "LAKEHOUSE_CONFIG names the configuration folder (by default the project's config/)"
+        raise ConfigError(str(CONFIG_DIR / SETTINGS_FILE), "(file)", None, f"missing; {where}")
     return load_settings(CONFIG_DIR)
 
 
@@ -237,7 +239,7 @@ def run_pipeline(
                 return orchestrator.finished
 
 
-LIFECYCLE_DIR = localstage.PROJECT_DIR / "config" / "lifecycle"
+LIFECYCLE_DIR = CONFIG_DIR / "lifecycle"
 
 
 def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str | bytes]:

@@ -17,7 +17,7 @@ def files(settings_text=GOOD_SETTINGS, **contracts):
     }
 
 
-def test_shipped_config_has_the_seed_datasets(settings):
+def test_the_suites_config_has_the_seed_datasets(settings):  # the shipped one: test_fixture_config.py
     assert set(settings.datasets) == {"orders", "order_items", "products", "customers", "clickstream", "reviews"}
     assert settings.datasets["clickstream"].formats == ("jsonl",)
     assert settings.datasets["order_items"].primary_key == ("order_id", "product_id")

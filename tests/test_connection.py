@@ -13,7 +13,7 @@ import textwrap
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import CONFIG, ROOT
 from test_local_stage import H, lakehouse
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ def home(tmp_path_factory):
 
 
 def python(home, code: str) -> subprocess.CompletedProcess:
-    env = {"LAKEHOUSE_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+    env = {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_CONFIG": str(CONFIG), "PATH": "/usr/bin:/bin", "HOME": str(home)}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

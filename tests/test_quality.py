@@ -155,9 +155,9 @@ def test_a_reference_to_a_dataset_column_that_does_not_exist_is_refused(settings
 
 
 def settings_root():
-    from pathlib import Path
+    from conftest import CONFIG
 
-    return Path(__file__).resolve().parent.parent / "config"
+    return CONFIG
 
 
 RULES = """
