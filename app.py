@@ -16,6 +16,7 @@ from chalice import Chalice, ChaliceViewError, IAMAuthorizer, Rate, Response
 from chalicelib import APP_NAME, METRICS_NAMESPACE, runtime
 from chalicelib.errors import BatchFailed, ConfigError, InvalidEvent, LakehouseError
 from chalicelib.ingest.events import refs_from_notification
+from chalicelib.pipeline.batching import BATCHER_MINUTES
 
 if TYPE_CHECKING:
     from chalice.app import CloudWatchEvent, Request, SQSEvent
@@ -89,7 +90,7 @@ def validate(event: SQSEvent) -> dict[str, int]:
 
 
 # -- the pipeline (statemachine/pipeline.asl.json) --------------------------------------------------------
-@app.schedule(Rate(1, unit=Rate.MINUTES), name="batcher")
+@app.schedule(Rate(BATCHER_MINUTES, unit=Rate.MINUTES), name="batcher")  # batching.py says when runs start
 def batcher(event: CloudWatchEvent) -> dict[str, str | None]:
     """Start a pipeline run when accepted files have waited long enough (or enough of them wait)."""
     tick = runtime.pipeline().tick()

@@ -35,20 +35,51 @@ class QueryResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+# Statements that are not reads, each refused as such; any other first word is a syntax error.
+_OTHER_STATEMENTS = re.compile(
+    "INSERT|UPDATE|DELETE|MERGE|UPSERT|REPLACE|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|COPY|ATTACH|DETACH|CALL|UNLOAD|"
+    "SET|RESET|PRAGMA|INSTALL|LOAD|USE|EXPORT|IMPORT|VACUUM|CHECKPOINT|PREPARE|EXECUTE|DEALLOCATE|BEGIN|START|COMMIT|"
+    "ROLLBACK|ABORT|ANALYZE|MSCK|REFRESH|OPTIMIZE|CACHE|UNCACHE|KILL|COMMENT"
+)
+
+
+def _blank(match: re.Match[str]) -> str:
+    """A comment or quoted text as spaces (its quotes and line breaks kept): positions in the text stay right."""
+    text = match[0]
+    if text[0] in "'\"":
+        return text[0] + re.sub(r"[^\n]", " ", text[1:-1]) + text[-1]
+    return re.sub(r"[^\n]", " ", text)
+
+
+def position(text: str, index: int) -> str:
+    """`line L, column C` (1-based) of `index` in `text`."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return f"line {text.count(chr(10), 0, index) + 1}, column {index - line_start + 1}"
+
+
 def read_only(sql: str) -> str:
     """The one statement in `sql`, if it only reads; anything else is refused before it reaches an engine.
 
     Written by hand because no library here parses both dialects: comments and quoted text are blanked out,
-    then the text must be a single statement starting with a read keyword and naming no write keyword.
+    then the text must be a single statement starting with a read keyword and naming no write keyword. A first
+    word that starts no statement at all is a syntax error, said with its place.
     """
-    bare = _STRINGS.sub("''", _COMMENTS.sub(" ", sql)).strip().rstrip(";").strip()
+    text = sql.strip().rstrip(";").strip()
+    blanked = _STRINGS.sub(_blank, _COMMENTS.sub(_blank, text))
+    bare = blanked.strip().rstrip(";").strip()
     if not bare:
         raise QueryError("the query is empty")
     if ";" in bare:
         raise QueryError("one statement at a time, please (the query has more than one)")
     first = bare.split(None, 1)[0].upper()
     if first not in READ_STATEMENTS:
-        raise QueryError(f"queries are read-only: a {first} statement is refused")
+        if _OTHER_STATEMENTS.fullmatch(first):
+            raise QueryError(f"queries are read-only: a {first} statement is refused")
+        at = position(text, len(blanked) - len(blanked.lstrip()))
+        raise QueryError(
+            f"syntax error at {at}: {bare.split(None, 1)[0]!r} starts no statement; a query starts with "
+            + ", ".join(READ_STATEMENTS)
+        )
     writes = re.search(
         r"\b(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|COPY|ATTACH|CALL|UNLOAD)\b",
         bare,
@@ -56,7 +87,7 @@ def read_only(sql: str) -> str:
     )
     if writes:
         raise QueryError(f"queries are read-only: {writes[1].upper()} is refused")
-    return sql.strip().rstrip(";").strip()
+    return text
 
 
 class Athena:

@@ -37,6 +37,25 @@ class ConfigError(LakehouseError):
         self.file, self.key, self.value, self.problem = file, key, value, problem
         super().__init__(f"{file}: {key} = {value!r}: {problem}")
 
+    def under(self, folder: str) -> ConfigError:
+        """The same error with its file named under `folder` (`lakehouse.toml` -> `config/lakehouse.toml`)."""
+        if self.file.startswith("/") or "://" in self.file:  # named in full already
+            return self
+        moved = type(self).__new__(type(self))  # not copy.copy: it would call __init__ with the message alone
+        moved.__dict__.update(self.__dict__)
+        moved.file = f"{folder.rstrip('/')}/{self.file}" if folder not in ("", ".") else self.file
+        moved.args = (str(self).replace(self.file, moved.file, 1),)
+        return moved
+
+
+class ConfigSyntaxError(ConfigError):
+    """A configuration file its format's parser cannot read: the message is `file:line:column: parser's message`."""
+
+    def __init__(self, file: str, line: int, column: int, problem: str) -> None:
+        LakehouseError.__init__(self, f"{file}:{line}:{column}: {problem}")
+        self.file, self.key, self.value, self.problem = file, "(syntax)", None, problem
+        self.line, self.column = line, column
+
 
 class LedgerError(LakehouseError):
     """The file ledger could not be read or written."""

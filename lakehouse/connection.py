@@ -6,6 +6,7 @@
     lake.table("processed/orders", as_of="2026-11-25T10:00:00Z", columns=["order_id"], where=[("status", "=", "x")])
     lake.files(status="REJECTED")
     lake.quality("orders")
+    lake.rejected(dataset="reviews")          # rows the ETL rejected, with reason, source file and row
     lake.drop("export.csv", dataset="customers")
 
 SQL runs on DuckDB over the local stage's Delta tables and on Athena (through the AWS SDK for pandas) on a deployed
@@ -126,6 +127,21 @@ class Connection:
             for check in result["checks"]
         ]
         return pd.DataFrame.from_records(rows)
+
+    def rejected(
+        self, *, dataset: str | None = None, run: str | None = None, batch: int | None = None, limit: int = 1000
+    ) -> pd.DataFrame:
+        """The rows the ETL rejected, newest batch first, as `lakehouse rejected` lists them: reason code and
+        message, source file and row, the row's values as delivered, and whether the quality gate rolled its batch
+        back (`rolled_back`). `batch` needs `dataset` (batch numbers count per dataset)."""
+        from chalicelib.aws import ClientSettings, client
+        from lakehouse.rejected import COLUMNS, rejected_rows
+
+        s3 = client("s3", ClientSettings.for_stage(self.stage))
+        rows = rejected_rows(
+            s3, self.settings, self.stage, self.ledger, dataset=dataset, run=run, batch=batch, limit=limit
+        )
+        return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
 
     def drop(
         self, path: str | Path, *, dataset: str | None = None, wait: bool = True, timeout: float = 120

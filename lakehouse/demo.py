@@ -105,7 +105,8 @@ def _quality_report(settings: Settings, ledger: DynamoDBLedger, manifest: dict[s
             ok = False
     if ok:
         console.print("  every planted rule anomaly was reported with its exact count, and nothing else failed")
-    return ok and len(results) == len(settings.datasets)
+    # Every dataset the demo generated was judged; a contract a user added has no demo data, so no result.
+    return ok and {r["dataset"] for r in results} == set(manifest["datasets"])
 
 
 def _example_queries(settings: Settings, stage: Stage) -> bool:

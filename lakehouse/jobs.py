@@ -30,19 +30,20 @@ def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter[str]:
 
 
 def rejected_rows_by_reason(s3: S3Client, settings: Settings, stage: Stage) -> dict[str, Counter[str]]:
-    """Rows rejected by reason code, per dataset, from every batch's rejected.parquet under rejected/."""
+    """Rows rejected by reason code, per dataset, from the rejected.parquet of every batch under rejected/ that is
+    still in its table (a batch the quality gate rolled back comes again under a new number once requeued)."""
     import io
 
     import pyarrow.parquet as pq
 
+    from lakehouse.rejected import rejected_batches
+
     out: dict[str, Counter[str]] = {}
-    for dataset in settings.datasets:
-        prefix = f"{settings.zones.rejected}{dataset}/rows/"
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stage.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                body = s3.get_object(Bucket=stage.bucket, Key=obj["Key"])["Body"].read()
-                codes = pq.read_table(io.BytesIO(body), columns=["_reason_code"]).column(0).to_pylist()
-                out.setdefault(dataset, Counter()).update(codes)
+    for found in rejected_batches(s3, settings, stage):
+        if found.rolled_back is None:
+            body = s3.get_object(Bucket=stage.bucket, Key=found.key)["Body"].read()
+            codes = pq.read_table(io.BytesIO(body), columns=["_reason_code"]).column(0).to_pylist()
+            out.setdefault(found.dataset, Counter()).update(codes)
     return out
 
 

@@ -14,6 +14,7 @@ provisions the stage with the very code a real stage uses. Inside that process:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -58,6 +59,7 @@ class LocalStage:
     pid: int
     port: int
     region: str
+    batcher_seconds: float = 60.0  # how often it plays the batcher schedule (BATCHER_ENV when it started; 0: never)
 
     @property
     def endpoint(self) -> str:
@@ -96,11 +98,14 @@ def require() -> LocalStage:
     return stage
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _listening_socket() -> socket.socket:
+    """A loopback socket on a free port, listening: the stage process serves on it as it inherits it. Naming a free
+    port for the process to bind would leave it free while the process imports moto (seconds, under load), for any
+    other process's bind to take; `up` would then provision whatever moto server answers there."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # requests wait in its backlog until the stage serves them
+    return sock
 
 
 def use(stage: LocalStage) -> None:
@@ -124,17 +129,19 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
         else:  # restoring reads the whole snapshot before the endpoint answers
             timeout = max(timeout, 600.0)
         RESTORE_FILE.unlink(missing_ok=True)
-        port = _free_port()
-        with LOG_FILE.open("ab") as log:
+        listening = _listening_socket()
+        port = listening.getsockname()[1]
+        with LOG_FILE.open("ab") as log, listening:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lakehouse.localstage", "serve", str(port), region],
+                [sys.executable, "-m", "lakehouse.localstage", "serve", str(port), region, str(listening.fileno())],
                 cwd=PROJECT_DIR,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                pass_fds=(listening.fileno(),),
                 start_new_session=True,  # outlives the CLI command that started it
             )
-        stage = LocalStage(pid=proc.pid, port=port, region=region)
+        stage = LocalStage(pid=proc.pid, port=port, region=region, batcher_seconds=_batcher_seconds())
         deadline = time.monotonic() + timeout
         while not _answers(stage.endpoint):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -142,10 +149,59 @@ def up(region: str, provision: Callable[[], list[str]], timeout: float = 30.0) -
                 why = (last_restore() or {}).get("error")
                 raise LocalStageError(why or f"the local stage did not start; see {LOG_FILE}")
             time.sleep(0.1)
-        STATE_FILE.write_text(json.dumps({"pid": stage.pid, "port": stage.port, "region": region}))
+
+        def serves_aws() -> None:
+            if proc.poll() is not None:
+                raise LocalStageError(f"the local stage stopped while starting; see {LOG_FILE}")
+            _serves_aws(stage)
+
+        try:
+            wait_until_serving(serves_aws, deadline, f"the local stage at {stage.endpoint}")
+        except LocalStageError:
+            proc.kill()
+            raise
+        STATE_FILE.write_text(json.dumps(dataclasses.asdict(stage)))
     use(stage)
     provision()
     return stage, started
+
+
+def _batcher_seconds() -> float:
+    return float(os.environ.get(BATCHER_ENV, "60"))
+
+
+def _serves_aws(stage: LocalStage) -> None:
+    """One AWS request, `up`'s first (STS GetCallerIdentity), without retries: it raises until moto serves it."""
+    import boto3
+    from botocore.config import Config
+
+    sts = boto3.client(
+        "sts",
+        endpoint_url=stage.endpoint,
+        region_name=stage.region,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )
+    sts.get_caller_identity()
+
+
+def wait_until_serving(probe: Callable[[], None], deadline: float, what: str) -> None:
+    """Wait until `probe` passes: the stage's port answers before its process has imported what serves AWS requests
+    (moto imports a service's modules on its first request, and the stage process imports the Chalice app at the
+    same time), and `up` provisions only a stage that serves them; past `deadline`, a LocalStageError."""
+    while True:
+        try:
+            probe()
+            return
+        except LocalStageError:  # the probe knows the stage will not serve
+            raise
+        except Exception as exc:  # any answer but a good one: the stage is not ready yet
+            if time.monotonic() > deadline:
+                raise LocalStageError(
+                    f"{what} does not serve AWS requests yet ({' '.join(str(exc).split())}); see {LOG_FILE}"
+                ) from None
+        time.sleep(0.2)
 
 
 def last_restore() -> dict[str, Any] | None:
@@ -285,9 +341,9 @@ def moto_app() -> Any:
     return DomainDispatcherApplication(create_backend_app)
 
 
-def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None) -> Any:
-    """moto on a loopback port, in this process; `gate` and `journal`: the snapshot's and the journal's
-    (lakehouse/snapshot.py, lakehouse/journal.py), when the stage keeps its data."""
+def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None, fd: int | None = None) -> Any:
+    """moto on a loopback port, in this process (on the listening socket `fd` if given); `gate` and `journal`: the
+    snapshot's and the journal's (lakehouse/snapshot.py, lakehouse/journal.py), when the stage keeps its data."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
@@ -299,6 +355,7 @@ def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None
         _serialised(app or moto_app(), gate or Gate(), journal),
         threaded=True,
         request_handler=MotoRequestHandler,
+        fd=fd,
     )
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
     return server
@@ -386,7 +443,7 @@ def schedule_forever(stop: threading.Event, every: float) -> None:
             print(f"batcher: {type(exc).__name__}: {exc}", flush=True)
 
 
-def serve(port: int, region: str) -> None:
+def serve(port: int, region: str, fd: int | None = None) -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
@@ -406,7 +463,7 @@ def serve(port: int, region: str) -> None:
     RESTORE_FILE.write_text(json.dumps({**restored, "unclean": unclean}))
     gate, journal = snapshot.Gate(), Journal(SNAPSHOT_DIR, restored["next_journal"])
     gate.changes = restored["replayed"]  # the next snapshot takes them in, and the journal files go
-    server = serve_moto(port, gate, app, journal)
+    server = serve_moto(port, gate, app, journal, fd)
     stop, forget = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `down`: keep the data
 
@@ -420,7 +477,7 @@ def serve(port: int, region: str) -> None:
         args=(SNAPSHOT_DIR, gate, stop, float(os.environ.get(SNAPSHOT_ENV, "10")), journal),
         daemon=True,
     ).start()
-    every = float(os.environ.get(BATCHER_ENV, "60"))
+    every = _batcher_seconds()
     if every > 0:
         threading.Thread(target=schedule_forever, args=(stop, every), daemon=True).start()
     print(f"local stage: moto on 127.0.0.1:{port}, validate poller, batcher every {every:g} s", flush=True)
@@ -441,7 +498,7 @@ def serve(port: int, region: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "serve":
-        serve(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "serve":
+        serve(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else None)
     else:
-        sys.exit("usage: python -m lakehouse.localstage serve PORT REGION")
+        sys.exit("usage: python -m lakehouse.localstage serve PORT REGION [LISTENING_FD]")

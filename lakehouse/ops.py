@@ -12,17 +12,21 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chalicelib.config import Settings, Stage, config_files, load_settings
-from chalicelib.errors import LakehouseError
+from chalicelib.config import SETTINGS_FILE, Settings, Stage, config_files, load_settings
+from chalicelib.errors import ConfigError, LakehouseError
 from chalicelib.ledger import FINAL, DynamoDBLedger, FileRecord
 from chalicelib.lifecycle.rules import definition_text
-from lakehouse import localstage
+from lakehouse import localstage, paths
 from lakehouse.output import console, print_execution
 
-CONFIG_DIR = localstage.PROJECT_DIR / "config"
+CONFIG_DIR = paths.CONFIG_DIR
 
 
 def project_settings() -> Settings:
+    """The configuration the commands work from: `LAKEHOUSE_CONFIG`, by default the project's `config/`."""
+    if not (CONFIG_DIR / SETTINGS_FILE).is_file():  # else the parser's "lakehouse.toml: missing" names no folder
+        where = "LAKEHOUSE_CONFIG names the configuration folder (by default the project's config/)"
+        raise ConfigError(str(CONFIG_DIR / SETTINGS_FILE), "(file)", None, f"missing; {where}")
     return load_settings(CONFIG_DIR)
 
 
@@ -72,6 +76,35 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
         return done
 
     return localstage.up(stage.region, deploy)
+
+
+def next_run(settings: Settings, stage: Stage, ledger: Any, now: datetime | None = None) -> tuple[str, str] | None:
+    """When the accepted files waiting in the ledger go through the pipeline: (the time, `HH:MM:SS UTC`, and one line
+    that says it, why, and that `lakehouse run` starts a run now); None if no file waits."""
+    from chalicelib.pipeline.batching import BATCHER_MINUTES, BatchPolicy
+
+    waiting = [f for dataset in settings.datasets for f in ledger.pending_files(dataset)]
+    if not waiting:
+        return None
+    files = f"{len(waiting)} accepted file waits" if len(waiting) == 1 else f"{len(waiting)} accepted files wait"
+    option = "" if stage.name == localstage.STAGE else f" --stage {stage.name}"
+    run_now = f"`lakehouse run{option}` starts one now"
+    every = BATCHER_MINUTES * 60.0
+    if stage.name == localstage.STAGE:
+        local = localstage.running()
+        every = local.batcher_seconds if local is not None else every
+        if every <= 0:
+            return "", (
+                f"{files} for a pipeline run; this local stage runs no batcher "
+                f"({localstage.BATCHER_ENV}=0): {run_now}"
+            )
+    by, why = BatchPolicy.of(settings).starts_by(waiting, now or datetime.now(UTC), every)
+    active = ledger.active_run()
+    after = f", after {active.name} (in flight) ends" if active is not None else ""
+    when = f"{by:%H:%M:%S} UTC"
+    return when, (
+        f"{files} for a pipeline run: it starts by {when}{after} ({why}); {run_now}"
+    )
 
 
 def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:
@@ -206,7 +239,7 @@ def run_pipeline(
                 return orchestrator.finished
 
 
-LIFECYCLE_DIR = localstage.PROJECT_DIR / "config" / "lifecycle"
+LIFECYCLE_DIR = CONFIG_DIR / "lifecycle"
 
 
 def definition_files(folder: Path = LIFECYCLE_DIR) -> dict[str, str | bytes]:

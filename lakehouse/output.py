@@ -36,7 +36,9 @@ def print_changes(findings: list[Any], title: str) -> None:
     out.print(f"{len(findings)} changes", highlight=False)
 
 
-def print_records(records: list[FileRecord]) -> None:
+def print_records(records: list[FileRecord], waiting: tuple[str, str] | None = None) -> None:
+    """The ledger's records as a table; `waiting` (from `ops.next_run`): when the run that takes a waiting file
+    starts, shown in its "in Delta" column."""
     table = Table("status", "dataset", "file", "rows", "in Delta", "reason")
     colours = {
         "VALID": "green",
@@ -55,6 +57,8 @@ def print_records(records: list[FileRecord]) -> None:
         merged = (
             "" if r.delta_version is None else f"v{r.delta_version}: {r.rows_merged} merged, {r.rows_rejected} rejected"
         )
+        if r.delta_version is None and r.pending and waiting is not None:
+            merged = f"waiting: run by {waiting[0]}" if waiting[0] else "waiting: `lakehouse run`"
         table.add_row(
             f"[{colours.get(r.status, 'white')}]{r.status}[/]",
             r.dataset,

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import schemathesis
-from conftest import ROOT
+from conftest import CONFIG, ROOT
 from hypothesis import HealthCheck
 from hypothesis import settings as examples
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -22,7 +22,7 @@ from chalicelib.errors import ConfigError
 from chalicelib.lifecycle.rules import lake_rules
 from deploy.provision import upload_config
 
-LAKE_TOML = (ROOT / "config" / "lifecycle" / "lake.toml").read_text()
+LAKE_TOML = (CONFIG / "lifecycle" / "lake.toml").read_text()
 
 
 def test_the_dashboard_is_one_html_page_with_no_outside_resources(client):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import CONFIG, ROOT
 
 from chalicelib import runtime
 from chalicelib.errors import InvalidEvent
@@ -128,7 +128,7 @@ def test_lifecycle_sync_schedule_applies_the_definitions_and_alerts_what_it_left
         TopicArn=stage.topic_arn(stage.alerts_topic, "123456789012"), Protocol="sqs", Endpoint=inbox_arn["QueueArn"]
     )
     s3.put_object(
-        Bucket=stage.bucket, Key="config/lifecycle/lake.toml", Body=(ROOT / "config/lifecycle/lake.toml").read_bytes()
+        Bucket=stage.bucket, Key="config/lifecycle/lake.toml", Body=(CONFIG / "lifecycle/lake.toml").read_bytes()
     )
     s3.put_object(Bucket=stage.bucket, Key="config/lifecycle/broken.toml", Body=b"[buckets")
     tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])

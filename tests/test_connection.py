@@ -1,10 +1,11 @@
-"""`lakehouse.connect()`: the README's notebook example runs against the local stage; bad input is a clear error;
-`lakehouse query --output` writes parquet, csv and json. Each check runs in its own process with the stage's
-LAKEHOUSE_HOME, as a notebook would."""
+"""`lakehouse.connect()`: the README's notebook example runs against the local stage as `make demo` leaves it; bad
+input is a clear error; `lakehouse query --output` writes parquet, csv and json. Each check runs in its own process
+with the stage's LAKEHOUSE_HOME, as a notebook would."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,28 +13,34 @@ import textwrap
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
-from test_local_stage import lakehouse
+from conftest import CONFIG, ROOT
+from test_local_stage import H, lakehouse
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    """A local stage with a generated set processed (two runs: orders gets a second version)."""
+    """The local stage as `make demo` leaves it (its update batch MERGEd into processed/ and curated/: files with
+    `string_view` columns), then compacted and vacuumed by `lakehouse table housekeeping`."""
     home = tmp_path_factory.mktemp("lakehouse-home")
-    folder = tmp_path_factory.mktemp("generated")
-    lakehouse(home, "up")
-    lakehouse(home, "generate", str(folder), "--orders", "200")
-    for name in ("customers.csv", "products.jsonl", "orders.csv", "order_items.csv"):
-        lakehouse(home, "drop", str(folder / name), check=False)  # planted anomalies: exit 2 for a rejected file
-    lakehouse(home, "run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"LAKEHOUSE_HOME": str(home)}
+    demo = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "demo", "--keep-running"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0 and "demo passed" in demo.stderr, demo.stdout + demo.stderr
+    lakehouse(home, "table", "housekeeping")
     yield home
     lakehouse(home, "down")
 
 
 def python(home, code: str) -> subprocess.CompletedProcess:
-    env = {"LAKEHOUSE_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+    env = {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_CONFIG": str(CONFIG), "PATH": "/usr/bin:/bin", "HOME": str(home)}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -53,26 +60,43 @@ def test_answers_keep_their_types_and_pushdowns_and_time_travel_read_what_they_s
     python(
         home,
         """
-        import datetime, lakehouse
+        import datetime, os, pathlib, lakehouse
         import pandas as pd
         lake = lakehouse.connect("local")
         orders = lake.table("processed_orders")
         assert str(orders.dtypes["total_amount"]) == "decimal128(12, 2)[pyarrow]"
         assert str(orders.dtypes["order_date"]) == "date32[day][pyarrow]"
         assert str(orders.dtypes["order_ts"]) == "timestamp[us, tz=UTC][pyarrow]"
+        assert lake.table("processed/orders", version=2)["order_id"].is_unique  # the update batch's MERGE
         some = lake.table("processed/orders", columns=["order_id", "status"], where=[("status", "=", "shipped")])
         assert list(some.columns) == ["order_id", "status"] and set(some["status"]) == {"shipped"}
+        assert str(some.dtypes["status"]) == "string[pyarrow]"  # plain strings, whatever the files hold
         assert len(some) == (orders["status"] == "shipped").sum() > 0
-        day = orders["order_date"].min()
-        one_day = lake.table("processed/orders", where=[("order_date", "=", day)])
-        assert len(one_day) == (orders["order_date"] == day).sum()
+        # `where` on every type the contracts use: string, timestamp, decimal, date, int64, int32
+        def same(name, frame, column, op, value):
+            got = lake.table(name, where=[(column, op, value)])
+            expected = {"=": frame[column] == value, ">": frame[column] > value, "<=": frame[column] <= value}[op]
+            assert len(got) == expected.sum() > 0, (name, column)
+        day, ts = orders["order_date"].min(), orders["order_ts"].max()
+        same("processed/orders", orders, "order_date", "=", day)
+        same("processed/orders", orders, "order_ts", "<=", ts.to_pydatetime())
+        same("processed/orders", orders, "total_amount", ">", orders["total_amount"].min())
+        items = lake.table("processed/order_items")
+        same("processed/order_items", items, "quantity", ">", 1)
+        reviews = lake.table("processed/reviews")
+        same("processed/reviews", reviews, "rating", "<=", 3)
         assert len(lake.table("processed/orders", version=0)) == 0  # the table's creation
         counted = lake.sql("SELECT count(*) AS n, sum(total_amount) AS total FROM processed_orders")
         assert counted["n"][0] == len(orders) and str(counted.dtypes["total"]).startswith("decimal128")
         files = lake.files()
-        assert set(files["status"]) <= {"PROCESSED", "REJECTED"} and len(lake.files(dataset="orders")) == 1
-        assert set(lake.quality("orders")["run"]) == {"run-000001"}
-        """,
+        assert set(files["status"]) <= {"PROCESSED", "REJECTED", "DUPLICATE"} and len(lake.files(dataset="orders")) >= 2
+        assert set(lake.quality("orders")["run"]) == {"run-000002"}  # the update batch's run
+        assert set(lake.quality("orders", runs=2)["run"]) == {"run-000001", "run-000002"}
+        new = pathlib.Path(os.environ["HOME"]) / "late.csv"
+        new.write_text(HEADER + "O9999999,C1,2026-11-30T10:00:00Z,shipped,10.00,EUR,2026-11-30\\n")
+        (dropped,) = lake.drop(new, dataset="orders").to_dict("records")
+        assert dropped["status"] == "VALID" and dropped["dataset"] == "orders", dropped
+        """.replace("HEADER", repr(H.decode())),
     )
 
 

@@ -91,3 +91,108 @@ def test_the_dashboard_renders_the_pipeline_and_the_cost_chart(browser, api_url,
         heavy = json.loads(response.read())
     assert page.text_content("#costtotal").startswith(f"{heavy['monthly_total']:,.2f} USD")
     assert errors == []
+
+
+def test_files_show_their_names_with_the_id_on_hover_and_run_ids_stay_on_one_line(browser, api_url, provisioned, stage):
+    good, failed = _fill(provisioned, stage)
+    page = browser.new_page(viewport={"width": 480, "height": 900})  # narrow: long errors squeeze the run column
+    page.goto(f"{api_url}/")
+    page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    names = [(n.text_content(), n.get_attribute("title")) for n in page.query_selector_all("#files tbody tr td span")]
+    assert sorted(n for n in names if n[0].endswith(".csv")) == [
+        ("a.csv", f"{stage.bucket}/raw/orders/a.csv#v1"),
+        ("bad.csv", f"{stage.bucket}/raw/orders/bad.csv#v1"),
+    ]
+    lines = page.evaluate(
+        """() => [...document.querySelectorAll('#runs tbody tr td:first-child')].map(td => {
+             const range = document.createRange();
+             range.selectNodeContents(td);
+             return [td.textContent, new Set([...range.getClientRects()].map(r => Math.round(r.top))).size];
+           })"""
+    )
+    assert lines == [[failed, 1], [good, 1]]
+
+
+def test_serve_starts_the_stage_follows_it_through_down_and_up_and_says_how_to_start_it(browser, tmp_path):
+    """`lakehouse serve` on the local stage as a user runs it: it starts the stage, and after `down` the API and
+    the dashboard say how to start it; after `up` (a new port) it answers again. No traceback in its log."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    from test_local_stage import lakehouse
+
+    from lakehouse.serve import STAGE_DOWN
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"LAKEHOUSE_HOME": str(home)}
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def get_status() -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"{url}/status", timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def stage_port() -> str:
+        exported = lakehouse(home, "env").stdout
+        return next(line for line in exported.splitlines() if "AWS_ENDPOINT_URL" in line).rsplit(":", 1)[1]
+
+    try:
+        deadline = time.monotonic() + 120  # starting the stage and provisioning it
+        while True:
+            try:
+                answered = get_status()
+                break
+            except OSError:
+                assert serve.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+        assert answered[0] == 200 and answered[1]["stage"] == "local"
+        before = stage_port()
+
+        lakehouse(home, "down")
+        assert get_status() == (503, {"Code": "ServiceUnavailableError", "Message": STAGE_DOWN})
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+        assert page.text_content("#error") == STAGE_DOWN  # once, though /status and /cost both failed
+        assert page.text_content("#health") == "unavailable"
+
+        lakehouse(home, "up")
+        assert stage_port() != before
+        status, body = get_status()
+        assert status == 200 and body["stage"] == "local"
+        page.reload()
+        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+        assert page.text_content("#error") == "" and page.text_content("#health") != "unavailable"
+    finally:
+        serve.terminate()
+        serve.wait(30)
+        log.close()
+        lakehouse(home, "down", check=False)
+    printed = (tmp_path / "serve.log").read_text()
+    assert "local stage started at http://127.0.0.1:" in printed and "Traceback" not in printed
+
+
+def test_serve_s_help_says_it_starts_the_local_stage():
+    from click.testing import CliRunner
+
+    from lakehouse.cli import main
+
+    shown = " ".join(CliRunner().invoke(main, ["serve", "--help"]).output.split())
+    assert "The local stage is started first if it is not running (as `lakehouse up`)" in shown

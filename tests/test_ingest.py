@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
 import pytest
-from conftest import CONFIG
+from conftest import ROOT
 
 from chalicelib.config import Limits
 from chalicelib.errors import FileInProgressError
@@ -319,7 +319,7 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     # The versions Glue installs are the versions the tests run with (pins travel), every library the ETL imports.
     from importlib.metadata import version
 
-    pinned = (CONFIG.parent / "requirements-dev.txt").read_text() + (CONFIG.parent / "requirements.txt").read_text()
+    pinned = (ROOT / "requirements-dev.txt").read_text() + (ROOT / "requirements.txt").read_text()
     glue = dict(pin.split("==") for pin in SPARK_PYTHON_MODULES.split(","))  # the single-node jobs' and sqlglot
     assert {"pyarrow", "deltalake", "duckdb", "msgspec"} <= set(glue)
     for name, wanted in glue.items():

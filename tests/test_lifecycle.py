@@ -4,16 +4,15 @@ bucket, dry runs, history and rollback (in-process moto)."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from conftest import SHIPPED_CONFIG
 
 from chalicelib.errors import ConfigError, NotFoundError
 from chalicelib.lifecycle.rules import fingerprint, normalise, parse_definitions, parse_file
 from chalicelib.lifecycle.sync import LifecycleSync, live_rules
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = (ROOT / "config" / "lifecycle" / "lake.toml").read_text()
+SHIPPED = (SHIPPED_CONFIG / "lifecycle" / "lake.toml").read_text()  # the rules a user deploys
 LAKE = "lakehouse-local-lake"
 
 

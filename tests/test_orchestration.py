@@ -21,6 +21,7 @@ from chalicelib.names import RUN_SCRIPT, job_name, run_job, spark_job
 from lakehouse.generate import generate
 from lakehouse.jobs import rejected_rows_by_reason
 from lakehouse.orchestration import GLUE_JOB_SYNC, START_CRAWLER, LocalServices, local_pipeline
+from lakehouse.rejected import rejected_rows
 from lakehouse.stepfunctions import TaskError
 
 pytestmark = pytest.mark.e2e
@@ -255,6 +256,11 @@ def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake
             assert table_rows(job, dataset) == (2, 0)  # 0 created, 1 the batch, 2 restored to 0
         else:  # passed its audit: stays in processed/, published by the next curated rebuild
             assert f.status == Status.PROCESSED and table_rows(job, dataset)[1] == planted[dataset]["clean_rows"]
+    # the rolled-back batches' rejected rows stay readable, marked, and the cause ends with the command listing them
+    assert record["cause"].endswith(f"lakehouse rejected --run {tick.run}")
+    listed = rejected_rows(job.s3, job.settings, job.stage, job.ledger, run=tick.run, limit=10**6)
+    assert {d: sum(r["dataset"] == d for r in listed) for d in DATASETS} == rejected
+    assert {r["dataset"] for r in listed if r["rolled_back"]} == failing
     # nothing is lost: with the threshold back, the requeued files go through, each rejected row once
     job.s3.put_object(Bucket=job.stage.bucket, Key="config/lakehouse.toml", Body=shipped.encode())
     runtime.reset()

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import CONFIG, ROOT
 
 pytestmark = pytest.mark.e2e  # runs `chalice package`
 
@@ -33,7 +33,7 @@ def package(request, tmp_path_factory):
     project, out = tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp(f"package-{request.param}")
     skip = (".venv", ".git", ".lakehouse", "*cache*", "deployed", "policy-*.json", "*.egg-info", ".hypothesis")
     shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(*skip), dirs_exist_ok=True)
-    settings = load_settings(ROOT / "config").for_account("111122223333")
+    settings = load_settings(CONFIG).for_account("111122223333")
     write_stage(settings, settings.stage(request.param), "111122223333", project)
     env = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": str(BIN), "HOME": str(out)}
     done = subprocess.run(

@@ -155,9 +155,9 @@ def test_a_reference_to_a_dataset_column_that_does_not_exist_is_refused(settings
 
 
 def settings_root():
-    from pathlib import Path
+    from conftest import CONFIG
 
-    return Path(__file__).resolve().parent.parent / "config"
+    return CONFIG
 
 
 RULES = """
@@ -642,3 +642,24 @@ def test_a_new_check_type_is_one_class_parsed_scanned_judged_and_exported(lake, 
     assert sorted(result.sample) == ["O'5", "O1", "O4"]
     assert result.threshold == "0 rows longer than 12"
     assert 'ColumnLength "email" <= 12' in to_dqdl(contract)
+
+
+def test_a_failed_run_s_summary_counts_its_errors_lists_them_first_and_ends_with_its_rejected_rows():
+    """The error-level count and order (it once compared against a same-named schema dict: "0 errors"), and the
+    command that lists the rows the ETL rejected."""
+    from chalicelib.quality.results import CheckResult
+
+    warn = CheckResult("unique(email)", "unique", "warn", False, 1, "0 failing rows", [], "1 row fails")
+    error = CheckResult("rejected_rows", "rejected_rows", "error", False, 50.0, "at most 5%", [], "1 of 2 rejected")
+    passed = CheckResult("not_null(order_id)", "not_null", "error", True, 0, "0 failing rows")
+    results = [
+        TableQuality("customers", "run-000007", 3, 10, 2, [warn]),
+        TableQuality("orders", "run-000007", 4, 10, 1, [passed, error], {"rows_rejected": 1}),
+    ]
+    lines = quality.summary("run-000007", results).splitlines()
+    assert lines[0] == "Quality of run run-000007: 1 errors, 1 warnings, 1 of 3 checks passed."
+    assert lines[1].startswith("ERROR orders rejected_rows") and lines[2].startswith("WARN customers unique(email)")
+    assert lines[-1] == "1 rows rejected by the ETL, listed by: lakehouse rejected --run run-000007"
+    on_prod = quality.summary("run-000007", results, limit=200, stage="prod")
+    assert on_prod.endswith("lakehouse rejected --run run-000007 --stage prod") and "(truncated)" in on_prod
+    assert "lakehouse rejected" not in quality.summary("run-000007", results[:1])  # no error, no hint

@@ -7,6 +7,8 @@ file, the dotted key and the offending value.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -135,10 +137,36 @@ def parse_contract(file: str, text: str) -> Contract:
     )
 
 
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region of every partition in botocore's own endpoint data (its `partitions.json`): a region it does not
+    know would fail only at the first AWS call, as retried 500s from the local stage or a DNS error on AWS."""
+    import importlib.util
+    import json
+
+    # The file botocore's loader reads, read without importing botocore (a third of a second on a cold CLI start).
+    spec = importlib.util.find_spec("botocore")
+    data = Path(spec.origin if spec and spec.origin else "").parent / "data" / "partitions.json"
+    partitions = json.loads(data.read_text())["partitions"]
+    return frozenset(name for partition in partitions for name in partition["regions"])
+
+
+def _check_region(where: Where, key: str, region: str) -> str:
+    if region not in known_regions():
+        from importlib.metadata import version
+
+        close = difflib.get_close_matches(region, sorted(known_regions()), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise where.fail(key, region, f"not an AWS region botocore {version('botocore')} knows{hint}")
+    return region
+
+
 def _parse_stage(file: str, project: str, region: str, defaults: Any, raw: Any, name: str) -> Stage:
     from chalicelib.config.documents import StageNames
 
     doc = read(file, raw, StageNames, at=f"stages.{name}")
+    if doc.region is not None:
+        _check_region(Where(file, f"stages.{name}"), "region", doc.region)
 
     def tunable(key: str, default: Any) -> Any:
         """The stage's own value, else `[ingest]`'s, else the default."""
@@ -187,7 +215,7 @@ def parse_settings(files: Mapping[str, str]) -> Settings:
         raise ConfigError(SETTINGS_FILE, "(file)", None, "missing")
     file = SETTINGS_FILE
     doc = read(file, parse_toml(file, files[file]), SettingsDoc)
-    project, region = doc.project.name, doc.project.region
+    project, region = doc.project.name, _check_region(Where(file, "project"), "region", doc.project.region)
 
     zone_values: dict[str, str] = {}
     for zone in vars(Zones()):
@@ -258,8 +286,18 @@ def config_files(root: Path) -> dict[str, str]:
 
 
 def load_settings(root: Path | str) -> Settings:
-    """Load and validate the configuration kept in a directory (the repository's `config/`)."""
-    return parse_settings(config_files(Path(root)))
+    """Load and validate the configuration kept in a directory (the repository's `config/`). An error names the
+    file as the user finds it (`config/lakehouse.toml`: relative to the working directory when under it)."""
+    root = Path(root)
+    files = config_files(root)
+    try:
+        return parse_settings(files)
+    except ConfigError as exc:
+        try:
+            shown = root.resolve().relative_to(Path.cwd())
+        except ValueError:
+            shown = root
+        raise exc.under(shown.as_posix()) from None
 
 
 def load_settings_from_s3(s3: S3Client, bucket: str, prefix: str) -> Settings:

@@ -89,6 +89,10 @@ class Zones:
         """The key of a batch's rejected rows (Parquet, one object per batch: a re-run rewrites it)."""
         return f"{self.rejected}{dataset}/rows/batch={batch:06d}/rejected.parquet"
 
+    def rolled_back_mark(self, dataset: str, batch: int) -> str:
+        """The mark beside a batch's rejected rows once the quality gate rolled the batch back (its rows stay)."""
+        return f"{self.rejected}{dataset}/rows/batch={batch:06d}/ROLLED_BACK.json"
+
     def spark_batch(self, dataset: str, batch: int) -> str:
         """The folder where a Spark job on Glue stages its batch's rows as Parquet (deleted once merged)."""
         return f"{self.scratch}spark/{dataset}/batch={batch:06d}"

@@ -13,10 +13,11 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, ConfigSyntaxError
 
 T = TypeVar("T")
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_PLACE = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 _TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
@@ -152,11 +153,18 @@ def _expected(kind: Any) -> str:
 
 
 def parse_toml(file: str, text: str) -> dict[str, Any]:
-    """A TOML file's tables; a syntax error is a ConfigError naming the line and column."""
+    """A TOML file's tables; a syntax error names the file, line and column and says tomllib's message."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", None, f"not valid TOML: {exc}") from exc  # exc names line and column
+        # Python 3.11-3.13 give the place only inside the message: "(at line 2, column 7)" or "(at end of document)"
+        place = _PLACE.search(str(exc))
+        if place and place[1]:
+            line, column = int(place[1]), int(place[2])
+        else:
+            line, column = text.count("\n") + 1, len(text.rsplit("\n", 1)[-1]) + 1
+        message = _PLACE.sub("", str(exc)).strip()
+        raise ConfigSyntaxError(file, line, column, f"not valid TOML: {message}") from None
 
 
 def text_of(file: str, data: str | bytes) -> str:

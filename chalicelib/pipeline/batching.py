@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chalicelib.config.model import Settings
 from chalicelib.ledger.records import FileRecord
+
+BATCHER_MINUTES = 1  # how often the batcher schedule looks at the ledger (app.py's `batcher`)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,16 @@ class BatchPolicy:
         if age >= self.window_seconds:
             return f"oldest file waited {age:.0f} s (window_seconds = {self.window_seconds})"
         return None
+
+    def starts_by(self, files: Sequence[FileRecord], now: datetime, every: float) -> tuple[datetime, str]:
+        """When a run over the waiting `files` starts at the latest, with why: the first look of a batcher that looks
+        every `every` seconds after the run is due (the window closes, or enough files or bytes wait)."""
+        if self.due(files, now):
+            due, why = now, "due now"
+        else:
+            due = datetime.fromisoformat(min(f.received_at for f in files)) + timedelta(seconds=self.window_seconds)
+            why = f"the {self.window_seconds} s window closes at {due:%H:%M:%S} UTC"
+        return due + timedelta(seconds=every), f"{why}; the batcher looks every {every:g} s"
 
     def take(self, pending: Sequence[FileRecord]) -> tuple[str, ...]:
         """The ids of the files a new batch takes from a dataset's `pending` files (oldest first)."""

@@ -126,7 +126,7 @@ class RunSteps:
         failing = {r.dataset for r in results if r.status == ERROR}
         return {
             "status": status,
-            "summary": quality.summary(name, results),
+            "summary": quality.summary(name, results, stage=self.stage.name),
             "rollback": [b for b in batches if b["dataset"] in failing],
             "datasets": {r.dataset: r.status for r in results},
             "results": [r.as_dict() for r in results],

@@ -177,8 +177,9 @@ def scan(
     return evaluate(contract, dict(zip(result.columns, result.rows[0], strict=True)), now, table_rows, loads)
 
 
-def summary(run: str, results: list[TableQuality], limit: int = 6000) -> str:
-    """A readable report for the alert (and the run's failure cause): failures first, with counts."""
+def summary(run: str, results: list[TableQuality], limit: int = 6000, stage: str = "local") -> str:
+    """A readable report for the alert (and the run's failure cause): failures first, with counts. A failed run
+    whose ETL rejected rows ends with the command that lists them (kept even when the report is truncated)."""
     checks = [(q.dataset, c) for q in results for c in q.checks]
     failed = [(d, c) for d, c in checks if not c.passed]
     errors = sum(c.level == ERROR for _, c in failed)
@@ -189,5 +190,11 @@ def summary(run: str, results: list[TableQuality], limit: int = 6000) -> str:
     for dataset, c in sorted(failed, key=lambda f: (f[1].level != ERROR, f[0], f[1].rule)):
         sample = f"; e.g. {', '.join(c.sample)}" if c.sample else ""
         lines.append(f"{c.level} {dataset} {c.rule}: {c.detail or c.observed} (expected {c.threshold}){sample}")
+    rejected = sum(int(q.etl.get("rows_rejected") or 0) for q in results)
+    where = "" if stage == "local" else f" --stage {stage}"  # the CLI's default stage is the local one
+    command = f"lakehouse rejected --run {run}{where}"
+    hint = f"\n{rejected} rows rejected by the ETL, listed by: {command}" if errors and rejected else ""
     text = "\n".join(lines)
-    return text if len(text) <= limit else text[: limit - 20] + "\n... (truncated)"
+    if len(text) + len(hint) > limit:
+        text = text[: limit - len(hint) - 20] + "\n... (truncated)"
+    return text + hint

@@ -41,13 +41,17 @@ class MergeResult:
 
 
 def open_table(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
+    """The Delta table at `uri`, or None if there is none; a log delta-rs cannot read is a TableError naming it (a
+    negative decimal partition value as Sail 0.7.2 writes it, `-1.-50`, say)."""
     from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
+    from deltalake.exceptions import DeltaError, TableNotFoundError
 
     try:
         return DeltaTable(uri, storage_options=storage_options)
     except TableNotFoundError:
         return None
+    except DeltaError as exc:
+        raise TableError(f"{uri}: its Delta log cannot be read: {exc}") from exc
 
 
 def ensure_table(uri: str, schema: pa.Schema, partition_by: list[str], storage_options: dict[str, str]) -> Any:
@@ -424,9 +428,14 @@ def read(
     columns: list[str] | None = None,
     filters: list[tuple[str, str, Any]] | None = None,
 ) -> pa.Table:
-    """A table as Arrow, optionally as it was at a version or a time (ISO 8601). `columns` and `filters` (ANDed
-    `(column, op, value)` triples) are pushed down: delta-rs skips the partitions and files whose values and
-    statistics cannot match, and reads only the columns asked for."""
+    """A table as Arrow with the Delta schema's types, optionally as it was at a version or a time (ISO 8601).
+    `columns` and `filters` (ANDed `(column, op, value)` triples) are pushed down to the log: delta-rs skips the
+    partitions and files whose values and statistics cannot match, and only the columns asked for are read.
+
+    The rows are filtered after they are cast to the Delta schema, not by pyarrow's Parquet scan: files delta-rs's
+    MERGE writes carry `string_view` columns, for which pyarrow 24 has no compare or filter kernel (docs/etl.md,
+    "Reading a Delta table"). delta-rs's own SQL reader (QueryBuilder) would read them, but it holds the
+    interpreter's lock while it waits on S3, so a server in the same process (moto in the tests) never answers."""
     from deltalake import DeltaTable
 
     table = open_table(uri, storage_options)
@@ -439,7 +448,83 @@ def read(
         table = DeltaTable(uri, storage_options=storage_options, version=version)
     if as_of is not None:
         table.load_as_version(version_at(table, as_of, uri))
-    return table.to_pyarrow_table(columns=columns, filters=filters or None)
+    reason = unreadable(table)
+    if reason:
+        raise TableError(f"{uri}: {reason}")
+    schema = pa.schema(table.schema().to_arrow())
+    wanted = list(schema.names) if columns is None else list(columns)
+    where = [_typed_filter(uri, schema, *f) for f in filters or []]
+    needed = list(dict.fromkeys([*wanted, *(f[0] for f in where)]))
+    try:
+        dataset = _pruned_dataset(table, filters or [])
+    except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
+        raise TableError(f"{uri}: a partition value delta-rs cannot give to Arrow: {exc}") from exc
+    read = dataset.to_table(columns=needed)
+    fields = [schema.field(c) for c in needed]  # column by column: a reader does not enforce NOT NULL
+    data = pa.Table.from_arrays([read.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
+    if where:
+        import pyarrow.parquet as pq
+
+        to_expression: Any = pq.filters_to_expression  # untyped in pyarrow 24
+        data = data.filter(to_expression(where))  # the triples pyarrow's readers take, values typed as the columns
+    return data.select(wanted)
+
+
+# reader features that change nothing for a reader of the log's files as they are listed
+READABLE_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
+
+
+def unreadable(table: Any) -> str | None:
+    """Why the Arrow dataset delta-rs builds cannot read `table` right, or None. Column mapping (reader version 2, or
+    the feature in version 3) names the files' columns by physical names it does not map: every column would read
+    as NULL. Other reader features (deletion vectors, ...) it would ignore: rows would come back that are gone."""
+    mode = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    if mode != "none":
+        return f"the table uses column mapping (mode {mode}), which the lakehouse's readers cannot read"
+    features = set(table.protocol().reader_features or []) - READABLE_FEATURES
+    if features:
+        return f"the table needs reader features the lakehouse's readers lack: {', '.join(sorted(features))}"
+    return None
+
+
+def _pruned_dataset(table: Any, filters: list[tuple[str, str, Any]]) -> Any:
+    """delta-rs's Arrow dataset of the files the log cannot rule out; all of them if delta-rs cannot encode a
+    filter's value (it refuses decimals, for one): the rows are filtered afterwards either way."""
+    from deltalake.exceptions import DeltaError
+
+    if filters:
+        try:
+            return table.to_pyarrow_dataset(file_pruning_predicate=filters)
+        except (DeltaError, pa.ArrowException, ValueError):
+            pass
+    return table.to_pyarrow_dataset()
+
+
+_OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")
+
+
+def _typed_filter(uri: str, schema: pa.Schema, column: str, op: str, value: Any) -> tuple[str, str, Any]:
+    """A `(column, op, value)` filter checked against the table, its value cast to the column's type (an int
+    against a decimal, a naive time against a UTC timestamp, read as UTC); a one-line TableError if it cannot be."""
+    if column not in schema.names:
+        raise TableError(f"{uri}: no column {column!r}; the table has {', '.join(schema.names)}")
+    if not isinstance(op, str) or op.lower().strip() not in _OPS:
+        raise TableError(f"{uri}: filter operator {op!r} is not one of {', '.join(_OPS)}")
+    op = op.lower().strip()
+    listed = op in ("in", "not in")
+    if listed and (isinstance(value, str | bytes) or not isinstance(value, Collection) or not value):
+        raise TableError(f"{uri}: filter {column!r} {op} needs a non-empty list of values, not {value!r}")
+    values = list(value) if listed else [value]
+    kind = schema.field(column).type
+    if pa.types.is_decimal(kind):  # an int64 does not fit a narrow decimal's precision; its exact value does
+        from decimal import Decimal
+
+        values = [Decimal(str(v)) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values]
+    try:
+        typed = pa.array(values).cast(kind)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise TableError(f"{uri}: filter on {column!r} ({kind}): cannot compare with {value!r}") from exc
+    return (column, op, typed if listed else typed[0])
 
 
 def version_at(table: Any, as_of: str, uri: str = "") -> int:

@@ -53,3 +53,6 @@ class Lake:
 
     def rejected_rows(self, dataset: str, batch: int) -> str:
         return self.settings.zones.rejected_rows(dataset, batch)
+
+    def rolled_back_mark(self, dataset: str, batch: int) -> str:
+        return self.settings.zones.rolled_back_mark(dataset, batch)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from chalicelib.athena import QueryError, QueryResult, read_only
-from chalicelib.errors import NotFoundError
+from chalicelib.errors import NotFoundError, TableError
 from lakehouse_etl import delta, duck
 from lakehouse_etl.curated import CURATED_SQL
 from lakehouse_etl.delta import arrow_filesystem, literal
@@ -59,46 +59,148 @@ def duckdb_connection(lake: Lake, sql: str | None = None, *, cache: FileCache | 
 
 
 def register(con: Any, name: str, table: Any, storage_options: dict[str, str], cache: FileCache | None) -> None:
-    """`name`: a view of `table`'s current version. DuckDB's own Parquet reader over the version's file list when
-    the files are on this disk (or copied there by `cache`): several times faster than DuckDB's scan of the Arrow
-    dataset delta-rs builds (bench/sql.py), which serves everything else: S3 without a cache (the Glue jobs), an
-    empty table, and what only delta-rs reads right (reader features such as deletion vectors or column mapping,
-    partition values not spelled in the files' paths)."""
+    """`name`: a view of `table`'s current version, every column cast to the type the Delta schema gives it (files of
+    other writers differ: Spark's INT96 timestamps read as naive TIMESTAMP, delta-rs's MERGE writes `string_view`),
+    and partition values as the log records them. DuckDB's own Parquet reader over the version's file list when the
+    files are on this disk (or copied there by `cache`): several times faster than DuckDB's scan of the Arrow
+    dataset delta-rs builds (bench/sql.py), which serves S3 without a cache (the Glue jobs) and an empty table.
+    What neither reads right is refused (`delta.unreadable`)."""
     import duckdb
     import pyarrow as pa
 
-    parts = table.metadata().partition_columns
+    reason = delta.unreadable(table)
+    if reason:
+        raise TableError(f"{name}: {reason}")
+    schema = pa.schema(table.schema().to_arrow())
     actions = pa.table(table.get_add_actions(flatten=True))
     paths = [unquote(p) for p in actions.column("path").to_pylist()]
-    plain = not table.protocol().reader_features and all(f"{c}=" in p for p in paths for c in parts)
     root = table.table_uri.removeprefix("file://").rstrip("/")
-    if plain and paths and root.startswith("s3://") and cache is not None:
+    if paths and root.startswith("s3://") and cache is not None:
         sizes = actions.column("size_bytes").to_pylist()
         files = cache.paths(zip([f"{root}/{p}" for p in paths], sizes, strict=True), storage_options)
-    elif plain and paths and not root.startswith("s3://"):
+    elif paths and not root.startswith("s3://"):
         files = [f"{root}/{p}" for p in paths]
     else:
-        con.register(name, table.to_pyarrow_dataset())
-        return
-    schema = pa.schema(table.schema().to_arrow())
-    types = dict(zip(schema.names, (str(t) for t in duckdb.from_arrow(schema.empty_table()).types), strict=True))
-    hive = ", ".join(f"{literal(c)}: {literal(types[c])}" for c in parts)
-    columns = ", ".join(f'"{c}"' for c in schema.names)
-    listed = ", ".join(literal(f) for f in files)
-    options = f"hive_partitioning = true, hive_types = {{{hive}}}" if parts else "hive_partitioning = false"
-    # Files written before a column was added lack it (NULL there, as Delta reads it): DuckDB reads such a mix by
-    # name, at the price of reading every file's footer whenever the view is bound (each query), so only then.
-    data = ", ".join(literal(c) for c in schema.names if c not in parts)
-    uneven = con.execute(
-        f"SELECT count(*) FROM (SELECT list(name) AS names FROM parquet_schema([{listed}]) GROUP BY file_name) "
-        f"WHERE NOT list_has_all(names, [{data}])"
-    ).fetchone()[0]
-    if uneven:
-        options += ", union_by_name = true"
+        files = []
+    if files:
+        try:
+            source = _parquet_source(con, table, schema, actions, paths, files, root)
+            con.execute(f'CREATE VIEW "{name}" AS SELECT {_cast_columns(schema)} FROM {source}')
+            return
+        except duckdb.BinderException:  # a column of the table's schema in none of its files yet
+            pass
     try:
-        con.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM read_parquet([{listed}], {options})')
-    except duckdb.BinderException:  # a column of the table's schema in none of its files yet
-        con.register(name, table.to_pyarrow_dataset())
+        dataset = table.to_pyarrow_dataset()
+    except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
+        raise TableError(f"{name}: a partition value cannot be read through Arrow: {exc}") from exc
+    con.register(name, dataset)  # its schema is the log's, to which pyarrow casts each file's columns
+
+
+def _cast_columns(schema: Any) -> str:
+    """The view's select list: every column cast to the DuckDB type of its Delta type."""
+    return ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in _duck_types(schema).items())
+
+
+def _duck_types(schema: Any) -> dict[str, str]:
+    import duckdb
+
+    types = duckdb.from_arrow(schema.empty_table()).types
+    return dict(zip(schema.names, (str(t) for t in types), strict=True))
+
+
+def _parquet_source(
+    con: Any, table: Any, schema: Any, actions: Any, paths: list[str], files: list[str], root: str
+) -> str:
+    """DuckDB's `read_parquet` over `files`, partition columns added with the log's values: by DuckDB's hive parsing
+    when every file's folders spell exactly those values (and nothing above the table's root looks like a
+    partition), else a branch per partition holding its values as typed literals (a filter on them skips the other
+    branches' files). A column in none of a branch's files (added after they were written) is NULL there, as Delta
+    reads it."""
+    parts = list(table.metadata().partition_columns)
+    data = [c for c in schema.names if c not in parts]
+    types = _duck_types(schema)
+    values: list[tuple[str | None, ...]] = [()] * len(paths)
+    if parts:
+        logged = (actions.column(f"partition.{c}").to_pylist() for c in parts)
+        values = [tuple(_text(v) for v in row) for row in zip(*logged, strict=True)]
+    held = dict(
+        con.execute(
+            f"SELECT file_name, list(name) FROM parquet_schema([{', '.join(literal(f) for f in files)}]) "
+            "GROUP BY file_name"
+        ).fetchall()
+    )
+
+    def read(group: list[str], extra: str = "", hive: str = "hive_partitioning = false") -> str:
+        present = {c for c in data if any(c in held.get(f, []) for f in group)}
+        # Files that lack a column the others hold are read by name, at the price of reading every file's footer
+        # whenever the view is bound (each query), so only then.
+        uneven = any(not present.issubset(held.get(f, [])) for f in group)
+        selected = [f'"{c}"' if c in present else f'CAST(NULL AS {types[c]}) AS "{c}"' for c in data]
+        listed = ", ".join(literal(f) for f in group)
+        options = hive + (", union_by_name = true" if uneven else "")
+        return f"SELECT {', '.join(selected)}{extra} FROM read_parquet([{listed}], {options})"
+
+    if not parts:
+        return f"({read(files)})"
+    if _hive_spelled(root, parts, paths, values):
+        hive_types = ", ".join(f"{literal(c)}: {literal(types[c])}" for c in parts)
+        extra = "".join(f', "{c}"' for c in parts)
+        return f"({read(files, extra, f'hive_partitioning = true, hive_types = {{{hive_types}}}')})"
+    groups: dict[tuple[str | None, ...], list[str]] = {}
+    for file, value in zip(files, values, strict=True):
+        groups.setdefault(value, []).append(file)
+    branches = [
+        read(
+            group,
+            "".join(
+                f', CAST({"NULL" if v is None else literal(v)} AS {types[c]}) AS "{c}"'
+                for c, v in zip(parts, value, strict=True)
+            ),
+        )
+        for value, group in groups.items()
+    ]
+    return "(" + " UNION ALL ".join(branches) + ")"
+
+
+def _text(value: Any) -> str | None:
+    """A partition value as Delta's log spells it (dates and decimals as ISO text)."""
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _hive_spelled(root: str, parts: list[str], paths: list[str], values: list[tuple[str | None, ...]]) -> bool:
+    """Whether DuckDB's hive parsing of the files' full paths gives exactly the log's partition values: no `k=v`
+    folder above the table's root (DuckDB would take it for a column), each file's folders `c=value` in the log's
+    order with its value, and no value DuckDB would parse as NULL (a string `null`, say)."""
+    if any("=" in segment for segment in root.split("/")):
+        return False
+    for path, value in zip(paths, values, strict=True):
+        folders = path.split("/")[:-1]
+        spelled = ("__HIVE_DEFAULT_PARTITION__" if v is None else v for v in value)
+        expected = [f"{c}={v}" for c, v in zip(parts, spelled, strict=True)]
+        if folders != expected or any(v is not None and v.strip().lower() in ("null", "") for v in value):
+            return False
+    return True
+
+
+_SHOW_TABLES = re.compile(r"\s*SHOW\s+(ALL\s+)?TABLES\b", re.IGNORECASE)
+
+
+def _place(lines: list[str], sent: str, statement: str) -> str:
+    """`line L, column C` of `statement` from DuckDB's message, which shows the line it read as `LINE n: ...` and
+    a caret under the place ('' if it shows none). `sent` is what DuckDB ran: `statement`, maybe inside a COPY."""
+    for number, line in enumerate(lines[:-1]):
+        shown = re.match(r"LINE (\d+): ", line)
+        caret = lines[number + 1].find("^")
+        if shown and caret >= len(shown[0]):
+            line_no, column = int(shown[1]), caret - len(shown[0]) + 1
+            if line_no == 1:
+                column -= sent.find(statement)  # the wrapping before it (a COPY's)
+            if not line[len(shown[0]) :].startswith("..."):  # DuckDB cut a long line short: the column is its own
+                return f"line {line_no}, column {column}"
+            return f"line {line_no}"
+    return ""
 
 
 class DuckDBEngine:
@@ -166,15 +268,33 @@ class DuckDBEngine:
             except duckdb.InterruptException as exc:
                 raise QueryError(f"DuckDB: the query ran past its {timeout:g} s timeout and was stopped") from exc
             except duckdb.Error as exc:
-                raise QueryError(f"DuckDB: {exc}") from exc
+                raise self._error(exc, around(statement), statement) from None
             finally:
                 timer.cancel()
+
+    def _error(self, exc: Exception, sent: str, statement: str) -> QueryError:
+        """DuckDB's error as one line: a syntax error with its place in `statement`, an unknown table with the lake's
+        tables (DuckDB would suggest its own catalog's, e.g. `pg_description`), anything else its first line."""
+        import duckdb
+
+        lines = str(exc).splitlines()
+        first = lines[0].split(": ", 1)[-1] if lines else type(exc).__name__
+        missing = re.match(r"Table with name (\S+) does not exist", first)
+        if isinstance(exc, duckdb.CatalogException) and missing:
+            known = ", ".join(sorted(self.tables())) or "none yet (a pipeline run makes them: `lakehouse run`)"
+            return QueryError(f"no table {missing[1]}; the lake has: {known}")
+        where = _place(lines, sent, statement)
+        if isinstance(exc, duckdb.ParserException):
+            return QueryError(f"syntax error{f' at {where}' if where else ''}: {first.removeprefix('syntax error ')}")
+        return QueryError(f"DuckDB: {first}{f' (at {where})' if where else ''}")
 
     def _session(self, statement: str) -> Any:
         """The session, its views of the tables `statement` names at their tables' current versions."""
         if self._con is None:
             self._con = duck.session()
-        for name, uri in tables_in(self.lake, statement).items():
+        # SHOW TABLES names no table, yet lists them all (as Athena lists the Glue database's): view them all
+        named = tables(self.lake) if _SHOW_TABLES.match(statement) else tables_in(self.lake, statement)
+        for name, uri in named.items():
             view = sql_name(name)
             table = self._tables[view] = self._current(self._tables.get(view), uri)
             version = None if table is None else table.version()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections import Counter
@@ -13,7 +14,7 @@ import pyarrow as pa
 
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import NotFoundError, TableError
-from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger
+from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger, now_iso
 from chalicelib.pipeline.batching import BatchPolicy
 from lakehouse_etl import delta
 from lakehouse_etl.lake import Lake
@@ -302,9 +303,11 @@ def roll_back_batch(job: Job, dataset: str, number: int) -> dict[str, Any]:
         int(item.get("delta_version", 0)),
         job.lake.storage_options,
     )
-    # its rows will be read again under a new batch number when the files are requeued
-    job.s3.delete_object(Bucket=job.stage.bucket, Key=job.lake.rejected_rows(dataset, number))
     reason = f"batch {number} failed the quality gate and was taken back out of processed/{dataset}"
+    # Its rejected rows stay readable (`lakehouse rejected`), marked: deleted, they went behind a delete marker that
+    # rejected/'s lifecycle expires after a day. Requeued, the files' rows come again under a new batch number.
+    mark = json.dumps({"rolled_back_at": now_iso(), "reason": reason})
+    job.s3.put_object(Bucket=job.stage.bucket, Key=job.lake.rolled_back_mark(dataset, number), Body=mark.encode())
     failed = job.ledger.unprocess_batch(dataset, number, "QualityCheckFailed", reason)
     log.info("dataset %s: batch %d rolled back (%s); %d files FAILED", dataset, number, done, failed)
     return {"dataset": dataset, "batch": number, "rolled_back": done, "files_failed": failed}

@@ -2,4 +2,4 @@
 
 from lakehouse.cli import main
 
-main()
+main(prog_name="lakehouse")

@@ -10,9 +10,18 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from chalicelib.ledger import Status, ledger_for
+from chalicelib.config import Settings, Stage
+from chalicelib.ledger import FileRecord, Status, ledger_for
 from lakehouse import localstage
-from lakehouse.ops import connect, drop_files, guess_dataset, project_settings, start_local_stage, wait_for
+from lakehouse.ops import (
+    connect,
+    drop_files,
+    guess_dataset,
+    next_run,
+    project_settings,
+    start_local_stage,
+    wait_for,
+)
 from lakehouse.output import console, out, print_records
 
 
@@ -73,7 +82,10 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
         out.print("\n".join(ids))
         return
     records = wait_for(ledger_for(stage), ids, timeout)
-    print_records([records[i] for i in ids])
+    waiting = _say_when_runs_start(settings, stage, [records[i] for i in ids])
+    print_records([records[i] for i in ids], waiting)
+    if waiting is not None:
+        console.print(waiting[1], highlight=False, soft_wrap=True)
     if any(r.status != Status.VALID for r in records.values()):
         sys.exit(2)
 
@@ -84,12 +96,22 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
 @click.option("--limit", default=50, show_default=True, help="Newest N files (0: all).")
 def ledger(stage_name: str, as_json: bool, limit: int) -> None:
     """List the file ledger, newest first."""
-    _, stage = connect(stage_name)
+    settings, stage = connect(stage_name)
     records = ledger_for(stage).files(limit or None)
     if as_json:
         out.print_json(json.dumps([r.public() for r in records]))
-    else:
-        print_records(records)
+        return
+    waiting = _say_when_runs_start(settings, stage, records)
+    print_records(records, waiting)
+    if waiting is not None:
+        console.print(waiting[1], highlight=False, soft_wrap=True)
+
+
+def _say_when_runs_start(settings: Settings, stage: Stage, records: list[FileRecord]) -> tuple[str, str] | None:
+    """When the run that takes the waiting files starts (see `ops.next_run`), if any of `records` waits for one."""
+    if not any(r.pending for r in records):
+        return None
+    return next_run(settings, stage, ledger_for(stage))
 
 
 @click.command()
@@ -143,8 +165,10 @@ def generate(folder: Path, orders: int, anomaly_rate: float, seed: int, end: dat
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(stage_name: str, host: str, port: int) -> None:
     """Serve the HTTP API (/cost, /status) and the dashboard (/) until stopped: on the local stage's data, or
-    a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed)."""
-    from lakehouse.serve import api_server
+    a deployed stage's with your AWS credentials (the API runs here, so no API key or IAM signing is needed).
+    The local stage is started first if it is not running (as `lakehouse up`); stopped later, the dashboard says
+    so, and started again (`lakehouse up`, on a new port) it is followed."""
+    from lakehouse.serve import StageFollower, api_server, reap_when_it_stops
 
     settings = project_settings()
     if stage_name == localstage.STAGE:
@@ -152,12 +176,17 @@ def serve(stage_name: str, host: str, port: int) -> None:
         if local is None:
             with console.status("starting the local stage"):
                 local, _ = start_local_stage(settings)
-            console.print("local stage started, empty: `make demo` fills it with the demo's data")
+            reap_when_it_stops(local.pid)
+            console.print(
+                f"local stage started at {local.endpoint} (as `lakehouse up` does; `lakehouse down` stops it, "
+                "`make demo` adds the demo's data)"
+            )
         localstage.use(local)
     else:
         settings.stage(stage_name)  # an unknown stage is refused here, with the known ones
+    follow = StageFollower(local) if stage_name == localstage.STAGE else None
     try:
-        server = api_server(host, port, stage_name)
+        server = api_server(host, port, stage_name, follow)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror} (try --port)") from None
     console.print(f"dashboard: http://{host}:{port}/   API: /cost, /status, /openapi.json   (Ctrl-C stops)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from chalicelib.athena import read_only
 from lakehouse import localstage
 from lakehouse.ops import connect
 from lakehouse.output import console, out
@@ -59,6 +60,7 @@ def query(
         raise click.UsageError("--format parquet writes a file: give --output FILE")
     if output is not None and fmt == "table":
         raise click.UsageError("--output takes --format csv, json or parquet")
+    read_only(text)  # a write or a syntax error it can tell is refused before a stage is touched
     settings, stage = connect(stage_name)
     if output is not None:
         from lakehouse.query import export
