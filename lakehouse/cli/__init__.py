@@ -30,6 +30,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="serverless-lakehouse", prog_name="lakehouse")
 def main() -> None:
     """Serverless Lakehouse: local stage, ingest, and ledger."""
 
