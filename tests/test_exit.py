@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 from test_local_stage import lakehouse
+from test_rejected import FIVE, GOOD, HEADER
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +28,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("generated")
     lakehouse(home, "up")
     lakehouse(home, "generate", str(folder), "--orders", "20", "--anomaly-rate", "0")
-    for name in ("customers.csv", "products.jsonl", "orders.csv"):
+    (folder / "reviews.csv").write_bytes(HEADER + GOOD + FIVE)  # a rejected row, for `lakehouse rejected`
+    for name in ("customers.csv", "products.jsonl", "orders.csv", "reviews.csv"):
         lakehouse(home, "drop", str(folder / name))
     lakehouse(home, "run")
     yield home
@@ -61,7 +63,8 @@ def test_check_exits_cleanly(tmp_path: Path) -> None:
     assert_clean_exits(tmp_path, ("check", str(path)), parallel=2)
 
 
-# In the CLI's own process: delta-rs (table), DuckDB (query), all three (quality check).
+# In the CLI's own process: delta-rs (table), DuckDB (query), all three (quality check), Arrow's Parquet reader
+# (rejected: it aborted so after the reader was handed Python bytes).
 READERS = [
     ("table", "list"),
     ("table", "history", "processed/orders"),
@@ -69,6 +72,7 @@ READERS = [
     ("query", "SELECT count(*) FROM processed_orders"),
     ("query", "--format", "parquet", "--output", "{out}/{run}.parquet", "SELECT * FROM processed_orders"),
     ("quality", "check", "orders"),
+    ("rejected", "--dataset", "reviews", "--json"),
 ]
 
 
