@@ -32,17 +32,12 @@ def rejected_by_reason(batches: list[dict[str, Any]]) -> Counter[str]:
 def rejected_rows_by_reason(s3: S3Client, settings: Settings, stage: Stage) -> dict[str, Counter[str]]:
     """Rows rejected by reason code, per dataset, from the rejected.parquet of every batch under rejected/ that is
     still in its table (a batch the quality gate rolled back comes again under a new number once requeued)."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    from lakehouse.rejected import rejected_batches
+    from lakehouse.rejected import read_parquet, rejected_batches
 
     out: dict[str, Counter[str]] = {}
     for found in rejected_batches(s3, settings, stage):
         if found.rolled_back is None:
-            body = s3.get_object(Bucket=stage.bucket, Key=found.key)["Body"].read()
-            codes = pq.read_table(io.BytesIO(body), columns=["_reason_code"]).column(0).to_pylist()
+            codes = read_parquet(s3, stage.bucket, found.key, ["_reason_code"]).column(0).to_pylist()
             out.setdefault(found.dataset, Counter()).update(codes)
     return out
 

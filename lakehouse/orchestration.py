@@ -36,7 +36,7 @@ from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
 from chalicelib.names import process_job, run_job
-from chalicelib.stage.declared import glue_jobs
+from chalicelib.stage.declared import glue_jobs, role_arn
 from lakehouse.stepfunctions import Execution, Executor, TaskError
 
 if TYPE_CHECKING:
@@ -289,7 +289,16 @@ class LocalOrchestrator:
 
     def __init__(self, definition: dict[str, Any], services: LocalServices, store: ExecutionStore) -> None:
         # Waits and retry back-offs are not waited for: the local crawler and jobs are done when they return.
-        self.executor = Executor(definition, services, sleep=lambda _: None)
+        # $$.StateMachine.Id and $$.Execution.RoleArn name the stage's state machine and role, as on AWS.
+        stage = services.stage
+        account = stage.account or account_id(services.clients.sts)
+        self.executor = Executor(
+            definition,
+            services,
+            sleep=lambda _: None,
+            state_machine_arn=stage.state_machine_arn(account),
+            role_arn=role_arn(stage.pipeline_role or "local-pipeline", account),
+        )
         self.services, self.store = services, store
         self.finished: list[dict[str, Any]] = []
 

@@ -8,7 +8,6 @@ under a new batch number once requeued), so every row here says whether its batc
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -80,12 +79,21 @@ def _mark(s3: S3Client, bucket: str, key: str) -> dict[str, Any]:
     return mark
 
 
-def _rows(s3: S3Client, bucket: str, found: RejectedBatch, limit: int) -> list[RejectedRow]:
-    """The first `limit` rows of one batch, in file order, each with its reason, source and rollback."""
+def read_parquet(s3: S3Client, bucket: str, key: str, columns: list[str] | None = None) -> Any:
+    """One Parquet object, read from memory Arrow owns. Handed Python bytes (`io.BytesIO`), Arrow's reader threads
+    may drop the last reference to them after the process began to exit, and dropping a Python object there ends in
+    `terminate called without an active exception` (apache/arrow 34314; issue 26 saw `lakehouse rejected` abort so)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    body = s3.get_object(Bucket=bucket, Key=found.key)["Body"].read()
-    table = pq.read_table(io.BytesIO(body))
+    sink = pa.BufferOutputStream()  # a copy in Arrow's memory: the reader then holds nothing of Python's
+    sink.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return pq.read_table(pa.BufferReader(sink.getvalue()), columns=columns)
+
+
+def _rows(s3: S3Client, bucket: str, found: RejectedBatch, limit: int) -> list[RejectedRow]:
+    """The first `limit` rows of one batch, in file order, each with its reason, source and rollback."""
+    table = read_parquet(s3, bucket, found.key)
     out: list[RejectedRow] = []
     for row in table.slice(0, limit).to_pylist():
         code, reason = str(row.pop("_reason_code")), str(row.pop("_reason"))

@@ -22,10 +22,47 @@ def test_check_validates_a_local_file_like_the_lambda(tmp_path):
     good, bad = tmp_path / "orders_1.csv", tmp_path / "whatever.csv"
     good.write_bytes(H + R)
     bad.write_bytes(H.replace(b",", b";") + R)
-    ok = CliRunner().invoke(main, ["check", str(good)])
+    ok = CliRunner().invoke(main, ["check", str(good), "--json"])
     assert ok.exit_code == 0 and json.loads(ok.output)["rows"] == 1
-    rejected = CliRunner().invoke(main, ["check", str(bad), "--dataset", "orders"])
+    rejected = CliRunner().invoke(main, ["check", str(bad), "--dataset", "orders", "--json"])
     assert rejected.exit_code == 2 and json.loads(rejected.output)["code"] == "WRONG_DELIMITER"
+
+
+def test_check_prints_a_readable_verdict_by_default(tmp_path):
+    good, ragged = tmp_path / "orders_1.csv", tmp_path / "orders_2.csv"
+    good.write_bytes(H + R + R.replace(b"O1", b"O2"))
+    ragged.write_bytes(H + R + b"O2,C1,2025-03-01T10:00:00Z,shipped,10.00,EUR\n")
+    ok = CliRunner().invoke(main, ["check", str(good)])
+    assert ok.exit_code == 0 and ok.output.startswith("VALID orders_1.csv as orders: 2 rows, 7 columns (csv, "), (
+        ok.output
+    )
+    assert len(ok.output.splitlines()) == 1
+    bad = CliRunner().invoke(main, ["check", str(ragged)])
+    assert bad.exit_code == 2 and bad.output == (
+        "REJECTED orders_2.csv as orders: RAGGED_ROW: a row has 6 fields where the header has 7 (line 3)\n"
+    )
+
+
+def test_version_is_the_installed_packages():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output == f"lakehouse, version {version('serverless-lakehouse')}\n"
+
+
+def test_doctor_checks_the_same_stage_as_the_other_commands_by_default(aws_env, monkeypatch):
+    from lakehouse import localstage
+
+    monkeypatch.setattr(localstage, "running", lambda: None)
+    defaults = {
+        p.default
+        for c in (main.commands["query"], main.commands["ledger"], main.commands["doctor"])
+        for p in c.params
+        if p.name == "stage_name"
+    }
+    assert defaults == {localstage.STAGE}
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1 and "the local stage is not running: start it with `lakehouse up`" in result.output
 
 
 def test_check_says_which_datasets_exist_when_it_cannot_tell(tmp_path):
@@ -169,9 +206,27 @@ def test_cost_prints_the_estimate_and_its_what_ifs():
     assert "what if:" in result.output and "lifecycle rules:" in result.output and "partition pruning:" in result.output
     # where the engine threshold sits: a batch by size on each engine, and the one the stage picks
     assert "Spark from spark_bytes = 8 GiB" in result.output
-    assert re.search(r"8 GiB\s+│ spark\s+│ 2 G\.1X, 6\.8 min\s+│ [\d.]+ USD │ 5 G\.1X, 3\.8 min", result.output)
+    assert re.search(r"8 GiB\s+│ spark\s+│ 2 G\.1X, 6\.8 min\s+│\s+[\d.]+ │ 5 G\.1X, 3\.8 min", result.output)
+    # each price column says what it holds
+    assert re.search(
+        r"┃ dataset batch\s+┃ picked ┃ single node\s+┃ USD a batch ┃ Spark\s+┃ USD a batch ┃", result.output
+    )
+    assert "no price table" not in result.output
     bad = CliRunner().invoke(main, ["cost", "--set", "glue_dpus=-1"])
     assert bad.exit_code == 2 and "glue_dpus: must be between 0 and 1000" in bad.output
+
+
+def test_cost_in_a_region_without_prices_says_whose_prices_it_shows(monkeypatch, settings):
+    from dataclasses import replace
+
+    from lakehouse.cli import cost
+
+    monkeypatch.setattr(cost, "project_settings", lambda: replace(settings, region="eu-west-1"))
+    result = CliRunner().invoke(main, ["cost"])
+    assert result.exit_code == 0, result.output
+    assert "monthly estimate: this configuration, us-east-1" in result.output
+    assert result.output.count("eu-west-1") == 1  # only where it says so:
+    assert "no price table for eu-west-1 (the stage's region): this estimate is at us-east-1 prices" in result.output
 
 
 def test_an_aws_error_is_one_line_not_a_traceback(monkeypatch):

@@ -203,3 +203,14 @@ def test_the_engines_table_shows_where_spark_bytes_sits_and_what_each_engine_cos
         assert rows[k]["spark"]["minutes"] < rows[k]["single"]["minutes"] / 1.5
     for k in (32, 128):
         assert rows[k]["spark"]["price"] < rows[k]["single"]["price"]
+
+
+def test_an_estimate_for_a_region_without_prices_is_labelled_with_the_prices_it_uses(settings):
+    """Not US East prices under another region's name: the estimate says whose prices it has, and why."""
+    estimate = cost.estimate_for(replace(settings, region="ap-southeast-2"), None, {}, None)
+    assert estimate["region"] == "us-east-1" and estimate["usage"]["region"] == "us-east-1"
+    assert estimate["notice"] == (
+        "no price table for ap-southeast-2 (the stage's region): this estimate is at us-east-1 prices, which may "
+        "differ; known: us-east-1, us-east-2, us-west-2"
+    )
+    assert cost.estimate_for(settings, None, {}, None)["notice"] is None  # us-east-1: its own prices

@@ -680,3 +680,28 @@ def test_input_output_items_and_choice_paths_read_the_context_object():
         }
     )
     assert Executor(definition, Calls()).run("e", {"go": True, "items": ["a", "b"]}).output == [0, 1]
+
+
+def test_the_local_pipeline_s_context_names_the_stage_s_state_machine_and_role(provisioned, settings, stage, tmp_path):
+    """$$.StateMachine.Id and $$.Execution.RoleArn on the local stage are the stage's, as on AWS (not a placeholder)."""
+    from chalicelib.stage.declared import role_arn
+    from lakehouse.orchestration import ExecutionStore, LocalOrchestrator, LocalServices
+
+    definition = {
+        "StartAt": "Context",
+        "States": {
+            "Context": {
+                "Type": "Pass",
+                "Parameters": {"machine.$": "$$.StateMachine.Id", "role.$": "$$.Execution.RoleArn"},
+                "End": True,
+            }
+        },
+    }
+    services = LocalServices(settings, stage, provisioned, invoke=None, app_name="lakehouse")
+    done = LocalOrchestrator(definition, services, ExecutionStore(tmp_path)).executor.run("ctx", {})
+    account = "123456789012"  # moto's
+    assert done.output == {
+        "machine": f"arn:aws:states:{stage.region}:{account}:stateMachine:{stage.state_machine}",
+        "role": role_arn(stage.pipeline_role or "local-pipeline", account),
+    }
+    assert stage.state_machine in done.output["machine"] and not done.output["machine"].endswith(":local")

@@ -32,6 +32,7 @@ ESTIMATE = {
         "prices_as_of": {"type": "string"},
         "price_source": {"type": "string"},
         "scenario": {"type": "string"},
+        "notice": {"type": "string", "nullable": True, "description": "Why the prices are not the region's."},
         "by_service": {"type": "object", "additionalProperties": {"type": "number"}},
         "lines": {
             "type": "array",

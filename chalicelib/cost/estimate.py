@@ -212,6 +212,14 @@ def estimate_for(
     base = SCENARIOS[scenario] if scenario else usage_for_stage(settings)
     usage = parse_usage(params, base)
     p = prices()
+    notice = None
+    if usage.region not in p["regions"]:  # the stage's own region: a region parameter is checked by parse_usage
+        priced = p["regions"][0]
+        notice = (
+            f"no price table for {usage.region} (the stage's region): this estimate is at {priced} prices, which "
+            f"may differ; known: {', '.join(p['regions'])}"
+        )
+        usage = replace(usage, region=priced)
     what_if = [
         lifecycle_saving(usage, lake_rules, settings.zones, p),
         pruning_saving(usage, settings.datasets, QUERIES_DIR, p),
@@ -221,6 +229,7 @@ def estimate_for(
     return {
         **estimate(usage),
         "scenario": scenario or "this stage's configuration",
+        "notice": notice,
         "what_if": what_if,
         "engines": engines_by_size(settings, p),
     }

@@ -272,33 +272,38 @@ def _check_columns(seen: set[str], contract: Contract, line: int | None) -> None
         raise Rejected("MISSING_COLUMNS", f"required columns missing: {missing}", line)
 
 
-def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> tuple[int, list[str]]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+class _ArrowLease:
+    """All that pyarrow's streaming CSV reader holds of ours: the stream it reads and the handler it calls for a
+    bad row. Its release says the reader has let go of every Python object (see `_count_csv`)."""
 
-    header = _read_header(text, contract, limits)
-    bad_rows: list[Any] = []
+    __slots__ = ("_released", "bad_rows", "read")
+    closed = False  # pyarrow's PythonFile asks before each read
 
-    def on_invalid_row(row: Any) -> str:
-        bad_rows.append(row)
+    def __init__(self, text: io.BufferedReader, bad_rows: list[Any], released: threading.Event) -> None:
+        self.read = text.read  # a C method: no frame of ours that a traceback could keep holds the lease
+        self.bad_rows, self._released = bad_rows, released
+
+    def __call__(self, row: Any) -> str:
+        self.bad_rows.append(row)
         return "error"
 
+    def close(self) -> None:
+        """Arrow closes what it read when it is done; the stream itself is the caller's (it drains it)."""
+
+    def __del__(self) -> None:
+        self._released.set()
+
+
+def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> tuple[int, list[str]]:
+    import pyarrow as pa
+
+    header = _read_header(text, contract, limits)
     if not text.peek(1):
         return 0, header  # header only
-    rows = 0
+    bad_rows: list[Any] = []
+    released = threading.Event()
     try:
-        reader = pacsv.open_csv(
-            text,
-            # pyarrow refuses a row larger than its block: the block size is the row length limit.
-            read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=limits.max_line_bytes),
-            parse_options=pacsv.ParseOptions(
-                delimiter=contract.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row
-            ),
-            # Strings only: types are the ETL's business (row by row); here they would only cost time.
-            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header}),
-        )
-        for batch in reader:
-            rows += batch.num_rows
+        rows = _csv_rows(_ArrowLease(text, bad_rows, released), header, contract, limits)
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if bad_rows:
@@ -317,7 +322,45 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> t
                 "LINE_TOO_LONG", f"a row is longer than {limits.max_line_bytes} bytes or a quote is never closed"
             ) from exc
         raise Rejected("PARSE_ERROR", f"the CSV cannot be parsed: {message}") from exc
+    finally:
+        # The reader reads ahead on Arrow's IO threads, and one of them may drop the last reference to the lease
+        # after the rows are counted. Dropping a Python object takes the GIL; if the interpreter is exiting by
+        # then, Python ends that thread with pthread_exit, whose unwinding through Arrow's noexcept C++ frames is
+        # std::terminate: "terminate called without an active exception", exit 134, after `lakehouse check`
+        # printed its verdict (apache/arrow issues 34314, 50482). So return only once Arrow has let go.
+        released.wait()
     return rows, header
+
+
+def _csv_rows(lease: _ArrowLease | None, header: list[str], contract: Contract, limits: Limits) -> int:
+    """The rows after the header, counted by pyarrow's streaming reader (`lease` its only reference: this
+    function lets go of it); its errors propagate."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    reader = None
+    try:
+        reader = pacsv.open_csv(
+            # Buffered by Arrow, which copies each read into its own memory: handed the bytes objects themselves,
+            # it would keep them in its blocks, each another Python object to let go of on its threads.
+            pa.BufferedInputStream(pa.PythonFile(lease, mode="r"), CHUNK),
+            # pyarrow refuses a row larger than its block: the block size is the row length limit.
+            read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=limits.max_line_bytes),
+            parse_options=pacsv.ParseOptions(
+                delimiter=contract.delimiter, newlines_in_values=True, invalid_row_handler=lease
+            ),
+            # Strings only: types are the ETL's business (row by row); here they would only cost time.
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header}),
+        )
+        lease = None  # from here only the reader holds it
+        rows = 0
+        for batch in reader:  # a loop, not a generator expression, whose frame a traceback would keep
+            rows += batch.num_rows
+        return rows
+    finally:
+        # An error's traceback keeps this frame: it must not keep the lease, itself or through the reader, or
+        # `_count_csv` would wait for ever.
+        lease = reader = None
 
 
 def _count_jsonl(text: io.BufferedReader, contract: Contract, limits: Limits) -> tuple[int, set[str]]:

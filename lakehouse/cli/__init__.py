@@ -59,6 +59,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="serverless-lakehouse", prog_name="lakehouse")
 def main() -> None:
     """Serverless Lakehouse: local stage, ingest, and ledger."""
 

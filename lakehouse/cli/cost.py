@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.table import Column, Table
 
 from lakehouse.ops import local_lake_rules, project_settings
-from lakehouse.output import out, print_what_if
+from lakehouse.output import console, out, print_what_if
 
 
 @click.command()
@@ -47,6 +47,8 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
                 f"{line['monthly']:,.2f}",
             )
     out.print(table)
+    if estimate["notice"]:
+        console.print(f"[yellow]{estimate['notice']}[/yellow]", highlight=False)
     out.print(f"total: {estimate['monthly_total']:,.2f} {estimate['currency']} a month", highlight=False)
     out.print(f"prices: {estimate['price_source']}", highlight=False)
     for assumption in estimate["assumptions"]:
@@ -58,7 +60,16 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
 def print_engines(engines: dict[str, Any], currency: str) -> None:
     """A dataset batch by size on each engine, and which the stage picks: where `[pipeline] spark_bytes` sits."""
     gib = 2**30
-    table = Table("dataset batch", "picked", "single node", "", "Spark", "", title_justify="left")
+    price = f"{currency} a batch"
+    table = Table(
+        "dataset batch",
+        "picked",
+        "single node",
+        Column(price, justify="right"),
+        "Spark",
+        Column(price, justify="right"),
+        title_justify="left",
+    )
     table.title = (
         f"a dataset batch on each engine: Spark from spark_bytes = {engines['spark_bytes'] / gib:g} GiB "
         f"(batches are cut at max_batch_bytes = {engines['max_batch_bytes'] / gib:g} GiB)"
@@ -67,7 +78,7 @@ def print_engines(engines: dict[str, Any], currency: str) -> None:
         cells = [row["bytes"] / gib, row["chosen"]]
         for engine in ("single", "spark"):
             run = row[engine]
-            cells += [f"{run['workers']}, {run['minutes']:,.1f} min", f"{run['price']:,.2f} {currency}"]
+            cells += [f"{run['workers']}, {run['minutes']:,.1f} min", f"{run['price']:,.2f}"]
         table.add_row(f"{cells[0]:g} GiB", *cells[1:])
     out.print(table)
     for assumption in engines["assumptions"]:

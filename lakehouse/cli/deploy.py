@@ -116,7 +116,7 @@ def drift(stage_name: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--stage", "stage_name", default="dev", show_default=True)
+@click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def doctor(stage_name: str) -> None:
     """What can be checked before deploying STAGE (credentials and account, regions, the Python Chalice deploys
     with, bucket names free or ours, Lambda concurrency, the Glue module pins): a line each, OK or what to do.

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from chalicelib.config import Settings, Stage
@@ -117,8 +118,10 @@ def _say_when_runs_start(settings: Settings, stage: Stage, records: list[FileRec
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dataset", help="Dataset contract to check against (default: from the file name).")
-def check(file: Path, dataset: str | None) -> None:
-    """Validate a local FILE against its contract, exactly as the validator would, without uploading it."""
+@click.option("--json", "as_json", is_flag=True, help="The verdict as one JSON document, for scripts.")
+def check(file: Path, dataset: str | None, as_json: bool) -> None:
+    """Validate a local FILE against its contract, exactly as the validator would, without uploading it. Exit 2 if
+    it would be rejected."""
     from chalicelib.ingest.validation import validate_stream
 
     settings = project_settings()
@@ -127,7 +130,21 @@ def check(file: Path, dataset: str | None) -> None:
         raise click.UsageError(f"no contract for dataset {name!r}")
     with file.open("rb") as stream:
         verdict = validate_stream(stream, key=file.name, contract=settings.datasets[name], limits=settings.limits)
-    out.print_json(json.dumps({"dataset": name, "ok": verdict.ok, **vars(verdict)}))
+    if as_json:
+        out.print_json(json.dumps({"dataset": name, "ok": verdict.ok, **vars(verdict)}))
+    elif verdict.ok:
+        rows = f"{verdict.rows:,} row{'s' if verdict.rows != 1 else ''}"
+        packed = ", gzip" if verdict.compressed else ""
+        out.print(
+            f"[green]VALID[/green] {escape(file.name)} as {name}: {rows}, {len(verdict.columns)} columns "
+            f"({verdict.format}{packed}, {verdict.size:,} bytes, MD5 {verdict.md5})",
+            highlight=False,
+        )
+    else:
+        out.print(  # the message names the line where there is one
+            f"[red]REJECTED[/red] {escape(file.name)} as {name}: {verdict.code}: {escape(verdict.message or '')}",
+            highlight=False,
+        )
     sys.exit(0 if verdict.ok else 2)
 
 
