@@ -28,10 +28,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("generated")
     lakehouse(home, "up")
     lakehouse(home, "generate", str(folder), "--orders", "20", "--anomaly-rate", "0")
-    (folder / "reviews.csv").write_bytes(HEADER + GOOD + FIVE)  # a rejected row, for `lakehouse rejected`
-    for name in ("customers.csv", "products.jsonl", "orders.csv", "reviews.csv"):
+    for name in ("customers.csv", "products.jsonl", "orders.csv"):
         lakehouse(home, "drop", str(folder / name))
     lakehouse(home, "run")
+    (folder / "reviews.csv").write_bytes(HEADER + GOOD + FIVE)  # a rejected row, for `lakehouse rejected`
+    lakehouse(home, "drop", str(folder / "reviews.csv"))
+    lakehouse(home, "etl", "--dataset", "reviews", "--no-curated")
     yield home
     lakehouse(home, "down", "--discard")
 
