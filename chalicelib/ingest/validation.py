@@ -272,6 +272,9 @@ def _check_columns(seen: set[str], contract: Contract, line: int | None) -> None
         raise Rejected("MISSING_COLUMNS", f"required columns missing: {missing}", line)
 
 
+LEASE_WAIT_SECONDS = 10.0
+
+
 class _ArrowLease:
     """All that pyarrow's streaming CSV reader holds of ours: the stream it reads and the handler it calls for a
     bad row. Its release says the reader has let go of every Python object (see `_count_csv`)."""
@@ -327,8 +330,9 @@ def _count_csv(text: io.BufferedReader, contract: Contract, limits: Limits) -> t
         # after the rows are counted. Dropping a Python object takes the GIL; if the interpreter is exiting by
         # then, Python ends that thread with pthread_exit, whose unwinding through Arrow's noexcept C++ frames is
         # std::terminate: "terminate called without an active exception", exit 134, after `lakehouse check`
-        # printed its verdict (apache/arrow issues 34314, 50482). So return only once Arrow has let go.
-        released.wait()
+        # printed its verdict (apache/arrow issues 34314, 50482). So return only once Arrow has let go; bounded,
+        # so that a reference we did not foresee costs at most that exit race, never a hung validator.
+        released.wait(timeout=LEASE_WAIT_SECONDS)
     return rows, header
 
 
