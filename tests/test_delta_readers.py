@@ -127,9 +127,19 @@ def test_a_bad_filter_is_a_one_line_error_naming_what_is_wrong(tmp_path):
         ([("status", "~", "x")], "filter operator '~' is not one of =, ==, !=, <, <=, >, >=, in, not in"),
         ([("status", "in", "placed")], "filter 'status' in needs a non-empty list of values, not 'placed'"),
         ([("status", "=", object)], "filter on 'status' (string): cannot compare with <class 'object'>"),
+        ([("status", "=")], "a filter is a (column, op, value) triple, not ('status', '=')"),
+        ("status = 'x'", "filters are a list of (column, op, value) triples, not \"status = 'x'\""),
+        (("status", "=", "x"), "a filter is a (column, op, value) triple, not 'status'"),
     ):
         with pytest.raises(TableError) as refused:
             delta.read(uri, {}, filters=where)
+        assert words in str(refused.value) and "\n" not in str(refused.value)
+    for options, words in (
+        ({"columns": ["id", "nope"]}, "no column 'nope'; the table has id, status, "),
+        ({"as_of": "yesterday"}, "as_of 'yesterday' is not an ISO 8601 time"),
+    ):
+        with pytest.raises(TableError) as refused:
+            delta.read(uri, {}, **options)
         assert words in str(refused.value) and "\n" not in str(refused.value)
 
 
@@ -205,6 +215,8 @@ def test_filter_values_are_cast_to_the_column_s_type(tmp_path):
     assert delta.read(uri, {}, filters=[("amount", ">", -3), ("amount", "<", 0)]).num_rows == 1
     assert delta.read(uri, {}, filters=[("placed_at", "=", NOON.replace(tzinfo=None))]).num_rows == 1
     assert delta.read(uri, {}, filters=[("quantity", "in", [1, 2])]).num_rows == 1
+    assert delta.read(uri, {}, filters=[("placed_at", "=", "2026-11-01 12:00:00")]).num_rows == 1  # a space, no zone
+    assert delta.read(uri, {}, filters=[("quantity", "in", ["1", 2.0])]).num_rows == 1  # spellings mixed
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,10 @@ def test_a_toml_syntax_error_says_file_line_column_and_the_parser_s_message(tmp_
         (["query", "DELETE FROM processed_orders"], 1, "queries are read-only: a DELETE statement is refused"),
         (["ledger"], 1, "the local stage is not running: start it with `lakehouse up`"),
         (["drop", "no-such-file.csv"], 2, "'no-such-file.csv' does not exist. (lakehouse drop --help)"),
-        (["ledger", "--limit", "many"], 2, "'many' is not a valid integer. (lakehouse ledger --help)"),
+        (["ledger", "--limit", "many"], 2, "'many' is not a valid integer range. (lakehouse ledger --help)"),
+        (["ledger", "--limit", "-1"], 2, "-1 is not in the range x>=0. (lakehouse ledger --help)"),
+        (["rejected", "--limit", "0"], 2, "0 is not in the range x>=1. (lakehouse rejected --help)"),
+        (["table", "show", "processed/orders", "--limit", "0"], 2, "0 is not in the range x>=1."),
         (["no-such-command"], 2, "No such command 'no-such-command'. (lakehouse --help)"),
         (["query"], 2, "give exactly one of SQL, --example NAME or --file PATH (lakehouse query --help)"),
     ],
@@ -107,6 +110,9 @@ def test_duckdb_names_the_lake_s_tables_and_says_where_a_syntax_error_is(setting
     with pytest.raises(QueryError) as syntax:
         engine.run("SELECT *\nFORM processed_orders")
     assert str(syntax.value) == 'syntax error at line 2, column 6: at or near "processed_orders"'
+    with pytest.raises(QueryError) as cut_short:  # DuckDB names no place at the end: the statement's end is it
+        engine.run("SELECT 1\nFROM processed_orders WHERE;")
+    assert str(cut_short.value) == "syntax error at line 2, column 28: at end of input"
     with pytest.raises(QueryError) as column:
         engine.run("SELECT nope FROM processed_orders")
     assert str(column.value).startswith('DuckDB: Referenced column "nope" not found') and "\n" not in str(column.value)

@@ -453,7 +453,12 @@ def read(
         raise TableError(f"{uri}: {reason}")
     schema = pa.schema(table.schema().to_arrow())
     wanted = list(schema.names) if columns is None else list(columns)
-    where = [_typed_filter(uri, schema, *f) for f in filters or []]
+    unknown = [c for c in wanted if c not in schema.names]
+    if unknown:
+        raise TableError(f"{uri}: no column {', '.join(map(repr, unknown))}; the table has {', '.join(schema.names)}")
+    if isinstance(filters, str | bytes) or not isinstance(filters or [], Collection):
+        raise TableError(f"{uri}: filters are a list of (column, op, value) triples, not {filters!r}")
+    where = [_typed_filter(uri, schema, f) for f in filters or []]
     needed = list(dict.fromkeys([*wanted, *(f[0] for f in where)]))
     try:
         dataset = _pruned_dataset(table, filters or [])
@@ -503,10 +508,13 @@ def _pruned_dataset(table: Any, filters: list[tuple[str, str, Any]]) -> Any:
 _OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")
 
 
-def _typed_filter(uri: str, schema: pa.Schema, column: str, op: str, value: Any) -> tuple[str, str, Any]:
+def _typed_filter(uri: str, schema: pa.Schema, triple: Any) -> tuple[str, str, Any]:
     """A `(column, op, value)` filter checked against the table, its value cast to the column's type (an int
     against a decimal, a naive time against a UTC timestamp, read as UTC); a one-line TableError if it cannot be."""
-    if column not in schema.names:
+    if isinstance(triple, str | bytes) or not isinstance(triple, Collection) or len(triple) != 3:
+        raise TableError(f"{uri}: a filter is a (column, op, value) triple, not {triple!r}")
+    column, op, value = triple
+    if not isinstance(column, str) or column not in schema.names:
         raise TableError(f"{uri}: no column {column!r}; the table has {', '.join(schema.names)}")
     if not isinstance(op, str) or op.lower().strip() not in _OPS:
         raise TableError(f"{uri}: filter operator {op!r} is not one of {', '.join(_OPS)}")
@@ -520,20 +528,31 @@ def _typed_filter(uri: str, schema: pa.Schema, column: str, op: str, value: Any)
         from decimal import Decimal
 
         values = [Decimal(str(v)) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values]
-    try:
-        typed = pa.array(values).cast(kind)
+    if pa.types.is_timestamp(kind):  # "2026-12-01 00:00:00" as well as "...T...Z": Python reads both, Arrow not
+        values = [_iso_time(v) if isinstance(v, str) else v for v in values]
+    try:  # value by value: a list may mix spellings ("2182.29", 2182.29) that Arrow would not put in one array
+        typed = pa.array([pa.array([v]).cast(kind)[0].as_py() for v in values], type=kind)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise TableError(f"{uri}: filter on {column!r} ({kind}): cannot compare with {value!r}") from exc
     return (column, op, typed if listed else typed[0])
+
+
+def _iso_time(text: str) -> datetime | str:
+    """An ISO 8601 time as an aware datetime (naive: UTC), or the text as it was when it is not one."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def version_at(table: Any, as_of: str, uri: str = "") -> int:
     """The newest version committed at or before `as_of` (ISO 8601), by the commits' recorded timestamps, the ones
     `history()` shows: delta-rs's own lookup goes by the log files' modification times, which can trail them, so a
     time copied from the history could open the version before."""
-    when = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    when = _iso_time(as_of) if isinstance(as_of, str) else as_of
+    if not isinstance(when, datetime):
+        raise TableError(f"{uri}: as_of {as_of!r} is not an ISO 8601 time (e.g. 2026-12-01T10:00:00Z)")
     ms = when.timestamp() * 1000
     history = table.history()
     versions = [int(h["version"]) for h in history if h["timestamp"] <= ms]

@@ -284,6 +284,9 @@ class DuckDBEngine:
             known = ", ".join(sorted(self.tables())) or "none yet (a pipeline run makes them: `lakehouse run`)"
             return QueryError(f"no table {missing[1]}; the lake has: {known}")
         where = _place(lines, sent, statement)
+        if not where and first.endswith("at end of input"):  # DuckDB shows no place there: the statement's end
+            text = statement.rstrip().rstrip(";")
+            where = f"line {text.count(chr(10)) + 1}, column {len(text.rsplit(chr(10), 1)[-1]) + 1}"
         if isinstance(exc, duckdb.ParserException):
             return QueryError(f"syntax error{f' at {where}' if where else ''}: {first.removeprefix('syntax error ')}")
         return QueryError(f"DuckDB: {first}{f' (at {where})' if where else ''}")

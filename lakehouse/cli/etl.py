@@ -101,7 +101,7 @@ def table_history(name: str, stage_name: str) -> None:
 @click.argument("name")
 @click.option("--version", type=int, help="Time travel: the table as of this version.")
 @click.option("--as-of", help="Time travel: the table as of this time (ISO 8601, e.g. 2026-11-25T10:00:00Z).")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def table_show(name: str, version: int | None, as_of: str | None, limit: int, stage_name: str) -> None:
     """Rows of table NAME, now or as it was (--version / --as-of)."""

@@ -94,7 +94,7 @@ def drop(files: tuple[Path, ...], dataset: str | None, stage_name: str, wait: bo
 @click.command()
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
-@click.option("--limit", default=50, show_default=True, help="Newest N files (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Newest N files (0: all).")
 def ledger(stage_name: str, as_json: bool, limit: int) -> None:
     """List the file ledger, newest first."""
     settings, stage = connect(stage_name)

@@ -21,7 +21,13 @@ def file_name(file_id: str) -> str:
 @click.option("--dataset", help="Only this dataset's rows.")
 @click.option("--run", "run_name", help="Only the rows of this pipeline run's batches.")
 @click.option("--batch", type=int, help="Only this batch of --dataset (batch numbers count per dataset).")
-@click.option("--limit", type=int, default=100, show_default=True, help="At most this many rows, newest batch first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="At most this many rows, newest batch first.",
+)
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (with each row's values), for scripts.")
 def rejected(
