@@ -32,6 +32,19 @@ def settings():
     return load_settings(CONFIG)
 
 
+@pytest.fixture(scope="session")
+def sail():
+    """The Sail server of this test process, one for every test that uses Spark. Its tasks read S3 with credentials
+    from its environment, taken when it starts (a Glue executor has its job's role): the local stage's, set here,
+    since whichever test starts it first (test_delta_readers before test_spark) may have none set."""
+    from lakehouse_etl import spark
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        return spark.local_session()
+
+
 @pytest.fixture
 def aws_env(monkeypatch):
     """In-process moto with dummy credentials; no endpoint override."""

@@ -219,13 +219,6 @@ def test_filter_values_are_cast_to_the_column_s_type(tmp_path):
     assert delta.read(uri, {}, filters=[("quantity", "in", ["1", 2.0])]).num_rows == 1  # spellings mixed
 
 
-@pytest.fixture(scope="module")
-def sail():
-    from lakehouse_etl import spark
-
-    return spark.local_session()
-
-
 def test_a_sail_written_table_merged_by_delta_rs_reads_right_on_both_read_paths(sail, tmp_path):
     """Spark (Sail) writes the table, partitioned by a string column that holds `null` as a value; delta-rs MERGEs a
     batch into it (string_view files). The SQL view keeps `null` a string and the UTC instants; `where` on a

@@ -21,13 +21,8 @@ ORDER = ("customers", "products", "orders", "order_items", "clickstream", "revie
 
 
 @pytest.fixture(scope="module")
-def session():
-    """The Sail server of this process. Its tasks read S3 with credentials from its environment, taken when it
-    starts (a Glue executor has its job's role): the local stage's, before any test sets them."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        return spark.local_session()
+def session(sail):
+    return sail
 
 
 def _batch(path, contract) -> pa.Table:
