@@ -464,7 +464,7 @@ def read(
         dataset = _pruned_dataset(table, filters or [])
     except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
         raise TableError(f"{uri}: a partition value delta-rs cannot give to Arrow: {exc}") from exc
-    read = dataset.to_table(columns=needed)
+    read = _scan(dataset, needed)
     fields = [schema.field(c) for c in needed]  # column by column: a reader does not enforce NOT NULL
     data = pa.Table.from_arrays([read.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
     if where:
@@ -490,6 +490,18 @@ def unreadable(table: Any) -> str | None:
     if features:
         return f"the table needs reader features the lakehouse's readers lack: {', '.join(sorted(features))}"
     return None
+
+
+def _scan(dataset: Any, columns: list[str]) -> pa.Table:
+    """The dataset's columns, read with no work left in flight once it returns. delta-rs's dataset reads through a
+    Python filesystem (DeltaStorageHandler); pre-buffered ranges can complete on Arrow's IO threads
+    after the scan, and one that drops the last reference to a Python file once the interpreter is exiting ends the
+    process in `terminate called without an active exception` (seen in `lakehouse table show`; the same race as the
+    validator's, chalicelib/ingest/validation.py). Without pre-buffering no range is read that the scan does not
+    wait for."""
+    import pyarrow.dataset as ds
+
+    return dataset.to_table(columns=columns, fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
 
 
 def _pruned_dataset(table: Any, filters: list[tuple[str, str, Any]]) -> Any:
