@@ -408,6 +408,18 @@ def test_volume_is_judged_through_the_check_interface_in_the_contracts_order(lak
     assert [(r.rule, r.passed) for r in results] == [("scan", False), ("volume", False)]
 
 
+def loaded_run(ledger, lake, rows, merged):
+    """A run whose one orders batch merged `merged` rows, `rows` written to the table: the run's name."""
+    name = ledger.begin_run().name
+    record = FileRecord(f"b/raw/orders/{name}#v1", "b", f"raw/orders/{name}", "v1", "orders", NOW.isoformat())
+    file_id = ledger.finish(ledger.claim(record, now=NOW).record, Status.VALID).file_id
+    batch = ledger.open_batch("orders")
+    ledger.close_batch(batch, 1, {file_id: FileResult(merged, 0)})
+    ledger.save_plan(ledger.get_run(name), {"levels": [[{"dataset": "orders", "batch": batch.number}]]}, 1, 1)
+    write_orders(lake, rows, file_id)
+    return name
+
+
 def test_the_run_step_judges_a_new_check_type_on_earlier_loads_with_no_code_of_its_own(lake, monkeypatch):
     """The gate step asks each check type how many earlier loads it needs: a new check type judged from the load
     history (as volume is) needs no change to the step."""
@@ -442,13 +454,7 @@ def test_the_run_step_judges_a_new_check_type_on_earlier_loads_with_no_code_of_i
     engine = DuckDBEngine(replace(lake, settings=settings))
     details = []
     for loaded in (300, 200, 100, 250):
-        name = ledger.begin_run().name
-        record = FileRecord(f"b/raw/orders/{name}#v1", "b", f"raw/orders/{name}", "v1", "orders", NOW.isoformat())
-        file_id = ledger.finish(ledger.claim(record, now=NOW).record, Status.VALID).file_id
-        batch = ledger.open_batch("orders")
-        ledger.close_batch(batch, 1, {file_id: FileResult(loaded, 0)})
-        ledger.save_plan(ledger.get_run(name), {"levels": [[{"dataset": "orders", "batch": batch.number}]]}, 1, 1)
-        write_orders(lake, ROWS[:1], file_id)
+        name = loaded_run(ledger, lake, ROWS[:1], loaded)
         report = steps.quality(name, engine, NOW)
         ledger.end_run(name, "SUCCEEDED")
         (check,) = [c for c in report["results"][0]["checks"] if c["check"] == "no_drop"]
@@ -470,13 +476,7 @@ def test_the_run_step_gates_keeps_history_and_judges_volume(lake):
     write_deltalake(lake.processed("customers"), pa.table({"customer_id": ["C1", "C2", "C9"]}))
 
     def run_with(rows, merged):
-        name = ledger.begin_run().name
-        record = FileRecord(f"b/raw/orders/{name}#v1", "b", f"raw/orders/{name}", "v1", "orders", NOW.isoformat())
-        file_id = ledger.finish(ledger.claim(record, now=NOW).record, Status.VALID).file_id
-        batch = ledger.open_batch("orders")
-        ledger.close_batch(batch, 1, {file_id: FileResult(merged, 0)})
-        ledger.save_plan(ledger.get_run(name), {"levels": [[{"dataset": "orders", "batch": batch.number}]]}, 1, 1)
-        write_orders(lake, rows, file_id)
+        name = loaded_run(ledger, lake, rows, merged)
         report = steps.quality(name, engine, NOW)
         ledger.end_run(name, "SUCCEEDED")
         return report
