@@ -93,10 +93,7 @@ def export(settings: Settings, stage: Stage, sql: str, path: Path, fmt: str, tim
     """Write a query's result to `path` (parquet, csv, or json: an array of objects), streamed: DuckDB's COPY on
     the local stage, Athena's result read chunk by chunk on AWS. Returns the rows written."""
     if local:
-        from lakehouse_etl.lake import Lake
-        from lakehouse_etl.local_sql import DuckDBEngine
-
-        return DuckDBEngine(Lake.for_stage(settings, stage)).export(sql, str(path), fmt, timeout)
+        return sql_engine(settings, stage, local=True).export(sql, str(path), fmt, timeout)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -183,8 +183,8 @@ def test_a_key_whose_partition_value_changed_is_moved_not_duplicated(contract, t
     }
     assert moved.metrics["num_target_rows_updated"] == 1 and moved.metrics["num_target_rows_inserted"] == 1
     table = delta.open_table(uri, {})
-    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["y"], 9))) == {date(2025, 3, 5)}
-    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["z"], 9))) == set()  # beyond every file
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["y"], 9)), {}) == {date(2025, 3, 5)}
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["z"], 9)), {}) == set()  # beyond every file
 
 
 def test_the_key_lookup_reads_keys_where_file_statistics_cannot_decide(contract, tmp_path):
@@ -193,9 +193,9 @@ def test_the_key_lookup_reads_keys_where_file_statistics_cannot_decide(contract,
     delta.merge_batch(uri, contract, batch(contract, ["a", "c"], 1), app_id="t", version=1, storage_options={})
     delta.merge_batch(uri, contract, batch(contract, ["b"], 2), app_id="t", version=2, storage_options={})
     table = delta.open_table(uri, {})
-    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3))) == {date(2025, 3, 2)}
-    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["c"], 3))) == {date(2025, 3, 1)}
-    found = delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3)), exclude={date(2025, 3, 2)})
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3)), {}) == {date(2025, 3, 2)}
+    assert delta.key_partitions(table, contract, Rows.of(batch(contract, ["c"], 3)), {}) == {date(2025, 3, 1)}
+    found = delta.key_partitions(table, contract, Rows.of(batch(contract, ["b"], 3)), {}, exclude={date(2025, 3, 2)})
     assert found == set()
 
 

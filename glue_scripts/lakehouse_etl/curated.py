@@ -188,7 +188,8 @@ def run(job: Job, *, rebuild: bool = False) -> list[CuratedReport]:
     sources: dict[str, Any] = {}
     for name, contract in job.settings.datasets.items():
         sources[name] = table = delta.open_table(job.lake.processed(name), job.lake.storage_options)
-        con.register(name, table.to_pyarrow_dataset() if table else table_schema(contract).empty_table())
+        empty = table_schema(contract).empty_table()
+        con.register(name, delta.dataset(table, job.lake.storage_options) if table else empty)
     try:
         return [_bring_up_to_date(job, con, name, spec, sources, rebuild=rebuild) for name, spec in CURATED.items()]
     finally:

@@ -83,7 +83,9 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def merge_predicate(contract: Contract, rows: Rows, table: Any = None) -> str:
+def merge_predicate(
+    contract: Contract, rows: Rows, table: Any = None, storage_options: dict[str, str] | None = None
+) -> str:
     """Key equality plus literal partition values: the batch's, and (given the table) those of the partitions that
     already hold one of its keys, so a key whose partition value changed is matched and moved, never duplicated
     (upsert by key means one row per key). Other partitions are not even read."""
@@ -93,7 +95,7 @@ def merge_predicate(contract: Contract, rows: Rows, table: Any = None) -> str:
         return keys
     values = set(rows.distinct(part))
     if table is not None:
-        values |= key_partitions(table, contract, rows, exclude=values)
+        values |= key_partitions(table, contract, rows, storage_options or {}, exclude=values)
     return f'{keys} AND t."{part}" IN ({", ".join(literal(v) for v in sorted(values))})'
 
 
@@ -105,7 +107,9 @@ def partition_values(contract: Contract, rows: Rows) -> list[str] | None:
     return sorted(str(v) for v in rows.distinct(part))
 
 
-def key_partitions(table: Any, contract: Contract, rows: Rows, *, exclude: Collection[Any] = ()) -> set[Any]:
+def key_partitions(
+    table: Any, contract: Contract, rows: Rows, storage_options: dict[str, str], *, exclude: Collection[Any] = ()
+) -> set[Any]:
     """The partitions outside `exclude` that hold one of the batch's keys, in two steps that read no more than keys:
     the files whose statistics (min and max of the first key column, in the table's log) admit one of the batch's
     keys (a file without statistics may hold any key), then a key-only read of those files' key column, joined to
@@ -134,7 +138,7 @@ def key_partitions(table: Any, contract: Contract, rows: Rows, *, exclude: Colle
         return set()
     # only the candidates' files: a dataset of every file of the table costs time that grows with the table
     where = [(part, "in", [str(v) for v in candidates])]
-    con.register("_target", table.to_pyarrow_dataset(file_pruning_predicate=where))
+    con.register("_target", dataset(table, storage_options, where))
     try:
         return {
             v
@@ -285,7 +289,8 @@ def _merge(
             if not table.file_uris():  # an empty table: nothing to match, an append is the same and 3x faster
                 append_files(table, rows, contract, commit, storage_options)
                 return MergeResult(table.version(), False, {"num_target_rows_inserted": rows.num_rows}, table.count())
-            predicate = merge_predicate(contract, rows, table)  # before the stream: a query on its session ends it
+            # before the stream: a query on its session ends it
+            predicate = merge_predicate(contract, rows, table, storage_options)
             metrics = (
                 table.merge(
                     rows.reader(),
@@ -461,10 +466,10 @@ def read(
     where = [_typed_filter(uri, schema, f) for f in filters or []]
     needed = list(dict.fromkeys([*wanted, *(f[0] for f in where)]))
     try:
-        dataset = _pruned_dataset(table, filters or [])
+        files = _pruned_dataset(table, filters or [], storage_options)
     except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
         raise TableError(f"{uri}: a partition value delta-rs cannot give to Arrow: {exc}") from exc
-    read = _scan(dataset, needed)
+    read = _scan(files, needed)
     fields = [schema.field(c) for c in needed]  # column by column: a reader does not enforce NOT NULL
     data = pa.Table.from_arrays([read.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
     if where:
@@ -493,28 +498,38 @@ def unreadable(table: Any) -> str | None:
 
 
 def _scan(dataset: Any, columns: list[str]) -> pa.Table:
-    """The dataset's columns, read with no work left in flight once it returns. delta-rs's dataset reads through a
-    Python filesystem (DeltaStorageHandler); pre-buffered ranges can complete on Arrow's IO threads
-    after the scan, and one that drops the last reference to a Python file once the interpreter is exiting ends the
-    process in `terminate called without an active exception` (seen in `lakehouse table show`; the same race as the
-    validator's, chalicelib/ingest/validation.py). Without pre-buffering no range is read that the scan does not
-    wait for."""
+    """The dataset's columns, read with no work left in flight once it returns (no pre-buffered range is read that
+    the scan does not wait for)."""
     import pyarrow.dataset as ds
 
     return dataset.to_table(columns=columns, fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
 
 
-def _pruned_dataset(table: Any, filters: list[tuple[str, str, Any]]) -> Any:
-    """delta-rs's Arrow dataset of the files the log cannot rule out; all of them if delta-rs cannot encode a
-    filter's value (it refuses decimals, for one): the rows are filtered afterwards either way."""
+def dataset(table: Any, storage_options: dict[str, str], filters: Any = None) -> Any:
+    """delta-rs's Arrow dataset of `table`'s files (those `filters` cannot rule out, given), read through pyarrow's
+    own filesystem. delta-rs's default is a Python filesystem (DeltaStorageHandler) whose files Arrow's IO threads
+    hold: one released there once the interpreter is exiting ends the process in `terminate called without an
+    active exception` (seen in `lakehouse table show` and `lakehouse query --format parquet`; the validator's race,
+    chalicelib/ingest/validation.py). A native filesystem puts no Python object on Arrow's threads."""
+    import pyarrow.fs as pa_fs
+
+    filesystem, root = arrow_filesystem(table.table_uri, storage_options)
+    return table.to_pyarrow_dataset(
+        filesystem=pa_fs.SubTreeFileSystem(root.rstrip("/"), filesystem), file_pruning_predicate=filters or None
+    )
+
+
+def _pruned_dataset(table: Any, filters: list[tuple[str, str, Any]], storage_options: dict[str, str]) -> Any:
+    """The dataset of the files the log cannot rule out; all of them if delta-rs cannot encode a filter's value (it
+    refuses decimals, for one): the rows are filtered afterwards either way."""
     from deltalake.exceptions import DeltaError
 
     if filters:
         try:
-            return table.to_pyarrow_dataset(file_pruning_predicate=filters)
+            return dataset(table, storage_options, filters)
         except (DeltaError, pa.ArrowException, ValueError):
             pass
-    return table.to_pyarrow_dataset()
+    return dataset(table, storage_options)
 
 
 _OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")

@@ -90,7 +90,7 @@ def register(con: Any, name: str, table: Any, storage_options: dict[str, str], c
         except duckdb.BinderException:  # a column of the table's schema in none of its files yet
             pass
     try:
-        dataset = table.to_pyarrow_dataset()
+        dataset = delta.dataset(table, storage_options)
     except pa.ArrowInvalid as exc:  # delta-rs 1.6 spells a negative decimal partition value -1.50 as -1.-50
         raise TableError(f"{name}: a partition value cannot be read through Arrow: {exc}") from exc
     con.register(name, dataset)  # its schema is the log's, to which pyarrow casts each file's columns

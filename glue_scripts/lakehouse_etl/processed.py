@@ -74,7 +74,7 @@ def parent_keys(job: Job, dataset: str) -> dict[str, tuple[Any, str]]:
         if table is None:
             out[column] = (pa.table({parent_column: pa.array([], pa.string())}), parent_column)
         else:
-            out[column] = (table.to_pyarrow_dataset(), parent_column)
+            out[column] = (delta.dataset(table, job.lake.storage_options), parent_column)
     return out
 
 
@@ -146,7 +146,8 @@ def _on_spark(
             parents[column] = (spark.read.format("delta").load(uri).select(key), key)
             continue
         # Sail cannot read what delta-rs merged (docs/etl.md): delta-rs reads the keys and hands them over
-        values = [] if table is None else table.to_pyarrow_dataset().to_table(columns=[key]).column(key).to_pylist()
+        keys = pa.table({key: []}) if table is None else delta.dataset(table, job.lake.storage_options).to_table([key])
+        values = keys.column(key).to_pylist()
         rows = [(None if v is None else str(v),) for v in values]  # compared as text (step_sql)
         parents[column] = (spark.createDataFrame(rows, f"`{key}` STRING"), key)
     files = [r.file_id for r in records]
