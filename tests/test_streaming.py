@@ -105,7 +105,7 @@ def test_an_append_writes_a_file_per_partition_with_the_statistics_readers_prune
     assert sorted(delta.read(uri, {}).column("order_id").to_pylist()) == ["a", "b", "c", "d", "e"]
     # the statistics work: key d, now delivered for day 3, is found in day 2 only (day 3 holds e..e)
     moved = Rows.of(source.slice(2, 1).set_column(6, "order_date", pa.array([days[2]], pa.date32())))
-    assert delta.key_partitions(table, contract, moved) == {days[1]}
+    assert delta.key_partitions(table, contract, moved, {}) == {days[1]}
 
 
 def test_a_memory_limit_too_small_even_to_spill_is_a_clear_error(contract, tmp_path):
