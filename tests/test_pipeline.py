@@ -515,3 +515,69 @@ def test_a_batch_past_one_g1x_s_disk_runs_on_g2x_workers_on_one_node(settings):
     )
     assert choose(single, "orders", 11 * 2**30).why == "single (its contract's engine = 'single'), on G.2X workers"
     assert choose(single, "orders", 11 * 2**30).workers == 2
+
+
+# A plan as the planner wrote it before runs were sized (commit 3f27759^): no mode, no master merge, no workers.
+PLAN_BEFORE_SIZING = {
+    "crawlers": [],
+    "crawl_reasons": {"orders": "skipped: the 1 files have layouts crawled before"},
+    "layouts": {},
+    "levels": [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}]],
+}
+
+
+def _run_the_state_machine(plan):
+    """The pipeline's definition run on `plan`, every Task answered as if it succeeded."""
+    from deploy.provision import STATE_MACHINE_FILE
+    from lakehouse.stepfunctions import Executor
+
+    def dispatch(resource, params):
+        if "startJobRun" in resource:
+            return {"Id": "jr_1", "JobRunState": "SUCCEEDED"}
+        if "lambda:invoke" in resource:
+            payload = {"status": "PASSED", "summary": "", "datasets": [], "rollback": [], "tables": []}
+            return {"Payload": {**payload, "files_failed": 0}}
+        if "getCrawler" in resource:
+            return {"Crawler": {"State": "READY", "LastCrawl": {"Status": "SUCCEEDED"}}}
+        return {}
+
+    definition = json.loads(STATE_MACHINE_FILE.read_text())
+    return Executor(definition, dispatch, sleep=lambda s: None, parallel_threads=False).run("run-000001", plan)
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        PLAN_BEFORE_SIZING,
+        # sized, but before the master merge and the batches had their workers (commit 62e1613^)
+        {**PLAN_BEFORE_SIZING, "mode": "per_dataset", "sizing": "a job per dataset"},
+        # before crawl reasons were kept (commit 81db233^): every dataset crawled
+        {"crawlers": ["lakehouse-local-raw-orders"], "levels": PLAN_BEFORE_SIZING["levels"]},
+    ],
+)
+def test_a_resumed_plan_of_an_older_shape_gets_today_s_fields_and_runs_through(settings, stage, ledger, old):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o.csv", T0, size=3 * 1024**3)
+    run = ledger.begin_run()
+    ledger.open_batch("orders")
+    ledger.save_plan(run, {"run": run.name, **old}, files=1, bytes_=3 * 1024**3)
+    assert _run_the_state_machine(ledger.get_run(run.name).plan).error == "States.Runtime"  # what tick used to start
+
+    tick = pipeline_at(settings, stage, ledger, orchestrator, T0).tick()  # planned, never started: resumed
+    assert (tick.action, tick.run) == ("started", run.name)
+    ((_, plan),) = orchestrator.started
+    assert plan["mode"] == "per_dataset" and plan["master_merge"] == {"worker_type": "G.1X", "workers": 2}
+    assert plan["levels"] == [[{**old["levels"][0][0], "worker_type": "G.1X", "workers": 2}]]
+    assert {k: plan[k] for k in old} == {**old, "levels": plan["levels"]}  # what it had is kept
+    execution = _run_the_state_machine(plan)
+    assert (execution.status, execution.error) == ("SUCCEEDED", None)
+
+
+def test_a_resumed_plan_keeps_the_sizing_it_was_given(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o.csv", T0)
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    ((name, planned),) = orchestrator.started
+    orchestrator.states[name] = None  # the start call was lost
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick()
+    assert orchestrator.started[-1] == (name, planned)  # today's plan comes back as it was

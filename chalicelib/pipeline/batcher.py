@@ -27,6 +27,7 @@ from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.engines import choose, single_node_worker_type
+from chalicelib.pipeline.plans import resumed
 from chalicelib.pipeline.steps import RunSteps
 
 if TYPE_CHECKING:
@@ -162,7 +163,8 @@ class Pipeline:
                 active = self._plan(active)
             state = self.orchestrator.status(active.name)
             if state is None:  # ... or between planning and starting it
-                self.orchestrator.start(active.name, active.plan or {})
+                # a plan saved by an older planner gets today's fields, or the execution dies uncaught
+                self.orchestrator.start(active.name, resumed(active.plan or {}, active.bytes))
                 return Tick("started", active.name, "resumed a run that was planned but not started")
             if state == RUNNING:
                 return Tick("busy", active.name, "a run is in flight")
