@@ -227,11 +227,24 @@ def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: 
         "DatabaseName": stage.glue_database,
         "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
         "TablePrefix": "raw_",
-        # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
-        # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
-        "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
-        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
-        "Configuration": json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
+        # A run starts a crawler only for a new raw layout of a dataset its contract cannot catalogue (two formats:
+        # chalicelib.pipeline.crawling), and the crawl must then catalogue it. Crawling new folders only would never
+        # read a new column set in an existing ingest_date= folder, and LOG would only log a changed schema (AWS Glue
+        # docs, "Scheduling incremental crawls" and "Setting crawler configuration options"): so every file is read,
+        # and the table gains each new column (MergeNewColumns: none is dropped while older files wait in raw/),
+        # with its partitions following the table.
+        "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_EVERYTHING"},
+        "Configuration": json.dumps(
+            {
+                "Version": 1.0,
+                "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
+                "CrawlerOutput": {
+                    "Tables": {"AddOrUpdateBehavior": "MergeNewColumns"},
+                    "Partitions": {"AddOrUpdateBehavior": "InheritFromTable"},
+                },
+            }
+        ),
     }
 
 
