@@ -230,9 +230,9 @@ def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: 
         # A run starts a crawler only for a new raw layout of a dataset its contract cannot catalogue (two formats:
         # chalicelib.pipeline.crawling), and the crawl must then catalogue it. Crawling new folders only would never
         # read a new column set in an existing ingest_date= folder, and LOG would only log a changed schema (AWS Glue
-        # docs, "Scheduling incremental crawls" and "Setting crawler configuration options"): so every file is read,
-        # and the table gains each new column (MergeNewColumns: none is dropped while older files wait in raw/),
-        # with its partitions following the table.
+        # docs, "Scheduling incremental crawls"): so every file is read, and the table gains each new column and
+        # loses none, though the files of older layouts were archived out of raw/ (MergeNewColumns), its partitions
+        # following the table (AWS Glue docs, "Preventing a crawler from changing an existing schema").
         "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
         "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_EVERYTHING"},
         "Configuration": json.dumps(
