@@ -176,7 +176,8 @@ class LocalServices:
                 raise TaskError("Glue.CrawlerRunningException", f"Crawler with name {name} has already started")
             state["busy"] = True
         try:
-            tables = [self._crawl(crawler, target["Path"]) for target in crawler["Targets"].get("S3Targets", [])]
+            seen = state.setdefault("folders", set())
+            tables = [self._crawl(crawler, t["Path"], seen) for t in crawler["Targets"].get("S3Targets", [])]
             last = {"Status": "SUCCEEDED", "Tables": [t for t in tables if t]}
         except Exception as exc:  # a crawl that fails is reported by getCrawler, as on AWS
             last = {"Status": "FAILED", "ErrorMessage": str(exc)}
@@ -202,39 +203,56 @@ class LocalServices:
         }
         return {"Crawler": {**out, **({"LastCrawl": last} if last else {})}}
 
-    def _crawl(self, crawler: CrawlerTypeDef, path: str) -> str | None:
-        """Register one S3 folder as a table, its columns from the first file's header (CSV) or first line
-        (JSON lines), all strings: what a crawler infers for raw text files, without sampling every file."""
+    def _crawl(self, crawler: CrawlerTypeDef, path: str, seen: set[str]) -> str | None:
+        """Catalogue one S3 folder as a Glue crawler does raw text files: each file's columns from its header (CSV)
+        or first line (JSON lines), all strings, merged in order of appearance (CombineCompatibleSchemas), with the
+        first file's classification. As the crawler's policies say (AWS Glue docs, "Scheduling incremental crawls",
+        "Preventing a crawler from changing an existing schema"): under CRAWL_NEW_FOLDERS_ONLY the folders of earlier
+        crawls (`seen`) are not read again; an existing table is left as it is under UpdateBehavior LOG, gains only
+        the new columns under MergeNewColumns, and takes the crawled ones otherwise."""
         bucket, _, prefix = path.removeprefix("s3://").partition("/")
-        s3 = self.clients.s3
-        first = next(
-            (o for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []) if o["Size"] > 0), None
-        )
-        if first is None:
+        pages = self.clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        objects = [o for page in pages for o in page.get("Contents", []) if o["Size"] > 0]
+        if crawler.get("RecrawlPolicy", {}).get("RecrawlBehavior") == "CRAWL_NEW_FOLDERS_ONLY":
+            objects = [o for o in objects if o["Key"].rsplit("/", 1)[0] not in seen]
+        seen.update(o["Key"].rsplit("/", 1)[0] for o in objects)
+        if not objects:
             return None
-        body = s3.get_object(Bucket=bucket, Key=first["Key"], Range="bytes=0-1048575")["Body"].read()
-        if first["Key"].endswith(".gz"):
-            body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(1048576)
-        line = body.decode("utf-8", "replace").lstrip("\ufeff").splitlines()[0]
-        is_json = ".json" in first["Key"]
-        names = list(json.loads(line)) if is_json else [c.strip().strip('"') for c in line.split(",")]
+        names: list[str] = []
+        for found in (self._columns(bucket, o["Key"]) for o in objects):
+            names += [n for n in found if n not in names]
         table: TableInputTypeDef = {
             "Name": crawler.get("TablePrefix", "") + prefix.rstrip("/").rsplit("/", 1)[-1],
             "TableType": "EXTERNAL_TABLE",
-            "Parameters": {"classification": "json" if is_json else "csv", "crawler": crawler["Name"]},
-            "StorageDescriptor": {
-                "Location": path,
-                "Columns": [{"Name": n.lower(), "Type": "string"} for n in names],
+            "Parameters": {
+                "classification": "json" if ".json" in objects[0]["Key"] else "csv",
+                "crawler": crawler["Name"],
             },
+            "StorageDescriptor": {"Location": path, "Columns": [{"Name": n, "Type": "string"} for n in names]},
         }
-        glue = self.clients.glue
+        glue, database = self.clients.glue, crawler["DatabaseName"]
         try:
-            glue.create_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
+            glue.create_table(DatabaseName=database, TableInput=table)
         except glue.exceptions.AlreadyExistsException:
             if crawler.get("SchemaChangePolicy", {}).get("UpdateBehavior") == "LOG":
                 return None  # like a Glue crawler told to log schema changes: the table is left as it is
-            glue.update_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
+            output = json.loads(crawler.get("Configuration") or "{}").get("CrawlerOutput", {})
+            if output.get("Tables", {}).get("AddOrUpdateBehavior") == "MergeNewColumns":
+                live = glue.get_table(DatabaseName=database, Name=table["Name"])["Table"]["StorageDescriptor"]
+                types = {c["Name"]: c.get("Type", "string") for c in live.get("Columns", [])}
+                merged = [*types, *(n for n in names if n not in types)]
+                table["StorageDescriptor"]["Columns"] = [{"Name": n, "Type": types.get(n, "string")} for n in merged]
+            glue.update_table(DatabaseName=database, TableInput=table)
         return table["Name"]
+
+    def _columns(self, bucket: str, key: str) -> list[str]:
+        """A raw file's column names, lower-cased as a crawler writes them: its CSV header or first JSON line's keys."""
+        body = self.clients.s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1048575")["Body"].read()
+        if key.endswith(".gz"):
+            body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(1048576)
+        line = body.decode("utf-8", "replace").lstrip("\ufeff").splitlines()[0]
+        names = list(json.loads(line)) if ".json" in key else [c.strip().strip('"') for c in line.split(",")]
+        return [n.lower() for n in names]
 
     def publish(self, params: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -1,5 +1,5 @@
 """The Glue Data Catalog for Athena: raw tables with partition projection, native Delta tables for processed/
-and curated/, registered again without change when repeated; crawlers never rewrite a table."""
+and curated/, registered again without change when repeated; a crawler catalogues a new column set."""
 
 from __future__ import annotations
 
@@ -42,10 +42,36 @@ def test_refresh_registers_raw_processed_and_curated_tables(provisioned, setting
     assert tables(provisioned, stage).keys() == catalog.keys()
 
 
-def test_crawlers_add_but_never_rewrite_tables(provisioned, settings, stage):
-    crawler = provisioned.glue.get_crawler(Name=crawler_name(stage, "orders"))["Crawler"]
-    assert crawler["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}
-    assert crawler["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"}
+def crawl(services, name):
+    """Start the crawler and poll it until READY, as the state machine does; its last crawl."""
+    services.start_crawler(name)
+    while (crawler := services.get_crawler(name)["Crawler"])["State"] != "READY":
+        pass
+    return crawler["LastCrawl"]
+
+
+def test_a_crawl_catalogues_a_new_column_set_in_a_folder_it_crawled_before(provisioned, settings, stage):
+    """products (CSV or JSON lines) is catalogued by its crawler. A file with another column set in an ingest_date=
+    folder crawled before is read, and its new column added, none dropped, whatever files are left (raw files are
+    archived once processed). With CRAWL_NEW_FOLDERS_ONLY and UpdateBehavior LOG it was never read (AWS Glue docs,
+    "Scheduling incremental crawls"), while the run recorded the layout as crawled."""
+    from lakehouse.orchestration import LocalServices
+
+    services = LocalServices(settings, stage, provisioned, invoke=None, app_name="lakehouse")
+    s3, name, folder = provisioned.s3, crawler_name(stage, "products"), "raw/products/ingest_date=2026-12-01/"
+    s3.put_object(Bucket=stage.bucket, Key=f"{folder}a.csv", Body=b"product_id,name,department_id,category,price\n")
+    assert crawl(services, name) == {"Status": "SUCCEEDED", "Tables": ["raw_products"]}
+
+    def columns():
+        table = provisioned.glue.get_table(DatabaseName=stage.glue_database, Name="raw_products")["Table"]
+        return [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
+
+    assert columns() == ["product_id", "name", "department_id", "category", "price"]
+    s3.delete_object(Bucket=stage.bucket, Key=f"{folder}a.csv")  # processed and archived
+    line = b'{"product_id": "p2", "name": "n", "department_id": 1, "category": "toys", "price": 2, "updated_at": null}'
+    s3.put_object(Bucket=stage.bucket, Key=f"{folder}b.jsonl", Body=line + b"\n")
+    assert crawl(services, name) == {"Status": "SUCCEEDED", "Tables": ["raw_products"]}
+    assert columns() == ["product_id", "name", "department_id", "category", "price", "updated_at"]
 
 
 def test_a_refresh_writes_only_tables_that_changed_and_never_archives_a_version(provisioned, settings, stage):

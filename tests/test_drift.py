@@ -55,7 +55,7 @@ def test_every_planted_drift_is_found_with_what_was_expected_and_a_fix(provision
     kept = ("Role", "DatabaseName", "Targets", "TablePrefix", "RecrawlPolicy", "Configuration")
     original = {k: v for k, v in c.glue.get_crawler(Name=crawler)["Crawler"].items() if k in kept}
     c.glue.delete_crawler(Name=crawler)  # moto has no UpdateCrawler either
-    changed = {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"}
+    changed = {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}  # a crawl that would only log a new schema
     c.glue.create_crawler(Name=crawler, SchemaChangePolicy=changed, **original)
     c.glue.delete_table(DatabaseName=stage.glue_database, Name="raw_orders")
     c.sns.delete_topic(TopicArn=stage.topic_arn(stage.notifications_topic, "123456789012"))
@@ -78,7 +78,7 @@ def test_every_planted_drift_is_found_with_what_was_expected_and_a_fix(provision
     cutoff = found[("athena workgroup lakehouse-local-analytics", "BytesScannedCutoffPerQuery")]
     assert (cutoff.expected, cutoff.actual) == (settings.limits.athena_bytes_scanned_cutoff, 10_000_000)
     policy = found[(f"glue crawler {crawler}", "SchemaChangePolicy")]
-    assert policy.actual["UpdateBehavior"] == "UPDATE_IN_DATABASE" and policy.fix == "lakehouse deploy --stage local"
+    assert policy.actual["UpdateBehavior"] == "LOG" and policy.fix == "lakehouse deploy --stage local"
     assert found[(f"glue table {stage.glue_database}.raw_orders", "exists")].actual is False
     assert found[("sns lakehouse-local-notifications", "exists")].actual is False
     machine = found[("state machine lakehouse-local-pipeline", "definition (states that differ)")]

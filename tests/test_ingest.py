@@ -283,7 +283,7 @@ class _Raw:
 
 
 def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned, settings, stage):
-    from chalicelib.stage.declared import GLUE_PYTHON_MODULES, SPARK_PYTHON_MODULES, glue_jobs
+    from chalicelib.stage.declared import GLUE_PYTHON_MODULES, SPARK_PYTHON_MODULES, glue_jobs, wheels_key
 
     glue = provisioned.glue
     names = glue_jobs(settings, stage)
@@ -299,7 +299,9 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     assert job["Command"]["ScriptLocation"] == "s3://lakehouse-local-lake/glue/scripts/process_dataset.py"
     assert job["DefaultArguments"]["--dataset"] == "orders"
     args = job["DefaultArguments"]
-    assert args["--additional-python-modules"] == GLUE_PYTHON_MODULES
+    # the pinned modules from a zip of their wheels in the bucket, never from PyPI (tests/test_glue_wheels.py)
+    assert args["--additional-python-modules"] == f"s3://lakehouse-local-lake/{wheels_key(GLUE_PYTHON_MODULES)}"
+    assert args["--python-modules-installer-option"] == "--no-index"
     assert args["--extra-py-files"] == "s3://lakehouse-local-lake/glue/lakehouse_libs.zip"
     assert (args["--stage"], args["--bucket"]) == ("local", "lakehouse-local-lake")
     script = provisioned.s3.get_object(Bucket=stage.bucket, Key="glue/scripts/process_dataset.py")["Body"].read()
@@ -311,7 +313,8 @@ def test_provisioning_declares_the_glue_jobs_with_their_dependencies(provisioned
     spark = glue.get_job(JobName="lakehouse-local-spark-orders")["Job"]
     args = spark["DefaultArguments"]
     assert spark["Command"]["ScriptLocation"].endswith("/spark_dataset.py") and args["--dataset"] == "orders"
-    assert args["--datalake-formats"] == "delta" and args["--additional-python-modules"] == SPARK_PYTHON_MODULES
+    assert args["--datalake-formats"] == "delta"
+    assert args["--additional-python-modules"] == f"s3://lakehouse-local-lake/{wheels_key(SPARK_PYTHON_MODULES)}"
     # started on the workers the plan sizes from the batch: a ceiling that auto scaling stays under while idle
     assert args["--enable-auto-scaling"] == "true" and "--enable-auto-scaling" not in job["DefaultArguments"]
     assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args["--conf"]

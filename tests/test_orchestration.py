@@ -414,14 +414,14 @@ def test_a_crawl_that_fails_fails_the_run_with_the_crawler_s_error(lake):
 
     job, _ = lake
     glue = Clients.for_stage(job.stage).glue
-    name = "lakehouse-local-raw-orders"
+    name = "lakehouse-local-raw-products"  # CSV or JSON lines: catalogued by its crawler (orders: from its contract)
     crawler = glue.get_crawler(Name=name)["Crawler"]
     glue.delete_crawler(Name=name)  # moto has no UpdateCrawler
     glue.create_crawler(
         Name=name,
         Role=crawler["Role"],
         DatabaseName=crawler["DatabaseName"],
-        Targets={"S3Targets": [{"Path": "s3://no-such-bucket-anywhere/raw/orders/"}]},
+        Targets={"S3Targets": [{"Path": "s3://no-such-bucket-anywhere/raw/products/"}]},
     )
     tick, orchestrator = run_once(lake)
     (record,) = orchestrator.finished

@@ -79,11 +79,7 @@ def test_files_wait_for_the_window_then_go_into_one_run(settings, stage, ledger)
         "worker_type": "G.1X",
         "workers": 2,  # the job's own two: a single-node batch does not scale out
     }
-    assert plan["crawlers"] == [
-        "lakehouse-local-raw-orders",
-        "lakehouse-local-raw-products",
-        "lakehouse-local-raw-order-items",
-    ]
+    assert plan["crawlers"] == ["lakehouse-local-raw-products"]  # orders and order_items: from their contracts
     run = ledger.get_run("run-000001")
     assert (run.status, run.files, run.bytes) == ("RUNNING", 32, 3200)
     # 3,200 bytes: one Glue job runs the whole run (Glue bills each job run a minute of two workers)
@@ -196,54 +192,70 @@ def finish_run(settings, stage, ledger, orchestrator, name):
 
 def test_a_dataset_is_crawled_only_when_its_batch_brings_a_new_raw_layout(settings, stage, ledger):
     orchestrator = Orchestrator()
-    accept(ledger, "orders", "o1.csv", T0)
-    accept(ledger, "customers", "c1.csv", T0)
+    accept(ledger, "products", "p1.csv", T0)  # products and reviews: CSV or JSON lines, catalogued by a crawler
+    accept(ledger, "reviews", "r1.csv", T0)
     first = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
     plan = orchestrator.started[-1][1]
-    assert sorted(plan["crawlers"]) == ["lakehouse-local-raw-customers", "lakehouse-local-raw-orders"]
-    assert plan["crawl_reasons"] == {"orders": "never crawled", "customers": "never crawled"}
+    assert sorted(plan["crawlers"]) == ["lakehouse-local-raw-products", "lakehouse-local-raw-reviews"]
+    assert plan["crawl_reasons"] == {"products": "never crawled", "reviews": "never crawled"}
     finish_run(settings, stage, ledger, orchestrator, first.run)
-    assert ledger.crawled_layouts("orders") == {"csv; columns a,b; folders ingest_date=*"}
+    assert ledger.crawled_layouts("products") == {"csv; columns a,b; folders ingest_date=*"}
 
-    accept(ledger, "orders", "o2.csv", T0)  # the same layout, other rows
-    accept(ledger, "customers", "c2.csv", T0, layout="csv; columns a,b,c; folders ingest_date=*")  # a new column
+    accept(ledger, "products", "p2.csv", T0)  # the same layout, other rows
+    accept(ledger, "reviews", "r2.csv", T0, layout="csv; columns a,b,c; folders ingest_date=*")  # a new column
     second = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
     plan = orchestrator.started[-1][1]
-    assert plan["crawlers"] == ["lakehouse-local-raw-customers"]
-    assert plan["crawl_reasons"]["orders"] == "skipped: the 1 files have layouts crawled before"
-    assert plan["crawl_reasons"]["customers"] == "new raw layout: csv; columns a,b,c; folders ingest_date=*"
-    assert plan["layouts"] == {"customers": ["csv; columns a,b,c; folders ingest_date=*"]}
+    assert plan["crawlers"] == ["lakehouse-local-raw-reviews"]
+    assert plan["crawl_reasons"]["products"] == "skipped: the 1 files have layouts crawled before"
+    assert plan["crawl_reasons"]["reviews"] == "new raw layout: csv; columns a,b,c; folders ingest_date=*"
+    assert plan["layouts"] == {"reviews": ["csv; columns a,b,c; folders ingest_date=*"]}
     finish_run(settings, stage, ledger, orchestrator, second.run)
-    assert ledger.crawled_layouts("customers") == {
+    assert ledger.crawled_layouts("reviews") == {
         "csv; columns a,b; folders ingest_date=*",
         "csv; columns a,b,c; folders ingest_date=*",
     }
 
-    accept(ledger, "orders", "o3.csv", T0, layout=None)  # validated before layouts were kept: crawled to be safe
-    accept(ledger, "customers", "c3.csv", T0)
+    accept(ledger, "products", "p3.csv", T0, layout=None)  # validated before layouts were kept: crawled to be safe
+    accept(ledger, "reviews", "r3.csv", T0)
     pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
     plan = orchestrator.started[-1][1]
-    assert plan["crawlers"] == ["lakehouse-local-raw-orders"]
-    assert plan["crawl_reasons"]["orders"].startswith("new raw layout: unknown")
+    assert plan["crawlers"] == ["lakehouse-local-raw-products"]
+    assert plan["crawl_reasons"]["products"].startswith("new raw layout: unknown")
+
+
+def test_a_dataset_catalogued_from_its_contract_is_never_crawled_even_when_asked(settings, stage, ledger):
+    """orders is CSV only: raw_orders is written from its contract with every column the validator accepts, and a
+    crawler told to update it would replace it with its own guess."""
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o1.csv", T0, layout="csv; columns a,b,c; folders ingest_date=*")  # never crawled
+    accept(ledger, "products", "p1.csv", T0)
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True, crawl=True)
+    plan = orchestrator.started[-1][1]
+    assert plan["crawlers"] == ["lakehouse-local-raw-products"]
+    assert plan["crawl_reasons"] == {
+        "orders": "skipped: raw_orders is written from its contract",
+        "products": "crawl asked for (lakehouse run --crawl)",
+    }
+    assert "orders" not in plan["layouts"]
 
 
 def test_a_failed_run_leaves_its_layouts_uncrawled_and_crawl_forces_every_crawler(settings, stage, ledger):
     orchestrator = Orchestrator()
-    accept(ledger, "orders", "o1.csv", T0)
+    accept(ledger, "products", "p1.csv", T0)
     first = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
     RunSteps(settings, stage, ledger).fail(first.run, "States.TaskFailed", "the crawler failed")
     orchestrator.states[first.run] = "FAILED"
-    assert ledger.crawled_layouts("orders") is None  # the next run crawls again
+    assert ledger.crawled_layouts("products") is None  # the next run crawls again
     ledger.requeue(ledger.files()[0].file_id)
     second = pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
-    assert orchestrator.started[-1][1]["crawl_reasons"] == {"orders": "never crawled"}
+    assert orchestrator.started[-1][1]["crawl_reasons"] == {"products": "never crawled"}
     finish_run(settings, stage, ledger, orchestrator, second.run)
 
-    accept(ledger, "orders", "o2.csv", T0)
+    accept(ledger, "products", "p2.csv", T0)
     pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True, crawl=True)
     plan = orchestrator.started[-1][1]
-    assert plan["crawlers"] == ["lakehouse-local-raw-orders"]
-    assert plan["crawl_reasons"] == {"orders": "crawl asked for (lakehouse run --crawl)"}
+    assert plan["crawlers"] == ["lakehouse-local-raw-products"]
+    assert plan["crawl_reasons"] == {"products": "crawl asked for (lakehouse run --crawl)"}
 
 
 def test_a_run_starts_early_when_enough_files_or_bytes_wait(settings, stage, ledger):
@@ -515,3 +527,69 @@ def test_a_batch_past_one_g1x_s_disk_runs_on_g2x_workers_on_one_node(settings):
     )
     assert choose(single, "orders", 11 * 2**30).why == "single (its contract's engine = 'single'), on G.2X workers"
     assert choose(single, "orders", 11 * 2**30).workers == 2
+
+
+# A plan as the planner wrote it before runs were sized (commit 3f27759^): no mode, no master merge, no workers.
+PLAN_BEFORE_SIZING = {
+    "crawlers": [],
+    "crawl_reasons": {"orders": "skipped: the 1 files have layouts crawled before"},
+    "layouts": {},
+    "levels": [[{"dataset": "orders", "batch": 1, "job": "lakehouse-local-process-orders"}]],
+}
+
+
+def _run_the_state_machine(plan):
+    """The pipeline's definition run on `plan`, every Task answered as if it succeeded."""
+    from deploy.provision import STATE_MACHINE_FILE
+    from lakehouse.stepfunctions import Executor
+
+    def dispatch(resource, params):
+        if "startJobRun" in resource:
+            return {"Id": "jr_1", "JobRunState": "SUCCEEDED"}
+        if "lambda:invoke" in resource:
+            payload = {"status": "PASSED", "summary": "", "datasets": [], "rollback": [], "tables": []}
+            return {"Payload": {**payload, "files_failed": 0}}
+        if "getCrawler" in resource:
+            return {"Crawler": {"State": "READY", "LastCrawl": {"Status": "SUCCEEDED"}}}
+        return {}
+
+    definition = json.loads(STATE_MACHINE_FILE.read_text())
+    return Executor(definition, dispatch, sleep=lambda s: None, parallel_threads=False).run("run-000001", plan)
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        PLAN_BEFORE_SIZING,
+        # sized, but before the master merge and the batches had their workers (commit 62e1613^)
+        {**PLAN_BEFORE_SIZING, "mode": "per_dataset", "sizing": "a job per dataset"},
+        # before crawl reasons were kept (commit 81db233^): every dataset crawled
+        {"crawlers": ["lakehouse-local-raw-orders"], "levels": PLAN_BEFORE_SIZING["levels"]},
+    ],
+)
+def test_a_resumed_plan_of_an_older_shape_gets_today_s_fields_and_runs_through(settings, stage, ledger, old):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o.csv", T0, size=3 * 1024**3)
+    run = ledger.begin_run()
+    ledger.open_batch("orders")
+    ledger.save_plan(run, {"run": run.name, **old}, files=1, bytes_=3 * 1024**3)
+    assert _run_the_state_machine(ledger.get_run(run.name).plan).error == "States.Runtime"  # what tick used to start
+
+    tick = pipeline_at(settings, stage, ledger, orchestrator, T0).tick()  # planned, never started: resumed
+    assert (tick.action, tick.run) == ("started", run.name)
+    ((_, plan),) = orchestrator.started
+    assert plan["mode"] == "per_dataset" and plan["master_merge"] == {"worker_type": "G.1X", "workers": 2}
+    assert plan["levels"] == [[{**old["levels"][0][0], "worker_type": "G.1X", "workers": 2}]]
+    assert {k: plan[k] for k in old} == {**old, "levels": plan["levels"]}  # what it had is kept
+    execution = _run_the_state_machine(plan)
+    assert (execution.status, execution.error) == ("SUCCEEDED", None)
+
+
+def test_a_resumed_plan_keeps_the_sizing_it_was_given(settings, stage, ledger):
+    orchestrator = Orchestrator()
+    accept(ledger, "orders", "o.csv", T0)
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick(force=True)
+    ((name, planned),) = orchestrator.started
+    orchestrator.states[name] = None  # the start call was lost
+    pipeline_at(settings, stage, ledger, orchestrator, T0).tick()
+    assert orchestrator.started[-1] == (name, planned)  # today's plan comes back as it was

@@ -25,6 +25,7 @@ from chalicelib.pipeline.engines import (
     spark_by_size,
     spark_run,
 )
+from chalicelib.stage.catalog import catalogued_from_contract
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,8 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
         single_job_share=1.0 if run_bytes <= settings.pipeline.single_job_bytes else 0.0,
         spark_share=round(len(on_spark) / datasets, 4) if datasets else 0.0,
         spark_dpu_minutes_per_job=round(spark_run(batch_bytes, settings.pipeline).dpu_hours * 60, 4),
-        crawls_per_month=datasets,
+        # a crawl when the raw layout of a dataset its contract cannot catalogue (two formats) changes
+        crawls_per_month=sum(not catalogued_from_contract(c) for c in settings.datasets.values()),
         lambda_invocations_per_day=round(lambdas),
     )
 

@@ -27,7 +27,9 @@ from chalicelib.names import crawler_name, process_job, run_job, spark_job
 from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.engines import choose, single_node_worker_type
+from chalicelib.pipeline.plans import resumed
 from chalicelib.pipeline.steps import RunSteps
+from chalicelib.stage.catalog import catalogued_from_contract
 
 if TYPE_CHECKING:
     from types_boto3_stepfunctions import SFNClient
@@ -153,8 +155,8 @@ class Pipeline:
         """Look at the ledger once: resume or recover the active run, or start a new one when it is due.
 
         The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window),
-        and with `crawl` to crawl every dataset of the run whatever its layouts (`lakehouse run --crawl`), and with
-        `engine` to run every dataset's batch on that engine ("spark", "single"; `lakehouse run --engine`).
+        with `crawl` to crawl every two-format dataset of the run whatever its layouts (`lakehouse run --crawl`),
+        and with `engine` to run every dataset's batch on that engine ("spark", "single"; `lakehouse run --engine`).
         """
         active = self.ledger.active_run()
         if active is not None:
@@ -162,7 +164,8 @@ class Pipeline:
                 active = self._plan(active)
             state = self.orchestrator.status(active.name)
             if state is None:  # ... or between planning and starting it
-                self.orchestrator.start(active.name, active.plan or {})
+                # a plan saved by an older planner gets today's fields, or the execution dies uncaught
+                self.orchestrator.start(active.name, resumed(active.plan or {}, active.bytes))
                 return Tick("started", active.name, "resumed a run that was planned but not started")
             if state == RUNNING:
                 return Tick("busy", active.name, "a run is in flight")
@@ -202,7 +205,9 @@ class Pipeline:
                 if batch is None:
                     continue
                 records = self.ledger.get_many(batch.files)
-                crawls.append(decide(dataset, records, self.ledger.crawled_layouts(dataset), force=crawl))
+                from_contract = catalogued_from_contract(self.settings.datasets[dataset])
+                crawled = self.ledger.crawled_layouts(dataset)
+                crawls.append(decide(dataset, records, crawled, force=crawl, from_contract=from_contract))
                 files += len(records)
                 batch_bytes = sum(r.size or 0 for r in records)
                 size += batch_bytes

@@ -6,8 +6,11 @@ before it queries) registers.
   symlink manifest is written. The names are those of the local stage's DuckDB views: one SQL text runs on both.
 - `raw_<dataset>`: the raw files as they came (every column a string), partitioned by the `ingest_date=`
   folder `lakehouse drop` writes, with partition projection: Athena computes the partitions from the table's
-  properties, so no crawler run or `MSCK REPAIR TABLE` is needed for a new day. Only datasets with one file
-  format get one (a table has one SerDe); the crawlers keep cataloguing the others.
+  properties, so no crawler run or `MSCK REPAIR TABLE` is needed for a new day. Its columns are the contract's, so
+  every column set the validator accepts is catalogued before its first file lands, and no crawl of these datasets
+  is run (`catalogued_from_contract`). Only datasets with one file format get one (a table has one SerDe, and a
+  folder of CSV and JSON lines files cannot be split between two tables); crawlers catalogue the others, updating
+  their table with every new column (docs/architecture.md, "Who writes the catalog").
 """
 
 from __future__ import annotations
@@ -36,9 +39,14 @@ def delta_table(name: str, location: str) -> TableInputTypeDef:
     }
 
 
+def catalogued_from_contract(contract: Contract) -> bool:
+    """Whether the dataset's raw table is written from its contract (`raw_table`) rather than by a crawler."""
+    return len(contract.formats) == 1
+
+
 def raw_table(settings: Settings, stage: Stage, contract: Contract) -> TableInputTypeDef | None:
     """The raw zone's table of a single-format dataset, with partition projection on `ingest_date`."""
-    if len(contract.formats) != 1:
+    if not catalogued_from_contract(contract):
         return None
     location = f"s3://{stage.bucket}/{settings.zones.raw}{contract.name}/"
     serde: SerDeInfoTypeDef

@@ -34,8 +34,16 @@ LOG_PREFIX = "lake/"  # the lake bucket's access logs, in the log bucket
 
 
 # The Glue jobs (docs/etl.md): Glue 5.0 Spark jobs (Python 3.11) whose driver runs the ETL core with
-# delta-rs and DuckDB, installed by --additional-python-modules; chalicelib + lakehouse_etl travel as a zip.
+# delta-rs and DuckDB, installed by --additional-python-modules from a zip of their wheels that `lakehouse deploy`
+# uploads (deploy/glue_wheels.py); chalicelib + lakehouse_etl travel as a zip.
 GLUE_VERSION = "5.0"
+GLUE_PYTHON = "3.11"  # Glue 5.0's Python (AWS Glue docs, "AWS Glue versions")
+# Glue 5.0 runs on Amazon Linux 2023 (glibc 2.34, x86_64): every manylinux tag up to 2.34 installs there. pip takes
+# the platform tags literally, so they are listed (pyarrow 24 ships manylinux_2_28 wheels only, deltalake 2_17).
+GLUE_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(34, 4, -1)),
+    *(f"manylinux{legacy}_x86_64" for legacy in ("2014", "2010", "1")),  # the older names of 2_17, 2_12, 2_5
+)
 
 
 # pyarrow too: deltalake asks for pyarrow>=21 only under its `pyarrow` extra, so Glue 5.0's older pyarrow would stay,
@@ -56,6 +64,14 @@ SPARK_ARGUMENTS = {
 
 
 GLUE_PREFIX = "glue/"
+
+
+def wheels_key(pins: str) -> str:
+    """Where the zip of the wheels of `pins` (a "zip of wheels", AWS Glue docs, "Using Python libraries with AWS
+    Glue") lives in the lake bucket: named by a hash of the pins and their target, so changed pins are a new zip and
+    unchanged ones are never built or uploaded again."""
+    digest = hashlib.sha256(f"{pins};cp{GLUE_PYTHON};{','.join(GLUE_PLATFORMS)}".encode()).hexdigest()[:16]
+    return f"{GLUE_PREFIX}wheels/{digest}.gluewheels.zip"
 
 
 # What provisioning declares, in the APIs' own shapes: `ensure_*` writes it and the drift report reads it back.
@@ -162,6 +178,11 @@ def glue_jobs(settings: Settings, stage: Stage) -> dict[str, GlueJob]:
     return {**jobs, **{job_name(stage, s): GlueJob(s) for s in scripts}}
 
 
+def python_modules(job: GlueJob) -> str:
+    """The pinned modules a Glue job installs (`name==version,...`)."""
+    return SPARK_PYTHON_MODULES if job.spark else GLUE_PYTHON_MODULES
+
+
 def role_arn(role: str, account: str) -> str:
     """A role given by name or ARN, as an ARN."""
     return role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}"
@@ -183,7 +204,10 @@ def job_definition(stage: Stage, job: GlueJob, account: str) -> JobUpdateTypeDef
         "MaxRetries": 0,
         "ExecutionProperty": {"MaxConcurrentRuns": 1},  # one writer per table at a time
         "DefaultArguments": {
-            "--additional-python-modules": SPARK_PYTHON_MODULES if job.spark else GLUE_PYTHON_MODULES,
+            # the wheels from the stage's bucket and never from PyPI: no install time from an index, no outage of
+            # it stopping the pipeline (AWS Glue docs, "Using Python libraries with AWS Glue", zip of wheels)
+            "--additional-python-modules": f"s3://{stage.bucket}/{wheels_key(python_modules(job))}",
+            "--python-modules-installer-option": "--no-index",
             **(SPARK_ARGUMENTS if job.spark else {}),
             "--extra-py-files": f"s3://{stage.bucket}/{GLUE_PREFIX}lakehouse_libs.zip",
             "--stage": stage.name,
@@ -203,11 +227,24 @@ def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: 
         "DatabaseName": stage.glue_database,
         "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
         "TablePrefix": "raw_",
-        # The crawler creates a table and adds folders; it never rewrites a table: RefreshTables owns the
-        # single-format raw tables (partition projection), and new folders are all a re-crawl reads.
-        "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
-        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
-        "Configuration": json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
+        # A run starts a crawler only for a new raw layout of a dataset its contract cannot catalogue (two formats:
+        # chalicelib.pipeline.crawling), and the crawl must then catalogue it. Crawling new folders only would never
+        # read a new column set in an existing ingest_date= folder, and LOG would only log a changed schema (AWS Glue
+        # docs, "Scheduling incremental crawls"): so every file is read, and the table gains each new column and
+        # loses none, though the files of older layouts were archived out of raw/ (MergeNewColumns), its partitions
+        # following the table (AWS Glue docs, "Preventing a crawler from changing an existing schema").
+        "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+        "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_EVERYTHING"},
+        "Configuration": json.dumps(
+            {
+                "Version": 1.0,
+                "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
+                "CrawlerOutput": {
+                    "Tables": {"AddOrUpdateBehavior": "MergeNewColumns"},
+                    "Partitions": {"AddOrUpdateBehavior": "InheritFromTable"},
+                },
+            }
+        ),
     }
 
 

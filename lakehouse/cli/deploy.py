@@ -27,6 +27,7 @@ def deploy(stage_name: str, plan_only: bool) -> None:
 
     from chalicelib.aws import Clients, account_id
     from chalicelib.errors import DeploymentError
+    from deploy import glue_wheels
     from deploy.chalice_project import preflight, write_stage
     from deploy.plan import plan
     from deploy.provision import provision
@@ -44,9 +45,12 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     if plan_only:
         with console.status(f"reading stage {stage_name}"):
             changes = plan(settings, stage, clients, config_files(CONFIG_DIR))
+            changes += glue_wheels.changes(clients.s3, settings, stage, f"lakehouse deploy --stage {stage_name}")
         print_changes(changes, f"lakehouse deploy --stage {stage_name} would change (--plan: nothing changed)")
         return
     provision(settings, stage, clients, config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
+    with console.status("the Glue jobs' wheels (pip download, once per change of the pins)"):
+        console.print(f"  {glue_wheels.ensure(clients.s3, settings, stage)}", highlight=False)
     written = write_stage(settings, stage, account_id(clients.sts))
     console.print(f"  chalice project: {', '.join(written) or 'up to date'} (the stage's names and Lambda policy)")
     console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)

@@ -42,12 +42,12 @@ def engine_option(help: str) -> Callable[[FC], FC]:
     metavar="DATASET[:N]",
     help="Local stage: make a dataset's (or master_merge's) Glue job fail N times (default: every time).",
 )
-@click.option("--crawl", is_flag=True, help="Crawl every dataset of the run, even if no file brings a new layout.")
+@click.option("--crawl", is_flag=True, help="Crawl every two-format dataset of the run, even with no new layout.")
 @engine_option("Where each dataset's batch runs: by its size and contract (auto), on Spark, or on one node.")
 def run_command(stage_name: str, fail_job: tuple[str, ...], crawl: bool, engine: str | None) -> None:
     """Run the pipeline over every accepted file now, without waiting for the batching window. Crawlers run
-    only for datasets whose files bring a raw layout not crawled before, unless --crawl. A dataset's batch runs on
-    Spark past [pipeline] spark_bytes or when its contract says so, unless --engine says otherwise."""
+    only for two-format datasets whose files bring a raw layout not crawled before, unless --crawl. A dataset's
+    batch runs on Spark past [pipeline] spark_bytes or when its contract says so, unless --engine says otherwise."""
     settings, stage = connect(stage_name)
     if stage_name != localstage.STAGE:
         from chalicelib.pipeline.batcher import Pipeline
