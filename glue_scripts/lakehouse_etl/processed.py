@@ -19,7 +19,7 @@ from chalicelib.pipeline.batching import BatchPolicy
 from lakehouse_etl import delta
 from lakehouse_etl.lake import Lake
 from lakehouse_etl.sources import stream_batch
-from lakehouse_etl.transform import Cleaned, clean
+from lakehouse_etl.transform import BATCH_COLUMN, Cleaned, clean
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -249,7 +249,7 @@ def close(
         batch,
         result.version,
         {r.file_id: FileResult(merged.get(r.file_id, 0), rejected.get(r.file_id, 0)) for r in records},
-        summary,
+        {**summary, "batch_column": BATCH_COLUMN},  # the gate selects the batch's rows by it (not by file ids)
     )
     return BatchReport(
         dataset=batch.dataset,
