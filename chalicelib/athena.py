@@ -72,8 +72,19 @@ def within_athena_limit(sql: str) -> None:
         f"1 validation error detected: Value at 'queryString' ({size} bytes) failed to satisfy constraint: "
         f"Member must have length less than or equal to {QUERY_STRING_LIMIT}"
     )
-    error = {"Code": "InvalidRequestException", "Message": message}
-    raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "StartQueryExecution")
+    raise ClientError(
+        {
+            "Error": {"Code": "InvalidRequestException", "Message": message},
+            "ResponseMetadata": {
+                "RequestId": "",
+                "HostId": "",
+                "HTTPStatusCode": 400,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
+        "StartQueryExecution",
+    )
 
 
 def read_only(sql: str) -> str:
