@@ -162,3 +162,22 @@ def test_a_lambda_request_over_6_mb_is_refused_before_the_function_runs(settings
     with pytest.raises(TaskError) as error:
         local.invoke_lambda(arn, {"x": "x" * limits.LAMBDA_PAYLOAD_LIMIT})
     assert calls == [] and error.value.error == "Lambda.RequestTooLargeException"
+
+
+def test_a_batch_over_many_partitions_closes_in_one_ledger_item_and_is_audited_over_every_partition(dynamodb, settings):
+    """The ETL's batch summary names the partitions the batch touched (the gate prunes by them); thousands of them (a
+    partition column of many values) made the batch item pass DynamoDB's 400 KB, and the batch could not close."""
+    from lakehouse_etl import delta
+    from lakehouse_etl.processed import Job, close
+
+    from chalicelib.ledger import Batch
+
+    ddb, table = dynamodb
+    ledger = DynamoDBLedger(ddb, table)
+    ledger._put_if_absent({"pk": "batch#orders", "kind": "batch", "dataset": "orders", "number": 1, "state": "OPEN"})
+    job = Job(settings, settings.stage("local"), None, ledger, None)
+    many = [f"customer-{i:08d}" for i in range(40_000)]  # 720 KB of values
+    kwargs = {"merged": {}, "rejected": {}, "by_reason": {}, "duplicates": 0}
+    report = close(job, Batch("orders", 1, ()), [], delta.MergeResult(3, False, {}, 10), partitions=many, **kwargs)
+    item = ledger.batch_state("orders")
+    assert item["state"] == "CLOSED" and json.loads(item["summary"])["partitions"] is None and report.partitions is None
