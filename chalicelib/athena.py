@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
     from chalicelib.config import Settings, Stage
 
+# Athena's longest query string: 262,144 bytes, not adjustable (Athena "Service Quotas", and StartQueryExecution's
+# QueryString constraint); a longer one is refused with InvalidRequestException. The local stage refuses it too.
+QUERY_STRING_LIMIT = 262_144
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES", "TABLE")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
@@ -55,6 +58,33 @@ def position(text: str, index: int) -> str:
     """`line L, column C` (1-based) of `index` in `text`."""
     line_start = text.rfind("\n", 0, index) + 1
     return f"line {text.count(chr(10), 0, index) + 1}, column {index - line_start + 1}"
+
+
+def within_athena_limit(sql: str) -> None:
+    """Refuse a query string longer than Athena takes, with the error Athena's StartQueryExecution answers (a
+    ClientError: InvalidRequestException), so the local stage's SQL engine is no kinder than Athena."""
+    size = len(sql.encode())
+    if size <= QUERY_STRING_LIMIT:
+        return
+    from botocore.exceptions import ClientError
+
+    message = (
+        f"1 validation error detected: Value at 'queryString' ({size} bytes) failed to satisfy constraint: "
+        f"Member must have length less than or equal to {QUERY_STRING_LIMIT}"
+    )
+    raise ClientError(
+        {
+            "Error": {"Code": "InvalidRequestException", "Message": message},
+            "ResponseMetadata": {
+                "RequestId": "",
+                "HostId": "",
+                "HTTPStatusCode": 400,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
+        "StartQueryExecution",
+    )
 
 
 def read_only(sql: str) -> str:

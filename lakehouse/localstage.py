@@ -347,12 +347,13 @@ def serve_moto(port: int, gate: Any = None, app: Any = None, journal: Any = None
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
+    from lakehouse.limits import enforced
     from lakehouse.snapshot import Gate
 
     server = make_server(
         "127.0.0.1",
         port,
-        _serialised(app or moto_app(), gate or Gate(), journal),
+        enforced(_serialised(app or moto_app(), gate or Gate(), journal)),  # AWS's size limits moto lacks
         threaded=True,
         request_handler=MotoRequestHandler,
         fd=fd,

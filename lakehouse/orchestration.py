@@ -37,6 +37,7 @@ from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
 from chalicelib.names import process_job, run_job
 from chalicelib.stage.declared import glue_jobs, role_arn
+from lakehouse import limits
 from lakehouse.stepfunctions import Execution, Executor, TaskError
 
 if TYPE_CHECKING:
@@ -113,10 +114,17 @@ class LocalServices:
         prefix = f"{self.app_name}-{self.stage.name}-"  # Chalice names a function <app>-<stage>-<name>
         if not name.startswith(prefix):
             raise TaskError("Lambda.ResourceNotFoundException", f"{function_arn} is not a function of this app")
+        try:  # Lambda's 6 MB synchronous payload, each way (lakehouse/limits.py)
+            limits.lambda_request(payload)
+        except limits.LimitExceeded as exc:  # Invoke refused it: a service error, the function never ran
+            raise TaskError(f"Lambda.{exc.code}", exc.message) from exc
         output = io.StringIO()
         try:
             with redirect_stdout(output):  # the function's printed output (EMF metrics) goes to its log
                 result = self.invoke(name.removeprefix(prefix), payload).payload
+            limits.lambda_response(result)
+        except limits.LimitExceeded as exc:  # the function ran; Lambda reports its result as a function error
+            raise TaskError(exc.code, json.dumps({"errorType": exc.code, "errorMessage": exc.message})) from exc
         except Exception as exc:  # as Lambda reports a function error: the exception's type and message
             cause = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             raise TaskError(type(exc).__name__, json.dumps(cause)) from exc

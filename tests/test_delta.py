@@ -210,3 +210,20 @@ def test_on_aws_delta_rs_gets_the_job_role_s_credentials_explicitly(settings, mo
     options = Lake.for_stage(settings, settings.stage("prod")).storage_options
     assert options["AWS_ACCESS_KEY_ID"] == "AKIAROLE" and options["AWS_SESSION_TOKEN"] == "token"
     assert "AWS_ENDPOINT_URL" not in options and options["AWS_REGION"] == settings.stage("prod").region
+
+
+def test_a_merge_stamps_each_row_with_its_batch_and_a_table_made_before_the_column_gains_it(contract, tmp_path):
+    """The quality gate selects a batch's rows by `_batch` (issue 27, defect 2): each MERGE writes its batch number
+    into the rows it inserts or updates; a processed table made before the column (no `_batch`) gets it, nullable,
+    its older rows NULL there, and keeps taking batches."""
+    from deltalake import write_deltalake
+
+    uri = str(tmp_path / "orders")
+    write_deltalake(uri, batch(contract, ["old", "kept"]), partition_by=["order_date"])  # as the ETL wrote it before
+    delta.merge_batch(uri, contract, batch(contract, ["old", "new"], 2), app_id="t", version=7, storage_options={})
+    delta.merge_batch(uri, contract, batch(contract, ["newer"], 3), app_id="t", version=8, storage_options={})
+    rows = delta.read(uri, {}).to_pylist()
+    assert {r["order_id"]: r["_batch"] for r in rows} == {"kept": None, "old": 7, "new": 7, "newer": 8}
+    fresh = str(tmp_path / "fresh")  # a new table: made with the column, its first batch appended
+    delta.merge_batch(fresh, contract, batch(contract, ["a"]), app_id="t", version=1, storage_options={})
+    assert delta.read(fresh, {}).column("_batch").to_pylist() == [1]

@@ -274,6 +274,42 @@ def test_a_quality_error_stops_the_run_before_curated_rolls_back_and_alerts(lake
         assert dict(rejected.get(dataset, {})) == sample[1]["datasets"][dataset]["rejected_by_reason"]
 
 
+def test_a_scan_athena_refuses_stops_the_run_before_curated_rolls_back_and_alerts(lake, monkeypatch):
+    """Issue 27, defect 2: a scan refused with a ClientError (Athena's InvalidRequestException for a query past its
+    length) crashed the gate's Lambda; the run failed with its batches merged and unaudited, and a later master merge
+    published them. Now it is a failed scan: the run stops before curated/, the batches are rolled back, and the
+    alert says why."""
+    from botocore.exceptions import ClientError
+    from lakehouse_etl.local_sql import DuckDBEngine
+
+    job = in_mode(lake, "per_dataset")  # the gate as its own Lambda step, in this process
+    run_sql = DuckDBEngine.run
+
+    def refuse_scans(self, sql, timeout=300.0):
+        if 'FROM processed_orders WHERE "' in sql:  # the orders batch's scan (only it selects from the table so)
+            error = {"Code": "InvalidRequestException", "Message": "queryString: Member must have length <= 262144"}
+            raise ClientError({"Error": error}, "StartQueryExecution")
+        return run_sql(self, sql, timeout)
+
+    monkeypatch.setattr(DuckDBEngine, "run", refuse_scans)
+    tick, orchestrator = run_once(lake)
+    (record,) = orchestrator.finished
+    assert (record["status"], record["error"], record["failed_state"]) == (
+        "FAILED",
+        "QualityCheckFailed",
+        "QualityGate",
+    )
+    assert not entered(record, "PublishCurated") and job.ledger.get_run(tick.run).error == "QualityCheckFailed"
+    assert delta.open_table(job.lake.curated("daily_sales_by_category"), job.lake.storage_options) is None
+    ((alert),) = record["published"]
+    assert "ERROR orders scan: the quality query was refused: InvalidRequestException" in alert["Message"]
+    assert [r["JobName"] for r in record["glue_runs"] if "--rollback" in r["Arguments"]] == [
+        job_name(job.stage, "process_orders.py")
+    ]
+    assert table_rows(job, "orders") == (2, 0)  # 0 created, 1 the batch, 2 restored: nothing unaudited stays
+    assert files(job)["orders"].status == Status.FAILED and files(job)["products"].status == Status.PROCESSED
+
+
 def test_the_job_of_a_whole_run_run_again_changes_nothing(lake):
     """Step Functions retries a failed job run, and a job can die after any commit: run again, the job that runs a
     run whole skips the committed batches, reuses the gate's results and finds curated/ up to date."""

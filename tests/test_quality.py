@@ -13,7 +13,7 @@ from deltalake import write_deltalake
 from lakehouse_etl.lake import Lake
 from lakehouse_etl.local_sql import DuckDBEngine
 
-from chalicelib.athena import Athena
+from chalicelib.athena import QUERY_STRING_LIMIT, Athena
 from chalicelib.config import parse_contract, parse_settings
 from chalicelib.errors import ConfigError
 from chalicelib.ledger import FileRecord, FileResult, InMemoryLedger, Status
@@ -348,6 +348,68 @@ def test_a_batch_scan_names_the_batch_s_partitions_as_literals_and_parses_as_tri
         )
     nothing = quality.BatchScope(["b/raw/orders/a.csv#v1"], [], 9)  # every row of the batch was rejected
     assert "FROM processed_orders WHERE 1 = 0) t" in quality.scan_sql(orders, set(), nothing)
+
+
+def test_a_1000_file_batch_is_selected_by_its_number_in_short_sql_that_athena_takes(settings, lake):
+    """Defect 2 of issue 27: the gate named every file id of the batch, once per scan and once more per `unique`
+    rule, and passed Athena's 262,144-byte query string at about 900 files. The ETL stamps each row with its batch
+    (`_batch`), and the gate selects by it: the same short SQL whatever the batch's size, which the local stage runs
+    where it refuses the old SQL as Athena refuses it."""
+    from botocore.exceptions import ClientError
+
+    files = [
+        f"lakehouse-dev-123456789012/raw/orders/ingest_date=2025-03-01/orders-2025-03-01T13-05-{i:06d}.csv#{'v' * 36}"
+        for i in range(1000)
+    ]
+    tables = {quality.table_name(d) for d in settings.datasets}
+    for contract in settings.datasets.values():
+        by_number = quality.scan_sql(contract, tables, quality.BatchScope(files, ["2025-03-01"], 9, number=7))
+        assert len(by_number.encode()) < 8_000 and "lakehouse-dev" not in by_number, contract.name
+        assert '"_batch" = 7' in by_number
+    orders = settings.datasets["orders"]
+    by_files = quality.scan_sql(orders, tables, quality.BatchScope(files, ["2025-03-01"], 9))  # the old SQL
+    assert len(by_files.encode()) > QUERY_STRING_LIMIT
+    with pytest.raises(ClientError) as refused:
+        DuckDBEngine(lake).run(by_files)
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+    assert "less than or equal to 262144" in refused.value.response["Error"]["Message"]
+
+
+def test_a_batch_scan_by_number_judges_the_rows_the_batch_stamped_and_not_older_unstamped_ones(lake):
+    """Rows of the batch carry its number; rows merged before the column existed read NULL there and are not the
+    batch's (a table made before `_batch` keeps working)."""
+    write_orders(lake, ROWS[2:5], "b/raw/orders/old.csv#v1")  # bad rows, no `_batch` column (an older table)
+    stamped = pa.Table.from_pylist(
+        [{"order_id": "O9", "customer_id": "C1", "status": "lost", "order_date": date(2025, 3, 10), "_batch": 3}]
+    )
+    write_deltalake(lake.processed("orders"), stamped, mode="append", schema_mode="merge")
+    write_deltalake(lake.processed("customers"), pa.table({"customer_id": ["C1", "C2"]}))
+    engine, contract = DuckDBEngine(lake), lake.settings.datasets["orders"]
+    _, results = quality.scan(engine, contract, engine.tables(), NOW, 60, quality.BatchScope(["f"], None, 4, 3))
+    by_rule = {r.rule: (r.observed, r.sample) for r in results}
+    assert by_rule["accepted_values(status)"] == (1, ["O9"])  # the batch's own bad row, not the older ones
+    assert by_rule["range(total_amount)"][0] == 0 and by_rule["references(customer_id)"][0] == 0
+
+
+def test_a_refused_athena_scan_is_a_failed_scan_not_an_uncaught_client_error(lake):
+    """Athena refuses a too-long query with a ClientError (InvalidRequestException) before it runs: the gate took it
+    for a crash, the run failed unaudited and a later master merge published the batch. It is a failed scan."""
+    from botocore.exceptions import ClientError
+
+    class RefusingAthena(FailingAthena):
+        def start_query_execution(self, **kwargs):
+            error = {
+                "Code": "InvalidRequestException",
+                "Message": "Member must have length less than or equal to 262144",
+            }
+            raise ClientError({"Error": error}, "StartQueryExecution")
+
+    athena = Athena(RefusingAthena(), "db", "wg", "s3://b/r/", sleep=lambda s: None)
+    _, results = quality.scan(athena, lake.settings.datasets["orders"], {"processed_orders"}, NOW, 60)
+    assert [(r.rule, r.level, r.passed) for r in results] == [("scan", "ERROR", False)]
+    assert results[0].detail == (
+        "the quality query was refused: InvalidRequestException: Member must have length less than or equal to 262144"
+    )
 
 
 class FailingAthena:

@@ -119,6 +119,8 @@ def test_a_table_written_by_one_engine_is_merged_by_the_other_and_read_by_both(s
         delta.merge_batch(uri, contract, later, app_id="processed/orders", version=3, storage_options={})
         final = {r["order_id"]: (r["order_date"], str(r["total_amount"])) for r in delta.read(uri, {}).to_pylist()}
         assert final == {**expected, "O4": (date(2026, 11, 1), "5.00")}, name
+        batches = {r["order_id"]: r["_batch"] for r in delta.read(uri, {}).to_pylist()}
+        assert batches == {"O1": 1, "O2": 2, "O3": 2, "O4": 3}, name  # each engine stamps the batch that wrote a row
 
 
 def test_the_spark_engine_processes_the_sample_set_on_the_local_stage(lake_job, session, tmp_path):
@@ -140,7 +142,9 @@ def test_the_spark_engine_processes_the_sample_set_on_the_local_stage(lake_job, 
         assert (report.rows_read, report.rows_merged) == (planted["rows_written"], planted["clean_rows"]), dataset
         assert report.duplicates_dropped == planted["duplicates"], dataset
         table = delta.read(lake_job.lake.processed(dataset), lake_job.lake.storage_options)
-        assert table.num_rows == planted["clean_rows"] and table.schema.names[-1] == "_source_file", dataset
+        assert table.num_rows == planted["clean_rows"], dataset
+        assert table.schema.names[-2:] == ["_source_file", "_batch"], dataset
+        assert set(table.column("_batch").to_pylist()) == {report.batch}, dataset  # stamped as the other engine does
         if planted["rejected_by_reason"]:
             key = lake_job.lake.rejected_rows(dataset, report.batch)
             body = lake_job.s3.get_object(Bucket=lake_job.stage.bucket, Key=key)["Body"].read()

@@ -66,7 +66,8 @@ class RunSteps:
     def audit_input(self, batch: Mapping[str, Any]) -> tuple[dict[str, Any], quality.BatchScope]:
         """What the gate judges a dataset batch by: the ETL's summary, and the rows the batch wrote."""
         etl = self._etl_summary(batch)
-        return etl, quality.BatchScope(etl.pop("file_ids"), etl.get("partitions"), etl.get("table_rows"))
+        number = int(batch["batch"]) if etl.pop("batch_column", None) else None  # None: merged before `_batch`
+        return etl, quality.BatchScope(etl.pop("file_ids"), etl.get("partitions"), etl.get("table_rows"), number)
 
     def _unaudited(self, run: Run) -> list[PlannedBatch]:
         """Merged batches of datasets outside this run that no quality check has seen (a run that failed

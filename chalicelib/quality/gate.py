@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.athena import QueryError, QueryResult
+from chalicelib.aws import error_code
 from chalicelib.config import Contract
 from chalicelib.config.rules import Rule
 from chalicelib.names import table_name
@@ -43,19 +44,26 @@ class SqlEngine(Protocol):
 
 @dataclass(frozen=True)
 class BatchScope:
-    """The rows one batch wrote to its processed table: those whose `_source_file` is one of its files, in the
-    partitions it touched (None: not known, every partition), and the table's rows after it (from the Delta log)."""
+    """The rows one batch wrote to its processed table: those the ETL stamped with its number (`number`, in the
+    `_batch` column), in the partitions it touched (None: not known, every partition), and the table's rows after it
+    (from the Delta log). A batch merged before the ETL stamped rows (`number` None) is found by its `files`' ids:
+    a condition that grows with them, past Athena's query length at about 900 files (a failed scan, then)."""
 
     files: Sequence[str]
     partitions: Sequence[str] | None = None
     table_rows: int | None = None
+    number: int | None = None
 
     def where(self, contract: Contract) -> str:
-        """The SQL condition selecting the batch's rows; the partition values are literals, so scans are pruned."""
+        """The SQL condition selecting the batch's rows, of the same length whatever the batch's size; the partition
+        values are literals, so scans are pruned."""
         part = contract.partition_column
         if not self.files or (part and self.partitions is not None and not self.partitions):
             return "1 = 0"  # the batch merged no rows
-        condition = f'"_source_file" IN ({listed(sorted(self.files))})'
+        if self.number is not None:
+            condition = f'"_batch" = {int(self.number)}'  # the column lakehouse_etl's MERGE stamps
+        else:
+            condition = f'"_source_file" IN ({listed(sorted(self.files))})'
         if part and self.partitions is not None:
             kind = contract.column(part).type
             values = ", ".join(typed_literal(kind, v) for v in sorted(self.partitions))
@@ -162,8 +170,8 @@ def scan(
     loads: Loads | None = None,
 ) -> tuple[int, list[CheckResult]]:
     """Run the one scan over the batch's rows (None: the whole table) and judge the rules (those that compare
-    loads against `loads`); returns the table's rows and the results. A failed or timed-out query is an error of
-    its own (the batch cannot be audited, so it is not published)."""
+    loads against `loads`); returns the table's rows and the results. A failed, refused or timed-out query is an
+    error of its own (the batch cannot be audited, so it is rolled back and not published)."""
     table_rows = batch.table_rows if batch else None
     if not scanned(contract.rules):  # nothing to scan: the rules (if any) compare loads
         return table_rows or 0, judge(contract.rules, _evidence(None, table_rows or 0, now, loads))
@@ -171,10 +179,21 @@ def scan(
         return evaluate(contract, None, now, loads=loads)
     try:
         result = engine.run(scan_sql(contract, tables, batch), timeout)
-    except QueryError as exc:
-        failed = CheckResult("scan", "scan", "error", False, None, "the quality query succeeds", [], str(exc))
+    except Exception as exc:  # a botocore ClientError too: Athena refuses a query so (InvalidRequestException)
+        if not isinstance(exc, QueryError) and not error_code(exc):
+            raise
+        failed = CheckResult("scan", "scan", "error", False, None, "the quality query succeeds", [], _reason(exc))
         return 0, [failed, *judge(contract.rules, _evidence(None, 0, now, loads), scanned=False)]
     return evaluate(contract, dict(zip(result.columns, result.rows[0], strict=True)), now, table_rows, loads)
+
+
+def _reason(exc: Exception) -> str:
+    """Why a scan failed, in one line: a refused query's AWS error code and message."""
+    code = error_code(exc)
+    if code:  # botocore's text names the operation; the code and AWS's message are what a reader needs
+        message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
+        return f"the quality query was refused: {code}: {message}"
+    return str(exc)
 
 
 def summary(run: str, results: list[TableQuality], limit: int = 6000, stage: str = "local") -> str:

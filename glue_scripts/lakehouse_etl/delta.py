@@ -15,7 +15,7 @@ import pyarrow as pa
 from chalicelib.config import Contract
 from chalicelib.errors import TableError
 from lakehouse_etl.duck import STREAM_ROWS, Rows
-from lakehouse_etl.transform import table_schema
+from lakehouse_etl.transform import BATCH_COLUMN, processed_schema, table_schema
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -71,7 +71,19 @@ def ensure_table(uri: str, schema: pa.Schema, partition_by: list[str], storage_o
         )
     elif table.metadata().configuration.get("delta.enableChangeDataFeed") != "true":
         table.alter.set_table_properties(CHANGE_FEED)
+    add_missing_columns(table, schema)
     return table
+
+
+def add_missing_columns(table: Any, schema: pa.Schema) -> None:
+    """Add the columns of `schema` a table made before them lacks (nullable: its older rows read NULL), in one
+    commit, so a write with them needs no schema evolution (`_batch` on a table made before the gate used it)."""
+    from deltalake.schema import Schema
+
+    have = set(pa.schema(table.schema().to_arrow()).names)
+    missing = [schema.field(name).with_nullable(True) for name in schema.names if name not in have]
+    if missing:
+        table.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
 
 
 def literal(value: Any) -> str:
@@ -161,7 +173,7 @@ def append_files(table: Any, rows: Rows, contract: Contract, commit: Any, storag
     import pyarrow.dataset as ds
 
     part = contract.partition_column
-    schema = table_schema(contract)
+    schema = processed_schema(contract)
     written: list[Any] = []
     filesystem, root = arrow_filesystem(table.table_uri, storage_options)
     ds.write_dataset(
@@ -256,10 +268,21 @@ def merge_batch(
     """
     rows = source if isinstance(source, Rows) else Rows.of(source, table_schema(contract))
     try:
-        return _merge(uri, contract, rows, app_id, version, storage_options, attempts, memory_limit)
+        return _merge(uri, contract, stamped(rows, version), app_id, version, storage_options, attempts, memory_limit)
     finally:
         if rows is not source:
             rows.close()
+
+
+def stamped(rows: Rows, batch: int) -> Rows:
+    """`rows` with the batch number in `_batch` (a view on their session: nothing is copied)."""
+    view = "_batch_rows"
+    rows.con.execute(
+        f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT *, CAST({int(batch)} AS BIGINT) AS "{BATCH_COLUMN}" '
+        f"FROM {rows.name}"
+    )
+    schema = None if rows.schema is None else rows.schema.append(pa.field(BATCH_COLUMN, pa.int64()))
+    return Rows(rows.con, f'"{view}"', schema)
 
 
 def _merge(
@@ -275,7 +298,7 @@ def _merge(
     from deltalake import CommitProperties, Transaction
     from deltalake.exceptions import CommitFailedError
 
-    schema = table_schema(contract)
+    schema = processed_schema(contract)
     for attempt in range(1, attempts + 1):
         table = ensure_table(
             uri, schema, [contract.partition_column] if contract.partition_column else [], storage_options

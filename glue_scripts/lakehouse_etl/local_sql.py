@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
-from chalicelib.athena import QueryError, QueryResult, read_only
+from chalicelib.athena import QueryError, QueryResult, read_only, within_athena_limit
 from chalicelib.errors import NotFoundError, TableError
 from lakehouse_etl import delta, duck
 from lakehouse_etl.curated import CURATED_SQL
@@ -258,6 +258,7 @@ class DuckDBEngine:
     ) -> T:
         import duckdb
 
+        within_athena_limit(sql)  # what Athena would refuse, refused here as Athena refuses it
         statement = read_only(sql)
         with self._lock:
             con = self._session(statement)

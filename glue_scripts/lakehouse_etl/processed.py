@@ -15,17 +15,23 @@ import pyarrow as pa
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import NotFoundError, TableError
 from chalicelib.ledger import Batch, FileRecord, FileResult, Ledger, now_iso
+from chalicelib.ledger.base import item_bytes
 from chalicelib.pipeline.batching import BatchPolicy
 from lakehouse_etl import delta
 from lakehouse_etl.lake import Lake
 from lakehouse_etl.sources import stream_batch
-from lakehouse_etl.transform import Cleaned, clean
+from lakehouse_etl.transform import BATCH_COLUMN, Cleaned, clean
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
     from types_boto3_s3.type_defs import HeadObjectRequestTypeDef
 
 log = logging.getLogger(__name__)
+
+# The batch's partition values go into its ledger item and its quality result, both DynamoDB items of at most 400 KB:
+# past this many bytes of them (a partition column of many values) the gate reads every partition instead, its
+# `_batch` condition still selecting only the batch's rows.
+PARTITIONS_BYTES = 64 * 1024
 
 
 @dataclass
@@ -235,6 +241,9 @@ def close(
     """Close the batch in the ledger with each file's counts and the batch's summary (either engine's), and report
     it. `merged` and `rejected` count rows by file id."""
     rows_merged, rows_rejected = sum(merged.values()), sum(rejected.values())
+    if partitions is not None and item_bytes(partitions) > PARTITIONS_BYTES:
+        log.info("batch %d touched %d partitions: the gate will read them all", batch.number, len(partitions))
+        partitions = None
     summary: dict[str, Any] = {
         "rows_read": rows_merged + rows_rejected + duplicates,
         "rows_merged": rows_merged,
@@ -249,7 +258,7 @@ def close(
         batch,
         result.version,
         {r.file_id: FileResult(merged.get(r.file_id, 0), rejected.get(r.file_id, 0)) for r in records},
-        summary,
+        {**summary, "batch_column": BATCH_COLUMN},  # the gate selects the batch's rows by it (not by file ids)
     )
     return BatchReport(
         dataset=batch.dataset,

@@ -227,15 +227,16 @@ def merge(
     transactions). A writer that cannot write the table's change data feed (Sail) stages the rows as Parquet under
     `scratch` and delta-rs commits them within `memory_limit` bytes ([pipeline] etl_memory_bytes), spilling."""
     from lakehouse_etl import delta
-    from lakehouse_etl.transform import table_schema
+    from lakehouse_etl.transform import BATCH_COLUMN, processed_schema, table_schema
 
     spark, marker = engine.spark, f"{app_id}#{version}"
     part = contract.partition_column
     table = delta.open_table(uri, storage_options) or delta.ensure_table(
-        uri, table_schema(contract), [part] if part else [], storage_options
+        uri, processed_schema(contract), [part] if part else [], storage_options
     )
     if (table.transaction_version(app_id) or 0) >= version or committed(table, marker, storage_options):
         return False
+    delta.add_missing_columns(table, processed_schema(contract))  # `_batch` on a table made before it
     change_feed = table.metadata().configuration.get("delta.enableChangeDataFeed") == "true"
     if change_feed and not engine.writes_change_feed:
         source = staged(rows, scratch, table_schema(contract), memory_limit)
@@ -252,7 +253,8 @@ def merge(
         finally:
             source.close()
         return not result.skipped
-    rows.createOrReplaceTempView("source")
+    # the batch that wrote each row, as delta.merge_batch stamps it: the quality gate selects the batch's rows by it
+    rows.selectExpr("*", f"CAST({int(version)} AS BIGINT) AS `{BATCH_COLUMN}`").createOrReplaceTempView("source")
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in contract.primary_key)
     if part:
         values = {r[0] for r in spark.sql(f"SELECT DISTINCT `{part}` FROM source").collect()}

@@ -66,9 +66,19 @@ def arrow_type(column: Column) -> pa.DataType:
 
 
 def table_schema(contract: Contract) -> pa.Schema:
-    """The processed table's schema: the contract's columns, typed, and the row's source file."""
+    """A cleaned batch's schema: the contract's columns, typed, and the row's source file."""
     fields = [pa.field(c.name, arrow_type(c), nullable=c.nullable) for c in contract.columns]
     return pa.schema([*fields, pa.field("_source_file", pa.string())])
+
+
+# The batch that last wrote a row, stamped by the MERGE (its app transaction version): the quality gate selects a
+# batch's rows by it (`"_batch" = 12`), a condition whose length does not grow with the batch's files.
+BATCH_COLUMN = "_batch"
+
+
+def processed_schema(contract: Contract) -> pa.Schema:
+    """The processed table's schema: a cleaned batch's, and the batch that wrote each row."""
+    return table_schema(contract).append(pa.field(BATCH_COLUMN, pa.int64()))
 
 
 def _q(name: str) -> str:
