@@ -183,3 +183,22 @@ def test_needed_steps_of_a_stage_without_a_ledger_table_is_nothing(aws_env, stag
     import boto3
 
     assert needed_steps(boto3.client("dynamodb", region_name="us-east-1"), stage.ledger_table) == []
+
+
+def test_doctor_says_a_stage_with_an_old_ledger_table_needs_the_migration(old_table, settings, stage):
+    from chalicelib.aws import Clients
+    from lakehouse.doctor import run_checks
+
+    checks = {
+        c.name: c for c in run_checks(settings, stage, Clients.for_stage(stage), None, python=(3, 12), cli_region=None)
+    }
+    ledger = checks["ledger table"]
+    assert not ledger.ok and ledger.detail == (
+        f"{stage.ledger_table} needs a migration (create index {BY_TIME_INDEX}; write time_key on the items listed "
+        f"by time; delete index {LEGACY_TIME_INDEX}): lakehouse up runs it"
+    )
+    migrate(old_table, stage.ledger_table)
+    checks = {
+        c.name: c for c in run_checks(settings, stage, Clients.for_stage(stage), None, python=(3, 12), cli_region=None)
+    }
+    assert checks["ledger table"].ok
