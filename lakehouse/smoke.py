@@ -15,6 +15,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ class Smoke:
         self.files: list[str] = []  # ledger file ids of what was dropped
         self.expected: dict[str, int] = {}  # dataset -> rows the set brings
         self.run_name = ""
+        self.started = datetime.now(UTC)  # the Glue job runs and gate queries since are the smoke's
 
     def run(self) -> list[Step]:
         """Every step in order; raises SmokeFailed naming the first that failed (after cleaning up)."""
@@ -73,6 +75,7 @@ class Smoke:
                 ("ledger", self.processed),
                 ("tables", self.tables),
                 ("query", self.query),
+                ("costs", self.costs),
                 ("api", self.api),
             ):
                 self._step(name, step)
@@ -206,6 +209,35 @@ class Smoke:
         if rows != self.expected["orders"]:
             raise LakehouseError(f"{sql}: {rows}, expected {self.expected['orders']}")
         return f"processed_orders: {rows} rows, {result.bytes_scanned:,} bytes scanned"
+
+    def costs(self) -> str:
+        """Each Glue job run's time and DPU-seconds beside `lakehouse cost`'s assumption, and the bytes each quality
+        gate query scanned against its table's size (lakehouse.smoke_costs); only an account reports them."""
+        if self.local:
+            return "not available on this stage: its Glue jobs run as local processes and DuckDB reports no bytes"
+        from chalicelib.aws import ClientSettings, client
+        from chalicelib.stage.declared import glue_jobs
+        from lakehouse.smoke_costs import gate_scans, glue_job_runs
+
+        config = ClientSettings.for_stage(self.stage)
+        jobs = {name: job.spark for name, job in glue_jobs(self.settings, self.stage).items()}
+        lines = glue_job_runs(client("glue", config), jobs, self.started)
+        lines += gate_scans(client("athena", config), self.stage.athena_workgroup, self.started, self._table_bytes)
+        return "; ".join(lines) or "no Glue job run or gate query since the smoke began"
+
+    def _table_bytes(self, table: str) -> int | None:
+        """The bytes of a processed_<dataset> table's current Delta files (None for another table)."""
+        from lakehouse_etl import delta
+        from lakehouse_etl.lake import Lake
+
+        dataset = table.removeprefix("processed_")
+        if dataset == table or dataset not in self.settings.datasets:
+            return None
+        lake = Lake.for_stage(self.settings, self.stage)
+        opened = delta.open_table(lake.processed(dataset), lake.storage_options)
+        if opened is None:
+            return None
+        return int(sum(opened.get_add_actions(flatten=True).column("size_bytes").to_pylist()))
 
     def api(self) -> str:
         """GET /status answers, and shows the smoke run."""

@@ -29,9 +29,10 @@ def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behin
     # what only an account answers: moto lacks it, or answers the account's default (Lake Formation)
     assert doctor.stdout.count("WARN") == 4 and doctor.stdout.count("not available on this stage") == 3
     smoke = lakehouse(home, "smoke", "--stage", "local")
-    for step in ("drop", "verdicts", "run", "ledger", "tables", "query", "api", "cleanup"):
+    for step in ("drop", "verdicts", "run", "ledger", "tables", "query", "costs", "api", "cleanup"):
         assert f"ok   {step}" in smoke.stdout, (step, smoke.stdout)
     assert "smoke passed on stage local" in smoke.stdout
+    assert "costs" in smoke.stdout and "not available on this stage" in smoke.stdout  # only an account reports them
     assert "engines: clickstream single, customers single" in " ".join(smoke.stdout.split()), smoke.stdout
     # the Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)
     spark = lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
