@@ -37,6 +37,8 @@ def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behin
     # the Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)
     spark = lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
     assert "smoke passed on stage local" in spark.stdout, spark.stdout
+    # the forced gate failure on the Spark jobs: the run failed on the gate and its batch was rolled back
+    assert "ok   rollback" in spark.stdout and "failed the gate (QualityCheckFailed)" in spark.stdout, spark.stdout
     engines = ", ".join(
         f"{d} spark" for d in ("clickstream", "customers", "order_items", "orders", "products", "reviews")
     )
@@ -145,3 +147,44 @@ def test_smoke_with_an_engine_fails_its_run_step_when_a_plan_put_a_batch_on_the_
         smoke._engines(since)
     smoke.engine = None  # no engine asked: the step says where each batch ran
     assert smoke._engines(since) == "engines: customers single, orders spark"
+
+
+def test_smoke_with_spark_judges_the_forced_gate_failure_and_its_rollback(settings, monkeypatch):
+    """`lakehouse smoke --engine spark` ends with a run the gate must fail: the run FAILED on QualityCheckFailed,
+    its file FAILED (rolled back) and none of its orders left in processed/; anything else fails the step."""
+    from chalicelib.ledger import FileRecord, InMemoryLedger, Status
+
+    smoke = Smoke(settings, settings.stage("local"), engine="spark")
+    smoke.ledger, file_id = InMemoryLedger(), "lake/raw/orders/smoke-gate-failure.csv#v"
+    record = smoke.ledger.claim(FileRecord(file_id, "lake", "raw/orders/smoke-gate-failure.csv", "v", "orders"))
+    smoke.ledger.finish(record.record, Status.VALID, md5="m")
+    left = {"rows": 0}
+    monkeypatch.setattr(smoke, "_tagged_rows", lambda dataset, key, tag: left["rows"])
+    with pytest.raises(LakehouseError, match=r"run run-9 SUCCEEDED \(None\): the quality gate should have failed"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "SUCCEEDED", "None")
+    with pytest.raises(LakehouseError, match=r"run run-9 FAILED \(States.TaskFailed\)"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "States.TaskFailed")
+    with pytest.raises(LakehouseError, match="but its file is VALID, not rolled back"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "QualityCheckFailed")
+    smoke.ledger.set_file(file_id, status=str(Status.FAILED))
+    left["rows"] = 5
+    with pytest.raises(LakehouseError, match="but 5 of its orders are still in processed/"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "QualityCheckFailed")
+    left["rows"] = 0
+    assert smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "QualityCheckFailed").startswith(
+        "run run-9 failed the gate (QualityCheckFailed), its orders batch rolled back"
+    )
+
+
+def test_the_forced_gate_failure_breaks_the_orders_range_rule_and_nothing_the_etl_refuses(settings):
+    import csv
+
+    from chalicelib.quality.checks import check_of
+
+    (rule,) = [r for r in settings.datasets["orders"].rules if check_of(r).name == "range"]
+    (column,) = [c for c in settings.datasets["orders"].columns if c.name == "total_amount"]
+    path = Smoke(settings, settings.stage("local"))._orders_over_the_range("T-")
+    with path.open(newline="") as f:
+        totals = [float(row["total_amount"]) for row in csv.DictReader(f)]
+    assert totals and all(t > rule.max for t in totals) and rule.severity == "error"
+    assert column.max is None or all(t <= column.max for t in totals)  # the ETL keeps them: the gate must judge
