@@ -4,6 +4,8 @@ some of these APIs) a check says "not available on this stage" instead of failin
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -150,3 +152,62 @@ def test_on_aws_an_api_error_is_never_taken_for_a_missing_emulation(aws_stage):
         sfn.add_client_error("validate_state_machine_definition", "500", "Internal", http_status_code=500)
         checks = _checks(settings, stage, clients)
     assert not checks["state machine"].ok and not checks["state machine"].warn
+
+
+def test_the_deployer_policy_allows_every_call_the_migration_doctor_and_the_costs_step_make(aws_stage):
+    """deploy/deployer-policy.json (what the README asks the deploying user to have) covers the ledger migration of
+    an old table, doctor's account checks and smoke's costs step: each call is recorded, the answers stubbed."""
+    import fnmatch
+    import json
+
+    from conftest import ROOT
+    from test_deploy import _iam_action, statements
+    from test_ledger_migration import OLD_ATTRIBUTES, OLD_INDEXES
+
+    from chalicelib.ledger import DynamoDBLedger, FileRecord
+    from chalicelib.ledger.migration import migrate
+    from lakehouse.smoke_costs import gate_scans, glue_job_runs
+
+    settings, stage = aws_stage
+    clients, calls = Clients.for_stage(stage), set()
+    lakeformation = boto3.client("lakeformation", region_name=stage.region)
+    quotas = boto3.client("service-quotas", region_name=stage.region)
+    glue, athena = boto3.client("glue", region_name=stage.region), boto3.client("athena", region_name=stage.region)
+    for service_client in (*vars(clients).values(), lakeformation, quotas, glue, athena):
+        service_client.meta.events.register(
+            "before-parameter-build", lambda model, event_name, **_: calls.add((event_name.split(".")[1], model.name))
+        )
+    ddb = clients.dynamodb
+    ddb.create_table(
+        TableName=stage.ledger_table,
+        AttributeDefinitions=OLD_ATTRIBUTES,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=OLD_INDEXES,
+        BillingMode="PAY_PER_REQUEST",
+    )
+    DynamoDBLedger(ddb, stage.ledger_table).claim(
+        FileRecord("b/raw/orders/a.csv#v", "b", "raw/orders/a.csv", "v", "orders")
+    )
+    ddb.update_item(
+        TableName=stage.ledger_table, Key={"pk": {"S": "file#b/raw/orders/a.csv#v"}}, UpdateExpression="REMOVE time_key"
+    )
+    assert migrate(ddb, stage.ledger_table)[1] == "wrote time_key on 1 items"
+    with Stubber(clients.stepfunctions) as sfn, Stubber(lakeformation) as lf, Stubber(quotas) as sq:
+        sfn.add_response("validate_state_machine_definition", {"result": "OK", "diagnostics": []})
+        lf.add_response("get_data_lake_settings", {"DataLakeSettings": {"CreateDatabaseDefaultPermissions": []}})
+        _quota_answers(sq, "glue", "Max concurrent job runs per account", 50.0)
+        _quota_answers(sq, "glue", "Max task DPUs per account", 1000.0, applied=200.0)
+        _quota_answers(sq, "athena", "Active DML queries", 200.0)
+        _checks(settings, stage, clients, lakeformation, quotas)
+    with Stubber(glue) as g, Stubber(athena) as a:
+        g.add_response("get_job_runs", {"JobRuns": []})
+        a.add_response("list_query_executions", {"QueryExecutionIds": ["q"]})
+        a.add_response("batch_get_query_execution", {"QueryExecutions": []})
+        glue_job_runs(glue, {"lakehouse-dev-run-batch": False}, datetime.now(UTC))
+        gate_scans(athena, stage.athena_workgroup, datetime.now(UTC), lambda _: None)
+    policy = json.loads((ROOT / "deploy" / "deployer-policy.json").read_text())
+    allowed = [a for st in statements(policy) for a in st["Action"]]
+    needed = {_iam_action({"service-quotas": "servicequotas"}.get(s, s), o) for s, o in calls}
+    needed -= {"sts:GetCallerIdentity", "lambda:GetAccountSettings"}  # the first needs none; the second is stubbed
+    assert {"dynamodb:Scan", "states:ValidateStateMachineDefinition", "servicequotas:GetServiceQuota"} <= needed
+    assert sorted(a for a in needed if not any(fnmatch.fnmatch(a, p) for p in allowed)) == []
