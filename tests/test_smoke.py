@@ -22,6 +22,30 @@ def home(tmp_path_factory):
     lakehouse(home, "down")
 
 
+def _lakehouse(home, *args, timeout=800):
+    """`lakehouse ...` in `home`, as test_local_stage.lakehouse runs it, for a command that may take longer."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["LAKEHOUSE_HOME"] = str(home)
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"lakehouse {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
 @pytest.mark.e2e
 def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behind(home):
     doctor = lakehouse(home, "doctor", "--stage", "local")
@@ -34,8 +58,13 @@ def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behin
     assert "smoke passed on stage local" in smoke.stdout
     assert "costs" in smoke.stdout and "not available on this stage" in smoke.stdout  # only an account reports them
     assert "engines: clickstream single, customers single" in " ".join(smoke.stdout.split()), smoke.stdout
-    # the Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)
-    spark = lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)  # two pipeline runs on Sail: the smoke set's, and the forced gate failure's
+def test_smoke_on_spark_rolls_back_a_batch_that_fails_the_gate_and_leaves_nothing_behind(home):
+    """The Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)."""
+    spark = _lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
     assert "smoke passed on stage local" in spark.stdout, spark.stdout
     # the forced gate failure on the Spark jobs: the run failed on the gate and its batch was rolled back
     assert "ok   rollback" in spark.stdout and "failed the gate (QualityCheckFailed)" in spark.stdout, spark.stdout
