@@ -156,7 +156,7 @@ def ensure_ledger_table(dynamodb: DynamoDBClient, stage: Stage) -> str:
         created = True
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     # A table made by an earlier release gets the indexes it lacks and loses the old time index, one per update
-    migrated = migrate(dynamodb, table)
+    migrated = migrate(dynamodb, table, progress=log.info)  # a large backfill takes minutes: say how far it is
     # "ContinuousBackupsUnavailableException: Backups are being enabled for the table" answers a new table for a while
     _while_settling(
         lambda: dynamodb.update_continuous_backups(
