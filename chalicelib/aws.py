@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # the types-boto3 stubs: types only, nothing of them is impor
     from types_boto3_dynamodb import DynamoDBClient
     from types_boto3_glue import GlueClient
     from types_boto3_iam import IAMClient
+    from types_boto3_lakeformation import LakeFormationClient
     from types_boto3_lambda import LambdaClient
     from types_boto3_s3 import S3Client
+    from types_boto3_service_quotas import ServiceQuotasClient
     from types_boto3_sns import SNSClient
     from types_boto3_sqs import SQSClient
     from types_boto3_stepfunctions import SFNClient
@@ -102,6 +104,10 @@ def client(service: Literal["iam"], settings: ClientSettings | None = None) -> I
 def client(service: Literal["apigateway"], settings: ClientSettings | None = None) -> APIGatewayClient: ...
 @overload
 def client(service: Literal["lambda"], settings: ClientSettings | None = None) -> LambdaClient: ...
+@overload
+def client(service: Literal["lakeformation"], settings: ClientSettings | None = None) -> LakeFormationClient: ...
+@overload
+def client(service: Literal["service-quotas"], settings: ClientSettings | None = None) -> ServiceQuotasClient: ...
 def client(service: str, settings: ClientSettings | None = None) -> BaseClient:
     """A cached boto3 client for `service` (clients are thread-safe; sessions are not, hence the lock)."""
     settings = settings or ClientSettings.from_env()

@@ -20,7 +20,8 @@ from chalicelib import APP_NAME, QUERIES_DIR
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import DeploymentError
-from chalicelib.ledger import LEDGER_INDEXES, LEDGER_TABLE_SPEC
+from chalicelib.ledger import LEDGER_TABLE_SPEC
+from chalicelib.ledger.migration import migrate
 from chalicelib.names import api_key_name, crawler_name, job_name
 from chalicelib.stage.declared import (
     BUCKET_ENCRYPTION,
@@ -154,15 +155,8 @@ def ensure_ledger_table(dynamodb: DynamoDBClient, stage: Stage) -> str:
         )
         created = True
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-    # A table made by an earlier release gets the indexes it lacks (DynamoDB adds one per update).
-    have = {i["IndexName"] for i in dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])}
-    for index in LEDGER_INDEXES:
-        if index["IndexName"] not in have:
-            dynamodb.update_table(
-                TableName=table,
-                AttributeDefinitions=LEDGER_TABLE_SPEC["AttributeDefinitions"],
-                GlobalSecondaryIndexUpdates=[{"Create": index}],
-            )
+    # A table made by an earlier release gets the indexes it lacks and loses the old time index, one per update
+    migrated = migrate(dynamodb, table, progress=log.info)  # a large backfill takes minutes: say how far it is
     # "ContinuousBackupsUnavailableException: Backups are being enabled for the table" answers a new table for a while
     _while_settling(
         lambda: dynamodb.update_continuous_backups(
@@ -173,7 +167,8 @@ def ensure_ledger_table(dynamodb: DynamoDBClient, stage: Stage) -> str:
         wait=10,
         tries=30,
     )
-    return f"ledger table {table}: {'created' if created else 'exists'}; point-in-time recovery on"
+    state = "created" if created else "exists" + (f" ({', '.join(migrated)})" if migrated else "")
+    return f"ledger table {table}: {state}; point-in-time recovery on"
 
 
 def ensure_queue(sqs: SQSClient, name: str, attributes: Mapping[QueueAttributeNameType, str]) -> str:

@@ -15,12 +15,13 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import Settings, Stage, dataset_order
 from chalicelib.errors import LakehouseError
-from chalicelib.ledger import Status, ledger_for
+from chalicelib.ledger import Run, Status, ledger_for
 from lakehouse import localstage
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Smoke:
         self.files: list[str] = []  # ledger file ids of what was dropped
         self.expected: dict[str, int] = {}  # dataset -> rows the set brings
         self.run_name = ""
+        self.started = datetime.now(UTC)  # the Glue job runs and gate queries since are the smoke's
 
     def run(self) -> list[Step]:
         """Every step in order; raises SmokeFailed naming the first that failed (after cleaning up)."""
@@ -73,7 +75,9 @@ class Smoke:
                 ("ledger", self.processed),
                 ("tables", self.tables),
                 ("query", self.query),
+                ("costs", self.costs),
                 ("api", self.api),
+                *((("rollback", self.rollback),) if self.engine == "spark" else ()),
             ):
                 self._step(name, step)
         finally:
@@ -142,13 +146,22 @@ class Smoke:
     def _aws_run(self, pipeline: Any = None, poll: float = 10.0) -> str:
         """Start runs (as `lakehouse run` does) until no smoke file waits and no run is in flight, then judge the
         runs that started since: a processed file records its batch, not its run."""
+        runs = self._aws_runs(self.files, pipeline, poll)
+        for run in runs:
+            if run.status != "SUCCEEDED":
+                raise LakehouseError(f"run {run.name} {run.status}: {run.error or ''} {run.cause or ''}".strip())
+        self.run_name = runs[0].name  # the newest
+        return f"run(s) {', '.join(r.name for r in reversed(runs))} SUCCEEDED"
+
+    def _aws_runs(self, files: list[str], pipeline: Any, poll: float) -> list[Run]:
+        """Start runs until none of `files` waits and no run is in flight; the runs since, newest first."""
         from chalicelib.ledger import now_iso
         from chalicelib.pipeline.batcher import Pipeline
 
         pipeline = pipeline or Pipeline.on_aws(self.settings, self.stage, self.ledger)
         since, deadline = now_iso(), time.monotonic() + RUN_TIMEOUT
         while time.monotonic() < deadline:
-            waiting = [r for r in self.ledger.get_many(self.files) if r.status == Status.VALID]
+            waiting = [r for r in self.ledger.get_many(files) if r.status == Status.VALID]
             if not waiting and self.ledger.active_run() is None:
                 break
             pipeline.tick(force=True, engine=self.engine)  # starts a run when none is in flight; else reports it
@@ -158,11 +171,62 @@ class Smoke:
         runs = [r for r in self.ledger.runs(20) if r.started_at >= since]
         if not runs:
             raise LakehouseError("no run took the smoke files")
-        for run in runs:
-            if run.status != "SUCCEEDED":
-                raise LakehouseError(f"run {run.name} {run.status}: {run.error or ''} {run.cause or ''}".strip())
-        self.run_name = runs[0].name  # the newest
-        return f"run(s) {', '.join(r.name for r in reversed(runs))} SUCCEEDED"
+        return runs
+
+    def rollback(self, pipeline: Any = None, poll: float = 10.0) -> str:
+        """`--engine spark`: write-audit-publish on the Spark jobs. Orders whose totals break the range rule (an
+        error; the ETL itself only refuses negatives) pass validation and are merged; the gate must then fail the
+        run, the rollback job take the batch back out of processed/orders, and its file end FAILED."""
+        from lakehouse.ops import drop_files, wait_for
+
+        tag = f"{self.tag}GATE-"  # under the smoke's tag: the cleanup finds these rows and files too
+        files = drop_files(self.settings, self.stage, [(self._orders_over_the_range(tag), "orders")])
+        self.files += files
+        (record,) = wait_for(self.ledger, files, timeout=300).values()
+        if record.status != Status.VALID:
+            raise LakehouseError(f"the gate-failure file was {record.status}, not VALID: {record.reason}")
+        if self.local:
+            from lakehouse.ops import run_pipeline
+
+            last = run_pipeline(self.settings, self.stage, engine=self.engine)[-1]
+            return self._judge_rollback(files, tag, last["name"], last["status"], str(last.get("error")))
+        run = self._aws_runs(files, pipeline, poll)[0]
+        return self._judge_rollback(files, tag, run.name, run.status, str(run.error))
+
+    def _judge_rollback(self, files: list[str], tag: str, name: str, status: str, error: str) -> str:
+        if status != "FAILED" or error != "QualityCheckFailed":
+            raise LakehouseError(f"run {name} {status} ({error}): the quality gate should have failed it")
+        (after,) = self.ledger.get_many(files)
+        if after.status != Status.FAILED:
+            raise LakehouseError(f"run {name} failed the gate, but its file is {after.status}, not rolled back")
+        left = self._tagged_rows("orders", "order_id", tag)
+        if left:
+            raise LakehouseError(f"run {name} failed the gate, but {left} of its orders are still in processed/")
+        return f"run {name} failed the gate (QualityCheckFailed), its orders batch rolled back: file FAILED, 0 rows"
+
+    def _orders_over_the_range(self, tag: str) -> Path:
+        """A generated orders file whose totals exceed the range rule's max (config: orders.toml)."""
+        import csv
+
+        from lakehouse.generate import generate
+
+        folder = Path(tempfile.mkdtemp(prefix="lakehouse-smoke-gate-"))
+        manifest = generate(folder, orders=5, anomaly_rate=0, seed=11, prefix=tag)
+        source, target = folder / manifest["datasets"]["orders"]["file"], folder / "smoke-gate-failure.csv"
+        with source.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        with target.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**row, "total_amount": "2000000.00"} for row in rows)
+        return target
+
+    def _tagged_rows(self, dataset: str, key: str, tag: str) -> int:
+        from lakehouse_etl.lake import Lake
+        from lakehouse_etl.local_sql import duckdb_connection
+
+        con = duckdb_connection(Lake.for_stage(self.settings, self.stage))
+        return int(con.execute(f"SELECT count(*) FROM processed_{dataset} WHERE {key} LIKE '{tag}%'").fetchone()[0])
 
     def processed(self) -> str:
         records = self.ledger.get_many(self.files)
@@ -206,6 +270,35 @@ class Smoke:
         if rows != self.expected["orders"]:
             raise LakehouseError(f"{sql}: {rows}, expected {self.expected['orders']}")
         return f"processed_orders: {rows} rows, {result.bytes_scanned:,} bytes scanned"
+
+    def costs(self) -> str:
+        """Each Glue job run's time and DPU-seconds beside `lakehouse cost`'s assumption, and the bytes each quality
+        gate query scanned against its table's size (lakehouse.smoke_costs); only an account reports them."""
+        if self.local:
+            return "not available on this stage: its Glue jobs run as local processes and DuckDB reports no bytes"
+        from chalicelib.aws import ClientSettings, client
+        from chalicelib.stage.declared import glue_jobs
+        from lakehouse.smoke_costs import gate_scans, glue_job_runs
+
+        config = ClientSettings.for_stage(self.stage)
+        jobs = {name: job.spark for name, job in glue_jobs(self.settings, self.stage).items()}
+        lines = glue_job_runs(client("glue", config), jobs, self.started)
+        lines += gate_scans(client("athena", config), self.stage.athena_workgroup, self.started, self._table_bytes)
+        return "; ".join(lines) or "no Glue job run or gate query since the smoke began"
+
+    def _table_bytes(self, table: str) -> int | None:
+        """The bytes of a processed_<dataset> table's current Delta files (None for another table)."""
+        from lakehouse_etl import delta
+        from lakehouse_etl.lake import Lake
+
+        dataset = table.removeprefix("processed_")
+        if dataset == table or dataset not in self.settings.datasets:
+            return None
+        lake = Lake.for_stage(self.settings, self.stage)
+        opened = delta.open_table(lake.processed(dataset), lake.storage_options)
+        if opened is None:
+            return None
+        return int(sum(opened.get_add_actions(flatten=True).column("size_bytes").to_pylist()))
 
     def api(self) -> str:
         """GET /status answers, and shows the smoke run."""

@@ -343,6 +343,8 @@ def _client_error(code, message="", operation="Call"):
 
 def test_point_in_time_recovery_is_retried_while_a_new_table_cannot_take_it_yet(monkeypatch):
     """UpdateContinuousBackups often answers a new table ContinuousBackupsUnavailableException: wait, then on."""
+    from chalicelib.ledger import LEDGER_INDEXES
+
     monkeypatch.setattr(provision.time, "sleep", lambda _: None)
 
     class Ddb:
@@ -350,7 +352,11 @@ def test_point_in_time_recovery_is_retried_while_a_new_table_cannot_take_it_yet(
 
         def describe_table(self, TableName):
             return {
-                "Table": {"GlobalSecondaryIndexes": [{"IndexName": i["IndexName"]} for i in provision.LEDGER_INDEXES]}
+                "Table": {
+                    "GlobalSecondaryIndexes": [
+                        {"IndexName": i["IndexName"], "IndexStatus": "ACTIVE"} for i in LEDGER_INDEXES
+                    ]
+                }
             }
 
         def get_waiter(self, name):

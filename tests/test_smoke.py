@@ -22,18 +22,52 @@ def home(tmp_path_factory):
     lakehouse(home, "down")
 
 
+def _lakehouse(home, *args, timeout=800):
+    """`lakehouse ...` in `home`, as test_local_stage.lakehouse runs it, for a command that may take longer."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["LAKEHOUSE_HOME"] = str(home)
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"lakehouse {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
 @pytest.mark.e2e
 def test_doctor_and_smoke_pass_on_the_local_stage_and_smoke_leaves_nothing_behind(home):
     doctor = lakehouse(home, "doctor", "--stage", "local")
-    assert doctor.stdout.count("OK ") == 6 and "FIX" not in doctor.stdout, doctor.stdout
+    assert doctor.stdout.count("OK ") == 7 and "FIX" not in doctor.stdout, doctor.stdout
+    # what only an account answers: moto lacks it, or answers the account's default (Lake Formation)
+    assert doctor.stdout.count("WARN") == 4 and doctor.stdout.count("not available on this stage") == 3
     smoke = lakehouse(home, "smoke", "--stage", "local")
-    for step in ("drop", "verdicts", "run", "ledger", "tables", "query", "api", "cleanup"):
+    for step in ("drop", "verdicts", "run", "ledger", "tables", "query", "costs", "api", "cleanup"):
         assert f"ok   {step}" in smoke.stdout, (step, smoke.stdout)
     assert "smoke passed on stage local" in smoke.stdout
+    assert "costs" in smoke.stdout and "not available on this stage" in smoke.stdout  # only an account reports them
     assert "engines: clickstream single, customers single" in " ".join(smoke.stdout.split()), smoke.stdout
-    # the Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)
-    spark = lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)  # two pipeline runs on Sail: the smoke set's, and the forced gate failure's
+def test_smoke_on_spark_rolls_back_a_batch_that_fails_the_gate_and_leaves_nothing_behind(home):
+    """The Spark jobs, as `lakehouse smoke --stage S --engine spark` exercises them on an account (on Sail here)."""
+    spark = _lakehouse(home, "smoke", "--stage", "local", "--engine", "spark")
     assert "smoke passed on stage local" in spark.stdout, spark.stdout
+    # the forced gate failure on the Spark jobs: the run failed on the gate and its batch was rolled back
+    assert "ok   rollback" in spark.stdout and "failed the gate (QualityCheckFailed)" in spark.stdout, spark.stdout
     engines = ", ".join(
         f"{d} spark" for d in ("clickstream", "customers", "order_items", "orders", "products", "reviews")
     )
@@ -142,3 +176,44 @@ def test_smoke_with_an_engine_fails_its_run_step_when_a_plan_put_a_batch_on_the_
         smoke._engines(since)
     smoke.engine = None  # no engine asked: the step says where each batch ran
     assert smoke._engines(since) == "engines: customers single, orders spark"
+
+
+def test_smoke_with_spark_judges_the_forced_gate_failure_and_its_rollback(settings, monkeypatch):
+    """`lakehouse smoke --engine spark` ends with a run the gate must fail: the run FAILED on QualityCheckFailed,
+    its file FAILED (rolled back) and none of its orders left in processed/; anything else fails the step."""
+    from chalicelib.ledger import FileRecord, InMemoryLedger, Status
+
+    smoke = Smoke(settings, settings.stage("local"), engine="spark")
+    smoke.ledger, file_id = InMemoryLedger(), "lake/raw/orders/smoke-gate-failure.csv#v"
+    record = smoke.ledger.claim(FileRecord(file_id, "lake", "raw/orders/smoke-gate-failure.csv", "v", "orders"))
+    smoke.ledger.finish(record.record, Status.VALID, md5="m")
+    left = {"rows": 0}
+    monkeypatch.setattr(smoke, "_tagged_rows", lambda dataset, key, tag: left["rows"])
+    with pytest.raises(LakehouseError, match=r"run run-9 SUCCEEDED \(None\): the quality gate should have failed"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "SUCCEEDED", "None")
+    with pytest.raises(LakehouseError, match=r"run run-9 FAILED \(States.TaskFailed\)"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "States.TaskFailed")
+    with pytest.raises(LakehouseError, match="but its file is VALID, not rolled back"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "QualityCheckFailed")
+    smoke.ledger.set_file(file_id, status=str(Status.FAILED))
+    left["rows"] = 5
+    with pytest.raises(LakehouseError, match="but 5 of its orders are still in processed/"):
+        smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "QualityCheckFailed")
+    left["rows"] = 0
+    assert smoke._judge_rollback([file_id], "T-", "run-9", "FAILED", "QualityCheckFailed").startswith(
+        "run run-9 failed the gate (QualityCheckFailed), its orders batch rolled back"
+    )
+
+
+def test_the_forced_gate_failure_breaks_the_orders_range_rule_and_nothing_the_etl_refuses(settings):
+    import csv
+
+    from chalicelib.quality.checks import check_of
+
+    (rule,) = [r for r in settings.datasets["orders"].rules if check_of(r).name == "range"]
+    (column,) = [c for c in settings.datasets["orders"].columns if c.name == "total_amount"]
+    path = Smoke(settings, settings.stage("local"))._orders_over_the_range("T-")
+    with path.open(newline="") as f:
+        totals = [float(row["total_amount"]) for row in csv.DictReader(f)]
+    assert totals and all(t > rule.max for t in totals) and rule.severity == "error"
+    assert column.max is None or all(t <= column.max for t in totals)  # the ETL keeps them: the gate must judge

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
     from chalicelib.config import Stage
 
-BY_TIME_INDEX = "by_received_at"
+# Named anew when its key became time_key: DynamoDB cannot re-key an index in place (ledger.migration)
+BY_TIME_INDEX = "by_time_key"
 PENDING_INDEX = "pending_by_dataset"  # sparse: only VALID files waiting for their processed/ job
 # The time index's partition key is `<kind>#<shard>`: every file under one key would send a burst to one partition
 # of the index, throttle it and, through it, the table's writes ("Using write sharding to distribute workloads
@@ -40,7 +41,7 @@ UNPROCESSED_ATTEMPTS = 10  # BatchGetItem calls for one chunk of keys before a t
 
 
 class DynamoDBLedger(Ledger):
-    """The ledger in one DynamoDB table (`pk` string key; GSI `by_received_at` on the sharded kind + received_at,
+    """The ledger in one DynamoDB table (`pk` string key; GSI `by_time_key` on the sharded kind + received_at,
     GSI `pending_by_dataset` on pending + received_at; both project keys (and `status`) only: reads of whole items
     go to the table, consistently, by key)."""
 

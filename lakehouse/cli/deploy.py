@@ -123,8 +123,9 @@ def drift(stage_name: str, as_json: bool) -> None:
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def doctor(stage_name: str) -> None:
     """What can be checked before deploying STAGE (credentials and account, regions, the Python Chalice deploys
-    with, bucket names free or ours, Lambda concurrency, the Glue module pins): a line each, OK or what to do.
-    Exit 1 if any is not OK."""
+    with, bucket names free or ours, Lambda concurrency, the Glue module pins, the ledger table's migration, Step
+    Functions' validation of the definition, Lake Formation's default grants, Glue's and Athena's quotas): a line
+    each, OK, WARN (worth knowing) or what to do. Exit 1 if any needs fixing."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -145,7 +146,7 @@ def doctor(stage_name: str) -> None:
         cli_region=boto3.Session().region_name,
     )
     for check in checks:
-        mark = "[green]OK [/green]" if check.ok else "[red]FIX[/red]"
+        mark = "[yellow]WARN[/yellow]" if check.warn else "[green]OK [/green]" if check.ok else "[red]FIX[/red]"
         out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
     sys.exit(0 if all(c.ok for c in checks) else 1)
 
