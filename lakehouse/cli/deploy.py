@@ -47,8 +47,12 @@ def deploy(stage_name: str, plan_only: bool) -> None:
         print_changes(changes, f"lakehouse deploy --stage {stage_name} would change (--plan: nothing changed)")
         return
     provision(settings, stage, clients, config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
-    written = write_stage(settings, stage, account_id(clients.sts))
-    console.print(f"  chalice project: {', '.join(written) or 'up to date'} (the stage's names and Lambda policy)")
+    from chalicelib.stage.roles import lifecycle_buckets
+    from lakehouse.ops import definition_files
+
+    lifecycle = lifecycle_buckets(definition_files(), stage.bucket)  # the sync may touch these buckets only
+    written = write_stage(settings, stage, account_id(clients.sts), lifecycle=lifecycle)
+    console.print(f"  chalice project: {', '.join(written) or 'up to date'} (the stage's names and Lambda policies)")
     console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)
 
 
