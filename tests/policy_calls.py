@@ -60,6 +60,18 @@ class Recorder:
         prefix = model.service_model.signing_name
         self.calls.append(Call(prefix, model.name, json.loads(json.dumps(params, default=str))))
 
+    @classmethod
+    def of_every_new_client(cls) -> Recorder:
+        """The calls of every client `chalicelib.aws` makes from now on (the cache is emptied, and the hook is on
+        the session its clients are made from): a handler's runtime, ledger and alerts included."""
+        from chalicelib import aws, runtime
+
+        aws.clear_cache()
+        runtime.reset()
+        recorder = cls(())
+        aws._session_for_clients().register("before-parameter-build.*.*", recorder._record)
+        return recorder
+
     def operations(self) -> set[str]:
         return {f"{c.service}:{c.operation}" for c in self.calls}
 
@@ -81,7 +93,14 @@ class Places:
         if service == "s3":
             bucket, key = p.get("Bucket", "*"), p.get("Key")
             resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else "")
-            return [(f"s3:{S3_ACTIONS.get(op, op)}", resource if op != "ListBuckets" else "*")]
+            out = [(f"s3:{S3_ACTIONS.get(op, op)}", resource if op != "ListBuckets" else "*")]
+            source = p.get("CopySource")
+            if isinstance(source, dict):  # a copy reads its source as well
+                read = "s3:GetObjectVersion" if source.get("VersionId") else "s3:GetObject"
+                out.append((read, f"arn:aws:s3:::{source['Bucket']}/{source['Key']}"))
+            if p.get("VersionId") and op in ("GetObject", "HeadObject"):
+                out.append(("s3:GetObjectVersion", resource))
+            return out
         if service == "sts":
             return [(action, "*")]
         if service == "iam":
@@ -94,7 +113,9 @@ class Places:
         if service == "glue":
             return self._glue(action, op, p)
         if service == "dynamodb":
-            return [(action, self.arn("dynamodb", f"table/{p['TableName']}"))]
+            tables = [p["TableName"]] if "TableName" in p else sorted(p["RequestItems"])
+            index = f"/index/{p['IndexName']}" if p.get("IndexName") else ""
+            return [(action, self.arn("dynamodb", f"table/{t}{index}")) for t in tables]
         if service == "sqs":
             name = p.get("QueueName") or unquote(str(p.get("QueueUrl", ""))).rsplit("/", 1)[-1]
             resource = self.arn("sqs", name)

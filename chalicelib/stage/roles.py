@@ -231,7 +231,7 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
         allow("HideArchivedRaw", ["s3:DeleteObject"], a.objects(z.raw)),
     ]
     catalog = allow("Catalog", ["glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"], a.tables)
-    lifecycle = sorted(set(lifecycle))
+    defined = [f"arn:aws:s3:::{b}" for b in sorted(set(lifecycle))]  # never arn:aws:s3:::* (one rule could expire any)
     statements: dict[str, list[Statement]] = {
         "validate": [
             allow(
@@ -256,10 +256,10 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
                     allow(
                         "LifecycleOfDefinedBuckets",
                         ["s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"],
-                        [f"arn:aws:s3:::{b}" for b in lifecycle],
+                        defined,
                     )
                 ]
-                if lifecycle
+                if defined
                 else []
             ),
             allow("History", ["s3:PutObject"], a.objects(f"{z.reports}lifecycle/")),
@@ -267,6 +267,9 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
             metrics,
         ],
         "drift_report": [
+            # a lifecycle sync's dry run: the defined buckets' rules against the definitions
+            allow("ListBuckets", ["s3:ListAllMyBuckets"], "*"),
+            *([allow("ReadLifecycle", ["s3:GetLifecycleConfiguration"], defined)] if defined else []),
             allow(
                 "ReadBuckets",
                 [
