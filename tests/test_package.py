@@ -106,3 +106,22 @@ def test_the_validator_has_its_queue_trigger_and_the_steps_their_handlers(packag
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(1 minute)"
     for step in ("QualityCheck", "RefreshTables", "FinishRun", "FailRun"):
         assert resources[step]["Properties"]["Handler"].startswith("app.")
+
+
+def test_each_function_runs_as_a_role_of_its_own_with_its_own_policy(package):
+    """Chalice turns each function's `iam_policy_file` into a role for that function alone."""
+    from chalicelib.config import load_settings
+    from chalicelib.stage.roles import lambda_policies
+
+    stage, out = package
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    settings = load_settings(CONFIG).for_account("111122223333")
+    policies = lambda_policies(settings, settings.stage(stage), "111122223333")
+    roles = set()
+    for name, policy in policies.items():
+        logical = "APIHandler" if name == "api_handler" else "".join(p.title() for p in name.split("_"))
+        (role, _) = resources[logical]["Properties"]["Role"]["Fn::GetAtt"]
+        roles.add(role)
+        (document,) = [p["PolicyDocument"] for p in resources[role]["Properties"]["Policies"]]
+        assert document == policy, name
+    assert len(roles) == len(policies)
