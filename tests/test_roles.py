@@ -149,3 +149,44 @@ def test_the_nightly_lambdas_calls_are_all_their_roles_allow(client, provisioned
         if function == "lifecycle_sync":
             assert {"s3:GetBucketLifecycleConfiguration", "s3:PutBucketLifecycleConfiguration"} <= recorder.operations()
         assert _held(recorder, policies[function], stage) == [], function
+
+
+def test_the_run_steps_calls_are_all_their_roles_allow(client, provisioned, settings, stage):
+    """A run failed (its batch's rejected rows dropped), then run again and finished (its raw file archived): each
+    step's calls, and the batcher's start of each run, within their own roles."""
+    from test_app import H, R, sqs_event
+
+    from chalicelib.ledger import DynamoDBLedger
+    from lakehouse.localstage import s3_notification
+
+    policies = _policies(settings, stage)
+    config = provisioned.s3.get_object(Bucket=stage.bucket, Key="config/lakehouse.toml")["Body"].read().decode()
+    provisioned.s3.put_object(  # a run starts as soon as a file waits
+        Bucket=stage.bucket, Key="config/lakehouse.toml", Body=config.replace("start_files = 1000", "start_files = 1")
+    )
+    version = provisioned.s3.put_object(Bucket=stage.bucket, Key="raw/orders/a.csv", Body=H + R)["VersionId"]
+    client.lambda_.invoke("validate", sqs_event(s3_notification(stage.bucket, "raw/orders/a.csv", version)))
+    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
+    ledger = DynamoDBLedger(provisioned.dynamodb, stage.ledger_table)
+
+    made: dict[str, set[str]] = {}
+
+    def step(function: str, event) -> dict:
+        recorder = Recorder.of_every_new_client()
+        payload = client.lambda_.invoke(function, event).payload
+        assert _held(recorder, policies[function], stage) == [], function
+        made[function] = recorder.operations()
+        return payload
+
+    first = step("batcher", tick)
+    assert first["action"] == "started"
+    step("refresh_tables", {"run": first["run"]})
+    failed = step("fail_run", {"run": first["run"], "error": {"Error": "States.TaskFailed", "Cause": "the job"}})
+    assert failed["files_failed"] == 1 and "s3:DeleteObject" in made["fail_run"]  # its rejected rows
+    (record,) = ledger.files()
+    assert ledger.requeue(record.file_id)  # `lakehouse requeue`
+    second = step("batcher", tick)
+    assert second["action"] == "started" and second["run"] != first["run"]
+    ledger.set_file(record.file_id, status="PROCESSED")  # as the run's Glue job would
+    assert step("finish_run", {"run": second["run"]})["archived"] == 1
+    assert {"s3:CopyObject", "s3:DeleteObject"} <= made["finish_run"]  # copied to archive/, hidden in raw/
