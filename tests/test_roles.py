@@ -190,3 +190,23 @@ def test_the_run_steps_calls_are_all_their_roles_allow(client, provisioned, sett
     ledger.set_file(record.file_id, status="PROCESSED")  # as the run's Glue job would
     assert step("finish_run", {"run": second["run"]})["archived"] == 1
     assert {"s3:CopyObject", "s3:DeleteObject"} <= made["finish_run"]  # copied to archive/, hidden in raw/
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_role_name_is_the_role_chalice_deploys_each_function_with(settings, stage_name):
+    """Chalice's own deploy planner, on the committed .chalice/config.json: each function's role, by name."""
+    from chalice.config import Config
+    from chalice.deploy import models
+    from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
+    from conftest import ROOT
+
+    disk = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    config = Config(
+        stage_name, config_from_disk=disk, user_provided_params={"chalice_app": app.app, "project_dir": "."}
+    )
+    graph = DependencyBuilder().build_dependencies(ApplicationGraphBuilder().build(config, stage_name))
+    planned = {r.resource_name: r.role.role_name for r in graph if isinstance(r, models.LambdaFunction)}
+    stage = settings.stage(stage_name)
+    assert planned == {f: roles.role_name(stage, f) for f in LAMBDA_FUNCTIONS}
+    policy_files = {r.resource_name: r.policy.filename for r in graph if isinstance(r, models.ManagedIAMRole)}
+    assert {f"{f}_role": f"./.chalice/policy-{stage_name}-{f}.json" for f in LAMBDA_FUNCTIONS} == policy_files

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from chalicelib import APP_NAME, METRICS_NAMESPACE
+from chalicelib import APP_NAME
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.names import (
@@ -221,7 +221,7 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
         ]
 
     alerts = allow("Alerts", ["sns:Publish"], [a.alerts])
-    metrics = _metrics(METRICS_NAMESPACE)
+    # no cloudwatch:PutMetricData: app.py's metrics are Powertools' embedded metric format, lines of the log
     ledger_read = allow("LedgerRead", LEDGER_READ, a.ledger)
     ledger = allow("Ledger", LEDGER_READ + LEDGER_WRITE, a.ledger)
     # finish_run and fail_run archive a run's raw files: copy, check the copy, hide the raw key behind a delete marker
@@ -241,7 +241,6 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
             allow("WriteRejected", ["s3:PutObject", "s3:AbortMultipartUpload"], a.objects(z.rejected)),
             ledger,
             allow("AnnounceAccepted", ["sqs:GetQueueUrl", "sqs:SendMessage"], [a.accepted_queue]),
-            metrics,
         ],
         "batcher": [
             ledger,
@@ -264,7 +263,6 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
             ),
             allow("History", ["s3:PutObject"], a.objects(f"{z.reports}lifecycle/")),
             alerts,
-            metrics,
         ],
         "drift_report": [
             # a lifecycle sync's dry run: the defined buckets' rules against the definitions
@@ -322,7 +320,6 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
             ),
             allow("ListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
             alerts,
-            metrics,
         ],
         "quality_check": [
             ledger,
@@ -346,16 +343,14 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
                 [a.lake, *a.objects(z.athena_results)],
             ),
             alerts,
-            metrics,
         ],
         "refresh_tables": [catalog],
-        "finish_run": [ledger, *archive, metrics],
+        "finish_run": [ledger, *archive],
         "fail_run": [
             ledger,
             *archive,
             # a failed batch's rejected rows go: requeued, its files are read again under a new batch
             allow("DropRejectedRows", ["s3:DeleteObject"], a.objects(f"{z.rejected}*/rows/")),
-            metrics,
         ],
         # read-only: the ledger's summaries and the reports' latest documents (/status); the cost what-if reads the
         # lifecycle definitions, which are configuration
