@@ -48,6 +48,16 @@ def test_a_role_for_every_lambda_of_the_app_named_as_chalice_names_it(stage):
         roles.role_name(stage, "etl")
 
 
+def test_every_component_has_its_role_name_trust_and_policy_for_the_local_stage(settings, stage):
+    components = roles.component_roles(settings, stage, ACCOUNT)
+    assert list(components) == [*LAMBDA_FUNCTIONS, *GLUE_KINDS, "state_machine"]
+    services = {"state_machine": "states.amazonaws.com", **dict.fromkeys(GLUE_KINDS, "glue.amazonaws.com")}
+    for component, (name, trust, policy) in components.items():
+        assert name == roles.role_name(stage, component)
+        assert trust["Statement"][0]["Principal"] == {"Service": services.get(component, "lambda.amazonaws.com")}
+        assert policy["Statement"], component
+
+
 def test_a_stage_that_brings_its_glue_role_runs_every_kind_as_it_and_deploy_makes_none(settings, stage):
     from dataclasses import replace
 
