@@ -24,9 +24,11 @@ from chalicelib.names import (
     job_name,
     process_job,
     role_as_configured,
-    role_name,
     run_job,
     spark_job,
+)
+from chalicelib.names import (
+    role_name as role_name,  # re-exported: which role a component runs as
 )
 from chalicelib.stage.declared import glue_jobs, role_arn
 
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
     from types_boto3_iam import IAMClient
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
-__all__ = ["role_name"]  # re-exported: which role a component runs as (chalicelib.names)
 
 Policy = dict[str, Any]
 Statement = dict[str, Any]
