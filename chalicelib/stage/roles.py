@@ -52,6 +52,7 @@ def trust(service: str, account: str, *, source_account: bool = True) -> dict[st
 
 
 def allow(sid: str, actions: list[str], resources: list[str] | str) -> Statement:
+    """One statement allowing `actions` on `resources`."""
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
 
 
