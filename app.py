@@ -139,15 +139,17 @@ def drift_report(event: CloudWatchEvent) -> dict[str, Any]:
 # -- the HTTP API (its OpenAPI document: GET /openapi.json, chalicelib/openapi.py) ---------------------------
 def _api_auth(mode: str) -> dict[str, Any]:
     """How a stage's API routes are protected (`LAKEHOUSE_API_AUTH` in .chalice/config.json, read when `chalice
-    deploy` or `chalice package` loads this file): IAM (SigV4-signed requests), an API key, or none (the local
-    stage, on loopback)."""
+    deploy` or `chalice package` loads this file): IAM (SigV4-signed requests), IAM with an API key as well (the key
+    only throttles, through its usage plan), or none (the local stage, on loopback). A key alone is refused: anyone
+    holding it could read the ledger, and API Gateway says a key is for usage plans, not authorization."""
     if mode == "iam":
         return {"authorizer": IAMAuthorizer()}
-    if mode == "api_key":
-        return {"api_key_required": True}
+    if mode == "iam+api_key":
+        return {"authorizer": IAMAuthorizer(), "api_key_required": True}
     if mode == "none":
         return {}
-    raise ConfigError(".chalice/config.json", "LAKEHOUSE_API_AUTH", mode, "must be iam, api_key or none")
+    why = "an API key is not authorization (API Gateway, usage plans); " if mode == "api_key" else ""
+    raise ConfigError(".chalice/config.json", "LAKEHOUSE_API_AUTH", mode, f"{why}must be iam, iam+api_key or none")
 
 
 API_AUTH_MODE = os.environ.get("LAKEHOUSE_API_AUTH", "iam")  # unset: the safe default

@@ -4,6 +4,7 @@ key. One place, so the state machine plan, provisioning, IAM, teardown and drift
 
 from __future__ import annotations
 
+from chalicelib import APP_NAME
 from chalicelib.config.model import Stage
 
 
@@ -49,3 +50,53 @@ def api_key_name(stage: Stage) -> str:
 def table_name(dataset: str) -> str:
     """A dataset's processed table in SQL (Athena and DuckDB alike): `processed_orders`."""
     return f"processed_{dataset}"
+
+
+# Every Lambda function of app.py, by the name Chalice gives it (a test holds this to app.py's).
+LAMBDA_FUNCTIONS = (
+    "validate",
+    "batcher",
+    "lifecycle_sync",
+    "drift_report",
+    "quality_check",
+    "refresh_tables",
+    "finish_run",
+    "fail_run",
+    "api_handler",  # the API's, named so by Chalice
+)
+# The Glue roles: one per kind of job (a kind's jobs run the same code on different datasets), and the crawlers'.
+GLUE_KINDS = ("process", "spark", "run", "housekeeping", "crawler")
+STATE_MACHINE = "state_machine"
+_SCRIPT_KINDS = {
+    PROCESS_SCRIPT: "process",
+    SPARK_SCRIPT: "spark",
+    RUN_SCRIPT: "run",
+    "master_merge.py": "run",  # the run's last step when its datasets ran in jobs of their own
+    "housekeeping.py": "housekeeping",
+}
+
+
+def job_kind(script: str) -> str:
+    """The kind of a Glue job's entry point (its role)."""
+    return _SCRIPT_KINDS[script]
+
+
+def role_as_configured(stage: Stage, component: str) -> str:
+    """The role `component` runs as, by name, or by ARN where the stage brings its own role (`glue_role` or
+    `pipeline_role` given as an ARN: every Glue kind then runs as that one role)."""
+    if component in LAMBDA_FUNCTIONS:
+        # Chalice's name for a function with a policy file of its own (chalice/deploy/appgraph.py,
+        # _create_role_reference: `<app>-<stage>-<function>` when autogen_policy is false)
+        return f"{APP_NAME}-{stage.name}-{component}"
+    if component in GLUE_KINDS:
+        return stage.glue_role if stage.glue_role.startswith("arn:") else f"{stage.glue_role}-{component}"
+    if component == STATE_MACHINE:
+        return stage.pipeline_role
+    known = [*LAMBDA_FUNCTIONS, *GLUE_KINDS, STATE_MACHINE]
+    raise ValueError(f"no role for component {component!r}: known are {', '.join(known)}")
+
+
+def role_name(stage: Stage, component: str) -> str:
+    """The name of the IAM role a component runs as on `stage`: a Lambda function by its name (`api_handler`), a
+    Glue job kind (`process`, `spark`, `run`, `housekeeping`, `crawler`) or `state_machine`."""
+    return role_as_configured(stage, component).rsplit("/", 1)[-1]

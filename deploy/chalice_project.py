@@ -6,6 +6,7 @@ Only the CLI reads it: a deployed Lambda has no `.chalice/` folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -133,19 +134,28 @@ def stage_environment(stage: Stage, account: str) -> dict[str, str]:
     }
 
 
-def write_stage(settings: Settings, stage: Stage, account: str, project_dir: Path = PROJECT_DIR) -> list[str]:
+def write_stage(
+    settings: Settings, stage: Stage, account: str, project_dir: Path = PROJECT_DIR, lifecycle: Iterable[str] = ()
+) -> list[str]:
     """Write what `chalice deploy --stage STAGE` needs from config/ into the Chalice project, so that no name the
     configuration can change is written by hand twice: the stage's Lambda environment in `.chalice/config.json`
-    (the rest of that file is ours to edit) and the Lambdas' policy in `.chalice/policy-<stage>.json`. Returns the
-    files it changed (none when they already say the same)."""
-    from chalicelib.stage.roles import lambda_policy
+    (the rest of that file is ours to edit) and each function's own policy in `.chalice/policy-<stage>-<function>
+    .json`, named by the function's `iam_policy_file` (Chalice then gives each function a role of its own,
+    `<app>-<stage>-<function>`). `lifecycle`: the buckets the lifecycle definitions name. Returns the files it
+    changed (none when they already say the same)."""
+    from chalicelib.stage.roles import lambda_policies
 
     config = _with_environment(stage, account, project_dir)
     chalice_stage = config["stages"][stage.name]
-    chalice_stage.setdefault("autogen_policy", False)
-    policy_file = chalice_stage.setdefault("iam_policy_file", f"policy-{stage.name}.json")
-    policy = lambda_policy(settings, stage, account)
-    return _write(project_dir, {CONFIG_FILE: config, f".chalice/{policy_file}": policy})
+    chalice_stage["autogen_policy"] = False
+    chalice_stage.pop("iam_policy_file", None)  # the stage's one policy for every function, before issue 27
+    functions = chalice_stage.setdefault("lambda_functions", {})
+    documents: dict[str, Any] = {}
+    for function, policy in lambda_policies(settings, stage, account, lifecycle).items():
+        policy_file = f"policy-{stage.name}-{function}.json"
+        functions.setdefault(function, {})["iam_policy_file"] = policy_file
+        documents[f".chalice/{policy_file}"] = policy
+    return _write(project_dir, {CONFIG_FILE: config, **documents})
 
 
 def write_environment(stage: Stage, account: str, project_dir: Path = PROJECT_DIR) -> list[str]:

@@ -395,6 +395,10 @@ def ensure_named_queries(athena: AthenaClient, stage: Stage, queries_dir: Path =
         text, name = path.read_text(), path.stem
         description = text.splitlines()[0].lstrip("- ")[:1024]
         current = existing.get(name)
+        if current is not None and current.get("Database") != stage.glue_database:
+            # UpdateNamedQuery has no Database parameter: updated, the query would differ again on every deploy
+            athena.delete_named_query(NamedQueryId=current["NamedQueryId"])
+            current = None
         if current is None:
             athena.create_named_query(
                 Name=name,
@@ -403,7 +407,7 @@ def ensure_named_queries(athena: AthenaClient, stage: Stage, queries_dir: Path =
                 QueryString=text,
                 WorkGroup=stage.athena_workgroup,
             )
-        elif current["QueryString"] != text or current.get("Database") != stage.glue_database:
+        elif current["QueryString"] != text:
             athena.update_named_query(
                 NamedQueryId=current["NamedQueryId"], Name=name, Description=description, QueryString=text
             )
@@ -568,11 +572,11 @@ API_STAGE = "api"  # Chalice's default API Gateway stage
 
 
 def ensure_api_key(apigateway: APIGatewayClient, stage: Stage, project_dir: Path = PROJECT_DIR) -> str:
-    """For a stage whose API wants an API key (LAKEHOUSE_API_AUTH = api_key): a key and a usage plan (throttled)
-    bound to the stage's deployed API, as Chalice recorded it. `chalice deploy` makes the API, so on a first
-    deployment this waits for the next."""
+    """For a stage whose API wants an API key beside IAM (LAKEHOUSE_API_AUTH = iam+api_key, the key throttles): a key
+    and a usage plan (throttled) bound to the stage's deployed API, as Chalice recorded it. `chalice deploy` makes
+    the API, so on a first deployment this waits for the next."""
     auth = chalice_stage_env(stage.name).get("LAKEHOUSE_API_AUTH", "iam")
-    if auth != "api_key":
+    if auth != "iam+api_key":
         return f"api key: not used (LAKEHOUSE_API_AUTH = {auth})"
     api = deployed_api_id(stage.name, project_dir)
     if api is None:

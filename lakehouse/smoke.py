@@ -377,7 +377,7 @@ class Smoke:
 
 def deployed_get(stage: Stage, path: str) -> tuple[int, str]:
     """GET `path` of the stage's deployed API (its URL from Chalice's record), signed as the stage's
-    LAKEHOUSE_API_AUTH asks: SigV4 for iam, the API key for api_key."""
+    LAKEHOUSE_API_AUTH asks: SigV4 for iam, and the API key too for iam+api_key."""
     import urllib.error
     import urllib.request
 
@@ -395,16 +395,16 @@ def deployed_get(stage: Stage, path: str) -> tuple[int, str]:
     headers: dict[str, str] = {}
     auth = chalice_stage_env(stage.name).get("LAKEHOUSE_API_AUTH", "iam")
     session = boto3.Session(region_name=stage.region)
-    if auth == "iam":
+    if auth in ("iam", "iam+api_key"):
         request = AWSRequest(method="GET", url=url)
         credentials = session.get_credentials()
         if credentials is None:
             raise LakehouseError(f"no AWS credentials to sign the request to {url} with (the stage's API uses IAM)")
         SigV4Auth(credentials, "execute-api", stage.region).add_auth(request)
         headers = dict(request.headers)
-    elif auth == "api_key":
+    if auth == "iam+api_key":
         keys = session.client("apigateway").get_api_keys(nameQuery=api_key_name(stage), includeValues=True)
-        headers = {"x-api-key": keys["items"][0]["value"]}
+        headers["x-api-key"] = keys["items"][0]["value"]
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
             return response.status, response.read().decode()

@@ -46,8 +46,9 @@ def test_the_openapi_document_is_valid_and_describes_every_cost_parameter(client
     assert parameters["glue_dpus"] == {"type": "number", "minimum": 0, "maximum": 1000}
     assert parameters["scenario"]["enum"] == ["light", "medium", "heavy"]
     assert "security" not in document["paths"]["/status"]["get"]  # the local stage: open on loopback
-    iam, key = openapi.document("iam", app.openapi_routes()), openapi.document("api_key", app.openapi_routes())
+    iam, key = openapi.document("iam", app.openapi_routes()), openapi.document("iam+api_key", app.openapi_routes())
     assert iam["paths"]["/cost"]["post"]["security"] == [{"sigv4": []}]
+    assert key["paths"]["/cost"]["post"]["security"] == [{"sigv4": [], "api_key": []}]  # both at once
     assert key["components"]["securitySchemes"]["api_key"]["name"] == "x-api-key"
     assert "security" not in iam["paths"]["/"]["get"]  # the page itself holds no data
 
@@ -62,16 +63,21 @@ def test_every_route_of_the_app_is_in_its_openapi_document_and_nothing_else():
     assert all(app.app.routes[p][m].authorizer is None for p, m in data)  # this test process: the local stage's none
 
 
-def test_each_stage_protects_its_api_as_configured():
+def test_each_stage_protects_its_api_as_configured_and_a_key_is_never_the_authorization():
+    """An API key is not authorization (API Gateway, usage plans): every deployed stage signs with IAM, and a key
+    only adds throttling."""
     from chalice import IAMAuthorizer
 
     stages = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]
     modes = {name: s["environment_variables"]["LAKEHOUSE_API_AUTH"] for name, s in stages.items()}
-    assert modes == {"local": "none", "dev": "api_key", "prod": "iam"}
+    assert modes == {"local": "none", "dev": "iam", "prod": "iam"}
     assert isinstance(app._api_auth("iam")["authorizer"], IAMAuthorizer)
-    assert app._api_auth("api_key") == {"api_key_required": True}
+    both = app._api_auth("iam+api_key")
+    assert isinstance(both["authorizer"], IAMAuthorizer) and both["api_key_required"] is True
     assert app._api_auth("none") == {}
-    with pytest.raises(ConfigError, match="LAKEHOUSE_API_AUTH = 'open': must be iam, api_key or none"):
+    with pytest.raises(ConfigError, match=r"'api_key': an API key is not authorization .* iam, iam\+api_key or none"):
+        app._api_auth("api_key")
+    with pytest.raises(ConfigError, match=r"LAKEHOUSE_API_AUTH = 'open': must be iam, iam\+api_key or none"):
         app._api_auth("open")
 
 

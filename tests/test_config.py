@@ -46,7 +46,7 @@ def test_chalice_stage_environment_matches_lakehouse_toml(settings):
         written = stage_environment(settings.for_account("123456789012").stage(name), "123456789012")
         assert env == {
             "LAKEHOUSE_STAGE": name,
-            "LAKEHOUSE_API_AUTH": {"local": "none", "dev": "api_key", "prod": "iam"}[name],
+            "LAKEHOUSE_API_AUTH": {"local": "none", "dev": "iam", "prod": "iam"}[name],
             **local,
             **(written if name == "local" else {}),  # as `lakehouse up` writes it (moto's account)
         }

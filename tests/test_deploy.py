@@ -35,26 +35,35 @@ def _wildcards(policy) -> list[str]:
     return bad
 
 
-def test_the_glue_role_may_write_every_object_its_jobs_write(settings):
-    """moto does not enforce IAM, so the keys the jobs write are held against the Glue role's policy here: a Spark
-    job stages its batch under the scratch zone, and a single-node job writes tables and rejected rows."""
+def test_each_glue_role_may_write_every_object_its_jobs_write(settings):
+    """The keys each kind of job writes, held against its kind's policy: a Spark job stages its batch under the
+    scratch zone, a single-node job writes its table and rejected rows, the run's job curated/ too."""
     from fnmatch import fnmatchcase
 
     stage = settings.stage("dev")
-    policy = declared_roles.glue_policy(settings, stage, "111122223333")
     zones, lake = settings.zones, f"arn:aws:s3:::{stage.bucket}"
-    written = [
-        f"{zones.spark_batch('orders', 7)}/part-00000.snappy.parquet",
-        zones.rejected_rows("orders", 7),
-        f"{zones.processed}orders/_delta_log/00000000000000000001.json",
-        f"{zones.curated}customer_summary/part-0.parquet",
-    ]
-    for key in written:
-        for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+    staged = f"{zones.spark_batch('orders', 7)}/part-00000.snappy.parquet"
+    table = f"{zones.processed}orders/_delta_log/00000000000000000001.json"
+    curated = f"{zones.curated}customer_summary/part-0.parquet"
+    writes = {
+        "process": [zones.rejected_rows("orders", 7), table],
+        "spark": [staged, zones.rejected_rows("orders", 7), table],
+        "run": [zones.rejected_rows("orders", 7), zones.rolled_back_mark("orders", 7), table, curated],
+        "housekeeping": [table, curated],
+    }
+    for kind, keys in writes.items():
+        policy = declared_roles.glue_policy(settings, stage, "111122223333", kind)
+
+        def allowed(action, key, policy=policy):
             resources = [r for st in statements(policy) if action in st["Action"] for r in st["Resource"]]
-            assert any(fnmatchcase(f"{lake}/{key}", r) for r in resources), (action, key)
-    puts = [r for st in statements(policy) if "s3:PutObject" in st["Action"] for r in st["Resource"]]
-    assert not any(fnmatchcase(f"{lake}/{zones.archive}x", r) for r in puts)  # archive/ is the archiver's
+            return any(fnmatchcase(f"{lake}/{key}", r) for r in resources)
+
+        for key in keys:
+            assert allowed("s3:PutObject", key) and allowed("s3:GetObject", key), (kind, key)
+        assert not allowed("s3:PutObject", f"{zones.archive}x"), kind  # archive/ is the archiver's
+        assert allowed("s3:PutObject", curated) == (kind in ("run", "housekeeping")), kind
+        assert allowed("s3:PutObject", staged) == (kind == "spark"), kind
+        assert not allowed("s3:DeleteObject", zones.rejected_rows("orders", 7)), kind  # nothing of theirs deletes there
 
 
 @pytest.mark.parametrize("stage_name", ["dev", "prod"])
@@ -63,7 +72,7 @@ def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, s
     for name, (trust, policy) in declared_roles.declared_roles(settings, stage, "111122223333").items():
         assert _wildcards(policy) == [], name
         guard = {"StringEquals": {"aws:SourceAccount": "111122223333"}}
-        assert trust["Statement"][0].get("Condition") == (None if name == stage.glue_role else guard), name
+        assert trust["Statement"][0].get("Condition") == (None if name != stage.pipeline_role else guard), name
         for st in statements(policy):
             for resource in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
                 scoped = stage_name in resource or "/aws-glue/" in resource or resource.endswith(":catalog")
@@ -83,11 +92,18 @@ def test_every_policy_names_its_actions_and_the_stages_own_resources(settings, s
 
 
 def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_nothing(provisioned, settings, stage):
-    roles = {r["RoleName"] for r in provisioned.iam.list_roles()["Roles"]}
-    assert {stage.glue_role, stage.pipeline_role} <= roles
-    glue_trust, glue_policy = declared_roles.live_role(provisioned.iam, stage.glue_role)
-    assert glue_trust["Statement"][0]["Principal"] == {"Service": "glue.amazonaws.com"}
-    assert glue_policy == declared_roles.glue_policy(settings, stage, "123456789012")
+    roles = {r["RoleName"]: r for r in provisioned.iam.list_roles()["Roles"]}
+    kinds = ("process", "spark", "run", "housekeeping", "crawler")
+    assert set(roles) == {stage.pipeline_role, *(f"{stage.glue_role}-{kind}" for kind in kinds)}  # a role per kind
+    for kind in kinds:
+        glue_trust, glue_policy = declared_roles.live_role(provisioned.iam, declared_roles.role_name(stage, kind))
+        assert glue_trust["Statement"][0]["Principal"] == {"Service": "glue.amazonaws.com"}
+        assert glue_policy == declared_roles.glue_policy(settings, stage, "123456789012", kind)
+    jobs = {j["Name"]: j["Role"].rsplit("/", 1)[-1] for j in provisioned.glue.get_jobs()["Jobs"]}
+    assert jobs[names.process_job(stage, "orders")] == f"{stage.glue_role}-process"
+    assert jobs[names.job_name(stage, "master_merge.py")] == jobs[names.run_job(stage)] == f"{stage.glue_role}-run"
+    crawler = provisioned.glue.get_crawler(Name=names.crawler_name(stage, "orders"))["Crawler"]
+    assert crawler["Role"].rsplit("/", 1)[-1] == f"{stage.glue_role}-crawler"
     logging_status = provisioned.s3.get_bucket_logging(Bucket=stage.bucket)["LoggingEnabled"]
     assert logging_status == {"TargetBucket": stage.log_bucket, "TargetPrefix": "lake/"}
     (retention,) = provisioned.s3.get_bucket_lifecycle_configuration(Bucket=stage.log_bucket)["Rules"]
@@ -100,10 +116,11 @@ def test_deploy_creates_the_roles_and_access_logging_and_a_second_run_changes_no
 def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned, settings, stage):
     c = provisioned
     c.s3.put_bucket_versioning(Bucket=stage.bucket, VersioningConfiguration={"Status": "Suspended"})
-    policy = declared_roles.glue_policy(settings, stage, "123456789012")
+    policy = declared_roles.glue_policy(settings, stage, "123456789012", "process")
     policy["Statement"].append({"Sid": "Extra", "Effect": "Allow", "Action": "s3:*", "Resource": "*"})
+    process_role = declared_roles.role_name(stage, "process")
     c.iam.put_role_policy(
-        RoleName=stage.glue_role, PolicyName=declared_roles.POLICY_NAME, PolicyDocument=json.dumps(policy)
+        RoleName=process_role, PolicyName=declared_roles.POLICY_NAME, PolicyDocument=json.dumps(policy)
     )
     job = names.job_name(stage, "process_orders.py")
     c.glue.delete_job(JobName=job)
@@ -115,7 +132,7 @@ def test_the_plan_changes_nothing_and_lists_what_deploy_would_change(provisioned
     found = {(f.resource, f.property): f for f in plan(settings, stage, c, files)}
     assert set(found) == {
         (f"s3://{stage.bucket}", "versioning"),
-        (f"iam role {stage.glue_role}", "inline policy"),
+        (f"iam role {process_role}", "inline policy"),
         (f"glue job {job}", "exists"),
         (f"sns {stage.alerts_topic}", "exists"),
         (f"s3://{stage.log_bucket}", "log retention"),
@@ -133,7 +150,8 @@ def test_on_an_empty_account_the_plan_lists_every_resource_and_creates_none(aws_
     c = Clients.for_stage(stage)
     found = {(f.resource, f.property) for f in plan(settings, stage, c, config_files(CONFIG))}
     for resource in (
-        f"iam role {stage.glue_role}",
+        f"iam role {stage.glue_role}-process",
+        f"iam role {stage.glue_role}-crawler",
         f"iam role {stage.pipeline_role}",
         f"s3://{stage.bucket}",
         f"dynamodb {stage.ledger_table}",
@@ -168,8 +186,15 @@ def _chalice_record(project: Path, stage: str, api: str) -> None:
     (project / ".chalice" / "deployed" / f"{stage}.json").write_text(json.dumps(record))
 
 
-def test_an_api_key_stage_gets_a_key_bound_to_its_own_deployed_api(aws_env, settings, tmp_path):
-    stage = settings.for_account("123456789012").stage("dev")  # LAKEHOUSE_API_AUTH = api_key
+def _key_too(monkeypatch, stage_name: str = "dev") -> None:
+    """The stage signs with IAM and has an API key as well, for its usage plan's throttling."""
+    auth = {stage_name: "iam+api_key"}
+    monkeypatch.setattr(provision, "chalice_stage_env", lambda s: {"LAKEHOUSE_API_AUTH": auth.get(s, "iam")})
+
+
+def test_an_iam_stage_with_a_key_gets_a_key_bound_to_its_own_deployed_api(aws_env, settings, tmp_path, monkeypatch):
+    _key_too(monkeypatch)
+    stage = settings.for_account("123456789012").stage("dev")
     c = Clients.for_stage(stage)
     assert "no API yet" in provision.ensure_api_key(c.apigateway, stage, tmp_path)
     # prod's API, made first and named as dev's: only Chalice's record of dev's deploy tells them apart
@@ -187,7 +212,8 @@ def test_an_api_key_stage_gets_a_key_bound_to_its_own_deployed_api(aws_env, sett
     assert "not used (LAKEHOUSE_API_AUTH = iam)" in provision.ensure_api_key(c.apigateway, settings.stage("prod"))
 
 
-def test_an_api_key_is_not_bound_to_an_api_the_account_does_not_have(aws_env, settings, tmp_path):
+def test_an_api_key_is_not_bound_to_an_api_the_account_does_not_have(aws_env, settings, tmp_path, monkeypatch):
+    _key_too(monkeypatch)
     stage = settings.for_account("123456789012").stage("dev")
     _chalice_record(tmp_path, "dev", "abc123gone")  # a record left from a deploy with other credentials
     with pytest.raises(DeploymentError, match="records API abc123gone, which this account and region do not have"):
@@ -238,9 +264,12 @@ def test_default_bucket_names_carry_the_account_and_region_and_must_fit_s3s_limi
 LONG_PROJECT = '[project]\nname = "a-much-longer-project-name-here"\nregion = "ap-southeast-2"\n[stages.dev]\n'
 
 
-def test_deploy_writes_the_stages_names_and_lambda_policy_into_the_chalice_project(settings, tmp_path):
-    """`chalice deploy` reads .chalice/: what it needs from config/ is written there, never by hand."""
+def test_deploy_writes_the_stages_names_and_each_lambdas_policy_into_the_chalice_project(settings, tmp_path):
+    """`chalice deploy` reads .chalice/: what it needs from config/ is written there, never by hand; each function
+    names its own policy file, so Chalice gives it a role of its own."""
     import shutil
+
+    from chalice.config import Config
 
     from deploy.chalice_project import write_stage
 
@@ -254,9 +283,10 @@ def test_deploy_writes_the_stages_names_and_lambda_policy_into_the_chalice_proje
     ).for_account("111122223333")
     for name in ("dev", "qa"):
         stage = renamed.stage(name)
+        functions = declared_roles.lambda_policies(renamed, stage, "111122223333")
         assert write_stage(renamed, stage, "111122223333", tmp_path) == [
             ".chalice/config.json",
-            f".chalice/policy-{name}.json",
+            *(f".chalice/policy-{name}-{f}.json" for f in functions),
         ]
         assert write_stage(renamed, stage, "111122223333", tmp_path) == []  # the same again: nothing to write
         chalice = json.loads((tmp_path / ".chalice" / "config.json").read_text())["stages"][name]
@@ -266,10 +296,18 @@ def test_deploy_writes_the_stages_names_and_lambda_policy_into_the_chalice_proje
             "LAKEHOUSE_INGEST_QUEUE": stage.ingest_queue,
             "LAKEHOUSE_ACCOUNT": "111122223333",
         }
-        policy = (tmp_path / ".chalice" / chalice["iam_policy_file"]).read_text()
+        on_disk = json.loads((tmp_path / ".chalice" / "config.json").read_text())
+        for function, policy in functions.items():
+            chalice_sees = Config(chalice_stage=name, function_name=function, config_from_disk=on_disk)
+            assert (
+                chalice_sees.autogen_policy is False
+                and chalice_sees.iam_policy_file == f"policy-{name}-{function}.json"
+            )
+            assert json.loads((tmp_path / ".chalice" / chalice_sees.iam_policy_file).read_text()) == policy
+            assert _wildcards(policy) == [], function
+        validate = json.dumps(functions["validate"])
         for resource in (f":::{stage.bucket}", f":{stage.ingest_queue}", f"table/{stage.ledger_table}"):
-            assert resource in policy, (name, resource)
-        assert _wildcards(json.loads(policy)) == []
+            assert resource in validate, (name, resource)
     assert (
         json.loads((tmp_path / ".chalice" / "config.json").read_text())["stages"]["prod"]
         == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
@@ -302,7 +340,7 @@ def test_teardown_is_a_dry_run_unless_told_and_keeps_the_data_unless_told(provis
     c.s3.put_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet", Body=b"data")
     c.s3.delete_object(Bucket=stage.bucket, Key="processed/orders/part-0.parquet")  # a version and a delete marker
     listed, kept = teardown(settings, stage, c)
-    assert f"state machine {stage.state_machine}" in listed and f"iam role {stage.glue_role}" in listed
+    assert f"state machine {stage.state_machine}" in listed and f"iam role {stage.glue_role}-run" in listed
     assert c.stepfunctions.list_state_machines()["stateMachines"]  # a dry run deleted nothing
     deleted, kept = teardown(settings, stage, c, apply=True)
     assert deleted == listed
@@ -397,7 +435,7 @@ def test_trust_and_queue_policies_carry_only_the_condition_keys_the_services_sen
     clients = Clients.for_stage(stage)
     account = clients.sts.get_caller_identity()["Account"]
     roles = declared_roles.declared_roles(settings, stage, account)
-    glue_trust, _ = roles[stage.glue_role]
+    glue_trust, _ = roles[declared_roles.role_name(stage, "process")]
     assert "Condition" not in glue_trust["Statement"][0]  # Glue documents no aws:SourceAccount when assuming
     url = clients.sqs.get_queue_url(QueueName=stage.ingest_queue)["QueueUrl"]
     policy = json.loads(
@@ -425,7 +463,7 @@ def test_a_crawler_as_getcrawler_tells_it_is_not_updated_and_a_running_one_is_le
             **changes,
             "Name": names.crawler_name(stage, dataset),
             "State": state,
-            "Role": stage.glue_role,  # without the ARN
+            "Role": declared_roles.role_name(stage, "crawler"),  # without the ARN
             "Targets": {"S3Targets": [{"Path": path, "Exclusions": []}], "JdbcTargets": [], "CatalogTargets": []},
             "Configuration": json.dumps(json.loads(declared["Configuration"]), separators=(",", ":")),
         }

@@ -130,4 +130,4 @@ def test_the_drift_report_needs_no_chalice_folder_as_in_a_deployed_lambda(provis
     monkeypatch.setattr(provision, "CHALICE_CONFIG", provision.PROJECT_DIR / "no-such-folder" / "config.json")
     report = DriftCheck.for_stage(settings, stage).run(None)
     assert [f for f in report.findings if f.property == "readable"] == []
-    assert f"iam role {stage.glue_role}" in report.checked
+    assert f"iam role {stage.glue_role}-process" in report.checked

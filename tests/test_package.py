@@ -78,7 +78,7 @@ def test_the_template_has_each_functions_settings_and_the_stages_authorization(p
     template = json.loads((out / "sam.json").read_text())
     resources = template["Resources"]
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    layers = {n: f.get("layers") for n, f in config["stages"][stage]["lambda_functions"].items()}
+    layers = {n: f["layers"] for n, f in config["stages"][stage]["lambda_functions"].items() if "layers" in f}
     assert set(layers) == {"validate"}  # only the validator parses with pyarrow; the others stay small
     for name, settings in config["lambda_functions"].items():
         logical = "APIHandler" if name == "api_handler" else "".join(p.title() for p in name.split("_"))
@@ -90,9 +90,8 @@ def test_the_template_has_each_functions_settings_and_the_stages_authorization(p
         assert properties.get("Layers") == layers.get(name), name
         assert properties["Environment"]["Variables"]["LAKEHOUSE_STAGE"] == stage
     paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
-    scheme = {"dev": "api_key", "prod": "sigv4"}[stage]
-    for path, method in (("/cost", "get"), ("/cost", "post"), ("/status", "get")):
-        assert paths[path][method]["security"] == [{scheme: []}], (path, method)
+    for path, method in (("/cost", "get"), ("/cost", "post"), ("/status", "get")):  # IAM on every AWS stage
+        assert paths[path][method]["security"] == [{"sigv4": []}], (path, method)
     assert "security" not in paths["/"]["get"]  # the page; its data comes from the protected routes
 
 
@@ -107,3 +106,22 @@ def test_the_validator_has_its_queue_trigger_and_the_steps_their_handlers(packag
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(1 minute)"
     for step in ("QualityCheck", "RefreshTables", "FinishRun", "FailRun"):
         assert resources[step]["Properties"]["Handler"].startswith("app.")
+
+
+def test_each_function_runs_as_a_role_of_its_own_with_its_own_policy(package):
+    """Chalice turns each function's `iam_policy_file` into a role for that function alone."""
+    from chalicelib.config import load_settings
+    from chalicelib.stage.roles import lambda_policies
+
+    stage, out = package
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    settings = load_settings(CONFIG).for_account("111122223333")
+    policies = lambda_policies(settings, settings.stage(stage), "111122223333")
+    roles = set()
+    for name, policy in policies.items():
+        logical = "APIHandler" if name == "api_handler" else "".join(p.title() for p in name.split("_"))
+        (role, _) = resources[logical]["Properties"]["Role"]["Fn::GetAtt"]
+        roles.add(role)
+        (document,) = [p["PolicyDocument"] for p in resources[role]["Properties"]["Policies"]]
+        assert document == policy, name
+    assert len(roles) == len(policies)

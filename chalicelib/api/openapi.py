@@ -172,22 +172,16 @@ def _operations(usage: dict[str, Any], scenario: dict[str, Any]) -> dict[tuple[s
 
 
 def document(auth: str, routes: Iterable[Route]) -> dict[str, Any]:
-    """The document of the app's `routes` for a stage whose data routes are protected by `auth` (iam, api_key or
-    none). A route without details here is still documented, with the generic answers."""
+    """The document of the app's `routes` for a stage whose data routes are protected by `auth` (iam, iam+api_key
+    or none). A route without details here is still documented, with the generic answers."""
     operations = _operations(_usage_schemas(), {"type": "string", "enum": list(cost.SCENARIOS)})
-    security_schemes = {
-        "iam": {
-            "sigv4": {
-                "type": "apiKey",
-                "name": "Authorization",
-                "in": "header",
-                "x-amazon-apigateway-authtype": "awsSigv4",
-            }
-        },
-        "api_key": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},
-        "none": {},
-    }[auth]
-    security: list[dict[str, list[str]]] = [{name: []} for name in security_schemes]
+    sigv4 = {
+        "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
+    }
+    api_key = {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
+    security_schemes: dict[str, Any] = {"iam": sigv4, "iam+api_key": sigv4 | api_key, "none": {}}[auth]
+    # one requirement naming every scheme: all of them at once (OpenAPI, Security Requirement Object)
+    security: list[dict[str, list[str]]] = [{name: [] for name in security_schemes}] if security_schemes else []
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         details = operations.get((route.path, route.method), {"responses": _responses({"type": "object"})})

@@ -145,7 +145,7 @@ class Stage:
     queue_visibility_seconds: int = 1800
     max_receive_count: int = 5
     enforce_tls: bool = True  # bucket policy denying plain HTTP; off only for the loopback local stage
-    glue_role: str = ""  # IAM role (name or ARN) the Glue jobs run as
+    glue_role: str = ""  # the Glue roles' stem (`<glue_role>-<kind>`: chalicelib.names), or one role's ARN for all
     state_machine: str = ""
     pipeline_role: str = ""  # IAM role (name or ARN) the state machine runs as
     glue_database: str = ""  # the Glue catalog database of the stage's tables (raw_*, processed, curated)

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from chalicelib.config import Settings, Stage
-from chalicelib.names import PROCESS_SCRIPT, RUN_SCRIPT, SPARK_SCRIPT, job_name, process_job, spark_job
+from chalicelib.names import (
+    PROCESS_SCRIPT,
+    RUN_SCRIPT,
+    SPARK_SCRIPT,
+    job_kind,
+    job_name,
+    process_job,
+    role_as_configured,
+    spark_job,
+)
 
 if TYPE_CHECKING:
     from types_boto3_athena.type_defs import WorkGroupConfigurationTypeDef
@@ -189,9 +198,9 @@ def role_arn(role: str, account: str) -> str:
 
 
 def job_definition(stage: Stage, job: GlueJob, account: str) -> JobUpdateTypeDef:
-    """One Glue job as CreateJob and GetJob say it."""
+    """One Glue job as CreateJob and GetJob say it, run as its kind's role (chalicelib.stage.roles)."""
     return {
-        "Role": role_arn(stage.glue_role, account),
+        "Role": role_arn(role_as_configured(stage, job_kind(job.script)), account),
         "Command": {
             "Name": "glueetl",
             "PythonVersion": "3",
@@ -221,9 +230,9 @@ def job_definition(stage: Stage, job: GlueJob, account: str) -> JobUpdateTypeDef
 
 
 def crawler_definition(settings: Settings, stage: Stage, dataset: str, account: str) -> dict[str, Any]:
-    """One dataset's raw/ crawler as CreateCrawler and GetCrawler say it."""
+    """One dataset's raw/ crawler as CreateCrawler and GetCrawler say it, run as the crawlers' role."""
     return {
-        "Role": role_arn(stage.glue_role, account),
+        "Role": role_arn(role_as_configured(stage, "crawler"), account),
         "DatabaseName": stage.glue_database,
         "Targets": {"S3Targets": [{"Path": f"s3://{stage.bucket}/{settings.zones.raw}{dataset}/"}]},
         "TablePrefix": "raw_",

@@ -1,24 +1,44 @@
-"""The stage's two IAM roles as declared: trust and least-privilege inline policies for Glue and the pipeline.
+"""The stage's IAM roles as declared: one per Lambda function, one per Glue job kind (and the crawlers), one for
+the state machine, each allowed only what its code calls.
 
-`deploy.iam` creates them; the drift report compares them with the live roles.
+Chalice makes the Lambdas' roles (`lakehouse deploy` writes each function's `.chalice/policy-<stage>-<function>.json`
+from `lambda_policies`); `deploy.iam` makes the others (`declared_roles`), and the drift report compares those with
+the live roles. `role_name` says which role a component runs as, for the local stage to assume it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from chalicelib import APP_NAME, METRICS_NAMESPACE
+from chalicelib import APP_NAME
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.names import crawler_name, job_name, process_job, run_job, spark_job
+from chalicelib.names import (
+    GLUE_KINDS,
+    LAMBDA_FUNCTIONS,
+    STATE_MACHINE,
+    crawler_name,
+    job_name,
+    process_job,
+    role_as_configured,
+    run_job,
+    spark_job,
+)
+from chalicelib.names import (
+    role_name as role_name,  # re-exported: which role a component runs as
+)
 from chalicelib.stage.declared import glue_jobs, role_arn
 
 if TYPE_CHECKING:
     from types_boto3_iam import IAMClient
 
 POLICY_NAME = "lakehouse"  # the one inline policy of each role
+
+Policy = dict[str, Any]
+Statement = dict[str, Any]
 
 
 def trust(service: str, account: str, *, source_account: bool = True) -> dict[str, Any]:
@@ -31,86 +51,119 @@ def trust(service: str, account: str, *, source_account: bool = True) -> dict[st
     return {"Version": "2012-10-17", "Statement": [statement]}
 
 
-def glue_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
-    """The Glue jobs (read raw/, write processed/, curated/, rejected/ and their scratch zone; the ledger) and the
-    crawlers (read raw/, write the stage's catalog)."""
-    z, lake, region = settings.zones, f"arn:aws:s3:::{stage.bucket}", stage.region
-    catalog = f"arn:aws:glue:{region}:{account}"
+def allow(sid: str, actions: list[str], resources: list[str] | str) -> Statement:
+    """One statement allowing `actions` on `resources`."""
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def _policy(statements: Iterable[Statement]) -> Policy:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+LEDGER_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+LEDGER_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem"]  # nothing but the CLI deletes ledger items
+
+
+class _Arns:
+    """The ARNs of the stage's resources that the policies name."""
+
+    def __init__(self, settings: Settings, stage: Stage, account: str) -> None:
+        region, self.zones = stage.region, settings.zones
+        at = f"{region}:{account}"
+        self.lake = f"arn:aws:s3:::{stage.bucket}"
+        self.table = f"arn:aws:dynamodb:{at}:table/{stage.ledger_table}"
+        self.ledger = [self.table, f"{self.table}/index/*"]
+        self.alerts = stage.topic_arn(stage.alerts_topic, account)
+        self.notifications = stage.topic_arn(stage.notifications_topic, account)
+        self.ingest_queue = f"arn:aws:sqs:{at}:{stage.ingest_queue}"
+        self.accepted_queue = f"arn:aws:sqs:{at}:{stage.accepted_queue}"
+        self.dlq = f"arn:aws:sqs:{at}:{stage.ingest_dlq}"
+        self.machine = stage.state_machine_arn(account)
+        self.executions = self.machine.replace(":stateMachine:", ":execution:") + ":*"
+        self.glue = f"arn:aws:glue:{at}"
+        self.catalog = [f"{self.glue}:catalog", f"{self.glue}:database/{stage.glue_database}"]
+        self.tables = [*self.catalog, f"{self.glue}:table/{stage.glue_database}/*"]
+        self.workgroup = f"arn:aws:athena:{at}:workgroup/{stage.athena_workgroup}"
+
+    def objects(self, *prefixes: str) -> list[str]:
+        """The lake's objects under each prefix."""
+        return [f"{self.lake}/{p}*" for p in prefixes]
+
+
+def _metrics(namespace: str) -> Statement:
+    # PutMetricData has no resource type; the namespace condition is what narrows it
     return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ListLake", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [lake]},
-            {
-                "Sid": "ReadInputsAndScripts",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                "Resource": [f"{lake}/{p}*" for p in (z.raw, z.config, "glue/")],
-            },
-            {
-                "Sid": "WriteTables",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [f"{lake}/{p}*" for p in (z.processed, z.curated, z.rejected, z.scratch)],
-            },
-            {
-                "Sid": "Ledger",
-                "Effect": "Allow",
-                "Action": [
-                    "dynamodb:GetItem",
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:Query",
-                ],
-                "Resource": [
-                    f"arn:aws:dynamodb:{region}:{account}:table/{stage.ledger_table}",
-                    f"arn:aws:dynamodb:{region}:{account}:table/{stage.ledger_table}/index/*",
-                ],
-            },
-            {
-                "Sid": "CrawlersWriteTheStageCatalog",
-                "Effect": "Allow",
-                "Action": [
-                    "glue:GetDatabase",
-                    "glue:GetTable",
-                    "glue:GetTables",
-                    "glue:CreateTable",
-                    "glue:UpdateTable",
-                    "glue:GetPartition",
-                    "glue:GetPartitions",
-                    "glue:BatchGetPartition",
-                    "glue:CreatePartition",
-                    "glue:BatchCreatePartition",
-                    "glue:UpdatePartition",
-                ],
-                "Resource": [
-                    f"{catalog}:catalog",
-                    f"{catalog}:database/{stage.glue_database}",
-                    f"{catalog}:table/{stage.glue_database}/*",
-                ],
-            },
-            {
-                "Sid": "Logs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:/aws-glue/*"],
-            },
-            {  # PutMetricData has no resource type; the namespace condition is what narrows it
-                "Sid": "JobMetrics",
-                "Effect": "Allow",
-                "Action": ["cloudwatch:PutMetricData"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": "Glue"}},
-            },
-        ],
+        **allow("Metrics", ["cloudwatch:PutMetricData"], "*"),
+        "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
     }
 
 
-def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
+# -- the Glue roles -----------------------------------------------------------------------------------------------
+def glue_policy(settings: Settings, stage: Stage, account: str, kind: str) -> Policy:
+    """A Glue kind's role. Every job reads the configuration, its scripts and library zip, writes its logs and
+    metrics. process: raw/ into processed/ (rejected rows to rejected/), the ledger; spark: the same through a
+    batch staged under the scratch zone (deleted once merged); run: a small run whole (processed/, the gate,
+    curated/) or the master merge (curated/, a failed batch's roll-back mark); housekeeping: compaction and VACUUM
+    of processed/ and curated/; crawler: reads raw/, writes the stage's catalog. A Delta writer may delete in the
+    tables it writes: delta-rs removes expired `_delta_log` entries after a checkpoint, and VACUUM removes files."""
+    if kind not in GLUE_KINDS:
+        raise ValueError(f"no Glue job kind {kind!r}: known are {', '.join(GLUE_KINDS)}")
+    a, z = _Arns(settings, stage, account), settings.zones
+    logs = f"arn:aws:logs:{stage.region}:{account}:log-group:/aws-glue/*"
+    common = [
+        allow("ListLake", ["s3:ListBucket"], [a.lake]),
+        allow("Logs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [logs]),
+    ]
+    if kind == "crawler":
+        return _policy(
+            [
+                *common,
+                allow("ReadRaw", ["s3:GetObject"], a.objects(z.raw)),
+                allow(
+                    "WriteTheStageCatalog",
+                    [
+                        "glue:GetDatabase",
+                        "glue:GetTable",
+                        "glue:GetTables",
+                        "glue:CreateTable",
+                        "glue:UpdateTable",
+                        "glue:GetPartition",
+                        "glue:GetPartitions",
+                        "glue:BatchGetPartition",
+                        "glue:CreatePartition",
+                        "glue:BatchCreatePartition",
+                        "glue:UpdatePartition",
+                    ],
+                    a.tables,
+                ),
+            ]
+        )
+    read = [z.config, "glue/"] + ([z.raw] if kind != "housekeeping" else [])
+    tables = {
+        "process": [z.processed],
+        "spark": [z.processed],
+        "run": [z.processed, z.curated],
+        "housekeeping": [z.processed, z.curated],
+    }[kind]
+    statements = [
+        *common,
+        allow("ReadInputsAndScripts", ["s3:GetObject", "s3:GetObjectVersion"], a.objects(*read)),
+        allow("WriteTables", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], a.objects(*tables)),
+    ]
+    if kind != "housekeeping":
+        statements.append(allow("WriteRejectedRows", ["s3:GetObject", "s3:PutObject"], a.objects(z.rejected)))
+        statements.append(allow("Ledger", LEDGER_READ + LEDGER_WRITE, a.ledger))
+    if kind == "spark":
+        statements.append(
+            allow("StagedBatch", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], a.objects(z.scratch))
+        )
+    return _policy([*statements, _metrics("Glue")])
+
+
+def pipeline_policy(settings: Settings, stage: Stage, account: str) -> Policy:
     """The state machine: invoke its four Lambda steps, run the stage's Glue jobs (.sync) and crawlers, publish
     to the two topics."""
-    region = stage.region
-    glue = f"arn:aws:glue:{region}:{account}"
+    a = _Arns(settings, stage, account)
     # a small run is one run_batch job; a bigger one a job per dataset, then the master merge (pipeline.batcher)
     jobs = sorted(
         [
@@ -120,145 +173,105 @@ def pipeline_policy(settings: Settings, stage: Stage, account: str) -> dict[str,
             run_job(stage),
         ]
     )
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "InvokeSteps",
-                "Effect": "Allow",
-                "Action": ["lambda:InvokeFunction"],
-                "Resource": [
-                    f"arn:aws:lambda:{region}:{account}:function:{APP_NAME}-{stage.name}-{step}"
+    return _policy(
+        [
+            allow(
+                "InvokeSteps",
+                ["lambda:InvokeFunction"],
+                [
+                    f"arn:aws:lambda:{stage.region}:{account}:function:{APP_NAME}-{stage.name}-{step}"
                     for step in ("quality_check", "refresh_tables", "finish_run", "fail_run")
                 ],
-            },
-            {
-                "Sid": "GlueJobsSync",
-                "Effect": "Allow",
-                "Action": ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
-                "Resource": [f"{glue}:job/{j}" for j in jobs],
-            },
-            {
-                "Sid": "Crawlers",
-                "Effect": "Allow",
-                "Action": ["glue:StartCrawler", "glue:GetCrawler"],
-                "Resource": [f"{glue}:crawler/{crawler_name(stage, d)}" for d in sorted(settings.datasets)],
-            },
-            {
-                "Sid": "Topics",
-                "Effect": "Allow",
-                "Action": ["sns:Publish"],
-                "Resource": [stage.topic_arn(t, account) for t in (stage.alerts_topic, stage.notifications_topic)],
-            },
+            ),
+            allow(
+                "GlueJobsSync",
+                ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                [f"{a.glue}:job/{j}" for j in jobs],
+            ),
+            allow(
+                "Crawlers",
+                ["glue:StartCrawler", "glue:GetCrawler"],
+                [f"{a.glue}:crawler/{crawler_name(stage, d)}" for d in sorted(settings.datasets)],
+            ),
+            allow("Topics", ["sns:Publish"], [a.alerts, a.notifications]),
+        ]
+    )
+
+
+# -- the Lambdas' roles (Chalice makes them, from the files `lakehouse deploy` writes) ------------------------------
+def lifecycle_buckets(definition_files: Mapping[str, str | bytes], lake_bucket: str) -> list[str]:
+    """The buckets the lifecycle definitions (config/lifecycle/) name, `@lake` as the lake bucket: the only ones
+    whose lifecycle the sync may read and write. A file that does not parse names none (the sync leaves it)."""
+    from chalicelib.lifecycle.rules import parse_definitions
+
+    return sorted(parse_definitions(definition_files, lake_bucket).buckets)
+
+
+def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: Iterable[str] = ()) -> dict[str, Policy]:
+    """Each Lambda function's policy, by function name: only what its handler (app.py) and the code it calls do.
+    `lifecycle` is the buckets the lifecycle definitions name (`lifecycle_buckets`)."""
+    a, z = _Arns(settings, stage, account), settings.zones
+
+    def base(function: str) -> list[Statement]:
+        """Every function writes its own log group and reads the published configuration (chalicelib.runtime)."""
+        logs = f"arn:aws:logs:{stage.region}:{account}:log-group:/aws/lambda/{APP_NAME}-{stage.name}-{function}"
+        return [
+            allow("Logs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [logs, f"{logs}:*"]),
+            # listing answers 404 rather than 403 for a missing key too (S3: HeadObject without ListBucket)
+            allow("ListLake", ["s3:ListBucket"], [a.lake]),
+            allow("ReadConfig", ["s3:GetObject"], a.objects(z.config)),
+        ]
+
+    alerts = allow("Alerts", ["sns:Publish"], [a.alerts])
+    # no cloudwatch:PutMetricData: app.py's metrics are Powertools' embedded metric format, lines of the log
+    ledger_read = allow("LedgerRead", LEDGER_READ, a.ledger)
+    ledger = allow("Ledger", LEDGER_READ + LEDGER_WRITE, a.ledger)
+    # finish_run and fail_run archive a run's raw files: copy, check the copy, hide the raw key behind a delete marker
+    archive = [
+        allow("ReadRaw", ["s3:GetObject", "s3:GetObjectVersion"], a.objects(z.raw)),
+        allow("WriteArchive", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], a.objects(z.archive)),
+        allow("HideArchivedRaw", ["s3:DeleteObject"], a.objects(z.raw)),
+    ]
+    catalog = allow("Catalog", ["glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"], a.tables)
+    defined = [f"arn:aws:s3:::{b}" for b in sorted(set(lifecycle))]  # never arn:aws:s3:::* (one rule could expire any)
+    statements: dict[str, list[Statement]] = {
+        "validate": [
+            allow(
+                "IngestQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [a.ingest_queue]
+            ),
+            allow("ReadRaw", ["s3:GetObject", "s3:GetObjectVersion"], a.objects(z.raw)),
+            allow("WriteRejected", ["s3:PutObject", "s3:AbortMultipartUpload"], a.objects(z.rejected)),
+            ledger,
+            allow("AnnounceAccepted", ["sqs:GetQueueUrl", "sqs:SendMessage"], [a.accepted_queue]),
         ],
-    }
-
-
-def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, Any]:
-    """The Lambdas' role (Chalice's, from `.chalice/policy-<stage>.json`, which `lakehouse deploy` writes from this):
-    the validator, the pipeline's steps and batcher, the nightly lifecycle sync and drift report, and the API."""
-    z, region = settings.zones, stage.region
-    lake, arn = f"arn:aws:s3:::{stage.bucket}", f"{region}:{account}"
-    table = f"arn:aws:dynamodb:{arn}:table/{stage.ledger_table}"
-    queues = [f"arn:aws:sqs:{arn}:{q}" for q in (stage.ingest_queue, stage.accepted_queue)]
-    topics = [stage.topic_arn(t, account) for t in (stage.alerts_topic, stage.notifications_topic)]
-    machine = stage.state_machine_arn(account)
-    catalog = f"arn:aws:glue:{arn}"
-    workgroup = f"arn:aws:athena:{arn}:workgroup/{stage.athena_workgroup}"
-    functions = f"arn:aws:logs:{arn}:log-group:/aws/lambda/{APP_NAME}-{stage.name}-*"
-
-    def allow(sid: str, actions: list[str], resources: list[str] | str) -> dict[str, Any]:
-        return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
-
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            allow(
-                "Logs",
-                ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                [functions, f"{functions}:*"],
-            ),
-            allow(
-                "ReadRawAndConfig",
-                ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"],
-                [lake, f"{lake}/{z.raw}*", f"{lake}/{z.config}*"],
-            ),
-            allow("WriteRejected", ["s3:PutObject"], [f"{lake}/{z.rejected}*"]),
-            allow(
-                "Ledger",
+        "batcher": [
+            ledger,
+            allow("StartRuns", ["states:StartExecution"], [a.machine]),
+            allow("RunStatus", ["states:DescribeExecution"], [a.executions]),
+            alerts,
+        ],
+        "lifecycle_sync": [
+            allow("ListBuckets", ["s3:ListAllMyBuckets"], "*"),  # no resource type: the account's list
+            *(
                 [
-                    "dynamodb:GetItem",
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:Query",
-                ],
-                [table, f"{table}/index/*"],
+                    allow(
+                        "LifecycleOfDefinedBuckets",
+                        ["s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"],
+                        defined,
+                    )
+                ]
+                if defined
+                else []
             ),
+            allow("History", ["s3:PutObject"], a.objects(f"{z.reports}lifecycle/")),
+            alerts,
+        ],
+        "drift_report": [
+            # a lifecycle sync's dry run: the defined buckets' rules against the definitions
+            allow("ListBuckets", ["s3:ListAllMyBuckets"], "*"),
+            *([allow("ReadLifecycle", ["s3:GetLifecycleConfiguration"], defined)] if defined else []),
             allow(
-                "Queues",
-                [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:GetQueueUrl",
-                    "sqs:SendMessage",
-                ],
-                queues,
-            ),
-            allow("PipelineArchive", ["s3:PutObject", "s3:GetObject"], [f"{lake}/{z.archive}*"]),
-            allow(
-                "PipelineHideArchivedRawAndStaleRejectedRows",
-                ["s3:DeleteObject"],
-                [f"{lake}/{z.raw}*", f"{lake}/{z.rejected}*"],
-            ),
-            allow("PipelineReadTables", ["s3:GetObject"], [f"{lake}/{z.processed}*", f"{lake}/{z.curated}*"]),
-            allow(
-                "PipelineExecutions",
-                ["states:StartExecution", "states:DescribeExecution"],
-                [machine, machine.replace(":stateMachine:", ":execution:") + ":*"],
-            ),
-            allow(
-                "PipelineCatalog",
-                [
-                    "glue:GetDatabase",
-                    "glue:GetTable",
-                    "glue:GetTables",
-                    "glue:GetPartitions",
-                    "glue:CreateTable",
-                    "glue:UpdateTable",
-                ],
-                [
-                    f"{catalog}:catalog",
-                    f"{catalog}:database/{stage.glue_database}",
-                    f"{catalog}:table/{stage.glue_database}/*",
-                ],
-            ),
-            allow(
-                "QualityQueriesOnAthena",
-                [
-                    "athena:StartQueryExecution",
-                    "athena:GetQueryExecution",
-                    "athena:GetQueryResults",
-                    "athena:StopQueryExecution",
-                ],
-                [workgroup],
-            ),
-            allow(
-                "QualityQueryResults",
-                ["s3:GetObject", "s3:PutObject", "s3:GetBucketLocation", "s3:AbortMultipartUpload"],
-                [lake, f"{lake}/{z.athena_results}*"],
-            ),
-            allow("PipelineAlerts", ["sns:Publish"], topics),
-            allow("LifecycleListBuckets", ["s3:ListAllMyBuckets"], "*"),  # no resource type: the whole account's list
-            allow(
-                "LifecycleRulesOfDefinedBuckets",
-                ["s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"],
-                "arn:aws:s3:::*",
-            ),
-            allow("LifecycleHistory", ["s3:GetObject", "s3:PutObject"], [f"{lake}/{z.reports}*"]),
-            allow(
-                "DriftReadLakeBucket",
+                "ReadBuckets",
                 [
                     "s3:GetBucketVersioning",
                     "s3:GetEncryptionConfiguration",
@@ -267,11 +280,15 @@ def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, A
                     "s3:GetBucketTagging",
                     "s3:GetBucketNotification",
                     "s3:GetBucketLogging",
+                    "s3:GetLifecycleConfiguration",
+                    "s3:ListBucket",
                 ],
-                [lake],
+                [a.lake, f"arn:aws:s3:::{stage.log_bucket}"],
             ),
+            allow("ReadDeployments", ["s3:GetObject"], a.objects(f"{z.reports}deployments/")),
+            allow("WriteReport", ["s3:PutObject"], a.objects(f"{z.reports}drift/")),
             allow(
-                "DriftReadStageResources",
+                "ReadStageResources",
                 [
                     "dynamodb:DescribeTable",
                     "dynamodb:DescribeContinuousBackups",
@@ -279,6 +296,8 @@ def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, A
                     "sns:GetTopicAttributes",
                     "glue:GetCrawler",
                     "glue:GetJob",
+                    "glue:GetDatabase",
+                    "glue:GetTable",
                     "athena:GetWorkGroup",
                     "states:DescribeStateMachine",
                     "iam:GetRole",
@@ -287,40 +306,105 @@ def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, A
                     "sqs:GetQueueAttributes",
                 ],
                 [
-                    table,
-                    *topics,
-                    *(f"{catalog}:crawler/{crawler_name(stage, d)}" for d in sorted(settings.datasets)),
-                    *(f"{catalog}:job/{j}" for j in sorted(glue_jobs(settings, stage))),
-                    workgroup,
-                    machine,
-                    *(role_arn(r, account) for r in (stage.glue_role, stage.pipeline_role)),
-                    *queues,
-                    f"arn:aws:sqs:{arn}:{stage.ingest_dlq}",
+                    a.table,
+                    a.alerts,
+                    a.notifications,
+                    *(f"{a.glue}:crawler/{crawler_name(stage, d)}" for d in sorted(settings.datasets)),
+                    *(f"{a.glue}:job/{j}" for j in sorted(glue_jobs(settings, stage))),
+                    *a.tables,
+                    a.workgroup,
+                    a.machine,
+                    *sorted({role_arn(r, account) for r in declared_roles(settings, stage, account)}),
+                    a.ingest_queue,
+                    a.accepted_queue,
+                    a.dlq,
                 ],
             ),
-            allow("DriftListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
-            {  # PutMetricData has no resource type; the namespace condition is what narrows it
-                **allow("Metrics", ["cloudwatch:PutMetricData"], "*"),
-                "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-            },
+            allow("ListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
+            alerts,
+        ],
+        "quality_check": [
+            ledger,
+            catalog,
+            allow("ListTables", ["glue:GetTables", "glue:GetPartitions"], a.tables),
+            allow(
+                "GateQueries",
+                [
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                ],
+                [a.workgroup],
+            ),
+            # Athena reads the tables and writes the results as the caller
+            allow("AthenaReadsTables", ["s3:GetObject"], a.objects(z.processed)),
+            allow(
+                "AthenaResults",
+                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetBucketLocation"],
+                [a.lake, *a.objects(z.athena_results)],
+            ),
+            alerts,
+        ],
+        "refresh_tables": [catalog],
+        "finish_run": [ledger, *archive],
+        "fail_run": [
+            ledger,
+            *archive,
+            # a failed batch's rejected rows go: requeued, its files are read again under a new batch
+            allow("DropRejectedRows", ["s3:DeleteObject"], a.objects(f"{z.rejected}*/rows/")),
+        ],
+        # read-only: the ledger's summaries and the reports' latest documents (/status); the cost what-if reads the
+        # lifecycle definitions, which are configuration
+        "api_handler": [
+            ledger_read,
+            allow("ReadLatestReports", ["s3:GetObject"], [f"{a.lake}/{z.reports}{r}/latest.json" for r in REPORTS]),
         ],
     }
+    return {f: _policy(base(f) + statements[f]) for f in LAMBDA_FUNCTIONS}
 
 
+REPORTS = ("drift", "lifecycle")  # the reports whose latest document /status shows (chalicelib.api.status)
+
+
+# -- what deploy makes, and what the local stage assumes ----------------------------------------------------------
 def declared_roles(settings: Settings, stage: Stage, account: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Role name -> (trust policy, inline policy), for the roles the stage names rather than brings (a role given
-    as an ARN is managed elsewhere)."""
+    """Role name -> (trust policy, inline policy), for the roles `lakehouse deploy` makes: one per Glue kind and the
+    state machine's (a role the stage names by ARN is managed elsewhere: not listed)."""
     roles = {
-        stage.glue_role: (
+        role_as_configured(stage, kind): (
             trust("glue.amazonaws.com", account, source_account=False),
-            glue_policy(settings, stage, account),
-        ),
-        stage.pipeline_role: (
-            trust("states.amazonaws.com", account),
-            pipeline_policy(settings, stage, account),
-        ),
+            glue_policy(settings, stage, account, kind),
+        )
+        for kind in GLUE_KINDS
     }
+    roles[stage.pipeline_role] = (trust("states.amazonaws.com", account), pipeline_policy(settings, stage, account))
     return {name: documents for name, documents in roles.items() if not name.startswith("arn:")}
+
+
+def component_roles(
+    settings: Settings, stage: Stage, account: str, lifecycle: Iterable[str] = ()
+) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Every component (Lambda function, Glue kind, the state machine) -> (role name, trust policy, inline policy):
+    what the local stage makes to run each component as its own role, as AWS would."""
+    out = {
+        f: (role_name(stage, f), trust("lambda.amazonaws.com", account, source_account=False), policy)
+        for f, policy in lambda_policies(settings, stage, account, lifecycle).items()
+    }
+    out |= {
+        kind: (
+            role_name(stage, kind),
+            trust("glue.amazonaws.com", account, source_account=False),
+            glue_policy(settings, stage, account, kind),
+        )
+        for kind in GLUE_KINDS
+    }
+    out[STATE_MACHINE] = (
+        role_name(stage, STATE_MACHINE),
+        trust("states.amazonaws.com", account),
+        pipeline_policy(settings, stage, account),
+    )
+    return out
 
 
 def document(value: Any) -> Any:

@@ -27,10 +27,12 @@ def deploy(stage_name: str, plan_only: bool) -> None:
 
     from chalicelib.aws import Clients, account_id
     from chalicelib.errors import DeploymentError
+    from chalicelib.stage.roles import lifecycle_buckets
     from deploy import glue_wheels
     from deploy.chalice_project import preflight, write_stage
     from deploy.plan import plan
     from deploy.provision import provision
+    from lakehouse.ops import definition_files
 
     if stage_name == localstage.STAGE:
         raise click.UsageError("the local stage is deployed by `lakehouse up`")
@@ -51,8 +53,9 @@ def deploy(stage_name: str, plan_only: bool) -> None:
     provision(settings, stage, clients, config_files(CONFIG_DIR), progress=lambda m: console.print(f"  {m}"))
     with console.status("the Glue jobs' wheels (pip download, once per change of the pins)"):
         console.print(f"  {glue_wheels.ensure(clients.s3, settings, stage)}", highlight=False)
-    written = write_stage(settings, stage, account_id(clients.sts))
-    console.print(f"  chalice project: {', '.join(written) or 'up to date'} (the stage's names and Lambda policy)")
+    lifecycle = lifecycle_buckets(definition_files(), stage.bucket)  # the sync may touch these buckets only
+    written = write_stage(settings, stage, account_id(clients.sts), lifecycle=lifecycle)
+    console.print(f"  chalice project: {', '.join(written) or 'up to date'} (the stage's names and Lambda policies)")
     console.print(f"deployed; next: chalice deploy --stage {stage_name}", highlight=False)
 
 
