@@ -427,6 +427,8 @@ def schedule_forever(stop: threading.Event, every: float) -> None:
             if tick.action == "started":
                 status = orchestrator.finished[-1]["status"] if orchestrator.finished else "?"
                 print(f"batcher: {tick.run} {status} ({tick.detail})", flush=True)
+            for file_id in tick.announced:  # its validator died with an earlier stage process (pipeline/recovery.py)
+                print(f"batcher: announced again {file_id}, left RECEIVED", flush=True)
         except Exception as exc:  # e.g. not provisioned yet; the next tick tries again, as the schedule would
             print(f"batcher: {type(exc).__name__}: {exc}", flush=True)
 

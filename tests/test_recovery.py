@@ -141,3 +141,16 @@ def test_the_batcher_lambda_emits_the_metric_the_alarm_watches(client, provision
     cloudwatch.put_metric_alarm(**alarm)
     (made,) = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"]
     assert made["AlarmActions"] == [stage.topic_arn(stage.alerts_topic, "123456789012")]
+
+
+def test_the_in_memory_ledger_lists_and_counts_received_files_as_the_dynamodb_one_does(stranded):
+    from chalicelib.ledger import InMemoryLedger
+
+    dynamodb, record, claimed = stranded
+    memory = InMemoryLedger(lease_seconds=dynamodb.lease_seconds)
+    memory.claim(record, now=claimed)
+    for ledger in (dynamodb, memory):
+        (seen,) = ledger.received_since(claimed.isoformat())
+        assert ledger.received_since((claimed + timedelta(seconds=1)).isoformat()) == []
+        assert ledger.mark_reannounced(seen, claimed) and not ledger.mark_reannounced(seen, claimed)
+        assert ledger.get(record.file_id).reannounced == 1
