@@ -154,3 +154,12 @@ def test_the_in_memory_ledger_lists_and_counts_received_files_as_the_dynamodb_on
         assert ledger.received_since((claimed + timedelta(seconds=1)).isoformat()) == []
         assert ledger.mark_reannounced(seen, claimed) and not ledger.mark_reannounced(seen, claimed)
         assert ledger.get(record.file_id).reannounced == 1
+
+
+def test_up_announces_again_what_a_killed_stage_left_received_past_its_lease(provisioned, stage, stranded):
+    from lakehouse.ops import announce_received_files
+
+    _, record, _ = stranded
+    assert announce_received_files(stage) == 1  # `up` after a kill long ago: the batcher's first tick is a minute away
+    (body,) = queued(provisioned, stage)
+    assert refs_from_notification(json.loads(body))[0].version_id == record.version_id

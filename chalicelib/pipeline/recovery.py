@@ -92,7 +92,7 @@ def queue_sender(stage: Stage) -> Callable[[str], None]:
 
 def received_alarm(stage: Stage, alerts_topic_arn: str) -> dict[str, Any]:
     """The CloudWatch alarm (PutMetricAlarm's arguments) on files that stay RECEIVED past lease and visibility timeout:
-    the batcher's metric at least 1 in each minute of ALARM_MINUTES, to the alerts topic (and again when it clears)."""
+    the batcher's metric at least 1 in each minute of ALARM_MINUTES, to the alerts topic."""
     from chalicelib import METRICS_NAMESPACE
 
     return {
@@ -111,6 +111,6 @@ def received_alarm(stage: Stage, alerts_topic_arn: str) -> dict[str, Any]:
         "Threshold": 1,
         "ComparisonOperator": "GreaterThanOrEqualToThreshold",
         "TreatMissingData": "notBreaching",
+        # no OKActions: a file stuck for longer than LOOKBACK leaves the metric without having been judged
         "AlarmActions": [alerts_topic_arn],
-        "OKActions": [alerts_topic_arn],
     }
