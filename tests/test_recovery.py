@@ -163,3 +163,19 @@ def test_up_announces_again_what_a_killed_stage_left_received_past_its_lease(pro
     assert announce_received_files(stage) == 1  # `up` after a kill long ago: the batcher's first tick is a minute away
     (body,) = queued(provisioned, stage)
     assert refs_from_notification(json.loads(body))[0].version_id == record.version_id
+
+
+def test_a_queue_that_refuses_the_announcement_fails_the_tick_and_the_next_cycle_announces_again(
+    provisioned, settings, stage, stranded
+):
+    ledger, record, claimed = stranded
+    cycle = timedelta(seconds=stage.lease_seconds + stage.queue_visibility_seconds + 1)
+
+    def refused(body):
+        raise RuntimeError("AccessDenied: sqs:SendMessage")
+
+    failing = Pipeline(settings, stage, ledger, NoRuns(), now=lambda: claimed + cycle, send=refused)
+    with pytest.raises(RuntimeError, match="AccessDenied"):  # the batcher Lambda fails: its Errors metric shows it
+        failing.tick()
+    assert ledger.get(record.file_id).status == "RECEIVED" and queued(provisioned, stage) == []
+    assert tick_at(settings, stage, ledger, claimed + 2 * cycle).announced == (record.file_id,)
