@@ -124,7 +124,7 @@ def test_a_file_older_than_the_look_back_is_neither_announced_nor_counted(provis
 def test_the_batcher_lambda_emits_the_metric_the_alarm_watches(client, provisioned, stage, stranded, capfd):
     import app
 
-    app.logger.registered_handler.setStream(sys.stdout)  # the handler kept the stdout of the first import
+    app.logger.registered_handler.stream = sys.stdout  # it kept an earlier test's (closed) stdout: no flush of that
     capfd.readouterr()
     event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
     client.lambda_.invoke("batcher", event)
