@@ -95,6 +95,11 @@ def batcher(event: CloudWatchEvent) -> dict[str, str | None]:
     """Start a pipeline run when accepted files have waited long enough (or enough of them wait)."""
     tick = runtime.pipeline().tick()
     logger.info("batcher", extra={"action": tick.action, "run": tick.run, "detail": tick.detail})
+    from chalicelib.pipeline.recovery import METRIC
+
+    count(METRIC, tick.past_lease, stage=runtime.current().stage.name)  # files a dead validator left RECEIVED: alarmed
+    if tick.announced:
+        logger.warning("announced again", extra={"files": list(tick.announced)})
     return {"action": tick.action, "run": tick.run, "detail": tick.detail}
 
 

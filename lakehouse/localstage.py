@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
 
 from chalicelib.errors import LocalStageError
+from chalicelib.ingest.events import s3_notification as s3_notification  # re-exported: tests and the demo use it
 from lakehouse.orchestration import alive
 from lakehouse.paths import CACHE_DIR
 from lakehouse.paths import PROJECT_DIR as PROJECT_DIR  # re-exported: callers say localstage.PROJECT_DIR
@@ -274,18 +274,6 @@ def set_aside(name: str) -> Path | None:
     return target
 
 
-def s3_notification(bucket: str, key: str, version_id: str | None = None) -> str:
-    """The body S3 sends to a queue for one created object (key URL-encoded, as S3 does)."""
-    obj = {"key": quote_plus(key), **({"versionId": version_id} if version_id else {})}
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": bucket}, "object": obj},
-    }
-    return json.dumps({"Records": [record]})
-
-
 def wait_until_idle(sqs: SQSClient, queue_name: str, timeout: float = 60.0) -> None:
     """Wait until a queue holds no message, visible or in flight (the validator has finished with all)."""
     url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
@@ -440,6 +428,8 @@ def schedule_forever(stop: threading.Event, every: float) -> None:
             if tick.action == "started":
                 status = orchestrator.finished[-1]["status"] if orchestrator.finished else "?"
                 print(f"batcher: {tick.run} {status} ({tick.detail})", flush=True)
+            for file_id in tick.announced:  # its validator died with an earlier stage process (pipeline/recovery.py)
+                print(f"batcher: announced again {file_id}, left RECEIVED", flush=True)
         except Exception as exc:  # e.g. not provisioned yet; the next tick tries again, as the schedule would
             print(f"batcher: {type(exc).__name__}: {exc}", flush=True)
 

@@ -73,6 +73,7 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
         restored = localstage.last_restore() or {}
         if restored.get("manifest") or restored.get("replayed"):
             console.print(f"  raw files re-announced to the validator: {announce_unknown_raw_files(settings, stage)}")
+            console.print(f"  RECEIVED files re-announced to the validator: {announce_received_files(stage)}")
         return done
 
     return localstage.up(stage.region, deploy)
@@ -128,6 +129,18 @@ def announce_unknown_raw_files(settings: Settings, stage: Stage) -> int:
                 sqs.send_message(QueueUrl=url, MessageBody=body)
                 sent += 1
     return sent
+
+
+def announce_received_files(stage: Stage) -> int:
+    """Announce again every file left RECEIVED past its lease and the queue's visibility timeout: the validator that
+    held it died with the stage, and its message with the stage's queues (chalicelib/pipeline/recovery.py). One
+    whose lease has not run out yet is announced by the batcher's next tick after it has."""
+    from datetime import UTC, datetime
+
+    from chalicelib.ledger import ledger_for
+    from chalicelib.pipeline.recovery import queue_sender, recover_received
+
+    return len(recover_received(ledger_for(stage), stage, queue_sender(stage), datetime.now(UTC)).announced)
 
 
 def guess_dataset(settings: Settings, path: Path) -> str:

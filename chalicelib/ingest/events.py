@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,16 @@ def refs_from_notification(body: dict[str, Any]) -> list[ObjectRef]:
             )
         )
     return refs
+
+
+def s3_notification(bucket: str, key: str, version_id: str | None = None) -> str:
+    """The body S3 sends to a queue for one created object (key URL-encoded, as S3 does): how the local stage and the
+    batcher's recovery (chalicelib.pipeline.recovery) announce a file to the validator."""
+    obj = {"key": quote_plus(key), **({"versionId": version_id} if version_id else {})}
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": obj},
+    }
+    return json.dumps({"Records": [record]})

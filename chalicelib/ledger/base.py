@@ -118,6 +118,22 @@ class Ledger(ABC):
         self._update_if(file_pk(record.file_id), {"announced": True}, {"status": str(Status.VALID)})
         return replace(record, announced=True)
 
+    # -- files a dead validator left RECEIVED (chalicelib.pipeline.recovery) ------------------------------
+    def received_since(self, since: str) -> list[FileRecord]:
+        """Files still RECEIVED that were received since `since` (ISO time). The time index is eventually
+        consistent: each is read again, consistently, and kept only if it is still RECEIVED."""
+        items = self._get_many(self._received_since(since))
+        return [FileRecord.from_item(i) for i in items if i.get("status") == str(Status.RECEIVED)]
+
+    def mark_reannounced(self, record: FileRecord, now: datetime) -> bool:
+        """Count one more announcement of a RECEIVED file whose worker died; False (and nothing written) when another
+        tick counted it first or a worker has taken its lease since it was read."""
+        return self._update_if(
+            file_pk(record.file_id),
+            {"reannounced": (record.reannounced or 0) + 1, "reannounced_at": now_iso(now)},
+            {"status": str(Status.RECEIVED), "lease_token": record.lease_token, "reannounced": record.reannounced},
+        )
+
     # -- the processed/ jobs' bookmark --------------------------------------------------------------
     def pending_files(self, dataset: str, limit: int | None = None) -> list[FileRecord]:
         """VALID files of `dataset` not yet merged, oldest first. The index that lists them is eventually consistent
@@ -438,6 +454,10 @@ class Ledger(ABC):
     @abstractmethod
     def _pending(self, dataset: str, limit: int | None) -> list[dict[str, Any]]:
         """File items with `pending == dataset`, oldest first."""
+
+    @abstractmethod
+    def _received_since(self, since: str) -> list[str]:
+        """The keys of file items with status RECEIVED received since `since`."""
 
 
 ITEM_BYTES = 400 * 1024  # DynamoDB's largest item, names and values in UTF-8 ("Service, account, and table quotas")

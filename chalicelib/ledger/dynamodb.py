@@ -201,6 +201,29 @@ class DynamoDBLedger(Ledger):
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return out
 
+    def _received_since(self, since: str) -> list[str]:
+        out: list[str] = []
+        for key in time_keys("file"):
+            kwargs: dict[str, Any] = {
+                "IndexName": BY_TIME_INDEX,
+                "KeyConditionExpression": "#k = :v AND received_at >= :since",
+                "FilterExpression": "#s = :received",  # read from the index (it projects the status), not the table
+                "ProjectionExpression": "pk",
+                "ExpressionAttributeNames": {"#k": "time_key", "#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":v": {"S": key},
+                    ":since": {"S": since},
+                    ":received": {"S": "RECEIVED"},
+                },
+            }
+            while True:
+                page = self._call("query", **kwargs)
+                out += [i["pk"]["S"] for i in page.get("Items", [])]
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out
+
     def _query(
         self, index: str, key: str, value: str, *, newest_first: bool, limit: int | None
     ) -> list[dict[str, Any]]:

@@ -72,3 +72,11 @@ class InMemoryLedger(Ledger):
                 (dict(i) for i in self.items.values() if i.get("pending") == dataset), key=lambda i: i["received_at"]
             )
         return files[:limit] if limit else files
+
+    def _received_since(self, since: str) -> list[str]:
+        with self._lock:
+            return [
+                pk
+                for pk, i in self.items.items()
+                if i["kind"] == "file" and i["status"] == "RECEIVED" and i["received_at"] >= since
+            ]

@@ -64,6 +64,8 @@ class FileRecord:
     archived_key: str | None = None
     lease_token: str | None = None
     lease_until: str | None = None
+    reannounced: int | None = None  # times the batcher announced it again, its worker dead (pipeline/recovery.py)
+    reannounced_at: str | None = None
 
     def to_item(self) -> dict[str, Any]:
         """The record as a ledger item."""
@@ -75,7 +77,7 @@ class FileRecord:
     def from_item(cls, item: dict[str, Any]) -> FileRecord:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in item.items() if k in names}
-        for k in ("size", "rows", "line", "batch", "delta_version", "rows_merged", "rows_rejected"):
+        for k in ("size", "rows", "line", "batch", "delta_version", "rows_merged", "rows_rejected", "reannounced"):
             if values.get(k) is not None:
                 values[k] = int(values[k])
         values["status"] = Status(values.get("status", Status.RECEIVED))

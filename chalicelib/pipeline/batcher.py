@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -28,6 +28,7 @@ from chalicelib.pipeline.batching import BatchPolicy
 from chalicelib.pipeline.crawling import CrawlDecision, decide
 from chalicelib.pipeline.engines import choose, single_node_worker_type
 from chalicelib.pipeline.plans import resumed
+from chalicelib.pipeline.recovery import Recovery, queue_sender, recover_received
 from chalicelib.pipeline.steps import RunSteps
 from chalicelib.stage.catalog import catalogued_from_contract
 
@@ -106,11 +107,14 @@ TickAction = Literal["started", "busy", "waiting", "idle"]
 
 @dataclass(frozen=True)
 class Tick:
-    """What one look at the ledger did: started, busy (a run is in flight), waiting (not due yet), idle."""
+    """What one look at the ledger did: started, busy (a run is in flight), waiting (not due yet), idle; and the
+    files a dead validator left RECEIVED: those `announced` again, how many are `past_lease` (pipeline/recovery.py)."""
 
     action: TickAction
     run: str | None = None
     detail: str = ""
+    announced: tuple[str, ...] = ()
+    past_lease: int = 0
 
 
 class Pipeline:
@@ -124,9 +128,11 @@ class Pipeline:
         orchestrator: Orchestrator,
         alert: Callable[[str, str], None] = lambda subject, message: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        send: Callable[[str], None] | None = None,
     ) -> None:
         self.settings, self.stage, self.ledger = settings, stage, ledger
         self.orchestrator, self.alert, self.now = orchestrator, alert, now
+        self.send = send or queue_sender(stage)  # a message to the ingest queue (the validator's)
         self.policy = BatchPolicy.of(settings)
 
     @classmethod
@@ -157,7 +163,17 @@ class Pipeline:
         The schedule calls this every minute; `lakehouse run` calls it with `force` (no waiting for the window),
         with `crawl` to crawl every two-format dataset of the run whatever its layouts (`lakehouse run --crawl`),
         and with `engine` to run every dataset's batch on that engine ("spark", "single"; `lakehouse run --engine`).
+        Then it announces again the files a dead validator left RECEIVED (`recover_received`).
         """
+        tick = self._tick(force=force, crawl=crawl, engine=engine)
+        recovery = self.recover_received()
+        return replace(tick, announced=recovery.announced, past_lease=recovery.past_lease)
+
+    def recover_received(self) -> Recovery:
+        """Announce again each file RECEIVED past its lease and the queue's visibility timeout; count them."""
+        return recover_received(self.ledger, self.stage, self.send, self.now())
+
+    def _tick(self, *, force: bool, crawl: bool, engine: str | None) -> Tick:
         active = self.ledger.active_run()
         if active is not None:
             if active.plan is None:  # the batcher stopped between naming the run and planning it
