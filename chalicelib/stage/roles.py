@@ -248,6 +248,8 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
             ledger,
             allow("StartRuns", ["states:StartExecution"], [a.machine]),
             allow("RunStatus", ["states:DescribeExecution"], [a.executions]),
+            # the tick announces again the files a dead validator left RECEIVED (chalicelib/pipeline/recovery.py)
+            allow("ReannounceReceived", ["sqs:GetQueueUrl", "sqs:SendMessage"], [a.ingest_queue]),
             alerts,
         ],
         "lifecycle_sync": [
