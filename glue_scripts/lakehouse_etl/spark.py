@@ -99,7 +99,13 @@ def local_session() -> Engine:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 # Sail runs Python tasks (read_batch) in its own interpreter: it imports what this process does
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))},
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
+                    # Sail drops a session idle for 15 minutes (its default), and this process keeps one session
+                    # for as long as it lives (a test suite idles longer between its Spark tests on a busy machine)
+                    "SAIL_SPARK__SESSION_TIMEOUT_SECS": str(7 * 24 * 3600),
+                },
             )
             atexit.register(server.terminate)
             deadline = time.monotonic() + 60
