@@ -1,0 +1,151 @@
+"""The local stage enforces IAM (lakehouse/local_iam.py): moto's access control, with the resources it does not see."""
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.aws import Credentials
+from chalicelib.stage.roles import trust
+from lakehouse import local_iam
+
+ACCOUNT = "123456789012"
+ADMIN = Credentials("FOOBARKEY", "FOOBARSECRET")  # the keys mock_aws gives clients
+TABLE = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ledger"
+
+
+def admin(service):
+    return boto3.client(service, region_name="us-east-1")
+
+
+def as_role(service, keys):
+    return boto3.client(
+        service,
+        region_name="us-east-1",
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=keys["AWS_SESSION_TOKEN"],
+    )
+
+
+def role(name, statements, service="lambda.amazonaws.com"):
+    iam = admin("iam")
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust(service, ACCOUNT, source_account=False)))
+    policy = {"Version": "2012-10-17", "Statement": statements}
+    iam.put_role_policy(RoleName=name, PolicyName="lakehouse", PolicyDocument=json.dumps(policy))
+    return local_iam.assume(ACCOUNT, name, service, "test")
+
+
+@pytest.fixture
+def enforced(aws_env):
+    ddb = admin("dynamodb")
+    key = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    ddb.create_table(
+        TableName="ledger",
+        KeySchema=key,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName="other",
+        KeySchema=key,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    admin("s3").create_bucket(Bucket="lake-bucket")
+    with local_iam.enforcing(ACCOUNT, ADMIN):
+        yield
+
+
+def test_a_role_may_do_what_its_policy_allows_on_the_resource_named_and_nothing_else(enforced):
+    keys = role("writer", [{"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:GetItem"], "Resource": TABLE}])
+    ddb = as_role("dynamodb", keys)
+    ddb.put_item(TableName="ledger", Item={"pk": {"S": "a"}})  # moto alone judges this against "*": denied
+    assert ddb.get_item(TableName="ledger", Key={"pk": {"S": "a"}})["Item"]["pk"] == {"S": "a"}
+    with pytest.raises(ClientError) as other_table:
+        ddb.put_item(TableName="other", Item={"pk": {"S": "a"}})
+    error = other_table.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"  # as DynamoDB names it, not moto's XML "403"
+    assert "assumed-role/writer is not authorized to perform: dynamodb:PutItem on resource: " in error["Message"]
+    assert error["Message"].endswith(":table/other")
+    with pytest.raises(ClientError, match="dynamodb:DeleteItem"):
+        ddb.delete_item(TableName="ledger", Key={"pk": {"S": "a"}})
+
+
+def test_s3_is_judged_by_key_and_the_admin_user_may_do_anything(enforced):
+    keys = role("reader", [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::lake-bucket/raw/*"}])
+    s3 = admin("s3")
+    s3.put_object(Bucket="lake-bucket", Key="raw/a.csv", Body=b"x")
+    s3.put_object(Bucket="lake-bucket", Key="processed/a", Body=b"x")
+    assert as_role("s3", keys).get_object(Bucket="lake-bucket", Key="raw/a.csv")["Body"].read() == b"x"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        as_role("s3", keys).get_object(Bucket="lake-bucket", Key="processed/a")
+
+
+def test_glue_table_calls_need_the_catalog_the_database_and_the_table(enforced):
+    admin("glue").create_database(DatabaseInput={"Name": "lake"})
+    admin("glue").create_table(DatabaseName="lake", TableInput={"Name": "orders"})
+    glue = f"arn:aws:glue:us-east-1:{ACCOUNT}"
+    only_table = role("t", [{"Effect": "Allow", "Action": "glue:GetTable", "Resource": f"{glue}:table/lake/*"}])
+    with pytest.raises(ClientError, match=r"glue:GetTable on resource: arn:aws:glue:us-east-1:\d+:catalog"):
+        as_role("glue", only_table).get_table(DatabaseName="lake", Name="orders")
+    every = [f"{glue}:catalog", f"{glue}:database/lake", f"{glue}:table/lake/*"]
+    keys = role("all", [{"Effect": "Allow", "Action": "glue:GetTable", "Resource": every}])
+    assert as_role("glue", keys).get_table(DatabaseName="lake", Name="orders")["Table"]["Name"] == "orders"
+
+
+def test_an_explicit_deny_wins_and_sns_is_judged_by_topic(enforced):
+    arn = admin("sns").create_topic(Name="alerts")["TopicArn"]
+    keys = role(
+        "publisher",
+        [
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"},
+            {"Effect": "Deny", "Action": "sns:Publish", "Resource": arn},
+        ],
+    )
+    with pytest.raises(ClientError, match="sns:Publish on resource: arn:aws:sns:us-east-1:123456789012:alerts"):
+        as_role("sns", keys).publish(TopicArn=arn, Message="m")
+
+
+def test_a_role_is_given_only_to_the_service_its_trust_policy_names(enforced):
+    role("glue-only", [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}], service="glue.amazonaws.com")
+    with pytest.raises(Exception, match="does not let lambda.amazonaws.com assume it"):
+        local_iam.assume(ACCOUNT, "glue-only", "lambda.amazonaws.com", "s")
+    with pytest.raises(Exception, match="no role nope on the local stage"):
+        local_iam.assume(ACCOUNT, "nope", "lambda.amazonaws.com", "s")
+
+
+def test_the_evaluator_needs_an_allow_and_honours_a_deny():
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/raw/*"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::b/raw/secret*"},
+        ],
+    }
+    assert local_iam.allowed([policy], "s3:GetObject", "arn:aws:s3:::b/raw/x.csv")
+    assert not local_iam.allowed([policy], "s3:GetObject", "arn:aws:s3:::b/processed/x")
+    assert not local_iam.allowed([policy], "s3:PutObject", "arn:aws:s3:::b/raw/x.csv")
+    assert not local_iam.allowed([policy], "s3:GetObject", "arn:aws:s3:::b/raw/secret.csv")
+
+
+def test_resources_of_the_calls_moto_judges_against_star():
+    r = local_iam.resources
+    assert r("dynamodb", "Query", {"TableName": "t", "IndexName": "i"}, "eu-west-1", "1") == [
+        "arn:aws:dynamodb:eu-west-1:1:table/t/index/i"
+    ]
+    assert r("dynamodb", "BatchGetItem", {"RequestItems": {"a": {}, "b": {}}}, "r", "1") == [
+        "arn:aws:dynamodb:r:1:table/a",
+        "arn:aws:dynamodb:r:1:table/b",
+    ]
+    assert r("glue", "GetJob", {"JobName": "j"}, "r", "1") == ["arn:aws:glue:r:1:job/j"]
+    assert r("glue", "GetCrawler", {"Name": "c"}, "r", "1") == ["arn:aws:glue:r:1:crawler/c"]
+    assert r("glue", "CreateTable", {"DatabaseName": "d", "TableInput": {"Name": "t"}}, "r", "1") == [
+        "arn:aws:glue:r:1:catalog",
+        "arn:aws:glue:r:1:database/d",
+        "arn:aws:glue:r:1:table/d/t",
+    ]
+    assert r("states", "DescribeExecution", {"executionArn": "arn:x"}, "r", "1") == ["arn:x"]
+    assert r("athena", "GetWorkGroup", {"WorkGroup": "w"}, "r", "1") == ["arn:aws:athena:r:1:workgroup/w"]
+    assert r("sns", "ListTopics", {}, "r", "1") == ["*"]
