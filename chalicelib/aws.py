@@ -148,19 +148,14 @@ def client(service: str, settings: ClientSettings | None = None) -> BaseClient:
                 read_timeout=60,
                 max_pool_connections=32,
             )
+            given = credentials or Credentials("", "")  # empty: botocore resolves the environment's
             _cache[key] = _session_for_clients().create_client(
                 service,
                 config=config,
                 endpoint_url=settings.endpoint_url,
-                **(
-                    {}
-                    if credentials is None
-                    else {
-                        "aws_access_key_id": credentials.access_key_id,
-                        "aws_secret_access_key": credentials.secret_access_key,
-                        "aws_session_token": credentials.session_token,
-                    }
-                ),
+                aws_access_key_id=given.access_key_id or None,
+                aws_secret_access_key=given.secret_access_key or None,
+                aws_session_token=given.session_token,
             )
         return _cache[key]
 

@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -36,7 +36,13 @@ from chalicelib.errors import LocalStageError
 ROUTE = "/_lakehouse/"  # the stage's own endpoints, beside moto's /moto-api/
 ENFORCE_ENV = "LAKEHOUSE_ENFORCE_IAM"  # "0": the stage accepts any request, as before (to measure what IAM costs)
 ADMIN_USER = "lakehouse-admin"  # the CLI's and the tests' identity: the stage's dummy keys are its access key
-SERVICE_PRINCIPALS = {"lambda": "lambda.amazonaws.com", "glue": "glue.amazonaws.com", "states": "states.amazonaws.com"}
+# the service that assumes a component's role on AWS
+SERVICE_PRINCIPALS = {
+    "lambda": "lambda.amazonaws.com",
+    "glue": "glue.amazonaws.com",
+    "crawler": "glue.amazonaws.com",
+    "states": "states.amazonaws.com",
+}
 
 
 # -- who runs as which role ---------------------------------------------------------------------------------------
@@ -87,11 +93,7 @@ def resources(service: str, operation: str, params: dict[str, Any], region: str,
     arn = f"{region}:{account}"
     p = params
     if service == "dynamodb":
-        tables = (
-            list(p.get("RequestItems", {}))
-            or [t.get(k, {}).get("TableName") for t in p.get("TransactItems", []) for k in t]
-            or [p.get("TableName")]
-        )
+        tables = list(p.get("RequestItems", {})) or [p.get("TableName")]
         found = [f"arn:aws:dynamodb:{arn}:table/{t}" for t in tables if t]
         if p.get("IndexName") and found:
             return [f"{found[0]}/index/{p['IndexName']}"]
@@ -120,10 +122,49 @@ def resources(service: str, operation: str, params: dict[str, Any], region: str,
         if operation == "CreateStateMachine" and p.get("name"):
             machine = f"arn:aws:states:{arn}:stateMachine:{p['name']}"
         return [machine] if machine else ["*"]
+    if service == "sqs":  # moto names the queue of a QueueUrl only
+        queue = p.get("QueueName") or str(p.get("QueueUrl", "")).rsplit("/", 1)[-1]
+        return [f"arn:aws:sqs:{arn}:{queue}"] if queue else ["*"]
     if service == "athena":
         workgroup = p.get("WorkGroup") or (p.get("Name") if "WorkGroup" in operation else None)
         return [f"arn:aws:athena:{arn}:workgroup/{workgroup}"] if workgroup else ["*"]
     return ["*"]
+
+
+# moto names some actions after the API operation where IAM names another (Service Authorization Reference: HeadBucket
+# is allowed by s3:ListBucket, a batch of SQS messages by the one-message action, the public access block's calls by
+# s3:Get/PutBucketPublicAccessBlock)
+ALIASES = {
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "s3:DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+# A DynamoDB transaction is allowed item by item, by each item's own action (DynamoDB developer guide, "Using IAM with
+# DynamoDB transactions"): TransactWriteItems is no IAM action.
+TRANSACTION_ITEMS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def checks(service: str, operation: str, params: dict[str, Any], region: str, account: str) -> list[tuple[str, str]]:
+    """(IAM action, resource) pairs a request needs allowed, every one of them."""
+    if service == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
+        table = f"arn:aws:dynamodb:{region}:{account}:table/"
+        return [
+            (f"dynamodb:{TRANSACTION_ITEMS[kind]}", table + item[kind]["TableName"])
+            for item in params.get("TransactItems", [])
+            for kind in item
+        ]
+    action = f"{service}:{operation}"
+    return [(ALIASES.get(action, action), r) for r in resources(service, operation, params, region, account)]
 
 
 # -- the policy evaluator -----------------------------------------------------------------------------------------
@@ -162,13 +203,14 @@ class _Recorder:
         self.calls: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def add(self, response: Any, action: str, found: list[str], ok: bool) -> None:
+    def add(self, response: Any, action: str, resource: str, ok: bool | None) -> None:
+        """One action on one resource: `ok` is moto's verdict, None for what it does not judge."""
         if not self.on:
             return
         role = _role_of(response)
         if role is not None:
             with self.lock:
-                self.calls.append({"role": role, "action": action, "resources": found, "allowed": ok})
+                self.calls.append({"role": role, "action": action, "resource": resource, "allowed": ok})
 
 
 _recorder = _Recorder()
@@ -219,12 +261,12 @@ def _denied(response: Any, action: str, resource: str) -> Exception:
     return AccessDeniedError(caller, f"{action} on resource: {resource}")
 
 
-@contextmanager
-def enforcing(account: str, admin_keys: Credentials) -> Iterator[None]:
-    """moto's access control on, in this process, for as long as the block runs: `admin_keys` (the stage's dummy
-    keys) are an admin user's, and each request is judged against every resource it acts on."""
+def enforce(account: str, admin_keys: Credentials) -> Callable[[], None]:
+    """Turn moto's access control on in this process: `admin_keys` (the stage's dummy keys) are an admin user's, and
+    each request is judged against every resource it acts on. Returns what turns it off again."""
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin as Mixin
+    from moto.iam.access_control import IAMRequest, S3IAMRequest
     from moto.iam.models import iam_backends
     from werkzeug.exceptions import HTTPException
 
@@ -242,42 +284,66 @@ def enforcing(account: str, admin_keys: Credentials) -> Iterator[None]:
         iam.access_keys[key.access_key_id] = key
     normal, s3 = Mixin._authenticate_and_authorize_normal_action, Mixin._authenticate_and_authorize_s3_action
 
+    def judge(self: Any, base: type, action: str, resource: str) -> None:
+        """moto's judgement (signature, then the caller's policies) of `action` on `resource`."""
+
+        class Request(base):  # type: ignore[misc]  # moto's request, judged as `action`
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self._action = action
+
+        self._authenticate_and_authorize_action(Request, resource)
+
     def normal_action(self: Any, resource: str = "*") -> None:
         service, operation = _service(self), self._get_action()
-        found = [resource] if resource != "*" else resources(service, operation, _params(self), self.region, account)
-        action = f"{service}:{operation}"
-        for each in found:
+        if resource != "*":  # moto's own (SQS, IAM, STS)
+            found = [(ALIASES.get(f"{service}:{operation}", f"{service}:{operation}"), resource)]
+        else:
+            found = checks(service, operation, _params(self), self.region, account)
+        for action, each in found:
             try:
-                normal(self, each)
+                judge(self, IAMRequest, action, each)
             except HTTPException as exc:
-                _recorder.add(self, action, found, False)
+                _recorder.add(self, action, each, False)
                 raise _denied(self, action, each) if getattr(exc, "code", 0) == 403 else exc from None
-        _recorder.add(self, action, found, True)
+            _recorder.add(self, action, each, True)
 
     def s3_action(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
-        found = [f"arn:aws:s3:::{bucket_name or '*'}" + (f"/{key_name}" if key_name else "")]
-        copied = self.headers.get("x-amz-copy-source")  # moto judges the target of a copy only: the tests, both
+        resource = f"arn:aws:s3:::{bucket_name or '*'}" + (f"/{key_name}" if key_name else "")
+        action = ALIASES.get(f"s3:{self._get_action()}", f"s3:{self._get_action()}")
+        try:
+            judge(self, S3IAMRequest, action, resource)
+        except HTTPException:
+            _recorder.add(self, action, resource, False)
+            raise
+        _recorder.add(self, action, resource, True)
+        copied = self.headers.get("x-amz-copy-source")  # moto judges a copy's target only: the tests judge its source
         if copied:
             source = urlparse(copied if isinstance(copied, str) else copied.decode())
-            found.append(f"arn:aws:s3:::{unquote(source.path).lstrip('/')}")
-        action = f"s3:{self._get_action()}"
-        try:
-            s3(self, bucket_name, key_name)
-        except HTTPException:
-            _recorder.add(self, action, found, False)
-            raise
-        _recorder.add(self, action, found, True)
+            read = "s3:GetObjectVersion" if "versionId=" in source.query else "s3:GetObject"
+            _recorder.add(self, read, f"arn:aws:s3:::{unquote(source.path).lstrip('/')}", None)
 
     before = settings.INITIAL_NO_AUTH_ACTION_COUNT
     Mixin._authenticate_and_authorize_normal_action = normal_action  # type: ignore[method-assign]
     Mixin._authenticate_and_authorize_s3_action = s3_action  # type: ignore[method-assign]
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
-    try:
-        yield
-    finally:
+
+    def undo() -> None:
         settings.INITIAL_NO_AUTH_ACTION_COUNT = before
         Mixin._authenticate_and_authorize_normal_action = normal  # type: ignore[method-assign]
         Mixin._authenticate_and_authorize_s3_action = s3  # type: ignore[method-assign]
+
+    return undo
+
+
+@contextmanager
+def enforcing(account: str, admin_keys: Credentials) -> Iterator[None]:
+    """`enforce` for as long as the block runs."""
+    undo = enforce(account, admin_keys)
+    try:
+        yield
+    finally:
+        undo()
 
 
 def assume(account: str, role: str, service: str, session: str) -> dict[str, str]:
@@ -308,7 +374,7 @@ def route(environ: dict[str, Any], start_response: Any, account: str) -> list[by
 
     what = environ.get("PATH_INFO", "").removeprefix(ROUTE)
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-    status, body = "200 OK", {}
+    status, body = "200 OK", dict[str, Any]()
     if what == "assume-role":
         if settings.INITIAL_NO_AUTH_ACTION_COUNT:
             status, body = "404 Not Found", {"error": "the local stage does not enforce IAM"}
@@ -345,7 +411,7 @@ def credentials_for(component: str, stage: Stage) -> Credentials | None:
     endpoint = os.environ.get(ENDPOINT_ENV)
     if not endpoint:
         return None
-    role, service = role_for(component, stage), SERVICE_PRINCIPALS[component.split(":", 1)[0].replace("crawler", "glue")]
+    role, service = role_for(component, stage), SERVICE_PRINCIPALS[component.split(":", 1)[0]]
     key = (endpoint, role, service)
     with _held_lock:
         held = _held.get(key)

@@ -57,6 +57,7 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
     from chalicelib.aws import Clients
     from deploy.chalice_project import write_environment
     from deploy.provision import provision
+    from lakehouse.local_iam import ensure_lambda_roles
 
     settings = settings.for_account(localstage.ACCOUNT)
     stage = settings.stage(localstage.STAGE)
@@ -69,6 +70,8 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
             config_files(CONFIG_DIR),
             progress=lambda m: console.print(f"  {m}"),
         )
+        # the Lambdas' roles, which `chalice deploy` makes on AWS: each local Lambda runs as its role
+        console.print(f"  {ensure_lambda_roles(settings, stage, localstage.ACCOUNT)}")
         write_environment(stage, localstage.ACCOUNT)  # the local Lambdas' environment, as `lakehouse deploy` does
         restored = localstage.last_restore() or {}
         if restored.get("manifest") or restored.get("replayed"):

@@ -32,11 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.aws import account_id, error_code
+from chalicelib.aws import account_id, acting_as, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
 from chalicelib.names import process_job, run_job
 from chalicelib.stage.declared import glue_jobs, role_arn
+from lakehouse.local_iam import credentials_for, environment_for
 from lakehouse.stepfunctions import Execution, Executor, TaskError
 
 if TYPE_CHECKING:
@@ -94,6 +95,13 @@ class LocalServices:
     _crawls: dict[str, dict[str, Any]] = field(default_factory=dict)  # crawler -> its local crawl state
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def clients_of(self, component: str) -> Clients:
+        """The stage's clients as `component` makes them: with its role's credentials when the stage enforces IAM."""
+        from chalicelib.aws import Clients
+
+        with acting_as(credentials_for(component, self.stage)):
+            return Clients.for_stage(self.stage)
+
     def __call__(self, resource: str, params: Any) -> Any:
         if resource == LAMBDA_INVOKE:
             return self.invoke_lambda(params["FunctionName"], params.get("Payload", {}))
@@ -114,9 +122,10 @@ class LocalServices:
         if not name.startswith(prefix):
             raise TaskError("Lambda.ResourceNotFoundException", f"{function_arn} is not a function of this app")
         output = io.StringIO()
-        try:
-            with redirect_stdout(output):  # the function's printed output (EMF metrics) goes to its log
-                result = self.invoke(name.removeprefix(prefix), payload).payload
+        function = name.removeprefix(prefix)
+        try:  # the function runs as its role (lakehouse/local_iam.py); its printed output (EMF metrics) goes to its log
+            with redirect_stdout(output), acting_as(credentials_for(f"lambda:{function}", self.stage)):
+                result = self.invoke(function, payload).payload
         except Exception as exc:  # as Lambda reports a function error: the exception's type and message
             cause = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             raise TaskError(type(exc).__name__, json.dumps(cause)) from exc
@@ -155,6 +164,7 @@ class LocalServices:
                 raise LakehouseError(f"{job} failed: forced failure (lakehouse run --fail-job {job})")
             given = {**glue_job.arguments, **arguments}  # a run's arguments over the job's defaults, as on Glue
             env = {"LAKEHOUSE_FAIL_DATASETS": ",".join(failing)} if failing else {}
+            env.update(environment_for(f"glue:{job}", self.stage))  # the job runs as the Glue role, as on AWS
             run_script(glue_job.script, self.stage, [arg for pair in given.items() for arg in pair], env)
         except LakehouseError as exc:  # the .sync integration fails the Task with the job run as its cause
             run.update(JobRunState="FAILED", ErrorMessage=str(exc)[-2000:])
@@ -166,8 +176,8 @@ class LocalServices:
     def start_crawler(self, name: str) -> dict[str, Any]:
         """Crawl now; `getCrawler` then reports the crawler RUNNING once more (with the previous crawl as its
         LastCrawl, or none on the first), as a real crawl that takes a while, so the polling loop is run."""
-        try:
-            crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
+        try:  # the state machine's call, as its role
+            crawler = self.clients_of("states").glue.get_crawler(Name=name)["Crawler"]
         except Exception as exc:
             raise _aws_error("Glue", exc) from exc
         with self._lock:
@@ -186,7 +196,7 @@ class LocalServices:
 
     def get_crawler(self, name: str) -> dict[str, Any]:
         try:
-            crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
+            crawler = self.clients_of("states").glue.get_crawler(Name=name)["Crawler"]
         except Exception as exc:
             raise _aws_error("Glue", exc) from exc
         with self._lock:
@@ -206,7 +216,8 @@ class LocalServices:
         """Register one S3 folder as a table, its columns from the first file's header (CSV) or first line
         (JSON lines), all strings: what a crawler infers for raw text files, without sampling every file."""
         bucket, _, prefix = path.removeprefix("s3://").partition("/")
-        s3 = self.clients.s3
+        clients = self.clients_of(f"crawler:{crawler['Name']}")  # a crawler runs as its role (the Glue role)
+        s3 = clients.s3
         first = next(
             (o for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []) if o["Size"] > 0), None
         )
@@ -227,7 +238,7 @@ class LocalServices:
                 "Columns": [{"Name": n.lower(), "Type": "string"} for n in names],
             },
         }
-        glue = self.clients.glue
+        glue = clients.glue
         try:
             glue.create_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
         except glue.exceptions.AlreadyExistsException:
@@ -236,9 +247,9 @@ class LocalServices:
             glue.update_table(DatabaseName=crawler["DatabaseName"], TableInput=table)
         return table["Name"]
 
-    def publish(self, params: dict[str, Any]) -> dict[str, Any]:
+    def publish(self, params: dict[str, Any], component: str = "states") -> dict[str, Any]:
         try:
-            response = self.clients.sns.publish(**params)
+            response = self.clients_of(component).sns.publish(**params)
         except Exception as exc:
             raise _aws_error("SNS", exc) from exc
         with self._lock:
@@ -390,14 +401,18 @@ def local_pipeline(
     clients = Clients.for_stage(stage)
     definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
     alerts = stage.topic_arn(stage.alerts_topic, account_id(clients.sts))
-    with Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client:
+    batcher = credentials_for("lambda:batcher", stage)  # the tick is the batcher Lambda's: it runs as its role
+    with (
+        Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client,
+        acting_as(batcher),
+    ):
         services = LocalServices(
             settings, stage, clients, chalice_client.lambda_.invoke, lakehouse_app.app.app_name, dict(fail_jobs or {})
         )
         orchestrator = LocalOrchestrator(definition, services, ExecutionStore(executions_dir))
 
-        def alert(subject: str, message: str) -> None:
-            services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message})
+        def alert(subject: str, message: str) -> None:  # the batcher's alert, published as its role
+            services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message}, "lambda:batcher")
 
         yield Pipeline(settings, stage, ledger_for(stage), orchestrator, alert), orchestrator
 
