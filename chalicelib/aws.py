@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -75,8 +78,35 @@ def _retry_mode(value: str) -> RetryMode:
     raise ConfigError("environment", "LAKEHOUSE_RETRY_MODE", value, f"must be one of {', '.join(RETRY_MODES)}")
 
 
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+
+# Whose credentials clients are made with here: a role's while a component of the local stage runs as it (each
+# Lambda handler runs in the `lakehouse` process, lakehouse/local_iam.py), else the environment's, as on AWS.
+_acting: ContextVar[Credentials | None] = ContextVar("lakehouse_credentials", default=None)
+
+
+@contextmanager
+def acting_as(credentials: Credentials | None) -> Iterator[None]:
+    """Clients made in this block (in this thread or task) sign with `credentials` (None: the environment's)."""
+    token = _acting.set(credentials)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def acting() -> Credentials | None:
+    """The credentials `acting_as` set here, if any."""
+    return _acting.get()
+
+
 _lock = threading.Lock()
-_cache: dict[tuple[str, ClientSettings], BaseClient] = {}
+_cache: dict[tuple[str, ClientSettings, Credentials | None], BaseClient] = {}
 _session: Session | None = None  # one session while the cache lives: it resolves credentials once
 _loader: Loader | None = None  # botocore's service models, read from disk once per process and shared by every session
 
@@ -111,7 +141,8 @@ def client(service: Literal["service-quotas"], settings: ClientSettings | None =
 def client(service: str, settings: ClientSettings | None = None) -> BaseClient:
     """A cached boto3 client for `service` (clients are thread-safe; sessions are not, hence the lock)."""
     settings = settings or ClientSettings.from_env()
-    key = (service, settings)
+    credentials = _acting.get()
+    key = (service, settings, credentials)
     with _lock:
         if key not in _cache:
             from botocore.config import Config
@@ -123,8 +154,14 @@ def client(service: str, settings: ClientSettings | None = None) -> BaseClient:
                 read_timeout=60,
                 max_pool_connections=32,
             )
+            given = credentials or Credentials("", "")  # empty: botocore resolves the environment's
             _cache[key] = _session_for_clients().create_client(
-                service, config=config, endpoint_url=settings.endpoint_url
+                service,
+                config=config,
+                endpoint_url=settings.endpoint_url,
+                aws_access_key_id=given.access_key_id or None,
+                aws_secret_access_key=given.secret_access_key or None,
+                aws_session_token=given.session_token,
             )
         return _cache[key]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
-from chalicelib.aws import ClientSettings, client
+from chalicelib.aws import ClientSettings, Credentials, acting, client
 from chalicelib.config import Settings, Stage, load_settings_from_s3
 from chalicelib.errors import LakehouseError
 from chalicelib.ingest.ingestor import Ingestor
@@ -60,15 +60,17 @@ class Runtime:
 
 
 _lock = threading.RLock()  # re-entrant: building one cached value may read another
-_cache: dict[str, tuple[float, Any]] = {}
+_cache: dict[tuple[str, Credentials | None], tuple[float, Any]] = {}
 
 
 def _fresh(name: str, build: Callable[[], T]) -> T:
-    """`build()`, kept for CONFIG_TTL_SECONDS per container."""
+    """`build()`, kept for CONFIG_TTL_SECONDS per container. On AWS a container has one role; the local stage runs
+    every Lambda in one process, each as its own role (lakehouse/local_iam.py): one cache per role, as per container."""
+    key = (name, acting())
     with _lock:
-        hit = _cache.get(name)
+        hit = _cache.get(key)
         if hit is None or time.monotonic() - hit[0] > CONFIG_TTL_SECONDS:
-            hit = _cache[name] = (time.monotonic(), build())
+            hit = _cache[key] = (time.monotonic(), build())
         return cast("T", hit[1])  # each name is only ever built by its one `build`
 
 

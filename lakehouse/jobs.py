@@ -53,9 +53,10 @@ def run_script(
         text=True,
         env={**os.environ, **(env or {}), "PYTHONPATH": str(GLUE_SCRIPTS)},
     )
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise LakehouseError(f"{script} failed (exit {result.returncode}):\n{tail}")
+    if result.returncode != 0:  # the exception first, as Glue's ErrorMessage gives it; then where it came from
+        lines = result.stderr.strip().splitlines() or [""]
+        tail = "\n".join(lines[-15:])
+        raise LakehouseError(f"{script} failed (exit {result.returncode}): {lines[-1]}\n{tail}")
     report: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return report
 

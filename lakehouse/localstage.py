@@ -295,6 +295,7 @@ def _serialised(app: Any, gate: Any, journal: Any) -> Any:
     services a snapshot keeps pass the snapshot's gate (a snapshot sees no request half done), and each change
     to them is journaled before it is answered (lakehouse/journal.py), when there is a journal."""
     from lakehouse.journal import journaled
+    from lakehouse.local_iam import ROUTE, route
     from lakehouse.snapshot import SERVICES, request_service
 
     lock = threading.Lock()
@@ -305,6 +306,8 @@ def _serialised(app: Any, gate: Any, journal: Any) -> Any:
         return list(app(environ, start_response))
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "").startswith(ROUTE):  # the stage's own: a component's role credentials
+            return route(environ, start_response, ACCOUNT)
         service, changes = request_service(environ)
         if service not in SERVICES:
             return app(environ, start_response)
@@ -376,9 +379,13 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
     from chalice.test import Client
 
     import app as lakehouse_app
-    from chalicelib.aws import client
+    from chalicelib.aws import acting_as, client
+    from chalicelib.config import load_settings
+    from lakehouse.local_iam import credentials_for
+    from lakehouse.paths import CONFIG_DIR
 
-    sqs = client("sqs")
+    stage = load_settings(CONFIG_DIR).stage(STAGE)  # the configuration `up` provisions the stage from
+
     queue_name = os.environ["LAKEHOUSE_INGEST_QUEUE"]
     # its batch size, as on AWS
     (source,) = [s for s in lakehouse_app.app.event_sources if isinstance(s, SQSEventConfig) and s.name == "validate"]
@@ -387,20 +394,23 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
         url: str | None = None
         arn = ""
         while not stop.is_set():
-            try:
-                if url is None:
-                    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-                    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-                messages = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=source.batch_size, WaitTimeSeconds=1, AttributeNames=["All"]
-                ).get("Messages", [])
-                if not messages:
-                    continue
-                invoke("validate", _sqs_event(messages, arn, region))
-                sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-                )
+            try:  # the event source mapping polls with the function's role, and the function runs as it (AWS)
+                with acting_as(credentials_for("lambda:validate", stage)):
+                    sqs = client("sqs")
+                    if url is None:
+                        url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+                        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                        arn = attributes["Attributes"]["QueueArn"]
+                    messages = sqs.receive_message(
+                        QueueUrl=url, MaxNumberOfMessages=source.batch_size, WaitTimeSeconds=1, AttributeNames=["All"]
+                    ).get("Messages", [])
+                    if not messages:
+                        continue
+                    invoke("validate", _sqs_event(messages, arn, region))
+                    sqs.delete_message_batch(
+                        QueueUrl=url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                    )
             except Exception as exc:  # as on Lambda: the batch becomes visible again after the timeout
                 print(f"validate failed, batch will be retried: {exc}", flush=True)
                 time.sleep(0.5)
@@ -438,9 +448,11 @@ def serve(port: int, region: str, fd: int | None = None) -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
+    from chalicelib.aws import Credentials
     from deploy.chalice_project import chalice_stage_env
     from lakehouse import snapshot
     from lakehouse.journal import Journal
+    from lakehouse.local_iam import ENFORCE_ENV, enforce, enforced
 
     os.environ.update({**chalice_stage_env(STAGE), **LocalStage(os.getpid(), port, region).environment()})
     app = moto_app()
@@ -454,6 +466,9 @@ def serve(port: int, region: str, fd: int | None = None) -> None:
     RESTORE_FILE.write_text(json.dumps({**restored, "unclean": unclean}))
     gate, journal = snapshot.Gate(), Journal(SNAPSHOT_DIR, restored["next_journal"])
     gate.changes = restored["replayed"]  # the next snapshot takes them in, and the journal files go
+    iam = "IAM enforced" if enforced() else f"IAM not enforced ({ENFORCE_ENV}=0)"
+    if enforced():  # for the process's life: a component runs as its role (lakehouse/local_iam.py)
+        enforce(ACCOUNT, Credentials(*DUMMY_CREDENTIALS.values()))
     server = serve_moto(port, gate, app, journal, fd)
     stop, forget = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `down`: keep the data
@@ -471,7 +486,7 @@ def serve(port: int, region: str, fd: int | None = None) -> None:
     every = _batcher_seconds()
     if every > 0:
         threading.Thread(target=schedule_forever, args=(stop, every), daemon=True).start()
-    print(f"local stage: moto on 127.0.0.1:{port}, validate poller, batcher every {every:g} s", flush=True)
+    print(f"local stage: moto on 127.0.0.1:{port}, {iam}, validate poller, batcher every {every:g} s", flush=True)
     try:
         poll_forever(stop, region)
     finally:

@@ -55,8 +55,10 @@ def connect(stage_name: str) -> tuple[Settings, Stage]:
 def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
     """Start the local stage if needed and provision it with the code an AWS stage uses."""
     from chalicelib.aws import Clients
+    from chalicelib.stage.roles import lifecycle_buckets
     from deploy.chalice_project import write_environment
     from deploy.provision import provision
+    from lakehouse.local_iam import ensure_lambda_roles
 
     settings = settings.for_account(localstage.ACCOUNT)
     stage = settings.stage(localstage.STAGE)
@@ -69,6 +71,9 @@ def start_local_stage(settings: Settings) -> tuple[localstage.LocalStage, bool]:
             config_files(CONFIG_DIR),
             progress=lambda m: console.print(f"  {m}"),
         )
+        # the Lambdas' roles, which `chalice deploy` makes on AWS: each local Lambda runs as its role
+        lifecycle = lifecycle_buckets(definition_files(), stage.bucket)
+        console.print(f"  {ensure_lambda_roles(settings, stage, localstage.ACCOUNT, lifecycle)}")
         write_environment(stage, localstage.ACCOUNT)  # the local Lambdas' environment, as `lakehouse deploy` does
         restored = localstage.last_restore() or {}
         if restored.get("manifest") or restored.get("replayed"):

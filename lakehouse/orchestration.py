@@ -32,12 +32,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.aws import account_id, error_code
+from chalicelib.aws import account_id, acting_as, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import LakehouseError
-from chalicelib.names import process_job, run_job
+from chalicelib.names import job_kind, process_job, run_job
 from chalicelib.stage.declared import glue_jobs, role_arn
 from lakehouse import limits
+from lakehouse.local_iam import credentials_for, environment_for
 from lakehouse.stepfunctions import Execution, Executor, TaskError
 
 if TYPE_CHECKING:
@@ -95,6 +96,13 @@ class LocalServices:
     _crawls: dict[str, dict[str, Any]] = field(default_factory=dict)  # crawler -> its local crawl state
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def clients_of(self, component: str) -> Clients:
+        """The stage's clients as `component` makes them: with its role's credentials when the stage enforces IAM."""
+        from chalicelib.aws import Clients
+
+        with acting_as(credentials_for(component, self.stage)):
+            return Clients.for_stage(self.stage)
+
     def __call__(self, resource: str, params: Any) -> Any:
         if resource == LAMBDA_INVOKE:
             return self.invoke_lambda(params["FunctionName"], params.get("Payload", {}))
@@ -119,9 +127,10 @@ class LocalServices:
         except limits.LimitExceeded as exc:  # Invoke refused it: a service error, the function never ran
             raise TaskError(f"Lambda.{exc.code}", exc.message) from exc
         output = io.StringIO()
-        try:
-            with redirect_stdout(output):  # the function's printed output (EMF metrics) goes to its log
-                result = self.invoke(name.removeprefix(prefix), payload).payload
+        function = name.removeprefix(prefix)
+        try:  # the function runs as its role (lakehouse/local_iam.py); its printed output (EMF metrics) goes to its log
+            with redirect_stdout(output), acting_as(credentials_for(f"lambda:{function}", self.stage)):
+                result = self.invoke(function, payload).payload
             limits.lambda_response(result)
         except limits.LimitExceeded as exc:  # the function ran; Lambda reports its result as a function error
             raise TaskError(exc.code, json.dumps({"errorType": exc.code, "errorMessage": exc.message})) from exc
@@ -163,6 +172,8 @@ class LocalServices:
                 raise LakehouseError(f"{job} failed: forced failure (lakehouse run --fail-job {job})")
             given = {**glue_job.arguments, **arguments}  # a run's arguments over the job's defaults, as on Glue
             env = {"LAKEHOUSE_FAIL_DATASETS": ",".join(failing)} if failing else {}
+            # the job runs as its kind's role, as on AWS
+            env.update(environment_for(f"glue:{job_kind(glue_job.script)}", self.stage))
             run_script(glue_job.script, self.stage, [arg for pair in given.items() for arg in pair], env)
         except LakehouseError as exc:  # the .sync integration fails the Task with the job run as its cause
             run.update(JobRunState="FAILED", ErrorMessage=str(exc)[-2000:])
@@ -174,8 +185,8 @@ class LocalServices:
     def start_crawler(self, name: str) -> dict[str, Any]:
         """Crawl now; `getCrawler` then reports the crawler RUNNING once more (with the previous crawl as its
         LastCrawl, or none on the first), as a real crawl that takes a while, so the polling loop is run."""
-        try:
-            crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
+        try:  # the state machine's call, as its role
+            crawler = self.clients_of("states").glue.get_crawler(Name=name)["Crawler"]
         except Exception as exc:
             raise _aws_error("Glue", exc) from exc
         with self._lock:
@@ -195,7 +206,7 @@ class LocalServices:
 
     def get_crawler(self, name: str) -> dict[str, Any]:
         try:
-            crawler = self.clients.glue.get_crawler(Name=name)["Crawler"]
+            crawler = self.clients_of("states").glue.get_crawler(Name=name)["Crawler"]
         except Exception as exc:
             raise _aws_error("Glue", exc) from exc
         with self._lock:
@@ -219,7 +230,8 @@ class LocalServices:
         crawls (`seen`) are not read again; an existing table is left as it is under UpdateBehavior LOG, gains only
         the new columns under MergeNewColumns, and takes the crawled ones otherwise."""
         bucket, _, prefix = path.removeprefix("s3://").partition("/")
-        pages = self.clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        clients = self.clients_of(f"crawler:{crawler['Name']}")  # a crawler runs as its role (the Glue role)
+        pages = clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         objects = [o for page in pages for o in page.get("Contents", []) if o["Size"] > 0]
         if crawler.get("RecrawlPolicy", {}).get("RecrawlBehavior") == "CRAWL_NEW_FOLDERS_ONLY":
             objects = [o for o in objects if o["Key"].rsplit("/", 1)[0] not in seen]
@@ -227,7 +239,7 @@ class LocalServices:
         if not objects:
             return None
         names: list[str] = []
-        for found in (self._columns(bucket, o["Key"]) for o in objects):
+        for found in (self._columns(clients.s3, bucket, o["Key"]) for o in objects):
             names += [n for n in found if n not in names]
         table: TableInputTypeDef = {
             "Name": crawler.get("TablePrefix", "") + prefix.rstrip("/").rsplit("/", 1)[-1],
@@ -238,7 +250,7 @@ class LocalServices:
             },
             "StorageDescriptor": {"Location": path, "Columns": [{"Name": n, "Type": "string"} for n in names]},
         }
-        glue, database = self.clients.glue, crawler["DatabaseName"]
+        glue, database = clients.glue, crawler["DatabaseName"]
         try:
             glue.create_table(DatabaseName=database, TableInput=table)
         except glue.exceptions.AlreadyExistsException:
@@ -253,18 +265,18 @@ class LocalServices:
             glue.update_table(DatabaseName=database, TableInput=table)
         return table["Name"]
 
-    def _columns(self, bucket: str, key: str) -> list[str]:
+    def _columns(self, s3: Any, bucket: str, key: str) -> list[str]:
         """A raw file's column names, lower-cased as a crawler writes them: its CSV header or first JSON line's keys."""
-        body = self.clients.s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1048575")["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1048575")["Body"].read()
         if key.endswith(".gz"):
             body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(1048576)
         line = body.decode("utf-8", "replace").lstrip("\ufeff").splitlines()[0]
         names = list(json.loads(line)) if ".json" in key else [c.strip().strip('"') for c in line.split(",")]
         return [n.lower() for n in names]
 
-    def publish(self, params: dict[str, Any]) -> dict[str, Any]:
+    def publish(self, params: dict[str, Any], component: str = "states") -> dict[str, Any]:
         try:
-            response = self.clients.sns.publish(**params)
+            response = self.clients_of(component).sns.publish(**params)
         except Exception as exc:
             raise _aws_error("SNS", exc) from exc
         with self._lock:
@@ -416,14 +428,18 @@ def local_pipeline(
     clients = Clients.for_stage(stage)
     definition = deployed_definition(clients.stepfunctions, clients.sts, stage)
     alerts = stage.topic_arn(stage.alerts_topic, account_id(clients.sts))
-    with Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client:
+    batcher = credentials_for("lambda:batcher", stage)  # the tick is the batcher Lambda's: it runs as its role
+    with (
+        Client(lakehouse_app.app, stage_name=stage.name, project_dir=str(PROJECT_DIR)) as chalice_client,
+        acting_as(batcher),
+    ):
         services = LocalServices(
             settings, stage, clients, chalice_client.lambda_.invoke, lakehouse_app.app.app_name, dict(fail_jobs or {})
         )
         orchestrator = LocalOrchestrator(definition, services, ExecutionStore(executions_dir))
 
-        def alert(subject: str, message: str) -> None:
-            services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message})
+        def alert(subject: str, message: str) -> None:  # the batcher's alert, published as its role
+            services.publish({"TopicArn": alerts, "Subject": subject[:100], "Message": message}, "lambda:batcher")
 
         yield Pipeline(settings, stage, ledger_for(stage), orchestrator, alert), orchestrator
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from chalicelib.aws import acting
 from chalicelib.config import Settings, Stage
 
 
@@ -36,11 +37,16 @@ class Lake:
     def for_stage(cls, settings: Settings, stage: Stage) -> Lake:
         options = {"AWS_REGION": stage.region}
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:  # the local stage: plain HTTP on loopback, dummy credentials from the environment
+        if endpoint:  # the local stage: plain HTTP on loopback, credentials from the environment ...
             options.update(AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true")
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
                 if os.environ.get(name):
                     options[name] = os.environ[name]
+            role = acting()  # ... or a local Lambda's role (the quality gate's DuckDB reads as its Lambda, as Athena)
+            if role is not None:
+                options.pop("AWS_SESSION_TOKEN", None)
+                options.update(AWS_ACCESS_KEY_ID=role.access_key_id, AWS_SECRET_ACCESS_KEY=role.secret_access_key)
+                options.update({"AWS_SESSION_TOKEN": role.session_token} if role.session_token else {})
         else:
             options.update(session_credentials())
         return cls(f"s3://{stage.bucket}", settings, options)
