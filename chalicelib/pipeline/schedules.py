@@ -9,6 +9,7 @@ EventBridge User Guide).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.errors import ConfigError
@@ -60,3 +61,25 @@ def runs_per_month(expression: str, start: datetime = datetime(2026, 1, 1, tzinf
     while (when := next_time(expression, when)) < end:
         count += 1
     return count
+
+
+@dataclass
+class Schedule:
+    """One schedule played by a loop that looks every so often (the local stage's scheduler): due once each time the
+    expression fires. Its first look only sets the next time; a changed expression starts again from then."""
+
+    name: str
+    expression: str | None = None
+    next_at: datetime | None = None
+
+    def due(self, expression: str | None, now: datetime) -> bool:
+        if expression is None:  # not scheduled
+            self.expression = self.next_at = None
+            return False
+        if expression != self.expression or self.next_at is None:
+            self.expression, self.next_at = expression, next_time(expression, now)
+            return False
+        if now < self.next_at:
+            return False
+        self.next_at = next_time(expression, now)
+        return True
