@@ -277,3 +277,29 @@ def test_lakehouse_cost_prices_the_housekeeping_job_from_its_schedule(settings):
     answered = cost.estimate_for(settings, None, {"housekeeping_minutes": "10"})
     assert line(answered)["quantity"] == pytest.approx(30 * 2 * 10 / 60)
     assert any("housekeeping" in a for a in answered["assumptions"])
+
+
+# -- the local stage ---------------------------------------------------------------------------------------------
+def test_the_local_stage_plays_the_housekeeping_schedule_as_a_local_job_run_under_the_lock(lake_job, settings, stage):
+    from test_local_stage import wait_until
+
+    from lakehouse.jobs import LocalChores
+
+    chores, ledger = LocalChores(), lake_job.ledger
+    assert chores.tick(settings, stage, T0) is None  # 02:59: the first look sets 03:00
+    started = chores.tick(settings, stage, T0 + timedelta(minutes=1))
+    assert started and started.startswith("housekeeping started: jr_local_")
+    lock = ledger.job_lock()
+    assert lock.job == "lakehouse-local-housekeeping" and ledger.begin_run() is None  # held while it runs
+    # a later look frees the lock once the job's process has ended (the next firing is tomorrow)
+
+    def freed():
+        chores.tick(settings, stage, T0 + timedelta(minutes=2))
+        return ledger.lock_holder() is None
+
+    wait_until(freed, timeout=120)
+    assert chores.glue.runs[lock.job_run].ended == ("SUCCEEDED", "")
+    tables = [r["table"] for r in chores.glue.reports[lock.job_run]]
+    assert any(t.endswith("/processed/orders") for t in tables) and any(
+        t.endswith("/curated/customer_summary") for t in tables
+    )
