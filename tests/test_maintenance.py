@@ -112,6 +112,21 @@ def test_jobs_of_one_command_run_in_order_and_a_failed_one_stops_the_rest_and_fr
     assert ledger.lock_holder() is None
 
 
+def test_a_command_interrupted_while_its_job_runs_leaves_the_lock_to_the_job_run(stage):
+    ledger, glue = InMemoryLedger(), Glue()
+    m, _ = chores(stage, ledger, glue, T0)
+
+    def interrupt(line):
+        raise KeyboardInterrupt  # Ctrl-C while it waits
+
+    with pytest.raises(KeyboardInterrupt):
+        m.run("curated rebuild", [("lakehouse-local-master-merge", {"--rebuild": "yes"})], interrupt)
+    lock = ledger.job_lock()
+    assert lock.job_run == "jr_1" and m.settle() is None  # the job run still writes: nobody else may
+    glue.runs["jr_1"] = ("SUCCEEDED", "")
+    assert m.settle() == lock.holder and ledger.lock_holder() is None
+
+
 def test_a_pipeline_run_is_not_started_while_a_job_holds_the_lock_and_the_tick_says_who(settings, stage):
     from chalicelib.pipeline.batcher import Pipeline
 

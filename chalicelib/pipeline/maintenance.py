@@ -195,7 +195,16 @@ class Maintenance:
 
     def _let_go(self, lock: JobLock) -> None:
         """Free the lock now if its job run is over; else leave it to the job run (settle frees it when it ends)."""
-        if lock.job and lock.job_run and self.glue.state(lock.job, lock.job_run)[0] not in ENDED:
+        try:
+            running = (
+                bool(lock.job and lock.job_run) and self.glue.state(str(lock.job), str(lock.job_run))[0] not in ENDED
+            )
+        except Exception:  # Glue cannot say now (the error that stopped us, perhaps): settle decides later
+            log.warning(
+                "%s: job run %s left holding the run lock until settle sees it ended", lock.purpose, lock.job_run
+            )
+            return
+        if running:
             self.ledger.renew_job_lock(lock, self.now())
         else:
             self.ledger.release_job_lock(lock)
