@@ -15,7 +15,9 @@ The processed/ jobs keep their bookmark here too: a VALID file carries `pending 
 index lists them), and each dataset has one `batch#<dataset>` item naming the files of its open batch.
 
 Pipeline runs live here as well: `run#<name>` items (plan, status, outcome) and one `pipeline` item that
-names the active run, so that at most one run is in flight and starting one is a single conditional write.
+names the active run, so that at most one run is in flight and starting one is a single conditional write. The
+same item is the run lock of maintenance Glue job runs (housekeeping, `lakehouse etl` on a deployed stage): a `JobLock`
+holds it instead of a run (chalicelib/pipeline/maintenance.py).
 """
 
 from __future__ import annotations

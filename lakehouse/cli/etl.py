@@ -54,7 +54,10 @@ def etl(stage_name: str, datasets: tuple[str, ...], curated: bool) -> None:
     jobs = etl_jobs(settings, stage, list(datasets) or None, curated)
     done = run_maintenance(settings, stage, "lakehouse etl", jobs)
     if stage.name == localstage.STAGE:  # each job's report: a dataset's batches, then curated/
-        names = [*(d for d in dataset_order(settings) if not datasets or d in datasets), "curated"]
+        names = [
+            *(d for d in dataset_order(settings) if not datasets or d in datasets),
+            *(["curated"] if curated else []),
+        ]
         print_etl({name: report or [] for name, (_, report) in zip(names, done, strict=True)})
 
 
