@@ -65,11 +65,18 @@ class AwsGlueRuns:
         self.glue = glue
 
     def start(self, job: str, arguments: Mapping[str, str]) -> str:
+        """StartJobRun (`arguments` over the job's DefaultArguments): the job run's id."""
         return self.glue.start_job_run(JobName=job, Arguments=dict(arguments))["JobRunId"]
 
     def state(self, job: str, run_id: str) -> tuple[str, str]:
+        """GetJobRun: its JobRunState and ErrorMessage."""
         run = self.glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
         return str(run.get("JobRunState", "")), str(run.get("ErrorMessage", ""))
+
+
+def utc_now() -> datetime:
+    """The time now, in UTC."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class Maintenance:
     stage: Stage
     ledger: Ledger
     glue: GlueRuns
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = field(default=utc_now)
     sleep: Callable[[float], None] = time.sleep
 
     def settle(self) -> str | None:

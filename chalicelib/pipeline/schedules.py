@@ -73,6 +73,7 @@ class Schedule:
     next_at: datetime | None = None
 
     def due(self, expression: str | None, now: datetime) -> bool:
+        """Whether the schedule fired since the last look (None: the schedule is not set)."""
         if expression is None:  # not scheduled
             self.expression = self.next_at = None
             return False
