@@ -93,6 +93,9 @@ def validate(event: SQSEvent) -> dict[str, int]:
 @app.schedule(Rate(BATCHER_MINUTES, unit=Rate.MINUTES), name="batcher")  # batching.py says when runs start
 def batcher(event: CloudWatchEvent) -> dict[str, str | None]:
     """Start a pipeline run when accepted files have waited long enough (or enough of them wait)."""
+    freed = runtime.maintenance().settle()  # a housekeeping job run that ended gives the run lock back
+    if freed:
+        logger.info("run lock freed", extra={"holder": freed})
     tick = runtime.pipeline().tick()
     logger.info("batcher", extra={"action": tick.action, "run": tick.run, "detail": tick.detail})
     from chalicelib.pipeline.recovery import METRIC
@@ -139,6 +142,16 @@ def drift_report(event: CloudWatchEvent) -> dict[str, Any]:
     if report.drifted:
         runtime.alert(f"lakehouse: {len(report.findings)} drift findings on {rt.stage.name}", report.summary())
     return {"drifted": report.drifted, "findings": len(report.findings), "report": report.keys[1]}
+
+
+@app.schedule("cron(0 3 * * ? *)", name="start_housekeeping")  # [schedules] housekeeping in lakehouse.toml
+def start_housekeeping(event: CloudWatchEvent) -> dict[str, Any]:
+    """Nightly: compaction and VACUUM of every table, as one run of the housekeeping Glue job under the pipeline's
+    run lock; skipped when a run holds the lock (the next night tries again). The job run's end frees the lock."""
+    result = runtime.maintenance().housekeeping()
+    logger.info("housekeeping", extra=result)
+    count("HousekeepingStarted" if result["action"] == "started" else "HousekeepingSkipped", 1)
+    return result
 
 
 # -- the HTTP API (its OpenAPI document: GET /openapi.json, chalicelib/openapi.py) ---------------------------

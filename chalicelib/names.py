@@ -62,17 +62,19 @@ LAMBDA_FUNCTIONS = (
     "refresh_tables",
     "finish_run",
     "fail_run",
+    "start_housekeeping",  # not `housekeeping`: the Glue kind's role has that name
     "api_handler",  # the API's, named so by Chalice
 )
 # The Glue roles: one per kind of job (a kind's jobs run the same code on different datasets), and the crawlers'.
 GLUE_KINDS = ("process", "spark", "run", "housekeeping", "crawler")
+HOUSEKEEPING_SCRIPT = "housekeeping.py"  # compaction and VACUUM of every table (chalicelib/pipeline/maintenance.py)
 STATE_MACHINE = "state_machine"
 _SCRIPT_KINDS = {
     PROCESS_SCRIPT: "process",
     SPARK_SCRIPT: "spark",
     RUN_SCRIPT: "run",
     "master_merge.py": "run",  # the run's last step when its datasets ran in jobs of their own
-    "housekeeping.py": "housekeeping",
+    HOUSEKEEPING_SCRIPT: "housekeeping",
 }
 
 

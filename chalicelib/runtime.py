@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from types_boto3_sts import STSClient
 
     from chalicelib.pipeline.batcher import Pipeline
+    from chalicelib.pipeline.maintenance import Maintenance
     from chalicelib.pipeline.steps import RunSteps
     from chalicelib.quality.gate import SqlEngine
 
@@ -101,6 +102,14 @@ def pipeline() -> Pipeline:
 
     rt = current()
     return Pipeline.on_aws(rt.settings, rt.stage, rt.ledger)
+
+
+def maintenance() -> Maintenance:
+    """The stage's maintenance Glue job runs (housekeeping), under the pipeline's run lock."""
+    from chalicelib.pipeline.maintenance import AwsGlueRuns, Maintenance
+
+    rt = current()
+    return Maintenance(rt.stage, rt.ledger, AwsGlueRuns(rt.client("glue")))
 
 
 def steps() -> RunSteps:

@@ -8,7 +8,8 @@ provisions the stage with the very code a real stage uses. Inside that process:
 - a poller plays Lambda's SQS event source mapping: it receives batches from the ingest queue and invokes
   the Chalice `validate` function through Chalice's own local invoker, deleting a batch only on success;
 - a timer plays the `batcher` schedule: every minute (LAKEHOUSE_BATCHER_SECONDS) it starts a pipeline run
-  when accepted files are due, and runs it with the local state machine executor.
+  when accepted files are due, and runs it with the local state machine executor; and the `housekeeping`
+  schedule of `[schedules]`, under the run lock (lakehouse/jobs.py LocalChores).
 """
 
 from __future__ import annotations
@@ -427,12 +428,18 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
 def schedule_forever(stop: threading.Event, every: float) -> None:
     """Play the `batcher` schedule (EventBridge, every minute on AWS): look at the ledger and start a pipeline
     run when one is due. The run executes here, in the local stage's process."""
+    from datetime import UTC, datetime
+
     from chalicelib import runtime
+    from lakehouse.jobs import LocalChores
     from lakehouse.orchestration import local_pipeline
 
+    chores = LocalChores()  # the run lock of an ended housekeeping run, and the housekeeping schedule
     while not stop.wait(every):
         try:
             rt = runtime.current()  # the configuration published in the bucket, as the batcher Lambda reads it
+            if done := chores.tick(rt.settings, rt.stage, datetime.now(UTC)):
+                print(f"schedules: {done}", flush=True)
             with local_pipeline(rt.settings, rt.stage, EXECUTIONS_DIR) as (pipeline, orchestrator):
                 tick = pipeline.tick()
             if tick.action == "started":

@@ -113,6 +113,14 @@ def print_curated(reports: list[dict[str, Any]]) -> None:
         out.print(f"   {r['table']}: {how.get(r.get('mode', ''), 'rebuilt: ' + r.get('reason', ''))}", highlight=False)
 
 
+def print_job_runs(runs: list[Any]) -> None:
+    """The Glue job runs a command started on a deployed stage (their reports are in their CloudWatch logs)."""
+    table = Table("job", "job run", "state", "minutes")
+    for run in runs:
+        table.add_row(run.job, run.run_id, run.state, f"{run.seconds / 60:.1f}")
+    out.print(table)
+
+
 # -- the pipeline ---------------------------------------------------------------------------------------------
 MARKS = {"StateExited": "[green]ok[/]", "StateFailed": "[red]FAILED[/]", "StateCaught": "[yellow]caught[/]"}
 

@@ -328,15 +328,12 @@ class Smoke:
         return deployed_get(self.stage, "/status")
 
     def cleanup(self) -> str:
-        """Delete the set's rows from processed/ and rebuild curated/ from what is left, the dropped files (every
-        version, in raw/ and archive/) and their ledger records."""
-        from lakehouse.jobs import run_script
-
+        """Delete the set's rows from processed/ and rebuild curated/ from what is left (one master merge job run under
+        the run lock: a Glue job run on a deployed stage), the dropped files (every version, in raw/ and archive/) and
+        their ledger records."""
         if not self.files:
             return "nothing was dropped"
         deleted = self._delete_rows()
-        if self.run_name:  # a run merged the set: curated/ was published with it
-            run_script("master_merge.py", self.stage, ["--rebuild", "yes"])
         records = self.ledger.get_many(self.files)
         done = [r for r in records if r.status != Status.VALID]  # one still waiting for a run keeps its object
         keys = [r.key for r in done] + [r.archived_key for r in done if r.archived_key]
@@ -346,17 +343,18 @@ class Smoke:
         rebuilt = "; curated/ rebuilt" if self.run_name else ""
         return f"{deleted} rows, {objects} object versions, {forgotten} ledger records{rebuilt}{left}"
 
-    def _delete_rows(self) -> int:
-        from lakehouse_etl import delta
-        from lakehouse_etl.lake import Lake
+    def _delete_rows(self) -> str:
+        """The master merge job with `--forget <tag>`, and `--rebuild` when a run merged the set (curated/ was
+        published with it)."""
+        from chalicelib.names import job_name
+        from lakehouse.jobs import run_jobs
 
-        lake, deleted = Lake.for_stage(self.settings, self.stage), 0
-        for dataset in reversed(dataset_order(self.settings)):  # children first
-            table = delta.open_table(lake.processed(dataset), lake.storage_options)
-            if table is not None:
-                key = self.settings.datasets[dataset].primary_key[0]
-                deleted += int(table.delete(f"{key} LIKE '{self.tag}%'").get("num_deleted_rows", 0))
-        return deleted
+        arguments = {"--forget": self.tag, **({"--rebuild": "yes"} if self.run_name else {})}
+        job = job_name(self.stage, "master_merge.py")
+        ((run, report),) = run_jobs(self.settings, self.stage, "smoke cleanup", [(job, arguments)], local=self.local)
+        if report is None:  # a Glue job run: its report is in its log
+            return f"the rows (Glue job run {run.run_id})"
+        return f"{sum(r.get('forgotten', 0) for r in report)} rows"
 
     def _delete_objects(self, keys: list[str]) -> int:
         from chalicelib.aws import ClientSettings, client

@@ -46,6 +46,9 @@ class Usage:
     glue_minutes_per_job: float = 1.0
     spark_share: float = 0.0  # dataset batches on Spark ([pipeline] spark_bytes or their contract): a job each
     spark_dpu_minutes_per_job: float = 2.0  # what one is billed (chalicelib/pipeline/engines.py: spark_run)
+    housekeeping_runs_per_month: float = 30.0  # [schedules] housekeeping: one Glue job run each time it fires
+    housekeeping_dpus: float = 2.0  # the housekeeping job's two G.1X workers (chalicelib/stage/declared.py)
+    housekeeping_minutes: float = 2.0  # compaction and VACUUM of every table: grows with the files to rewrite and list
     crawls_per_month: float = 6.0  # crawlers run only when a dataset's raw layout changes (about monthly each)
     crawler_dpus: float = 2.0
     crawler_minutes: float = 1.0
@@ -94,6 +97,7 @@ SCENARIOS: dict[str, Usage] = {
         queries_per_day=10,
         gb_scanned_per_query=0.1,
         pipeline_runs_per_day=4,
+        housekeeping_minutes=1,
         lambda_invocations_per_day=300,
         dynamodb_writes_per_day=500,
         dynamodb_reads_per_day=2000,
@@ -112,6 +116,7 @@ SCENARIOS: dict[str, Usage] = {
         transitions_per_run=60,  # a job per dataset in Maps, crawls
         glue_dpus=10,
         glue_minutes_per_job=6,
+        housekeeping_minutes=30,  # 10 TB, 288 runs a day of small files to compact
         lambda_invocations_per_day=100_000,
         lambda_memory_mb=1024,
         dynamodb_writes_per_day=200_000,
@@ -141,6 +146,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "glue_minutes_per_job": (0, 2880),
     "spark_share": (0, 1),
     "spark_dpu_minutes_per_job": (0, 299 * 2880),
+    "housekeeping_runs_per_month": (0, 44_640),  # at most every minute
+    "housekeeping_dpus": (0, 1000),
+    "housekeeping_minutes": (0, 2880),
     "crawls_per_month": (0, 1_000_000),
     "crawler_dpus": (0, 1000),
     "crawler_minutes": (0, 1440),
@@ -172,7 +180,10 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
     with files in its batch (no more datasets than the run's files); a run whose files fit `single_job_bytes` is one
     Glue job, a bigger one a job per dataset and the master merge; a dataset is crawled when its raw layout changes
     (taken as once a month each); the schedules invoke their Lambdas (the batcher every minute, the nightly jobs once
-    a day). Volumes come from `base` (medium)."""
+    a day), and `[schedules] housekeeping` starts a housekeeping job run each time it fires (none without it). Volumes
+    come from `base` (medium)."""
+    from chalicelib.pipeline.schedules import runs_per_month
+
     base = base or SCENARIOS["medium"]
     datasets = len(settings.datasets)
     runs = min(86400 / settings.pipeline.window_seconds, base.files_per_day)
@@ -182,6 +193,7 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
     on_spark = [d for d in settings.datasets if choose(settings, d, int(batch_bytes)).spark]
     nightly = len(settings.schedules)
     lambdas = 1440 + nightly + base.files_per_day / 10 + runs * 4  # batcher, schedules, validator batches, steps
+    housekeeping = settings.schedules.get("housekeeping")
     return replace(
         base,
         region=settings.region,
@@ -192,6 +204,7 @@ def usage_for_stage(settings: Any, base: Usage | None = None) -> Usage:
         spark_dpu_minutes_per_job=round(spark_run(batch_bytes, settings.pipeline).dpu_hours * 60, 4),
         # a crawl when the raw layout of a dataset its contract cannot catalogue (two formats) changes
         crawls_per_month=sum(not catalogued_from_contract(c) for c in settings.datasets.values()),
+        housekeeping_runs_per_month=runs_per_month(housekeeping) if housekeeping else 0,
         lambda_invocations_per_day=round(lambdas),
     )
 
@@ -378,6 +391,15 @@ def estimate(usage: Usage) -> dict[str, Any]:
     if usage.spark_share:
         spark_hours = runs * usage.spark_jobs_per_run * usage.spark_dpu_minutes_per_job / 60
         add("Glue", "Spark batch jobs (workers x minutes, auto scaled)", spark_hours, "DPU-hours", p["glue_dpu_hour"])
+    housekeeping_hours = usage.housekeeping_runs_per_month * usage.housekeeping_dpus
+    housekeeping_hours *= max(usage.housekeeping_minutes * 60, p["glue_job_minimum_seconds"]) / 3600
+    add(
+        "Glue",
+        "housekeeping job (compaction, VACUUM; [schedules] housekeeping; a minute at least)",
+        housekeeping_hours,
+        "DPU-hours",
+        p["glue_dpu_hour"],
+    )
     crawler_hours = usage.crawls_per_month * crawl_dpu_hours(usage.crawler_dpus, usage.crawler_minutes, p)
     add(
         "Glue",
@@ -480,6 +502,8 @@ def estimate(usage: Usage) -> dict[str, Any]:
             "a run within single_job_bytes is one job run (every dataset, the audit, curated/), a bigger one a job "
             "per dataset and the master merge; a crawler runs only when a dataset's raw layout changes, billed at "
             "least 10 minutes a crawl",
+            "housekeeping (compaction and VACUUM of every table) is one Glue job run each time [schedules] "
+            "housekeeping fires, on the job's two workers, billed a minute at least",
             "the quality gate reads each run's batch, not the whole tables: in a small run's job on DuckDB, in a big "
             "run one Athena query per dataset",
             "free tiers are applied only where they are permanent (Data Catalog, SNS); Lambda's is not counted",

@@ -15,7 +15,9 @@ The processed/ jobs keep their bookmark here too: a VALID file carries `pending 
 index lists them), and each dataset has one `batch#<dataset>` item naming the files of its open batch.
 
 Pipeline runs live here as well: `run#<name>` items (plan, status, outcome) and one `pipeline` item that
-names the active run, so that at most one run is in flight and starting one is a single conditional write.
+names the active run, so that at most one run is in flight and starting one is a single conditional write. The
+same item is the run lock of maintenance Glue job runs (housekeeping, `lakehouse etl` on a deployed stage): a `JobLock`
+holds it instead of a run (chalicelib/pipeline/maintenance.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,20 @@ from chalicelib.ledger.records import (
     file_pk,
     now_iso,
 )
+
+JOB_LOCK = "job#"  # a run lock held by a maintenance job, not a run: `job#<purpose>#<token>`
+
+
+@dataclass(frozen=True)
+class JobLock:
+    """The run lock held for a maintenance Glue job run (housekeeping, `lakehouse etl` on a deployed stage, ...): held
+    while its job run runs and until `lease_until` (ISO), whichever is later."""
+
+    holder: str
+    purpose: str
+    job: str | None
+    job_run: str | None
+    lease_until: str
 
 
 class Ledger(ABC):
@@ -304,9 +320,9 @@ class Ledger(ABC):
 
     # -- pipeline runs -------------------------------------------------------------------------------
     def active_run(self) -> Run | None:
-        """The run in flight, if any (at most one)."""
+        """The run in flight, if any (at most one); None too while a maintenance job holds the run lock."""
         item = self._get("pipeline")
-        if not item or not item.get("active"):
+        if not item or not item.get("active") or str(item["active"]).startswith(JOB_LOCK):
             return None
         # A batcher that died right after naming the run left no run item: create it now, to be planned.
         return self.get_run(item["active"]) or self._new_run(item["active"])
@@ -341,6 +357,49 @@ class Ledger(ABC):
         else:
             began = self._update_if("pipeline", {"active": name, "next": number + 1}, {"active": None, "next": number})
         return self._new_run(name) if began else None
+
+    # -- the run lock, held by a maintenance job (chalicelib/pipeline/maintenance.py) ---------------------------
+    def lock_holder(self) -> str | None:
+        """Who holds the run lock: a run's name, a maintenance job's `job#<purpose>#<token>`, or None."""
+        item = self._get("pipeline")
+        return str(item["active"]) if item and item.get("active") else None
+
+    def job_lock(self) -> JobLock | None:
+        """The maintenance job holding the run lock, if one does."""
+        item = self._get("pipeline")
+        if not item or not str(item.get("active") or "").startswith(JOB_LOCK):
+            return None
+        return JobLock(
+            str(item["active"]),
+            str(item.get("purpose", "")),
+            item.get("job"),
+            item.get("job_run"),
+            str(item.get("lease_until", "")),
+        )
+
+    def take_job_lock(self, purpose: str, lease_until: datetime) -> JobLock | None:
+        """Take the run lock for a maintenance job (one conditional write, as `begin_run`); None if a run or another
+        job holds it. The holder has until `lease_until` to name its job run (`record_job_run`)."""
+        self.epoch()  # the pipeline item exists from here on
+        lock = JobLock(f"{JOB_LOCK}{purpose}#{uuid.uuid4().hex[:12]}", purpose, None, None, now_iso(lease_until))
+        taken = {"active": lock.holder, "purpose": purpose, "lease_until": lock.lease_until, "held_at": now_iso()}
+        return lock if self._update_if("pipeline", {**taken, "job": None, "job_run": None}, {"active": None}) else None
+
+    def record_job_run(self, lock: JobLock, job: str, job_run: str, lease_until: datetime) -> JobLock | None:
+        """The lock's job run (the lock is held while it runs, and until `lease_until`); None if the lock was lost."""
+        held = replace(lock, job=job, job_run=job_run, lease_until=now_iso(lease_until))
+        changes = {"job": job, "job_run": job_run, "lease_until": held.lease_until}
+        return held if self._update_if("pipeline", changes, {"active": lock.holder}) else None
+
+    def renew_job_lock(self, lock: JobLock, lease_until: datetime) -> JobLock | None:
+        """Keep the lock until `lease_until` (a holder that starts another job after this one); None if lost."""
+        held = replace(lock, lease_until=now_iso(lease_until))
+        return held if self._update_if("pipeline", {"lease_until": held.lease_until}, {"active": lock.holder}) else None
+
+    def release_job_lock(self, lock: JobLock) -> bool:
+        """Free the run lock if `lock` still holds it."""
+        gone = dict.fromkeys(("active", "purpose", "job", "job_run", "lease_until", "held_at"))
+        return self._update_if("pipeline", gone, {"active": lock.holder})
 
     def save_plan(self, run: Run, plan: RunPlan, files: int, bytes_: int) -> Run:
         """Keep a run's plan (the execution input) and mark it RUNNING."""

@@ -196,8 +196,9 @@ class Pipeline:
             count = sum(len(v) for v in waiting.values())
             return Tick("waiting", detail=f"{count} files waiting for the window to close")
         run = self.ledger.begin_run()
-        if run is None:
-            return Tick("busy", detail="another batcher started a run first")
+        if run is None:  # a maintenance job holds the run lock (chalicelib/pipeline/maintenance.py), or a run began
+            holder = self.ledger.lock_holder() or "another batcher's run"
+            return Tick("busy", detail=f"{holder} holds the run lock")
         run = self._plan(run, crawl=crawl, engine=engine)
         if not run.batches:  # the files went away between the look and the plan
             self.ledger.end_run(run.name, "SUCCEEDED", cause="nothing left to process")

@@ -18,6 +18,7 @@ from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.names import (
     GLUE_KINDS,
+    HOUSEKEEPING_SCRIPT,
     LAMBDA_FUNCTIONS,
     STATE_MACHINE,
     crawler_name,
@@ -233,6 +234,9 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
         allow("HideArchivedRaw", ["s3:DeleteObject"], a.objects(z.raw)),
     ]
     catalog = allow("Catalog", ["glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"], a.tables)
+    housekeeping_job = f"{a.glue}:job/{job_name(stage, HOUSEKEEPING_SCRIPT)}"
+    # the jobs a person or a schedule starts under the run lock (lakehouse etl, curated rebuild, smoke's cleanup)
+    maintenance_jobs = [f"{a.glue}:job/{j}" for j in sorted(glue_jobs(settings, stage))]
     defined = [f"arn:aws:s3:::{b}" for b in sorted(set(lifecycle))]  # never arn:aws:s3:::* (one rule could expire any)
     statements: dict[str, list[Statement]] = {
         "validate": [
@@ -250,7 +254,13 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
             allow("RunStatus", ["states:DescribeExecution"], [a.executions]),
             # the tick announces again the files a dead validator left RECEIVED (chalicelib/pipeline/recovery.py)
             allow("ReannounceReceived", ["sqs:GetQueueUrl", "sqs:SendMessage"], [a.ingest_queue]),
+            # each tick frees the run lock of a maintenance job run that ended (chalicelib/pipeline/maintenance.py)
+            allow("MaintenanceRuns", ["glue:GetJobRun"], maintenance_jobs),
             alerts,
+        ],
+        "start_housekeeping": [
+            ledger,  # the run lock
+            allow("StartHousekeeping", ["glue:StartJobRun", "glue:GetJobRun"], [housekeeping_job]),
         ],
         "lifecycle_sync": [
             allow("ListBuckets", ["s3:ListAllMyBuckets"], "*"),  # no resource type: the account's list

@@ -1,17 +1,41 @@
-"""`lakehouse etl` and `lakehouse table`: the Glue jobs as local processes, the Delta tables and their history."""
+"""`lakehouse etl`, `curated rebuild` and `lakehouse table`: the Glue jobs under the pipeline's run lock (local
+processes on the local stage, Glue job runs on a deployed one), the Delta tables and their history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
+from chalicelib.config import Settings, Stage, dataset_order
 from chalicelib.errors import LakehouseError, NotFoundError
+from chalicelib.names import job_name
 from lakehouse import localstage
 from lakehouse.ops import connect
 from lakehouse.output import console, out, print_etl
+
+if TYPE_CHECKING:
+    from chalicelib.pipeline.maintenance import JobRun
+
+
+def run_maintenance(
+    settings: Settings, stage: Stage, purpose: str, jobs: list[tuple[str, dict[str, str]]]
+) -> list[tuple[JobRun, list[dict[str, Any]] | None]]:
+    """Run `jobs` under the pipeline's run lock, showing each job run's progress: Glue job runs on a deployed stage
+    (listed when done), local processes on the local stage."""
+    from lakehouse.jobs import run_jobs
+    from lakehouse.output import print_job_runs
+
+    local = stage.name == localstage.STAGE
+    with console.status(purpose) as status:
+        done = run_jobs(
+            settings, stage, purpose, jobs, local=local, progress=lambda line: status.update(f"{purpose}: {line}")
+        )
+    if not local:
+        print_job_runs([run for run, _ in done])
+    return done
 
 
 @click.command()
@@ -19,18 +43,22 @@ from lakehouse.output import console, out, print_etl
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all, parents first).")
 @click.option("--curated/--no-curated", default=True, show_default=True, help="Rebuild curated/ afterwards.")
 def etl(stage_name: str, datasets: tuple[str, ...], curated: bool) -> None:
-    """Run the Glue jobs as local processes: processed/ for pending files, then the master merge."""
-    from lakehouse.jobs import run_etl
+    """Run the Glue jobs under the run lock: processed/ for pending files, then the master merge (local processes on
+    the local stage, Glue job runs on a deployed one)."""
+    from lakehouse.jobs import etl_jobs
 
     settings, stage = connect(stage_name)
     unknown = set(datasets) - set(settings.datasets)
     if unknown:
         raise click.UsageError(f"unknown dataset(s) {sorted(unknown)}; known: {', '.join(sorted(settings.datasets))}")
-    with console.status("etl") as status:
-        reports = run_etl(
-            settings, stage, list(datasets) or None, curated, progress=lambda job: status.update(f"running {job}")
-        )
-    print_etl(reports)
+    jobs = etl_jobs(settings, stage, list(datasets) or None, curated)
+    done = run_maintenance(settings, stage, "lakehouse etl", jobs)
+    if stage.name == localstage.STAGE:  # each job's report: a dataset's batches, then curated/
+        names = [
+            *(d for d in dataset_order(settings) if not datasets or d in datasets),
+            *(["curated"] if curated else []),
+        ]
+        print_etl({name: report or [] for name, (_, report) in zip(names, done, strict=True)})
 
 
 @click.group()
@@ -41,14 +69,14 @@ def curated() -> None:
 @curated.command("rebuild")
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def curated_rebuild(stage_name: str) -> None:
-    """Rebuild every curated/ table whole from processed/ (the master merge job with --rebuild)."""
-    from lakehouse.jobs import run_script
+    """Rebuild every curated/ table whole from processed/ (the master merge job with --rebuild), under the run lock."""
     from lakehouse.output import print_curated
 
-    _, stage = connect(stage_name)
-    with console.status("rebuilding curated/"):
-        reports = run_script("master_merge.py", stage, ["--rebuild", "yes"])
-    print_curated(reports)
+    settings, stage = connect(stage_name)
+    job = job_name(stage, "master_merge.py")
+    ((_, report),) = run_maintenance(settings, stage, "curated rebuild", [(job, {"--rebuild": "yes"})])
+    if report is not None:
+        print_curated(report)
 
 
 @click.group()
@@ -129,12 +157,15 @@ def table_show(name: str, version: int | None, as_of: str | None, limit: int, st
 @table.command("housekeeping")
 @click.option("--stage", "stage_name", default=localstage.STAGE, show_default=True)
 def table_housekeeping(stage_name: str) -> None:
-    """Compact small files and VACUUM every table (keeps 30 days of time travel); the Glue housekeeping job."""
-    from lakehouse.jobs import run_script
-
-    _, stage = connect(stage_name)
+    """Compact small files and VACUUM every table (keeps 30 days of time travel): the housekeeping Glue job, under the
+    run lock (the [schedules] housekeeping schedule runs it nightly)."""
+    settings, stage = connect(stage_name)
+    job = job_name(stage, "housekeeping.py")
+    ((_, reports),) = run_maintenance(settings, stage, "housekeeping", [(job, {})])
+    if reports is None:
+        return
     report = Table("table", "files added", "files removed by compaction", "files vacuumed", "version")
-    for r in run_script("housekeeping.py", stage):
+    for r in reports:
         if not r.get("missing"):
             report.add_row(
                 r["table"],
