@@ -49,3 +49,8 @@ def api_key_name(stage: Stage) -> str:
 def table_name(dataset: str) -> str:
     """A dataset's processed table in SQL (Athena and DuckDB alike): `processed_orders`."""
     return f"processed_{dataset}"
+
+
+def dlq_alarm_name(stage: Stage) -> str:
+    """The CloudWatch alarm raised when the ingest dead-letter queue holds a message."""
+    return f"{stage.project}-{stage.name}-ingest-dlq-not-empty"

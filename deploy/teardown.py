@@ -16,6 +16,7 @@ from chalicelib.config import Settings, Stage
 from chalicelib.errors import DeploymentError
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared, roles
+from chalicelib.stage.resources import Resource, stage_resources
 
 if TYPE_CHECKING:
     from types_boto3_apigateway import APIGatewayClient
@@ -68,12 +69,9 @@ def _empty_bucket(s3: S3Client, bucket: str) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
-def _remove_notification(s3: S3Client, bucket: str) -> None:
-    current = s3.get_bucket_notification_configuration(Bucket=bucket)
-    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != declared.NOTIFICATION_ID]
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=declared.notification_with_queues(current, list(queues))
-    )
+def _step(resource: Resource, c: Clients) -> tuple[str, Callable[[], Any], Callable[[], Any]]:
+    """An entry of the stage's resource table as a teardown step: (what, whether it is there, delete it)."""
+    return (resource.label + resource.note, lambda: resource.exists(c) or None, lambda: resource.delete(c))
 
 
 def _delete_role(client: IAMClient, name: str) -> None:
@@ -120,12 +118,10 @@ def teardown(
             lambda: c.stepfunctions.describe_state_machine(stateMachineArn=stage.state_machine_arn(account)),
             lambda: c.stepfunctions.delete_state_machine(stateMachineArn=stage.state_machine_arn(account)),
         ),
-        (
-            f"athena workgroup {stage.athena_workgroup} and its named queries",
-            lambda: c.athena.get_work_group(WorkGroup=stage.athena_workgroup).get("WorkGroup"),
-            lambda: c.athena.delete_work_group(WorkGroup=stage.athena_workgroup, RecursiveDeleteOption=True),
-        ),
     ]
+    table = stage_resources(settings, stage, account)
+    for resource in reversed([r for r in table if not r.data]):  # the table in reverse: what depends on others first
+        steps.append(_step(resource, c))
     for dataset in sorted(settings.datasets):
         name = crawler_name(stage, dataset)
         steps.append(
@@ -145,47 +141,12 @@ def teardown(
             lambda: c.glue.get_database(Name=stage.glue_database),
             lambda: c.glue.delete_database(Name=stage.glue_database),
         ),
-        (
-            f"s3://{stage.bucket} notification {declared.NOTIFICATION_ID}",
-            lambda: (
-                any(
-                    q.get("Id") == declared.NOTIFICATION_ID
-                    for q in c.s3.get_bucket_notification_configuration(Bucket=stage.bucket).get(
-                        "QueueConfigurations", []
-                    )
-                )
-                or None
-            ),
-            lambda: _remove_notification(c.s3, stage.bucket),
-        ),
     ]
-    for queue in (stage.ingest_queue, stage.ingest_dlq, stage.accepted_queue):
-        steps.append(
-            (
-                f"sqs {queue}",
-                lambda q=queue: c.sqs.get_queue_url(QueueName=q),
-                lambda q=queue: c.sqs.delete_queue(QueueUrl=c.sqs.get_queue_url(QueueName=q)["QueueUrl"]),
-            )
-        )
-    for topic in (stage.alerts_topic, stage.notifications_topic):
-        arn = stage.topic_arn(topic, account)
-        steps.append(
-            (
-                f"sns {topic}",
-                lambda a=arn: c.sns.get_topic_attributes(TopicArn=a),
-                lambda a=arn: c.sns.delete_topic(TopicArn=a),
-            )
-        )
     for role in roles.declared_roles(settings, stage, account):
         steps.append(
             (f"iam role {role}", lambda r=role: c.iam.get_role(RoleName=r), lambda r=role: _delete_role(c.iam, r))
         )
-    data = [
-        (
-            f"dynamodb {stage.ledger_table} (the file ledger)",
-            lambda: c.dynamodb.describe_table(TableName=stage.ledger_table),
-            lambda: c.dynamodb.delete_table(TableName=stage.ledger_table),
-        ),
+    data = [_step(r, c) for r in table if r.data] + [
         (
             f"s3://{stage.bucket} (the lake: every version of every object)",
             lambda: c.s3.head_bucket(Bucket=stage.bucket),
