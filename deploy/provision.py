@@ -22,6 +22,7 @@ from chalicelib.config import Settings, Stage
 from chalicelib.errors import DeploymentError
 from chalicelib.ledger import LEDGER_INDEXES, LEDGER_TABLE_SPEC
 from chalicelib.names import api_key_name, crawler_name, job_name
+from chalicelib.stage import resources
 from chalicelib.stage.declared import (
     BUCKET_ENCRYPTION,
     DEPLOYMENTS,
@@ -51,7 +52,6 @@ from chalicelib.stage.resources import (
     Resource,
     Topic,
     Workgroup,
-    stage_resources,
 )
 from deploy.chalice_project import PROJECT_DIR, chalice_stage_env, deployed_api_id
 from deploy.glue_bundle import glue_files
@@ -544,7 +544,7 @@ def _provision(
     step(ensure_bucket(clients.s3, stage, account_id(clients.sts)))
     step(ensure_access_logging(clients.s3, clients.sts, settings, stage))
     step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
-    for resource in stage_resources(settings, stage, account_id(clients.sts)):
+    for resource in resources.stage_resources(settings, stage, account_id(clients.sts)):
         step(ensure(resource, settings, stage, clients))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     step(ensure_catalog(clients.glue, clients.sts, settings, stage, new_role))

@@ -15,8 +15,8 @@ from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.errors import DeploymentError
 from chalicelib.names import crawler_name
-from chalicelib.stage import declared, roles
-from chalicelib.stage.resources import Resource, stage_resources
+from chalicelib.stage import declared, resources, roles
+from chalicelib.stage.resources import Resource
 
 if TYPE_CHECKING:
     from types_boto3_apigateway import APIGatewayClient
@@ -119,7 +119,7 @@ def teardown(
             lambda: c.stepfunctions.delete_state_machine(stateMachineArn=stage.state_machine_arn(account)),
         ),
     ]
-    table = stage_resources(settings, stage, account)
+    table = resources.stage_resources(settings, stage, account)
     for resource in reversed([r for r in table if not r.data]):  # the table in reverse: what depends on others first
         steps.append(_step(resource, c))
     for dataset in sorted(settings.datasets):

@@ -22,9 +22,9 @@ from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
 from chalicelib.lifecycle.rules import fingerprint, normalise
 from chalicelib.names import crawler_name
-from chalicelib.stage import declared
+from chalicelib.stage import declared, resources
 from chalicelib.stage.catalog import declared_tables
-from chalicelib.stage.resources import Resource, stage_resources
+from chalicelib.stage.resources import Resource
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -148,7 +148,7 @@ class DriftCheck:
         self, deployment: dict[str, Any] | None, now: datetime | None = None, lifecycle: bool = True
     ) -> DriftReport:
         """Every check against the live stage, the state machine against `deployment`'s definition."""
-        checks = [self.roles, self.bucket, self.resources, self.glue_jobs, self.catalog, self.state_machine]
+        checks = [self.roles, self.bucket, self.declared_resources, self.glue_jobs, self.catalog, self.state_machine]
         for check in checks + ([self.lifecycle] if lifecycle else []):
             self._checking(check.__name__, functools.partial(check, deployment))
         stamp = (now or datetime.now(UTC)).isoformat()
@@ -164,9 +164,9 @@ class DriftCheck:
                 Finding(what, "readable", "readable", f"{type(exc).__name__}: {exc}", "check permissions")
             )
 
-    def resources(self, _: Any) -> None:
+    def declared_resources(self, _: Any) -> None:
         """Every entry of the stage's resource table (chalicelib.stage.resources), each as its kind compares it."""
-        for resource in stage_resources(self.settings, self.stage, account_id(self.c.sts)):
+        for resource in resources.stage_resources(self.settings, self.stage, account_id(self.c.sts)):
             self.checked.append(resource.label)
             self._checking(resource.label, functools.partial(self._compare, resource))
 
