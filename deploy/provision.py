@@ -46,6 +46,7 @@ from chalicelib.stage.declared import (
 )
 from chalicelib.stage.resources import (
     Alarm,
+    Bucket,
     BucketNotification,
     LedgerTable,
     Queue,
@@ -237,6 +238,10 @@ def ensure(resource: Resource, settings: Settings, stage: Stage, clients: Client
     """Create or correct one entry of the stage's resource table: how each kind is ensured (as Chalice's planner
     has a `_plan_<type>` per model)."""
     match resource:
+        case Bucket(logs_of=None):
+            return ensure_bucket(clients.s3, stage, account_id(clients.sts))
+        case Bucket():  # the log bucket, and the lake bucket's logging into it
+            return ensure_access_logging(clients.s3, clients.sts, settings, stage)
         case LedgerTable():
             return ensure_ledger_table(clients.dynamodb, stage)
         case Queue():
@@ -541,11 +546,9 @@ def _provision(
 
     roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)
-    step(ensure_bucket(clients.s3, stage, account_id(clients.sts)))
-    step(ensure_access_logging(clients.s3, clients.sts, settings, stage))
-    step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     for resource in resources.stage_resources(settings, stage, account_id(clients.sts)):
         step(ensure(resource, settings, stage, clients))
+    step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     step(ensure_catalog(clients.glue, clients.sts, settings, stage, new_role))
     step(ensure_named_queries(clients.athena, stage))

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import names
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.errors import DeploymentError
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared, resources, roles
 from chalicelib.stage.resources import Resource
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from types_boto3_apigateway import APIGatewayClient
     from types_boto3_apigateway.type_defs import PatchOperationTypeDef
     from types_boto3_iam import IAMClient
-    from types_boto3_s3 import S3Client
-    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
     from chalicelib.aws import Clients
 
@@ -51,22 +48,6 @@ def _exists(call: Callable[[], Any]) -> Any:
         if error_code(exc) in MISSING:
             return None
         raise
-
-
-def _empty_bucket(s3: S3Client, bucket: str) -> None:
-    """Every version and delete marker, 1,000 per request (a versioned bucket is not empty until then)."""
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        objects: list[ObjectIdentifierTypeDef] = [
-            {"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", [])
-        ]
-        objects += [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("DeleteMarkers", [])]
-        for start in range(0, len(objects), 1000):
-            done = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
-            if done.get("Errors"):  # per-key errors come inside a 200: botocore cannot retry them
-                raise DeploymentError(
-                    f"s3://{bucket}: could not delete {len(done['Errors'])} objects: {done['Errors'][0]}"
-                )
-    s3.delete_bucket(Bucket=bucket)
 
 
 def _step(resource: Resource, c: Clients) -> tuple[str, Callable[[], Any], Callable[[], Any]]:
@@ -146,18 +127,7 @@ def teardown(
         steps.append(
             (f"iam role {role}", lambda r=role: c.iam.get_role(RoleName=r), lambda r=role: _delete_role(c.iam, r))
         )
-    data = [_step(r, c) for r in table if r.data] + [
-        (
-            f"s3://{stage.bucket} (the lake: every version of every object)",
-            lambda: c.s3.head_bucket(Bucket=stage.bucket),
-            lambda: _empty_bucket(c.s3, stage.bucket),
-        ),
-        (
-            f"s3://{stage.log_bucket} (its access logs)",
-            lambda: c.s3.head_bucket(Bucket=stage.log_bucket),
-            lambda: _empty_bucket(c.s3, stage.log_bucket),
-        ),
-    ]
+    data = [_step(r, c) for r in table if r.data]
     deleted, kept = [], []
     for what, exists, delete in steps + (data if delete_data else []):
         if _exists(exists) is None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.lifecycle.rules import fingerprint, normalise
+from chalicelib.lifecycle.rules import fingerprint
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared, resources
 from chalicelib.stage.catalog import declared_tables
@@ -148,7 +148,7 @@ class DriftCheck:
         self, deployment: dict[str, Any] | None, now: datetime | None = None, lifecycle: bool = True
     ) -> DriftReport:
         """Every check against the live stage, the state machine against `deployment`'s definition."""
-        checks = [self.roles, self.bucket, self.declared_resources, self.glue_jobs, self.catalog, self.state_machine]
+        checks = [self.roles, self.declared_resources, self.glue_jobs, self.catalog, self.state_machine]
         for check in checks + ([self.lifecycle] if lifecycle else []):
             self._checking(check.__name__, functools.partial(check, deployment))
         stamp = (now or datetime.now(UTC)).isoformat()
@@ -173,47 +173,6 @@ class DriftCheck:
     def _compare(self, resource: Resource) -> None:
         for d in resource.compare(self.c):
             self.differs(resource.label, d.property, d.expected, d.actual, d.fix)
-
-    def bucket(self, _: Any) -> None:
-        """The lake bucket: versioning, encryption, public access block, TLS-only policy, tags, logging."""
-        s3, name = self.c.s3, self.stage.bucket
-        resource = f"s3://{name}"
-        self.checked.append(resource)
-        if self._read(lambda: s3.head_bucket(Bucket=name), ("404", "NoSuchBucket", "NotFound")) is None:
-            self.differs(resource, "exists", True, False)
-            return
-        versioning = s3.get_bucket_versioning(Bucket=name).get("Status", "Disabled")
-        self.differs(resource, "versioning", "Enabled", versioning)
-        encryption = self._read(
-            lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"],
-            ("ServerSideEncryptionConfigurationNotFoundError",),
-        )
-        self.differs(resource, "encryption", declared.BUCKET_ENCRYPTION, encryption)
-        block = self._read(
-            lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"],
-            ("NoSuchPublicAccessBlockConfiguration",),
-        )
-        self.differs(resource, "public access block", declared.PUBLIC_ACCESS_BLOCK, block)
-        if self.stage.enforce_tls:
-            policy = self._read(
-                lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",)
-            )
-            wanted = declared.tls_only_policy(name)["Statement"][0]
-            have = next((st for st in (policy or {}).get("Statement", []) if st.get("Sid") == wanted["Sid"]), None)
-            self.differs(resource, "TLS-only policy", wanted, have)
-        tags = self._read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
-        wanted_tags = {t["Key"]: t["Value"] for t in declared.tags(self.stage)}
-        self.differs(resource, "tags", wanted_tags, {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted_tags})
-        logging_status = {k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"}
-        self.differs(resource, "access logging", declared.access_logging(self.stage), logging_status)
-        logs = self.stage.log_bucket
-        self.checked.append(f"s3://{logs}")
-        rules = self._read(
-            lambda: s3.get_bucket_lifecycle_configuration(Bucket=logs)["Rules"],
-            ("NoSuchBucket", "NoSuchLifecycleConfiguration", "404"),
-        )
-        wanted = [normalise(r) for r in declared.log_retention(self.settings)]
-        self.differs(f"s3://{logs}", "log retention", wanted, [normalise(r) for r in rules or []])
 
     def roles(self, _: Any) -> None:
         """The Glue and pipeline roles: trust and inline policy."""

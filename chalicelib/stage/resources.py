@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
+from chalicelib.errors import DeploymentError
 from chalicelib.ledger import LEDGER_TABLE_SPEC
+from chalicelib.lifecycle.rules import normalise
 from chalicelib.names import dlq_alarm_name
 from chalicelib.stage import declared
 
 if TYPE_CHECKING:
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from types_boto3_sqs.literals import QueueAttributeNameType
 
     from chalicelib.aws import Clients
@@ -206,6 +209,91 @@ class LedgerTable(Resource):
         c.dynamodb.delete_table(TableName=self.name)
 
 
+_BUCKET_MISSING = ("404", "NoSuchBucket", "NotFound")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bucket(Resource):
+    """An S3 bucket of the stage and the documents provisioning writes on it (None: not written). Deleting one
+    deletes every version of every object first (a versioned bucket is not empty until then)."""
+
+    kind: ClassVar[str] = "s3"
+    encryption: Mapping[str, Any] = field(default_factory=lambda: declared.BUCKET_ENCRYPTION)
+    public_access_block: Mapping[str, Any] = field(default_factory=lambda: declared.PUBLIC_ACCESS_BLOCK)
+    versioning: bool = False
+    tls_statement: Mapping[str, Any] | None = None  # the bucket policy's TLS-only statement
+    tags: Mapping[str, str] | None = None
+    logging: Mapping[str, Any] | None = None  # its server access logging
+    retention: list[dict[str, Any]] | None = None  # lifecycle rules deploy owns (the log bucket's)
+    logs_of: str | None = None  # the bucket whose server access logs it holds
+
+    @property
+    def label(self) -> str:
+        return f"s3://{self.name}"
+
+    def exists(self, c: Clients) -> bool:
+        return _read(lambda: c.s3.head_bucket(Bucket=self.name), _BUCKET_MISSING) is not None
+
+    def differences(self, c: Clients) -> list[Difference]:
+        s3, name = c.s3, self.name
+        have: dict[str, Any] = {}
+        want: dict[str, Any] = {}
+        if self.versioning:
+            want["versioning"], have["versioning"] = "Enabled", s3.get_bucket_versioning(Bucket=name).get("Status")
+            have["versioning"] = have["versioning"] or "Disabled"
+        want["encryption"] = self.encryption
+        have["encryption"] = _read(
+            lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"],
+            ("ServerSideEncryptionConfigurationNotFoundError",),
+        )
+        want["public access block"] = self.public_access_block
+        have["public access block"] = _read(
+            lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"],
+            ("NoSuchPublicAccessBlockConfiguration",),
+        )
+        if self.tls_statement is not None:
+            policy = _read(lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",))
+            statements = (policy or {}).get("Statement", [])
+            want["TLS-only policy"] = self.tls_statement
+            have["TLS-only policy"] = next(
+                (st for st in statements if st.get("Sid") == self.tls_statement["Sid"]), None
+            )
+        if self.tags is not None:
+            tags = _read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
+            want["tags"] = dict(self.tags)
+            have["tags"] = {t["Key"]: t["Value"] for t in tags if t["Key"] in self.tags}
+        if self.logging is not None:
+            want["access logging"] = self.logging
+            have["access logging"] = {
+                k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"
+            }
+        if self.retention is not None:
+            rules = _read(
+                lambda: s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"],
+                ("NoSuchLifecycleConfiguration",),
+            )
+            want["log retention"] = [normalise(r) for r in self.retention]
+            have["log retention"] = [normalise(r) for r in rules or []]
+        return [Difference(k, v, have[k]) for k, v in want.items() if have[k] != v]
+
+    def delete(self, c: Clients) -> None:
+        s3, bucket = c.s3, self.name
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            objects: list[ObjectIdentifierTypeDef] = [
+                {"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", [])
+            ]
+            objects += [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("DeleteMarkers", [])]
+            for start in range(0, len(objects), 1000):
+                done = s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
+                )
+                if done.get("Errors"):  # per-key errors come inside a 200: botocore cannot retry them
+                    raise DeploymentError(
+                        f"s3://{bucket}: could not delete {len(done['Errors'])} objects: {done['Errors'][0]}"
+                    )
+        s3.delete_bucket(Bucket=bucket)
+
+
 def comparable_queue_configuration(configuration: Mapping[str, Any]) -> dict[str, Any]:
     """A bucket's queue notification as PutBucketNotificationConfiguration takes it and its Get tells it, made
     comparable: S3 answers a filter rule's name as `Prefix` or `Suffix` whatever case it was put in (S3 API Reference,
@@ -372,6 +460,26 @@ def stage_resources(settings: Settings, stage: Stage, account: str) -> list[Reso
             arn=f"arn:aws:dynamodb:{region}:{account}:table/{stage.ledger_table}",
             note=" (the file ledger)",
             data=True,
+        ),
+        Bucket(
+            name=stage.bucket,
+            arn=f"arn:aws:s3:::{stage.bucket}",
+            note=" (the lake: every version of every object)",
+            data=True,
+            versioning=True,
+            tls_statement=declared.tls_only_policy(stage.bucket)["Statement"][0] if stage.enforce_tls else None,
+            tags=tags,
+            logging=declared.access_logging(stage),
+        ),
+        Bucket(
+            name=stage.log_bucket,
+            arn=f"arn:aws:s3:::{stage.log_bucket}",
+            note=" (its access logs)",
+            data=True,
+            tls_statement=declared.tls_only_policy(stage.log_bucket)["Statement"][0] if stage.enforce_tls else None,
+            tags=tags,
+            retention=[dict(r) for r in declared.log_retention(settings)],
+            logs_of=stage.bucket,
         ),
         Queue(
             name=stage.ingest_dlq,
