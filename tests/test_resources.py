@@ -229,3 +229,23 @@ def test_the_ingest_queue_policy_and_redrive_are_declared_once_for_deploy_and_dr
     assert found.actual["maxReceiveCount"] == "50" and found.expected["maxReceiveCount"] == str(stage.max_receive_count)
     deploy(settings, stage, c)
     assert drift(settings, stage, c) == {}
+
+
+def test_an_entry_drift_cannot_read_is_a_finding_and_the_others_are_still_checked(
+    provisioned, settings, stage, monkeypatch
+):
+    from botocore.exceptions import ClientError
+
+    def denied(**_):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "DescribeAlarms")
+
+    monkeypatch.setattr(provisioned.cloudwatch, "describe_alarms", denied)
+    report = DriftCheck(settings, stage, provisioned, None, provisioned.sqs).run(None, lifecycle=False)
+    (finding,) = report.findings
+    assert (finding.resource, finding.property, finding.fix) == (
+        "cloudwatch alarm lakehouse-local-ingest-dlq-not-empty",
+        "readable",
+        "check permissions",
+    )
+    assert "AccessDenied" in finding.actual
+    assert {f"sns {stage.notifications_topic}", f"athena workgroup {stage.athena_workgroup}"} <= set(report.checked)
