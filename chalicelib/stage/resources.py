@@ -67,9 +67,11 @@ class Resource:
         return f"{self.kind} {self.name}"
 
     def exists(self, c: Clients) -> bool:
+        """Whether the live account has it."""
         raise NotImplementedError
 
     def delete(self, c: Clients) -> None:
+        """Delete it (teardown asks only when it exists)."""
         raise NotImplementedError
 
     def differences(self, c: Clients) -> list[Difference]:
@@ -85,6 +87,8 @@ class Resource:
 
 @dataclass(frozen=True, kw_only=True)
 class Topic(Resource):
+    """An SNS topic (CreateTopic is idempotent by name)."""
+
     kind: ClassVar[str] = "sns"
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -112,10 +116,13 @@ def _attribute(key: str, value: str | None) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class Queue(Resource):
+    """An SQS queue and the attributes provisioning sets on it."""
+
     kind: ClassVar[str] = "sqs"
     attributes: Mapping[QueueAttributeNameType, str] = field(default_factory=dict)  # as CreateQueue takes them
 
     def url(self, c: Clients) -> str | None:
+        """The queue's URL, or None if there is no such queue."""
         url: str | None = _read(lambda: c.sqs.get_queue_url(QueueName=self.name)["QueueUrl"], _QUEUE_MISSING)
         return url
 
@@ -147,6 +154,7 @@ class Alarm(Resource):
     definition: Mapping[str, Any] = field(default_factory=dict)
 
     def live(self, c: Clients) -> dict[str, Any] | None:
+        """The alarm as DescribeAlarms tells it, or None."""
         alarms = c.cloudwatch.describe_alarms(AlarmNames=[self.name], AlarmTypes=["MetricAlarm"])["MetricAlarms"]
         return dict(alarms[0]) if alarms else None
 
@@ -343,6 +351,7 @@ class BucketNotification(Resource):
         return self.live(c) is not None
 
     def up_to_date(self, live: Mapping[str, Any] | None) -> bool:
+        """Whether the live queue configuration is ours as declared (compared as S3 tells it back)."""
         return live is not None and comparable_queue_configuration(live) == comparable_queue_configuration(
             self.configuration
         )
