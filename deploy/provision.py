@@ -548,7 +548,10 @@ def _provision(
     step(roles)
     for resource in resources.stage_resources(settings, stage, account_id(clients.sts)):
         step(ensure(resource, settings, stage, clients))
-    step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
+        if isinstance(resource, Bucket) and resource.name == stage.bucket:
+            # the configuration is in place before anything can announce a file: a validator that started
+            # with half of it would cache it, and reject the datasets not yet uploaded
+            step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     step(ensure_catalog(clients.glue, clients.sts, settings, stage, new_role))
     step(ensure_named_queries(clients.athena, stage))
