@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from chalicelib import APP_NAME, METRICS_NAMESPACE
 from chalicelib.aws import error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.names import crawler_name, job_name, process_job, run_job, spark_job
+from chalicelib.names import crawler_name, dlq_alarm_name, job_name, process_job, run_job, spark_job
 from chalicelib.stage.declared import glue_jobs, role_arn
 
 if TYPE_CHECKING:
@@ -285,6 +285,7 @@ def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, A
                     "iam:GetRolePolicy",
                     "sqs:GetQueueUrl",
                     "sqs:GetQueueAttributes",
+                    "cloudwatch:DescribeAlarms",  # the dead-letter queue's alarm (chalicelib/stage/resources.py)
                 ],
                 [
                     table,
@@ -296,6 +297,7 @@ def lambda_policy(settings: Settings, stage: Stage, account: str) -> dict[str, A
                     *(role_arn(r, account) for r in (stage.glue_role, stage.pipeline_role)),
                     *queues,
                     f"arn:aws:sqs:{arn}:{stage.ingest_dlq}",
+                    f"arn:aws:cloudwatch:{arn}:alarm:{dlq_alarm_name(stage)}",
                 ],
             ),
             allow("DriftListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
