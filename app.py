@@ -296,7 +296,7 @@ def status_get() -> dict[str, Any]:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:  # "²".isdigit() is True
         raise BadRequestError(f"files: must be a whole number from 1 to 200, not {raw!r}")
     rt = runtime.current()
-    return status(rt.settings, rt.stage, rt.ledger, rt.client("s3"), datetime.now(UTC), int(raw))
+    return status(rt.settings, rt.stage, rt.ledger, rt.client("s3"), datetime.now(UTC), int(raw), rt.client("sqs"))
 
 
 @app.lambda_function(name="quality_check")

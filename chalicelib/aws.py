@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the types-boto3 stubs: types only, nothing of them is impor
     from botocore.session import Session
     from types_boto3_apigateway import APIGatewayClient
     from types_boto3_athena import AthenaClient
+    from types_boto3_cloudwatch import CloudWatchClient
     from types_boto3_dynamodb import DynamoDBClient
     from types_boto3_glue import GlueClient
     from types_boto3_iam import IAMClient
@@ -138,6 +139,8 @@ def client(service: Literal["lambda"], settings: ClientSettings | None = None) -
 def client(service: Literal["lakeformation"], settings: ClientSettings | None = None) -> LakeFormationClient: ...
 @overload
 def client(service: Literal["service-quotas"], settings: ClientSettings | None = None) -> ServiceQuotasClient: ...
+@overload
+def client(service: Literal["cloudwatch"], settings: ClientSettings | None = None) -> CloudWatchClient: ...
 def client(service: str, settings: ClientSettings | None = None) -> BaseClient:
     """A cached boto3 client for `service` (clients are thread-safe; sessions are not, hence the lock)."""
     settings = settings or ClientSettings.from_env()
@@ -222,6 +225,7 @@ class Clients:
     athena: AthenaClient
     iam: IAMClient
     apigateway: APIGatewayClient
+    cloudwatch: CloudWatchClient
 
     @classmethod
     def for_stage(cls, stage: Stage) -> Clients:
@@ -237,4 +241,5 @@ class Clients:
             athena=client("athena", settings),
             iam=client("iam", settings),
             apigateway=client("apigateway", settings),
+            cloudwatch=client("cloudwatch", settings),
         )

@@ -102,3 +102,16 @@ def role_name(stage: Stage, component: str) -> str:
     """The name of the IAM role a component runs as on `stage`: a Lambda function by its name (`api_handler`), a
     Glue job kind (`process`, `spark`, `run`, `housekeeping`, `crawler`) or `state_machine`."""
     return role_as_configured(stage, component).rsplit("/", 1)[-1]
+
+
+RECEIVED_PAST_LEASE_METRIC = "FilesReceivedPastLease"  # the batcher's count of files left RECEIVED (app.py)
+
+
+def received_alarm_name(stage: Stage) -> str:
+    """The CloudWatch alarm raised when files stay RECEIVED past their lease (chalicelib/pipeline/recovery.py)."""
+    return f"{stage.ingest_queue}-received-past-lease"
+
+
+def dlq_alarm_name(stage: Stage) -> str:
+    """The CloudWatch alarm raised when the ingest dead-letter queue holds a message."""
+    return f"{stage.project}-{stage.name}-ingest-dlq-not-empty"

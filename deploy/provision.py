@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chalicelib import APP_NAME, QUERIES_DIR
 from chalicelib.aws import Clients, account_id, error_code
@@ -23,13 +23,13 @@ from chalicelib.errors import DeploymentError
 from chalicelib.ledger import LEDGER_TABLE_SPEC
 from chalicelib.ledger.migration import migrate
 from chalicelib.names import api_key_name, crawler_name, job_name
+from chalicelib.stage import resources
 from chalicelib.stage.declared import (
     BUCKET_ENCRYPTION,
     DEPLOYMENTS,
     GLUE_PREFIX,
     GLUE_VERSION,
     LOG_PREFIX,
-    NOTIFICATION_ID,
     PUBLIC_ACCESS_BLOCK,
     access_logging,
     comparable_crawler,
@@ -45,6 +45,16 @@ from chalicelib.stage.declared import (
     tls_only_policy,
     workgroup_configuration,
 )
+from chalicelib.stage.resources import (
+    Alarm,
+    Bucket,
+    BucketNotification,
+    LedgerTable,
+    Queue,
+    Resource,
+    Topic,
+    Workgroup,
+)
 from deploy.chalice_project import PROJECT_DIR, chalice_stage_env, deployed_api_id
 from deploy.glue_bundle import glue_files
 
@@ -56,7 +66,7 @@ if TYPE_CHECKING:
     from types_boto3_glue import GlueClient
     from types_boto3_s3 import S3Client
     from types_boto3_s3.type_defs import QueueConfigurationTypeDef
-    from types_boto3_sns import SNSClient
+    from types_boto3_sns.type_defs import TagTypeDef
     from types_boto3_sqs import SQSClient
     from types_boto3_sqs.literals import QueueAttributeNameType
     from types_boto3_stepfunctions import SFNClient
@@ -186,72 +196,29 @@ def ensure_queue(sqs: SQSClient, name: str, attributes: Mapping[QueueAttributeNa
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def ensure_queues(sqs: SQSClient, stage: Stage) -> tuple[str, str]:
-    """The ingest queue (with its dead-letter queue, and S3 allowed to send) and the accepted-files queue."""
-    dlq_arn = ensure_queue(
-        sqs, stage.ingest_dlq, {"MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"}
-    )
-    bucket_arn = f"arn:aws:s3:::{stage.bucket}"
-    ingest_name_arn = dlq_arn.rsplit(":", 1)[0] + ":" + stage.ingest_queue
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AllowLakeBucketNotifications",
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": ingest_name_arn,
-                # both, as the S3 guide's queue policy example has them: a bucket name can move to another account
-                "Condition": {
-                    "ArnLike": {"aws:SourceArn": bucket_arn},
-                    "StringEquals": {"aws:SourceAccount": dlq_arn.split(":")[4]},
-                },
-            }
-        ],
-    }
-    ingest_arn = ensure_queue(
-        sqs,
-        stage.ingest_queue,
-        {
-            "VisibilityTimeout": str(stage.queue_visibility_seconds),
-            "MessageRetentionPeriod": str(4 * 24 * 3600),
-            "SqsManagedSseEnabled": "true",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": stage.max_receive_count}),
-            "Policy": json.dumps(policy),
-        },
-    )
-    # FIFO: an announcement sent twice within five minutes (a crash and a redelivery) is delivered once.
-    accepted_arn = ensure_queue(
-        sqs,
-        stage.accepted_queue,
-        {"FifoQueue": "true", "MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"},
-    )
-    return ingest_arn, accepted_arn
+def ensure_alarm(clients: Clients, alarm: Alarm, stage: Stage) -> str:
+    """PutMetricAlarm replaces the whole alarm: written only when it is missing or differs."""
+    if not alarm.compare(clients):
+        return f"{alarm.label}: up to date"
+    clients.cloudwatch.put_metric_alarm(AlarmName=alarm.name, **alarm.definition, Tags=tags(stage))
+    return f"{alarm.label}: written"
 
 
-def ensure_topics(sns: SNSClient, stage: Stage) -> str:
-    for name in (stage.alerts_topic, stage.notifications_topic):
-        sns.create_topic(Name=name, Tags=[{"Key": "project", "Value": stage.project}])  # idempotent by name
-    return f"topics {stage.alerts_topic}, {stage.notifications_topic}"
-
-
-def ensure_notification(s3: S3Client, stage: Stage, raw_prefix: str, queue_arn: str) -> str:
-    """Route `ObjectCreated` under raw/ to the ingest queue, keeping every other notification of the bucket."""
-    current = s3.get_bucket_notification_configuration(Bucket=stage.bucket)
-    ours: QueueConfigurationTypeDef = {
-        "Id": NOTIFICATION_ID,
-        "QueueArn": queue_arn,
-        "Events": ["s3:ObjectCreated:*"],
-        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}},
-    }
-    others = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != NOTIFICATION_ID]
-    if [q for q in current.get("QueueConfigurations", []) if q.get("Id") == NOTIFICATION_ID] == [ours]:
-        return f"bucket notification {NOTIFICATION_ID}: up to date"
+def ensure_notification(s3: S3Client, notification: BucketNotification) -> str:
+    """Route `ObjectCreated` under raw/ to the ingest queue, keeping every other notification of the bucket; an
+    unchanged one is not written again (S3 validates the queue on every put)."""
+    current = s3.get_bucket_notification_configuration(Bucket=notification.bucket)
+    queues = current.get("QueueConfigurations", [])
+    ours = [q for q in queues if q.get("Id") == notification.name]
+    if len(ours) == 1 and notification.up_to_date(ours[0]):
+        return f"bucket notification {notification.name}: up to date"
+    others = [q for q in queues if q.get("Id") != notification.name]
+    configuration = cast("QueueConfigurationTypeDef", notification.configuration)
     # S3 sends a test message to validate the queue, and refuses while the queue's new policy is not visible to it
     _while_settling(
         lambda: s3.put_bucket_notification_configuration(
-            Bucket=stage.bucket, NotificationConfiguration=notification_with_queues(current, [*others, ours])
+            Bucket=notification.bucket,
+            NotificationConfiguration=notification_with_queues(current, [*others, configuration]),
         ),
         "InvalidArgument",
         message="Unable to validate the following destination configurations",
@@ -259,7 +226,33 @@ def ensure_notification(s3: S3Client, stage: Stage, raw_prefix: str, queue_arn: 
         wait=5,
         tries=24,
     )
-    return f"bucket notification {NOTIFICATION_ID}: raw/ -> {stage.ingest_queue}"
+    return f"bucket notification {notification.name}: {notification.prefix} -> {notification.arn.rsplit(':', 1)[-1]}"
+
+
+def ensure(resource: Resource, settings: Settings, stage: Stage, clients: Clients) -> str:
+    """Create or correct one entry of the stage's resource table: how each kind is ensured (as Chalice's planner
+    has a `_plan_<type>` per model)."""
+    match resource:
+        case Bucket(logs_of=None):
+            return ensure_bucket(clients.s3, stage, account_id(clients.sts))
+        case Bucket():  # the log bucket, and the lake bucket's logging into it
+            return ensure_access_logging(clients.s3, clients.sts, settings, stage)
+        case LedgerTable():
+            return ensure_ledger_table(clients.dynamodb, stage)
+        case Queue():
+            ensure_queue(clients.sqs, resource.name, resource.attributes)
+            return f"{resource.label}: {', '.join(sorted(resource.attributes))}"
+        case Topic():
+            tagged: list[TagTypeDef] = [{"Key": k, "Value": v} for k, v in resource.tags.items()]
+            clients.sns.create_topic(Name=resource.name, Tags=tagged)  # idempotent by name
+            return resource.label
+        case Alarm():
+            return ensure_alarm(clients, resource, stage)
+        case BucketNotification():
+            return ensure_notification(clients.s3, resource)
+        case Workgroup():
+            return ensure_workgroup(clients.athena, settings, stage)
+    raise DeploymentError(f"{resource.label}: no way to ensure a {type(resource).__name__} (deploy.provision.ensure)")
 
 
 def holds(s3: S3Client, bucket: str, key: str, body: bytes) -> bool | None:
@@ -552,17 +545,14 @@ def _provision(
 
     roles, new_role = ensure_roles(clients.iam, settings, stage, account_id(clients.sts))
     step(roles)
-    step(ensure_bucket(clients.s3, stage, account_id(clients.sts)))
-    step(ensure_access_logging(clients.s3, clients.sts, settings, stage))
-    step(ensure_ledger_table(clients.dynamodb, stage))
-    ingest_arn, _ = ensure_queues(clients.sqs, stage)
-    step(f"queues {stage.ingest_queue} (+ {stage.ingest_dlq}), {stage.accepted_queue}")
-    step(ensure_topics(clients.sns, stage))
-    step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
-    step(ensure_notification(clients.s3, stage, settings.zones.raw, ingest_arn))
+    for resource in resources.stage_resources(settings, stage, account_id(clients.sts)):
+        step(ensure(resource, settings, stage, clients))
+        if isinstance(resource, Bucket) and resource.name == stage.bucket:
+            # the configuration is in place before anything can announce a file: a validator that started
+            # with half of it would cache it, and reject the datasets not yet uploaded
+            step(upload_config(clients.s3, stage.bucket, settings.zones.config, config_files))
     step(ensure_glue_jobs(clients.glue, clients.s3, clients.sts, settings, stage, PROJECT_DIR))
     step(ensure_catalog(clients.glue, clients.sts, settings, stage, new_role))
-    step(ensure_workgroup(clients.athena, settings, stage))
     step(ensure_named_queries(clients.athena, stage))
     step(ensure_state_machine(clients.stepfunctions, clients.sts, stage, new_role))
     step(ensure_api_key(clients.apigateway, stage))

@@ -13,16 +13,14 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import names
 from chalicelib.aws import account_id, error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.errors import DeploymentError
 from chalicelib.names import crawler_name
-from chalicelib.stage import declared, roles
+from chalicelib.stage import declared, resources, roles
+from chalicelib.stage.resources import Resource
 
 if TYPE_CHECKING:
     from types_boto3_apigateway import APIGatewayClient
     from types_boto3_apigateway.type_defs import PatchOperationTypeDef
     from types_boto3_iam import IAMClient
-    from types_boto3_s3 import S3Client
-    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
     from chalicelib.aws import Clients
 
@@ -52,28 +50,9 @@ def _exists(call: Callable[[], Any]) -> Any:
         raise
 
 
-def _empty_bucket(s3: S3Client, bucket: str) -> None:
-    """Every version and delete marker, 1,000 per request (a versioned bucket is not empty until then)."""
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        objects: list[ObjectIdentifierTypeDef] = [
-            {"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", [])
-        ]
-        objects += [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("DeleteMarkers", [])]
-        for start in range(0, len(objects), 1000):
-            done = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True})
-            if done.get("Errors"):  # per-key errors come inside a 200: botocore cannot retry them
-                raise DeploymentError(
-                    f"s3://{bucket}: could not delete {len(done['Errors'])} objects: {done['Errors'][0]}"
-                )
-    s3.delete_bucket(Bucket=bucket)
-
-
-def _remove_notification(s3: S3Client, bucket: str) -> None:
-    current = s3.get_bucket_notification_configuration(Bucket=bucket)
-    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != declared.NOTIFICATION_ID]
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=declared.notification_with_queues(current, list(queues))
-    )
+def _step(resource: Resource, c: Clients) -> tuple[str, Callable[[], Any], Callable[[], Any]]:
+    """An entry of the stage's resource table as a teardown step: (what, whether it is there, delete it)."""
+    return (resource.label + resource.note, lambda: resource.exists(c) or None, lambda: resource.delete(c))
 
 
 def _delete_role(client: IAMClient, name: str) -> None:
@@ -120,12 +99,10 @@ def teardown(
             lambda: c.stepfunctions.describe_state_machine(stateMachineArn=stage.state_machine_arn(account)),
             lambda: c.stepfunctions.delete_state_machine(stateMachineArn=stage.state_machine_arn(account)),
         ),
-        (
-            f"athena workgroup {stage.athena_workgroup} and its named queries",
-            lambda: c.athena.get_work_group(WorkGroup=stage.athena_workgroup).get("WorkGroup"),
-            lambda: c.athena.delete_work_group(WorkGroup=stage.athena_workgroup, RecursiveDeleteOption=True),
-        ),
     ]
+    table = resources.stage_resources(settings, stage, account)
+    for resource in reversed([r for r in table if not r.data]):  # the table in reverse: what depends on others first
+        steps.append(_step(resource, c))
     for dataset in sorted(settings.datasets):
         name = crawler_name(stage, dataset)
         steps.append(
@@ -145,58 +122,12 @@ def teardown(
             lambda: c.glue.get_database(Name=stage.glue_database),
             lambda: c.glue.delete_database(Name=stage.glue_database),
         ),
-        (
-            f"s3://{stage.bucket} notification {declared.NOTIFICATION_ID}",
-            lambda: (
-                any(
-                    q.get("Id") == declared.NOTIFICATION_ID
-                    for q in c.s3.get_bucket_notification_configuration(Bucket=stage.bucket).get(
-                        "QueueConfigurations", []
-                    )
-                )
-                or None
-            ),
-            lambda: _remove_notification(c.s3, stage.bucket),
-        ),
     ]
-    for queue in (stage.ingest_queue, stage.ingest_dlq, stage.accepted_queue):
-        steps.append(
-            (
-                f"sqs {queue}",
-                lambda q=queue: c.sqs.get_queue_url(QueueName=q),
-                lambda q=queue: c.sqs.delete_queue(QueueUrl=c.sqs.get_queue_url(QueueName=q)["QueueUrl"]),
-            )
-        )
-    for topic in (stage.alerts_topic, stage.notifications_topic):
-        arn = stage.topic_arn(topic, account)
-        steps.append(
-            (
-                f"sns {topic}",
-                lambda a=arn: c.sns.get_topic_attributes(TopicArn=a),
-                lambda a=arn: c.sns.delete_topic(TopicArn=a),
-            )
-        )
     for role in roles.declared_roles(settings, stage, account):
         steps.append(
             (f"iam role {role}", lambda r=role: c.iam.get_role(RoleName=r), lambda r=role: _delete_role(c.iam, r))
         )
-    data = [
-        (
-            f"dynamodb {stage.ledger_table} (the file ledger)",
-            lambda: c.dynamodb.describe_table(TableName=stage.ledger_table),
-            lambda: c.dynamodb.delete_table(TableName=stage.ledger_table),
-        ),
-        (
-            f"s3://{stage.bucket} (the lake: every version of every object)",
-            lambda: c.s3.head_bucket(Bucket=stage.bucket),
-            lambda: _empty_bucket(c.s3, stage.bucket),
-        ),
-        (
-            f"s3://{stage.log_bucket} (its access logs)",
-            lambda: c.s3.head_bucket(Bucket=stage.log_bucket),
-            lambda: _empty_bucket(c.s3, stage.log_bucket),
-        ),
-    ]
+    data = [_step(r, c) for r in table if r.data]
     deleted, kept = [], []
     for what, exists, delete in steps + (data if delete_data else []):
         if _exists(exists) is None:

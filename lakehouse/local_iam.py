@@ -129,6 +129,9 @@ def resources(service: str, operation: str, params: dict[str, Any], region: str,
     if service == "sqs":  # moto names the queue of a QueueUrl only
         queue = p.get("QueueName") or str(p.get("QueueUrl", "")).rsplit("/", 1)[-1]
         return [f"arn:aws:sqs:{arn}:{queue}"] if queue else ["*"]
+    if service == "monitoring":  # CloudWatch's alarms (it signs as `monitoring`)
+        names = p.get("AlarmNames") or ([p["AlarmName"]] if p.get("AlarmName") else [])
+        return [f"arn:aws:cloudwatch:{arn}:alarm:{n}" for n in names] or ["*"]
     if service == "athena":
         workgroup = p.get("WorkGroup") or (p.get("Name") if "WorkGroup" in operation else None)
         return [f"arn:aws:athena:{arn}:workgroup/{workgroup}"] if workgroup else ["*"]
@@ -167,8 +170,11 @@ def checks(service: str, operation: str, params: dict[str, Any], region: str, ac
             for item in params.get("TransactItems", [])
             for kind in item
         ]
-    action = f"{service}:{operation}"
+    action = f"{IAM_PREFIXES.get(service, service)}:{operation}"
     return [(ALIASES.get(action, action), r) for r in resources(service, operation, params, region, account)]
+
+
+IAM_PREFIXES = {"monitoring": "cloudwatch"}  # a service that signs under another name than IAM's action prefix
 
 
 # -- the policy evaluator -----------------------------------------------------------------------------------------
@@ -243,6 +249,8 @@ def _service(response: Any) -> str:
 def _params(response: Any) -> dict[str, Any]:
     """A request's parameters as botocore names them: its JSON body (moto's DynamoDB has parsed it already) or its
     query string."""
+    if getattr(response, "automated_parameter_parsing", False):  # moto parsed them (CloudWatch's CBOR protocol)
+        return dict(response.params)
     body = response.body
     if isinstance(body, dict):
         return body

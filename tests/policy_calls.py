@@ -127,6 +127,10 @@ class Places:
             resource = p.get("stateMachineArn") or self.arn("states", f"stateMachine:{p['name']}")
             passed = [("iam:PassRole", p["roleArn"])] if p.get("roleArn") else []
             return [(action, resource), *passed, *([("states:TagResource", resource)] if p.get("tags") else [])]
+        if service == "monitoring":  # CloudWatch signs as `monitoring`; IAM names its actions `cloudwatch:`
+            alarms = [self.arn("cloudwatch", f"alarm:{n}") for n in p.get("AlarmNames") or [p["AlarmName"]]]
+            tagged = [("cloudwatch:TagResource", a) for a in alarms] if p.get("Tags") else []
+            return [*((f"cloudwatch:{op}", a) for a in alarms), *tagged]
         raise AssertionError(f"no IAM mapping for {action}: add it to tests/policy_calls.py")
 
     def _glue(self, action: str, op: str, p: dict[str, Any]) -> list[tuple[str, str]]:

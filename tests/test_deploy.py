@@ -410,8 +410,12 @@ def test_point_in_time_recovery_is_retried_while_a_new_table_cannot_take_it_yet(
 
 
 def test_the_bucket_notification_is_retried_while_s3_cannot_validate_the_queue(monkeypatch):
+    from chalicelib.stage.resources import BucketNotification
+
     monkeypatch.setattr(provision.time, "sleep", lambda _: None)
-    stage = type("S", (), {"bucket": "b", "ingest_queue": "q"})()
+    ours = BucketNotification(
+        name="lakehouse-ingest", arn="arn:aws:sqs:us-east-1:123456789012:q", bucket="b", prefix="raw/"
+    )
     answers = [_client_error("InvalidArgument", "Unable to validate the following destination configurations")] * 2
 
     class S3:
@@ -425,10 +429,10 @@ def test_the_bucket_notification_is_retried_while_s3_cannot_validate_the_queue(m
             if answers:
                 raise answers.pop()
 
-    assert "raw/ -> q" in provision.ensure_notification(S3(), stage, "raw/", "arn:q") and S3.puts == 3
+    assert "raw/ -> q" in provision.ensure_notification(S3(), ours) and S3.puts == 3
     answers.append(_client_error("InvalidArgument", "The ARN is not well formed"))  # a real error is not retried
     with pytest.raises(Exception, match="not well formed"):
-        provision.ensure_notification(S3(), stage, "raw/", "arn:q")
+        provision.ensure_notification(S3(), ours)
 
 
 def test_trust_and_queue_policies_carry_only_the_condition_keys_the_services_send(provisioned, settings, stage):

@@ -16,8 +16,10 @@ from test_app import H, R, sqs_event
 from chalicelib import METRICS_NAMESPACE
 from chalicelib.ingest.events import refs_from_notification
 from chalicelib.ledger import DynamoDBLedger, FileRecord
+from chalicelib.names import received_alarm_name
 from chalicelib.pipeline.batcher import Pipeline
-from chalicelib.pipeline.recovery import MAX_ANNOUNCEMENTS, METRIC, received_alarm
+from chalicelib.pipeline.recovery import MAX_ANNOUNCEMENTS, METRIC
+from chalicelib.stage.resources import received_alarm
 
 KEY = "raw/orders/ingest_date=2025-03-01/a.csv"
 
@@ -132,7 +134,10 @@ def test_the_batcher_lambda_emits_the_metric_the_alarm_watches(client, provision
     metric = next(line for line in lines if METRIC in line)
     assert metric[METRIC] == [1.0] and len(queued(provisioned, stage)) == 1
     (emitted,) = metric["_aws"]["CloudWatchMetrics"]
-    alarm = received_alarm(stage, stage.topic_arn(stage.alerts_topic, "123456789012"))
+    alarm = {
+        "AlarmName": received_alarm_name(stage),
+        **received_alarm(stage, stage.topic_arn(stage.alerts_topic, "123456789012")),
+    }
     # the alarm names the metric exactly as the batcher emits it: namespace, name and every dimension
     assert (alarm["Namespace"], alarm["MetricName"]) == (emitted["Namespace"], METRIC) == (METRICS_NAMESPACE, METRIC)
     dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}

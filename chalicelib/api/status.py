@@ -15,6 +15,8 @@ from chalicelib.pipeline.steps import describe_error
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.literals import QueueAttributeFilterType
 
 RUNS = 20  # recent runs shown, and searched for each dataset's last success
 TREND = 10  # quality results per dataset, for the dashboard's trend
@@ -30,8 +32,33 @@ def _latest(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
+def dead_letters(sqs: SQSClient, queue: str) -> dict[str, Any]:
+    """The ingest dead-letter queue's depth: each message is a file that failed ingest `max_receive_count` times and
+    whose ledger record stays RECEIVED (the alarm on it alerts; this shows how many)."""
+    try:
+        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    except Exception as exc:
+        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            return {"queue": queue, "exists": False, "messages": None, "in_flight": None}
+        raise
+    names: list[QueueAttributeFilterType] = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return {
+        "queue": queue,
+        "exists": True,
+        "messages": int(attributes.get("ApproximateNumberOfMessages", "0")),
+        "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", "0")),
+    }
+
+
 def status(
-    settings: Settings, stage: Stage, ledger: Ledger, s3: S3Client, now: datetime, files: int = 20
+    settings: Settings,
+    stage: Stage,
+    ledger: Ledger,
+    s3: S3Client,
+    now: datetime,
+    files: int = 20,
+    sqs: SQSClient | None = None,
 ) -> dict[str, Any]:
     """The pipeline at a glance (GET /status), from ledger summaries and the reports' latest documents only."""
     runs = ledger.runs(RUNS)
@@ -87,4 +114,5 @@ def status(
         "drift": drift
         and {k: drift.get(k) for k in ("time", "drifted", "deployment")} | {"findings": len(drift.get("findings", []))},
         "lifecycle": _latest(s3, stage.bucket, f"{settings.zones.reports}lifecycle/latest.json"),
+        "dead_letter": dead_letters(sqs, stage.ingest_dlq) if sqs is not None else None,
     }

@@ -11,7 +11,7 @@ queue's visibility timeout after it have passed: any message still in flight wou
 taken the lease. A redelivery of a message that was only late is harmless: the ledger's conditional writes judge a
 file once. A file is announced again at most MAX_ANNOUNCEMENTS times (a file that kills its validator must not loop
 for ever); the `FilesReceivedPastLease` metric counts what stays RECEIVED past lease and visibility timeout, and the
-stage's alarm (`received_alarm`) fires when that lasts.
+stage's alarm (`chalicelib.stage.resources.received_alarm`) fires when that lasts.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from chalicelib.config import Stage
 from chalicelib.ingest.events import s3_notification
 from chalicelib.ledger import FileRecord, Ledger, now_iso
+from chalicelib.names import RECEIVED_PAST_LEASE_METRIC
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,7 @@ MAX_ANNOUNCEMENTS = 3  # then the file stays RECEIVED, counted by the metric, an
 # How far back the tick looks (the time index, every minute): a day covers every announcement on the shipped settings
 # (3 x (16 min lease + 90 min visibility)); a file RECEIVED for longer has alarmed for hours.
 LOOKBACK = timedelta(days=1)
-METRIC = "FilesReceivedPastLease"  # the batcher Lambda's metric (app.py), in chalicelib.METRICS_NAMESPACE
-SERVICE = "lakehouse"  # the `service` dimension Powertools puts on every metric (POWERTOOLS_SERVICE_NAME, .chalice/)
-ALARM_MINUTES = 15  # the alarm fires when files stay RECEIVED past lease and visibility for this long
+METRIC = RECEIVED_PAST_LEASE_METRIC  # the batcher Lambda's metric (app.py); its alarm: stage.resources.received_alarm
 
 
 @dataclass(frozen=True)
@@ -88,29 +86,3 @@ def queue_sender(stage: Stage) -> Callable[[str], None]:
         sqs.send_message(QueueUrl=url[0], MessageBody=body)
 
     return send
-
-
-def received_alarm(stage: Stage, alerts_topic_arn: str) -> dict[str, Any]:
-    """The CloudWatch alarm (PutMetricAlarm's arguments) on files that stay RECEIVED past lease and visibility timeout:
-    the batcher's metric at least 1 in each minute of ALARM_MINUTES, to the alerts topic."""
-    from chalicelib import METRICS_NAMESPACE
-
-    return {
-        "AlarmName": f"{stage.ingest_queue}-received-past-lease",
-        "AlarmDescription": (
-            f"files stay RECEIVED in {stage.ledger_table} past their lease and the ingest queue's visibility timeout "
-            f"after {MAX_ANNOUNCEMENTS} announcements (`lakehouse ledger --status RECEIVED`)"
-        ),
-        "Namespace": METRICS_NAMESPACE,
-        "MetricName": METRIC,
-        "Dimensions": [{"Name": "service", "Value": SERVICE}, {"Name": "stage", "Value": stage.name}],
-        "Statistic": "Minimum",
-        "Period": 60,
-        "EvaluationPeriods": ALARM_MINUTES,
-        "DatapointsToAlarm": ALARM_MINUTES,
-        "Threshold": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "TreatMissingData": "notBreaching",
-        # no OKActions: a file stuck for longer than LOOKBACK leaves the metric without having been judged
-        "AlarmActions": [alerts_topic_arn],
-    }

@@ -10,6 +10,7 @@ goes to the alerts topic only when something drifted.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -19,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws import Clients, account_id, error_code
 from chalicelib.config import Settings, Stage
-from chalicelib.ledger import LEDGER_INDEXES, LEDGER_TABLE_SPEC
-from chalicelib.lifecycle.rules import fingerprint, normalise
+from chalicelib.lifecycle.rules import fingerprint
 from chalicelib.names import crawler_name
-from chalicelib.stage import declared
+from chalicelib.stage import declared, resources
 from chalicelib.stage.catalog import declared_tables
+from chalicelib.stage.resources import Resource
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -147,59 +148,31 @@ class DriftCheck:
         self, deployment: dict[str, Any] | None, now: datetime | None = None, lifecycle: bool = True
     ) -> DriftReport:
         """Every check against the live stage, the state machine against `deployment`'s definition."""
-        checks = [self.roles, self.bucket, self.queues, self.notification, self.ledger, self.topics, self.glue_jobs]
-        checks += [self.catalog, self.workgroup, self.state_machine] + ([self.lifecycle] if lifecycle else [])
-        for check in checks:
-            try:
-                check(deployment)
-            except Exception as exc:  # one unreadable resource is itself a finding; the rest is still checked
-                log.exception("drift check %s failed", check.__name__)
-                self.findings.append(
-                    Finding(check.__name__, "readable", "readable", f"{type(exc).__name__}: {exc}", "check permissions")
-                )
+        checks = [self.roles, self.declared_resources, self.glue_jobs, self.catalog, self.state_machine]
+        for check in checks + ([self.lifecycle] if lifecycle else []):
+            self._checking(check.__name__, functools.partial(check, deployment))
         stamp = (now or datetime.now(UTC)).isoformat()
         return DriftReport(self.stage.name, stamp, self.findings, self.checked, deployment)
 
-    def bucket(self, _: Any) -> None:
-        """The lake bucket: versioning, encryption, public access block, TLS-only policy, tags, logging."""
-        s3, name = self.c.s3, self.stage.bucket
-        resource = f"s3://{name}"
-        self.checked.append(resource)
-        if self._read(lambda: s3.head_bucket(Bucket=name), ("404", "NoSuchBucket", "NotFound")) is None:
-            self.differs(resource, "exists", True, False)
-            return
-        versioning = s3.get_bucket_versioning(Bucket=name).get("Status", "Disabled")
-        self.differs(resource, "versioning", "Enabled", versioning)
-        encryption = self._read(
-            lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"],
-            ("ServerSideEncryptionConfigurationNotFoundError",),
-        )
-        self.differs(resource, "encryption", declared.BUCKET_ENCRYPTION, encryption)
-        block = self._read(
-            lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"],
-            ("NoSuchPublicAccessBlockConfiguration",),
-        )
-        self.differs(resource, "public access block", declared.PUBLIC_ACCESS_BLOCK, block)
-        if self.stage.enforce_tls:
-            policy = self._read(
-                lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",)
+    def _checking(self, what: str, check: Callable[[], Any]) -> None:
+        """Run one check; one unreadable resource is itself a finding, and the rest is still checked."""
+        try:
+            check()
+        except Exception as exc:
+            log.exception("drift check %s failed", what)
+            self.findings.append(
+                Finding(what, "readable", "readable", f"{type(exc).__name__}: {exc}", "check permissions")
             )
-            wanted = declared.tls_only_policy(name)["Statement"][0]
-            have = next((st for st in (policy or {}).get("Statement", []) if st.get("Sid") == wanted["Sid"]), None)
-            self.differs(resource, "TLS-only policy", wanted, have)
-        tags = self._read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
-        wanted_tags = {t["Key"]: t["Value"] for t in declared.tags(self.stage)}
-        self.differs(resource, "tags", wanted_tags, {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted_tags})
-        logging_status = {k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"}
-        self.differs(resource, "access logging", declared.access_logging(self.stage), logging_status)
-        logs = self.stage.log_bucket
-        self.checked.append(f"s3://{logs}")
-        rules = self._read(
-            lambda: s3.get_bucket_lifecycle_configuration(Bucket=logs)["Rules"],
-            ("NoSuchBucket", "NoSuchLifecycleConfiguration", "404"),
-        )
-        wanted = [normalise(r) for r in declared.log_retention(self.settings)]
-        self.differs(f"s3://{logs}", "log retention", wanted, [normalise(r) for r in rules or []])
+
+    def declared_resources(self, _: Any) -> None:
+        """Every entry of the stage's resource table (chalicelib.stage.resources), each as its kind compares it."""
+        for resource in resources.stage_resources(self.settings, self.stage, account_id(self.c.sts)):
+            self.checked.append(resource.label)
+            self._checking(resource.label, functools.partial(self._compare, resource))
+
+    def _compare(self, resource: Resource) -> None:
+        for d in resource.compare(self.c):
+            self.differs(resource.label, d.property, d.expected, d.actual, d.fix)
 
     def roles(self, _: Any) -> None:
         """The Glue and pipeline roles: trust and inline policy."""
@@ -214,16 +187,6 @@ class DriftCheck:
                 continue
             self.differs(resource, "trust policy", trust, have_trust)
             self.differs(resource, "inline policy", policy, have_policy)
-
-    def queues(self, _: Any) -> None:
-        """The ingest queue, its dead-letter queue and the accepted queue exist."""
-        for queue in (self.stage.ingest_queue, self.stage.ingest_dlq, self.stage.accepted_queue):
-            self.checked.append(f"sqs {queue}")
-            url = self._read(
-                lambda q=queue: self.sqs.get_queue_url(QueueName=q)["QueueUrl"],
-                ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"),
-            )
-            self.differs(f"sqs {queue}", "exists", True, url is not None)
 
     def glue_jobs(self, _: Any) -> None:
         """Every Glue job exists as declared."""
@@ -266,67 +229,6 @@ class DriftCheck:
                 )
             )
 
-    def notification(self, _: Any) -> None:
-        """The lake bucket's notification of raw/ objects to the ingest queue."""
-        s3, name = self.c.s3, self.stage.bucket
-        resource = f"s3://{name} notification {declared.NOTIFICATION_ID}"
-        self.checked.append(resource)
-        url = self._read(
-            lambda: self.sqs.get_queue_url(QueueName=self.stage.ingest_queue)["QueueUrl"],
-            ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"),
-        )
-        if url is None:
-            self.differs(f"sqs {self.stage.ingest_queue}", "exists", True, False)
-            return
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        config = self._read(lambda: s3.get_bucket_notification_configuration(Bucket=name), ("404", "NoSuchBucket"))
-        ours = [q for q in (config or {}).get("QueueConfigurations", []) if q.get("Id") == declared.NOTIFICATION_ID]
-        wanted = {
-            "Id": declared.NOTIFICATION_ID,
-            "QueueArn": queue_arn,
-            "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": self.settings.zones.raw}]}},
-        }
-        self.differs(resource, "raw/ -> ingest queue", wanted, ours[0] if ours else None)
-
-    def ledger(self, _: Any) -> None:
-        """The ledger table: its indexes, billing mode, time to live and point-in-time recovery."""
-        ddb, name = self.c.dynamodb, self.stage.ledger_table
-        resource = f"dynamodb {name}"
-        self.checked.append(resource)
-        table = self._read(lambda: ddb.describe_table(TableName=name)["Table"], ("ResourceNotFoundException",))
-        if table is None:
-            self.differs(resource, "exists", True, False)
-            return
-        indexes = sorted(i["IndexName"] for i in table.get("GlobalSecondaryIndexes", []))
-        self.differs(resource, "indexes", sorted(i["IndexName"] for i in LEDGER_INDEXES), indexes)
-        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
-        self.differs(resource, "billing mode", LEDGER_TABLE_SPEC["BillingMode"], billing)
-        backups = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
-        pitr = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
-        self.differs(resource, "point-in-time recovery", "ENABLED", pitr)
-        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"].get("TimeToLiveStatus")
-        # The ledger keeps every file's history: a TTL would silently delete it.
-        self.differs(
-            resource,
-            "time to live",
-            "DISABLED",
-            ttl,
-            f"disable TTL: aws dynamodb update-time-to-live --table-name {name} "
-            "--time-to-live-specification Enabled=false,AttributeName=<its attribute>",
-        )
-
-    def topics(self, _: Any) -> None:
-        """The alerts and notifications topics exist."""
-        account = account_id(self.c.sts)
-        for topic in (self.stage.alerts_topic, self.stage.notifications_topic):
-            arn = self.stage.topic_arn(topic, account)
-            self.checked.append(f"sns {topic}")
-            there = self._read(
-                lambda arn=arn: self.c.sns.get_topic_attributes(TopicArn=arn), ("NotFound", "NotFoundException")
-            )
-            self.differs(f"sns {topic}", "exists", True, there is not None)
-
     def catalog(self, _: Any) -> None:
         """The Glue database, the crawlers and the declared tables."""
         glue, db = self.c.glue, self.stage.glue_database
@@ -366,22 +268,6 @@ class DriftCheck:
                 have.get("StorageDescriptor", {}).get("Location"),
                 fix,
             )
-
-    def workgroup(self, _: Any) -> None:
-        """The Athena workgroup's configuration."""
-        name = self.stage.athena_workgroup
-        resource = f"athena workgroup {name}"
-        self.checked.append(resource)
-        names = {w["Name"] for w in self.c.athena.list_work_groups()["WorkGroups"]}
-        if name not in names:
-            self.differs(resource, "exists", True, False)
-            return
-        have = self.c.athena.get_work_group(WorkGroup=name)["WorkGroup"].get("Configuration", {})
-        for key, value in declared.workgroup_configuration(self.settings, self.stage).items():
-            actual = have.get(key)
-            if isinstance(value, dict) and isinstance(actual, dict):
-                actual = {k: actual.get(k) for k in value}
-            self.differs(resource, key, value, actual)
 
     def state_machine(self, deployment: dict[str, Any] | None) -> None:
         """The state machine exists and is the definition the last deployment recorded."""

@@ -22,8 +22,10 @@ from chalicelib.names import (
     LAMBDA_FUNCTIONS,
     STATE_MACHINE,
     crawler_name,
+    dlq_alarm_name,
     job_name,
     process_job,
+    received_alarm_name,
     role_as_configured,
     run_job,
     spark_job,
@@ -316,6 +318,7 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
                     "iam:GetRolePolicy",
                     "sqs:GetQueueUrl",
                     "sqs:GetQueueAttributes",
+                    "cloudwatch:DescribeAlarms",  # the dead-letter queue's alarm (chalicelib/stage/resources.py)
                 ],
                 [
                     a.table,
@@ -330,6 +333,7 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
                     a.ingest_queue,
                     a.accepted_queue,
                     a.dlq,
+                    *(f"arn:aws:cloudwatch:{stage.region}:{account}:alarm:{n(stage)}" for n in ALARM_NAMES),
                 ],
             ),
             allow("ListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
@@ -371,11 +375,13 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
         "api_handler": [
             ledger_read,
             allow("ReadLatestReports", ["s3:GetObject"], [f"{a.lake}/{z.reports}{r}/latest.json" for r in REPORTS]),
+            allow("DeadLetterDepth", ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"], [a.dlq]),  # /status
         ],
     }
     return {f: _policy(base(f) + statements[f]) for f in LAMBDA_FUNCTIONS}
 
 
+ALARM_NAMES = (dlq_alarm_name, received_alarm_name)  # the stage's alarms (chalicelib/stage/resources.py)
 REPORTS = ("drift", "lifecycle")  # the reports whose latest document /status shows (chalicelib.api.status)
 
 
