@@ -395,13 +395,15 @@ def poll_forever(stop: threading.Event, region: str, workers: int = 2) -> None:
         url: str | None = None
         arn = ""
         while not stop.is_set():
-            try:  # the event source mapping polls with the function's role, and the function runs as it (AWS)
+            try:
+                if url is None:  # the mapping names its queue by ARN: the stage looks it up, not the function's role
+                    url = client("sqs").get_queue_url(QueueName=queue_name)["QueueUrl"]
+                    attributes = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                    arn = attributes["Attributes"]["QueueArn"]
+                # the event source mapping polls with the function's role (ReceiveMessage, DeleteMessage,
+                # GetQueueAttributes: Lambda developer guide, SQS event source), and the function runs as it
                 with acting_as(credentials_for("lambda:validate", stage)):
                     sqs = client("sqs")
-                    if url is None:
-                        url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-                        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-                        arn = attributes["Attributes"]["QueueArn"]
                     messages = sqs.receive_message(
                         QueueUrl=url, MaxNumberOfMessages=source.batch_size, WaitTimeSeconds=1, AttributeNames=["All"]
                     ).get("Messages", [])

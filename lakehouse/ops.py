@@ -101,16 +101,13 @@ def next_run(settings: Settings, stage: Stage, ledger: Any, now: datetime | None
         every = local.batcher_seconds if local is not None else every
         if every <= 0:
             return "", (
-                f"{files} for a pipeline run; this local stage runs no batcher "
-                f"({localstage.BATCHER_ENV}=0): {run_now}"
+                f"{files} for a pipeline run; this local stage runs no batcher ({localstage.BATCHER_ENV}=0): {run_now}"
             )
     by, why = BatchPolicy.of(settings).starts_by(waiting, now or datetime.now(UTC), every)
     active = ledger.active_run()
     after = f", after {active.name} (in flight) ends" if active is not None else ""
     when = f"{by:%H:%M:%S} UTC"
-    return when, (
-        f"{files} for a pipeline run: it starts by {when}{after} ({why}); {run_now}"
-    )
+    return when, (f"{files} for a pipeline run: it starts by {when}{after} ({why}); {run_now}")
 
 
 def raw_key(settings: Settings, dataset: str, path: Path, today: str | None = None) -> str:
