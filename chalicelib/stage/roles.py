@@ -22,10 +22,8 @@ from chalicelib.names import (
     LAMBDA_FUNCTIONS,
     STATE_MACHINE,
     crawler_name,
-    dlq_alarm_name,
     job_name,
     process_job,
-    received_alarm_name,
     role_as_configured,
     run_job,
     spark_job,
@@ -34,6 +32,7 @@ from chalicelib.names import (
     role_name as role_name,  # re-exported: which role a component runs as
 )
 from chalicelib.stage.declared import glue_jobs, role_arn
+from chalicelib.stage.resources import Alarm, LedgerTable, Queue, Topic, arns, named, stage_resources
 
 if TYPE_CHECKING:
     from types_boto3_iam import IAMClient
@@ -74,13 +73,16 @@ class _Arns:
         region, self.zones = stage.region, settings.zones
         at = f"{region}:{account}"
         self.lake = f"arn:aws:s3:::{stage.bucket}"
-        self.table = f"arn:aws:dynamodb:{at}:table/{stage.ledger_table}"
+        # the stage's resources by their entries in the one table of them (chalicelib/stage/resources.py)
+        table = stage_resources(settings, stage, account)
+        self.table = named(table, LedgerTable, stage.ledger_table).arn
         self.ledger = [self.table, f"{self.table}/index/*"]
-        self.alerts = stage.topic_arn(stage.alerts_topic, account)
-        self.notifications = stage.topic_arn(stage.notifications_topic, account)
-        self.ingest_queue = f"arn:aws:sqs:{at}:{stage.ingest_queue}"
-        self.accepted_queue = f"arn:aws:sqs:{at}:{stage.accepted_queue}"
-        self.dlq = f"arn:aws:sqs:{at}:{stage.ingest_dlq}"
+        self.alerts = named(table, Topic, stage.alerts_topic).arn
+        self.notifications = named(table, Topic, stage.notifications_topic).arn
+        self.ingest_queue = named(table, Queue, stage.ingest_queue).arn
+        self.accepted_queue = named(table, Queue, stage.accepted_queue).arn
+        self.dlq = named(table, Queue, stage.ingest_dlq).arn
+        self.alarms = arns(table, Alarm)
         self.machine = stage.state_machine_arn(account)
         self.executions = self.machine.replace(":stateMachine:", ":execution:") + ":*"
         self.glue = f"arn:aws:glue:{at}"
@@ -333,7 +335,7 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
                     a.ingest_queue,
                     a.accepted_queue,
                     a.dlq,
-                    *(f"arn:aws:cloudwatch:{stage.region}:{account}:alarm:{n(stage)}" for n in ALARM_NAMES),
+                    *a.alarms,
                 ],
             ),
             allow("ListWorkgroups", ["athena:ListWorkGroups"], "*"),  # no resource type
@@ -381,7 +383,6 @@ def lambda_policies(settings: Settings, stage: Stage, account: str, lifecycle: I
     return {f: _policy(base(f) + statements[f]) for f in LAMBDA_FUNCTIONS}
 
 
-ALARM_NAMES = (dlq_alarm_name, received_alarm_name)  # the stage's alarms (chalicelib/stage/resources.py)
 REPORTS = ("drift", "lifecycle")  # the reports whose latest document /status shows (chalicelib.api.status)
 
 
