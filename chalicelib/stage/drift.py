@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.aws import Clients, account_id, error_code
+from chalicelib.aws import Clients, account_id
 from chalicelib.config import Settings, Stage
 from chalicelib.lifecycle.rules import fingerprint
 from chalicelib.names import crawler_name
 from chalicelib.stage import declared, resources
 from chalicelib.stage.catalog import declared_tables
-from chalicelib.stage.resources import Resource
+from chalicelib.stage.resources import Resource, answer
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -135,15 +135,6 @@ class DriftCheck:
         if expected != actual:
             self.findings.append(Finding(resource, prop, expected, actual, fix or self.provision_fix))
 
-    def _read(self, call: Callable[..., Any], missing: tuple[str, ...]) -> Any:
-        """The API's answer, or None where the error says the thing is not there."""
-        try:
-            return call()
-        except Exception as exc:
-            if error_code(exc) in missing:
-                return None
-            raise
-
     def run(
         self, deployment: dict[str, Any] | None, now: datetime | None = None, lifecycle: bool = True
     ) -> DriftReport:
@@ -194,7 +185,7 @@ class DriftCheck:
         for name, glue_job in declared.glue_jobs(self.settings, self.stage).items():
             resource = f"glue job {name}"
             self.checked.append(resource)
-            job = self._read(lambda n=name: self.c.glue.get_job(JobName=n)["Job"], ("EntityNotFoundException",))
+            job = answer(lambda n=name: self.c.glue.get_job(JobName=n)["Job"], ("EntityNotFoundException",))
             if job is None:
                 self.differs(resource, "exists", True, False)
                 continue
@@ -233,14 +224,14 @@ class DriftCheck:
         """The Glue database, the crawlers and the declared tables."""
         glue, db = self.c.glue, self.stage.glue_database
         self.checked.append(f"glue database {db}")
-        if self._read(lambda: glue.get_database(Name=db), ("EntityNotFoundException",)) is None:
+        if answer(lambda: glue.get_database(Name=db), ("EntityNotFoundException",)) is None:
             self.differs(f"glue database {db}", "exists", True, False)
             return
         account = account_id(self.c.sts)
         for dataset in self.settings.datasets:
             name = crawler_name(self.stage, dataset)
             self.checked.append(f"glue crawler {name}")
-            crawler = self._read(lambda name=name: glue.get_crawler(Name=name)["Crawler"], ("EntityNotFoundException",))
+            crawler = answer(lambda name=name: glue.get_crawler(Name=name)["Crawler"], ("EntityNotFoundException",))
             if crawler is None:
                 self.differs(f"glue crawler {name}", "exists", True, False)
                 continue
@@ -251,7 +242,7 @@ class DriftCheck:
         for table in declared_tables(self.settings, self.stage, self.c.s3):
             resource = f"glue table {db}.{table['Name']}"
             self.checked.append(resource)
-            have = self._read(
+            have = answer(
                 lambda t=table: glue.get_table(DatabaseName=db, Name=t["Name"])["Table"], ("EntityNotFoundException",)
             )
             fix = "runs again with the next pipeline run (RefreshTables), or lakehouse run"
@@ -275,7 +266,7 @@ class DriftCheck:
         resource = f"state machine {self.stage.state_machine}"
         self.checked.append(resource)
         sfn = self.c.stepfunctions
-        live = self._read(lambda: sfn.describe_state_machine(stateMachineArn=arn), ("StateMachineDoesNotExist",))
+        live = answer(lambda: sfn.describe_state_machine(stateMachineArn=arn), ("StateMachineDoesNotExist",))
         if live is None:
             self.differs(resource, "exists", True, False)
             return

@@ -41,7 +41,7 @@ class Difference:
     fix: str | None = None
 
 
-def _read(call: Callable[[], Any], missing: tuple[str, ...]) -> Any:
+def answer(call: Callable[..., Any], missing: tuple[str, ...]) -> Any:
     """The API's answer, or None where the error says the thing is not there."""
     try:
         return call()
@@ -94,7 +94,7 @@ class Topic(Resource):
 
     def exists(self, c: Clients) -> bool:
         return (
-            _read(lambda: c.sns.get_topic_attributes(TopicArn=self.arn), ("NotFound", "NotFoundException")) is not None
+            answer(lambda: c.sns.get_topic_attributes(TopicArn=self.arn), ("NotFound", "NotFoundException")) is not None
         )
 
     def delete(self, c: Clients) -> None:
@@ -123,7 +123,7 @@ class Queue(Resource):
 
     def url(self, c: Clients) -> str | None:
         """The queue's URL, or None if there is no such queue."""
-        url: str | None = _read(lambda: c.sqs.get_queue_url(QueueName=self.name)["QueueUrl"], _QUEUE_MISSING)
+        url: str | None = answer(lambda: c.sqs.get_queue_url(QueueName=self.name)["QueueUrl"], _QUEUE_MISSING)
         return url
 
     def exists(self, c: Clients) -> bool:
@@ -187,7 +187,7 @@ class LedgerTable(Resource):
 
     def exists(self, c: Clients) -> bool:
         missing = ("ResourceNotFoundException",)
-        return _read(lambda: c.dynamodb.describe_table(TableName=self.name), missing) is not None
+        return answer(lambda: c.dynamodb.describe_table(TableName=self.name), missing) is not None
 
     def differences(self, c: Clients) -> list[Difference]:
         ddb, name = c.dynamodb, self.name
@@ -240,7 +240,7 @@ class Bucket(Resource):
         return f"s3://{self.name}"
 
     def exists(self, c: Clients) -> bool:
-        return _read(lambda: c.s3.head_bucket(Bucket=self.name), _BUCKET_MISSING) is not None
+        return answer(lambda: c.s3.head_bucket(Bucket=self.name), _BUCKET_MISSING) is not None
 
     def differences(self, c: Clients) -> list[Difference]:
         s3, name = c.s3, self.name
@@ -250,24 +250,24 @@ class Bucket(Resource):
             want["versioning"], have["versioning"] = "Enabled", s3.get_bucket_versioning(Bucket=name).get("Status")
             have["versioning"] = have["versioning"] or "Disabled"
         want["encryption"] = self.encryption
-        have["encryption"] = _read(
+        have["encryption"] = answer(
             lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"],
             ("ServerSideEncryptionConfigurationNotFoundError",),
         )
         want["public access block"] = self.public_access_block
-        have["public access block"] = _read(
+        have["public access block"] = answer(
             lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"],
             ("NoSuchPublicAccessBlockConfiguration",),
         )
         if self.tls_statement is not None:
-            policy = _read(lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",))
+            policy = answer(lambda: json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), ("NoSuchBucketPolicy",))
             statements = (policy or {}).get("Statement", [])
             want["TLS-only policy"] = self.tls_statement
             have["TLS-only policy"] = next(
                 (st for st in statements if st.get("Sid") == self.tls_statement["Sid"]), None
             )
         if self.tags is not None:
-            tags = _read(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
+            tags = answer(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], ("NoSuchTagSet",)) or []
             want["tags"] = dict(self.tags)
             have["tags"] = {t["Key"]: t["Value"] for t in tags if t["Key"] in self.tags}
         if self.logging is not None:
@@ -276,7 +276,7 @@ class Bucket(Resource):
                 k: v for k, v in s3.get_bucket_logging(Bucket=name).items() if k == "LoggingEnabled"
             }
         if self.retention is not None:
-            rules = _read(
+            rules = answer(
                 lambda: s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"],
                 ("NoSuchLifecycleConfiguration",),
             )
@@ -341,7 +341,7 @@ class BucketNotification(Resource):
 
     def live(self, c: Clients) -> dict[str, Any] | None:
         """Our queue configuration as S3 tells it, or None."""
-        document = _read(
+        document = answer(
             lambda: c.s3.get_bucket_notification_configuration(Bucket=self.bucket), ("404", "NoSuchBucket")
         )
         ours = [q for q in (document or {}).get("QueueConfigurations", []) if q.get("Id") == self.name]
