@@ -212,6 +212,8 @@ def test_cost_prints_the_estimate_and_its_what_ifs():
         r"┃ dataset batch\s+┃ picked ┃ single node\s+┃ USD a batch ┃ Spark\s+┃ USD a batch ┃", result.output
     )
     assert "no price table" not in result.output
+    # a config section's name is printed as written, not read as rich markup
+    assert "each time [schedules] housekeeping fires" in " ".join(result.output.split())
     bad = CliRunner().invoke(main, ["cost", "--set", "glue_dpus=-1"])
     assert bad.exit_code == 2 and "glue_dpus: must be between 0 and 1000" in bad.output
 

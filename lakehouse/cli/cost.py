@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from rich.table import Column, Table
+from rich.text import Text
 
 from lakehouse.ops import local_lake_rules, project_settings
 from lakehouse.output import console, out, print_what_if
@@ -40,7 +41,7 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
         if line["monthly"] or line["quantity"]:
             table.add_row(
                 line["service"],
-                line["item"],
+                Text(line["item"]),  # not rich markup: items name config sections (`[schedules] housekeeping`)
                 f"{line['quantity']:,.2f}",
                 line["unit"],
                 f"{line['unit_price']:g}" + (f" per {line['per']:,.0f}" if line["per"] != 1 else ""),
@@ -52,7 +53,7 @@ def cost(scenario: str | None, values: tuple[str, ...], as_json: bool) -> None:
     out.print(f"total: {estimate['monthly_total']:,.2f} {estimate['currency']} a month", highlight=False)
     out.print(f"prices: {estimate['price_source']}", highlight=False)
     for assumption in estimate["assumptions"]:
-        out.print(f"  - {assumption}", highlight=False)
+        out.print(f"  - {assumption}", highlight=False, markup=False)
     print_what_if(estimate)
     print_engines(estimate["engines"], estimate["currency"])
 
@@ -82,4 +83,4 @@ def print_engines(engines: dict[str, Any], currency: str) -> None:
         table.add_row(f"{cells[0]:g} GiB", *cells[1:])
     out.print(table)
     for assumption in engines["assumptions"]:
-        out.print(f"  - {assumption}", highlight=False)
+        out.print(f"  - {assumption}", highlight=False, markup=False)
