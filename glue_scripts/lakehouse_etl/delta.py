@@ -8,6 +8,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -52,6 +53,28 @@ def open_table(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
         return None
     except DeltaError as exc:
         raise TableError(f"{uri}: its Delta log cannot be read: {exc}") from exc
+
+
+def exists(uri: str, storage_options: dict[str, str]) -> bool:
+    """Whether a Delta table is at `uri`: its log holds an entry. One listing (s3:ListBucket) and no read, as a catalog
+    lookup is on AWS: a reader the table's files are closed to (the quality_check Lambda and curated/) still knows
+    the table is there, where opening it would be AccessDenied."""
+    if not uri.startswith("s3://"):
+        log = Path(uri.removeprefix("file://")) / "_delta_log"
+        return log.is_dir() and any(log.iterdir())
+    import boto3
+
+    o = {k.upper(): v for k, v in storage_options.items()}
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=o.get("AWS_ENDPOINT_URL"),
+        region_name=o.get("AWS_REGION"),
+        aws_access_key_id=o.get("AWS_ACCESS_KEY_ID"),  # none given: the default chain, as on Glue
+        aws_secret_access_key=o.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=o.get("AWS_SESSION_TOKEN"),
+    )
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bool(s3.list_objects_v2(Bucket=bucket, Prefix=f"{key.rstrip('/')}/_delta_log/", MaxKeys=1).get("KeyCount"))
 
 
 def ensure_table(uri: str, schema: pa.Schema, partition_by: list[str], storage_options: dict[str, str]) -> Any:

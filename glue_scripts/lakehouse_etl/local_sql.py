@@ -219,7 +219,8 @@ class DuckDBEngine:
         self._lock = threading.Lock()  # one statement at a time on the session
 
     def tables(self) -> set[str]:
-        return {sql_name(n) for n, uri in tables(self.lake).items() if delta.open_table(uri, self.lake.storage_options)}
+        """The lake's tables that exist (what the Glue catalog lists on AWS): a listing each, no read."""
+        return {sql_name(n) for n, uri in tables(self.lake).items() if delta.exists(uri, self.lake.storage_options)}
 
     def run(self, sql: str, timeout: float = 300.0) -> QueryResult:
         """Run one read-only statement, cut short after `timeout` seconds as Athena's poller would (the local stage
