@@ -162,7 +162,7 @@ def test_the_deployer_policy_allows_every_call_the_migration_doctor_and_the_cost
 
     from conftest import ROOT
     from test_deploy import _iam_action, statements
-    from test_ledger_migration import OLD_ATTRIBUTES, OLD_INDEXES
+    from test_ledger_migration import create_old_table
 
     from chalicelib.ledger import DynamoDBLedger, FileRecord
     from chalicelib.ledger.migration import migrate
@@ -178,13 +178,7 @@ def test_the_deployer_policy_allows_every_call_the_migration_doctor_and_the_cost
             "before-parameter-build", lambda model, event_name, **_: calls.add((event_name.split(".")[1], model.name))
         )
     ddb = clients.dynamodb
-    ddb.create_table(
-        TableName=stage.ledger_table,
-        AttributeDefinitions=OLD_ATTRIBUTES,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=OLD_INDEXES,
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_old_table(ddb, stage)
     DynamoDBLedger(ddb, stage.ledger_table).claim(
         FileRecord("b/raw/orders/a.csv#v", "b", "raw/orders/a.csv", "v", "orders")
     )

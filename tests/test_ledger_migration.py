@@ -44,12 +44,8 @@ def rec(i):
     return FileRecord(file_id=f"lake/{key}#v1", bucket="lake", key=key, version_id="v1", dataset="orders")
 
 
-@pytest.fixture
-def old_table(aws_env, stage):
-    """A ledger table of the old layout holding 30 files, a run and a quality result, none with a time_key."""
-    import boto3
-
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
+def create_old_table(ddb, stage) -> None:
+    """The ledger table as a release before the time index was re-keyed made it."""
     ddb.create_table(
         TableName=stage.ledger_table,
         AttributeDefinitions=OLD_ATTRIBUTES,
@@ -57,6 +53,15 @@ def old_table(aws_env, stage):
         GlobalSecondaryIndexes=OLD_INDEXES,
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+@pytest.fixture
+def old_table(aws_env, stage):
+    """A ledger table of the old layout holding 30 files, a run and a quality result, none with a time_key."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    create_old_table(ddb, stage)
     ledger = DynamoDBLedger(ddb, stage.ledger_table)
     start = datetime.now(UTC) - timedelta(days=1)
     for i in range(30):
