@@ -594,3 +594,30 @@ def test_the_deployer_policy_in_the_repository_allows_every_call_deploy_drift_an
     needed = {_iam_action(s, o) for s, o in calls} - {"sts:GetCallerIdentity"}  # needs no permission
     assert len(needed) > 50
     assert sorted(a for a in needed if not any(fnmatch.fnmatch(a, p) for p in allowed)) == []
+
+
+@pytest.mark.parametrize(
+    "endpoint, replaced", [("http://127.0.0.1:4566", True), ("https://glue.us-east-1.amazonaws.com", False)]
+)
+def test_a_changed_glue_job_is_replaced_only_where_the_local_stage_lacks_update_job(endpoint, replaced):
+    """moto has no Glue UpdateJob or UpdateCrawler (a 500): a local stage made by an earlier release could not take a
+    changed job, so it is deleted and created again there; on AWS a 500 is reported, never a reason to delete."""
+    from types import SimpleNamespace
+
+    from botocore.exceptions import ClientError
+
+    from deploy.provision import _update_or_replace
+
+    calls = []
+
+    def update():
+        raise ClientError({"Error": {"Code": "500", "Message": "Internal Server Error"}}, "UpdateJob")
+
+    glue = SimpleNamespace(meta=SimpleNamespace(endpoint_url=endpoint))
+    if replaced:
+        _update_or_replace(glue, update, lambda: calls.append("replaced"))
+        assert calls == ["replaced"]
+    else:
+        with pytest.raises(ClientError):
+            _update_or_replace(glue, update, lambda: calls.append("replaced"))
+        assert calls == []
